@@ -1,0 +1,71 @@
+"""Block geometry: splitting images into M×M blocks and merging them back (DESIGN §2).
+
+Blocks are numbered row-major; a block flattened is L = M·M·C values in (row, column, channel) order.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Tuple
+
+import numpy as np
+
+from .errors import PatchcryptError
+
+
+def check_geometry(height: int, width: int, block_size: int) -> None:
+    """Raise a clear error unless ``block_size`` divides both image sides."""
+    if block_size < 1:
+        raise PatchcryptError(f"block size must be positive, got {block_size}")
+    if height % block_size or width % block_size:
+        raise PatchcryptError(
+            f"image size {height}x{width} is not a multiple of the block size {block_size} "
+            "(use --pad or --resize)"
+        )
+
+
+@lru_cache(maxsize=64)
+def _layout(height: int, width: int, channels: int, block_size: int) -> np.ndarray:
+    m = block_size
+    idx = np.arange(height * width * channels, dtype=np.int64).reshape(height, width, channels)
+    blocks = idx.reshape(height // m, m, width // m, m, channels).transpose(0, 2, 1, 3, 4)
+    out = np.ascontiguousarray(blocks.reshape(-1, m * m * channels))
+    out.setflags(write=False)
+    return out
+
+
+def block_layout(height: int, width: int, channels: int, block_size: int) -> np.ndarray:
+    """Index map of shape (n, L): entry [b, l] is the flat (H, W, C)-order index of value l of block b.
+
+    Shape:
+        returns (n, L) with n = (H/M)·(W/M), L = M·M·C; int64, read-only.
+    """
+    check_geometry(height, width, block_size)
+    return _layout(height, width, channels, block_size)
+
+
+def split_blocks(images: np.ndarray, block_size: int) -> np.ndarray:
+    """(N, H, W, C) → (N, n, M, M, C) view-free copy of the blocks, row-major block order."""
+    n_img, h, w, c = images.shape
+    m = block_size
+    check_geometry(h, w, m)
+    x = images.reshape(n_img, h // m, m, w // m, m, c).transpose(0, 1, 3, 2, 4, 5)
+    return np.ascontiguousarray(x.reshape(n_img, (h // m) * (w // m), m, m, c))
+
+
+def merge_blocks(blocks: np.ndarray, height: int, width: int) -> np.ndarray:
+    """Inverse of :func:`split_blocks`: (N, n, M, M, C) → (N, H, W, C)."""
+    n_img, n, m, _, c = blocks.shape
+    if n != (height // m) * (width // m):
+        raise PatchcryptError(f"{n} blocks of {m}x{m} do not tile a {height}x{width} image")
+    x = blocks.reshape(n_img, height // m, width // m, m, m, c).transpose(0, 1, 3, 2, 4, 5)
+    return np.ascontiguousarray(x.reshape(n_img, height, width, c))
+
+
+def pad_to_multiple(images: np.ndarray, block_size: int) -> Tuple[np.ndarray, Tuple[int, int]]:
+    """Edge-replicate (N, H, W, C) images up to multiples of ``block_size``; returns (padded, (H, W))."""
+    _, h, w, _ = images.shape
+    ph, pw = (-h) % block_size, (-w) % block_size
+    if ph == 0 and pw == 0:
+        return images, (h, w)
+    return np.pad(images, ((0, 0), (0, ph), (0, pw), (0, 0)), mode="edge"), (h, w)

@@ -1,0 +1,64 @@
+"""Command-line interface: ``patchcrypt <command>``.
+
+Each command group lives in its own module under ``patchcrypt.cli`` and registers itself on
+:data:`patchcrypt.cli.app.app` when imported. :func:`main` turns every user error into one line on
+stderr and a non-zero exit code, never a traceback.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+import warnings
+
+from ..errors import PatchcryptError
+from .app import app
+
+# Command modules, in help order. A module not present in this installation is skipped.
+_COMMAND_MODULES = (
+    "keys", "files", "info", "demo", "train", "evaluate", "keyed", "attack", "serve", "report",
+)
+
+
+def _load_commands() -> None:
+    for name in _COMMAND_MODULES:
+        full = f"{__name__}.{name}"
+        try:
+            importlib.import_module(full)
+        except ModuleNotFoundError as exc:
+            if exc.name != full:
+                raise
+
+
+def _warning_line(message, category, filename, lineno, file=None, line=None):
+    print(f"warning: {message}", file=sys.stderr if file is None else file)
+
+
+def main(argv=None) -> int:
+    """Entry point of the ``patchcrypt`` console script."""
+    warnings.showwarning = _warning_line
+    _load_commands()
+    try:
+        app(args=argv, standalone_mode=False)
+    except PatchcryptError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("error: interrupted", file=sys.stderr)
+        return 130
+    except SystemExit as exc:  # typer/click exits (usage errors already printed)
+        return exc.code if isinstance(exc.code, int) else 1
+    except Exception as exc:  # usage errors and anything unexpected: one line, no traceback
+        if hasattr(exc, "show") and hasattr(exc, "exit_code"):  # typer/click usage errors
+            exc.show()
+            return int(exc.exit_code)
+        if type(exc).__name__ == "Abort":
+            print("error: aborted", file=sys.stderr)
+            return 1
+        print(f"error: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,226 @@
+"""Secret keys, key files and deterministic key derivation (DESIGN §5).
+
+A key is 32 random bytes. All key material (permutations, masks, per-block states) is drawn from
+SHAKE-256 streams, each bound to a label (scheme, step, block size, image shape) and an optional
+per-image nonce, so that changing any label element gives independent material and the effective key
+space is the full 256-bit key. No global random state is used anywhere.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import os
+import secrets
+import stat
+import struct
+import warnings
+from pathlib import Path
+from typing import Iterable, Union
+
+import numpy as np
+
+from .errors import PatchcryptError
+
+KEY_BYTES = 32
+KEY_FORMAT = "patchcrypt-key"
+KEY_VERSION = 1
+_DOMAIN = b"patchcrypt/v1"
+_FP_DOMAIN = b"patchcrypt/v1/fingerprint"
+
+LabelPart = Union[str, int, bytes]
+
+
+def _encode_part(part: LabelPart) -> bytes:
+    if isinstance(part, bytes):
+        data = b"b" + part
+    elif isinstance(part, (bool, np.bool_)):
+        raise TypeError("label parts must be str, int or bytes")
+    elif isinstance(part, (int, np.integer)):
+        data = b"i" + str(int(part)).encode()
+    elif isinstance(part, str):
+        data = b"s" + part.encode("utf-8")
+    else:
+        raise TypeError(f"label parts must be str, int or bytes, got {type(part).__name__}")
+    return struct.pack(">I", len(data)) + data
+
+
+def encode_label(parts: Iterable[LabelPart]) -> bytes:
+    """Length-prefixed, typed encoding of a label; injective, so distinct labels never collide."""
+    parts = list(parts)
+    return struct.pack(">I", len(parts)) + b"".join(_encode_part(p) for p in parts)
+
+
+class KeyStream:
+    """A deterministic stream of key material: SHAKE-256 over domain ‖ label ‖ nonce ‖ key.
+
+    Draws are consumed in order, so a step that draws the same things in the same order from the same
+    label always gets the same material.
+    """
+
+    _CHUNK = 1 << 16
+
+    def __init__(self, key_bytes: bytes, label: Iterable[LabelPart], nonce: bytes = b""):
+        h = hashlib.shake_256()
+        h.update(_DOMAIN)
+        h.update(encode_label(label))
+        h.update(struct.pack(">I", len(nonce)) + nonce)
+        h.update(key_bytes)
+        self._shake = h
+        self._buf = b""
+        self._pos = 0  # bytes consumed from the start of the stream
+        self._produced = 0
+
+    def read(self, n: int) -> bytes:
+        """The next ``n`` bytes of the stream."""
+        end = self._pos + n
+        if end > self._produced:
+            # SHAKE is an XOF: digest(k) is a prefix of digest(k') for k < k', so extend and slice.
+            want = max(end, self._produced * 2, self._CHUNK)
+            self._buf = self._shake.digest(want)
+            self._produced = want
+        out = self._buf[self._pos:end]
+        self._pos = end
+        return out
+
+    def words(self, n: int) -> np.ndarray:
+        """``n`` uniform 64-bit unsigned integers."""
+        return np.frombuffer(self.read(8 * n), dtype=">u8").astype(np.uint64)
+
+    def permutation(self, n: int) -> np.ndarray:
+        """A uniformly random permutation of ``range(n)`` (argsort of 64-bit words, ties by index)."""
+        return np.argsort(self.words(n), kind="stable").astype(np.int64)
+
+    def integers(self, m: int, size: int) -> np.ndarray:
+        """``size`` uniform integers in ``[0, m)`` by rejection sampling on 64-bit words (no modulo bias)."""
+        if m <= 0:
+            raise ValueError("m must be positive")
+        if m == 1:
+            return np.zeros(size, dtype=np.int64)
+        limit = (1 << 64) - ((1 << 64) % m)  # accept words below the largest multiple of m
+        out = np.empty(0, dtype=np.uint64)
+        while out.size < size:
+            w = self.words(max(size - out.size, 1) + 8)
+            out = np.concatenate([out, w[w < np.uint64(limit)] if limit < (1 << 64) else w])
+        return (out[:size] % np.uint64(m)).astype(np.int64)
+
+    def bits(self, size: int) -> np.ndarray:
+        """``size`` uniform bits as a bool array."""
+        raw = np.frombuffer(self.read((size + 7) // 8), dtype=np.uint8)
+        return np.unpackbits(raw)[:size].astype(bool)
+
+
+class Key:
+    """A 256-bit secret key. Its repr never shows the key, only the fingerprint."""
+
+    __slots__ = ("_bytes",)
+
+    def __init__(self, key_bytes: bytes):
+        if not isinstance(key_bytes, (bytes, bytearray)) or len(key_bytes) != KEY_BYTES:
+            raise PatchcryptError(f"a key must be exactly {KEY_BYTES} bytes")
+        self._bytes = bytes(key_bytes)
+
+    # -- construction ---------------------------------------------------------------------------
+    @classmethod
+    def generate(cls) -> "Key":
+        """A fresh key from the operating system's CSPRNG."""
+        return cls(secrets.token_bytes(KEY_BYTES))
+
+    @classmethod
+    def from_bytes(cls, key_bytes: bytes) -> "Key":
+        return cls(key_bytes)
+
+    @classmethod
+    def load(cls, path: Union[str, os.PathLike]) -> "Key":
+        """Read a key file; warns when it is readable by group or others."""
+        path = Path(path)
+        try:
+            mode = path.stat().st_mode
+            text = path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            raise PatchcryptError(f"key file not found: {path}") from None
+        except IsADirectoryError:
+            raise PatchcryptError(f"key file is a directory: {path}") from None
+        except (OSError, UnicodeDecodeError) as exc:
+            raise PatchcryptError(f"cannot read key file {path}: {exc}") from None
+        if mode & (stat.S_IRWXG | stat.S_IRWXO):
+            warnings.warn(
+                f"key file {path} is accessible by group/others (mode {stat.S_IMODE(mode):o}); "
+                "run: chmod 600 " + str(path),
+                stacklevel=2,
+            )
+        try:
+            doc = json.loads(text)
+            if not isinstance(doc, dict) or doc.get("format") != KEY_FORMAT:
+                raise ValueError("not a patchcrypt key file")
+            if doc.get("version") != KEY_VERSION:
+                raise ValueError(f"unsupported key file version {doc.get('version')!r}")
+            raw = base64.b64decode(doc["key"], validate=True)
+        except (ValueError, KeyError, TypeError) as exc:
+            raise PatchcryptError(f"malformed key file {path}: {exc}") from None
+        if len(raw) != KEY_BYTES:
+            raise PatchcryptError(f"malformed key file {path}: key is {len(raw)} bytes, expected {KEY_BYTES}")
+        key = cls(raw)
+        fp = doc.get("fingerprint")
+        if fp is not None and fp != key.fingerprint:
+            raise PatchcryptError(f"malformed key file {path}: fingerprint does not match the key")
+        return key
+
+    def save(self, path: Union[str, os.PathLike], force: bool = False) -> Path:
+        """Write the key file with mode 0600 (atomically; refuses to overwrite unless ``force``)."""
+        path = Path(path)
+        if path.exists() and not force:
+            raise PatchcryptError(f"{path} already exists (use --force to overwrite)")
+        if not path.parent.exists():
+            raise PatchcryptError(f"directory does not exist: {path.parent}")
+        doc = {
+            "format": KEY_FORMAT,
+            "version": KEY_VERSION,
+            "key": base64.b64encode(self._bytes).decode("ascii"),
+            "fingerprint": self.fingerprint,
+        }
+        tmp = path.with_name(f".{path.name}.tmp-{secrets.token_hex(4)}")
+        try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w", encoding="utf-8") as fh:
+                json.dump(doc, fh)
+                fh.write("\n")
+            os.chmod(tmp, 0o600)
+            os.replace(tmp, path)
+        except OSError as exc:
+            tmp.unlink(missing_ok=True)
+            raise PatchcryptError(f"cannot write key file {path}: {exc.strerror or exc}") from None
+        return path
+
+    # -- use --------------------------------------------------------------------------------------
+    @property
+    def fingerprint(self) -> str:
+        """First 16 hex digits of SHA-256("patchcrypt/v1/fingerprint" ‖ key); safe to show and store."""
+        return hashlib.sha256(_FP_DOMAIN + self._bytes).hexdigest()[:16]
+
+    def stream(self, label: Iterable[LabelPart], nonce: bytes = b"") -> KeyStream:
+        """The key stream for ``label`` (and per-image ``nonce``)."""
+        return KeyStream(self._bytes, label, nonce)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Key) and secrets.compare_digest(self._bytes, other._bytes)
+
+    def __hash__(self) -> int:
+        return hash(self.fingerprint)
+
+    def __repr__(self) -> str:
+        return f"Key(fingerprint={self.fingerprint})"
+
+    __str__ = __repr__
+
+    # Pickling is needed so ciphers can go to DataLoader workers; the bytes travel in process memory only.
+    def __getstate__(self):
+        return self._bytes
+
+    def __setstate__(self, state):
+        object.__setattr__(self, "_bytes", state)
+
+
+def load_key(path: Union[str, os.PathLike, None]) -> "Key | None":
+    return None if path is None else Key.load(path)
