@@ -92,6 +92,11 @@ class KeyStream:
         """A uniformly random permutation of ``range(n)`` (argsort of 64-bit words, ties by index)."""
         return np.argsort(self.words(n), kind="stable").astype(np.int64)
 
+    def permutations(self, count: int, n: int) -> np.ndarray:
+        """``count`` independent permutations of ``range(n)``, shape (count, n)."""
+        w = self.words(count * n).reshape(count, n)
+        return np.argsort(w, axis=1, kind="stable").astype(np.int64)
+
     def integers(self, m: int, size: int) -> np.ndarray:
         """``size`` uniform integers in ``[0, m)`` by rejection sampling on 64-bit words (no modulo bias)."""
         if m <= 0:

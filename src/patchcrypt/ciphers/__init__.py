@@ -1,0 +1,8 @@
+"""Block-wise image ciphers (DESIGN §3–§4): every scheme compiles to one gather plus one XOR mask."""
+
+from .base import Cipher, SchemeSpec, StepSpec
+from .etc_gray import EtcGrayCipher
+from .registry import SCHEMES, create_cipher, get_scheme, list_ciphers, register_scheme
+
+__all__ = ["Cipher", "EtcGrayCipher", "SchemeSpec", "StepSpec", "SCHEMES", "create_cipher", "get_scheme",
+           "list_ciphers", "register_scheme"]

@@ -1,0 +1,270 @@
+"""The cipher object: key material compiled per image shape, applied to numpy or torch batches."""
+
+from __future__ import annotations
+
+import secrets
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from typing import Any, Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+
+from ..blocks import block_layout, check_geometry
+from ..errors import PatchcryptError
+from ..keys import Key
+from .program import Map, Program
+from .steps import STEP_FUNCTIONS, Geometry, key_space_log10
+
+NONCE_BYTES = 16
+
+
+@dataclass(frozen=True)
+class StepSpec:
+    """One step of a scheme: its symbol and whether its key is shared by all blocks."""
+
+    symbol: str
+    shared: bool = False
+
+    @property
+    def label(self) -> str:
+        return f"{self.symbol}{'-shared' if self.shared else ''}"
+
+
+@dataclass(frozen=True)
+class SchemeSpec:
+    """What a scheme is: steps, the unit they act on, and what inputs it accepts."""
+
+    name: str
+    steps: Tuple[StepSpec, ...]
+    summary: str
+    unit: str = "byte"  # "nibble" for LE/ELE
+    channels: Tuple[int, ...] = (1, 3)
+    block_sizes: Optional[Tuple[int, ...]] = None  # None: any
+    pixel_based: bool = False  # block size 1 whatever the user asks (PE)
+    origin: str = ""
+    options: Dict[str, Any] = field(default_factory=dict)
+
+
+def _is_torch(x) -> bool:
+    return type(x).__module__.startswith("torch")
+
+
+class Cipher:
+    """A block-wise cipher under one key.
+
+    Args:
+        spec: the scheme.
+        key: the secret key.
+        block_size: M; images must be multiples of M (or use ``pad``).
+        per_image: mix a per-image nonce into the key derivation (every image its own key).
+        pad: edge-replicate images up to multiples of M; ``decrypt(..., crop=(H, W))`` crops back.
+
+    ``encrypt``/``decrypt`` take uint8 numpy (N, H, W, C) / (H, W, C) / (H, W) or torch (N, C, H, W) /
+    (C, H, W) and return the same type, layout and device.
+    """
+
+    _CACHE = 32
+
+    def __init__(self, spec: SchemeSpec, key: Key, block_size: int, per_image: bool = False,
+                 pad: bool = False):
+        if not isinstance(key, Key):
+            raise PatchcryptError("a cipher needs a patchcrypt Key")
+        if not isinstance(block_size, (int, np.integer)) or block_size < 1:
+            raise PatchcryptError(f"block size must be a positive integer, got {block_size!r}")
+        if spec.block_sizes is not None and block_size not in spec.block_sizes:
+            allowed = ", ".join(map(str, spec.block_sizes))
+            raise PatchcryptError(f"scheme '{spec.name}' takes block size {allowed}, not {block_size}")
+        self.spec = spec
+        self.key = key
+        self.block_size = int(block_size)
+        self.per_image = bool(per_image)
+        self.pad = bool(pad)
+        self._programs: "OrderedDict[tuple, Program]" = OrderedDict()
+
+    # -- description ---------------------------------------------------------------------------------
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    @property
+    def steps(self) -> Tuple[str, ...]:
+        return tuple(s.label for s in self.spec.steps)
+
+    @property
+    def fingerprint(self) -> str:
+        return self.key.fingerprint
+
+    def __repr__(self) -> str:
+        return (f"Cipher({self.name!r}, block_size={self.block_size}, per_image={self.per_image}, "
+                f"key={self.fingerprint})")
+
+    def describe(self) -> Dict[str, Any]:
+        """Metadata safe to store beside encrypted data (no key material)."""
+        return {"scheme": self.name, "block_size": self.block_size, "steps": list(self.steps),
+                "per_image": self.per_image, "pad": self.pad, "key_fingerprint": self.fingerprint}
+
+    def _block(self) -> int:
+        return 1 if self.spec.pixel_based else self.block_size
+
+    def _pad_unit(self) -> int:
+        return self._block()
+
+    def key_space_log10(self, height: int, width: int, channels: int = 3) -> float:
+        """log10 of the number of distinct keys of the scheme itself for this geometry."""
+        geo = self._geometry(height, width, channels)
+        return sum(key_space_log10(s.symbol, geo, s.shared) for s in self.spec.steps)
+
+    def encrypted_shape(self, height: int, width: int, channels: int) -> Tuple[int, int, int]:
+        return (height, width, channels)
+
+    # -- compilation ---------------------------------------------------------------------------------
+    def _geometry(self, height: int, width: int, channels: int) -> Geometry:
+        m = self._block()
+        check_geometry(height, width, m)
+        return Geometry((height // m) * (width // m), m, channels)
+
+    def _label(self, symbol: str, shape: Tuple[int, int, int]) -> tuple:
+        return ("scheme", self.name, "step", symbol, "block", self._block(), "shape", *shape)
+
+    def _compile_map(self, shape: Tuple[int, int, int], nonce: bytes) -> Map:
+        h, w, c = shape
+        geo = self._geometry(h, w, c)
+        total = Map.identity(geo.n * geo.L * (2 if self.spec.unit == "nibble" else 1))
+        for step in self.spec.steps:
+            stream = self.key.stream(self._label(step.symbol, shape), nonce)
+            fn = STEP_FUNCTIONS[step.symbol]
+            step_map = fn(stream, geo, shared=step.shared) if "shared" in fn.__code__.co_varnames else fn(stream, geo)
+            if self.spec.unit == "nibble" and step.symbol != "LE":
+                step_map = step_map.lift_to_nibbles()
+            total = total.then(step_map)
+        positions = block_layout(h, w, c, geo.m)
+        if self.spec.unit == "nibble":
+            positions = np.stack((2 * positions, 2 * positions + 1), axis=-1)
+        return total.relabel(positions)
+
+    def program(self, shape: Tuple[int, int, int], nonce: bytes = b"") -> Program:
+        """The compiled map for plain images of ``shape`` = (H, W, C) (cached)."""
+        shape = tuple(int(v) for v in shape)
+        if shape[2] not in self.spec.channels:
+            want = " or ".join(map(str, self.spec.channels))
+            raise PatchcryptError(f"scheme '{self.name}' needs images with {want} channel(s), got {shape[2]}")
+        k = (shape, nonce)
+        prog = self._programs.get(k)
+        if prog is None:
+            prog = Program(self._compile_map(shape, nonce), self.spec.unit, shape)
+            self._programs[k] = prog
+            if len(self._programs) > self._CACHE:
+                self._programs.popitem(last=False)
+        else:
+            self._programs.move_to_end(k)
+        return prog
+
+    # -- nonces ----------------------------------------------------------------------------------------
+    @staticmethod
+    def new_nonces(count: int) -> List[bytes]:
+        """Fresh random per-image nonces (public; stored beside the images)."""
+        return [secrets.token_bytes(NONCE_BYTES) for _ in range(count)]
+
+    def _nonce_list(self, nonces, count: int) -> List[bytes]:
+        if not self.per_image:
+            if nonces is not None:
+                raise PatchcryptError("nonces given, but this cipher was not created with per_image=True")
+            return [b""]
+        if nonces is None:
+            raise PatchcryptError("a per-image cipher needs one nonce per image (see Cipher.new_nonces)")
+        if isinstance(nonces, (bytes, bytearray)):
+            nonces = [bytes(nonces)]
+        nonces = [bytes(n) for n in nonces]
+        if len(nonces) != count:
+            raise PatchcryptError(f"{len(nonces)} nonces for {count} images")
+        return nonces
+
+    # -- application -------------------------------------------------------------------------------------
+    def encrypt(self, x, nonces: Optional[Sequence[bytes]] = None):
+        """Encrypt uint8 images (see class docstring for accepted layouts)."""
+        return self._run(x, "enc", nonces, crop=None)
+
+    def decrypt(self, y, nonces: Optional[Sequence[bytes]] = None, crop: Optional[Tuple[int, int]] = None):
+        """Decrypt; ``crop=(H, W)`` undoes ``pad``."""
+        return self._run(y, "dec", nonces, crop=crop)
+
+    def _run(self, x, direction: str, nonces, crop):
+        torch_in = _is_torch(x)
+        batch, unbatch = _to_batch(x, torch_in)
+        if torch_in:
+            n, c, h, w = batch.shape
+        else:
+            n, h, w, c = batch.shape
+        if direction == "enc" and self.pad:
+            batch = _pad(batch, self._pad_unit(), torch_in)
+            if torch_in:
+                h, w = batch.shape[2:]
+            else:
+                h, w = batch.shape[1:3]
+        out = self._apply(batch, direction, nonces, (h, w, c), torch_in)
+        if direction == "dec" and crop is not None:
+            ch, cw = crop
+            out = out[:, :, :ch, :cw] if torch_in else out[:, :ch, :cw, :]
+        return unbatch(out)
+
+    def _apply(self, batch, direction: str, nonces, shape, torch_in: bool):
+        n = batch.shape[0]
+        h, w, c = shape
+        nonce_list = self._nonce_list(nonces, n)
+        progs = [self.program(shape, nc) for nc in nonce_list]
+        if torch_in:
+            flat = batch.reshape(n, -1)
+            if len(progs) == 1:
+                out = progs[0].apply_torch(flat, direction)
+            else:
+                import torch
+
+                out = torch.cat([p.apply_torch(flat[i:i + 1], direction) for i, p in enumerate(progs)])
+            return out.reshape(n, c, h, w)
+        flat = np.ascontiguousarray(batch).reshape(n, -1)
+        if len(progs) == 1:
+            out = progs[0].apply_numpy(flat, direction)
+        else:
+            out = np.concatenate([p.apply_numpy(flat[i:i + 1], direction) for i, p in enumerate(progs)])
+        return out.reshape(n, h, w, c)
+
+    def __getstate__(self):
+        state = self.__dict__.copy()
+        state["_programs"] = OrderedDict()  # recompiled on demand; keeps pickles small
+        return state
+
+
+def _to_batch(x, torch_in: bool):
+    """Normalise input to a 4-D uint8 batch; return it and a function restoring the caller's layout."""
+    if torch_in:
+        import torch
+
+        if x.dtype != torch.uint8:
+            raise PatchcryptError(f"images must be uint8, got {x.dtype}")
+        if x.ndim == 4:
+            return x.contiguous(), lambda y: y
+        if x.ndim == 3:
+            return x.unsqueeze(0).contiguous(), lambda y: y[0]
+        raise PatchcryptError(f"torch images must be (N, C, H, W) or (C, H, W), got shape {tuple(x.shape)}")
+    x = np.asarray(x)
+    if x.dtype != np.uint8:
+        raise PatchcryptError(f"images must be uint8, got {x.dtype}")
+    if x.ndim == 4:
+        return x, lambda y: y
+    if x.ndim == 3:
+        return x[None], lambda y: y[0]
+    if x.ndim == 2:
+        return x[None, :, :, None], lambda y: y[0, :, :, 0]
+    raise PatchcryptError(f"numpy images must be (N, H, W, C), (H, W, C) or (H, W), got shape {x.shape}")
+
+
+def _pad(batch, m: int, torch_in: bool):
+    if torch_in:
+        import torch
+
+        h, w = batch.shape[2:]
+        rows = torch.arange(h + (-h) % m, device=batch.device).clamp(max=h - 1)
+        cols = torch.arange(w + (-w) % m, device=batch.device).clamp(max=w - 1)
+        return batch.index_select(2, rows).index_select(3, cols)
+    _, h, w, _ = batch.shape
+    return np.pad(batch, ((0, 0), (0, (-h) % m), (0, (-w) % m), (0, 0)), mode="edge")

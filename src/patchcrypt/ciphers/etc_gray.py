@@ -1,0 +1,156 @@
+"""Grayscale-based EtC (Chuman, Sirichotedumrong, Kiya): colour components side by side as one image.
+
+Encryption: RGB → YCbCr (JFIF, full range), optionally 4:2:0 chroma (2×2 means), and the components are
+placed side by side as one grayscale image, which is then block-scrambled, rotated/flipped and
+negative–positive transformed on 8×8 blocks and compressed as a grayscale JPEG.
+
+Layout of the composite (H rows):
+    4:4:4  →  [ Y | Cb | Cr ]             width 3W
+    4:2:0  →  [ Y | Cb over Cr ]          width W + W/2  (Cb and Cr are H/2 × W/2 each)
+
+The keyed part is an exact bijection on the composite (``encrypt_components``/``decrypt_components``).
+The colour conversion in front of it is the usual 8-bit YCbCr conversion, which is not injective on
+uint8 RGB, so an RGB round trip is exact up to that conversion (a few grey levels; more with 4:2:0).
+Grayscale input (``color=False``) has no conversion and round-trips exactly.
+"""
+
+from __future__ import annotations
+
+from typing import Tuple
+
+import numpy as np
+
+from ..errors import PatchcryptError
+from .base import Cipher, SchemeSpec, _is_torch, _to_batch
+
+_RGB2YCC = np.array([[0.299, 0.587, 0.114],
+                     [-0.168736, -0.331264, 0.5],
+                     [0.5, -0.418688, -0.081312]])
+_YCC2RGB = np.array([[1.0, 0.0, 1.402],
+                     [1.0, -0.344136, -0.714136],
+                     [1.0, 1.772, 0.0]])
+_OFFSET = np.array([0.0, 128.0, 128.0])
+
+
+def _ops(torch_in: bool):
+    if torch_in:
+        import torch
+
+        return torch.cat, torch.round, lambda a, lo, hi: a.clamp(lo, hi), lambda a, t: torch.as_tensor(
+            t, dtype=torch.float32, device=a.device)
+    return np.concatenate, np.rint, np.clip, lambda a, t: np.asarray(t, dtype=np.float32)
+
+
+class EtcGrayCipher(Cipher):
+    """``etc-gray``: options ``subsampling`` ("420" default, or "444") and ``color`` (False for gray input)."""
+
+    def __init__(self, spec: SchemeSpec, key, block_size: int, per_image: bool = False, pad: bool = False,
+                 subsampling: str = "420", color: bool = True):
+        if subsampling not in ("420", "444"):
+            raise PatchcryptError(f"etc-gray subsampling must be 420 or 444, not {subsampling!r}")
+        super().__init__(spec, key, block_size, per_image=per_image, pad=pad)
+        self.subsampling = subsampling
+        self.color = bool(color)
+
+    def describe(self):
+        d = super().describe()
+        d.update(subsampling=self.subsampling, color=self.color)
+        return d
+
+    @property
+    def _unit(self) -> int:
+        """Side lengths must be multiples of this (16 for 4:2:0 chroma on 8×8 blocks)."""
+        return 2 * self.block_size if (self.color and self.subsampling == "420") else self.block_size
+
+    def composite_shape(self, height: int, width: int) -> Tuple[int, int]:
+        if not self.color:
+            return height, width
+        return (height, width + width // 2) if self.subsampling == "420" else (height, 3 * width)
+
+    def encrypted_shape(self, height: int, width: int, channels: int) -> Tuple[int, int, int]:
+        return (*self.composite_shape(height, width), 1)
+
+    def key_space_log10(self, height: int, width: int, channels: int = 3) -> float:
+        hc, wc = self.composite_shape(height, width)
+        return super().key_space_log10(hc, wc, 1)
+
+    def _label(self, symbol, shape):
+        return (*super()._label(symbol, shape), "subsampling", self.subsampling if self.color else "gray")
+
+    def _check(self, h: int, w: int) -> None:
+        u = self._unit
+        if h % u or w % u:
+            why = " (4:2:0 chroma on 8x8 blocks)" if u != self.block_size else ""
+            raise PatchcryptError(f"image size {h}x{w} is not a multiple of {u}{why} (use --pad or --resize)")
+
+    # -- colour conversion (numpy NHWC or torch NCHW in, NHWC float out) ---------------------------------
+    def to_composite(self, batch, torch_in: bool):
+        cat, rnd, clip, const = _ops(torch_in)
+        x = batch.permute(0, 2, 3, 1).float() if torch_in else batch.astype(np.float32)
+        ycc = clip(rnd(x @ const(x, _RGB2YCC.T) + const(x, _OFFSET)), 0, 255)
+        y, cb, cr = ycc[..., 0:1], ycc[..., 1:2], ycc[..., 2:3]
+        if self.subsampling == "420":
+            n, h, w, _ = ycc.shape
+            cb = rnd(cb.reshape(n, h // 2, 2, w // 2, 2, 1).mean((2, 4)))
+            cr = rnd(cr.reshape(n, h // 2, 2, w // 2, 2, 1).mean((2, 4)))
+            out = cat([y, cat([cb, cr], 1)], 2)
+        else:
+            out = cat([y, cb, cr], 2)
+        return out.to(dtype=__import__("torch").uint8).permute(0, 3, 1, 2).contiguous() if torch_in \
+            else out.astype(np.uint8)
+
+    def from_composite(self, comp, torch_in: bool):
+        cat, rnd, clip, const = _ops(torch_in)
+        z = comp.permute(0, 2, 3, 1).float() if torch_in else comp.astype(np.float32)
+        n, h, wc, _ = z.shape
+        if self.subsampling == "420":
+            w = wc * 2 // 3
+            y, c = z[:, :, :w], z[:, :, w:]
+            cb, cr = c[:, : h // 2], c[:, h // 2:]
+            up = (lambda a: a.repeat_interleave(2, 1).repeat_interleave(2, 2)) if torch_in else \
+                (lambda a: a.repeat(2, axis=1).repeat(2, axis=2))
+            cb, cr = up(cb), up(cr)
+        else:
+            w = wc // 3
+            y, cb, cr = z[:, :, :w], z[:, :, w:2 * w], z[:, :, 2 * w:]
+        ycc = cat([y, cb, cr], 3) - const(z, _OFFSET)
+        rgb = clip(rnd(ycc @ const(z, _YCC2RGB.T)), 0, 255)
+        return rgb.to(dtype=__import__("torch").uint8).permute(0, 3, 1, 2).contiguous() if torch_in \
+            else rgb.astype(np.uint8)
+
+    # -- application -------------------------------------------------------------------------------------
+    def _apply(self, batch, direction, nonces, shape, torch_in):
+        h, w, c = shape
+        if direction == "enc":
+            want = 3 if self.color else 1
+            if c != want:
+                kind = "colour (3-channel)" if self.color else "grayscale (1-channel)"
+                raise PatchcryptError(f"etc-gray with color={self.color} needs {kind} images, got {c} channel(s)")
+            self._check(h, w)
+            comp = self.to_composite(batch, torch_in) if self.color else batch
+            hc, wc = self.composite_shape(h, w)
+            return super()._apply(comp, "enc", nonces, (hc, wc, 1), torch_in)
+        # decrypt: input is the encrypted composite
+        if c != 1:
+            raise PatchcryptError(f"etc-gray ciphertexts are grayscale, got {c} channels")
+        comp = super()._apply(batch, "dec", nonces, (h, w, 1), torch_in)
+        return self.from_composite(comp, torch_in) if self.color else comp
+
+    def _pad_unit(self) -> int:
+        return self._unit
+
+    def _components(self, x, direction: str, nonces):
+        torch_in = _is_torch(x)
+        batch, unbatch = _to_batch(x, torch_in)
+        shape = (*batch.shape[2:], batch.shape[1]) if torch_in else batch.shape[1:]
+        if shape[2] != 1:
+            raise PatchcryptError(f"a composite is grayscale, got {shape[2]} channels")
+        return unbatch(Cipher._apply(self, batch, direction, nonces, tuple(shape), torch_in))
+
+    def encrypt_components(self, composite, nonces=None):
+        """The exact keyed bijection on a grayscale composite (numpy (N, Hc, Wc, 1) or torch (N, 1, Hc, Wc))."""
+        return self._components(composite, "enc", nonces)
+
+    def decrypt_components(self, encrypted, nonces=None):
+        """Inverse of :meth:`encrypt_components`."""
+        return self._components(encrypted, "dec", nonces)

@@ -1,0 +1,174 @@
+"""The keyed block-wise steps of DESIGN §3, each as a :class:`~.program.Map` in block order.
+
+A step function takes a key stream and the block geometry and returns the map acting on the image laid
+out block by block: element ``b * L + l`` is value ``l`` (row, column, channel order) of block ``b``.
+Steps never loop over blocks in Python; per-block key material is drawn as arrays and applied by
+broadcasting.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from dataclasses import dataclass
+from functools import lru_cache
+
+import numpy as np
+
+from ..errors import PatchcryptError
+from ..keys import KeyStream
+from .program import Map
+
+LOG10_2 = math.log10(2)
+COLOUR_ORDERS = np.array(list(itertools.permutations(range(3))), dtype=np.int64)  # the 6 orders
+
+
+def log10_factorial(n: int) -> float:
+    return math.lgamma(n + 1) / math.log(10)
+
+
+@dataclass(frozen=True)
+class Geometry:
+    """n blocks of M×M pixels with C channels; L = M·M·C values per block."""
+
+    n: int
+    m: int
+    c: int
+
+    @property
+    def L(self) -> int:  # noqa: N802 - the symbol of the design
+        return self.m * self.m * self.c
+
+
+@lru_cache(maxsize=32)
+def dihedral_tables(m: int, c: int) -> np.ndarray:
+    """(8, L) in-block gathers for the 8 dihedral states.
+
+    State s: ``s % 4`` counter-clockwise quarter turns (numpy.rot90), then a horizontal (left–right)
+    flip when ``s >= 4``.
+    """
+    local = np.arange(m * m * c, dtype=np.int64).reshape(m, m, c)
+    out = []
+    for s in range(8):
+        a = np.rot90(local, k=s % 4, axes=(0, 1))
+        if s >= 4:
+            a = a[:, ::-1]
+        out.append(a.reshape(-1))
+    return np.stack(out)
+
+
+@lru_cache(maxsize=32)
+def colour_tables(m: int) -> np.ndarray:
+    """(6, L) in-block gathers: output channel k of every pixel takes input channel order[k]."""
+    local = np.arange(m * m * 3, dtype=np.int64).reshape(m, m, 3)
+    return np.stack([local[:, :, order].reshape(-1) for order in COLOUR_ORDERS])
+
+
+def _per_block(geo: Geometry, local: np.ndarray) -> np.ndarray:
+    """Block-order gather from in-block gathers: (n, L) local indices → (n·L,) global indices."""
+    base = (np.arange(geo.n, dtype=np.int64) * geo.L)[:, None]
+    return (base + np.broadcast_to(local, (geo.n, geo.L))).reshape(-1)
+
+
+def block_scramble(stream: KeyStream, geo: Geometry) -> Map:
+    """BS: output block i is input block π[i]."""
+    pi = stream.permutation(geo.n)
+    g = (pi[:, None] * geo.L + np.arange(geo.L, dtype=np.int64)[None, :]).reshape(-1)
+    return Map(g, np.zeros(g.size, dtype=np.uint8))
+
+
+def rotate_flip(stream: KeyStream, geo: Geometry, shared: bool = False) -> Map:
+    """RF: each block (or all blocks, when ``shared``) gets one of the 8 dihedral states."""
+    states = stream.integers(8, 1 if shared else geo.n)
+    local = dihedral_tables(geo.m, geo.c)[states]
+    g = _per_block(geo, local)
+    return Map(g, np.zeros(g.size, dtype=np.uint8))
+
+
+def negative_positive(stream: KeyStream, geo: Geometry) -> Map:
+    """NP: a keyed bit per block; set bits invert the whole block (v → 255 − v)."""
+    bits = stream.bits(geo.n)
+    m = np.repeat(np.where(bits, 255, 0).astype(np.uint8), geo.L)
+    return Map(np.arange(geo.n * geo.L, dtype=np.int64), m)
+
+
+def bit_flip(stream: KeyStream, geo: Geometry) -> Map:
+    """BF: one mask of L bits shared by every block; set positions invert (v → 255 − v)."""
+    bits = stream.bits(geo.L)
+    m = np.tile(np.where(bits, 255, 0).astype(np.uint8), geo.n)
+    return Map(np.arange(geo.n * geo.L, dtype=np.int64), m)
+
+
+def value_negative_positive(stream: KeyStream, geo: Geometry) -> Map:
+    """Per-value NP (pixel-based encryption): an independent bit for every value of the image."""
+    bits = stream.bits(geo.n * geo.L)
+    return Map(np.arange(geo.n * geo.L, dtype=np.int64), np.where(bits, 255, 0).astype(np.uint8))
+
+
+def colour_shuffle(stream: KeyStream, geo: Geometry, shared: bool = False) -> Map:
+    """CS: each block (or all blocks, when ``shared``) gets one of the 6 orders of its 3 channels."""
+    if geo.c != 3:
+        raise PatchcryptError(f"colour shuffling needs 3 channels, the images have {geo.c}")
+    orders = stream.integers(6, 1 if shared else geo.n)
+    local = colour_tables(geo.m)[orders]
+    g = _per_block(geo, local)
+    return Map(g, np.zeros(g.size, dtype=np.uint8))
+
+
+def pixel_shuffle(stream: KeyStream, geo: Geometry, shared: bool = True) -> Map:
+    """PS: the L values of a block permuted by σ (one σ for all blocks, or one per block)."""
+    local = stream.permutations(1 if shared else geo.n, geo.L)
+    g = _per_block(geo, local)
+    return Map(g, np.zeros(g.size, dtype=np.uint8))
+
+
+def learnable(stream: KeyStream, geo: Geometry, shared: bool = True) -> Map:
+    """LE on 4-bit halves: per block, 2L halves permuted and a keyed subset flipped (h → 15 − h).
+
+    Acts in nibble order: element ``2 * (b * L + l) + h`` is half h (0 upper, 1 lower) of value l of
+    block b. ``shared`` uses one key for all blocks (Tanaka's LE); otherwise each block has its own (ELE).
+    """
+    count = 1 if shared else geo.n
+    two_l = 2 * geo.L
+    perms = stream.permutations(count, two_l)
+    flips = stream.bits(count * two_l).reshape(count, two_l)
+    base = (np.arange(geo.n, dtype=np.int64) * two_l)[:, None]
+    g = (base + np.broadcast_to(perms, (geo.n, two_l))).reshape(-1)
+    m = np.broadcast_to(np.where(flips, 15, 0).astype(np.uint8), (geo.n, two_l)).reshape(-1)
+    return Map(g, np.ascontiguousarray(m))
+
+
+# Key-space sizes (log10) of each step for a geometry.
+def key_space_log10(step: str, geo: Geometry, shared: bool) -> float:
+    n, L = geo.n, geo.L
+    count = 1 if shared else n
+    if step == "BS":
+        return log10_factorial(n)
+    if step == "RF":
+        return count * math.log10(8)
+    if step == "NP":
+        return n * LOG10_2
+    if step == "BF":
+        return L * LOG10_2
+    if step == "NPV":
+        return n * L * LOG10_2
+    if step == "CS":
+        return count * math.log10(6)
+    if step == "PS":
+        return count * log10_factorial(L)
+    if step == "LE":
+        return count * (log10_factorial(2 * L) + 2 * L * LOG10_2)
+    raise KeyError(step)
+
+
+STEP_FUNCTIONS = {
+    "BS": block_scramble,
+    "RF": rotate_flip,
+    "NP": negative_positive,
+    "BF": bit_flip,
+    "NPV": value_negative_positive,
+    "CS": colour_shuffle,
+    "PS": pixel_shuffle,
+    "LE": learnable,
+}
+SHAREABLE = {"RF", "CS", "PS", "LE"}
