@@ -1,0 +1,163 @@
+"""Image files and JPEG (DESIGN §6): Pillow (libjpeg-turbo) with explicit quality and chroma subsampling.
+
+Arrays are uint8 (H, W, C) with C = 3 (RGB) or C = 1 (grayscale). Every failure to read or decode is a
+:class:`~patchcrypt.errors.PatchcryptError` naming the file, never a Pillow traceback.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import tempfile
+from pathlib import Path
+from typing import Optional, Union
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+from .errors import PatchcryptError
+
+# Pillow's `subsampling` argument: 0 = 4:4:4, 1 = 4:2:2, 2 = 4:2:0
+SUBSAMPLING = {"444": 0, "422": 1, "420": 2}
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".ppm", ".pgm", ".tif", ".tiff", ".webp")
+PathLike = Union[str, os.PathLike]
+
+
+def _subsampling(value: Union[str, int]) -> int:
+    key = str(value).replace(":", "")
+    if key not in SUBSAMPLING:
+        raise PatchcryptError(f"subsampling must be one of 444, 422, 420; got {value!r}")
+    return SUBSAMPLING[key]
+
+
+def _check_quality(quality: int) -> int:
+    if not 1 <= int(quality) <= 100:
+        raise PatchcryptError(f"JPEG quality must be in 1..100, got {quality}")
+    return int(quality)
+
+
+def to_pil(img: np.ndarray) -> Image.Image:
+    """uint8 (H, W, 3) / (H, W, 1) / (H, W) array → PIL image (RGB or L)."""
+    img = np.asarray(img)
+    if img.dtype != np.uint8:
+        raise PatchcryptError(f"images must be uint8, got {img.dtype}")
+    if img.ndim == 3 and img.shape[2] == 1:
+        img = img[:, :, 0]
+    if img.ndim == 2:
+        return Image.fromarray(np.ascontiguousarray(img), mode="L")
+    if img.ndim == 3 and img.shape[2] == 3:
+        return Image.fromarray(np.ascontiguousarray(img), mode="RGB")
+    raise PatchcryptError(f"expected an image (H, W, 3) or (H, W, 1), got shape {img.shape}")
+
+
+def from_pil(im: Image.Image, mode: Optional[str] = None) -> np.ndarray:
+    """PIL image → uint8 (H, W, C). ``mode`` "RGB" or "L" converts; None keeps L as C=1, else RGB."""
+    if mode is None:
+        mode = "L" if im.mode in ("L", "1", "I;16", "I", "F") else "RGB"
+    if mode not in ("RGB", "L"):
+        raise PatchcryptError(f"mode must be RGB or L, got {mode!r}")
+    arr = np.asarray(im.convert(mode), dtype=np.uint8)
+    return arr[:, :, None] if arr.ndim == 2 else arr
+
+
+def encode_jpeg(img: np.ndarray, quality: int = 90, subsampling: Union[str, int] = "420",
+                optimize: bool = False) -> bytes:
+    """Encode a uint8 image as baseline JPEG bytes. Grayscale (C=1) images give a grayscale JPEG.
+
+    Args:
+        img: (H, W, 3) RGB or (H, W, 1) / (H, W) grayscale, uint8.
+        quality: IJG quality factor 1..100.
+        subsampling: chroma subsampling "444", "422" or "420" (ignored for grayscale).
+    """
+    im = to_pil(img)
+    buf = io.BytesIO()
+    kw = dict(quality=_check_quality(quality), optimize=optimize)
+    if im.mode == "RGB":
+        kw["subsampling"] = _subsampling(subsampling)
+    im.save(buf, format="JPEG", **kw)
+    return buf.getvalue()
+
+
+def decode_image(data: bytes, mode: Optional[str] = None, name: str = "image") -> np.ndarray:
+    """Decode PNG/JPEG/... bytes to uint8 (H, W, C); truncated or non-image data is a clear error."""
+    try:
+        with Image.open(io.BytesIO(data)) as im:
+            im.load()
+            return from_pil(im, mode)
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+        raise PatchcryptError(f"{name}: not a readable image ({_reason(exc)})") from None
+
+
+def _reason(exc: Exception) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__
+
+
+def read_image(path: PathLike, mode: Optional[str] = None) -> np.ndarray:
+    """Read an image file to uint8 (H, W, C) (C = 3, or 1 for grayscale files unless ``mode="RGB"``)."""
+    path = Path(path)
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise PatchcryptError(f"{path}: no such file") from None
+    except IsADirectoryError:
+        raise PatchcryptError(f"{path}: is a directory, not an image") from None
+    except OSError as exc:
+        raise PatchcryptError(f"{path}: cannot read ({exc.strerror or exc})") from None
+    return decode_image(data, mode, name=str(path))
+
+
+def image_bytes(img: np.ndarray, fmt: str = "png", quality: int = 90,
+                subsampling: Union[str, int] = "420") -> bytes:
+    """Encode to PNG (lossless) or JPEG bytes."""
+    fmt = fmt.lower().lstrip(".")
+    if fmt in ("jpg", "jpeg"):
+        return encode_jpeg(img, quality, subsampling)
+    if fmt != "png":
+        raise PatchcryptError(f"output format must be png or jpeg, got {fmt!r}")
+    buf = io.BytesIO()
+    to_pil(img).save(buf, format="PNG", compress_level=1)
+    return buf.getvalue()
+
+
+def write_bytes_atomic(path: PathLike, data: bytes) -> None:
+    """Write ``data`` to a temporary file beside ``path`` and rename it into place."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_image(path: PathLike, img: np.ndarray, quality: int = 90, subsampling: Union[str, int] = "420") -> int:
+    """Write an image, format from the suffix (.png or .jpg/.jpeg), atomically. Returns the file size."""
+    path = Path(path)
+    data = image_bytes(img, path.suffix or "png", quality, subsampling)
+    try:
+        write_bytes_atomic(path, data)
+    except OSError as exc:
+        raise PatchcryptError(f"{path}: cannot write ({exc.strerror or exc})") from None
+    return len(data)
+
+
+def jpeg_roundtrip(images: np.ndarray, quality: int = 90, subsampling: Union[str, int] = "420") -> np.ndarray:
+    """Encode every image as JPEG and decode it again: (N, H, W, C) or (H, W, C) uint8 → same shape."""
+    images = np.asarray(images)
+    if images.ndim == 3:
+        return jpeg_roundtrip(images[None], quality, subsampling)[0]
+    if images.ndim != 4:
+        raise PatchcryptError(f"expected (N, H, W, C) images, got shape {images.shape}")
+    out = np.empty_like(images)
+    mode = "L" if images.shape[3] == 1 else "RGB"
+    for i, img in enumerate(images):
+        out[i] = decode_image(encode_jpeg(img, quality, subsampling), mode)
+    return out
+
+
+def bits_per_pixel(nbytes: int, height: int, width: int) -> float:
+    """File size in bits per image pixel."""
+    return 8.0 * nbytes / (height * width)

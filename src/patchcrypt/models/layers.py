@@ -1,0 +1,293 @@
+"""Pieces shared by the model zoo: input normalisation, patch embeddings, block-vector layout helpers.
+
+Block-vector order (DESIGN §2): an M×M block of a C-channel image flattens to L = M·M·C values with index
+``l = (r*M + c)*C + ch`` (row, column, channel). A ``nn.Conv2d`` patch embedding stores its weight as
+``(D, C, M, M)``, i.e. ``weight[d, ch, r, c]``; the same map as a matrix in block-vector order is
+
+    W[d, (r*M + c)*C + ch] = weight[d, ch, r, c]      i.e.  W = weight.permute(0, 2, 3, 1).reshape(D, L)
+
+and back ``weight = W.reshape(D, M, M, C).permute(0, 3, 1, 2)``. :func:`embed_matrix` and
+:func:`set_embed_matrix` do this for the shared conv and for :class:`BlockwiseEmbed` alike, so a keyed
+transformation (``W' = W S⁻¹``) can work on matrices and never think about conv layouts.
+"""
+
+from __future__ import annotations
+
+from typing import Optional, Sequence, Tuple, Union
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from ..errors import PatchcryptError
+
+CIFAR10_MEAN = (0.4914, 0.4822, 0.4465)
+CIFAR10_STD = (0.2470, 0.2435, 0.2616)
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+HALF = (0.5,)  # broadcast to every channel: (x - 0.5) / 0.5, the timm "inception" ViT normalisation
+
+PatchEmbedding = Union[nn.Conv2d, "BlockwiseEmbed"]
+
+
+class InputNorm(nn.Module):
+    """``(x / 255 - mean) / std`` per channel; the model owns it so it can be folded and transformed.
+
+    Args:
+        mean, std: per-channel values in 0..1 units; length C, or length 1 (broadcast to all channels).
+        in_chans: C.
+
+    Shape:
+        (N, C, H, W) uint8 or float in 0..255 → (N, C, H, W) float. Buffers ``mean``, ``std``: (C,).
+    """
+
+    def __init__(self, mean: Sequence[float], std: Sequence[float], in_chans: int = 3) -> None:
+        super().__init__()
+        mean, std = tuple(float(v) for v in mean), tuple(float(v) for v in std)
+        for name, v in (("mean", mean), ("std", std)):
+            if len(v) not in (1, in_chans):
+                raise PatchcryptError(f"input {name} has {len(v)} values; the model has {in_chans} channels")
+        if any(s <= 0 for s in std):
+            raise PatchcryptError(f"input std must be positive, got {std}")
+        self.register_buffer("mean", torch.tensor(mean).expand(in_chans).clone())
+        self.register_buffer("std", torch.tensor(std).expand(in_chans).clone())
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not x.is_floating_point():
+            x = x.to(self.mean.dtype)
+        return (x / 255.0 - self.mean[:, None, None]) / self.std[:, None, None]
+
+    def extra_repr(self) -> str:
+        return f"mean={[round(v, 4) for v in self.mean.tolist()]}, std={[round(v, 4) for v in self.std.tolist()]}"
+
+
+def check_image_input(x: torch.Tensor, in_chans: int, patch_size: Optional[int] = None,
+                      img_size: Optional[int] = None) -> None:
+    """Raise :class:`PatchcryptError` unless ``x`` is (N, in_chans, H, W) fitting the model's geometry."""
+    if x.ndim != 4 or x.shape[1] != in_chans:
+        raise PatchcryptError(f"expected an image batch (N, {in_chans}, H, W), got shape {tuple(x.shape)}")
+    h, w = x.shape[-2:]
+    if img_size is not None and (h, w) != (img_size, img_size):
+        raise PatchcryptError(f"model takes {img_size}x{img_size} images, got {h}x{w}")
+    if patch_size is not None and (h % patch_size or w % patch_size):
+        raise PatchcryptError(f"image size {h}x{w} is not a multiple of the patch size {patch_size}")
+
+
+def check_patch_geometry(img_size: int, patch_size: int) -> int:
+    """Return the grid side ``img_size // patch_size``; clear error if the patch does not tile the image."""
+    if patch_size < 1 or img_size < 1:
+        raise PatchcryptError(f"img_size and patch_size must be positive, got {img_size} and {patch_size}")
+    if img_size % patch_size:
+        raise PatchcryptError(
+            f"img_size {img_size} is not a multiple of patch_size {patch_size} "
+            "(the patch size must equal the encryption block size M and tile the image)")
+    return img_size // patch_size
+
+
+# -- block-vector layout ------------------------------------------------------------------------------------
+def blocks_to_channels(x: torch.Tensor, block_size: int) -> torch.Tensor:
+    """Space-to-depth in block-vector order: (N, C, H, W) → (N, L, H/M, W/M), channel l = (r*M+c)*C+ch."""
+    n, c, h, w = x.shape
+    m = block_size
+    x = x.reshape(n, c, h // m, m, w // m, m).permute(0, 3, 5, 1, 2, 4)  # (N, r, c, ch, gh, gw)
+    return x.reshape(n, m * m * c, h // m, w // m)
+
+
+def channels_to_blocks(x: torch.Tensor, block_size: int) -> torch.Tensor:
+    """Inverse of :func:`blocks_to_channels`: (N, M·M·C, gh, gw) → (N, C, gh·M, gw·M)."""
+    n, l, gh, gw = x.shape
+    m = block_size
+    c = l // (m * m)
+    x = x.reshape(n, m, m, c, gh, gw).permute(0, 3, 4, 1, 5, 2)  # (N, ch, gh, r, gw, c)
+    return x.reshape(n, c, gh * m, gw * m)
+
+
+def patchify(x: torch.Tensor, patch_size: int) -> torch.Tensor:
+    """(N, C, H, W) → (N, n, L): row-major blocks, each flattened in (row, column, channel) order."""
+    return blocks_to_channels(x, patch_size).flatten(2).transpose(1, 2)
+
+
+def conv_to_matrix(weight: torch.Tensor) -> torch.Tensor:
+    """Conv weight (D, C, p, p) → matrix (D, L) in block-vector order."""
+    return weight.permute(0, 2, 3, 1).reshape(weight.shape[0], -1)
+
+
+def matrix_to_conv(matrix: torch.Tensor, in_chans: int, patch_size: int) -> torch.Tensor:
+    """Matrix (D, L) in block-vector order → conv weight (D, C, p, p)."""
+    return matrix.reshape(matrix.shape[0], patch_size, patch_size, in_chans).permute(0, 3, 1, 2)
+
+
+# -- patch embeddings ---------------------------------------------------------------------------------------
+class BlockwiseEmbed(nn.Module):
+    """One linear patch embedding per patch position (a locally connected layer with kernel = stride = p).
+
+    ``weight`` (n, D, L) and ``bias`` (n, D), with L in block-vector order; patch k (row-major) is embedded
+    as ``weight[k] @ u_k + bias[k]``. Same input/output as the shared ``nn.Conv2d`` it replaces.
+
+    Shape:
+        (N, C, H, W) float → (N, D, H/p, W/p), with (H/p)·(W/p) == n.
+    """
+
+    def __init__(self, num_patches: int, in_chans: int, embed_dim: int, patch_size: int) -> None:
+        super().__init__()
+        self.num_patches, self.in_chans = num_patches, in_chans
+        self.embed_dim, self.patch_size = embed_dim, patch_size
+        fan_in = patch_size * patch_size * in_chans
+        bound = fan_in ** -0.5  # the default nn.Conv2d init, per position
+        self.weight = nn.Parameter(torch.empty(num_patches, embed_dim, fan_in).uniform_(-bound, bound))
+        self.bias = nn.Parameter(torch.empty(num_patches, embed_dim).uniform_(-bound, bound))
+
+    @classmethod
+    def from_shared(cls, conv: nn.Conv2d, num_patches: int) -> "BlockwiseEmbed":
+        """Copy a shared patch conv into all ``num_patches`` positions (outputs identical to ``conv``)."""
+        p = _conv_patch_size(conv)
+        m = cls(num_patches, conv.in_channels, conv.out_channels, p).to(conv.weight.device, conv.weight.dtype)
+        w, b = embed_matrix(conv)
+        with torch.no_grad():
+            m.weight.copy_(w.expand(num_patches, -1, -1))
+            m.bias.copy_(b.expand(num_patches, -1))
+        return m
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        n_img, _, h, w = x.shape
+        p = self.patch_size
+        gh, gw = h // p, w // p
+        if gh * gw != self.num_patches or h % p or w % p:
+            raise PatchcryptError(
+                f"blockwise embedding has {self.num_patches} positions; a {h}x{w} image has a different grid")
+        u = patchify(x, p)                                            # (N, n, L)
+        y = torch.einsum("bkl,kdl->bkd", u, self.weight) + self.bias  # (N, n, D)
+        return y.transpose(1, 2).reshape(n_img, self.embed_dim, gh, gw)
+
+    def extra_repr(self) -> str:
+        return f"num_patches={self.num_patches}, in_chans={self.in_chans}, embed_dim={self.embed_dim}, " \
+               f"patch_size={self.patch_size}"
+
+
+def _conv_patch_size(conv: nn.Conv2d) -> int:
+    k, s = conv.kernel_size, conv.stride
+    if k[0] != k[1] or tuple(k) != tuple(s) or conv.groups != 1 or conv.padding not in ((0, 0), "valid"):
+        raise PatchcryptError(f"not a patch-embedding conv (kernel = stride, no padding): {conv}")
+    return k[0]
+
+
+def embed_matrix(module: PatchEmbedding) -> Tuple[torch.Tensor, torch.Tensor]:
+    """The patch embedding as matrices in block-vector order (a copy, detached).
+
+    Returns:
+        shared ``nn.Conv2d``: W (D, L), b (D,); :class:`BlockwiseEmbed`: W (n, D, L), b (n, D).
+        A conv without bias gives a zero bias.
+    """
+    if isinstance(module, BlockwiseEmbed):
+        return module.weight.detach().clone(), module.bias.detach().clone()
+    if isinstance(module, nn.Conv2d):
+        _conv_patch_size(module)
+        w = conv_to_matrix(module.weight.detach()).clone()
+        b = module.bias.detach().clone() if module.bias is not None else w.new_zeros(w.shape[0])
+        return w, b
+    raise PatchcryptError(f"not a patch embedding: {type(module).__name__}")
+
+
+def set_embed_matrix(module: PatchEmbedding, weight: torch.Tensor, bias: torch.Tensor) -> None:
+    """Write W, b (shapes as returned by :func:`embed_matrix`) back into the embedding, in place."""
+    cur_w, cur_b = embed_matrix(module)
+    if weight.shape != cur_w.shape or bias.shape != cur_b.shape:
+        raise PatchcryptError(f"embedding matrix shapes {tuple(weight.shape)}, {tuple(bias.shape)} do not match "
+                              f"{tuple(cur_w.shape)}, {tuple(cur_b.shape)}")
+    with torch.no_grad():
+        if isinstance(module, BlockwiseEmbed):
+            module.weight.copy_(weight)
+            module.bias.copy_(bias)
+            return
+        module.weight.copy_(matrix_to_conv(weight, module.in_channels, module.kernel_size[0]))
+        if module.bias is not None:
+            module.bias.copy_(bias)
+        elif bool(bias.ne(0).any()):
+            raise PatchcryptError("this patch conv has no bias; cannot set a non-zero bias")
+
+
+def make_patch_embed(embed: str, in_chans: int, embed_dim: int, patch_size: int, num_patches: int) -> nn.Module:
+    """``embed="shared"`` → ``nn.Conv2d`` (kernel = stride = p); ``"blockwise"`` → :class:`BlockwiseEmbed`."""
+    if embed == "shared":
+        return nn.Conv2d(in_chans, embed_dim, kernel_size=patch_size, stride=patch_size)
+    if embed == "blockwise":
+        return BlockwiseEmbed.from_shared(
+            nn.Conv2d(in_chans, embed_dim, kernel_size=patch_size, stride=patch_size), num_patches)
+    raise PatchcryptError(f"embed must be 'shared' or 'blockwise', got {embed!r}")
+
+
+# -- the isotropic contract ---------------------------------------------------------------------------------
+class IsotropicMixin:
+    """Patch-embedding access shared by ViT and ConvMixer.
+
+    A subclass sets ``self._embed_parent`` (the module holding the embedding) and ``self._embed_attr``
+    (its attribute name there), plus ``patch_size``, ``img_size``, ``grid_size``.
+    """
+
+    is_isotropic = True
+    _embed_parent: nn.Module
+    _embed_attr: str
+    grid_size: int
+
+    @property
+    def patch_embedding(self) -> PatchEmbedding:
+        """The embedding module: ``nn.Conv2d`` (shared) or :class:`BlockwiseEmbed`."""
+        return getattr(self._embed_parent, self._embed_attr)
+
+    @patch_embedding.setter
+    def patch_embedding(self, module: nn.Module) -> None:
+        setattr(self._embed_parent, self._embed_attr, module)
+
+    @property
+    def patch_embed_conv(self) -> nn.Conv2d:
+        """The shared patch conv (kernel = stride = patch_size); error if the embedding is blockwise."""
+        m = self.patch_embedding
+        if not isinstance(m, nn.Conv2d):
+            raise PatchcryptError("this model has a blockwise patch embedding, not one shared conv")
+        return m
+
+    @property
+    def embed(self) -> str:
+        """``"shared"`` or ``"blockwise"``."""
+        return "blockwise" if isinstance(self.patch_embedding, BlockwiseEmbed) else "shared"
+
+    def to_blockwise(self):
+        """Replace the shared patch conv by a :class:`BlockwiseEmbed` copying it to every position (in place).
+
+        Outputs are unchanged; afterwards each position's embedding can be changed separately.
+        Returns ``self``.
+        """
+        if self.embed == "shared":
+            self.patch_embedding = BlockwiseEmbed.from_shared(self.patch_embed_conv, self.grid_size ** 2)
+        return self
+
+
+class DropPath(nn.Module):
+    """Stochastic depth per sample (identity in eval mode or when ``p == 0``)."""
+
+    def __init__(self, p: float = 0.0) -> None:
+        super().__init__()
+        self.p = p
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.p == 0.0 or not self.training:
+            return x
+        keep = x.new_empty((x.shape[0],) + (1,) * (x.ndim - 1)).bernoulli_(1 - self.p)
+        return x * keep / (1 - self.p)
+
+
+def resample_patch_kernel(weight: torch.Tensor, new_size: int) -> torch.Tensor:
+    """Resize a patch kernel (D, C, p, p) → (D, C, q, q) so that embeddings of resized patches match.
+
+    Pseudo-inverse resize (FlexiViT, as timm does it): with R the (q², p²) bicubic resize matrix,
+    ``w' = pinv(R)ᵀ w``, so ⟨resize(x), w'⟩ = ⟨x, w⟩ exactly when upsampling (q ≥ p).
+    """
+    p = weight.shape[-1]
+    if p == new_size:
+        return weight
+    basis = torch.eye(p * p, dtype=torch.float64).reshape(p * p, 1, p, p)
+    r = F.interpolate(basis, size=(new_size, new_size), mode="bicubic", align_corners=False, antialias=True)
+    r = r.reshape(p * p, new_size * new_size).T                  # (q², p²)
+    pinv = torch.linalg.pinv(r)                                  # (p², q²)
+    out = weight.reshape(*weight.shape[:2], p * p).to(torch.float64) @ pinv
+    return out.reshape(*weight.shape[:2], new_size, new_size).to(weight.dtype)

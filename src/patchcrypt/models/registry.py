@@ -1,0 +1,69 @@
+"""Model registry: ``@register_model``, ``create_model(name, **kw)``, ``list_models(pattern)``.
+
+A registered function takes keyword overrides and returns an ``nn.Module``; its name is the model name
+(sizes in the name, timm style: ``vit_tiny_patch4_32`` = ViT-Tiny, 4×4 patches, 32×32 images).
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import inspect
+from pathlib import Path
+from typing import Any, Callable, Dict, List, Optional, Union
+
+import torch
+import torch.nn as nn
+
+from ..errors import PatchcryptError
+
+_MODELS: Dict[str, Callable[..., nn.Module]] = {}
+
+
+def register_model(fn: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
+    """Decorator: register ``fn`` under ``fn.__name__``."""
+    name = fn.__name__
+    if name in _MODELS:
+        raise ValueError(f"model {name!r} registered twice")
+    _MODELS[name] = fn
+    return fn
+
+
+def list_models(pattern: str = "*") -> List[str]:
+    """Sorted names of the registered models matching the fnmatch ``pattern`` (e.g. ``"vit_*_32"``)."""
+    return sorted(n for n in _MODELS if fnmatch.fnmatchcase(n, pattern))
+
+
+def create_model(name: str, *, seed: Optional[int] = None, pretrained: Union[str, Path, None] = None,
+                 **kwargs: Any) -> nn.Module:
+    """Build the registered model ``name``; ``kwargs`` override its defaults (num_classes, img_size, ...).
+
+    Args:
+        seed: if given, initialise the weights deterministically from it (the global torch RNG state is
+            saved and restored, so callers' RNG streams are untouched).
+        pretrained: optional local state-dict file, loaded with :func:`~patchcrypt.models.load_pretrained`.
+    """
+    if name not in _MODELS:
+        raise PatchcryptError(f"unknown model {name!r}; valid names: {', '.join(list_models())}")
+    fn = _MODELS[name]
+    if seed is None:
+        model = fn(**kwargs)
+    else:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            model = fn(**kwargs)
+    if pretrained is not None:
+        from .pretrained import load_pretrained
+        load_pretrained(model, pretrained)
+    return model
+
+
+def build(cls: type, defaults: Dict[str, Any], overrides: Dict[str, Any]) -> nn.Module:
+    """``cls(**{**defaults, **overrides})``, with a clear error naming unknown keyword arguments."""
+    params = inspect.signature(cls.__init__).parameters
+    kinds = (inspect.Parameter.KEYWORD_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+    valid = [p for p, v in params.items() if p != "self" and v.kind in kinds]
+    unknown = sorted(set(overrides) - set(valid))
+    if unknown:
+        raise PatchcryptError(f"{cls.__name__} got unknown option(s) {', '.join(unknown)}; "
+                              f"valid: {', '.join(valid)}")
+    return cls(**{**defaults, **overrides})
