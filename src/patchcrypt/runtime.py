@@ -33,3 +33,40 @@ def progress(iterable: Optional[Iterable[T]] = None, total: Optional[int] = None
         disable = not sys.stderr.isatty()
     return tqdm(iterable, total=total, desc=desc, unit=unit, unit_scale=True, dynamic_ncols=True,
                 disable=disable, leave=leave, file=sys.stderr)
+
+
+def train_epoch(loss_fn, optimizer: torch.optim.Optimizer, batches: Iterable, *, desc: str = "train",
+                total: Optional[int] = None, scheduler=None,
+                disable: Optional[bool] = None) -> dict:
+    """The one optimisation loop of the project (trainer, GAN/ITN attacks): one pass over ``batches``.
+
+    Args:
+        loss_fn: ``loss_fn(batch) -> (loss tensor, n_items)``; it may update other modules itself (e.g. a
+            GAN discriminator) but must return the loss to minimise with ``optimizer``.
+        optimizer: stepped once per batch after ``loss.backward()``; ``scheduler`` (optional) likewise.
+        batches: an iterable of batches; ``total`` = number of items (images) for the progress bar.
+
+    Returns:
+        ``{"loss": mean loss per item, "items": count, "seconds": wall time, "items_per_s": throughput}``.
+    """
+    import time
+
+    t0 = time.perf_counter()
+    total_loss, items = 0.0, 0
+    with progress(total=total, desc=desc, disable=disable) as bar:
+        for batch in batches:
+            optimizer.zero_grad(set_to_none=True)
+            loss, n = loss_fn(batch)
+            if not torch.isfinite(loss):
+                raise PatchcryptError(f"{desc}: loss became {loss.item()} (diverged); lower the learning rate")
+            loss.backward()
+            optimizer.step()
+            if scheduler is not None:
+                scheduler.step()
+            total_loss += float(loss.detach()) * n
+            items += n
+            bar.update(n)
+            bar.set_postfix(loss=f"{total_loss / max(items, 1):.4f}", refresh=False)
+    seconds = time.perf_counter() - t0
+    return {"loss": total_loss / max(items, 1), "items": items, "seconds": seconds,
+            "items_per_s": items / seconds if seconds > 0 else 0.0}
