@@ -12,7 +12,7 @@ import numpy as np
 from ..blocks import block_layout, check_geometry
 from ..errors import PatchcryptError
 from ..keys import Key
-from .program import Map, Program
+from .program import Map, Program, apply_many
 from .steps import STEP_FUNCTIONS, Geometry, key_space_log10
 
 NONCE_BYTES = 16
@@ -217,15 +217,13 @@ class Cipher:
             if len(progs) == 1:
                 out = progs[0].apply_torch(flat, direction)
             else:
-                import torch
-
-                out = torch.cat([p.apply_torch(flat[i:i + 1], direction) for i, p in enumerate(progs)])
+                out = apply_many(progs, flat, direction, channels_first=True)
             return out.reshape(n, c, h, w)
         flat = np.ascontiguousarray(batch).reshape(n, -1)
         if len(progs) == 1:
             out = progs[0].apply_numpy(flat, direction)
         else:
-            out = np.concatenate([p.apply_numpy(flat[i:i + 1], direction) for i, p in enumerate(progs)])
+            out = apply_many(progs, flat, direction, channels_first=False)
         return out.reshape(n, h, w, c)
 
     def __getstate__(self):

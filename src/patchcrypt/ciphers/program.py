@@ -12,6 +12,8 @@ x = y[g⁻¹] XOR m[g⁻¹].
 
 from __future__ import annotations
 
+import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Dict, Tuple
 
@@ -65,89 +67,202 @@ class Map:
         return Map(g, m)
 
 
-def to_nibbles(x: np.ndarray) -> np.ndarray:
-    """(N, D) uint8 → (N, 2D) uint8 of 4-bit halves, upper half first."""
-    out = np.empty((x.shape[0], 2 * x.shape[1]), dtype=np.uint8)
-    np.right_shift(x, 4, out=out[:, 0::2])
-    np.bitwise_and(x, 15, out=out[:, 1::2])
-    return out
-
-
-def from_nibbles(h: np.ndarray) -> np.ndarray:
-    """Inverse of :func:`to_nibbles`."""
-    return (h[:, 0::2] << 4) | h[:, 1::2]
-
-
 class Program:
-    """A compiled encryption map for one image shape, with its inverse and per-device torch copies.
+    """A compiled encryption map for one image shape, with its inverse and per-layout/device tables.
 
     Attributes:
+        map: the forward :class:`Map` in HWC flat order (over bytes, or over 4-bit halves when
+            ``unit == "nibble"``); ``map.inverse()`` decrypts.
         unit: "byte" or "nibble" (LE/ELE act on 4-bit halves).
         shape_in / shape_out: (H, W, C) of the plain and encrypted image.
     """
 
     def __init__(self, fwd: Map, unit: str, shape_in: Tuple[int, int, int], shape_out=None):
+        self.map = fwd
         self.unit = unit
         self.shape_in = tuple(shape_in)
         self.shape_out = tuple(shape_out or shape_in)
-        inv = fwd.inverse()
-        self._np = {
-            "enc": (fwd.g.astype(_IDX), fwd.m),
-            "dec": (inv.g.astype(_IDX), inv.m),
-        }
-        self._torch: Dict[tuple, tuple] = {}
-        # Masks that are all zero (e.g. a pure permutation) skip the XOR.
-        self._has_mask = bool(fwd.m.any())
+        self._maps = {"enc": fwd, "dec": fwd.inverse()}
+        self._tables: Dict[tuple, tuple] = {}
+        self.is_identity = (self.shape_in == self.shape_out and not fwd.m.any()
+                            and bool(np.array_equal(fwd.g, np.arange(fwd.g.size))))
+
+    def _layout_map(self, direction: str, channels_first: bool) -> Map:
+        fwd = self._maps[direction]
+        if not channels_first:
+            return fwd
+        src, dst = (self.shape_in, self.shape_out) if direction == "enc" else (self.shape_out, self.shape_in)
+        return Map(*_to_chw(fwd.g, fwd.m, src, dst, self.unit))
+
+    def tables(self, direction: str, channels_first: bool = False, device=None) -> tuple:
+        """Gather tables for one direction and layout: numpy arrays, or torch tensors on ``device``.
+
+        Byte unit: ``(g, m)`` with m None when the mask is all zero. Nibble unit: ``(bh, sh, bl, sl, m)``,
+        see :func:`_nibble_tables`.
+        """
+        key = (direction, channels_first, None if device is None else str(device))
+        if key not in self._tables:
+            if device is not None:
+                import torch
+
+                host = self.tables(direction, channels_first)
+                self._tables[key] = tuple(
+                    None if t is None else torch.from_numpy(t.astype(np.int64) if t.dtype == _IDX else t)
+                    .to(device) for t in host)
+            else:
+                mp = self._layout_map(direction, channels_first)
+                if self.unit == "nibble":
+                    self._tables[key] = _nibble_tables(mp)
+                else:
+                    self._tables[key] = (mp.g.astype(_IDX), mp.m if mp.m.any() else None)
+        return self._tables[key]
 
     # -- numpy ----------------------------------------------------------------------------------------
-    def apply_numpy(self, flat: np.ndarray, direction: str) -> np.ndarray:
-        """Apply to (N, D) uint8 in HWC flat order; returns a new (N, D) array."""
-        g, m = self._np[direction]
-        if self.unit == "nibble":
-            h = np.take(to_nibbles(flat), g, axis=1)
-            if self._has_mask:
-                np.bitwise_xor(h, m, out=h)
-            return from_nibbles(h)
-        out = np.take(flat, g, axis=1)
-        if self._has_mask:
-            np.bitwise_xor(out, m, out=out)
+    def apply_numpy(self, flat: np.ndarray, direction: str, channels_first: bool = False) -> np.ndarray:
+        """Apply to (N, D) uint8 in HWC (or CHW) flat order; returns a new (N, D) array.
+
+        Large batches are split across a small thread pool (numpy releases the GIL in ``take``).
+        """
+        if self.is_identity:
+            return flat.copy()
+        tabs = self.tables(direction, channels_first)
+        out = np.empty((flat.shape[0], tabs[0].size), dtype=np.uint8)
+        fn = _apply_nibbles_np if self.unit == "nibble" else _apply_bytes_np
+        chunks = _chunks(flat.shape[0], flat.nbytes)
+        if len(chunks) == 1:
+            fn(flat, out, tabs)
+        else:
+            list(_pool().map(lambda ab: fn(flat[ab[0]:ab[1]], out[ab[0]:ab[1]], tabs), chunks))
         return out
 
     # -- torch ----------------------------------------------------------------------------------------
-    def _torch_tables(self, direction: str, device, channels_first: bool):
+    def apply_torch(self, flat, direction: str, channels_first: bool = True):
+        """Apply to an (N, D) uint8 torch tensor (CHW flat order when ``channels_first``), on its device.
+
+        CPU tensors share memory with numpy and take the numpy path (faster than ``index_select`` on
+        uint8); other devices use torch gathers with the tables cached on that device.
+        """
         import torch
 
-        k = (direction, str(device), channels_first)
-        if k not in self._torch:
-            g, m = self._np[direction]
-            g = g.astype(np.int64)
-            if channels_first:
-                g, m = _to_chw(g, m, self.shape_in if direction == "enc" else self.shape_out,
-                               self.shape_out if direction == "enc" else self.shape_in, self.unit)
-            self._torch[k] = (torch.from_numpy(g).to(device), torch.from_numpy(m.copy()).to(device))
-        return self._torch[k]
-
-    def apply_torch(self, flat, direction: str, channels_first: bool = True):
-        """Apply to an (N, D) uint8 torch tensor (CHW flat order when ``channels_first``), on its device."""
-        g, m = self._torch_tables(direction, flat.device, channels_first)
+        if flat.device.type == "cpu":
+            return torch.from_numpy(self.apply_numpy(flat.contiguous().numpy(), direction, channels_first))
+        if self.is_identity:
+            return flat.clone()
+        tabs = self.tables(direction, channels_first, flat.device)
         if self.unit == "nibble":
-            import torch
-
-            h = torch.stack((flat >> 4, flat & 15), dim=2).reshape(flat.shape[0], -1)
-            h = h.index_select(1, g)
-            if self._has_mask:
-                h ^= m
-            h = h.reshape(flat.shape[0], -1, 2)
-            return (h[..., 0] << 4) | h[..., 1]
+            bh, sh, bl, sl, m = tabs
+            hi = torch.bitwise_left_shift(flat.index_select(1, bh), sh) & 0xF0
+            lo = torch.bitwise_right_shift(flat.index_select(1, bl), sl) & 0x0F
+            return (hi | lo) ^ m
+        g, m = tabs
         out = flat.index_select(1, g)
-        if self._has_mask:
+        if m is not None:
             out ^= m
         return out
 
+
     def __getstate__(self):
         state = self.__dict__.copy()
-        state["_torch"] = {}  # device tensors are rebuilt on demand in the receiving process
+        # device tensors are rebuilt on demand in the receiving process
+        state["_tables"] = {k: v for k, v in self._tables.items() if k[2] is None}
         return state
+
+
+def apply_many(programs, flat, direction: str, channels_first: bool):
+    """Apply a different program to every row of ``flat`` (per-image keys) in one vectorised gather.
+
+    The per-image tables are stacked to (N, D) and applied with ``take_along_axis`` / ``gather``; numpy
+    arrays and CPU tensors share the numpy path.
+    """
+    torch_in = not isinstance(flat, np.ndarray)
+    device = None if not torch_in or flat.device.type == "cpu" else flat.device
+    host = flat.contiguous().numpy() if torch_in and device is None else flat
+    per_prog = [p.tables(direction, channels_first) for p in programs]
+    if programs[0].unit == "byte":  # a missing mask (all zero) must still stack beside real ones
+        per_prog = [(g, np.zeros(g.size, np.uint8) if m is None else m) for g, m in per_prog]
+    stacked = [np.stack(t) for t in zip(*per_prog)]
+    if device is not None:
+        import torch
+
+        stacked = [None if t is None else torch.from_numpy(t.astype(np.int64) if t.dtype == _IDX else t).to(device)
+                   for t in stacked]
+        take = lambda idx: torch.gather(flat, 1, idx)  # noqa: E731
+    else:
+        take = lambda idx: np.take_along_axis(host, idx, axis=1)  # noqa: E731
+    if programs[0].unit == "nibble":
+        bh, sh, bl, sl, m = stacked
+        out = ((take(bh) << sh) & 0xF0) | ((take(bl) >> sl) & 0x0F)
+        out ^= m
+    else:
+        g, m = stacked
+        out = take(g)
+        if m is not None:
+            out ^= m
+    if torch_in and device is None:
+        import torch
+
+        return torch.from_numpy(out)
+    return out
+
+
+def _nibble_tables(mp: Map) -> tuple:
+    """Byte-level form of a nibble map, so LE/ELE need two byte gathers and no nibble arrays.
+
+    Output byte j = (high nibble from source half g[2j]) << 4 | (low nibble from source half g[2j+1]),
+    XOR the mask. Source half k lives in byte k >> 1, in its high half when k is even. So the high output
+    nibble is ``(x[bh] << sh) & 0xF0`` with sh = 4 when the source is a low half (else 0), and the low output
+    nibble is ``(x[bl] >> sl) & 0x0F`` with sl = 4 when the source is a high half.
+    """
+    gh, gl = mp.g[0::2], mp.g[1::2]
+    bh, bl = (gh >> 1).astype(_IDX), (gl >> 1).astype(_IDX)
+    sh = ((gh & 1) * 4).astype(np.uint8)
+    sl = ((1 - (gl & 1)) * 4).astype(np.uint8)
+    m = ((mp.m[0::2] << 4) | mp.m[1::2]).astype(np.uint8)
+    return bh, sh, bl, sl, m
+
+
+def _apply_bytes_np(flat: np.ndarray, out: np.ndarray, tabs: tuple) -> None:
+    g, m = tabs
+    np.take(flat, g, axis=1, out=out)
+    if m is not None:
+        np.bitwise_xor(out, m, out=out)
+
+
+def _apply_nibbles_np(flat: np.ndarray, out: np.ndarray, tabs: tuple) -> None:
+    bh, sh, bl, sl, m = tabs
+    np.take(flat, bh, axis=1, out=out)
+    np.left_shift(out, sh, out=out)
+    np.bitwise_and(out, 0xF0, out=out)
+    lo = np.take(flat, bl, axis=1)
+    np.right_shift(lo, sl, out=lo)
+    np.bitwise_and(lo, 0x0F, out=lo)
+    np.bitwise_or(out, lo, out=out)
+    np.bitwise_xor(out, m, out=out)
+
+
+# Batches above this size are split across threads; below it thread hand-off costs more than it saves.
+_PARALLEL_BYTES = 1 << 20
+_POOL = None
+
+
+def _workers() -> int:
+    try:
+        return max(1, min(4, len(os.sched_getaffinity(0))))
+    except AttributeError:  # pragma: no cover - non-Linux
+        return max(1, min(4, os.cpu_count() or 1))
+
+
+def _pool():
+    global _POOL
+    if _POOL is None:
+        _POOL = ThreadPoolExecutor(_workers(), thread_name_prefix="patchcrypt-cipher")
+    return _POOL
+
+
+def _chunks(n: int, nbytes: int):
+    k = min(_workers(), n) if nbytes >= _PARALLEL_BYTES else 1
+    bounds = np.linspace(0, n, k + 1).astype(int)
+    return [(int(a), int(b)) for a, b in zip(bounds[:-1], bounds[1:]) if b > a]
 
 
 def _chw_order(shape: Tuple[int, int, int]) -> np.ndarray:
