@@ -1,0 +1,30 @@
+import json
+import math
+
+from patchcrypt.cli import main
+
+
+def test_schemes_lists_every_scheme_with_key_space(capsys):
+    assert main(["schemes", "--image-size", "224", "--block-size", "16", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    rows = {r["scheme"]: r for r in out["schemes"]}
+    assert {"plain", "etc", "etc-gray", "block-pixel", "le", "ele", "pe"} <= set(rows)
+    assert rows["etc"]["steps"] == ["BS", "RF", "NP", "CS"]
+    # etc at 224/16: 196 blocks, 196! block orders x (8 * 2 * 6)^196 per-block states
+    n = 196
+    expected = math.lgamma(n + 1) / math.log(10) + n * math.log10(96)
+    assert abs(rows["etc"]["log10_key_space"] - expected) < 0.1
+    assert rows["plain"]["log10_key_space"] == 0
+    assert rows["etc-gray"]["block_size"] == 8
+
+
+def test_schemes_table_and_steps(capsys):
+    assert main(["schemes", "--image-size", "32", "--block-size", "4", "--steps"]) == 0
+    out = capsys.readouterr().out
+    assert "step-bs" in out and "block-pixel" in out and "10^77.1" in out
+
+
+def test_schemes_rejects_nonpositive(capsys):
+    assert main(["schemes", "--block-size", "0"]) != 0
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error:")
