@@ -15,7 +15,9 @@ $(STAMP): requirements.txt pyproject.toml
 demo: $(STAMP)
 	$(BIN)/patchcrypt demo $(DEMO_ARGS)
 
+# The report test renders HTML in headless Chromium; the set-up installs it when it can and says why not.
 test: $(STAMP)
+	-@test ! -f scripts/setup_chromium.sh || bash scripts/setup_chromium.sh
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 clean-venv:
