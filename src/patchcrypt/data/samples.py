@@ -1,0 +1,56 @@
+"""Small real images that ship with registry packages: scikit-image photos, scikit-learn digits."""
+
+from __future__ import annotations
+
+import numpy as np
+from PIL import Image
+
+from ..errors import PatchcryptError
+from .imageset import ImageSet
+
+# scikit-image's bundled colour photos (no download needed)
+PHOTOS = ("astronaut", "coffee", "chelsea", "rocket", "immunohistochemistry", "hubble_deep_field")
+
+
+def sample_photos(size: int = 224, names=PHOTOS) -> np.ndarray:
+    """Real colour photos, centre-cropped square and resized to ``size``: uint8 (N, size, size, 3)."""
+    from skimage import data
+
+    out = []
+    for name in names:
+        try:
+            img = getattr(data, name)()
+        except Exception:  # noqa: BLE001 - a photo missing from this scikit-image build is skipped
+            continue
+        if img.ndim != 3 or img.shape[2] != 3:
+            continue
+        h, w = img.shape[:2]
+        s = min(h, w)
+        img = img[(h - s) // 2:(h - s) // 2 + s, (w - s) // 2:(w - s) // 2 + s]
+        out.append(np.asarray(Image.fromarray(img).resize((size, size), Image.LANCZOS)))
+    if not out:
+        raise PatchcryptError("no scikit-image sample photos available")
+    return np.stack(out)
+
+
+def digits_dataset(test_fraction: float = 0.2, seed: int = 0):
+    """scikit-learn's 1,797 handwritten digits as 32×32 RGB images: (train, test) ImageSets.
+
+    The 8×8 images (0..16) are scaled to 0..255, upsampled ×4 (nearest) and repeated to three channels, so
+    every colour scheme applies. The split is stratified and deterministic in ``seed``.
+    """
+    from sklearn.datasets import load_digits
+
+    d = load_digits()
+    x = np.clip(np.rint(d.images * (255.0 / 16.0)), 0, 255).astype(np.uint8)
+    x = np.repeat(np.repeat(x, 4, axis=1), 4, axis=2)
+    x = np.repeat(x[:, :, :, None], 3, axis=3)
+    y = d.target.astype(np.int64)
+    rng = np.random.default_rng(seed)
+    test = np.zeros(len(y), dtype=bool)
+    for c in np.unique(y):
+        idx = rng.permutation(np.flatnonzero(y == c))
+        test[idx[:int(round(len(idx) * test_fraction))]] = True
+    classes = [str(i) for i in range(10)]
+    return (ImageSet(x[~test], y[~test], classes, "sklearn digits (train)"),
+            ImageSet(x[test], y[test], classes, "sklearn digits (test)"))
