@@ -1,0 +1,22 @@
+import json
+
+from PIL import Image
+
+from patchcrypt.cli import main
+
+
+def test_demo_cipher_stage(tmp_path, capsys):
+    out = tmp_path / "demo"
+    assert main(["demo", "--quick", "--out", str(out)]) == 0
+    text = capsys.readouterr().out
+    rows = {r["scheme"]: r for r in json.loads((out / "ciphers.json").read_text())["rows"]}
+    assert set(rows) == {"plain", "etc", "etc-gray", "block-pixel", "le", "ele", "pe"}
+    assert all(rows[s]["exact_round_trip"] for s in rows if s != "etc-gray")
+    # EtC survives JPEG: decrypted etc within 0.5 dB of plain JPEG, at about the same size
+    assert rows["etc"]["psnr_after_jpeg_db"] > rows["plain"]["psnr_after_jpeg_db"] - 0.5
+    assert rows["etc"]["bpp_q90"] < 1.1 * rows["plain"]["bpp_q90"]
+    # pixel-level schemes do not
+    assert rows["pe"]["psnr_after_jpeg_db"] < rows["plain"]["psnr_after_jpeg_db"] - 10
+    with Image.open(out / "contact_sheet.png") as im:
+        assert im.width > 400 and im.height > 7 * 100
+    assert "fingerprint" in text and "contact sheet" in text
