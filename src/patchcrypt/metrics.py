@@ -6,8 +6,6 @@ import math
 from typing import Dict
 
 import numpy as np
-from skimage.metrics import peak_signal_noise_ratio, structural_similarity
-
 from .errors import PatchcryptError
 
 
@@ -23,6 +21,8 @@ def psnr(a: np.ndarray, b: np.ndarray, data_range: float = 255.0) -> float:
     a, b = _pair(a, b)
     if np.array_equal(a, b):
         return math.inf
+    from skimage.metrics import peak_signal_noise_ratio  # imported on use: scipy is slow to import
+
     return float(peak_signal_noise_ratio(a.astype(np.float64), b.astype(np.float64), data_range=data_range))
 
 
@@ -41,6 +41,8 @@ def ssim(a: np.ndarray, b: np.ndarray, data_range: float = 255.0) -> float:
     win -= 1 - win % 2
     if win < 3:
         raise PatchcryptError(f"images of {a.shape[0]}x{a.shape[1]} are too small for SSIM")
+    from skimage.metrics import structural_similarity
+
     return float(structural_similarity(a.astype(np.float64), b.astype(np.float64), data_range=data_range,
                                        channel_axis=2, win_size=win))
 

@@ -3,18 +3,22 @@
 from __future__ import annotations
 
 import sys
-from typing import Iterable, Optional, TypeVar
+from typing import TYPE_CHECKING, Iterable, Optional, TypeVar
 
-import torch
 from tqdm import tqdm
 
 from .errors import PatchcryptError
 
+if TYPE_CHECKING:  # torch is imported on use: the file tools must start fast
+    import torch
+
 T = TypeVar("T")
 
 
-def resolve_device(name: Optional[str] = None) -> torch.device:
+def resolve_device(name: Optional[str] = None) -> "torch.device":
     """``None``/"auto" → CUDA when available, else CPU; otherwise the named device, checked to exist."""
+    import torch
+
     if name in (None, "", "auto"):
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:
@@ -35,7 +39,7 @@ def progress(iterable: Optional[Iterable[T]] = None, total: Optional[int] = None
                 disable=disable, leave=leave, file=sys.stderr)
 
 
-def train_epoch(loss_fn, optimizer: torch.optim.Optimizer, batches: Iterable, *, desc: str = "train",
+def train_epoch(loss_fn, optimizer: "torch.optim.Optimizer", batches: Iterable, *, desc: str = "train",
                 total: Optional[int] = None, scheduler=None,
                 disable: Optional[bool] = None) -> dict:
     """The one optimisation loop of the project (trainer, GAN/ITN attacks): one pass over ``batches``.
@@ -50,6 +54,8 @@ def train_epoch(loss_fn, optimizer: torch.optim.Optimizer, batches: Iterable, *,
         ``{"loss": mean loss per item, "items": count, "seconds": wall time, "items_per_s": throughput}``.
     """
     import time
+
+    import torch
 
     t0 = time.perf_counter()
     total_loss, items = 0.0, 0

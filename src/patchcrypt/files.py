@@ -1,0 +1,270 @@
+"""Encrypting and decrypting image files and trees, with a manifest (DESIGN §5): the data owner's tool.
+
+``encrypt_tree`` reads an image file or a tree of images, encrypts them in batches (one compiled gather per
+image shape), writes PNG or EtC JPEG files mirroring the source, and a manifest ``patchcrypt.json`` (scheme,
+block size, options, image shape, key fingerprint, nonces if per image; never the key). Everything is
+written into a temporary sibling folder that replaces the destination only when complete, so a failed run
+leaves the destination as it was.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Dict, List, Optional, Tuple
+
+import numpy as np
+from PIL import Image
+
+from .ciphers import create_cipher
+from .codec import IMAGE_SUFFIXES, decode_image, image_bytes
+from .data.manifest import MANIFEST_FORMAT, MANIFEST_NAME, read_manifest
+from .errors import KeyMismatchError, PatchcryptError
+from .keys import Key
+
+CHUNK = 1024  # images decoded, encrypted and written per step
+_WORKERS = max(1, min(4, os.cpu_count() or 1))
+
+
+@dataclass
+class FileJob:
+    rel: str          # path relative to the source root
+    out_rel: str      # path relative to the destination root
+
+
+def parse_size(text: Optional[str]) -> Optional[Tuple[int, int]]:
+    """"HxW" (or "N" for square) → (H, W)."""
+    if text is None:
+        return None
+    try:
+        parts = [int(p) for p in text.lower().replace("×", "x").split("x")]
+    except ValueError:
+        parts = []
+    if len(parts) == 1:
+        parts = parts * 2
+    if len(parts) != 2 or min(parts) < 1:
+        raise PatchcryptError(f"--resize must look like HxW (e.g. 224x224), got {text!r}")
+    return parts[0], parts[1]
+
+
+def _list_sources(src: Path) -> Tuple[Path, List[str]]:
+    if src.is_file():
+        return src.parent, [src.name]
+    if not src.is_dir():
+        raise PatchcryptError(f"{src}: no such file or folder")
+    rels = []
+    for dirpath, dirnames, filenames in os.walk(src):
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        base = Path(dirpath).relative_to(src)
+        rels += [(base / f).as_posix() for f in sorted(filenames)
+                 if f.lower().endswith(IMAGE_SUFFIXES) and not f.startswith(".")]
+    if not rels:
+        raise PatchcryptError(f"{src}: no image files found")
+    return src, rels
+
+
+def _check_destination(src: Path, dst: Path, force: bool) -> None:
+    s, d = src.resolve(), dst.resolve()
+    src_dir = s if src.is_dir() else s.parent
+    if src.is_dir() and (d == s or s in d.parents):
+        raise PatchcryptError(f"destination {dst} is inside the source {src}; choose a folder outside it")
+    if d == src_dir and src.is_file():
+        raise PatchcryptError(f"destination {dst} is the source's own folder; choose another folder")
+    if dst.exists() and not dst.is_dir():
+        raise PatchcryptError(f"destination {dst} exists and is not a folder")
+    if dst.is_dir() and any(dst.iterdir()) and not force:
+        raise PatchcryptError(f"destination {dst} is not empty (use --force to replace it)")
+
+
+class _Staging:
+    """A temporary folder beside ``dst`` that replaces it on ``commit``; removed on failure."""
+
+    def __init__(self, dst: Path):
+        self.dst = dst
+        parent = dst.resolve().parent
+        if not parent.is_dir():
+            raise PatchcryptError(f"{parent}: no such folder")
+        try:
+            self.tmp = Path(tempfile.mkdtemp(prefix=f".{dst.name}.", suffix=".partial", dir=parent))
+        except OSError as exc:
+            raise PatchcryptError(f"cannot write into {parent} ({exc.strerror or exc})") from None
+
+    def __enter__(self) -> Path:
+        return self.tmp
+
+    def __exit__(self, exc_type, exc, tb) -> bool:
+        if exc_type is not None:
+            shutil.rmtree(self.tmp, ignore_errors=True)
+            if isinstance(exc, OSError):
+                raise PatchcryptError(f"cannot write the output ({exc.strerror or exc}); "
+                                      f"{self.dst} was left as it was") from None
+            return False
+        try:
+            old = None
+            if self.dst.exists():
+                old = self.dst.with_name(f".{self.dst.name}.old-{os.getpid()}")
+                os.replace(self.dst, old)
+            os.replace(self.tmp, self.dst)
+            if old is not None:
+                shutil.rmtree(old, ignore_errors=True)
+        except OSError as exc:
+            shutil.rmtree(self.tmp, ignore_errors=True)
+            raise PatchcryptError(f"cannot move the output into place ({exc.strerror or exc})") from None
+        return False
+
+
+def _decode_file(path: Path, resize: Optional[Tuple[int, int]]) -> np.ndarray:
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise PatchcryptError(f"{path}: cannot read ({exc.strerror or exc})") from None
+    img = decode_image(data, name=str(path))
+    if resize is not None and img.shape[:2] != resize:
+        im = Image.fromarray(img[:, :, 0] if img.shape[2] == 1 else img)
+        img = np.asarray(im.resize((resize[1], resize[0]), Image.BICUBIC))
+        img = img[:, :, None] if img.ndim == 2 else img
+    return img
+
+
+def _write(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "wb") as f:
+        f.write(data)
+
+
+def encrypt_tree(src: Path, dst: Path, key: Key, scheme: str, block_size: int, file_format: str = "png",
+                 quality: int = 90, subsampling: Optional[str] = None, resize: Optional[Tuple[int, int]] = None,
+                 pad: bool = False, per_image: bool = False, force: bool = False,
+                 progress: Optional[Callable[[int], None]] = None) -> Dict:
+    """Encrypt an image file or tree ``src`` into the folder ``dst``; returns the manifest."""
+    src, dst = Path(src), Path(dst)
+    file_format = file_format.lower()
+    if file_format not in ("png", "jpeg", "jpg"):
+        raise PatchcryptError(f"--format must be png or jpeg, got {file_format!r}")
+    file_format = "jpeg" if file_format == "jpg" else file_format
+    cipher = create_cipher(scheme, key, block_size=block_size, per_image=per_image, pad=pad)
+    if subsampling is None:
+        subsampling = "420" if block_size % 16 == 0 else "444"
+    root, rels = _list_sources(src)
+    _check_destination(src, dst, force)
+    suffix = ".jpg" if file_format == "jpeg" else ".png"
+    files_meta: Dict[str, Dict] = {}
+    shapes = set()
+    classes = sorted({r.split("/")[0] for r in rels if "/" in r})
+    with _Staging(dst) as tmp, ThreadPoolExecutor(_WORKERS) as pool:
+        for start in range(0, len(rels), CHUNK):
+            chunk = rels[start:start + CHUNK]
+            images = list(pool.map(lambda r: _decode_file(root / r, resize), chunk))
+            groups: Dict[tuple, List[int]] = {}
+            for i, img in enumerate(images):
+                groups.setdefault(img.shape, []).append(i)
+            outputs: List[Optional[np.ndarray]] = [None] * len(chunk)
+            for shape, idx in groups.items():
+                batch = np.stack([images[i] for i in idx])
+                nonces = cipher.new_nonces(len(idx)) if per_image else None
+                try:
+                    enc = cipher.encrypt(batch, nonces)
+                except PatchcryptError as exc:
+                    raise PatchcryptError(f"{root / chunk[idx[0]]}: {exc}") from None
+                for j, i in enumerate(idx):
+                    outputs[i] = enc[j]
+                    meta = {}
+                    if per_image:
+                        meta["nonce"] = nonces[j].hex()
+                    if pad:
+                        meta["orig_shape"] = list(shape[:2])
+                    if meta:
+                        files_meta[Path(chunk[i]).with_suffix(suffix).as_posix()] = meta
+                shapes.add(shape)
+            encoded = pool.map(lambda o: image_bytes(o, file_format, quality, subsampling), outputs)
+            list(pool.map(lambda pair: _write(tmp / Path(pair[0]).with_suffix(suffix), pair[1]),
+                          zip(chunk, encoded)))
+            if progress:
+                progress(len(chunk))
+        manifest = {
+            "format": MANIFEST_FORMAT, "version": 1, "scheme": cipher.name, "block_size": block_size,
+            "options": {k: v for k, v in cipher.describe().items()
+                        if k not in ("scheme", "block_size", "key_fingerprint", "per_image", "pad", "steps")},
+            "steps": cipher.describe()["steps"],
+            "image_shape": list(next(iter(shapes))) if len(shapes) == 1 else None,
+            "key_fingerprint": key.fingerprint, "per_image": per_image, "pad": pad,
+            "file_format": file_format, "jpeg_quality": quality if file_format == "jpeg" else None,
+            "subsampling": subsampling if file_format == "jpeg" else None,
+            "file_count": len(rels), "classes": classes or None, "files": files_meta,
+        }
+        (tmp / MANIFEST_NAME).write_text(json.dumps(manifest, indent=1))
+    return manifest
+
+
+def load_manifest_for(src: Path) -> Dict:
+    manifest = read_manifest(src if src.is_dir() else src.parent)
+    if manifest is None:
+        raise PatchcryptError(f"{src}: no {MANIFEST_NAME} found; was it written by 'patchcrypt encrypt'?")
+    return manifest
+
+
+def check_key(manifest: Dict, key: Key) -> None:
+    if manifest.get("key_fingerprint") != key.fingerprint:
+        raise KeyMismatchError(f"wrong key: the data was encrypted with key {manifest.get('key_fingerprint')}, "
+                               f"this key is {key.fingerprint}")
+
+
+def decrypt_tree(src: Path, dst: Path, key: Key, scheme: Optional[str] = None, force: bool = False,
+                 progress: Optional[Callable[[int], None]] = None) -> int:
+    """Decrypt a tree written by :func:`encrypt_tree` into ``dst`` (PNG files); returns the file count."""
+    src, dst = Path(src), Path(dst)
+    manifest = load_manifest_for(src)
+    if scheme is not None and scheme != manifest["scheme"]:
+        raise PatchcryptError(f"wrong scheme: the data was encrypted with {manifest['scheme']!r}, not {scheme!r}")
+    check_key(manifest, key)
+    options = manifest.get("options") or {}
+    cipher = create_cipher(manifest["scheme"], key, block_size=manifest["block_size"],
+                           per_image=manifest.get("per_image", False), pad=manifest.get("pad", False), **options)
+    root = Path(manifest["_root"])
+    _, rels = _list_sources(root)
+    _check_destination(root, dst, force)
+    files_meta = manifest.get("files") or {}
+    upsampling = "block" if manifest.get("file_format") == "jpeg" else "fancy"
+    with _Staging(dst) as tmp, ThreadPoolExecutor(_WORKERS) as pool:
+        for start in range(0, len(rels), CHUNK):
+            chunk = rels[start:start + CHUNK]
+            datas = [(root / r).read_bytes() for r in chunk]
+            images = list(pool.map(lambda p: decode_image(p[1], "L" if cipher.name == "etc-gray" else None,
+                                                          str(root / p[0]), upsampling), zip(chunk, datas)))
+            outputs = []
+            for r, img in zip(chunk, images):
+                meta = files_meta.get(r, {})
+                nonces = [bytes.fromhex(meta["nonce"])] if "nonce" in meta else None
+                if manifest.get("per_image") and nonces is None:
+                    raise PatchcryptError(f"{root / r}: the manifest has no nonce for this file")
+                crop = tuple(meta["orig_shape"]) if "orig_shape" in meta else None
+                outputs.append((r, img, nonces, crop))
+            decoded = _decrypt_batch(cipher, outputs, manifest)
+            encoded = pool.map(lambda o: image_bytes(o, "png"), decoded)
+            list(pool.map(lambda pair: _write(tmp / Path(pair[0]).with_suffix(".png"), pair[1]),
+                          zip(chunk, encoded)))
+            if progress:
+                progress(len(chunk))
+    return len(rels)
+
+
+def _decrypt_batch(cipher, items, manifest) -> List[np.ndarray]:
+    out: List[Optional[np.ndarray]] = [None] * len(items)
+    groups: Dict[tuple, List[int]] = {}
+    for i, (_, img, nonces, crop) in enumerate(items):
+        groups.setdefault((img.shape, crop), []).append(i)
+    for (shape, crop), idx in groups.items():
+        batch = np.stack([items[i][1] for i in idx])
+        nonces = [items[i][2][0] for i in idx] if manifest.get("per_image") else None
+        try:
+            dec = cipher.decrypt(batch, nonces, crop=crop)
+        except PatchcryptError as exc:
+            raise PatchcryptError(f"{items[idx[0]][0]}: {exc}") from None
+        for j, i in enumerate(idx):
+            out[i] = dec[j]
+    return out
