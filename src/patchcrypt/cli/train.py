@@ -1,0 +1,50 @@
+"""``patchcrypt train``: train a model on encrypted images (DDP when started by torchrun)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from .app import app
+
+
+@app.command()
+def train(
+    data: Optional[Path] = typer.Option(None, "--data", help="ImageFolder root (train/ + test/), class tree, "
+                                        "or a tree written by 'patchcrypt encrypt'."),
+    model: Optional[str] = typer.Option(None, "--model", help="Model name (see --list-models)."),
+    out: Optional[Path] = typer.Option(None, "--out", help="Run folder to create."),
+    scheme: Optional[str] = typer.Option(None, "--scheme", help="Encrypt plain data on the fly with this scheme."),
+    key: Optional[Path] = typer.Option(None, "--key", help="Key file for on-the-fly encryption."),
+    block_size: Optional[int] = typer.Option(None, "--block-size", help="Block size M (= the model's patch size)."),
+    per_image: Optional[bool] = typer.Option(None, "--per-image", help="A fresh key per image."),
+    jpeg_quality: Optional[int] = typer.Option(None, "--jpeg-quality", help="EtC: JPEG at this quality."),
+    epochs: Optional[int] = typer.Option(None, "--epochs"),
+    batch_size: Optional[int] = typer.Option(None, "--batch-size"),
+    lr: Optional[float] = typer.Option(None, "--lr"),
+    weight_decay: Optional[float] = typer.Option(None, "--weight-decay"),
+    augment: Optional[str] = typer.Option(None, "--augment", help="auto, crop-flip, mixup or none."),
+    subset: Optional[int] = typer.Option(None, "--subset", help="Train on a class-balanced subset."),
+    test_subset: Optional[int] = typer.Option(None, "--test-subset", help="Evaluate on a subset of the test set."),
+    seed: Optional[int] = typer.Option(None, "--seed"),
+    device: Optional[str] = typer.Option(None, "--device", help="cpu, cuda, cuda:N (default: CUDA if present)."),
+    resume: bool = typer.Option(False, "--resume", help="Continue the run in --out exactly."),
+    config: Optional[Path] = typer.Option(None, "--config", help="YAML file of options (flags override it)."),
+) -> None:
+    """Train a model on encrypted (or plain) images; writes config, metrics, summary and checkpoints."""
+    from ..train import TrainConfig, train as run_train
+
+    overrides = dict(data=str(data) if data else None, model=model, out=str(out) if out else None, scheme=scheme,
+                     key=str(key) if key else None, block_size=block_size, per_image=per_image,
+                     jpeg_quality=jpeg_quality, epochs=epochs, batch_size=batch_size, lr=lr,
+                     weight_decay=weight_decay, augment=augment, subset=subset, test_subset=test_subset, seed=seed,
+                     device=device, resume=resume or None)
+    cfg = TrainConfig.from_sources(config, overrides)
+    if not cfg.data:
+        from ..errors import PatchcryptError
+
+        raise PatchcryptError("--data is required (or 'data:' in the --config file)")
+    summary = run_train(cfg)
+    typer.echo(f"best test accuracy {summary['best_test_acc']:.4f} ({summary['n_test']} images); run in {cfg.out}")

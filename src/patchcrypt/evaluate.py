@@ -1,0 +1,115 @@
+"""Evaluation of a checkpoint on a data set: accuracy, per-class accuracy, confusion matrix."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Dict, Optional
+
+import numpy as np
+import torch
+
+from .data import load_dataset
+from .errors import KeyMismatchError, PatchcryptError
+from .models import build_model, load_checkpoint
+from .runtime import resolve_device
+
+
+@torch.no_grad()
+def predict(model: torch.nn.Module, images: np.ndarray, batch_size: int = 256, device=None) -> np.ndarray:
+    """Logits (N, K) float32 for uint8 images (N, H, W, C), batched, in eval mode."""
+    from .train import predict_logits, to_tensor
+
+    dev = resolve_device(device) if not isinstance(device, torch.device) else device
+    model = model.to(dev)
+    return predict_logits(model, to_tensor(np.ascontiguousarray(images)), dev, batch_size).numpy()
+
+
+def prepare_images(ckpt: Dict[str, Any], data, key_path: Optional[str] = None) -> np.ndarray:
+    """The images as the checkpoint's model expects them: check or apply the encryption the model was made for."""
+    from .ciphers import create_cipher
+    from .codec import jpeg_roundtrip
+    from .keys import Key
+
+    scheme, m, fp = ckpt.get("scheme"), ckpt.get("block_size"), ckpt.get("key_fingerprint")
+    manifest = data.manifest
+    if manifest is not None:
+        for name, want, got in (("scheme", scheme, manifest.get("scheme")),
+                                ("block size", m, manifest.get("block_size")),
+                                ("key fingerprint", fp, manifest.get("key_fingerprint"))):
+            if want != got:
+                raise KeyMismatchError(f"the data's {name} is {got!r} but the model expects {want!r}")
+        return data.images
+    if scheme in (None, "plain"):
+        images = data.images
+    else:
+        if key_path is None:
+            raise PatchcryptError(f"the model expects {scheme} images; give --key to encrypt this plain data, "
+                                  "or evaluate on a tree written by 'patchcrypt encrypt'")
+        key = Key.load(key_path)
+        if key.fingerprint != fp:
+            raise KeyMismatchError(f"wrong key: the model expects key {fp}, this key is {key.fingerprint}")
+        if ckpt.get("per_image"):
+            raise PatchcryptError("the model was trained with per-image keys; evaluate on an encrypted tree")
+        images = create_cipher(scheme, key, block_size=m).encrypt(data.images)
+    if ckpt.get("jpeg_quality"):
+        images = jpeg_roundtrip(images, ckpt["jpeg_quality"], "420" if (m or 1) % 16 == 0 else "444")
+    return images
+
+
+def evaluate_checkpoint(run, data_path, key: Optional[str] = None, split: Optional[str] = "test",
+                        device: Optional[str] = None, out_dir: Optional[Path] = None) -> Dict[str, Any]:
+    """Evaluate a run (or checkpoint) on ``data_path``; writes evaluation.json and confusion.png to ``out_dir``."""
+    ckpt = load_checkpoint(run)
+    path = Path(data_path)
+    has_split = (path / "train").is_dir() or (path / "test").is_dir()
+    data = load_dataset(path, split if has_split else None)
+    classes = ckpt["classes"]
+    if data.classes and data.classes != classes:
+        raise PatchcryptError(f"the data's classes {data.classes} differ from the model's {classes}")
+    images = prepare_images(ckpt, data, key)
+    model = build_model(ckpt)
+    logits = predict(model, images, device=device)
+    pred = logits.argmax(1)
+    labels = data.labels
+    k = len(classes)
+    confusion = np.zeros((k, k), dtype=np.int64)
+    np.add.at(confusion, (labels, pred), 1)
+    per_class = {c: (float(confusion[i, i] / confusion[i].sum()) if confusion[i].sum() else None)
+                 for i, c in enumerate(classes)}
+    result = {"accuracy": float((pred == labels).mean()), "per_class": per_class, "n_images": int(len(labels)),
+              "confusion": confusion.tolist(), "classes": classes, "checkpoint": ckpt["path"],
+              "data": str(path), "scheme": ckpt.get("scheme"), "block_size": ckpt.get("block_size")}
+    if out_dir is not None:
+        from .codec import write_bytes_atomic
+
+        out_dir = Path(out_dir)
+        write_bytes_atomic(out_dir / "evaluation.json", json.dumps(result, indent=1).encode())
+        _confusion_png(confusion, classes, out_dir / "confusion.png", result["accuracy"])
+    return result
+
+
+def _confusion_png(confusion: np.ndarray, classes, path: Path, accuracy: float) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    k = len(classes)
+    fig, ax = plt.subplots(figsize=(1.0 + 0.55 * k, 0.8 + 0.5 * k))
+    ax.imshow(confusion, cmap="Blues")
+    ax.set_xticks(range(k), classes, rotation=60, ha="right", fontsize=8)
+    ax.set_yticks(range(k), classes, fontsize=8)
+    for i in range(k):
+        for j in range(k):
+            if confusion[i, j]:
+                ax.text(j, i, str(confusion[i, j]), ha="center", va="center", fontsize=6,
+                        color="white" if confusion[i, j] > confusion.max() / 2 else "black")
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    ax.set_title(f"accuracy {accuracy:.3f}")
+    fig.tight_layout()
+    tmp = path.with_name(f".{path.name}.tmp.png")
+    fig.savefig(tmp, dpi=110)
+    plt.close(fig)
+    tmp.replace(path)

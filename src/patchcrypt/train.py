@@ -1,0 +1,410 @@
+"""Training on encrypted images: ``patchcrypt train`` (one process, or DDP under ``torchrun``).
+
+Read top to bottom: resolve the config → load data → decide how images are encrypted → build the model →
+epochs of :func:`patchcrypt.runtime.train_epoch` → evaluate → checkpoint. DDP turns on only when torchrun
+sets ``RANK``/``WORLD_SIZE``; every rank derives the same cipher from the same key file.
+
+Three ways in (DESIGN §6, §7):
+1. plain data + key (data owner): augmentation (random crop with padding, flip) on uint8 batches *before*
+   encryption, then the batch is encrypted on the fly on its device;
+2. a tree written by ``patchcrypt encrypt`` (server): no key; only augmentation valid on encrypted images
+   (mixup commutes with the schemes' affine maps; none by default);
+3. EtC JPEG (``--jpeg-quality Q``): encrypt → JPEG → decode per batch at train time, and once for the test set.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import io
+import json
+import math
+import os
+import time
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Tuple
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from .ciphers import create_cipher, get_scheme
+from .codec import jpeg_roundtrip
+from .data import ImageSet, load_dataset
+from .errors import PatchcryptError
+from .keys import Key
+from .models import check_block_size, create_model, list_models, load_checkpoint, save_checkpoint
+from .runtime import progress, resolve_device, train_epoch
+
+# fields that may change on --resume without changing the result
+_RESUME_FREE = {"epochs", "device", "workers", "resume", "config", "out"}
+
+
+@dataclass
+class TrainConfig:
+    data: str = ""
+    model: str = "vit_pico_patch4_32"
+    out: str = "runs/run"
+    scheme: Optional[str] = None
+    key: Optional[str] = None            # path of the key file (never its content)
+    block_size: Optional[int] = None
+    per_image: bool = False
+    jpeg_quality: Optional[int] = None
+    epochs: int = 10
+    batch_size: int = 128
+    lr: float = 1e-3
+    weight_decay: float = 0.05
+    warmup_epochs: float = 1.0
+    label_smoothing: float = 0.1
+    augment: str = "auto"                # auto | crop-flip | mixup | none
+    subset: Optional[int] = None
+    test_subset: Optional[int] = None
+    seed: int = 0
+    device: Optional[str] = None
+    model_kwargs: Dict[str, Any] = field(default_factory=dict)
+    resume: bool = False
+
+    @classmethod
+    def from_sources(cls, yaml_path: Optional[Path], overrides: Dict[str, Any]) -> "TrainConfig":
+        """YAML file values, then CLI overrides (None = not given)."""
+        values: Dict[str, Any] = {}
+        if yaml_path is not None:
+            import yaml
+
+            try:
+                loaded = yaml.safe_load(Path(yaml_path).read_text()) or {}
+            except (OSError, yaml.YAMLError) as exc:
+                raise PatchcryptError(f"{yaml_path}: cannot read the config ({str(exc).splitlines()[0]})") from None
+            if not isinstance(loaded, dict):
+                raise PatchcryptError(f"{yaml_path}: a config must be a mapping of option: value")
+            values.update(loaded)
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - names)
+        if unknown:
+            raise PatchcryptError(f"unknown config option(s): {', '.join(unknown)}")
+        return cls(**values)
+
+    def to_dict(self) -> Dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+# -- distributed ----------------------------------------------------------------------------------------------
+@dataclass
+class Dist:
+    rank: int = 0
+    world: int = 1
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+
+def setup_distributed(device: torch.device) -> Dist:
+    if "RANK" not in os.environ or int(os.environ.get("WORLD_SIZE", "1")) < 2:
+        return Dist()
+    import torch.distributed as dist
+
+    if not dist.is_initialized():
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    return Dist(dist.get_rank(), dist.get_world_size())
+
+
+# -- data and encryption -------------------------------------------------------------------------------------
+@dataclass
+class Pipeline:
+    """How a uint8 batch becomes model input: optional on-the-fly encryption and JPEG."""
+
+    cipher: Any = None
+    jpeg_quality: Optional[int] = None
+    subsampling: str = "444"
+    per_image: bool = False
+    encrypt_seconds: float = 0.0
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        """(N, C, H, W) uint8 → encrypted (and JPEG'd) batch on the same device."""
+        if self.cipher is not None:
+            t0 = time.perf_counter()
+            nonces = self.cipher.new_nonces(len(x)) if self.per_image else None
+            x = self.cipher.encrypt(x, nonces)
+            self.encrypt_seconds += time.perf_counter() - t0
+        if self.jpeg_quality is not None:
+            arr = jpeg_roundtrip(x.permute(0, 2, 3, 1).cpu().numpy(), self.jpeg_quality, self.subsampling)
+            x = torch.from_numpy(arr).permute(0, 3, 1, 2).contiguous().to(x.device)
+        return x
+
+
+def augment_crop_flip(x: torch.Tensor, gen: torch.Generator, pad: int = 4) -> torch.Tensor:
+    """Random crop with ``pad`` pixels of edge padding and random horizontal flip, on uint8 (N, C, H, W)."""
+    n, _, h, w = x.shape
+    padded = F.pad(x.float(), (pad, pad, pad, pad), mode="replicate").to(torch.uint8)
+    dy = torch.randint(0, 2 * pad + 1, (n,), generator=gen)
+    dx = torch.randint(0, 2 * pad + 1, (n,), generator=gen)
+    rows = (dy[:, None] + torch.arange(h)[None]).to(x.device)          # (N, H)
+    cols = (dx[:, None] + torch.arange(w)[None]).to(x.device)          # (N, W)
+    flip = torch.rand(n, generator=gen) < 0.5
+    cols = torch.where(flip[:, None].to(x.device), cols.flip(1), cols)
+    idx_r = rows[:, None, :, None].expand(n, x.shape[1], h, w + 2 * pad)
+    out = padded.gather(2, idx_r)
+    idx_c = cols[:, None, None, :].expand(n, x.shape[1], h, w)
+    return out.gather(3, idx_c)
+
+
+def _split_sets(cfg: TrainConfig) -> Tuple[ImageSet, ImageSet]:
+    path = Path(cfg.data)
+    if not path.exists():
+        raise PatchcryptError(f"{path}: no such data folder")
+    if (path / "train").is_dir() and (path / "test").is_dir():
+        train = load_dataset(path, "train", min_classes=2)
+        test = load_dataset(path, "test", min_classes=2)
+    else:  # one tree: a deterministic stratified 90/10 split
+        full = load_dataset(path, min_classes=2)
+        rng = np.random.default_rng(cfg.seed)
+        is_test = np.zeros(len(full), dtype=bool)
+        for c in np.unique(full.labels):
+            idx = rng.permutation(np.flatnonzero(full.labels == c))
+            is_test[idx[:max(1, len(idx) // 10)]] = True
+        train, test = full.take(np.flatnonzero(~is_test)), full.take(np.flatnonzero(is_test))
+    return train.subset(cfg.subset, cfg.seed), test.subset(cfg.test_subset, cfg.seed)
+
+
+def resolve_encryption(cfg: TrainConfig, train: ImageSet) -> Tuple[Pipeline, Dict[str, Any]]:
+    """Decide the encryption path; returns the pipeline and the metadata a checkpoint records."""
+    manifest = train.manifest
+    if manifest is not None:  # pre-encrypted by the data owner: the server's view
+        if cfg.key:
+            warnings.warn("the data is already encrypted (patchcrypt.json found); --key is ignored")
+        if cfg.scheme and cfg.scheme != manifest["scheme"]:
+            raise PatchcryptError(f"the data was encrypted with {manifest['scheme']!r}, not {cfg.scheme!r}")
+        if cfg.block_size and cfg.block_size != manifest["block_size"]:
+            raise PatchcryptError(f"the data was encrypted with block size {manifest['block_size']}, "
+                                  f"not {cfg.block_size}")
+        if cfg.augment not in ("auto", "none", "mixup"):
+            raise PatchcryptError(f"augmentation {cfg.augment!r} is not valid on encrypted images "
+                                  "(use mixup or none)")
+        meta = {"scheme": manifest["scheme"], "block_size": manifest["block_size"],
+                "key_fingerprint": manifest["key_fingerprint"], "per_image": manifest.get("per_image", False),
+                "jpeg_quality": manifest.get("jpeg_quality"), "pre_encrypted": True}
+        return Pipeline(), meta
+    scheme = cfg.scheme or "plain"
+    get_scheme(scheme)  # unknown scheme: clear error listing the valid ones
+    if scheme == "plain":
+        return Pipeline(jpeg_quality=cfg.jpeg_quality), {
+            "scheme": "plain", "block_size": None, "key_fingerprint": None, "per_image": False,
+            "jpeg_quality": cfg.jpeg_quality, "pre_encrypted": False}
+    if not cfg.key:
+        raise PatchcryptError(f"scheme {scheme!r} on plain data needs --key (the data owner's key file)")
+    if not cfg.block_size:
+        raise PatchcryptError(f"scheme {scheme!r} needs --block-size")
+    key = Key.load(cfg.key)
+    cipher = create_cipher(scheme, key, block_size=cfg.block_size, per_image=cfg.per_image)
+    sub = "420" if cfg.block_size % 16 == 0 else "444"
+    return (Pipeline(cipher, cfg.jpeg_quality, sub, cfg.per_image),
+            {"scheme": scheme, "block_size": cfg.block_size, "key_fingerprint": key.fingerprint,
+             "per_image": cfg.per_image, "jpeg_quality": cfg.jpeg_quality, "pre_encrypted": False})
+
+
+def to_tensor(images: np.ndarray) -> torch.Tensor:
+    """uint8 (N, H, W, C) numpy → uint8 (N, C, H, W) torch (contiguous)."""
+    return torch.from_numpy(images).permute(0, 3, 1, 2).contiguous()
+
+
+# -- evaluation -------------------------------------------------------------------------------------------------
+@torch.no_grad()
+def predict_logits(model: nn.Module, x: torch.Tensor, device: torch.device, batch_size: int = 500) -> torch.Tensor:
+    """Logits for uint8 (N, C, H, W) images, in eval mode, batched."""
+    model.eval()
+    out = [model(x[i:i + batch_size].to(device)).float().cpu() for i in range(0, len(x), batch_size)]
+    return torch.cat(out) if out else torch.empty(0)
+
+
+# -- the run ------------------------------------------------------------------------------------------------------
+def _check_run_folder(cfg: TrainConfig, out: Path) -> Optional[Dict]:
+    """On --resume return the last checkpoint (config must match); else refuse to overwrite a run."""
+    last = out / "last.pt"
+    if not cfg.resume:
+        if last.exists() or (out / "metrics.csv").exists():
+            raise PatchcryptError(f"{out} already holds a run; use --resume to continue it or another --out")
+        return None
+    if not last.exists():
+        raise PatchcryptError(f"{out}: nothing to resume (no last.pt)")
+    ckpt = load_checkpoint(last)
+    saved = ckpt.get("config") or {}
+    new = cfg.to_dict()
+    diff = sorted(k for k in new if k not in _RESUME_FREE and saved.get(k) != new[k])
+    if diff:
+        raise PatchcryptError(f"--resume with a different config ({', '.join(diff)}); the run was made with "
+                              + ", ".join(f"{k}={saved.get(k)!r}" for k in diff))
+    return ckpt
+
+
+def train(cfg: TrainConfig, show_progress: Optional[bool] = None) -> Dict[str, Any]:
+    """Run the training described by ``cfg``; returns the summary (also written to summary.json)."""
+    if cfg.model not in list_models():
+        raise PatchcryptError(f"unknown model {cfg.model!r}; valid: {', '.join(list_models())}")
+    if cfg.epochs < 1 or cfg.batch_size < 1 or cfg.lr <= 0:
+        raise PatchcryptError("--epochs, --batch-size and --lr must be positive")
+    if cfg.augment not in ("auto", "crop-flip", "mixup", "none"):
+        raise PatchcryptError(f"--augment must be auto, crop-flip, mixup or none, got {cfg.augment!r}")
+    device = resolve_device(cfg.device)
+    dist = setup_distributed(device)
+    out = Path(cfg.out)
+    resume_ckpt = _check_run_folder(cfg, out)
+
+    train_set, test_set = _split_sets(cfg)
+    pipe, meta = resolve_encryption(cfg, train_set)
+    augment = cfg.augment if cfg.augment != "auto" else ("none" if meta["pre_encrypted"] else "crop-flip")
+    h, w, c = train_set.shape
+    if h != w:
+        raise PatchcryptError(f"images are {h}x{w}; the models take square images (use --resize when encrypting)")
+    model_kwargs = {"num_classes": len(train_set.classes), "img_size": h, "in_chans": c, **cfg.model_kwargs}
+    if cfg.model.startswith("resnet18_cifar_adapt"):
+        model_kwargs.setdefault("block_size", meta["block_size"] or 4)
+    model = create_model(cfg.model, seed=cfg.seed, **model_kwargs).to(device)
+    check_block_size(model, meta["block_size"])
+    n_params = sum(p.numel() for p in model.parameters())
+
+    # test set: encrypted once, with the same pipeline (fixed nonces for per-image keys)
+    x_test = pipe(to_tensor(test_set.images).to(device))
+    y_test = torch.from_numpy(test_set.labels)
+    x_train_plain = to_tensor(train_set.images)
+    y_train = torch.from_numpy(train_set.labels)
+
+    ddp_model = model
+    if dist.world > 1:
+        from torch.nn.parallel import DistributedDataParallel
+
+        ddp_model = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+    decay = [p for n_, p in model.named_parameters() if p.ndim > 1 and "pos_embed" not in n_ and "cls_token" not in n_]
+    no_decay = [p for n_, p in model.named_parameters() if not (p.ndim > 1 and "pos_embed" not in n_
+                                                                 and "cls_token" not in n_)]
+    optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
+                                   {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr)
+    per_rank_batch = max(1, cfg.batch_size // dist.world)
+    steps_per_epoch = math.ceil(len(train_set) / dist.world / per_rank_batch)
+    total_steps, warmup = cfg.epochs * steps_per_epoch, int(cfg.warmup_epochs * steps_per_epoch)
+
+    def lr_factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        return 0.5 * (1 + math.cos(math.pi * min(1.0, (step - warmup) / max(1, total_steps - warmup))))
+
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor)
+    start_epoch, best_acc, rows = 1, -1.0, []
+    if resume_ckpt is not None:
+        model.load_state_dict(resume_ckpt["state_dict"])
+        extra = resume_ckpt.get("extra") or {}
+        optimizer.load_state_dict(extra["optimizer"])
+        scheduler.load_state_dict(extra["scheduler"])
+        start_epoch = int(resume_ckpt["epoch"]) + 1
+        best_acc = float(extra.get("best_acc", -1.0))
+        rows = _read_metrics(out / "metrics.csv")[:start_epoch - 1]
+    if dist.main:
+        out.mkdir(parents=True, exist_ok=True)
+        _write_text(out / "config.yaml", _yaml(cfg.to_dict()))
+
+    ckpt_meta = dict(model_name=cfg.model, model_kwargs=model_kwargs, classes=train_set.classes,
+                     scheme=meta["scheme"], block_size=meta["block_size"], key_fingerprint=meta["key_fingerprint"],
+                     per_image=meta["per_image"], jpeg_quality=meta["jpeg_quality"], config=cfg.to_dict())
+    disable_bar = (not dist.main) if show_progress is None else not show_progress
+    for epoch in range(start_epoch, cfg.epochs + 1):
+        # every epoch's randomness derives from (seed, epoch): resuming replays it exactly
+        gen = torch.Generator().manual_seed(cfg.seed * 100_003 + epoch)
+        order = torch.randperm(len(train_set), generator=gen)[dist.rank::dist.world]
+        batches = [order[i:i + per_rank_batch] for i in range(0, len(order), per_rank_batch)]
+        pipe.encrypt_seconds = 0.0
+        step_seconds = [0.0]
+
+        def loss_fn(idx: torch.Tensor):
+            t0 = time.perf_counter()
+            x = x_train_plain[idx]
+            if augment == "crop-flip":
+                x = augment_crop_flip(x, gen)
+            x = pipe(x.to(device))
+            y = y_train[idx].to(device)
+            if augment == "mixup":
+                lam = float(torch.distributions.Beta(1.0, 1.0).sample())
+                perm = torch.randperm(len(x), generator=gen).to(device)
+                logits = ddp_model(lam * x.float() + (1 - lam) * x[perm].float())
+                loss = lam * F.cross_entropy(logits, y, label_smoothing=cfg.label_smoothing) + \
+                    (1 - lam) * F.cross_entropy(logits, y[perm], label_smoothing=cfg.label_smoothing)
+            else:
+                logits = ddp_model(x)
+                loss = F.cross_entropy(logits, y, label_smoothing=cfg.label_smoothing)
+            with torch.no_grad():
+                correct[0] += int((logits.argmax(1) == y).sum())
+            step_seconds[0] += time.perf_counter() - t0
+            return loss, len(idx)
+
+        correct = [0]
+        ddp_model.train()
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(cfg.seed * 100_003 + epoch)  # dropout / drop-path, restored afterwards
+            stats = train_epoch(loss_fn, optimizer, batches, desc=f"epoch {epoch}/{cfg.epochs}",
+                                total=len(order), scheduler=scheduler, disable=disable_bar)
+        logits = predict_logits(model, x_test, device)
+        test_loss = float(F.cross_entropy(logits, y_test)) if len(y_test) else float("nan")
+        test_acc = float((logits.argmax(1) == y_test).float().mean()) if len(y_test) else float("nan")
+        row = {"epoch": epoch, "train_loss": round(stats["loss"], 5),
+               "train_acc": round(correct[0] / max(1, stats["items"]), 5), "test_loss": round(test_loss, 5),
+               "test_acc": round(test_acc, 5), "images_per_s": round(stats["items_per_s"] * dist.world, 1),
+               "encrypt_fraction": round(pipe.encrypt_seconds / max(stats["seconds"], 1e-9), 5),
+               "seconds": round(stats["seconds"], 2)}
+        rows.append(row)
+        if dist.main:
+            best_acc_new = max(best_acc, test_acc)
+            extra = {"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+                     "best_acc": best_acc_new}
+            save_checkpoint(out / "last.pt", model, epoch=epoch, metrics=row, extra=extra, **ckpt_meta)
+            if test_acc > best_acc:
+                save_checkpoint(out / "best.pt", model, epoch=epoch, metrics=row, **ckpt_meta)
+            _write_metrics(out / "metrics.csv", rows)
+            print(f"epoch {epoch}/{cfg.epochs}: loss {row['train_loss']:.4f}  train {row['train_acc']:.3f}  "
+                  f"test {row['test_acc']:.3f}  {row['images_per_s']:.0f} img/s  "
+                  f"encryption {100 * row['encrypt_fraction']:.2f}% of the step", flush=True)
+        best_acc = max(best_acc, test_acc)
+
+    summary = {"model": cfg.model, "parameters": n_params, "classes": train_set.classes,
+               "n_train": len(train_set), "n_test": len(test_set), "world_size": dist.world, **meta,
+               "final_test_acc": rows[-1]["test_acc"] if rows else None, "best_test_acc": best_acc,
+               "epochs": cfg.epochs, "train_seconds": round(sum(r["seconds"] for r in rows), 1),
+               "images_per_s": round(float(np.mean([r["images_per_s"] for r in rows])), 1) if rows else None,
+               "encrypt_fraction": round(float(np.mean([r["encrypt_fraction"] for r in rows])), 5) if rows else None}
+    if dist.main:
+        _write_text(out / "summary.json", json.dumps(summary, indent=1))
+    return summary
+
+
+# -- small file helpers ----------------------------------------------------------------------------------------
+_FIELDS = ["epoch", "train_loss", "train_acc", "test_loss", "test_acc", "images_per_s", "encrypt_fraction",
+           "seconds"]
+
+
+def _write_text(path: Path, text: str) -> None:
+    from .codec import write_bytes_atomic
+
+    write_bytes_atomic(path, text.encode())
+
+
+def _write_metrics(path: Path, rows: List[Dict]) -> None:
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=_FIELDS)
+    writer.writeheader()
+    writer.writerows(rows)
+    _write_text(path, buf.getvalue())
+
+
+def _read_metrics(path: Path) -> List[Dict]:
+    if not path.is_file():
+        return []
+    with open(path) as f:
+        return [{k: (int(v) if k == "epoch" else float(v)) for k, v in r.items()} for r in csv.DictReader(f)]
+
+
+def _yaml(d: Dict) -> str:
+    import yaml
+
+    return yaml.safe_dump(d, sort_keys=False)
