@@ -309,7 +309,8 @@ def train(cfg: TrainConfig, show_progress: Optional[bool] = None) -> Dict[str, A
     ckpt_meta = dict(model_name=cfg.model, model_kwargs=model_kwargs, classes=train_set.classes,
                      scheme=meta["scheme"], block_size=meta["block_size"], key_fingerprint=meta["key_fingerprint"],
                      per_image=meta["per_image"], jpeg_quality=meta["jpeg_quality"], config=cfg.to_dict())
-    disable_bar = (not dist.main) if show_progress is None else not show_progress
+    # progress bar: rank 0 only, and only on a terminal unless asked for
+    disable_bar = (None if dist.main else True) if show_progress is None else not show_progress
     for epoch in range(start_epoch, cfg.epochs + 1):
         # every epoch's randomness derives from (seed, epoch): resuming replays it exactly
         gen = torch.Generator().manual_seed(cfg.seed * 100_003 + epoch)
