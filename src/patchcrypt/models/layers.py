@@ -234,8 +234,9 @@ class IsotropicMixin:
         """The embedding module: ``nn.Conv2d`` (shared) or :class:`BlockwiseEmbed`."""
         return getattr(self._embed_parent, self._embed_attr)
 
-    @patch_embedding.setter
-    def patch_embedding(self, module: nn.Module) -> None:
+    def set_patch_embedding(self, module: nn.Module) -> None:
+        """Replace the embedding module (a plain attribute assignment would register a new submodule
+        instead, since ``nn.Module.__setattr__`` intercepts modules before properties)."""
         setattr(self._embed_parent, self._embed_attr, module)
 
     @property
@@ -258,7 +259,7 @@ class IsotropicMixin:
         Returns ``self``.
         """
         if self.embed == "shared":
-            self.patch_embedding = BlockwiseEmbed.from_shared(self.patch_embed_conv, self.grid_size ** 2)
+            self.set_patch_embedding(BlockwiseEmbed.from_shared(self.patch_embed_conv, self.grid_size ** 2))
         return self
 
 

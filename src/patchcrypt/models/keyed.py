@@ -1,0 +1,241 @@
+"""Keyed-model transformation (Kiya et al. 2022; position-wise: Lin, Imaizumi, Kiya 2024).
+
+An isotropic model reads an image only through its patch embedding, one linear map per M×M patch. Every
+byte-level scheme moves values and flips some of them (v → 255 − v), so encrypted block k is an affine image
+of one plain block σ(k):  u′_k = S_k u_σ(k) + t_k  with S_k a signed permutation and t_k ∈ {0, 255}^L.
+With the input normalisation folded into the embedding (W₀ = W·A, b₀ = W·a + b), the keyed embedding
+
+    W′_k = W₀ S_k⁻¹,    b′_k = b₀ − W₀ S_k⁻¹ t_k
+
+gives W′_k u′_k + b′_k = W₀ u_σ(k) + b₀: the plain token of block σ(k). Moving the position embedding with
+the blocks (row 1+k ← row 1+σ(k)) makes the encrypted token sequence a permutation of the plain one, and a
+ViT is equivariant to token order and reads the class token, so its logits are those of the plain model.
+
+* shared mode: S_k and t_k are the same for every block (block-pixel, PS, BF, shared CS/RF): one embedding,
+  the architecture unchanged (ViT; ConvMixer when σ is the identity).
+* position-wise mode: per-block keys (etc: RF, NP, CS per block; pe per pixel): one embedding per block
+  position (:class:`~patchcrypt.models.layers.BlockwiseEmbed`), the rest of the model unchanged.
+
+Refused, with the reason: nibble schemes (le/ele are not affine in pixel values), etc-gray (a colour
+transform in front), per-image keys, block size ≠ patch size, BS on ConvMixer, non-isotropic models.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Dict, Tuple
+
+import numpy as np
+import torch
+import torch.nn as nn
+
+from ..blocks import block_layout
+from ..ciphers import create_cipher, get_scheme
+from ..errors import PatchcryptError
+from ..keys import Key
+from .layers import BlockwiseEmbed, embed_matrix, set_embed_matrix
+
+IDENTITY_MEAN, IDENTITY_STD = (0.0,), (1.0 / 255.0,)  # InputNorm that passes 0..255 values through
+
+
+@dataclass
+class BlockMaps:
+    """The encryption as per-block affine maps: u′_k[i] = s[k, i] · u_σ(k)[g[k, i]] + t[k, i]."""
+
+    sigma: np.ndarray   # (n,) source block of encrypted block k
+    g: np.ndarray       # (n, L) source position inside the source block
+    s: np.ndarray       # (n, L) ±1
+    t: np.ndarray       # (n, L) 0 or 255
+
+    @property
+    def shared(self) -> bool:
+        return bool((self.g == self.g[0]).all() and (self.s == self.s[0]).all() and (self.t == self.t[0]).all())
+
+    @property
+    def moves_blocks(self) -> bool:
+        return bool((self.sigma != np.arange(len(self.sigma))).any())
+
+
+def block_maps(scheme: str, key: Key, block_size: int, img_size: int, in_chans: int = 3,
+               per_image: bool = False) -> BlockMaps:
+    """Read the per-block affine maps off the scheme's compiled program for (img_size, img_size, in_chans)."""
+    spec = get_scheme(scheme)
+    if per_image:
+        raise PatchcryptError("per-image keys give every image its own transformation; no single keyed model "
+                              "can absorb them")
+    if spec.unit != "byte":
+        raise PatchcryptError(f"scheme {scheme!r} works on 4-bit halves of values, which is not an affine map of "
+                              "pixel values: a linear patch embedding cannot absorb it")
+    if scheme == "etc-gray":
+        raise PatchcryptError("etc-gray converts colours to a side-by-side grayscale image; the model's patches "
+                              "no longer correspond to image blocks")
+    cipher = create_cipher(scheme, key, block_size=block_size)
+    prog = cipher.program((img_size, img_size, in_chans))
+    if prog.shape_out != prog.shape_in:
+        raise PatchcryptError(f"scheme {scheme!r} changes the image shape")
+    g_img, m_img = prog.map.g, prog.map.m
+    if not np.isin(m_img, (0, 255)).all():
+        raise PatchcryptError(f"scheme {scheme!r} uses masks other than negative-positive; not absorbable")
+    layout = block_layout(img_size, img_size, in_chans, block_size)   # (n, L) image index of block element
+    n, L = layout.shape
+    where_block = np.empty(n * L, dtype=np.int64)
+    where_elem = np.empty(n * L, dtype=np.int64)
+    where_block[layout.reshape(-1)] = np.repeat(np.arange(n), L)
+    where_elem[layout.reshape(-1)] = np.tile(np.arange(L), n)
+    src = g_img[layout]                                               # (n, L) image index of the source
+    src_block, src_elem = where_block[src], where_elem[src]
+    if not (src_block == src_block[:, :1]).all():
+        raise PatchcryptError(f"scheme {scheme!r} mixes values of different blocks inside a block at M={block_size}")
+    mask = m_img[layout]
+    return BlockMaps(sigma=src_block[:, 0].copy(), g=src_elem, s=np.where(mask == 255, -1.0, 1.0),
+                     t=mask.astype(np.float64))
+
+
+def folded_embedding(model: nn.Module) -> Tuple[torch.Tensor, torch.Tensor]:
+    """The patch embedding with the input normalisation folded in, acting on raw 0..255 block vectors.
+
+    Returns W₀ (D, L) and b₀ (D,) for a shared embedding, or (n, D, L), (n, D) for a blockwise one (float64).
+    """
+    w, b = embed_matrix(model.patch_embedding)
+    w, b = w.double(), b.double()
+    mean = model.input_norm.mean.double()
+    std = model.input_norm.std.double()
+    c = model.in_chans
+    L = w.shape[-1]
+    ch = torch.arange(L) % c                          # channel of block-vector element l = (r*M + c)*C + ch
+    scale = 1.0 / (255.0 * std[ch])                   # A = diag(scale)
+    offset = -mean[ch] / std[ch]                      # a
+    return w * scale, b + (w * offset).sum(-1)
+
+
+def _check_model(model: nn.Module, block_size: int) -> None:
+    if not getattr(model, "is_isotropic", False):
+        raise PatchcryptError(f"{type(model).__name__} is not an isotropic network (no single linear patch "
+                              "embedding); only ViT and ConvMixer can be keyed")
+    if model.patch_size != block_size:
+        raise PatchcryptError(f"block size {block_size} differs from the model's patch size {model.patch_size}")
+
+
+def _is_vit(model: nn.Module) -> bool:
+    return hasattr(model, "pos_embed") and hasattr(model, "cls_token")
+
+
+@torch.no_grad()
+def apply_key(model: nn.Module, maps: BlockMaps, mode: str = "auto") -> str:
+    """Transform ``model`` in place so it classifies images encrypted with ``maps``; returns the mode used."""
+    if mode not in ("auto", "shared", "position-wise"):
+        raise PatchcryptError(f"mode must be auto, shared or position-wise, got {mode!r}")
+    if maps.moves_blocks and not _is_vit(model):
+        raise PatchcryptError("block scrambling cannot be absorbed by ConvMixer: its depthwise convolutions mix "
+                              "neighbouring patches, so moving blocks changes what it computes")
+    blockwise_in = isinstance(model.patch_embedding, BlockwiseEmbed)
+    if mode == "auto":
+        mode = "shared" if maps.shared and not blockwise_in else "position-wise"
+    if mode == "shared" and not maps.shared:
+        raise PatchcryptError("this scheme gives every block its own key; use the position-wise mode")
+    if mode == "shared" and blockwise_in:
+        raise PatchcryptError("this model has a position-wise embedding; use the position-wise mode")
+    w0, b0 = folded_embedding(model)                   # (D, L) or (n, D, L)
+    n, L = maps.g.shape
+    if w0.dim() == 2:
+        w0, b0 = w0.expand(n, -1, -1), b0.expand(n, -1)
+    else:  # position-wise plain model: encrypted block k must use the embedding of plain position σ(k)
+        w0, b0 = w0[torch.from_numpy(maps.sigma)], b0[torch.from_numpy(maps.sigma)]
+    g = torch.from_numpy(maps.g)
+    s = torch.from_numpy(maps.s)
+    t = torch.from_numpy(maps.t)
+    w_new = torch.gather(w0, 2, g[:, None, :].expand(-1, w0.shape[1], -1)) * s[:, None, :]   # W₀ S_k⁻¹
+    b_new = b0 - (w_new * t[:, None, :]).sum(-1)
+    model.input_norm.mean.copy_(torch.tensor(IDENTITY_MEAN).expand_as(model.input_norm.mean))
+    model.input_norm.std.copy_(torch.tensor(IDENTITY_STD).expand_as(model.input_norm.std))
+    dtype = model.input_norm.mean.dtype
+    if mode == "shared":
+        set_embed_matrix(model.patch_embedding, w_new[0].to(dtype), b_new[0].to(dtype))
+    else:
+        if not blockwise_in:
+            model.to_blockwise()
+        set_embed_matrix(model.patch_embedding, w_new.to(dtype), b_new.to(dtype))
+    if maps.moves_blocks:
+        pos = model.pos_embed.data
+        patch_rows = pos[:, 1:][:, torch.from_numpy(maps.sigma)]
+        pos[:, 1:] = patch_rows
+    return mode
+
+
+@torch.no_grad()
+def remove_key(model: nn.Module, maps: BlockMaps) -> None:
+    """Undo :func:`apply_key` in place (the model then takes plain images, raw 0..255, position-wise)."""
+    w, b = folded_embedding(model)
+    n, L = maps.g.shape
+    if w.dim() == 2:
+        w, b = w.expand(n, -1, -1), b.expand(n, -1)
+    g = torch.from_numpy(maps.g)
+    s = torch.from_numpy(maps.s)
+    t = torch.from_numpy(maps.t)
+    b0 = b + (w * t[:, None, :]).sum(-1)
+    w0 = torch.empty_like(w)
+    w0.scatter_(2, g[:, None, :].expand(-1, w.shape[1], -1), w * s[:, None, :])
+    inv = np.empty_like(maps.sigma)
+    inv[maps.sigma] = np.arange(len(maps.sigma))
+    w0, b0 = w0[torch.from_numpy(inv)], b0[torch.from_numpy(inv)]   # back to plain positions
+    model.input_norm.mean.copy_(torch.tensor(IDENTITY_MEAN).expand_as(model.input_norm.mean))
+    model.input_norm.std.copy_(torch.tensor(IDENTITY_STD).expand_as(model.input_norm.std))
+    dtype = model.input_norm.mean.dtype
+    if isinstance(model.patch_embedding, BlockwiseEmbed) or not (w0 == w0[0]).all():
+        model.to_blockwise()
+        set_embed_matrix(model.patch_embedding, w0.to(dtype), b0.to(dtype))
+    else:
+        set_embed_matrix(model.patch_embedding, w0[0].to(dtype), b0[0].to(dtype))
+    if maps.moves_blocks:
+        pos = model.pos_embed.data
+        pos[:, 1:] = pos[:, 1:][:, torch.from_numpy(inv)]
+
+
+def key_model(model: nn.Module, key: Key, scheme: str, block_size: int, mode: str = "auto",
+              per_image: bool = False) -> Dict:
+    """Key a plain-trained isotropic model in place for images encrypted with (key, scheme, block_size).
+
+    Returns the ``keyed`` record for the checkpoint: mode, scheme, block size, key fingerprint, and the
+    parameter count added by a position-wise embedding.
+    """
+    _check_model(model, block_size)
+    before = sum(p.numel() for p in model.parameters())
+    maps = block_maps(scheme, key, block_size, model.img_size, model.in_chans, per_image)
+    used = apply_key(model, maps, mode)
+    after = sum(p.numel() for p in model.parameters())
+    return {"mode": used, "scheme": scheme, "block_size": block_size, "key_fingerprint": key.fingerprint,
+            "added_parameters": after - before}
+
+
+def rekey_model(model: nn.Module, old_key: Key, new_key: Key, scheme: str, block_size: int,
+                mode: str = "auto") -> Dict:
+    """Move a keyed model from ``old_key`` to ``new_key`` without the plain model."""
+    _check_model(model, block_size)
+    remove_key(model, block_maps(scheme, old_key, block_size, model.img_size, model.in_chans))
+    maps = block_maps(scheme, new_key, block_size, model.img_size, model.in_chans)
+    if mode == "auto" and isinstance(model.patch_embedding, BlockwiseEmbed) and maps.shared:
+        w, b = embed_matrix(model.patch_embedding)
+        if bool((w == w[0]).all()) and bool((b == b[0]).all()):
+            conv = nn.Conv2d(model.in_chans, w.shape[1], model.patch_size, model.patch_size)
+            set_embed_matrix(conv, w[0], b[0])
+            model.set_patch_embedding(conv.to(w.device))
+    used = apply_key(model, maps, mode)
+    return {"mode": used, "scheme": scheme, "block_size": block_size, "key_fingerprint": new_key.fingerprint}
+
+
+def keyed_model_kwargs(model_kwargs: Dict, model: nn.Module) -> Dict:
+    """The registry kwargs that rebuild the keyed model's architecture (identity normalisation, embedding)."""
+    kw = dict(model_kwargs)
+    kw.update(mean=IDENTITY_MEAN, std=IDENTITY_STD, embed=model.embed)
+    return kw
+
+
+def load_keyable(ckpt: Dict) -> nn.Module:
+    """Build a checkpoint's model for keying (float32, eval mode)."""
+    from .checkpoint import build_model
+
+    return build_model(ckpt).float()
+
+
+__all__ = ["block_maps", "apply_key", "remove_key", "key_model", "rekey_model", "folded_embedding",
+           "keyed_model_kwargs", "BlockMaps"]
