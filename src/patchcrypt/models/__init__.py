@@ -6,9 +6,10 @@
 from . import convmixer, resnet, vit  # noqa: F401  (registration)
 from .checkpoint import build_model, load_checkpoint, save_checkpoint
 from .layers import BlockwiseEmbed, InputNorm, embed_matrix, set_embed_matrix
+from .pretrained import load_pretrained
 from .registry import create_model, list_models, register_model
 
-__all__ = ["create_model", "list_models", "register_model", "save_checkpoint", "load_checkpoint", "build_model",
+__all__ = ["create_model", "list_models", "register_model", "load_pretrained", "save_checkpoint", "load_checkpoint", "build_model",
            "check_block_size", "BlockwiseEmbed", "InputNorm", "embed_matrix", "set_embed_matrix"]
 
 
