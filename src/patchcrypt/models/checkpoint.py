@@ -73,6 +73,8 @@ def load_checkpoint(path) -> Dict[str, Any]:
     for field in ("model", "model_kwargs", "state_dict", "classes"):
         if field not in ckpt:
             raise PatchcryptError(f"{path}: checkpoint has no {field!r}")
+    # checkpoints written before the embedding was stored once carry a duplicate under "_embed_parent."
+    ckpt["state_dict"] = {k: v for k, v in ckpt["state_dict"].items() if not k.startswith("_embed_parent.")}
     ckpt["path"] = str(path)
     return ckpt
 

@@ -46,7 +46,7 @@ class ConvMixer(IsotropicMixin, nn.Module):
         self.input_norm = InputNorm(mean, std, in_chans)
         self.stem = nn.Sequential(make_patch_embed(embed, in_chans, dim, patch_size, self.grid_size ** 2),
                                   nn.GELU(), nn.BatchNorm2d(dim))
-        self._embed_parent, self._embed_attr = self.stem, "0"
+        self._embed_path = "stem.0"
         self.blocks = nn.Sequential(*[nn.Sequential(
             Residual(nn.Sequential(nn.Conv2d(dim, dim, kernel_size, groups=dim, padding="same"), nn.GELU(),
                                    nn.BatchNorm2d(dim))),

@@ -220,24 +220,23 @@ def make_patch_embed(embed: str, in_chans: int, embed_dim: int, patch_size: int,
 class IsotropicMixin:
     """Patch-embedding access shared by ViT and ConvMixer.
 
-    A subclass sets ``self._embed_parent`` (the module holding the embedding) and ``self._embed_attr``
-    (its attribute name there), plus ``patch_size``, ``img_size``, ``grid_size``.
+    A subclass sets ``self._embed_path`` (dotted submodule path of the embedding, e.g. "patch_embed.proj"; a
+    string, so the module is not registered twice), plus ``patch_size``, ``img_size``, ``grid_size``.
     """
 
     is_isotropic = True
-    _embed_parent: nn.Module
-    _embed_attr: str
+    _embed_path: str
     grid_size: int
 
     @property
     def patch_embedding(self) -> PatchEmbedding:
         """The embedding module: ``nn.Conv2d`` (shared) or :class:`BlockwiseEmbed`."""
-        return getattr(self._embed_parent, self._embed_attr)
+        return self.get_submodule(self._embed_path)
 
     def set_patch_embedding(self, module: nn.Module) -> None:
-        """Replace the embedding module (a plain attribute assignment would register a new submodule
-        instead, since ``nn.Module.__setattr__`` intercepts modules before properties)."""
-        setattr(self._embed_parent, self._embed_attr, module)
+        """Replace the embedding module in place (same submodule path, so state-dict names stay)."""
+        parent, _, attr = self._embed_path.rpartition(".")
+        setattr(self.get_submodule(parent), attr, module)
 
     @property
     def patch_embed_conv(self) -> nn.Conv2d:

@@ -115,7 +115,7 @@ class VisionTransformer(IsotropicMixin, nn.Module):
         self.input_norm = InputNorm(mean, std, in_chans)
         self.patch_embed = PatchEmbed(img_size, patch_size, in_chans, embed_dim, embed)
         self.grid_size = self.patch_embed.grid_size
-        self._embed_parent, self._embed_attr = self.patch_embed, "proj"
+        self._embed_path = "patch_embed.proj"
         self.cls_token = nn.Parameter(torch.zeros(1, 1, embed_dim))
         self.pos_embed = nn.Parameter(torch.zeros(1, 1 + self.patch_embed.num_patches, embed_dim))
         self.pos_drop = nn.Dropout(drop_rate)
