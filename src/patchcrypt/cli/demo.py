@@ -101,8 +101,10 @@ def demo(
     out.mkdir(parents=True, exist_ok=True)
     if not out.is_dir():
         raise PatchcryptError(f"{out}: cannot create the output folder")
-    key = Key.generate()  # a fresh data-owner key; kept in memory only
-    typer.echo(f"patchcrypt demo: fresh key, fingerprint {key.fingerprint} (the key itself is never shown)")
+    key_path = out / "owner.key"
+    # the data owner's key: made on the first run and kept (mode 0600) so reruns reuse finished runs
+    key = Key.load(key_path) if key_path.exists() else Key.generate()
+    typer.echo(f"patchcrypt demo: key fingerprint {key.fingerprint} (the key itself is never shown)")
     photos = sample_photos(224)
     t0 = time.perf_counter()
     rows = cipher_demo(photos, key, out)
@@ -116,10 +118,46 @@ def demo(
     _write_json(out / "ciphers.json", {"kind": "demo_ciphers", "rows": rows, "key_fingerprint": key.fingerprint})
     if quick:
         return
-    key_path = out / "owner.key"
-    key.save(key_path, force=True)  # the demo's data-owner key, mode 0600, for the training stage
+    if not key_path.exists():
+        key.save(key_path)
     runs = training_demo(out, key_path, data)
     typer.echo(f"\n   runs: {', '.join(str(r) for r in runs.values())}")
+    keyed_demo(out, key_path, runs["plain"], data)
+
+
+def keyed_demo(out: Path, key_path: Path, plain_run: Path, data: Optional[Path]) -> None:
+    """Key the plain-trained model for block-pixel and etc; same accuracy on encrypted test images."""
+    from ..evaluate import evaluate_checkpoint
+    from .keyed import make_keyed_checkpoint
+
+    data_path = data if data is not None else out / "digits"
+    key = Key.load(key_path)
+    typer.echo("\n3. Keying the plain-trained ViT with the owner's key (no retraining): test accuracy")
+    base = evaluate_checkpoint(plain_run, data_path)["accuracy"]
+    typer.echo(f"   {'plain model, plain images':<52} {100 * base:6.2f}%")
+    other = out / "other.key"
+    if not other.exists():
+        Key.generate().save(other)
+    for scheme in ("block-pixel", "etc"):
+        keyed = out / f"keyed-{scheme}.pt"
+        info = make_keyed_checkpoint(plain_run, keyed, key, scheme, 4, force=True)
+        acc = evaluate_checkpoint(keyed, data_path, key=str(key_path))["accuracy"]
+        typer.echo(f"   {'keyed model (' + info['mode'] + '), ' + scheme + ' images':<52} "
+                   f"{100 * acc:6.2f}%")
+    wrong = _wrong_key_accuracy(out / "keyed-block-pixel.pt", data_path, other)
+    typer.echo(f"   {'keyed model, block-pixel images under another key':<52} {100 * wrong:6.2f}%")
+
+
+def _wrong_key_accuracy(checkpoint: Path, data_path: Path, other_key: Path) -> float:
+    from ..ciphers import create_cipher
+    from ..data import load_dataset
+    from ..evaluate import predict
+    from ..models import build_model, load_checkpoint
+
+    ckpt = load_checkpoint(checkpoint)
+    test = load_dataset(data_path, "test")
+    enc = create_cipher(ckpt["scheme"], Key.load(other_key), block_size=ckpt["block_size"]).encrypt(test.images)
+    return float((predict(build_model(ckpt), enc).argmax(1) == test.labels).mean())
 
 
 def _write_digits_tree(root: Path) -> Path:
