@@ -1,0 +1,49 @@
+"""What every attack shares: the result record and the applicability check."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Dict, Optional
+
+import numpy as np
+
+from ..ciphers import get_scheme
+from ..errors import PatchcryptError
+from ..metrics import batch_quality
+
+
+@dataclass
+class AttackResult:
+    """Reconstructions of the plain images from what the attacker saw, plus metrics."""
+
+    attack: str
+    scheme: str
+    plain: np.ndarray            # (N, H, W, C) the truth, for scoring only
+    encrypted: np.ndarray        # (N, H', W', C') what the attacker saw
+    reconstructed: np.ndarray    # (N, H, W, C)
+    extra: Dict[str, Any] = field(default_factory=dict)
+
+    def metrics(self) -> Dict[str, Any]:
+        m = batch_quality(self.plain, self.reconstructed)
+        m.update(attack=self.attack, scheme=self.scheme, **self.extra)
+        return m
+
+
+def scheme_steps(scheme: str) -> set:
+    return {s.symbol for s in get_scheme(scheme).steps}
+
+
+def require(condition: bool, attack: str, scheme: str, reason: str) -> None:
+    if not condition:
+        raise PatchcryptError(f"attack {attack!r} does not apply to scheme {scheme!r}: {reason}")
+
+
+def as_display(img: np.ndarray, shape: Optional[tuple] = None) -> np.ndarray:
+    """An encrypted image as RGB for a figure (grayscale composites repeated, resized to ``shape``)."""
+    from PIL import Image
+
+    if img.shape[2] == 1:
+        img = np.repeat(img, 3, axis=2)
+    if shape is not None and img.shape[:2] != tuple(shape[:2]):
+        img = np.asarray(Image.fromarray(img).resize((shape[1], shape[0]), Image.NEAREST))
+    return img

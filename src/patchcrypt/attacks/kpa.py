@@ -1,0 +1,149 @@
+"""Known-plaintext attack: recover the key material from k plain/encrypted pairs, decrypt everything else.
+
+Every fixed-key scheme is y[i] = x[g[i]] XOR m[i] over the flattened image (bytes, masks 0/255; or 4-bit
+halves for le/ele, masks 0/15). Two solvers, both vectorised:
+
+* generic (any scheme): output position i can come from input position p with mask m only if
+  y_j[i] = x_j[p] XOR m for every pair j; positions with exactly one candidate are recovered.
+* structured (block scrambling + in-block steps shared by all blocks, e.g. block-pixel): the multiset of
+  values at in-block position i over all blocks does not depend on the block order, so the in-block
+  permutation and flip mask follow from matching sorted columns; the block order then follows from
+  matching whole blocks. All blocks of all pairs are evidence, so one pair usually suffices.
+
+``key_recovered_fraction`` is the share of output positions whose source and mask are uniquely determined.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Dict, Tuple
+
+import numpy as np
+
+from ..blocks import block_layout
+from ..ciphers import get_scheme
+from ..errors import PatchcryptError
+from .base import AttackResult, require
+
+
+def _to_units(flat: np.ndarray, nibble: bool) -> np.ndarray:
+    if not nibble:
+        return flat
+    out = np.empty((flat.shape[0], flat.shape[1] * 2), dtype=np.uint8)
+    out[:, 0::2], out[:, 1::2] = flat >> 4, flat & 15
+    return out
+
+
+def _from_units(units: np.ndarray, nibble: bool) -> np.ndarray:
+    return (units[:, 0::2] << 4) | units[:, 1::2] if nibble else units
+
+
+def _row_ids(*arrays: np.ndarray):
+    """Shared integer ids for equal rows across arrays (rows as byte strings)."""
+    stacked = np.ascontiguousarray(np.concatenate(arrays))
+    view = stacked.view(np.dtype((np.void, stacked.dtype.itemsize * stacked.shape[1]))).ravel()
+    _, inverse = np.unique(view, return_inverse=True)
+    out, start = [], 0
+    for a in arrays:
+        out.append(inverse[start:start + len(a)])
+        start += len(a)
+    return out
+
+
+def solve_generic(x: np.ndarray, y: np.ndarray, full: int) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """x, y: (k, D) units of the pairs. Returns source g (D,), mask m (D,), and a uniqueness flag (D,)."""
+    xt, yt = x.T.copy(), y.T.copy()                              # (D, k): one row per position
+    ids_x, ids_xf, ids_y = _row_ids(xt, (full - xt).astype(np.uint8), yt)
+    size = max(ids_x.max(), ids_xf.max(), ids_y.max()) + 1
+    count_x = np.bincount(ids_x, minlength=size)
+    count_xf = np.bincount(ids_xf, minlength=size)
+    first_x = np.full(size, -1)
+    first_x[ids_x[::-1]] = np.arange(len(ids_x))[::-1]
+    first_xf = np.full(size, -1)
+    first_xf[ids_xf[::-1]] = np.arange(len(ids_xf))[::-1]
+    direct = count_x[ids_y] > 0
+    g = np.where(direct, first_x[ids_y], first_xf[ids_y])
+    m = np.where(direct, 0, full).astype(np.uint8)
+    unique = (count_x[ids_y] + count_xf[ids_y]) == 1
+    g = np.where(g < 0, 0, g)  # no candidate at all (cannot happen for consistent pairs)
+    return g, m, unique
+
+
+def solve_structured(x: np.ndarray, y: np.ndarray, shape, m_blk: int) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Block scrambling + one in-block permutation/flip for all blocks. x, y: (k, D) bytes."""
+    h, w, c = shape
+    layout = block_layout(h, w, c, m_blk)                      # (n, L)
+    n, L = layout.shape
+    xb = x[:, layout]                                          # (k, n, L)
+    yb = y[:, layout]
+    # in-block: column i of the encrypted blocks (over pairs and blocks, sorted) = some plain column, maybe flipped
+    xcols = np.sort(xb.transpose(2, 0, 1).reshape(L, -1), axis=1)
+    xfcols = np.sort((255 - xb).transpose(2, 0, 1).reshape(L, -1), axis=1)
+    ycols = np.sort(yb.transpose(2, 0, 1).reshape(L, -1), axis=1)
+    sigma, flip, unique_col = _match_columns(xcols, xfcols, ycols)
+    # undo the in-block step on the encrypted blocks, then match whole blocks to recover the block order
+    yu = np.empty_like(yb)
+    yu[:, :, sigma] = yb ^ flip[None, None, :]
+    ids_x, ids_y = _row_ids(xb.transpose(1, 0, 2).reshape(n, -1), yu.transpose(1, 0, 2).reshape(n, -1))
+    size = max(ids_x.max(), ids_y.max()) + 1
+    count = np.bincount(ids_x, minlength=size)
+    first = np.full(size, -1)
+    first[ids_x[::-1]] = np.arange(n)[::-1]
+    pi = first[ids_y]
+    unique_blk = count[ids_y] == 1
+    pi = np.where(pi < 0, 0, pi)
+    # compose into an image-level map: output image index layout[k, i] <- layout[pi[k], sigma[i]]
+    g = np.empty(h * w * c, dtype=np.int64)
+    msk = np.empty(h * w * c, dtype=np.uint8)
+    g[layout] = layout[pi][:, sigma]
+    msk[layout] = np.broadcast_to(flip, (n, L))
+    uniq = np.empty(h * w * c, dtype=bool)
+    uniq[layout] = unique_blk[:, None] & unique_col[None, :]
+    return g, msk, uniq
+
+
+def _match_columns(xcols, xfcols, ycols):
+    ids_x, ids_xf, ids_y = _row_ids(xcols, xfcols, ycols)
+    size = max(ids_x.max(), ids_xf.max(), ids_y.max()) + 1
+    cx, cxf = np.bincount(ids_x, minlength=size), np.bincount(ids_xf, minlength=size)
+    fx = np.full(size, -1)
+    fx[ids_x[::-1]] = np.arange(len(ids_x))[::-1]
+    fxf = np.full(size, -1)
+    fxf[ids_xf[::-1]] = np.arange(len(ids_xf))[::-1]
+    direct = cx[ids_y] > 0
+    sigma = np.where(direct, fx[ids_y], fxf[ids_y])
+    flip = np.where(direct, 0, 255).astype(np.uint8)
+    unique = (cx[ids_y] + cxf[ids_y]) == 1
+    return np.where(sigma < 0, 0, sigma), flip, unique
+
+
+STRUCTURED = {"block-pixel", "block-pixel-cs", "step-bs", "step-ps", "step-bf", "step-cs-shared"}
+
+
+def kpa_attack(pairs_plain: np.ndarray, pairs_enc: np.ndarray, plain: np.ndarray, encrypted: np.ndarray,
+               scheme: str, block_size: int) -> AttackResult:
+    """Recover the key map from (pairs_plain, pairs_enc) and decrypt ``encrypted`` (held-out images)."""
+    spec = get_scheme(scheme)
+    require(scheme != "etc-gray", "kpa", scheme, "the colour conversion in front is lossy; not a value map")
+    if len(pairs_plain) < 1:
+        raise PatchcryptError("the known-plaintext attack needs at least one plain/encrypted pair (--pairs)")
+    t0 = time.perf_counter()
+    k = len(pairs_plain)
+    shape = pairs_plain.shape[1:]
+    x = pairs_plain.reshape(k, -1)
+    y = pairs_enc.reshape(k, -1)
+    nibble = spec.unit == "nibble"
+    if scheme in STRUCTURED:
+        g, m, unique = solve_structured(x, y, shape, block_size)
+        solver = "structured"
+    else:
+        g, m, unique = solve_generic(_to_units(x, nibble), _to_units(y, nibble), 15 if nibble else 255)
+        solver = "generic"
+    yt = _to_units(encrypted.reshape(len(encrypted), -1), nibble)
+    xt = np.empty_like(yt)
+    xt[:, g] = yt ^ m                                         # x[g[i]] = y[i] XOR m[i]
+    rec = _from_units(xt, nibble).reshape(plain.shape)
+    exact = float(np.mean([np.array_equal(a, b) for a, b in zip(rec, plain)]))
+    return AttackResult("kpa", scheme, plain, encrypted, rec,
+                        {"pairs": k, "solver": solver, "key_recovered_fraction": float(unique.mean()),
+                         "exact_decryptions": exact, "seconds": time.perf_counter() - t0})
