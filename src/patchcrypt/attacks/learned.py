@@ -132,7 +132,7 @@ def gan_attack(train_plain: np.ndarray, train_encrypted: np.ndarray, test_plain:
             F.binary_cross_entropy_with_logits(disc(fake.detach()), torch.zeros(len(idx), 1, device=dev))
         d_loss.backward()
         opt_d.step()
-        d_acc[0] += float(d_loss) * len(idx)
+        d_acc[0] += float(d_loss.detach()) * len(idx)
         d_acc[1] += len(idx)
         g_loss = F.binary_cross_entropy_with_logits(disc(fake), torch.ones(len(idx), 1, device=dev))
         return g_loss, len(idx)
