@@ -43,7 +43,15 @@ MODELS["quick"] = MODELS["cpu"]
 EXTRA = [("ViT, position-wise embedding", "ViT", {"embed": "blockwise"}, ["etc", "etc + JPEG Q=90"])]
 
 
+# run order: the isotropic models first (the claim under test), then the baselines; the table layout is fixed
+ORDER = ["ViT", "ViT, position-wise embedding", "ConvMixer", "ResNet-18", "ResNet-18 + adaptation"]
+
+
 def cells(preset: str):
+    return sorted(_cells(preset), key=lambda c: ORDER.index(c[0]) if c[0] in ORDER else len(ORDER))
+
+
+def _cells(preset: str):
     models = MODELS[preset]
     for scheme_label, scheme, q in SCHEMES:
         for model_label, (name, kw, lr) in models.items():
