@@ -169,6 +169,8 @@ def _interpolate_chroma_in_macroblocks(rgb: np.ndarray) -> np.ndarray:
 
 
 def _reason(exc: Exception) -> str:
+    if isinstance(exc, UnidentifiedImageError):
+        return "unknown image format"
     text = str(exc).strip().splitlines()
     return text[0] if text else type(exc).__name__
 

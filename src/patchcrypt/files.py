@@ -124,11 +124,16 @@ def _decode_file(path: Path, resize: Optional[Tuple[int, int]]) -> np.ndarray:
     except OSError as exc:
         raise PatchcryptError(f"{path}: cannot read ({exc.strerror or exc})") from None
     img = decode_image(data, name=str(path))
-    if resize is not None and img.shape[:2] != resize:
-        im = Image.fromarray(img[:, :, 0] if img.shape[2] == 1 else img)
-        img = np.asarray(im.resize((resize[1], resize[0]), Image.BICUBIC))
-        img = img[:, :, None] if img.ndim == 2 else img
-    return img
+    return img if resize is None else resize_image(img, resize)
+
+
+def resize_image(img: np.ndarray, size: Tuple[int, int]) -> np.ndarray:
+    """Bicubic resize of a uint8 (H, W, C) image to ``size`` = (H, W); unchanged when already that size."""
+    if img.shape[:2] == tuple(size):
+        return img
+    im = Image.fromarray(img[:, :, 0] if img.shape[2] == 1 else img)
+    out = np.asarray(im.resize((size[1], size[0]), Image.BICUBIC))
+    return out[:, :, None] if out.ndim == 2 else out
 
 
 def _write(path: Path, data: bytes) -> None:

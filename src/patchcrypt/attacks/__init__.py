@@ -76,6 +76,9 @@ def run_attack(name: str, scheme: str, block_size: int, test_images: np.ndarray,
             raise PatchcryptError(f"--pairs must be between 1 and {len(train_images)}, got {pairs}")
         known = train_images[:pairs]
         return kpa_attack(known, encrypt(known), test_images, encrypt(test_images), scheme, block_size)
+    if name in ("gan", "itn"):
+        require(scheme != "etc-gray", name, scheme, "the ciphertext is a grayscale Y|Cb|Cr composite of another "
+                "shape, and the per-block generator maps each encrypted block to the plain block in its place")
     if name == "gan":
         half = len(train_images) // 2
         require(half >= 1, "gan", scheme, "needs at least two training images")

@@ -1,0 +1,345 @@
+"""The classification server: a FastAPI app around one checkpoint; it holds no key and never decrypts.
+
+Routes:
+    GET  /v1/health     liveness
+    GET  /v1/model      model name, classes, scheme, block size, expected image size, key fingerprint
+    POST /v1/classify   encrypted images (PNG/JPEG; multipart fields, or one image as the raw body)
+                        → top-k labels and probabilities per image
+
+Concurrent requests are batched: one worker runs the model; while it runs a batch, new requests queue,
+and the next batch takes everything queued (up to ``max_batch`` images, optionally waiting
+``batch_window_ms`` for more). That adds no latency for a lone client and fills batches under load.
+
+Every error a client can cause is a 4xx JSON body ``{"error": "..."}``; the server keeps serving.
+"""
+
+
+import asyncio
+import socket
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import asynccontextmanager, contextmanager
+from dataclasses import dataclass
+from typing import Any, Dict, List, Optional, Tuple
+
+import numpy as np
+
+from ..errors import PatchcryptError
+
+API = "/v1"
+
+
+@dataclass
+class ServeConfig:
+    max_batch: int = 64            # images per model call
+    batch_window_ms: float = 0.0   # extra wait for more requests before a batch runs
+    max_images: int = 64           # images per request
+    max_body_bytes: int = 8 << 20  # request body size limit
+    top_k: int = 5
+    device: Optional[str] = None
+
+
+class HTTPError(Exception):
+    def __init__(self, status: int, message: str):
+        super().__init__(message)
+        self.status, self.message = status, message
+
+
+def model_info(ckpt: Dict[str, Any], model) -> Dict[str, Any]:
+    """What a client needs to encrypt for this model (nothing secret)."""
+    return {"model": ckpt["model"], "classes": list(ckpt["classes"]), "scheme": ckpt.get("scheme"),
+            "block_size": ckpt.get("block_size"), "key_fingerprint": ckpt.get("key_fingerprint"),
+            "image_size": [int(model.img_size), int(model.img_size), int(model.in_chans)],
+            "jpeg_quality": ckpt.get("jpeg_quality"), "per_image": bool(ckpt.get("per_image")),
+            "keyed": ckpt.get("keyed") is not None}
+
+
+def load_served_model(run) -> Tuple[Dict[str, Any], Any]:
+    """Load a checkpoint for serving; refuses checkpoints that do not say which images they expect."""
+    from ..models import build_model, load_checkpoint
+
+    ckpt = load_checkpoint(run)
+    if not ckpt.get("scheme"):
+        raise PatchcryptError(f"{ckpt['path']}: the checkpoint records no scheme, so clients cannot know how to "
+                              "encrypt for it; serve a run from 'patchcrypt train' or 'patchcrypt keyed-model'")
+    if ckpt["scheme"] != "plain" and not ckpt.get("block_size"):
+        raise PatchcryptError(f"{ckpt['path']}: the checkpoint records scheme {ckpt['scheme']!r} but no block size")
+    model = build_model(ckpt)
+    if not hasattr(model, "img_size") or not hasattr(model, "in_chans"):
+        raise PatchcryptError(f"{ckpt['path']}: model {ckpt['model']} does not state its input size")
+    return ckpt, model
+
+
+class Batcher:
+    """Merges concurrent requests into model calls on one worker thread."""
+
+    def __init__(self, model, device, max_batch: int, window_s: float):
+        import torch
+
+        self.model, self.device = model.to(device).eval(), device
+        self.max_batch, self.window_s = max(1, int(max_batch)), max(0.0, window_s)
+        self.queue: "asyncio.Queue" = asyncio.Queue()
+        self.executor = ThreadPoolExecutor(1, thread_name_prefix="patchcrypt-model")
+        self.batches = self.images = 0
+        self._torch = torch
+        self._task: Optional[asyncio.Task] = None
+
+    def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._run())
+
+    async def stop(self) -> None:
+        if self._task:
+            self._task.cancel()
+            try:
+                await self._task
+            except asyncio.CancelledError:
+                pass
+        self.executor.shutdown(wait=False)
+
+    async def submit(self, images: np.ndarray) -> np.ndarray:
+        fut = asyncio.get_running_loop().create_future()
+        await self.queue.put((images, fut))
+        return await fut
+
+    def _forward(self, batch: np.ndarray) -> np.ndarray:
+        torch = self._torch
+        with torch.inference_mode():
+            x = torch.from_numpy(batch).permute(0, 3, 1, 2).contiguous().to(self.device)
+            return torch.softmax(self.model(x).float(), 1).cpu().numpy()
+
+    async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            items = [await self.queue.get()]
+            n = len(items[0][0])
+            deadline = loop.time() + self.window_s
+            while n < self.max_batch:
+                try:
+                    wait = deadline - loop.time()
+                    item = self.queue.get_nowait() if wait <= 0 else await asyncio.wait_for(self.queue.get(), wait)
+                except (asyncio.QueueEmpty, asyncio.TimeoutError):
+                    break
+                items.append(item)
+                n += len(item[0])
+            try:
+                probs = await loop.run_in_executor(self.executor, self._forward,
+                                                   np.concatenate([imgs for imgs, _ in items]))
+            except Exception as exc:  # noqa: BLE001 - handed to every waiting request
+                for _, fut in items:
+                    if not fut.done():
+                        fut.set_exception(exc)
+                continue
+            self.batches += 1
+            self.images += n
+            start = 0
+            for imgs, fut in items:
+                if not fut.done():
+                    fut.set_result(probs[start:start + len(imgs)])
+                start += len(imgs)
+
+
+def create_app(run, config: Optional[ServeConfig] = None):
+    """The FastAPI application serving the checkpoint at ``run`` (a run folder or a ``.pt`` file)."""
+    from fastapi import FastAPI, Request
+    from fastapi.exceptions import RequestValidationError
+    from fastapi.responses import JSONResponse
+    from starlette.concurrency import run_in_threadpool
+    from starlette.exceptions import HTTPException as StarletteHTTPException
+
+    from ..runtime import resolve_device
+
+    cfg = config or ServeConfig()
+    ckpt, model = load_served_model(run)
+    info = model_info(ckpt, model)
+    info.update(max_images=cfg.max_images, max_body_bytes=cfg.max_body_bytes)
+    device = resolve_device(cfg.device)
+    h, w, c = info["image_size"]
+    classes = info["classes"]
+    state: Dict[str, Any] = {}
+
+    @asynccontextmanager
+    async def lifespan(app):
+        state["batcher"] = Batcher(model, device, cfg.max_batch, cfg.batch_window_ms / 1000.0)
+        state["batcher"].start()
+        yield
+        await state["batcher"].stop()
+
+    app = FastAPI(title="patchcrypt", version="1", lifespan=lifespan, docs_url=None, redoc_url=None,
+                  openapi_url=None)
+    app.state.info = info
+
+    def error(status: int, message: str) -> JSONResponse:
+        return JSONResponse({"error": message}, status_code=status)
+
+    @app.exception_handler(HTTPError)
+    async def _http_error(request, exc: HTTPError):
+        return error(exc.status, exc.message)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _starlette_error(request, exc):
+        messages = {404: f"no such route: {request.method} {request.url.path}",
+                    405: f"method {request.method} not allowed on {request.url.path}"}
+        return error(exc.status_code, messages.get(exc.status_code, str(exc.detail)))
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation_error(request, exc):
+        first = exc.errors()[0] if exc.errors() else {}
+        where = ".".join(str(p) for p in first.get("loc", ()))
+        return error(422, f"invalid {where}: {first.get('msg', 'bad value')}")
+
+    @app.get(f"{API}/health")
+    async def health():
+        b = state.get("batcher")
+        return {"status": "ok", "batches": b.batches if b else 0, "images": b.images if b else 0}
+
+    @app.get(f"{API}/model")
+    async def model_route():
+        return info
+
+    @app.post(f"{API}/classify")
+    async def classify(request: Request, top_k: int = cfg.top_k):
+        if not 1 <= top_k <= len(classes):
+            raise HTTPError(422, f"top_k must be between 1 and {len(classes)}")
+        body = await _read_body(request, cfg.max_body_bytes)
+        blobs = await _images_from_body(request, body, cfg.max_images)
+        images = await run_in_threadpool(_decode_all, blobs, (h, w, c))
+        probs = await state["batcher"].submit(images)
+        k = min(top_k, len(classes))
+        order = np.argsort(-probs, axis=1)[:, :k]
+        return {"model": info["model"], "scheme": info["scheme"], "n_images": len(images),
+                "predictions": [{"name": name, "label": classes[int(o[0])],
+                                 "top": [{"label": classes[int(j)], "index": int(j), "probability": float(p[j])}
+                                         for j in o]}
+                                for name, p, o in zip([b[0] for b in blobs], probs, order)]}
+
+    return app
+
+
+async def _read_body(request, limit: int) -> bytes:
+    length = request.headers.get("content-length")
+    if length is not None:
+        if not length.isdigit():
+            raise HTTPError(400, "invalid Content-Length header")
+        if int(length) > limit:
+            raise HTTPError(413, f"request body of {int(length):,} bytes is over the limit of {limit:,} bytes")
+    chunks, size = [], 0
+    try:
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limit:
+                raise HTTPError(413, f"request body is over the limit of {limit:,} bytes")
+            chunks.append(chunk)
+    except HTTPError:
+        raise
+    except Exception:  # noqa: BLE001 - the client went away mid-body
+        raise HTTPError(400, "incomplete request body") from None
+    return b"".join(chunks)
+
+
+async def _images_from_body(request, body: bytes, max_images: int) -> List[Tuple[str, bytes]]:
+    """(name, bytes) of every image in the request: multipart file fields, or the whole body as one image."""
+    ctype = request.headers.get("content-type", "")
+    if ctype.startswith("multipart/form-data"):
+        from starlette.requests import Request as StarletteRequest
+
+        async def replay():
+            return {"type": "http.request", "body": body, "more_body": False}
+
+        replayed = StarletteRequest(request.scope, replay)
+        try:
+            form = await replayed.form(max_files=max_images + 1, max_fields=max_images + 1)
+        except Exception as exc:  # noqa: BLE001 - malformed multipart in many ways
+            if "Too many files" in str(exc):
+                raise HTTPError(413, f"too many images in one request (limit {max_images})") from None
+            raise HTTPError(400, f"malformed multipart body ({str(exc).splitlines()[0][:120] or 'unreadable'})") \
+                from None
+        files = [(k, v) for k, v in form.multi_items() if hasattr(v, "read")]
+        blobs = []
+        for field, f in files[:max_images + 1]:
+            blobs.append((f.filename or field, await f.read()))
+        await form.close()
+    elif ctype.split(";")[0].strip() in ("", "image/png", "image/jpeg", "application/octet-stream"):
+        blobs = [("image", body)] if body else []
+    else:
+        raise HTTPError(415, f"unsupported content type {ctype.split(';')[0]!r}: send image/png, image/jpeg, "
+                             "application/octet-stream or multipart/form-data")
+    if not blobs:
+        raise HTTPError(400, "no image in the request")
+    if len(blobs) > max_images:
+        raise HTTPError(413, f"too many images in one request (limit {max_images})")
+    return blobs
+
+
+def _decode_all(blobs: List[Tuple[str, bytes]], shape: Tuple[int, int, int]) -> np.ndarray:
+    from ..codec import decode_image
+
+    h, w, c = shape
+    out = np.empty((len(blobs), h, w, c), dtype=np.uint8)
+    for i, (name, data) in enumerate(blobs):
+        if not data:
+            raise HTTPError(400, f"{name}: empty file")
+        try:
+            img = decode_image(data, name=name)
+        except PatchcryptError as exc:
+            raise HTTPError(400, str(exc)) from None
+        except Exception as exc:  # noqa: BLE001 - decoders fail in many ways on hostile input
+            raise HTTPError(400, f"{name}: not a readable image ({type(exc).__name__})") from None
+        if img.shape != (h, w, c):
+            raise HTTPError(422, f"{name}: image is {img.shape[0]}x{img.shape[1]} with {img.shape[2]} channel(s); "
+                                 f"the model expects {h}x{w} with {c}")
+        out[i] = img
+    return out
+
+
+# -- running it ------------------------------------------------------------------------------------------
+def bind_socket(host: str, port: int) -> socket.socket:
+    """A listening TCP socket; a port in use or a bad host is a clear error."""
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except socket.gaierror as exc:
+        raise PatchcryptError(f"cannot resolve host {host!r} ({exc.strerror})") from None
+    family, _, _, _, addr = infos[0]
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind(addr)
+    except OSError as exc:
+        sock.close()
+        if exc.errno == 98:
+            raise PatchcryptError(f"port {port} on {host} is already in use") from None
+        raise PatchcryptError(f"cannot listen on {host}:{port} ({exc.strerror})") from None
+    sock.listen(256)
+    sock.set_inheritable(True)
+    return sock
+
+
+def make_server(app, sock: socket.socket, access_log: bool = False):
+    import uvicorn
+
+    # h11 enforces a limit on the request head (huge headers get 400, not memory growth)
+    config = uvicorn.Config(app, http="h11", log_level="warning", access_log=access_log, limit_concurrency=512,
+                            timeout_keep_alive=5, h11_max_incomplete_event_size=16 * 1024)
+    return uvicorn.Server(config)
+
+
+@contextmanager
+def running_server(app, host: str = "127.0.0.1", port: int = 0):
+    """Run ``app`` under uvicorn on a background thread; yields the base URL. For tests and benchmarks."""
+    import time
+
+    sock = bind_socket(host, port)
+    server = make_server(app, sock)
+    server.install_signal_handlers = lambda: None  # not the main thread
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started:
+        if not thread.is_alive() or time.monotonic() > deadline:
+            raise PatchcryptError("the server did not start")
+        time.sleep(0.01)
+    try:
+        yield f"http://{host}:{sock.getsockname()[1]}"
+    finally:
+        server.should_exit = True
+        thread.join(10)
+        sock.close()

@@ -1,0 +1,165 @@
+"""The client side: encrypt locally with the owner's key, send only ciphertext images, read labels back.
+
+>>> client = Client("http://127.0.0.1:8000", key=Key.load("owner.key"))   # doctest: +SKIP
+>>> client.classify_files(["cat.png"], jpeg_quality=90)[0]["label"]        # doctest: +SKIP
+'cat'
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Sequence
+
+import numpy as np
+
+from ..errors import KeyMismatchError, PatchcryptError
+from ..keys import Key
+
+
+class Client:
+    """Talks to ``patchcrypt serve``. The key never leaves this object; the server gets encrypted images only.
+
+    Args:
+        url: the server's base URL, e.g. ``http://127.0.0.1:8000``.
+        key: the data owner's key (may be None for a model that takes plain images).
+        timeout: seconds per HTTP request.
+    """
+
+    def __init__(self, url: str, key: Optional[Key] = None, timeout: float = 60.0):
+        import httpx
+
+        self.url = url.rstrip("/")
+        self.key = key
+        self._http = httpx.Client(base_url=self.url, timeout=timeout)
+        self._info: Optional[Dict[str, Any]] = None
+        self._cipher = None
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> "Client":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    # -- HTTP ---------------------------------------------------------------------------------------------
+    def _request(self, method: str, path: str, **kw) -> Dict[str, Any]:
+        import httpx
+
+        try:
+            r = self._http.request(method, path, **kw)
+        except httpx.TimeoutException:
+            raise PatchcryptError(f"{self.url}: no answer within the timeout") from None
+        except httpx.HTTPError as exc:
+            raise PatchcryptError(f"cannot reach the server at {self.url} ({type(exc).__name__})") from None
+        try:
+            body = r.json()
+        except ValueError:
+            raise PatchcryptError(f"{self.url}{path}: not a patchcrypt server (HTTP {r.status_code}, "
+                                  "no JSON)") from None
+        if r.status_code >= 400:
+            msg = body.get("error") if isinstance(body, dict) else None
+            raise PatchcryptError(f"server refused the request (HTTP {r.status_code}): {msg or body}")
+        return body
+
+    def info(self) -> Dict[str, Any]:
+        """The served model's description (``GET /v1/model``), cached."""
+        if self._info is None:
+            info = self._request("GET", "/v1/model")
+            if not isinstance(info, dict) or "scheme" not in info or "image_size" not in info:
+                raise PatchcryptError(f"{self.url}: not a patchcrypt server (unexpected /v1/model answer)")
+            self._info = info
+        return self._info
+
+    def health(self) -> Dict[str, Any]:
+        return self._request("GET", "/v1/health")
+
+    # -- encryption ---------------------------------------------------------------------------------------
+    def cipher(self):
+        """The cipher matching the served model, after checking the key's fingerprint against it."""
+        if self._cipher is None:
+            from ..ciphers import create_cipher
+
+            info = self.info()
+            scheme = info["scheme"]
+            if scheme == "plain":
+                self._cipher = create_cipher("plain", None, block_size=info.get("block_size") or 1)
+                return self._cipher
+            if self.key is None:
+                raise PatchcryptError(f"the server's model expects {scheme} images; give the key (--key)")
+            if info.get("key_fingerprint") != self.key.fingerprint:
+                raise KeyMismatchError(f"wrong key: the server's model expects key {info.get('key_fingerprint')}, "
+                                       f"this key is {self.key.fingerprint}")
+            if info.get("per_image"):
+                raise PatchcryptError("the server's model was trained with per-image keys; the client cannot "
+                                      "produce matching nonces")
+            self._cipher = create_cipher(scheme, self.key, block_size=info["block_size"])
+        return self._cipher
+
+    def prepare(self, images: np.ndarray, resize: bool = False) -> np.ndarray:
+        """uint8 (N, H, W, C) plain images → the encrypted batch the model expects (resized if asked)."""
+        h, w, c = self.info()["image_size"]
+        images = np.asarray(images)
+        if images.ndim == 3:
+            images = images[None]
+        if images.dtype != np.uint8 or images.ndim != 4:
+            raise PatchcryptError(f"expected uint8 images (N, H, W, C), got {images.dtype} {images.shape}")
+        if images.shape[3] != c:
+            raise PatchcryptError(f"the model expects {c}-channel images, got {images.shape[3]}")
+        if images.shape[1:3] != (h, w):
+            if not resize:
+                raise PatchcryptError(f"images are {images.shape[1]}x{images.shape[2]}; the model expects {h}x{w} "
+                                      "(resize them, or pass --resize)")
+            from ..files import resize_image
+
+            images = np.stack([resize_image(img, (h, w)) for img in images])
+        return self.cipher().encrypt(images)
+
+    def encode(self, encrypted: np.ndarray, jpeg_quality: Optional[int] = None) -> List[bytes]:
+        """Encrypted images as upload bytes: PNG (lossless), or EtC JPEG at ``jpeg_quality``."""
+        from ..codec import encode_jpeg, encode_png
+
+        if jpeg_quality is None:
+            return [encode_png(img) for img in encrypted]
+        m = self.info().get("block_size") or 8
+        sub = "420" if m % 16 == 0 else "444"
+        return [encode_jpeg(img, jpeg_quality, sub) for img in encrypted]
+
+    # -- classification -----------------------------------------------------------------------------------
+    def classify_bytes(self, blobs: Sequence[bytes], names: Optional[Sequence[str]] = None,
+                       top_k: int = 5) -> List[Dict[str, Any]]:
+        """Post already-encrypted image files; returns one prediction dict per image."""
+        names = list(names or [f"image{i}" for i in range(len(blobs))])
+        files = [("image", (n, b, "image/jpeg" if b[:2] == b"\xff\xd8" else "image/png"))
+                 for n, b in zip(names, blobs)]
+        k = min(top_k, len(self.info()["classes"]))
+        return self._request("POST", "/v1/classify", params={"top_k": k}, files=files)["predictions"]
+
+    def classify(self, images: np.ndarray, jpeg_quality: Optional[int] = None, resize: bool = False,
+                 top_k: int = 5, names: Optional[Sequence[str]] = None) -> List[Dict[str, Any]]:
+        """Encrypt plain uint8 images (N, H, W, C) here, send them, return the predictions."""
+        limit = int(self.info().get("max_images") or 64)
+        enc = self.prepare(images, resize)
+        blobs = self.encode(enc, jpeg_quality)
+        names = list(names or [f"image{i}" for i in range(len(blobs))])
+        out: List[Dict[str, Any]] = []
+        for i in range(0, len(blobs), limit):
+            out += self.classify_bytes(blobs[i:i + limit], names[i:i + limit], top_k)
+        return out
+
+    def classify_files(self, paths: Sequence, jpeg_quality: Optional[int] = None, resize: bool = False,
+                       top_k: int = 5) -> List[Dict[str, Any]]:
+        """Read image files, encrypt, classify; each prediction's ``name`` is the file's path."""
+        from ..codec import read_image
+
+        c = self.info()["image_size"][2]
+        images = [read_image(p, "L" if c == 1 else "RGB") for p in paths]
+        if not resize and len({im.shape for im in images}) > 1:
+            raise PatchcryptError("the images differ in size; pass --resize to bring them to the model's size")
+        if resize:
+            from ..files import resize_image
+
+            h, w = self.info()["image_size"][:2]
+            images = [resize_image(im, (h, w)) for im in images]
+        return self.classify(np.stack(images), jpeg_quality, False, top_k, [str(Path(p)) for p in paths])
