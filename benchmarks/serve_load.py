@@ -1,0 +1,196 @@
+"""Load test of 'patchcrypt serve' on loopback: a keyed model on encrypted images beside the plain model.
+
+    .venv/bin/python benchmarks/serve_load.py                 # 240 requests per level, 1/4/16 clients
+    .venv/bin/python benchmarks/serve_load.py --full          # 1,200 requests per level, 1/4/16/64 clients
+
+Three servers, one after the other, each a real 'patchcrypt serve' process on 127.0.0.1:
+  plain     the plain-trained model, clients send plain PNG images;
+  keyed     the same model keyed for block-pixel (patchcrypt keyed-model), clients send encrypted PNGs;
+  keyed-b1  the keyed model with batching off (--max-batch 1), to show what batching buys.
+For each server and number of concurrent clients (threads, one image per request, bounded request count):
+throughput, p50/p99 latency and errors (must be 0). Also checks that the keyed server's label for every
+encrypted image equals the plain server's label for the plain image. Ratios are within one run.
+The model is the accuracy table's plain ViT when present (results/accuracy_table/runs/vit__plain), else a
+freshly initialised vit_pico_patch4_32 (latency does not depend on the weights).
+"""
+
+from __future__ import annotations
+
+import argparse
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import markdown_table, write_results  # noqa: E402
+
+from patchcrypt import Key  # noqa: E402
+from patchcrypt.ciphers import create_cipher  # noqa: E402
+from patchcrypt.cli.keyed import make_keyed_checkpoint  # noqa: E402
+from patchcrypt.codec import encode_png  # noqa: E402
+
+SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "datasets" / "cifar10-jpeg"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Server:
+    """``patchcrypt serve`` in its own process, stopped on exit."""
+
+    def __init__(self, run: Path, *extra: str):
+        import httpx
+
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.proc = subprocess.Popen([sys.executable, "-m", "patchcrypt", "serve", str(run), "--port",
+                                      str(self.port), *extra], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if httpx.get(f"{self.url}/v1/health", timeout=1).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"server did not start: {self.proc.stderr.read().decode()[-500:]}")
+            time.sleep(0.2)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.proc.terminate()
+        self.proc.wait(10)
+
+
+def load(url: str, bodies, n_requests: int, clients: int):
+    """``n_requests`` POSTs of one image each from ``clients`` threads; (seconds, latencies, errors, labels)."""
+    import httpx
+
+    latencies, errors, labels = [], [0], {}
+    lock = threading.Lock()
+    counter = iter(range(n_requests))
+
+    def worker():
+        with httpx.Client(timeout=60) as http:
+            while True:
+                with lock:
+                    i = next(counter, None)
+                if i is None:
+                    return
+                body = bodies[i % len(bodies)]
+                t0 = time.perf_counter()
+                try:
+                    r = http.post(f"{url}/v1/classify", content=body, headers={"content-type": "image/png"})
+                    ok = r.status_code == 200
+                except httpx.HTTPError:
+                    ok = False
+                dt = time.perf_counter() - t0
+                with lock:
+                    if ok:
+                        latencies.append(dt)
+                        labels[i % len(bodies)] = r.json()["predictions"][0]["label"]
+                    else:
+                        errors[0] += 1
+
+    threads = [threading.Thread(target=worker) for _ in range(clients)]
+    t0 = time.perf_counter()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return time.perf_counter() - t0, np.array(latencies), errors[0], labels
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--run", type=Path, default=Path("results/accuracy_table/runs/vit__plain"))
+    ap.add_argument("--requests", type=int, default=None, help="requests per level (default 240, --full 1200)")
+    ap.add_argument("--full", action="store_true")
+    ap.add_argument("--out", type=Path, default=Path("results/serve_load"))
+    args = ap.parse_args(argv)
+    n_requests = args.requests or (1200 if args.full else 240)
+    levels = [1, 4, 16, 64] if args.full else [1, 4, 16]
+    key = Key.generate()
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        plain_run = args.run if args.run.exists() else _fresh_model(tmp / "plain.pt")
+        keyed_run = tmp / "keyed.pt"
+        make_keyed_checkpoint(plain_run, keyed_run, key, "block-pixel", 4)
+        images = _images(256)
+        plain_bodies = [encode_png(x) for x in images]
+        enc_bodies = [encode_png(x) for x in create_cipher("block-pixel", key, block_size=4).encrypt(images)]
+        print(f"model {plain_run}; {n_requests} requests per level, one 32x32 image each; clients {levels}",
+              flush=True)
+        servers = [("plain", plain_run, plain_bodies, ()), ("keyed", keyed_run, enc_bodies, ()),
+                   ("keyed-b1", keyed_run, enc_bodies, ("--max-batch", "1"))]
+        rows, all_labels = [], {}
+        for name, run, bodies, extra in servers:
+            with Server(run, *extra) as srv:
+                load(srv.url, bodies, min(32, n_requests), 2)  # warm-up
+                for c in levels:
+                    seconds, lat, errors, labels = load(srv.url, bodies, n_requests, c)
+                    all_labels.setdefault(name, {}).update(labels)
+                    row = {"server": name, "clients": c, "requests": n_requests, "errors": errors,
+                           "throughput": len(lat) / seconds, "p50_ms": 1000 * float(np.percentile(lat, 50)),
+                           "p99_ms": 1000 * float(np.percentile(lat, 99))}
+                    rows.append(row)
+                    print(f"  {name:<9} {c:>3} clients: {row['throughput']:7.1f} req/s  p50 {row['p50_ms']:6.1f} ms"
+                          f"  p99 {row['p99_ms']:6.1f} ms  errors {errors}", flush=True)
+    same = [i for i in all_labels["plain"] if i in all_labels["keyed"]]
+    agree = sum(all_labels["plain"][i] == all_labels["keyed"][i] for i in same)
+    for r in rows:
+        base = next(b for b in rows if b["server"] == "plain" and b["clients"] == r["clients"])
+        r["throughput_vs_plain"] = r["throughput"] / base["throughput"]
+        nob = next(b for b in rows if b["server"] == "keyed-b1" and b["clients"] == r["clients"])
+        r["throughput_vs_unbatched"] = r["throughput"] / nob["throughput"]
+    md = (f"{n_requests} requests per level, one 32×32 image per request, loopback, server and clients on the "
+          f"same 2 cores. Keyed server's labels equal the plain server's on {agree}/{len(same)} images.\n\n"
+          + markdown_table([{**r, "throughput": f"{r['throughput']:.1f}", "p50_ms": f"{r['p50_ms']:.1f}",
+                             "p99_ms": f"{r['p99_ms']:.1f}", "throughput_vs_plain": f"{r['throughput_vs_plain']:.2f}",
+                             "throughput_vs_unbatched": f"{r['throughput_vs_unbatched']:.2f}"} for r in rows],
+                           ["server", "clients", "throughput", "p50_ms", "p99_ms", "errors", "throughput_vs_plain",
+                            "throughput_vs_unbatched"],
+                           ["server", "clients", "req/s", "p50 ms", "p99 ms", "errors", "vs plain",
+                            "vs no batching"]))
+    print(md)
+    write_results(args.out, "serve_load", {"requests": n_requests, "levels": levels, "model": str(args.run),
+                                           "labels_agree": agree, "labels_compared": len(same)}, rows, md)
+    total_errors = sum(r["errors"] for r in rows)
+    return 1 if total_errors or agree != len(same) else 0
+
+
+def _fresh_model(path: Path) -> Path:
+    import torch
+
+    from patchcrypt.models import create_model
+    from patchcrypt.models.checkpoint import save_checkpoint
+
+    torch.manual_seed(0)
+    save_checkpoint(path, create_model("vit_pico_patch4_32"), model_name="vit_pico_patch4_32", model_kwargs={},
+                    classes=[str(i) for i in range(10)], scheme="plain")
+    return path
+
+
+def _images(n: int) -> np.ndarray:
+    if (SHARED / "test").is_dir():
+        from patchcrypt.data import load_dataset
+
+        return load_dataset(SHARED, "test").subset(n).images
+    from patchcrypt.data import sample_photos
+
+    return np.resize(sample_photos(32), (n, 32, 32, 3))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
