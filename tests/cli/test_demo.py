@@ -20,3 +20,6 @@ def test_demo_cipher_stage(tmp_path, capsys):
     with Image.open(out / "contact_sheet.png") as im:
         assert im.width > 400 and im.height > 7 * 100
     assert "fingerprint" in text and "contact sheet" in text
+    page = (out / "report.html").read_text()
+    assert "Every scheme on real photos" in page and "data:image/png;base64," in page
+    assert "report.html" in text

@@ -115,14 +115,25 @@ def demo(
                "(block-pixel, le, ele, pe)\n   need about three times the bits and do not survive JPEG. etc-gray's "
                "RGB round trip passes through YCbCr 4:2:0,\n   so it is exact only on its grayscale components.")
     typer.echo(f"   contact sheet: {out / 'contact_sheet.png'}  ({time.perf_counter() - t0:.1f} s)")
-    _write_json(out / "ciphers.json", {"kind": "demo_ciphers", "rows": rows, "key_fingerprint": key.fingerprint})
+    _write_json(out / "ciphers.json", {"kind": "demo_ciphers", "rows": rows, "key_fingerprint": key.fingerprint,
+                                       "figures": ["contact_sheet.png"]})
     if quick:
+        _write_report(out)
         return
     if not key_path.exists():
         key.save(key_path)
     runs = training_demo(out, key_path, data)
     typer.echo(f"\n   runs: {', '.join(str(r) for r in runs.values())}")
     keyed_demo(out, key_path, runs["plain"], data)
+    _write_report(out, key_path)
+
+
+def _write_report(out: Path, key_path: Optional[Path] = None) -> None:
+    from ..report import build_report
+
+    info = build_report([out], out / "report.html", key_path, title="patchcrypt demo")
+    typer.echo(f"\nReport: {info['path']} ({info['sections']} sections, {info['images']} images; open it in a "
+               "browser)")
 
 
 def keyed_demo(out: Path, key_path: Path, plain_run: Path, data: Optional[Path]) -> None:
@@ -135,6 +146,7 @@ def keyed_demo(out: Path, key_path: Path, plain_run: Path, data: Optional[Path])
     typer.echo("\n3. Keying the plain-trained ViT with the owner's key (no retraining): test accuracy")
     base = evaluate_checkpoint(plain_run, data_path)["accuracy"]
     typer.echo(f"   {'plain model, plain images':<52} {100 * base:6.2f}%")
+    rows = [{"model": "plain", "images": "plain", "accuracy": base}]
     other = out / "other.key"
     if not other.exists():
         Key.generate().save(other)
@@ -144,8 +156,11 @@ def keyed_demo(out: Path, key_path: Path, plain_run: Path, data: Optional[Path])
         acc = evaluate_checkpoint(keyed, data_path, key=str(key_path))["accuracy"]
         typer.echo(f"   {'keyed model (' + info['mode'] + '), ' + scheme + ' images':<52} "
                    f"{100 * acc:6.2f}%")
+        rows.append({"model": f"keyed ({info['mode']})", "images": scheme, "accuracy": acc})
     wrong = _wrong_key_accuracy(out / "keyed-block-pixel.pt", data_path, other)
     typer.echo(f"   {'keyed model, block-pixel images under another key':<52} {100 * wrong:6.2f}%")
+    rows.append({"model": "keyed (shared)", "images": "block-pixel, another key", "accuracy": wrong})
+    _write_json(out / "keyed.json", {"kind": "demo_keyed", "rows": rows, "key_fingerprint": key.fingerprint})
 
 
 def _wrong_key_accuracy(checkpoint: Path, data_path: Path, other_key: Path) -> float:

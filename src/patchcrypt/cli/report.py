@@ -1,0 +1,26 @@
+"""``patchcrypt report``: one self-contained HTML page from runs and benchmark results."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+from .app import app
+
+
+@app.command()
+def report(
+    inputs: List[Path] = typer.Argument(..., help="Run folders, results.json files, or folders holding them."),
+    out: Path = typer.Option(Path("report.html"), "--out", "-o", help="The HTML file to write."),
+    key: Optional[Path] = typer.Option(None, "--key", "-k", help="Key for the runs' example images (optional)."),
+    title: str = typer.Option("patchcrypt report", "--title"),
+) -> None:
+    """Write a self-contained HTML report (images embedded): tables, curves, examples."""
+    from ..report import build_report
+    from ..runtime import progress
+
+    with progress(desc="report", unit="section") as bar:
+        info = build_report(inputs, out, key, title, progress=bar.update)
+    typer.echo(f"wrote {info['path']} ({info['sections']} sections, {info['images']} images)")
