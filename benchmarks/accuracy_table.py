@@ -77,7 +77,9 @@ def main(argv=None) -> int:
     group.add_argument("--quick", action="store_true", help="a smoke run")
     ap.add_argument("--device", default=None)
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--only", default=None, help="run only cells whose model or scheme contains this text")
+    ap.add_argument("--only", default=None, help="run only cells whose model or scheme contains this text; "
+                    "several processes with different --only may share one --out")
+    ap.add_argument("--exclude", default=None, help="skip cells whose model or scheme contains this text")
     args = ap.parse_args(argv)
     preset = "full" if args.full else "quick" if args.quick else "cpu"
     p = PRESETS[preset]
@@ -97,6 +99,8 @@ def main(argv=None) -> int:
     all_cells = list(cells(preset))
     for i, (model_label, scheme_label, name, kw, lr, scheme, q) in enumerate(all_cells, 1):
         if args.only and args.only not in model_label and args.only not in scheme_label:
+            continue
+        if args.exclude and (args.exclude in model_label or args.exclude in scheme_label):
             continue
         run = args.out / "runs" / slug(model_label, scheme_label)
         if (model_label, scheme_label) in done and (run / "summary.json").exists():
@@ -119,8 +123,15 @@ def main(argv=None) -> int:
 
 
 def report(out: Path, header: str, preset: str, done) -> None:
+    # cells finished by another process on the same folder (e.g. one per model family with --only) count too
+    if (out / "results.json").exists():
+        for r in json.loads((out / "results.json").read_text()).get("rows", []):
+            if Path(r.get("run", ""), "summary.json").exists():
+                done.setdefault((r["model"], r["scheme"]), r)
     rows = list(done.values())
-    models = list(dict.fromkeys([r["model"] for r in rows]))
+    display = ["ViT", "ConvMixer", "ResNet-18", "ResNet-18 + adaptation", "ViT, position-wise embedding"]
+    models = sorted(dict.fromkeys(r["model"] for r in rows),
+                    key=lambda m: display.index(m) if m in display else len(display))
     schemes = [s for s, _, _ in SCHEMES]
     plain = {r["model"]: r["accuracy"] for r in rows if r["scheme"] == "plain"}
     for r in rows:
