@@ -138,9 +138,9 @@ def _decode_jpeg_turbo(data: bytes, mode: Optional[str], name: str, fast_upsampl
     return np.ascontiguousarray(arr if arr.ndim == 3 else arr[:, :, None])
 
 
-_RGB2YCC = np.array([[0.299, 0.587, 0.114], [-0.168736, -0.331264, 0.5], [0.5, -0.418688, -0.081312]],
-                    dtype=np.float32)
-_YCC2RGB = np.array([[1.0, 0.0, 1.402], [1.0, -0.344136, -0.714136], [1.0, 1.772, 0.0]], dtype=np.float32)
+# JFIF (full-range) colour conversion, as libjpeg does it; Cb and Cr are centred on 0 here (offset 128)
+RGB2YCC = np.array([[0.299, 0.587, 0.114], [-0.168736, -0.331264, 0.5], [0.5, -0.418688, -0.081312]])
+YCC2RGB = np.array([[1.0, 0.0, 1.402], [1.0, -0.344136, -0.714136], [1.0, 1.772, 0.0]])
 
 
 def _triangle_upsample(c: np.ndarray, axis: int) -> np.ndarray:
@@ -161,11 +161,11 @@ def _interpolate_chroma_in_macroblocks(rgb: np.ndarray) -> np.ndarray:
     RGB rounding) and luma per pixel, so this needs no access to libjpeg's internal YCbCr planes.
     """
     h, w, _ = rgb.shape
-    ycc = rgb.astype(np.float32) @ _RGB2YCC.T
+    ycc = rgb.astype(np.float32) @ RGB2YCC.T.astype(np.float32)
     chroma = ycc[..., 1:].reshape(h // 2, 2, w // 2, 2, 2).mean((1, 3))
     tiles = chroma.reshape(h // 16, 8, w // 16, 8, 2)
     ycc[..., 1:] = _triangle_upsample(_triangle_upsample(tiles, 1), 3).reshape(h, w, 2)
-    return np.clip(np.rint(ycc @ _YCC2RGB.T), 0, 255).astype(np.uint8)
+    return np.clip(np.rint(ycc @ YCC2RGB.T.astype(np.float32)), 0, 255).astype(np.uint8)
 
 
 def _reason(exc: Exception) -> str:

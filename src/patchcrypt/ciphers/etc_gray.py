@@ -20,15 +20,11 @@ from typing import Tuple
 
 import numpy as np
 
+from ..codec import RGB2YCC as _RGB2YCC
+from ..codec import YCC2RGB as _YCC2RGB
 from ..errors import PatchcryptError
 from .base import Cipher, SchemeSpec, _is_torch, _to_batch
 
-_RGB2YCC = np.array([[0.299, 0.587, 0.114],
-                     [-0.168736, -0.331264, 0.5],
-                     [0.5, -0.418688, -0.081312]])
-_YCC2RGB = np.array([[1.0, 0.0, 1.402],
-                     [1.0, -0.344136, -0.714136],
-                     [1.0, 1.772, 0.0]])
 _OFFSET = np.array([0.0, 128.0, 128.0])
 
 
