@@ -123,7 +123,8 @@ def cell(m, key="ssim"):
 
 def render(rows, n_test, n_train, epochs) -> str:
     table = []
-    for r in rows:
+    order = [s + (" (per-image keys)" if p else "") for s, p in SCHEMES]
+    for r in sorted(rows, key=lambda r: order.index(r["scheme"]) if r["scheme"] in order else len(order)):
         kpa = r.get("kpa", {})
         jig = r.get("jigsaw", {})
         table.append({

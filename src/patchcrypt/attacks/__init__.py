@@ -72,6 +72,7 @@ def run_attack(name: str, scheme: str, block_size: int, test_images: np.ndarray,
         raise PatchcryptError(f"attack {name!r} needs the attacker's own images (training data)")
     if name == "kpa":
         require(not per_image, "kpa", scheme, "with per-image keys no two images share key material")
+        require(scheme != "plain", "kpa", scheme, "there is no key to recover")
         if pairs < 1 or pairs > len(train_images):
             raise PatchcryptError(f"--pairs must be between 1 and {len(train_images)}, got {pairs}")
         known = train_images[:pairs]
