@@ -3,7 +3,7 @@
     .venv/bin/python benchmarks/serve_load.py                 # 240 requests per level, 1/4/16 clients
     .venv/bin/python benchmarks/serve_load.py --full          # 1,200 requests per level, 1/4/16/64 clients
 
-Three servers, one after the other, each a real 'patchcrypt serve' process on 127.0.0.1:
+Three servers at once, each a real 'patchcrypt serve' process on 127.0.0.1, loaded in turn:
   plain     the plain-trained model, clients send plain PNG images;
   keyed     the same model keyed for block-pixel (patchcrypt keyed-model), clients send encrypted PNGs;
   keyed-b1  the keyed model with batching off (--max-batch 1), to show what batching buys.
@@ -116,6 +116,7 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--run", type=Path, default=Path("results/accuracy_table/runs/vit__plain"))
     ap.add_argument("--requests", type=int, default=None, help="requests per level (default 240, --full 1200)")
+    ap.add_argument("--rounds", type=int, default=3, help="interleaved rounds per level; the best one counts")
     ap.add_argument("--full", action="store_true")
     ap.add_argument("--out", type=Path, default=Path("results/serve_load"))
     args = ap.parse_args(argv)
@@ -132,21 +133,32 @@ def main(argv=None) -> int:
         enc_bodies = [encode_png(x) for x in create_cipher("block-pixel", key, block_size=4).encrypt(images)]
         print(f"model {plain_run}; {n_requests} requests per level, one 32x32 image each; clients {levels}",
               flush=True)
-        servers = [("plain", plain_run, plain_bodies, ()), ("keyed", keyed_run, enc_bodies, ()),
-                   ("keyed-b1", keyed_run, enc_bodies, ("--max-batch", "1"))]
         rows, all_labels = [], {}
-        for name, run, bodies, extra in servers:
-            with Server(run, *extra) as srv:
-                load(srv.url, bodies, min(32, n_requests), 2)  # warm-up
-                for c in levels:
-                    seconds, lat, errors, labels = load(srv.url, bodies, n_requests, c)
-                    all_labels.setdefault(name, {}).update(labels)
-                    row = {"server": name, "clients": c, "requests": n_requests, "errors": errors,
-                           "throughput": len(lat) / seconds, "p50_ms": 1000 * float(np.percentile(lat, 50)),
-                           "p99_ms": 1000 * float(np.percentile(lat, 99))}
+        with Server(plain_run) as p_srv, Server(keyed_run) as k_srv, Server(keyed_run, "--max-batch", "1") as b_srv:
+            urls = {"plain": (p_srv.url, plain_bodies), "keyed": (k_srv.url, enc_bodies),
+                    "keyed-b1": (b_srv.url, enc_bodies)}
+            for url, bodies in urls.values():
+                load(url, bodies, min(32, n_requests), 2)  # warm-up
+            for c in levels:
+                best = {}
+                # interleaved rounds, best round per server: background load hits every server alike
+                for _ in range(args.rounds):
+                    for name, (url, bodies) in urls.items():
+                        seconds, lat, errors, labels = load(url, bodies, n_requests, c)
+                        all_labels.setdefault(name, {}).update(labels)
+                        row = {"server": name, "clients": c, "requests": n_requests, "errors": errors,
+                               "throughput": len(lat) / seconds, "p50_ms": 1000 * float(np.percentile(lat, 50)),
+                               "p99_ms": 1000 * float(np.percentile(lat, 99))}
+                        prev = best.get(name)
+                        if prev is None or row["throughput"] > prev["throughput"]:
+                            row["errors"] += prev["errors"] if prev else 0
+                            best[name] = row
+                        else:
+                            prev["errors"] += errors
+                for name, row in best.items():
                     rows.append(row)
                     print(f"  {name:<9} {c:>3} clients: {row['throughput']:7.1f} req/s  p50 {row['p50_ms']:6.1f} ms"
-                          f"  p99 {row['p99_ms']:6.1f} ms  errors {errors}", flush=True)
+                          f"  p99 {row['p99_ms']:6.1f} ms  errors {row['errors']}", flush=True)
     same = [i for i in all_labels["plain"] if i in all_labels["keyed"]]
     agree = sum(all_labels["plain"][i] == all_labels["keyed"][i] for i in same)
     for r in rows:
@@ -155,7 +167,7 @@ def main(argv=None) -> int:
         nob = next(b for b in rows if b["server"] == "keyed-b1" and b["clients"] == r["clients"])
         r["throughput_vs_unbatched"] = r["throughput"] / nob["throughput"]
     md = (f"{n_requests} requests per level, one 32×32 image per request, loopback, server and clients on the "
-          f"same 2 cores. Keyed server's labels equal the plain server's on {agree}/{len(same)} images.\n\n"
+          f"same 2 cores; best of {args.rounds} interleaved rounds. Keyed server's labels equal the plain server's on {agree}/{len(same)} images.\n\n"
           + markdown_table([{**r, "throughput": f"{r['throughput']:.1f}", "p50_ms": f"{r['p50_ms']:.1f}",
                              "p99_ms": f"{r['p99_ms']:.1f}", "throughput_vs_plain": f"{r['throughput_vs_plain']:.2f}",
                              "throughput_vs_unbatched": f"{r['throughput_vs_unbatched']:.2f}"} for r in rows],
