@@ -53,7 +53,7 @@ def main(argv=None) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     path = args.out / "results.json"
     rows = json.loads(path.read_text())["rows"] if path.exists() else []
-    done = {(r["scheme"], r["per_image"]) for r in rows}
+    done = {(r["scheme"].replace(" (per-image keys)", ""), r["per_image"]) for r in rows}
     examples = {}
     for scheme, per_image in SCHEMES:
         if (scheme, per_image) in done:
