@@ -28,13 +28,14 @@ KNOWN_KINDS = {
     "attack_table": "Attacks: what each scheme protects",
     "keyed_model": "Keyed models: plain-trained, encrypted-input",
     "encrypt_speed": "Encryption speed",
+    "files_speed": "File throughput (encrypt / decrypt trees)",
     "serve_load": "Serving under load",
     "demo_ciphers": "Every scheme on real photos",
     "demo_keyed": "Keyed models (demo)",
 }
 # order of sections in the page
 _ORDER = ["demo_ciphers", "accuracy_table", "keyed_model", "demo_keyed", "compression", "attack_table",
-          "encrypt_speed", "serve_load", "run"]
+          "encrypt_speed", "files_speed", "serve_load", "run"]
 
 
 @dataclass
