@@ -141,7 +141,8 @@ def render(rows, n_test, n_train, epochs) -> str:
     return (f"SSIM (mean ± std) of the attacker's reconstruction against the plain image; {n_test} CIFAR-10 test "
             f"images at 32×32, M = 4 (etc-gray: M = 8); GAN/ITN trained on {n_train} CIFAR-10 training images "
             f"for {epochs} epochs; jigsaw on 6 photos at 224×224, M = 16. 'encrypted' = the encrypted image "
-            f"itself, no attack.\n\n" + markdown_table(table, cols))
+            f"itself, no attack. Example figures, one per scheme: plain | encrypted | FR | GAN | ITN for four "
+            f"test images.\n\n" + markdown_table(table, cols))
 
 
 def _figure(out: Path, label: str, plain, enc, recs) -> None:

@@ -184,7 +184,9 @@ def results_section(item: Item) -> str:
     parts[-1] += "</p>"
     parts.append(markdown_to_html(d["markdown"]) if d.get("markdown") else _rows_table(d.get("rows", [])))
     for fig in d.get("figures", []):
-        parts.append(_file_img(item.path.parent / fig, f"{title}: {fig}"))
+        caption = Path(fig).stem.replace("_", " ")
+        parts.append(f"<figure>{_file_img(item.path.parent / fig, f'{title}: {caption}')}"
+                     f"<figcaption>{html.escape(caption)}</figcaption></figure>")
     return "<section>" + "\n".join(parts) + "</section>"
 
 
@@ -325,7 +327,7 @@ color:#1d1d1f;padding:0 1em}h1{font-size:1.7em}h2{border-bottom:2px solid #ddd;p
 table{border-collapse:collapse;margin:.8em 0;font-size:.9em}td,th{border:1px solid #ccc;padding:.25em .6em;
 text-align:left}th{background:#f3f3f5}tbody tr:nth-child(even){background:#fafafa}img{max-width:100%;display:block;
 margin:.8em 0;image-rendering:pixelated}.src,.note{color:#666;font-size:.85em}code{background:#f3f3f5;padding:0 .3em}
-nav a{margin-right:1em}"""
+figure{margin:1em 0}figcaption{color:#555;font-size:.85em}"""
 
 # after load, count images that failed to decode: the headless-browser check reads data-broken-images
 CHECK_JS = """window.addEventListener('load',function(){var n=0;var imgs=document.images;
