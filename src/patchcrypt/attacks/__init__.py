@@ -14,6 +14,7 @@ import numpy as np
 from ..ciphers import create_cipher, get_scheme
 from ..errors import PatchcryptError
 from ..keys import Key
+from ..metrics import batch_quality
 from .base import AttackResult, require
 from .fr import fr_attack
 from .jigsaw import jigsaw_attack
@@ -60,14 +61,19 @@ def run_attack(name: str, scheme: str, block_size: int, test_images: np.ndarray,
     if name == "jigsaw":
         require(not get_scheme(scheme).unit == "nibble", "jigsaw", scheme, "values are split into 4-bit halves "
                 "and permuted inside each block, so block edges carry no match")
-        require(scheme != "etc-gray", "jigsaw", scheme, "the solver works on colour block images")
         require(not per_image, "jigsaw", scheme, "scoring needs one block order (per-image keys: one per image)")
-        from ..models.keyed import block_maps
-
         steps = {s.symbol for s in get_scheme(scheme).steps}
         require("BS" in steps, "jigsaw", scheme, "there are no scrambled blocks to reassemble")
-        source = block_maps(scheme, key, block_size, h, test_images.shape[3]).sigma
-        return jigsaw_attack(test_images, encrypt(test_images), scheme, block_size, source)
+        enc = encrypt(test_images)
+        if scheme != "etc-gray":
+            source = block_source(cipher, test_images.shape[1:], block_size)
+            return jigsaw_attack(test_images, enc, scheme, block_size, source)
+        # etc-gray: the puzzle is the grayscale Y|Cb|Cr composite; the solution is converted back to RGB
+        plain_comp = cipher.to_composite(test_images, False)
+        res = jigsaw_attack(plain_comp, enc, scheme, block_size, block_source(cipher, enc.shape[1:], block_size))
+        res.extra["composite_ssim_mean"] = float(batch_quality(plain_comp, res.reconstructed)["ssim_mean"])
+        return type(res)("jigsaw", scheme, test_images, enc, cipher.from_composite(res.reconstructed, False),
+                         res.extra)
     if train_images is None or len(train_images) == 0:
         raise PatchcryptError(f"attack {name!r} needs the attacker's own images (training data)")
     if name == "kpa":
@@ -91,6 +97,22 @@ def run_attack(name: str, scheme: str, block_size: int, test_images: np.ndarray,
                       encrypt(test_images) if per_image else per_key.encrypt(
                           test_images, per_key.new_nonces(len(test_images))),
                       scheme, block_size, epochs=epochs, device=device, seed=seed, progress=progress)
+
+
+def block_source(cipher, shape, block_size: int) -> np.ndarray:
+    """For scoring: ``source[k]`` = the plain block that encrypted block k holds, read off the compiled map.
+
+    ``shape`` is the (H, W, C) the keyed steps act on (for etc-gray, its grayscale composite).
+    """
+    from ..blocks import block_layout
+    from ..ciphers.base import Cipher
+
+    h, w, c = (int(v) for v in shape)
+    prog = Cipher.program(cipher, (h, w, c))
+    layout = block_layout(h, w, c, block_size)
+    where = np.empty(layout.size, dtype=np.int64)
+    where[layout.reshape(-1)] = np.repeat(np.arange(len(layout)), layout.shape[1])
+    return where[prog.map.g[layout[:, 0]]]
 
 
 def create_attack(name: str, **defaults) -> Callable[..., AttackResult]:

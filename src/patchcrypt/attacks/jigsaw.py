@@ -44,7 +44,7 @@ def _transform(blocks: np.ndarray, state) -> np.ndarray:
         out = out[:, :, ::-1]
     if neg:
         out = 255.0 - out
-    return out[..., list(order)]
+    return out[..., list(order)] if out.shape[-1] == 3 else out
 
 
 def _edges(variants: np.ndarray) -> Dict[str, np.ndarray]:
@@ -190,14 +190,15 @@ def assemble(image: np.ndarray, block_size: int, states, piece: np.ndarray, stat
 
 
 def _global_candidates(img: np.ndarray, piece: np.ndarray, states):
-    """The image and placement under every global state (square grids: all 8 dihedral states)."""
-    for r in range(8 if img.shape[0] == img.shape[1] else 1):
+    """The image and placement under every global state (all 8 dihedral states on square grids, the 4 that
+    keep the shape otherwise; colour orders on colour images)."""
+    for r in (range(8) if img.shape[0] == img.shape[1] else (0, 2, 4, 6)):
         g_img = np.rot90(img, r % 4)
         g_piece = np.rot90(piece, r % 4)
         if r >= 4:
             g_img, g_piece = g_img[:, ::-1], g_piece[:, ::-1]
         for neg in (False, True):
-            for order in COLOUR_ORDERS:
+            for order in (COLOUR_ORDERS if img.shape[2] == 3 else [(0,)]):
                 v = 255 - g_img if neg else g_img
                 yield np.ascontiguousarray(v[..., list(order)]), np.ascontiguousarray(g_piece)
 
@@ -209,7 +210,6 @@ def jigsaw_attack(plain: np.ndarray, encrypted: np.ndarray, scheme: str, block_s
     require("BS" in steps, "jigsaw", scheme, "there are no scrambled blocks to reassemble")
     require(not ({"PS", "BF", "LE", "NPV"} & steps), "jigsaw", scheme,
             "values inside each block are shuffled or flipped individually, so block edges carry no match")
-    require(encrypted.shape[-1] == 3, "jigsaw", scheme, "the solver works on colour block images")
     states = states_for(scheme)
     t0 = time.perf_counter()
     recs, scores = [], []
