@@ -180,7 +180,8 @@ def _chart(path: Path, models, schemes, done) -> None:
     ax.set_xticks(x, schemes, rotation=15)
     ax.set_ylabel("test accuracy (%)")
     ax.set_title("CIFAR-10: models trained and tested on encrypted images")
-    ax.legend(fontsize=8, ncols=2)
+    ax.set_ylim(0, 100)  # room above the bars for the legend
+    ax.legend(fontsize=8, ncols=len(models), loc="upper center")
     ax.grid(axis="y", alpha=0.3)
     fig.tight_layout()
     tmp = path.with_name(".accuracy.tmp.png")
