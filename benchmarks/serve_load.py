@@ -34,6 +34,7 @@ from patchcrypt import Key  # noqa: E402
 from patchcrypt.ciphers import create_cipher  # noqa: E402
 from patchcrypt.cli.keyed import make_keyed_checkpoint  # noqa: E402
 from patchcrypt.codec import encode_png  # noqa: E402
+from patchcrypt.serve.client import wait_until_healthy  # noqa: E402
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "datasets" / "cifar10-jpeg"
 
@@ -48,22 +49,11 @@ class Server:
     """``patchcrypt serve`` in its own process, stopped on exit."""
 
     def __init__(self, run: Path, *extra: str):
-        import httpx
-
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.proc = subprocess.Popen([sys.executable, "-m", "patchcrypt", "serve", str(run), "--port",
                                       str(self.port), *extra], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if httpx.get(f"{self.url}/v1/health", timeout=1).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            if self.proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"server did not start: {self.proc.stderr.read().decode()[-500:]}")
-            time.sleep(0.2)
+        wait_until_healthy(self.url, 60, self.proc)
 
     def __enter__(self):
         return self

@@ -6,7 +6,6 @@ import socket
 import subprocess
 import sys
 import threading
-import time
 
 import httpx
 import numpy as np
@@ -21,6 +20,7 @@ from patchcrypt.evaluate import predict
 from patchcrypt.models import build_model, create_model, load_checkpoint
 from patchcrypt.models.checkpoint import save_checkpoint
 from patchcrypt.serve import Client, ServeConfig, create_app, running_server
+from patchcrypt.serve.client import wait_until_healthy
 
 CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
 
@@ -252,15 +252,7 @@ def test_serve_and_classify_commands(tmp_path, run, key, images, capsys):
     proc = subprocess.Popen([sys.executable, "-m", "patchcrypt", "serve", str(run), "--port", str(port)],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, env={**os.environ})
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if httpx.get(f"{url}/v1/health", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert proc.poll() is None and time.monotonic() < deadline, proc.stderr.read().decode()
-            time.sleep(0.2)
+        wait_until_healthy(url, 60, proc)
         code = main(["classify", *map(str, files), "--key", str(key_path), "--server", url, "--json",
                      "--jpeg-quality", "90"])
         out = capsys.readouterr().out

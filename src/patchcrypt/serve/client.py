@@ -16,6 +16,27 @@ from ..errors import KeyMismatchError, PatchcryptError
 from ..keys import Key
 
 
+def wait_until_healthy(url: str, timeout: float = 60.0, process=None) -> None:
+    """Poll ``GET /v1/health`` until the server answers; a server ``process`` that exits is an error."""
+    import time
+
+    import httpx
+
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            if httpx.get(f"{url.rstrip('/')}/v1/health", timeout=1).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        if process is not None and process.poll() is not None:
+            err = process.stderr.read().decode(errors="replace").strip() if process.stderr else ""
+            raise PatchcryptError(f"the server exited: {err.splitlines()[-1] if err else 'no message'}")
+        if time.monotonic() > deadline:
+            raise PatchcryptError(f"{url}: no answer within {timeout:.0f} s")
+        time.sleep(0.2)
+
+
 class Client:
     """Talks to ``patchcrypt serve``. The key never leaves this object; the server gets encrypted images only.
 
