@@ -37,7 +37,7 @@ from .data import ImageSet, load_dataset
 from .errors import PatchcryptError
 from .keys import Key
 from .models import check_block_size, create_model, list_models, load_checkpoint, save_checkpoint
-from .runtime import progress, resolve_device, train_epoch
+from .runtime import resolve_device, train_epoch
 
 # fields that may change on --resume without changing the result
 _RESUME_FREE = {"epochs", "device", "workers", "resume", "config", "out"}

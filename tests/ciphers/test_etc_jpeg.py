@@ -1,6 +1,5 @@
 """EtC: `etc` images survive JPEG, and decrypt to the quality of plain JPEG (DESIGN §6)."""
 
-import numpy as np
 import pytest
 
 from patchcrypt import Key

@@ -1,6 +1,5 @@
 """Keyed models: logits on encrypted images equal the plain model's on plain images; refusals; re-keying."""
 
-import numpy as np
 import pytest
 import torch
 

@@ -16,7 +16,7 @@ halves for le/ele, masks 0/15). Two solvers, both vectorised:
 from __future__ import annotations
 
 import time
-from typing import Dict, Tuple
+from typing import Tuple
 
 import numpy as np
 

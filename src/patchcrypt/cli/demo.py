@@ -8,7 +8,6 @@ decrypted for every scheme. Later stages (training, keyed model, report) run whe
 
 from __future__ import annotations
 
-import math
 import time
 from pathlib import Path
 from typing import Dict, List, Optional
