@@ -44,6 +44,20 @@ def block_layout(height: int, width: int, channels: int, block_size: int) -> np.
     return _layout(height, width, channels, block_size)
 
 
+def locate_in_blocks(layout: np.ndarray):
+    """Inverse of a :func:`block_layout` map: for every flat image index, its block and its place in the block.
+
+    Shape:
+        layout (n, L) → (block_of, element_of), each (n·L,) int64.
+    """
+    n, L = layout.shape
+    block_of = np.empty(n * L, dtype=np.int64)
+    element_of = np.empty(n * L, dtype=np.int64)
+    block_of[layout.reshape(-1)] = np.repeat(np.arange(n), L)
+    element_of[layout.reshape(-1)] = np.tile(np.arange(L), n)
+    return block_of, element_of
+
+
 def split_blocks(images: np.ndarray, block_size: int) -> np.ndarray:
     """(N, H, W, C) → (N, n, M, M, C) view-free copy of the blocks, row-major block order."""
     n_img, h, w, c = images.shape

@@ -104,15 +104,13 @@ def block_source(cipher, shape, block_size: int) -> np.ndarray:
 
     ``shape`` is the (H, W, C) the keyed steps act on (for etc-gray, its grayscale composite).
     """
-    from ..blocks import block_layout
+    from ..blocks import block_layout, locate_in_blocks
     from ..ciphers.base import Cipher
 
     h, w, c = (int(v) for v in shape)
-    prog = Cipher.program(cipher, (h, w, c))
     layout = block_layout(h, w, c, block_size)
-    where = np.empty(layout.size, dtype=np.int64)
-    where[layout.reshape(-1)] = np.repeat(np.arange(len(layout)), layout.shape[1])
-    return where[prog.map.g[layout[:, 0]]]
+    block_of, _ = locate_in_blocks(layout)
+    return block_of[Cipher.program(cipher, (h, w, c)).map.g[layout[:, 0]]]
 
 
 def create_attack(name: str, **defaults) -> Callable[..., AttackResult]:

@@ -29,7 +29,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from ..blocks import block_layout
+from ..blocks import block_layout, locate_in_blocks
 from ..ciphers import create_cipher, get_scheme
 from ..errors import PatchcryptError
 from ..keys import Key
@@ -77,11 +77,7 @@ def block_maps(scheme: str, key: Key, block_size: int, img_size: int, in_chans: 
     if not np.isin(m_img, (0, 255)).all():
         raise PatchcryptError(f"scheme {scheme!r} uses masks other than negative-positive; not absorbable")
     layout = block_layout(img_size, img_size, in_chans, block_size)   # (n, L) image index of block element
-    n, L = layout.shape
-    where_block = np.empty(n * L, dtype=np.int64)
-    where_elem = np.empty(n * L, dtype=np.int64)
-    where_block[layout.reshape(-1)] = np.repeat(np.arange(n), L)
-    where_elem[layout.reshape(-1)] = np.tile(np.arange(L), n)
+    where_block, where_elem = locate_in_blocks(layout)
     src = g_img[layout]                                               # (n, L) image index of the source
     src_block, src_elem = where_block[src], where_elem[src]
     if not (src_block == src_block[:, :1]).all():
