@@ -34,7 +34,7 @@ from patchcrypt import Key  # noqa: E402
 from patchcrypt.ciphers import create_cipher  # noqa: E402
 from patchcrypt.codec import decode_image, encode_jpeg  # noqa: E402
 from patchcrypt.data import load_dataset  # noqa: E402
-from patchcrypt.data.samples import PHOTOS  # noqa: E402
+from patchcrypt.data.samples import full_photos  # noqa: E402
 from patchcrypt.metrics import psnr, ssim  # noqa: E402
 
 QUALITIES = (50, 70, 80, 90, 95)
@@ -50,18 +50,6 @@ METHODS = [
     ("etc M=16 4:2:0, fancy upsampling", "etc", 16, "420", "fancy", "plain JPEG 4:2:0"),
 ]
 SIZE_TARGET, PSNR_TARGET = 0.10, 0.5
-
-
-def photos() -> list:
-    from skimage import data
-
-    out = []
-    for name in PHOTOS:
-        img = getattr(data, name)()
-        if img.ndim == 3 and img.shape[2] == 3:
-            h, w = img.shape[0] // 16 * 16, img.shape[1] // 16 * 16
-            out.append(np.ascontiguousarray(img[:h, :w]))
-    return out
 
 
 def measure(images, key: Key, quality: int, method) -> dict:
@@ -89,7 +77,7 @@ def main(argv=None) -> int:
     ap.add_argument("--out", type=Path, default=Path("results/compression"))
     args = ap.parse_args(argv)
     key = Key.generate()
-    sets = {"photos": photos()}
+    sets = {"photos": full_photos(16)}
     if args.data.exists():
         cifar = load_dataset(args.data, "test")
         sets["CIFAR-10"] = list(cifar.images if args.full else cifar.subset(args.n_cifar).images)

@@ -12,18 +12,23 @@ from .imageset import ImageSet
 PHOTOS = ("astronaut", "coffee", "chelsea", "rocket", "immunohistochemistry", "hubble_deep_field")
 
 
-def sample_photos(size: int = 224, names=PHOTOS) -> np.ndarray:
-    """Real colour photos, centre-cropped square and resized to ``size``: uint8 (N, size, size, 3)."""
+def _photos(names):
+    """scikit-image's bundled colour photos (any missing from this build are skipped)."""
     from skimage import data
 
-    out = []
     for name in names:
         try:
             img = getattr(data, name)()
         except Exception:  # noqa: BLE001 - a photo missing from this scikit-image build is skipped
             continue
-        if img.ndim != 3 or img.shape[2] != 3:
-            continue
+        if img.ndim == 3 and img.shape[2] == 3:
+            yield img
+
+
+def sample_photos(size: int = 224, names=PHOTOS) -> np.ndarray:
+    """Real colour photos, centre-cropped square and resized to ``size``: uint8 (N, size, size, 3)."""
+    out = []
+    for img in _photos(names):
         h, w = img.shape[:2]
         s = min(h, w)
         img = img[(h - s) // 2:(h - s) // 2 + s, (w - s) // 2:(w - s) // 2 + s]
@@ -31,6 +36,15 @@ def sample_photos(size: int = 224, names=PHOTOS) -> np.ndarray:
     if not out:
         raise PatchcryptError("no scikit-image sample photos available")
     return np.stack(out)
+
+
+def full_photos(multiple: int = 16, names=PHOTOS) -> list:
+    """The same photos at their own size, cropped (not resized) to multiples of ``multiple``: list of (H, W, 3)."""
+    out = [np.ascontiguousarray(img[:img.shape[0] // multiple * multiple, :img.shape[1] // multiple * multiple])
+           for img in _photos(names)]
+    if not out:
+        raise PatchcryptError("no scikit-image sample photos available")
+    return out
 
 
 def digits_dataset(test_fraction: float = 0.2, seed: int = 0):

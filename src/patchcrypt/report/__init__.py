@@ -266,6 +266,7 @@ def _curves(rows: List[Dict[str, float]], name: str) -> bytes:
 
 def _examples(config: Dict, summary: Dict, scheme: str, m, key_path: Optional[Path], n: int) -> str:
     """plain | encrypted | decrypted for a few test images; the run's key when available, else a fresh one."""
+    from ..attacks.base import as_display
     from ..ciphers import create_cipher
     from ..codec import encode_png, jpeg_roundtrip
     from ..data import load_dataset
@@ -303,7 +304,7 @@ def _examples(config: Dict, summary: Dict, scheme: str, m, key_path: Optional[Pa
     dec = cipher.decrypt(enc, nonces)
     rows = []
     for x, e, d in zip(images, enc, dec):
-        trio = np.concatenate([_pad(x), _pad(e if e.shape == x.shape else x * 0), _pad(d)], 1)
+        trio = np.concatenate([_pad(x), _pad(as_display(e, x.shape)), _pad(d)], 1)
         rows.append(_big(trio))
     return (f"<h3>Examples: plain | encrypted | decrypted</h3><p class=note>encrypted with {html.escape(note)}</p>"
             + _img_tag(encode_png(np.concatenate(rows, 0)), "plain, encrypted and decrypted examples"))

@@ -15,6 +15,7 @@ Every error a client can cause is a 4xx JSON body ``{"error": "..."}``; the serv
 
 
 import asyncio
+import errno
 import socket
 import threading
 from concurrent.futures import ThreadPoolExecutor
@@ -308,7 +309,7 @@ def bind_socket(host: str, port: int) -> socket.socket:
         sock.bind(addr)
     except OSError as exc:
         sock.close()
-        if exc.errno == 98:
+        if exc.errno == errno.EADDRINUSE:
             raise PatchcryptError(f"port {port} on {host} is already in use") from None
         raise PatchcryptError(f"cannot listen on {host}:{port} ({exc.strerror})") from None
     sock.listen(256)

@@ -118,24 +118,25 @@ class Client:
             self._cipher = create_cipher(scheme, self.key, block_size=info["block_size"])
         return self._cipher
 
-    def prepare(self, images: np.ndarray, resize: bool = False) -> np.ndarray:
-        """uint8 (N, H, W, C) plain images → the encrypted batch the model expects (resized if asked)."""
+    def prepare(self, images, resize: bool = False) -> np.ndarray:
+        """Plain uint8 images — an (N, H, W, C) array or a list of (H, W, C) — → the encrypted batch the
+        model expects, each resized to the model's size first if ``resize``."""
         h, w, c = self.info()["image_size"]
-        images = np.asarray(images)
-        if images.ndim == 3:
-            images = images[None]
-        if images.dtype != np.uint8 or images.ndim != 4:
-            raise PatchcryptError(f"expected uint8 images (N, H, W, C), got {images.dtype} {images.shape}")
-        if images.shape[3] != c:
-            raise PatchcryptError(f"the model expects {c}-channel images, got {images.shape[3]}")
-        if images.shape[1:3] != (h, w):
-            if not resize:
-                raise PatchcryptError(f"images are {images.shape[1]}x{images.shape[2]}; the model expects {h}x{w} "
-                                      "(resize them, or pass --resize)")
+        images = [np.asarray(im) for im in (images[None] if getattr(images, "ndim", 0) == 3 else images)]
+        for im in images:
+            if im.dtype != np.uint8 or im.ndim != 3:
+                raise PatchcryptError(f"expected uint8 (H, W, C) images, got {im.dtype} {im.shape}")
+            if im.shape[2] != c:
+                raise PatchcryptError(f"the model expects {c}-channel images, got {im.shape[2]}")
+        if resize:
             from ..files import resize_image
 
-            images = np.stack([resize_image(img, (h, w)) for img in images])
-        return self.cipher().encrypt(images)
+            images = [resize_image(im, (h, w)) for im in images]
+        wrong = [im.shape for im in images if im.shape[:2] != (h, w)]
+        if wrong:
+            raise PatchcryptError(f"an image is {wrong[0][0]}x{wrong[0][1]}; the model expects {h}x{w} (resize it, "
+                                  "or pass --resize)")
+        return self.cipher().encrypt(np.stack(images))
 
     def encode(self, encrypted: np.ndarray, jpeg_quality: Optional[int] = None) -> List[bytes]:
         """Encrypted images as upload bytes: PNG (lossless), or EtC JPEG at ``jpeg_quality``."""
@@ -157,9 +158,9 @@ class Client:
         k = min(top_k, len(self.info()["classes"]))
         return self._request("POST", "/v1/classify", params={"top_k": k}, files=files)["predictions"]
 
-    def classify(self, images: np.ndarray, jpeg_quality: Optional[int] = None, resize: bool = False,
+    def classify(self, images, jpeg_quality: Optional[int] = None, resize: bool = False,
                  top_k: int = 5, names: Optional[Sequence[str]] = None) -> List[Dict[str, Any]]:
-        """Encrypt plain uint8 images (N, H, W, C) here, send them, return the predictions."""
+        """Encrypt plain uint8 images (array or list, see :meth:`prepare`) here, send them, return predictions."""
         limit = int(self.info().get("max_images") or 64)
         enc = self.prepare(images, resize)
         blobs = self.encode(enc, jpeg_quality)
@@ -176,11 +177,4 @@ class Client:
 
         c = self.info()["image_size"][2]
         images = [read_image(p, "L" if c == 1 else "RGB") for p in paths]
-        if not resize and len({im.shape for im in images}) > 1:
-            raise PatchcryptError("the images differ in size; pass --resize to bring them to the model's size")
-        if resize:
-            from ..files import resize_image
-
-            h, w = self.info()["image_size"][:2]
-            images = [resize_image(im, (h, w)) for im in images]
-        return self.classify(np.stack(images), jpeg_quality, False, top_k, [str(Path(p)) for p in paths])
+        return self.classify(images, jpeg_quality, resize, top_k, [str(Path(p)) for p in paths])
