@@ -1,102 +1,141 @@
-"""Attack suite (DESIGN §8): ciphertext-only (FR, jigsaw, GAN, ITN) and known-plaintext (KPA).
+"""Attack suite (DESIGN §8): every attack registered with its threat model and the schemes it applies to.
 
-``run_attack(name, ...)`` prepares what the attacker sees for a scheme and key and runs it;
-``create_attack(name)`` returns that runner bound to one attack; ``list_attacks()`` names them.
+``run_attack(name, scheme, ...)`` encrypts images with a scheme (a registered one or a user's own class,
+see :mod:`patchcrypt.attacks.target`) and attacks them; ``run_all(scheme, ...)`` runs every registered
+attack and says "n/a" with the reason for the others; ``create_attack(name)`` returns one runner with
+defaults bound; ``list_attacks()`` names them; ``register_attack(AttackSpec(...))`` adds one
+(:mod:`patchcrypt.attacks.registry`).
 """
 
 from __future__ import annotations
 
 from functools import partial
-from typing import Callable, Dict, List, Optional
+from typing import Callable, Optional
 
 import numpy as np
 
-from ..ciphers import create_cipher, get_scheme
 from ..errors import PatchcryptError
-from ..keys import Key
 from ..metrics import batch_quality
-from .base import AttackResult, require
+from .base import AttackResult
 from .fr import fr_attack
-from .jigsaw import jigsaw_attack
+from .jigsaw import jigsaw_attack, why_not_jigsaw
 from .kpa import kpa_attack
-from .learned import gan_attack, itn_attack
-
-ATTACKS: Dict[str, str] = {
-    "fr": "ciphertext only: fold values so negative-positive flips cancel (Chang et al. 2020)",
-    "jigsaw": "ciphertext only: reassemble scrambled blocks in every allowed state (Chuman et al.)",
-    "gan": "unpaired plain and encrypted images, one key: per-block generator vs discriminator",
-    "itn": "pairs under a different key each: per-block generator with MSE, tested on unseen keys",
-    "kpa": "known plaintext: recover the key map from k pairs, decrypt the rest",
-}
+from .registry import (ATTACKS, THREAT_HOLDERS, AttackOptions, AttackSpec, Threat, all_of, format_headline,
+                       get_attack, headline_of, list_attacks, named_runner, needs_key, needs_pixel_correspondence,
+                       needs_shared_key, needs_steps, register_attack, run_all, run_attack)
+from .target import Target, load_user_scheme, make_target
 
 
-def list_attacks() -> List[str]:
-    return list(ATTACKS)
+# -- the attacks of DESIGN §8 -------------------------------------------------------------------------------
+def _fr(t: Target, test: np.ndarray, train: Optional[np.ndarray], o: AttackOptions) -> AttackResult:
+    return fr_attack(test, t.encrypt(test), t.name)
 
 
-def run_attack(name: str, scheme: str, block_size: int, test_images: np.ndarray,
-               train_images: Optional[np.ndarray] = None, key: Optional[Key] = None, per_image: bool = False,
-               pairs: int = 1, epochs: int = 5, device: Optional[str] = None, seed: int = 0,
-               progress: Optional[bool] = None) -> AttackResult:
-    """Encrypt ``test_images`` (N, H, W, C) with (scheme, key) and attack them.
+def _jigsaw_applies(t: Target) -> Optional[str]:
+    if t.steps is None:
+        return needs_steps(t)
+    if t.spec.unit == "nibble":
+        return "values are split into 4-bit halves and permuted inside each block, so block edges carry no match"
+    if t.per_image:
+        return "scoring needs one block order (per-image keys: one per image)"
+    if t.composite and not t.has_composite_view:
+        return "the ciphertext is a composite of another shape and the scheme gives no to_composite/from_composite"
+    return why_not_jigsaw(t.steps)
 
-    ``train_images`` are the attacker's own images: plain/encrypted training data for GAN/ITN, the known
-    pairs for KPA (the first ``pairs`` of them). A fresh key is drawn when ``key`` is None.
-    """
-    if name not in ATTACKS:
-        raise PatchcryptError(f"unknown attack {name!r}; valid: {', '.join(ATTACKS)}")
-    get_scheme(scheme)
-    key = key or Key.generate()
-    h, w = test_images.shape[1:3]
-    cipher = create_cipher(scheme, key, block_size=block_size, per_image=per_image)
-    unit = 1 if get_scheme(scheme).pixel_based else block_size
-    if h % unit or w % unit:
-        raise PatchcryptError(f"image size {h}x{w} is not a multiple of the block size {block_size}")
 
-    def encrypt(images: np.ndarray) -> np.ndarray:
-        return cipher.encrypt(images, cipher.new_nonces(len(images)) if per_image else None)
+def _jigsaw(t: Target, test: np.ndarray, train: Optional[np.ndarray], o: AttackOptions) -> AttackResult:
+    enc = t.encrypt(test)
+    if not t.composite:
+        return jigsaw_attack(test, enc, t.name, t.block_size, t.block_source(test.shape[1:]), steps=t.steps)
+    # a composite (etc-gray): the puzzle is the grayscale Y|Cb|Cr image; the solution is converted back to RGB
+    plain_comp = t.cipher.to_composite(test, False)
+    res = jigsaw_attack(plain_comp, enc, t.name, t.block_size, t.block_source(enc.shape[1:]), steps=t.steps)
+    res.extra["composite_ssim_mean"] = float(batch_quality(plain_comp, res.reconstructed)["ssim_mean"])
+    return AttackResult("jigsaw", t.name, test, enc, t.cipher.from_composite(res.reconstructed, False), res.extra)
 
-    if name == "fr":
-        return fr_attack(test_images, encrypt(test_images), scheme)
-    if name == "jigsaw":
-        require(not get_scheme(scheme).unit == "nibble", "jigsaw", scheme, "values are split into 4-bit halves "
-                "and permuted inside each block, so block edges carry no match")
-        require(not per_image, "jigsaw", scheme, "scoring needs one block order (per-image keys: one per image)")
-        steps = {s.symbol for s in get_scheme(scheme).steps}
-        require("BS" in steps, "jigsaw", scheme, "there are no scrambled blocks to reassemble")
-        enc = encrypt(test_images)
-        if scheme != "etc-gray":
-            source = block_source(cipher, test_images.shape[1:], block_size)
-            return jigsaw_attack(test_images, enc, scheme, block_size, source)
-        # etc-gray: the puzzle is the grayscale Y|Cb|Cr composite; the solution is converted back to RGB
-        plain_comp = cipher.to_composite(test_images, False)
-        res = jigsaw_attack(plain_comp, enc, scheme, block_size, block_source(cipher, enc.shape[1:], block_size))
-        res.extra["composite_ssim_mean"] = float(batch_quality(plain_comp, res.reconstructed)["ssim_mean"])
-        return type(res)("jigsaw", scheme, test_images, enc, cipher.from_composite(res.reconstructed, False),
-                         res.extra)
-    if train_images is None or len(train_images) == 0:
-        raise PatchcryptError(f"attack {name!r} needs the attacker's own images (training data)")
-    if name == "kpa":
-        require(not per_image, "kpa", scheme, "with per-image keys no two images share key material")
-        require(scheme != "plain", "kpa", scheme, "there is no key to recover")
-        if pairs < 1 or pairs > len(train_images):
-            raise PatchcryptError(f"--pairs must be between 1 and {len(train_images)}, got {pairs}")
-        known = train_images[:pairs]
-        return kpa_attack(known, encrypt(known), test_images, encrypt(test_images), scheme, block_size)
-    if name in ("gan", "itn"):
-        require(scheme != "etc-gray", name, scheme, "the ciphertext is a grayscale Y|Cb|Cr composite of another "
-                "shape, and the per-block generator maps each encrypted block to the plain block in its place")
-    if name == "gan":
-        half = len(train_images) // 2
-        require(half >= 1, "gan", scheme, "needs at least two training images")
-        return gan_attack(train_images[:half], encrypt(train_images[half:]), test_images, encrypt(test_images),
-                          scheme, block_size, epochs=epochs, device=device, seed=seed, progress=progress)
-    # itn: every training image under its own key; test images under keys never seen
-    per_key = create_cipher(scheme, Key.generate(), block_size=block_size, per_image=True)
-    return itn_attack(train_images, lambda a: per_key.encrypt(a, per_key.new_nonces(len(a))), test_images,
-                      encrypt(test_images) if per_image else per_key.encrypt(
-                          test_images, per_key.new_nonces(len(test_images))),
-                      scheme, block_size, epochs=epochs, device=device, seed=seed, progress=progress)
+
+def _gan(t: Target, test: np.ndarray, train: np.ndarray, o: AttackOptions) -> AttackResult:
+    from .learned import gan_attack
+
+    half = len(train) // 2
+    if half < 1:
+        raise PatchcryptError(f"attack 'gan' does not apply to scheme {t.name!r}: needs at least two training images")
+    return gan_attack(train[:half], t.encrypt(train[half:]), test, t.encrypt(test), t.name, t.block_size,
+                      epochs=o.epochs, device=o.device, seed=o.seed, progress=o.progress)
+
+
+def _itn(t: Target, test: np.ndarray, train: np.ndarray, o: AttackOptions) -> AttackResult:
+    from .learned import itn_attack
+
+    # every training image under its own key; test images under keys never seen (the target's own when
+    # per-image, else fresh ones: ITN learns to invert the algorithm, not one key)
+    test_enc = t.encrypt(test) if t.per_image else t.encrypt_fresh_keys(test)
+    return itn_attack(train, t.encrypt_fresh_keys, test, test_enc, t.name, t.block_size, epochs=o.epochs,
+                      device=o.device, seed=o.seed, progress=o.progress)
+
+
+def _kpa_applies(t: Target) -> Optional[str]:
+    reason = needs_shared_key(t) or needs_steps(t) or needs_key(t)
+    if reason:
+        return reason
+    if t.composite:
+        return "the colour conversion in front is lossy; not a value map"
+    if not t.spec.value_map:
+        from ..ciphers.base import MOVE_OR_FLIP_STEPS
+
+        odd = sorted(t.steps - MOVE_OR_FLIP_STEPS)
+        return f"step(s) {', '.join(odd)} are not moves or v -> 255 - v flips, which is all the solver models"
+    return None
+
+
+def _kpa(t: Target, test: np.ndarray, train: np.ndarray, o: AttackOptions) -> AttackResult:
+    if o.pairs < 1 or o.pairs > len(train):
+        raise PatchcryptError(f"--pairs must be between 1 and {len(train)}, got {o.pairs}")
+    known = train[:o.pairs]
+    return kpa_attack(known, t.encrypt(known), test, t.encrypt(test), t.name, t.block_size, spec=t.spec)
+
+
+register_attack(AttackSpec(
+    "fr", Threat.CIPHERTEXT_ONLY, "fold values so negative-positive flips cancel (Chang et al. 2020)", _fr))
+register_attack(AttackSpec(
+    "jigsaw", Threat.CIPHERTEXT_ONLY, "reassemble scrambled blocks in every allowed state (Chuman et al.)",
+    _jigsaw, applies=_jigsaw_applies, headline=("ssim_mean", "nc")))
+register_attack(AttackSpec(
+    "gan", Threat.CIPHERTEXT_MANY, "unpaired plain images and ciphertexts under one key: per-block generator vs "
+    "discriminator (Sirichotedumrong et al. 2019)", _gan, applies=needs_pixel_correspondence, needs_train=True))
+register_attack(AttackSpec(
+    "itn", Threat.CIPHERTEXT_ONLY, "per-block generator trained with MSE on the attacker's own pairs, each under "
+    "its own key, tested on unseen keys (Ito et al. 2021)", _itn, applies=needs_pixel_correspondence,
+    needs_train=True))
+register_attack(AttackSpec(
+    "kpa", Threat.KNOWN_PLAINTEXT, "recover the key map from k plain/encrypted pairs, decrypt the rest", _kpa,
+    applies=_kpa_applies, needs_train=True, headline=("key_recovered_fraction", "ssim_mean")))
+
+# -- attacks from their own modules ------------------------------------------------------------------------
+# REGISTER NEW ATTACKS HERE. A runner written against scheme names,
+#     fn(scheme, block_size, test_images, train_images, key=None, per_image=False, progress=None, ...)
+# is wrapped by named_runner ("module:function" is imported on first use; the options it accepts among
+# pairs/epochs/device/seed are passed on). Applicability comes from the scheme's facts, e.g.:
+#
+# register_attack(AttackSpec(
+#     "many", Threat.CIPHERTEXT_MANY, "N ciphertexts under one key + public plain images: in-block statistics "
+#     "and a jigsaw summed over all N recover the shared key map", named_runner(
+#         "patchcrypt.attacks.many:run_many_attack"), applies=all_of(needs_steps, needs_key,
+#     needs_pixel_correspondence), needs_train=True, registered_only=True, headline=("<exact key share>", "ssim_mean")))
+# register_attack(AttackSpec(
+#     "weights", Threat.MODEL_WEIGHTS, "...", named_runner("patchcrypt.attacks.weights:<runner>"),
+#     applies=lambda t: None if t.spec.keyable else "no keyed model absorbs this scheme", registered_only=True))
+# register_attack(AttackSpec(
+#     "cpa", Threat.CHOSEN_PLAINTEXT, "...", named_runner("patchcrypt.attacks.cpa:<runner>"), ...))
+#
+# (Per-image keys are the control for such attacks: leave needs_shared_key out so the table shows them fail.)
+# ----------------------------------------------------------------------------------------------------------
+
+
+def create_attack(name: str, **defaults) -> Callable[..., AttackResult]:
+    """The runner for one attack, with default options bound (see :func:`run_attack`)."""
+    get_attack(name)
+    return partial(run_attack, name, **defaults)
 
 
 def block_source(cipher, shape, block_size: int) -> np.ndarray:
@@ -111,13 +150,6 @@ def block_source(cipher, shape, block_size: int) -> np.ndarray:
     layout = block_layout(h, w, c, block_size)
     block_of, _ = locate_in_blocks(layout)
     return block_of[Cipher.program(cipher, (h, w, c)).map.g[layout[:, 0]]]
-
-
-def create_attack(name: str, **defaults) -> Callable[..., AttackResult]:
-    """The runner for one attack, with default options bound (see :func:`run_attack`)."""
-    if name not in ATTACKS:
-        raise PatchcryptError(f"unknown attack {name!r}; valid: {', '.join(ATTACKS)}")
-    return partial(run_attack, name, **defaults)
 
 
 def reconstruction_grid(result: AttackResult, path, count: int = 6) -> None:
@@ -138,4 +170,6 @@ def reconstruction_grid(result: AttackResult, path, count: int = 6) -> None:
     write_image(path, grid)
 
 
-__all__ = ["run_attack", "create_attack", "list_attacks", "AttackResult", "ATTACKS", "reconstruction_grid"]
+__all__ = ["run_attack", "run_all", "create_attack", "list_attacks", "get_attack", "register_attack", "AttackSpec",
+           "AttackOptions", "Threat", "THREAT_HOLDERS", "Target", "make_target", "load_user_scheme", "AttackResult",
+           "ATTACKS", "named_runner", "headline_of", "format_headline", "reconstruction_grid", "block_source"]

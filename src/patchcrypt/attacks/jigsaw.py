@@ -15,7 +15,7 @@ closest to the plain image is taken, as the literature scores jigsaw attacks.
 from __future__ import annotations
 
 import time
-from typing import Dict, List, Tuple
+from typing import AbstractSet, Dict, List, Optional, Tuple, Union
 
 import numpy as np
 
@@ -27,9 +27,14 @@ from .metrics import jigsaw_scores
 COLOUR_ORDERS = [(0, 1, 2), (0, 2, 1), (1, 0, 2), (1, 2, 0), (2, 0, 1), (2, 1, 0)]
 
 
-def states_for(scheme: str) -> List[Tuple[int, bool, Tuple[int, int, int]]]:
-    """(dihedral state 0..7, negated, colour order) combinations the scheme can produce per block."""
-    steps = scheme_steps(scheme)
+# The per-block states the solver models; any other keyed step changes values inside a block.
+STATE_STEPS = frozenset({"BS", "RF", "NP", "CS"})
+
+
+def states_for(scheme: Union[str, AbstractSet[str]]) -> List[Tuple[int, bool, Tuple[int, int, int]]]:
+    """(dihedral state 0..7, negated, colour order) combinations the scheme (a name or its step symbols) can
+    produce per block."""
+    steps = scheme_steps(scheme) if isinstance(scheme, str) else set(scheme)
     rf = range(8) if "RF" in steps else [0]
     neg = [False, True] if "NP" in steps else [False]
     cs = COLOUR_ORDERS if "CS" in steps else [(0, 1, 2)]
@@ -203,14 +208,26 @@ def _global_candidates(img: np.ndarray, piece: np.ndarray, states):
                 yield np.ascontiguousarray(v[..., list(order)]), np.ascontiguousarray(g_piece)
 
 
+def why_not_jigsaw(steps: AbstractSet[str]) -> Optional[str]:
+    """None when the solver models every step in ``steps``, else the reason it does not apply."""
+    if "BS" not in steps:
+        return "there are no scrambled blocks to reassemble"
+    others = sorted(set(steps) - STATE_STEPS)
+    if others:
+        return (f"values inside each block are shuffled or changed individually ({', '.join(others)}), so block "
+                "edges carry no match")
+    return None
+
+
 def jigsaw_attack(plain: np.ndarray, encrypted: np.ndarray, scheme: str, block_size: int,
-                  block_source: np.ndarray) -> AttackResult:
-    """Solve every encrypted image; ``block_source[k]`` = plain block of encrypted block k (for scoring)."""
-    steps = scheme_steps(scheme)
-    require("BS" in steps, "jigsaw", scheme, "there are no scrambled blocks to reassemble")
-    require(not ({"PS", "BF", "LE", "NPV"} & steps), "jigsaw", scheme,
-            "values inside each block are shuffled or flipped individually, so block edges carry no match")
-    states = states_for(scheme)
+                  block_source: Optional[np.ndarray] = None, steps: Optional[AbstractSet[str]] = None) -> AttackResult:
+    """Solve every encrypted image uint8 (N, H, W, C); ``block_source[k]`` = plain block of encrypted block k
+    (for the Dc/Nc/Lc scores; without it only SSIM/PSNR). ``steps``: the scheme's step symbols (default: read
+    off the registered scheme ``scheme``)."""
+    steps = scheme_steps(scheme) if steps is None else set(steps)
+    reason = why_not_jigsaw(steps)
+    require(reason is None, "jigsaw", scheme, reason or "")
+    states = states_for(steps)
     t0 = time.perf_counter()
     recs, scores = [], []
     for p_img, e_img in zip(plain, encrypted):
@@ -223,9 +240,10 @@ def jigsaw_attack(plain: np.ndarray, encrypted: np.ndarray, scheme: str, block_s
                 best = (s_val, cand, cand_piece)
         _, cand, cand_piece = best
         gh, gw = cand_piece.shape
-        scores.append(jigsaw_scores(block_source[cand_piece.reshape(-1)], gh, gw))
+        if block_source is not None:
+            scores.append(jigsaw_scores(block_source[cand_piece.reshape(-1)], gh, gw))
         recs.append(cand)
     seconds = time.perf_counter() - t0
-    extra = {k: float(np.mean([s[k] for s in scores])) for k in ("dc", "nc", "lc")}
+    extra = {k: float(np.mean([s[k] for s in scores])) for k in ("dc", "nc", "lc")} if scores else {}
     extra.update(states=len(states), seconds=seconds, seconds_per_image=seconds / len(plain))
     return AttackResult("jigsaw", scheme, plain, encrypted, np.stack(recs), extra)

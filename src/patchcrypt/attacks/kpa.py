@@ -16,12 +16,12 @@ halves for le/ele, masks 0/15). Two solvers, both vectorised:
 from __future__ import annotations
 
 import time
-from typing import Tuple
+from typing import Optional, Tuple
 
 import numpy as np
 
 from ..blocks import block_layout
-from ..ciphers import get_scheme
+from ..ciphers import SchemeSpec, get_scheme
 from ..errors import PatchcryptError
 from .base import AttackResult, require
 
@@ -117,14 +117,21 @@ def _match_columns(xcols, xfcols, ycols):
     return np.where(sigma < 0, 0, sigma), flip, unique
 
 
-STRUCTURED = {"block-pixel", "block-pixel-cs", "step-bs", "step-ps", "step-bf", "step-cs-shared"}
+def structured(spec: SchemeSpec) -> bool:
+    """Whether the structured solver fits: byte values, blocks (not pixels), and every step either block
+    scrambling or one in-block map shared by all blocks (block-pixel, PS, BF, shared CS/RF)."""
+    return (bool(spec.steps) and spec.unit == "byte" and not spec.pixel_based and spec.value_map
+            and all(s.symbol == "BS" or s.same_for_every_block for s in spec.steps))
 
 
 def kpa_attack(pairs_plain: np.ndarray, pairs_enc: np.ndarray, plain: np.ndarray, encrypted: np.ndarray,
-               scheme: str, block_size: int) -> AttackResult:
-    """Recover the key map from (pairs_plain, pairs_enc) and decrypt ``encrypted`` (held-out images)."""
-    spec = get_scheme(scheme)
-    require(scheme != "etc-gray", "kpa", scheme, "the colour conversion in front is lossy; not a value map")
+               scheme: str, block_size: int, spec: Optional[SchemeSpec] = None) -> AttackResult:
+    """Recover the key map from (pairs_plain, pairs_enc) and decrypt ``encrypted`` (held-out images).
+
+    All arrays uint8 (N, H, W, C) of one shape; ``spec`` defaults to the registered scheme ``scheme``'s."""
+    spec = spec or get_scheme(scheme)
+    require(spec.value_map, "kpa", scheme, "the colour conversion in front is lossy; not a value map"
+            if spec.composite else "a step is not a move or a v -> 255 - v flip, which is all the solver models")
     if len(pairs_plain) < 1:
         raise PatchcryptError("the known-plaintext attack needs at least one plain/encrypted pair (--pairs)")
     t0 = time.perf_counter()
@@ -133,7 +140,7 @@ def kpa_attack(pairs_plain: np.ndarray, pairs_enc: np.ndarray, plain: np.ndarray
     x = pairs_plain.reshape(k, -1)
     y = pairs_enc.reshape(k, -1)
     nibble = spec.unit == "nibble"
-    if scheme in STRUCTURED:
+    if structured(spec):
         g, m, unique = solve_structured(x, y, shape, block_size)
         solver = "structured"
     else:

@@ -29,6 +29,18 @@ class StepSpec:
     def label(self) -> str:
         return f"{self.symbol}{'-shared' if self.shared else ''}"
 
+    @property
+    def same_for_every_block(self) -> bool:
+        """Whether every block gets the same key material from this step (BF has one mask by definition)."""
+        return self.shared or self.symbol in SAME_FOR_EVERY_BLOCK
+
+
+# Steps whose key is one for all blocks whatever ``shared`` says (DESIGN §3: BF is one mask of L bits).
+SAME_FOR_EVERY_BLOCK = frozenset({"BF"})
+# Steps that only move values or flip them (v -> full - v): with these the scheme is one gather plus one XOR
+# mask over the flattened image (DESIGN §3), which is what a known-plaintext solver models.
+MOVE_OR_FLIP_STEPS = frozenset({"BS", "RF", "NP", "BF", "CS", "PS", "LE", "NPV"})
+
 
 @dataclass(frozen=True)
 class SchemeSpec:
@@ -43,6 +55,29 @@ class SchemeSpec:
     pixel_based: bool = False  # block size 1 whatever the user asks (PE)
     origin: str = ""
     options: Dict[str, Any] = field(default_factory=dict)
+    # The keyed steps act on a grayscale composite made by a (lossy) colour conversion (etc-gray): the
+    # ciphertext has another shape, and no pixel of it corresponds to one pixel of the plain image.
+    composite: bool = False
+
+    @property
+    def symbols(self) -> frozenset:
+        """The step symbols, e.g. {"BS", "PS", "BF"}."""
+        return frozenset(s.symbol for s in self.steps)
+
+    @property
+    def value_map(self) -> bool:
+        """Whether the scheme is one gather plus one XOR mask (0 or all ones) over the flattened image."""
+        return not self.composite and self.symbols <= MOVE_OR_FLIP_STEPS
+
+    @property
+    def keyable(self) -> Optional[str]:
+        """How a keyed isotropic model can absorb the scheme (DESIGN §7): "shared" (one patch embedding: the
+        in-block steps are the same for every block), "position-wise" (one embedding per block position), or
+        None (nibble values, a colour conversion in front, or no key at all)."""
+        if not self.steps or self.unit != "byte" or not self.value_map:
+            return None
+        in_block = [s for s in self.steps if s.symbol != "BS"]
+        return "shared" if all(s.same_for_every_block for s in in_block) else "position-wise"
 
 
 def _is_torch(x) -> bool:

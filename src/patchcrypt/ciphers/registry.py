@@ -32,7 +32,8 @@ register_scheme(SchemeSpec(
 register_scheme(SchemeSpec(
     "etc-gray", (_S("BS"), _S("RF"), _S("NP")),
     "grayscale-based EtC: YCbCr components side by side, then BS, RF, NP on 8x8 blocks",
-    channels=(1,), block_sizes=(8,), origin="Chuman, Sirichotedumrong, Kiya 2017/2019"), EtcGrayCipher)
+    channels=(1,), block_sizes=(8,), origin="Chuman, Sirichotedumrong, Kiya 2017/2019", composite=True),
+    EtcGrayCipher)
 register_scheme(SchemeSpec(
     "block-pixel", (_S("BS"), _S("PS", shared=True), _S("BF")),
     "block scrambling, then pixel shuffling and bit flipping shared by all blocks",

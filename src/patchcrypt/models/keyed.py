@@ -66,8 +66,8 @@ def block_maps(scheme: str, key: Key, block_size: int, img_size: int, in_chans: 
     if spec.unit != "byte":
         raise PatchcryptError(f"scheme {scheme!r} works on 4-bit halves of values, which is not an affine map of "
                               "pixel values: a linear patch embedding cannot absorb it")
-    if scheme == "etc-gray":
-        raise PatchcryptError("etc-gray converts colours to a side-by-side grayscale image; the model's patches "
+    if spec.composite:
+        raise PatchcryptError(f"{scheme} converts colours to a side-by-side grayscale image; the model's patches "
                               "no longer correspond to image blocks")
     cipher = create_cipher(scheme, key, block_size=block_size)
     prog = cipher.program((img_size, img_size, in_chans))

@@ -1,0 +1,277 @@
+"""The attack registry: every attack declares its threat model and which schemes it applies to.
+
+``register_attack(AttackSpec(name, threat, summary, run=..., applies=...))`` adds one;
+``run_attack(name, scheme, ...)`` runs it against a registered scheme or a user's scheme class;
+``run_all(scheme, ...)`` runs every registered attack and says "n/a" with the reason for the rest.
+
+Applicability is decided from the scheme's facts (:class:`~patchcrypt.ciphers.SchemeSpec`: its steps and
+whether each is shared by all blocks, unit, pixel_based, composite; and whether keys are per image), never
+from scheme names, so a user's own scheme is rated by the same rules.
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
+
+import numpy as np
+
+from ..errors import PatchcryptError
+from ..keys import Key
+from .base import AttackResult
+from .target import Target, make_target
+
+
+class Threat(str, Enum):
+    """What the attacker holds (besides public plain images and the published algorithm)."""
+
+    CIPHERTEXT_ONLY = "ciphertext-only"                    # ciphertexts, attacked one image at a time
+    CIPHERTEXT_MANY = "ciphertext-only, many images"       # many ciphertexts under one key (what a server holds)
+    KNOWN_PLAINTEXT = "known plaintext"                    # some plain/encrypted pairs under the key
+    CHOSEN_PLAINTEXT = "chosen plaintext"                  # ciphertexts of images the attacker chose
+    MODEL_WEIGHTS = "model weights"                        # the keyed model (what a server holds)
+
+    def __str__(self) -> str:
+        return self.value
+
+
+THREAT_HOLDERS: Dict[Threat, str] = {
+    Threat.CIPHERTEXT_ONLY: "anyone who sees one ciphertext (a network observer, a report reader)",
+    Threat.CIPHERTEXT_MANY: "the server: every training image and every query under one key",
+    Threat.KNOWN_PLAINTEXT: "anyone who also knows a few of the plain images (public photos, leaked samples)",
+    Threat.CHOSEN_PLAINTEXT: "anyone who can get an image of its choice encrypted (e.g. an uploaded query)",
+    Threat.MODEL_WEIGHTS: "the server, or whoever obtains the keyed model",
+}
+
+Applies = Callable[[Target], Optional[str]]          # None: applies; otherwise the reason it does not
+Runner = Callable[[Target, np.ndarray, Optional[np.ndarray], "AttackOptions"], AttackResult]
+
+
+@dataclass
+class AttackOptions:
+    """Knobs an attack may read; ``extra`` carries options of attacks registered later."""
+
+    pairs: int = 1
+    epochs: int = 5
+    device: Optional[str] = None
+    seed: int = 0
+    progress: Optional[bool] = None
+    extra: Dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class AttackSpec:
+    """One attack.
+
+    Args:
+        name: registry name (``patchcrypt attack NAME``).
+        threat: the threat model (:class:`Threat`).
+        summary: one line: what it does.
+        run: ``run(target, test_images, train_images, options) -> AttackResult``; ``test_images`` are the
+            plain images (N, H, W, C) uint8 to encrypt and attack (and score against), ``train_images`` the
+            attacker's own plain images or None.
+        applies: ``applies(target) -> None`` or the reason it does not apply, from the scheme's facts.
+        needs_train: needs the attacker's own images.
+        registered_only: the runner rebuilds the cipher from a registered scheme name (and scores against
+            its compiled key map), so a user scheme gets "n/a".
+        headline: metric keys shown in one-line summaries and table columns, most important first.
+    """
+
+    name: str
+    threat: Threat
+    summary: str
+    run: Runner
+    applies: Optional[Applies] = None
+    needs_train: bool = False
+    registered_only: bool = False
+    headline: Tuple[str, ...] = ("ssim_mean",)
+
+    def why_not(self, target: Target) -> Optional[str]:
+        """None when the attack applies to ``target``, else the reason."""
+        if self.registered_only and not target.registered:
+            return "its runner needs a registered scheme (it rebuilds the cipher and scores against its key map)"
+        return self.applies(target) if self.applies else None
+
+
+ATTACKS: Dict[str, AttackSpec] = {}
+
+
+def register_attack(spec: AttackSpec, replace: bool = False) -> AttackSpec:
+    """Add an attack to the registry (``replace`` to override one of the same name)."""
+    if not isinstance(spec.threat, Threat):
+        raise ValueError(f"attack {spec.name!r}: threat must be a Threat, got {spec.threat!r}")
+    if spec.name in ATTACKS and not replace:
+        raise ValueError(f"attack {spec.name!r} registered twice")
+    if spec.name in ("all", "list"):
+        raise ValueError(f"{spec.name!r} is a command word, not an attack name")
+    ATTACKS[spec.name] = spec
+    return spec
+
+
+def get_attack(name: str) -> AttackSpec:
+    try:
+        return ATTACKS[name]
+    except KeyError:
+        raise PatchcryptError(f"unknown attack {name!r}; valid: {', '.join(ATTACKS)}") from None
+
+
+def list_attacks(threat: Optional[Threat] = None) -> List[str]:
+    """Registered attack names (only those of one threat model when ``threat`` is given)."""
+    return [n for n, a in ATTACKS.items() if threat is None or a.threat == threat]
+
+
+def named_runner(ref: Union[str, Callable], **fixed) -> Runner:
+    """Wrap a runner written as ``fn(scheme, block_size, test_images, train_images, key=None,
+    per_image=False, progress=None, ...)`` (``ref`` is the function or ``"module:function"``, imported on
+    first use). Options it accepts among ``pairs, epochs, device, seed`` and ``options.extra`` are passed
+    on; ``fixed`` keyword arguments always. Such a runner needs ``registered_only=True`` in its spec."""
+
+    def run(target: Target, test: np.ndarray, train: Optional[np.ndarray], opts: AttackOptions) -> AttackResult:
+        fn = ref
+        if isinstance(ref, str):
+            module, _, attr = ref.partition(":")
+            fn = getattr(importlib.import_module(module), attr)
+        params = inspect.signature(fn).parameters
+        offered = {"pairs": opts.pairs, "epochs": opts.epochs, "device": opts.device, "seed": opts.seed,
+                   **opts.extra, **fixed}
+        kwargs = {k: v for k, v in offered.items() if k in params}
+        return fn(target.name, target.block_size, test, train, key=target.key, per_image=target.per_image,
+                  progress=opts.progress, **kwargs)
+
+    return run
+
+
+# -- applicability from the scheme's facts ----------------------------------------------------------------
+def needs_steps(target: Target) -> Optional[str]:
+    if target.steps is None:
+        return "the scheme does not declare its steps (steps = ('BS', ...)), which this attack needs"
+    return None
+
+
+def needs_key(target: Target) -> Optional[str]:
+    if target.steps is not None and not target.steps:
+        return "there is no key to recover"
+    return None
+
+
+def needs_shared_key(target: Target) -> Optional[str]:
+    if target.per_image:
+        return "with per-image keys no two images share key material"
+    return None
+
+
+def needs_pixel_correspondence(target: Target) -> Optional[str]:
+    if target.composite:
+        return ("the ciphertext is a composite of another shape (e.g. a grayscale Y|Cb|Cr image), and this attack "
+                "maps each encrypted block to the plain block in its place")
+    return None
+
+
+def all_of(*checks: Applies) -> Applies:
+    """An ``applies`` that is the first failing reason of ``checks``."""
+
+    def applies(target: Target) -> Optional[str]:
+        for check in checks:
+            reason = check(target)
+            if reason:
+                return reason
+        return None
+
+    return applies
+
+
+# -- running ----------------------------------------------------------------------------------------------
+def _check_geometry(target: Target, images: np.ndarray) -> None:
+    if images.ndim != 4:
+        raise PatchcryptError(f"images must be (N, H, W, C), got shape {images.shape}")
+    h, w = images.shape[1:3]
+    unit = 1 if target.spec.pixel_based else target.block_size
+    if h % unit or w % unit:
+        raise PatchcryptError(f"image size {h}x{w} is not a multiple of the block size {target.block_size}")
+
+
+def run_attack(name: str, scheme: Union[str, type, Target], block_size: Optional[int], test_images: np.ndarray,
+               train_images: Optional[np.ndarray] = None, key: Optional[Key] = None, per_image: bool = False,
+               pairs: int = 1, epochs: int = 5, device: Optional[str] = None, seed: int = 0,
+               progress: Optional[bool] = None, **extra) -> AttackResult:
+    """Encrypt ``test_images`` uint8 (N, H, W, C) with (scheme, key) and attack them.
+
+    ``scheme``: a registered name, a user scheme (``"module:Class"``, ``"file.py:Class"`` or the class), or
+    a :class:`Target`. ``train_images`` are the attacker's own images: plain/encrypted training data for
+    GAN/ITN, the known pairs for KPA (the first ``pairs`` of them). A fresh key is drawn when ``key`` is None.
+    Raises PatchcryptError (one line) when the attack does not apply, saying why.
+    """
+    attack = get_attack(name)
+    target = make_target(scheme, block_size, test_images, key=key, per_image=per_image)
+    _check_geometry(target, test_images)
+    reason = attack.why_not(target)
+    if reason:
+        raise PatchcryptError(f"attack {name!r} does not apply to scheme {target.name!r}: {reason}")
+    if attack.needs_train and (train_images is None or len(train_images) == 0):
+        raise PatchcryptError(f"attack {name!r} needs the attacker's own images (training data)")
+    opts = AttackOptions(pairs=pairs, epochs=epochs, device=device, seed=seed, progress=progress, extra=extra)
+    return attack.run(target, test_images, train_images, opts)
+
+
+def headline_of(name: str, metrics: Dict[str, Any]) -> Dict[str, Any]:
+    """The attack's headline metrics (those present) from its full metrics."""
+    spec = ATTACKS.get(name)
+    keys = spec.headline if spec else ("ssim_mean",)
+    return {k: metrics[k] for k in keys if k in metrics}
+
+
+def run_all(scheme: Union[str, type, Target], block_size: Optional[int], test_images: np.ndarray,
+            train_images: Optional[np.ndarray] = None, key: Optional[Key] = None, per_image: bool = False,
+            names: Optional[Sequence[str]] = None, on_result: Optional[Callable[[dict, Optional[AttackResult]], None]]
+            = None, **options) -> Dict[str, Any]:
+    """Every registered attack (or ``names``) against one scheme under one key.
+
+    Returns ``{"scheme", "block_size", "per_image", "n_images", "facts", "attacks": [row, ...]}`` with one
+    row per attack: ``{"attack", "threat", "applies": True, "headline": {...}, "metrics": {...}}`` or
+    ``{"attack", "threat", "applies": False, "reason": "..."}``. ``on_result(row, result)`` is called as each
+    finishes (result None when n/a).
+    """
+    target = make_target(scheme, block_size, test_images, key=key, per_image=per_image)
+    _check_geometry(target, test_images)
+    rows = []
+    for name in (names or list(ATTACKS)):
+        attack = get_attack(name)
+        row: Dict[str, Any] = {"attack": name, "threat": attack.threat.value}
+        result = None
+        reason = attack.why_not(target)
+        if not reason and attack.needs_train and (train_images is None or len(train_images) == 0):
+            reason = "needs the attacker's own images (training data)"
+        if not reason:
+            try:
+                result = run_attack(name, target, target.block_size, test_images, train_images, **options)
+            except PatchcryptError as exc:   # e.g. too few training images for this attack
+                reason = str(exc)
+        if reason:
+            row.update(applies=False, reason=reason)
+        else:
+            metrics = result.metrics()
+            row.update(applies=True, headline=headline_of(name, metrics), metrics=metrics)
+        rows.append(row)
+        if on_result:
+            on_result(row, result)
+    return {"scheme": target.name, "registered": target.registered, "block_size": target.block_size,
+            "per_image": target.per_image, "n_images": int(len(test_images)), "facts": target.facts, "attacks": rows}
+
+
+def format_headline(headline: Dict[str, Any]) -> str:
+    """``{"ssim_mean": 0.41, "nc": 0.9}`` -> ``"SSIM 0.410, Nc 0.900"``."""
+    names = {"ssim_mean": "SSIM", "psnr_mean": "PSNR", "nc": "Nc", "dc": "Dc", "lc": "Lc",
+             "key_recovered_fraction": "key"}
+    parts = []
+    for k, v in headline.items():
+        label = names.get(k, k)
+        parts.append(f"{label} {v:.3f}" if isinstance(v, float) else f"{label} {v}")
+    return ", ".join(parts)
+
+
+__all__ = ["Threat", "THREAT_HOLDERS", "AttackSpec", "AttackOptions", "ATTACKS", "register_attack", "get_attack",
+           "list_attacks", "named_runner", "run_attack", "run_all", "headline_of", "format_headline", "needs_steps",
+           "needs_key", "needs_shared_key", "needs_pixel_correspondence", "all_of"]
