@@ -1,4 +1,10 @@
-"""``patchcrypt attack``: run one attack against one scheme on real images; write reconstructions + metrics."""
+"""``patchcrypt attack``: run one attack, or every attack, against a scheme on real images.
+
+    patchcrypt attack list                                   # every attack with its threat model
+    patchcrypt attack kpa --scheme block-pixel --block-size 4 --data DIR --json
+    patchcrypt attack all --scheme etc --block-size 4 --data DIR --json
+    patchcrypt attack all --scheme examples/my_scheme.py:MyScheme --data DIR    # a user's own scheme
+"""
 
 from __future__ import annotations
 
@@ -12,51 +18,120 @@ from ..errors import PatchcryptError
 from .app import app
 
 
+def _load_images(data: Path, n_images: int, subset: int, need_train: bool):
+    """(test images, attacker's own images or None), uint8 (N, H, W, C)."""
+    from ..data import load_dataset
+
+    has_split = data.is_dir() and (data / "test").is_dir() and (data / "train").is_dir()
+    test = load_dataset(data, "test" if has_split else None).subset(n_images)
+    if not need_train:
+        return test.images, None
+    if has_split:
+        return test.images, load_dataset(data, "train").subset(subset).images
+    full = load_dataset(data)   # one pool of images: the attacker's own are the ones not attacked
+    train = full.take(list(range(len(test), min(len(full), len(test) + subset)))) if len(full) > len(test) else test
+    return test.images, train.images
+
+
+def _list(as_json: bool) -> None:
+    from ..attacks import ATTACKS
+
+    rows = [{"attack": a.name, "threat": a.threat.value, "summary": a.summary, "needs_train": a.needs_train}
+            for a in ATTACKS.values()]
+    if as_json:
+        typer.echo(json.dumps({"attacks": rows}))
+        return
+    w = max(len(r["attack"]) for r in rows)
+    t = max(len(r["threat"]) for r in rows)
+    typer.echo(f"{'attack':<{w}}  {'threat model':<{t}}  what it does")
+    for r in rows:
+        typer.echo(f"{r['attack']:<{w}}  {r['threat']:<{t}}  {r['summary']}")
+
+
 @app.command()
 def attack(
-    name: str = typer.Argument(..., help="fr, jigsaw, gan, itn or kpa."),
-    scheme: str = typer.Option(..., "--scheme", help="Scheme to attack."),
-    block_size: int = typer.Option(..., "--block-size", help="Block size M."),
-    data: Path = typer.Option(..., "--data", help="Image folder (train/ + test/ splits or one tree) or one image."),
+    name: Optional[str] = typer.Argument(None, help="An attack (see `patchcrypt attack list`), 'all' for every "
+                                         "attack, or 'list'."),
+    scheme: Optional[str] = typer.Option(None, "--scheme", help="A registered scheme, or your own scheme class as "
+                                         "module:Class or path/to/file.py:Class."),
+    block_size: Optional[int] = typer.Option(None, "--block-size", help="Block size M (a user scheme may declare "
+                                             "its own)."),
+    data: Optional[Path] = typer.Option(None, "--data", help="Image folder (train/ + test/ splits or one tree) "
+                                        "or one image."),
     key: Optional[Path] = typer.Option(None, "--key", help="Key to encrypt with (default: a fresh one)."),
     per_image: bool = typer.Option(False, "--per-image", help="Encrypt every image under its own key."),
     pairs: int = typer.Option(1, "--pairs", help="KPA: number of known plain/encrypted pairs."),
     n_images: int = typer.Option(100, "--n-images", help="Images to attack."),
     subset: int = typer.Option(2000, "--subset", help="GAN/ITN/KPA: attacker's training images."),
     epochs: int = typer.Option(5, "--epochs", help="GAN/ITN: training epochs."),
-    out: Optional[Path] = typer.Option(None, "--out", help="Folder for reconstructions.png and metrics.json."),
+    out: Optional[Path] = typer.Option(None, "--out", help="Folder for reconstructions and metrics.json."),
     device: Optional[str] = typer.Option(None, "--device"),
     as_json: bool = typer.Option(False, "--json", help="Print the metrics as one JSON object."),
+    list_: bool = typer.Option(False, "--list", help="List every attack with its threat model."),
 ) -> None:
-    """Attack images encrypted with a scheme; report SSIM/PSNR of the reconstructions (and attack scores)."""
-    from ..attacks import ATTACKS, reconstruction_grid, run_attack
-    from ..data import load_dataset
+    """Attack images encrypted with a scheme (registered, or your own class); report SSIM/PSNR of the
+    reconstructions and attack scores. `all` runs every attack and says n/a, with the reason, where one does
+    not apply."""
+    from ..attacks import ATTACKS, format_headline, get_attack, reconstruction_grid, run_all, run_attack
     from ..keys import Key
 
-    if name not in ATTACKS:
-        raise PatchcryptError(f"unknown attack {name!r}; valid: {', '.join(ATTACKS)}")
+    if list_ or name == "list":
+        _list(as_json)
+        return
+    if name is None:
+        raise PatchcryptError("name an attack, 'all' or 'list' (see `patchcrypt attack --help`)")
+    if name != "all":
+        get_attack(name)
+    if scheme is None:
+        raise PatchcryptError("--scheme is required (a registered scheme, module:Class or file.py:Class)")
+    if data is None:
+        raise PatchcryptError("--data is required (an image folder or one image)")
+    if n_images < 1:
+        raise PatchcryptError(f"--n-images must be positive, got {n_images}")
     k = Key.load(key) if key else None
-    has_split = data.is_dir() and (data / "test").is_dir() and (data / "train").is_dir()
-    test = load_dataset(data, "test" if has_split else None).subset(n_images)
-    train = None
-    if name in ("gan", "itn", "kpa"):
-        train = load_dataset(data, "train").subset(subset) if has_split else test
-        if not has_split:  # one pool of images: the attacker's own are the ones not attacked
-            full = load_dataset(data)
-            train = full.take(list(range(len(test), len(full)))) if len(full) > len(test) else test
-        train = train.images
-    result = run_attack(name, scheme, block_size, test.images, train, k, per_image, pairs, epochs, device)
+    need_train = any(a.needs_train for a in ATTACKS.values()) if name == "all" else get_attack(name).needs_train
+    test, train = _load_images(data, n_images, subset, need_train)
+    options = dict(pairs=pairs, epochs=epochs, device=device)
+    if out is not None:
+        out.mkdir(parents=True, exist_ok=True)
+
+    if name == "all":
+        def save(row, result):
+            if out is not None and result is not None:
+                reconstruction_grid(result, out / f"reconstructions_{row['attack']}.png")
+
+        report = run_all(scheme, block_size, test, train, k, per_image, on_result=save, **options)
+        _write(out, report)
+        if as_json:
+            typer.echo(json.dumps(report))
+            return
+        keys = "per-image keys" if report["per_image"] else "one key"
+        typer.echo(f"attacks on {report['scheme']} (M={report['block_size']}, {report['n_images']} images, {keys})")
+        rows = [(r["attack"], r["threat"], format_headline(r["headline"]) if r["applies"] else f"n/a: {r['reason']}")
+                for r in report["attacks"]]
+        w, t = max(len(r[0]) for r in rows + [("attack",)]), max(len(r[1]) for r in rows + [("", "threat model")])
+        typer.echo(f"{'attack':<{w}}  {'threat model':<{t}}  result")
+        for a, th, res in rows:
+            typer.echo(f"{a:<{w}}  {th:<{t}}  {res}")
+        return
+
+    result = run_attack(name, scheme, block_size, test, train, k, per_image, **options)
     metrics = result.metrics()
     if out is not None:
-        from ..codec import write_bytes_atomic
-
-        out.mkdir(parents=True, exist_ok=True)
         reconstruction_grid(result, out / "reconstructions.png")
-        write_bytes_atomic(out / "metrics.json", json.dumps(metrics, indent=1).encode())
+        _write(out, metrics)
     if as_json:
         typer.echo(json.dumps(metrics))
         return
-    typer.echo(f"{name} on {scheme} (M={block_size}, {metrics['n_images']} images): SSIM "
+    typer.echo(f"{name} on {result.scheme} ({metrics['n_images']} images): SSIM "
                f"{metrics['ssim_mean']:.3f} ± {metrics['ssim_std']:.3f}, PSNR {metrics['psnr_mean']:.2f} dB"
                + "".join(f", {k} {metrics[k]:.3f}" for k in ("dc", "nc", "lc", "key_recovered_fraction")
                          if k in metrics))
+
+
+def _write(out: Optional[Path], payload: dict) -> None:
+    if out is None:
+        return
+    from ..codec import write_bytes_atomic
+
+    write_bytes_atomic(out / "metrics.json", json.dumps(payload, indent=1).encode())
