@@ -172,4 +172,5 @@ def reconstruction_grid(result: AttackResult, path, count: int = 6) -> None:
 
 __all__ = ["run_attack", "run_all", "create_attack", "list_attacks", "get_attack", "register_attack", "AttackSpec",
            "AttackOptions", "Threat", "THREAT_HOLDERS", "Target", "make_target", "load_user_scheme", "AttackResult",
-           "ATTACKS", "named_runner", "headline_of", "format_headline", "reconstruction_grid", "block_source"]
+           "ATTACKS", "named_runner", "headline_of", "format_headline", "reconstruction_grid", "block_source",
+           "all_of", "needs_key", "needs_pixel_correspondence", "needs_shared_key", "needs_steps"]

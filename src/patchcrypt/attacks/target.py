@@ -45,11 +45,11 @@ import importlib.util
 import secrets
 import sys
 from pathlib import Path
-from typing import Callable, Optional, Sequence, Union
+from typing import Callable, Optional, Union
 
 import numpy as np
 
-from ..ciphers import Cipher, SchemeSpec, StepSpec, create_cipher, get_scheme
+from ..ciphers import SchemeSpec, StepSpec, create_cipher, get_scheme
 from ..errors import PatchcryptError
 from ..keys import Key
 
