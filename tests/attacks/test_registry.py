@@ -150,6 +150,8 @@ def test_undeclared_and_unmodelled_facts_say_why(photos):
     assert "XOR" in get_attack("kpa").why_not(c) and "XOR" in get_attack("jigsaw").why_not(c)
     r = make_target(Random, None, photos[:2])   # its own key material per call: rated as per-image
     assert r.per_image and not r.facts["deterministic"] and "per-image" in get_attack("kpa").why_not(r)
+    declared = make_target(type("Declared", (CustomStep,), {"per_image": True, "steps": ("BS",)}), None, photos[:2])
+    assert declared.per_image and "per-image" in get_attack("kpa").why_not(declared)
 
 
 def test_user_scheme_errors_are_one_line(tmp_path, photos):

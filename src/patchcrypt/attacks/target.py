@@ -32,6 +32,8 @@ Declared facts (optional class attributes; an attack that needs an undeclared on
   "-shared" where one key serves every block (e.g. "PS-shared"). Any other name is a step the solvers do
   not model (e.g. "XOR" for an arbitrary byte mask), so attacks that need to model every step say n/a.
 * ``unit`` ("byte" or "nibble", default "byte"), ``pixel_based`` (bool, default False).
+* ``per_image`` (bool, default False): the scheme gives every image its own key material by itself (e.g.
+  from a nonce it draws); attacks that need key material shared across images then say n/a.
 
 Measured, not declared: whether the ciphertext keeps the plain image's shape (if not, it is rated like a
 composite: attacks that need pixel correspondence say n/a), whether ``encrypt`` is deterministic, and
@@ -250,7 +252,7 @@ def user_target(cls: Union[type, str], block_size: Optional[int], probe: np.ndar
     if callable(getattr(instance, "decrypt", None)):
         decrypt_exact = bool(np.array_equal(run(instance, first, "decrypt"), probe))
     own_per_image = not deterministic          # the scheme draws key material per call itself
-    per_image = per_image or own_per_image
+    per_image = per_image or own_per_image or bool(getattr(cls, "per_image", False))
 
     def fresh(images: np.ndarray) -> np.ndarray:
         return np.concatenate([run(make(secrets.token_bytes(32)), images[i:i + 1]) for i in range(len(images))])
