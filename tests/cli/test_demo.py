@@ -15,6 +15,9 @@ def test_demo_cipher_stage(tmp_path, capsys):
     # EtC survives JPEG: decrypted etc within 0.5 dB of plain JPEG, at about the same size
     assert rows["etc"]["psnr_after_jpeg_db"] > rows["plain"]["psnr_after_jpeg_db"] - 0.5
     assert rows["etc"]["bpp_q90"] < 1.1 * rows["plain"]["bpp_q90"]
+    # the transformation count can exceed what a 256-bit key selects; the key space cannot
+    assert rows["ele"]["log10_transformations"] > 77.06 and rows["ele"]["log10_key_space"] == 77.06
+    assert "log10 maps" in text and "log10 keys" in text
     # pixel-level schemes do not
     assert rows["pe"]["psnr_after_jpeg_db"] < rows["plain"]["psnr_after_jpeg_db"] - 10
     with Image.open(out / "contact_sheet.png") as im:

@@ -13,15 +13,17 @@ def test_schemes_lists_every_scheme_with_key_space(capsys):
     # etc at 224/16: 196 blocks, 196! block orders x (8 * 2 * 6)^196 per-block states
     n = 196
     expected = math.lgamma(n + 1) / math.log(10) + n * math.log10(96)
-    assert abs(rows["etc"]["log10_key_space"] - expected) < 0.1
-    assert rows["plain"]["log10_key_space"] == 0
+    assert abs(rows["etc"]["log10_transformations"] - expected) < 0.1
+    assert rows["etc"]["log10_key_space"] == 77.06  # capped by the 256-bit key
+    assert rows["plain"]["log10_key_space"] == 0 and rows["plain"]["log10_transformations"] == 0
     assert rows["etc-gray"]["block_size"] == 8
 
 
 def test_schemes_table_and_steps(capsys):
     assert main(["schemes", "--image-size", "32", "--block-size", "4", "--steps"]) == 0
     out = capsys.readouterr().out
-    assert "step-bs" in out and "block-pixel" in out and "10^77.1" in out
+    assert "step-bs" in out and "block-pixel" in out and "log10 maps" in out and "log10 keys" in out
+    assert "77.06" in out
 
 
 def test_schemes_rejects_nonpositive(capsys):

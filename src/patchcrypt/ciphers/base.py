@@ -13,7 +13,7 @@ from ..blocks import block_layout, check_geometry
 from ..errors import PatchcryptError
 from ..keys import Key
 from .program import Map, Program, apply_many
-from .steps import STEP_FUNCTIONS, Geometry, key_space_log10
+from .steps import STEP_FUNCTIONS, Geometry, effective_key_space_log10, transformations_log10
 
 NONCE_BYTES = 16
 
@@ -144,10 +144,14 @@ class Cipher:
     def _pad_unit(self) -> int:
         return self._block()
 
-    def key_space_log10(self, height: int, width: int, channels: int = 3) -> float:
-        """log10 of the number of distinct keys of the scheme itself for this geometry."""
+    def transformations_log10(self, height: int, width: int, channels: int = 3) -> float:
+        """log10 of the number of distinct maps the scheme can be for this geometry (its transformation count)."""
         geo = self._geometry(height, width, channels)
-        return sum(key_space_log10(s.symbol, geo, s.shared) for s in self.spec.steps)
+        return transformations_log10(((s.symbol, s.shared) for s in self.spec.steps), geo)
+
+    def key_space_log10(self, height: int, width: int, channels: int = 3) -> float:
+        """log10 of the effective key space: the transformation count, capped by the 256-bit key (77.06)."""
+        return effective_key_space_log10(self.transformations_log10(height, width, channels))
 
     def encrypted_shape(self, height: int, width: int, channels: int) -> Tuple[int, int, int]:
         return (height, width, channels)

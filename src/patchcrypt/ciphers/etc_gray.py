@@ -66,9 +66,10 @@ class EtcGrayCipher(Cipher):
     def encrypted_shape(self, height: int, width: int, channels: int) -> Tuple[int, int, int]:
         return (*self.composite_shape(height, width), 1)
 
-    def key_space_log10(self, height: int, width: int, channels: int = 3) -> float:
+    def transformations_log10(self, height: int, width: int, channels: int = 3) -> float:
+        """Transformation count of the keyed steps on the grayscale composite of an H×W image."""
         hc, wc = self.composite_shape(height, width)
-        return super().key_space_log10(hc, wc, 1)
+        return super().transformations_log10(hc, wc, 1)
 
     def _label(self, symbol, shape):
         return (*super()._label(symbol, shape), "subsampling", self.subsampling if self.color else "gray")

@@ -138,14 +138,20 @@ def learnable(stream: KeyStream, geo: Geometry, shared: bool = True) -> Map:
     return Map(g, np.ascontiguousarray(m))
 
 
-# Key-space sizes (log10) of each step for a geometry.
+# A key is 256 bits (keys.KEY_BYTES): however many transformations a scheme has, a key selects at most
+# 2^256 of them.
+KEY_BITS_LOG10 = 256 * LOG10_2
+
+
 def key_space_log10(step: str, geo: Geometry, shared: bool) -> float:
+    """log10 of the number of distinct maps one step can be for a geometry (the step on its own)."""
     n, L = geo.n, geo.L
     count = 1 if shared else n
     if step == "BS":
         return log10_factorial(n)
     if step == "RF":
-        return count * math.log10(8)
+        # a 1×1 block looks the same in all 8 dihedral states: rotation/flip is then the identity
+        return count * math.log10(8) if geo.m > 1 else 0.0
     if step == "NP":
         return n * LOG10_2
     if step == "BF":
@@ -159,6 +165,29 @@ def key_space_log10(step: str, geo: Geometry, shared: bool) -> float:
     if step == "LE":
         return count * (log10_factorial(2 * L) + 2 * L * LOG10_2)
     raise KeyError(step)
+
+
+def transformations_log10(steps, geo: Geometry) -> float:
+    """log10 of the number of distinct maps a sequence of ``(symbol, shared)`` steps composes to.
+
+    Step counts multiply, except that a shared pixel shuffle already ranges over every permutation of a
+    block's L values: a shared rotation/flip or a shared colour order (both permutations of those same L
+    values, the same for every block) composed with it, before or after, with a bit-flip mask in between,
+    gives a map the pixel shuffle and mask alone also give, so such steps add nothing.
+    """
+    steps = list(steps)
+    shared_ps = ("PS", True) in steps
+    total = 0.0
+    for symbol, shared in steps:
+        if shared_ps and shared and symbol in ("RF", "CS"):
+            continue
+        total += key_space_log10(symbol, geo, shared)
+    return total
+
+
+def effective_key_space_log10(transformations: float) -> float:
+    """log10 of the keys that actually select different maps: at most 2^256, whatever the count."""
+    return min(transformations, KEY_BITS_LOG10)
 
 
 STEP_FUNCTIONS = {
