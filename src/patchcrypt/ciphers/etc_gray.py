@@ -10,8 +10,14 @@ Layout of the composite (H rows):
 
 The keyed part is an exact bijection on the composite (``encrypt_components``/``decrypt_components``).
 The colour conversion in front of it is the usual 8-bit YCbCr conversion, which is not injective on
-uint8 RGB, so an RGB round trip is exact up to that conversion (a few grey levels; more with 4:2:0).
-Grayscale input (``color=False``) has no conversion and round-trips exactly.
+uint8 RGB, so **an RGB round trip is not bit for bit**: it is exact up to that conversion (a few grey
+levels with 4:4:4; more with 4:2:0, whose chroma is a 2×2 mean). Grayscale input (``color=False``) has no
+conversion and round-trips exactly.
+
+The conversion is computed in integer arithmetic (JFIF coefficients scaled by 10^6, exact sums, then
+round half to even), the same operations in numpy and torch on any device, so numpy and torch inputs give
+identical ciphertexts and decryptions. A floating-point matrix product would not: its rounding depends on
+the library's summation order and flips values that fall on a .5 tie.
 """
 
 from __future__ import annotations
@@ -25,16 +31,41 @@ from ..codec import YCC2RGB as _YCC2RGB
 from ..errors import PatchcryptError
 from .base import Cipher, SchemeSpec, _is_torch, _to_batch
 
-_OFFSET = np.array([0.0, 128.0, 128.0])
+# JFIF coefficients as exact integers (×10^6): every coefficient has at most 6 decimals.
+_SCALE = 1_000_000
+_RGB2YCC_INT = np.rint(_RGB2YCC * _SCALE).astype(np.int64)
+_YCC2RGB_INT = np.rint(_YCC2RGB * _SCALE).astype(np.int64)
+_CHROMA_OFFSET = 128
 
 
-def _ops(torch_in: bool):
+def _mix(z, mat: np.ndarray, offsets, cat):
+    """out[..., k] = Σ_j mat[k, j]·z[..., j] + offsets[k] on int64 arrays/tensors (..., 3), exactly."""
+    cols = [z[..., j:j + 1] for j in range(3)]
+    return cat([cols[0] * int(mat[k, 0]) + cols[1] * int(mat[k, 1]) + cols[2] * int(mat[k, 2]) + int(offsets[k])
+                for k in range(3)], -1)
+
+
+def _round_div(v, d: int, torch_in: bool):
+    """v / d rounded half to even, for int64 v (numpy or torch) and a positive int d; exact."""
     if torch_in:
         import torch
 
-        return torch.cat, torch.round, lambda a, lo, hi: a.clamp(lo, hi), lambda a, t: torch.as_tensor(
-            t, dtype=torch.float32, device=a.device)
-    return np.concatenate, np.rint, np.clip, lambda a, t: np.asarray(t, dtype=np.float32)
+        q = torch.div(v, d, rounding_mode="floor")
+    else:
+        q = v // d
+    twice_r = 2 * (v - q * d)
+    up = (twice_r > d) | ((twice_r == d) & (q % 2 == 1))
+    return q + (up.long() if torch_in else up)
+
+
+def _ops(torch_in: bool):
+    """(concatenate, clip, int64 NHWC view, uint8 cast) for numpy or torch."""
+    if torch_in:
+        import torch
+
+        return (torch.cat, lambda a, lo, hi: a.clamp(lo, hi), lambda b: b.permute(0, 2, 3, 1).long(),
+                lambda a: a.to(torch.uint8).permute(0, 3, 1, 2).contiguous())
+    return np.concatenate, np.clip, lambda b: b.astype(np.int64), lambda a: a.astype(np.uint8)
 
 
 class EtcGrayCipher(Cipher):
@@ -80,25 +111,27 @@ class EtcGrayCipher(Cipher):
             why = " (4:2:0 chroma on 8x8 blocks)" if u != self.block_size else ""
             raise PatchcryptError(f"image size {h}x{w} is not a multiple of {u}{why} (use --pad or --resize)")
 
-    # -- colour conversion (numpy NHWC or torch NCHW in, NHWC float out) ---------------------------------
+    # -- colour conversion (numpy NHWC or torch NCHW uint8 in, same layout uint8 out; integer arithmetic) --
     def to_composite(self, batch, torch_in: bool):
-        cat, rnd, clip, const = _ops(torch_in)
-        x = batch.permute(0, 2, 3, 1).float() if torch_in else batch.astype(np.float32)
-        ycc = clip(rnd(x @ const(x, _RGB2YCC.T) + const(x, _OFFSET)), 0, 255)
+        """RGB uint8 batch → composite uint8 batch (numpy (N, H, Wc, 1) / torch (N, 1, H, Wc))."""
+        cat, clip, as_int, as_u8 = _ops(torch_in)
+        x = as_int(batch)
+        ycc = clip(_round_div(_mix(x, _RGB2YCC_INT, (0, _CHROMA_OFFSET * _SCALE, _CHROMA_OFFSET * _SCALE),
+                                   cat), _SCALE, torch_in), 0, 255)
         y, cb, cr = ycc[..., 0:1], ycc[..., 1:2], ycc[..., 2:3]
         if self.subsampling == "420":
             n, h, w, _ = ycc.shape
-            cb = rnd(cb.reshape(n, h // 2, 2, w // 2, 2, 1).mean((2, 4)))
-            cr = rnd(cr.reshape(n, h // 2, 2, w // 2, 2, 1).mean((2, 4)))
+            cb = _round_div(cb.reshape(n, h // 2, 2, w // 2, 2, 1).sum((2, 4)), 4, torch_in)
+            cr = _round_div(cr.reshape(n, h // 2, 2, w // 2, 2, 1).sum((2, 4)), 4, torch_in)
             out = cat([y, cat([cb, cr], 1)], 2)
         else:
             out = cat([y, cb, cr], 2)
-        return out.to(dtype=__import__("torch").uint8).permute(0, 3, 1, 2).contiguous() if torch_in \
-            else out.astype(np.uint8)
+        return as_u8(out)
 
     def from_composite(self, comp, torch_in: bool):
-        cat, rnd, clip, const = _ops(torch_in)
-        z = comp.permute(0, 2, 3, 1).float() if torch_in else comp.astype(np.float32)
+        """Composite uint8 batch → RGB uint8 batch (inverse of :meth:`to_composite` up to rounding)."""
+        cat, clip, as_int, as_u8 = _ops(torch_in)
+        z = as_int(comp)
         n, h, wc, _ = z.shape
         if self.subsampling == "420":
             w = wc * 2 // 3
@@ -110,10 +143,9 @@ class EtcGrayCipher(Cipher):
         else:
             w = wc // 3
             y, cb, cr = z[:, :, :w], z[:, :, w:2 * w], z[:, :, 2 * w:]
-        ycc = cat([y, cb, cr], 3) - const(z, _OFFSET)
-        rgb = clip(rnd(ycc @ const(z, _YCC2RGB.T)), 0, 255)
-        return rgb.to(dtype=__import__("torch").uint8).permute(0, 3, 1, 2).contiguous() if torch_in \
-            else rgb.astype(np.uint8)
+        ycc = cat([y, cb - _CHROMA_OFFSET, cr - _CHROMA_OFFSET], 3)
+        rgb = clip(_round_div(_mix(ycc, _YCC2RGB_INT, (0, 0, 0), cat), _SCALE, torch_in), 0, 255)
+        return as_u8(rgb)
 
     # -- application -------------------------------------------------------------------------------------
     def _apply(self, batch, direction, nonces, shape, torch_in):

@@ -31,7 +31,8 @@ register_scheme(SchemeSpec(
     channels=(3,), origin="Kurihara, Kikuchi, Imaizumi, Shiota, Kiya 2015"))
 register_scheme(SchemeSpec(
     "etc-gray", (_S("BS"), _S("RF"), _S("NP")),
-    "grayscale-based EtC: YCbCr components side by side, then BS, RF, NP on 8x8 blocks",
+    "grayscale-based EtC: YCbCr components side by side, then BS, RF, NP on 8x8 blocks; colour images "
+    "decrypt up to the YCbCr conversion (4:2:0 chroma), not bit for bit",
     channels=(1,), block_sizes=(8,), origin="Chuman, Sirichotedumrong, Kiya 2017/2019", composite=True),
     EtcGrayCipher)
 register_scheme(SchemeSpec(

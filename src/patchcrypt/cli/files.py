@@ -47,7 +47,11 @@ def decrypt(
     scheme: Optional[str] = typer.Option(None, "--scheme", help="Expected scheme (checked against the manifest)."),
     force: bool = typer.Option(False, "--force", help="Replace a non-empty DST."),
 ) -> None:
-    """Decrypt a folder written by 'patchcrypt encrypt' (reads its manifest)."""
+    """Decrypt a folder written by 'patchcrypt encrypt' (reads its manifest).
+
+    PNG data decrypts bit for bit, except etc-gray colour images: exact only up
+    to their YCbCr conversion. JPEG data decrypts up to the JPEG loss.
+    """
     k = Key.load(key)
     with progress(desc="decrypt", unit="file") as bar:
         n = decrypt_tree(src, dst, k, scheme, force, progress=bar.update)
