@@ -81,11 +81,13 @@ def check_image_size(data: bytes, name: str = "image", limit: Optional[int] = No
     """Refuse an encoded image whose header declares more than ``limit`` pixels (default
     :func:`max_pixels`) before anything is decoded; returns its (H, W)."""
     h, w = image_size(data, name)
-    _check_pixels(h, w, name, limit)
+    check_pixels(h, w, name, limit)
     return h, w
 
 
-def _check_pixels(h: int, w: int, name: str, limit: Optional[int]) -> None:
+def check_pixels(h: int, w: int, name: str, limit: Optional[int] = None) -> None:
+    """Refuse an image of (``h``, ``w``) pixels over ``limit`` (an expected size), or over :func:`max_pixels`
+    when ``limit`` is None."""
     if limit is not None:  # the caller knows the size to expect (e.g. the server: the model's input)
         if h * w > limit:
             raise PatchcryptError(f"{name}: image declares {w}x{h} = {h * w:,} pixels, more than the "
@@ -172,7 +174,7 @@ def decode_image(data: bytes, mode: Optional[str] = None, name: str = "image",
             return img
     try:
         with Image.open(io.BytesIO(data)) as im:  # lazy: reads the header, decodes nothing yet
-            _check_pixels(im.size[1], im.size[0], name, limit)
+            check_pixels(im.size[1], im.size[0], name, limit)
             im.load()
             return from_pil(im, mode)
     except Image.DecompressionBombError:
@@ -189,7 +191,7 @@ def _decode_jpeg_turbo(data: bytes, mode: Optional[str], name: str, fast_upsampl
         h, w, colour, sub = simplejpeg.decode_jpeg_header(data)
     except ValueError as exc:
         raise PatchcryptError(f"{name}: not a readable image ({_reason(exc)})") from None
-    _check_pixels(h, w, name, limit)  # before libjpeg allocates the declared frame
+    check_pixels(h, w, name, limit)  # before libjpeg allocates the declared frame
     if colour not in ("Gray", "YCbCr", "RGB"):  # CMYK and the like: Pillow converts them
         if fast_upsample:
             raise PatchcryptError(f"{name}: JPEG colour space {colour} cannot be decoded block-wise")
