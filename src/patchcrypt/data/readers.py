@@ -187,14 +187,19 @@ class _BatchUnpickler(pickle.Unpickler):
 
     ``pickle.load`` would call any importable function a crafted file names (running code on load). Arrays
     in these files are pickled as ``numpy.core.multiarray._reconstruct(numpy.ndarray, ...)`` plus a
-    ``numpy.dtype``; pickles written by Python 3 at protocol 2 also carry bytes as
-    ``_codecs.encode(text, "latin1")``. Those are the only globals resolved; anything else is refused.
+    ``numpy.dtype`` (``numpy.core.numeric._frombuffer`` at protocol 5); pickles written by Python 3 at
+    protocol 2 also carry bytes as ``_codecs.encode(text, "latin1")``. Those are the only globals resolved;
+    anything else is refused.
     """
 
-    _RECONSTRUCT = np.ndarray.__reduce__(np.zeros(1))[0]  # numpy's own, whatever its module is called
+    # numpy's own functions, whatever their module is called in this numpy version
+    _RECONSTRUCT = np.zeros(1).__reduce__()[0]
+    _FROMBUFFER = np.zeros(1).__reduce_ex__(5)[0]  # protocol 5 pickles: array from the bytes that follow
     _ALLOWED = {
         ("numpy.core.multiarray", "_reconstruct"): _RECONSTRUCT,
         ("numpy._core.multiarray", "_reconstruct"): _RECONSTRUCT,
+        ("numpy.core.numeric", "_frombuffer"): _FROMBUFFER,
+        ("numpy._core.numeric", "_frombuffer"): _FROMBUFFER,
         ("numpy", "ndarray"): np.ndarray,
         ("numpy", "dtype"): np.dtype,
     }
