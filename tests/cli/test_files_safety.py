@@ -15,7 +15,9 @@ from patchcrypt import Key
 from patchcrypt.cli import main
 from patchcrypt.codec import encode_png, read_image, write_image
 
-SRC = Path(__file__).resolve().parents[2] / "src"
+import patchcrypt
+
+SRC = Path(patchcrypt.__file__).resolve().parents[1]  # the copy under test, for the subprocess
 
 
 @pytest.fixture
