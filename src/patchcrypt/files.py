@@ -18,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import shutil
 import tempfile
 import warnings
@@ -182,14 +183,15 @@ def _clean_stale(parent: Path, name: str) -> None:
         if not entry.name.startswith(prefix) or not entry.is_dir() or entry.is_symlink():
             continue
         rest = entry.name[len(prefix):]
-        if rest.endswith(".partial"):
-            pid_text = rest.split(".", 1)[0]
-            if pid_text.isdigit() and int(pid_text) != os.getpid() and not _pid_alive(int(pid_text)):
+        ours = re.fullmatch(r"(\d+)\.[a-z0-9_]+\.partial", rest)  # the random part of mkdtemp has no dots
+        if ours:
+            pid = int(ours.group(1))
+            if pid != os.getpid() and not _pid_alive(pid):
                 shutil.rmtree(entry, ignore_errors=True)
                 warnings.warn(f"removed {entry}: incomplete output of an interrupted run")
-            elif not pid_text.isdigit():
-                warnings.warn(f"{entry}: incomplete output of an earlier run; remove it")
-        elif rest.startswith("old-"):
+        elif re.fullmatch(r"[a-z0-9_]+\.partial", rest):  # an earlier version's name, without a process id
+            warnings.warn(f"{entry}: incomplete output of an earlier run; remove it")
+        elif re.fullmatch(r"old-\d+", rest):
             warnings.warn(f"{entry}: the previous {name} of a run interrupted while replacing it; "
                           "remove it or move it back")
 

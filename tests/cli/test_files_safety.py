@@ -171,3 +171,13 @@ def test_stale_partial_folder_of_a_killed_run_is_removed(tmp_path, key, capsys):
     assert code == 0 and not stale.exists()
     assert "interrupted run" in err
     assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".enc")) == []
+
+
+def test_ctrl_c_in_any_command_exits_130(tmp_path, capsys, monkeypatch):
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(Key, "generate", interrupted)
+    code, out, err = run(capsys, "keygen", "-o", tmp_path / "k.key")
+    assert code == 130 and err.strip().splitlines() == ["error: interrupted"]
+    assert not (tmp_path / "k.key").exists()
