@@ -37,7 +37,7 @@ PathLike = Union[str, os.PathLike]
 
 # Decompression bombs: a few hundred bytes of header can declare an image of billions of pixels, and the
 # decoder allocates all of it before finding the data missing. Every decode reads the declared size from
-# the header first and refuses anything above this many pixels (40 MP: a 7,300×5,500 photo).
+# the header first and refuses anything above this many pixels (40 MP, e.g. 8,000×5,000).
 DEFAULT_MAX_PIXELS = 40_000_000
 MAX_PIXELS_ENV = "PATCHCRYPT_MAX_PIXELS"
 
@@ -75,14 +75,6 @@ def image_size(data: bytes, name: str = "image") -> Tuple[int, int]:
         raise PatchcryptError(f"{name}: image declares more pixels than Pillow allows; refused") from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
         raise PatchcryptError(f"{name}: not a readable image ({_reason(exc)})") from None
-
-
-def check_image_size(data: bytes, name: str = "image", limit: Optional[int] = None) -> Tuple[int, int]:
-    """Refuse an encoded image whose header declares more than ``limit`` pixels (default
-    :func:`max_pixels`) before anything is decoded; returns its (H, W)."""
-    h, w = image_size(data, name)
-    check_pixels(h, w, name, limit)
-    return h, w
 
 
 def check_pixels(h: int, w: int, name: str, limit: Optional[int] = None) -> None:
