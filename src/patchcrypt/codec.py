@@ -23,7 +23,7 @@ import struct
 import tempfile
 import zlib
 from pathlib import Path
-from typing import Optional, Union
+from typing import Optional, Tuple, Union
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
@@ -34,6 +34,61 @@ from .errors import PatchcryptError
 SUBSAMPLING = {"444": 0, "422": 1, "420": 2}
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".ppm", ".pgm", ".tif", ".tiff", ".webp")
 PathLike = Union[str, os.PathLike]
+
+# Decompression bombs: a few hundred bytes of header can declare an image of billions of pixels, and the
+# decoder allocates all of it before finding the data missing. Every decode reads the declared size from
+# the header first and refuses anything above this many pixels (40 MP, e.g. 8,000×5,000).
+DEFAULT_MAX_PIXELS = 40_000_000
+MAX_PIXELS_ENV = "PATCHCRYPT_MAX_PIXELS"
+
+
+def max_pixels() -> int:
+    """The pixel limit per decoded image: ``$PATCHCRYPT_MAX_PIXELS`` when set, else 40,000,000."""
+    text = os.environ.get(MAX_PIXELS_ENV, "").strip()
+    if not text:
+        return DEFAULT_MAX_PIXELS
+    try:
+        value = int(text.replace("_", ""))
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise PatchcryptError(f"{MAX_PIXELS_ENV} must be a positive whole number of pixels, got {text!r}")
+    return value
+
+
+def image_size(data: bytes, name: str = "image") -> Tuple[int, int]:
+    """(H, W) an encoded image declares in its header, read without decoding any pixels."""
+    if data[:2] == b"\xff\xd8":
+        import simplejpeg
+
+        try:
+            h, w, _, _ = simplejpeg.decode_jpeg_header(data)
+            return int(h), int(w)
+        except ValueError:
+            pass  # let Pillow try (and name the problem) below
+    try:
+        # Image.open reads the header only; pixels are decoded by load(), which is never called here
+        with Image.open(io.BytesIO(data)) as im:
+            w, h = im.size
+            return int(h), int(w)
+    except Image.DecompressionBombError:
+        raise PatchcryptError(f"{name}: image declares more pixels than Pillow allows; refused") from None
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+        raise PatchcryptError(f"{name}: not a readable image ({_reason(exc)})") from None
+
+
+def check_pixels(h: int, w: int, name: str, limit: Optional[int] = None) -> None:
+    """Refuse an image of (``h``, ``w``) pixels over ``limit`` (an expected size), or over :func:`max_pixels`
+    when ``limit`` is None."""
+    if limit is not None:  # the caller knows the size to expect (e.g. the server: the model's input)
+        if h * w > limit:
+            raise PatchcryptError(f"{name}: image declares {w}x{h} = {h * w:,} pixels, more than the "
+                                  f"{limit:,} expected; refused before decoding")
+        return
+    limit = max_pixels()
+    if h * w > limit:
+        raise PatchcryptError(f"{name}: image declares {w}x{h} = {h * w:,} pixels, over the limit of {limit:,} "
+                              f"(set {MAX_PIXELS_ENV} higher if the file is trusted)")
 
 
 def _subsampling(value: Union[str, int]) -> int:
@@ -92,36 +147,43 @@ def encode_jpeg(img: np.ndarray, quality: int = 90, subsampling: Union[str, int]
 
 
 def decode_image(data: bytes, mode: Optional[str] = None, name: str = "image",
-                 upsampling: str = "fancy") -> np.ndarray:
+                 upsampling: str = "fancy", limit: Optional[int] = None) -> np.ndarray:
     """Decode PNG/JPEG/... bytes to uint8 (H, W, C); truncated or non-image data is a clear error.
 
     Args:
         upsampling: "fancy" (libjpeg's default, via Pillow) or "block" (chroma interpolated only inside each
             macroblock; for decrypting EtC JPEGs, see the module docstring). Non-JPEG data ignores it.
+        limit: most pixels the header may declare (default :func:`max_pixels`); larger images are refused
+            before any pixel is decoded.
     """
     if upsampling not in ("fancy", "block"):
         raise PatchcryptError(f"upsampling must be 'fancy' or 'block', got {upsampling!r}")
     if data[:2] == b"\xff\xd8":
         # libjpeg-turbo directly (same decoder as Pillow's, bit-identical output, ~7x less overhead per
         # small image); anything it cannot take (e.g. CMYK) goes to Pillow below
-        img = _decode_jpeg_turbo(data, mode, name, fast_upsample=upsampling == "block")
+        img = _decode_jpeg_turbo(data, mode, name, upsampling == "block", limit)
         if img is not None:
             return img
     try:
-        with Image.open(io.BytesIO(data)) as im:
+        with Image.open(io.BytesIO(data)) as im:  # lazy: reads the header, decodes nothing yet
+            check_pixels(im.size[1], im.size[0], name, limit)
             im.load()
             return from_pil(im, mode)
+    except Image.DecompressionBombError:
+        raise PatchcryptError(f"{name}: image declares more pixels than Pillow allows; refused") from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
         raise PatchcryptError(f"{name}: not a readable image ({_reason(exc)})") from None
 
 
-def _decode_jpeg_turbo(data: bytes, mode: Optional[str], name: str, fast_upsample: bool) -> Optional[np.ndarray]:
+def _decode_jpeg_turbo(data: bytes, mode: Optional[str], name: str, fast_upsample: bool,
+                       limit: Optional[int] = None) -> Optional[np.ndarray]:
     import simplejpeg
 
     try:
-        _, _, colour, sub = simplejpeg.decode_jpeg_header(data)
+        h, w, colour, sub = simplejpeg.decode_jpeg_header(data)
     except ValueError as exc:
         raise PatchcryptError(f"{name}: not a readable image ({_reason(exc)})") from None
+    check_pixels(h, w, name, limit)  # before libjpeg allocates the declared frame
     if colour not in ("Gray", "YCbCr", "RGB"):  # CMYK and the like: Pillow converts them
         if fast_upsample:
             raise PatchcryptError(f"{name}: JPEG colour space {colour} cannot be decoded block-wise")

@@ -10,6 +10,7 @@ import numpy as np
 import torch
 
 from .data import load_dataset
+from .data.readers import has_splits
 from .errors import KeyMismatchError, PatchcryptError
 from .models import build_model, load_checkpoint
 from .runtime import resolve_device
@@ -62,7 +63,7 @@ def evaluate_checkpoint(run, data_path, key: Optional[str] = None, split: Option
     """Evaluate a run (or checkpoint) on ``data_path``; writes evaluation.json and confusion.png to ``out_dir``."""
     ckpt = load_checkpoint(run)
     path = Path(data_path)
-    has_split = (path / "train").is_dir() or (path / "test").is_dir()
+    has_split = has_splits(path)
     data = load_dataset(path, split if has_split else None)
     classes = ckpt["classes"]
     if data.classes and data.classes != classes:

@@ -2,17 +2,26 @@
 
 ``encrypt_tree`` reads an image file or a tree of images, encrypts them in batches (one compiled gather per
 image shape), writes PNG or EtC JPEG files mirroring the source, and a manifest ``patchcrypt.json`` (scheme,
-block size, options, image shape, key fingerprint, nonces if per image; never the key). Everything is
-written into a temporary sibling folder that replaces the destination only when complete, so a failed run
-leaves the destination as it was.
+block size, options, image shape, key fingerprint, nonces if per image, the SHA-256 of every encrypted file;
+never the key). Everything is written into a temporary sibling folder ``.DST.PID.XXXX.partial`` that replaces
+the destination only when complete, so a failed or interrupted run leaves the destination as it was; a
+``.partial`` folder left by a killed run is removed by the next run into the same destination.
+
+``--force`` replaces only a previous patchcrypt output (a folder holding ``patchcrypt.json``, or the marker
+``decrypt`` writes), never the source or a folder containing it, the current folder, the home folder or a
+folder above them. ``decrypt`` checks every file against the manifest's digests and refuses, naming them,
+files that do not belong to the tree.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import re
 import shutil
 import tempfile
+import warnings
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,11 +32,15 @@ from PIL import Image
 
 from .ciphers import create_cipher
 from .codec import IMAGE_SUFFIXES, decode_image, image_bytes
-from .data.manifest import MANIFEST_FORMAT, MANIFEST_NAME, read_manifest
+from .data.manifest import MANIFEST_FORMAT, MANIFEST_NAME, MANIFEST_VERSION, read_manifest
 from .errors import KeyMismatchError, PatchcryptError
 from .keys import Key
 
 CHUNK = 1024  # images decoded, encrypted and written per step
+# Per-image keys: each image has its own compiled program (index tables as large as the image), so they are
+# compiled and applied this many images at a time rather than a chunk's worth at once (memory, not speed)
+PER_IMAGE_BATCH = 16
+DECRYPTED_MARKER = ".patchcrypt-decrypted.json"  # lets --force recognise a previous decrypt output
 _WORKERS = max(1, min(4, os.cpu_count() or 1))
 
 
@@ -68,6 +81,21 @@ def _list_sources(src: Path) -> Tuple[Path, List[str]]:
     return src, rels
 
 
+def _output_names(rels: List[str], suffix: str, root: Path) -> List[str]:
+    """Output path of every source file (its suffix replaced by ``suffix``); refuses two sources that would
+    land on one output (``x.jpg`` and ``x.png`` → ``x.png``), also when they differ only in letter case,
+    which is one file on case-insensitive file systems. Refusing keeps output names predictable (same stem,
+    one format) and loses nothing silently; the user renames one of the two."""
+    outs = [Path(r).with_suffix(suffix).as_posix() for r in rels]
+    seen: Dict[str, str] = {}
+    for rel, out in zip(rels, outs):
+        other = seen.setdefault(out.casefold(), rel)
+        if other != rel:
+            raise PatchcryptError(f"{root / other} and {root / rel} would both be written as {out}; "
+                                  "rename one of them")
+    return outs
+
+
 def _check_destination(src: Path, dst: Path, force: bool) -> None:
     s, d = src.resolve(), dst.resolve()
     src_dir = s if src.is_dir() else s.parent
@@ -75,22 +103,42 @@ def _check_destination(src: Path, dst: Path, force: bool) -> None:
         raise PatchcryptError(f"destination {dst} is inside the source {src}; choose a folder outside it")
     if d == src_dir and src.is_file():
         raise PatchcryptError(f"destination {dst} is the source's own folder; choose another folder")
+    if d in s.parents:
+        raise PatchcryptError(f"destination {dst} contains the source {src}; choose a folder outside it")
     if dst.exists() and not dst.is_dir():
         raise PatchcryptError(f"destination {dst} exists and is not a folder")
-    if dst.is_dir() and any(dst.iterdir()) and not force:
-        raise PatchcryptError(f"destination {dst} is not empty (use --force to replace it)")
+    if dst.is_dir() and any(dst.iterdir()):
+        if not force:
+            raise PatchcryptError(f"destination {dst} is not empty (use --force to replace it)")
+        _check_replaceable(dst, d)
+
+
+def _check_replaceable(dst: Path, d: Path) -> None:
+    """--force replaces only a previous patchcrypt output, and never a folder a user works in."""
+    guarded = {Path.cwd().resolve(), Path.home().resolve()}
+    if any(d == g or d in g.parents for g in guarded):
+        raise PatchcryptError(f"--force never replaces {dst}: it is the current folder, the home folder or a "
+                              "folder above them")
+    if not ((d / MANIFEST_NAME).is_file() or (d / DECRYPTED_MARKER).is_file()):
+        raise PatchcryptError(f"--force only replaces a previous patchcrypt output; {dst} has no "
+                              f"{MANIFEST_NAME} (remove it yourself if it should go)")
 
 
 class _Staging:
-    """A temporary folder beside ``dst`` that replaces it on ``commit``; removed on failure."""
+    """A temporary folder beside ``dst`` that replaces it on ``commit``; removed on failure or Ctrl-C.
+
+    Its name ``.DST.PID.XXXX.partial`` carries the writing process's id, so the next run into ``dst`` can
+    tell a folder left by a killed run (process gone: removed, with a warning) from one still being written.
+    """
 
     def __init__(self, dst: Path):
         self.dst = dst
         parent = dst.resolve().parent
         if not parent.is_dir():
             raise PatchcryptError(f"{parent}: no such folder")
+        _clean_stale(parent, dst.name)
         try:
-            self.tmp = Path(tempfile.mkdtemp(prefix=f".{dst.name}.", suffix=".partial", dir=parent))
+            self.tmp = Path(tempfile.mkdtemp(prefix=f".{dst.name}.{os.getpid()}.", suffix=".partial", dir=parent))
         except OSError as exc:
             raise PatchcryptError(f"cannot write into {parent} ({exc.strerror or exc})") from None
 
@@ -118,6 +166,36 @@ class _Staging:
         return False
 
 
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # e.g. EPERM: it exists, under another user
+        return True
+    return True
+
+
+def _clean_stale(parent: Path, name: str) -> None:
+    """Remove ``.NAME.PID.*.partial`` folders whose process is gone; report ``.NAME.old-PID`` leftovers."""
+    prefix = f".{name}."
+    for entry in parent.iterdir():
+        if not entry.name.startswith(prefix) or not entry.is_dir() or entry.is_symlink():
+            continue
+        rest = entry.name[len(prefix):]
+        ours = re.fullmatch(r"(\d+)\.[a-z0-9_]+\.partial", rest)  # the random part of mkdtemp has no dots
+        if ours:
+            pid = int(ours.group(1))
+            if pid != os.getpid() and not _pid_alive(pid):
+                shutil.rmtree(entry, ignore_errors=True)
+                warnings.warn(f"removed {entry}: incomplete output of an interrupted run")
+        elif re.fullmatch(r"[a-z0-9_]+\.partial", rest):  # an earlier version's name, without a process id
+            warnings.warn(f"{entry}: incomplete output of an earlier run; remove it")
+        elif re.fullmatch(r"old-\d+", rest):
+            warnings.warn(f"{entry}: the previous {name} of a run interrupted while replacing it; "
+                          "remove it or move it back")
+
+
 def _decode_file(path: Path, resize: Optional[Tuple[int, int]]) -> np.ndarray:
     try:
         data = path.read_bytes()
@@ -142,6 +220,12 @@ def _write(path: Path, data: bytes) -> None:
         f.write(data)
 
 
+def _sub_batches(idx: List[int], per_image: bool) -> List[List[int]]:
+    if not per_image:
+        return [idx]
+    return [idx[i:i + PER_IMAGE_BATCH] for i in range(0, len(idx), PER_IMAGE_BATCH)]
+
+
 def encrypt_tree(src: Path, dst: Path, key: Key, scheme: str, block_size: int, file_format: str = "png",
                  quality: int = 90, subsampling: Optional[str] = None, resize: Optional[Tuple[int, int]] = None,
                  pad: bool = False, per_image: bool = False, force: bool = False,
@@ -156,43 +240,49 @@ def encrypt_tree(src: Path, dst: Path, key: Key, scheme: str, block_size: int, f
     if subsampling is None:
         subsampling = "420" if block_size % 16 == 0 else "444"
     root, rels = _list_sources(src)
-    _check_destination(src, dst, force)
     suffix = ".jpg" if file_format == "jpeg" else ".png"
+    out_rels = _output_names(rels, suffix, root)
+    _check_destination(src, dst, force)
     files_meta: Dict[str, Dict] = {}
     shapes = set()
     classes = sorted({r.split("/")[0] for r in rels if "/" in r})
     with _Staging(dst) as tmp, ThreadPoolExecutor(_WORKERS) as pool:
         for start in range(0, len(rels), CHUNK):
-            chunk = rels[start:start + CHUNK]
+            chunk, out_chunk = rels[start:start + CHUNK], out_rels[start:start + CHUNK]
             images = list(pool.map(lambda r: _decode_file(root / r, resize), chunk))
             groups: Dict[tuple, List[int]] = {}
             for i, img in enumerate(images):
                 groups.setdefault(img.shape, []).append(i)
             outputs: List[Optional[np.ndarray]] = [None] * len(chunk)
-            for shape, idx in groups.items():
-                batch = np.stack([images[i] for i in idx])
-                nonces = cipher.new_nonces(len(idx)) if per_image else None
-                try:
-                    enc = cipher.encrypt(batch, nonces)
-                except PatchcryptError as exc:
-                    raise PatchcryptError(f"{root / chunk[idx[0]]}: {exc}") from None
-                for j, i in enumerate(idx):
-                    outputs[i] = enc[j]
-                    meta = {}
-                    if per_image:
-                        meta["nonce"] = nonces[j].hex()
-                    if pad:
-                        meta["orig_shape"] = list(shape[:2])
-                    if meta:
-                        files_meta[Path(chunk[i]).with_suffix(suffix).as_posix()] = meta
+            for shape, group in groups.items():
+                for idx in _sub_batches(group, per_image):
+                    batch = np.stack([images[i] for i in idx])
+                    nonces = cipher.new_nonces(len(idx)) if per_image else None
+                    try:
+                        enc = cipher.encrypt(batch, nonces)
+                    except PatchcryptError as exc:
+                        raise PatchcryptError(f"{root / chunk[idx[0]]}: {exc}") from None
+                    for j, i in enumerate(idx):
+                        outputs[i] = enc[j]
+                        images[i] = None  # type: ignore[call-overload]  # the plain image is no longer needed
+                        meta = files_meta.setdefault(out_chunk[i], {})
+                        if per_image:
+                            meta["nonce"] = nonces[j].hex()
+                        if pad:
+                            meta["orig_shape"] = list(shape[:2])
+                    del batch, enc
                 shapes.add(shape)
-            encoded = pool.map(lambda o: image_bytes(o, file_format, quality, subsampling), outputs)
-            list(pool.map(lambda pair: _write(tmp / Path(pair[0]).with_suffix(suffix), pair[1]),
-                          zip(chunk, encoded)))
+            del images
+            encoded = list(pool.map(lambda o: image_bytes(o, file_format, quality, subsampling), outputs))
+            del outputs
+            for out_rel, data in zip(out_chunk, encoded):
+                # digest of the ciphertext file: lets decrypt name files that do not belong to this tree
+                files_meta[out_rel]["sha256"] = hashlib.sha256(data).hexdigest()
+            list(pool.map(lambda pair: _write(tmp / pair[0], pair[1]), zip(out_chunk, encoded)))
             if progress:
                 progress(len(chunk))
         manifest = {
-            "format": MANIFEST_FORMAT, "version": 1, "scheme": cipher.name, "block_size": block_size,
+            "format": MANIFEST_FORMAT, "version": MANIFEST_VERSION, "scheme": cipher.name, "block_size": block_size,
             "options": {k: v for k, v in cipher.describe().items()
                         if k not in ("scheme", "block_size", "key_fingerprint", "per_image", "pad", "steps")},
             "steps": cipher.describe()["steps"],
@@ -219,57 +309,97 @@ def check_key(manifest: Dict, key: Key) -> None:
                                f"this key is {key.fingerprint}")
 
 
+def _foreign_files(manifest: Dict, rels: List[str]) -> List[str]:
+    """Files in the tree the manifest does not list (version 2 lists every file it wrote)."""
+    if manifest.get("version", 1) < 2:
+        warnings.warn(f"{manifest['_root']}: the manifest predates file digests; files cannot be checked")
+        return []
+    files_meta = manifest.get("files") or {}
+    return [r for r in rels if "sha256" not in files_meta.get(r, {})]
+
+
+def _refuse_foreign(root: Path, bad: List[str], why: str) -> None:
+    shown = ", ".join(bad[:5]) + (f" and {len(bad) - 5} more" if len(bad) > 5 else "")
+    raise PatchcryptError(f"{root}: {len(bad)} file(s) do not belong to this encrypted tree ({why}): {shown}; "
+                          "nothing was decrypted")
+
+
 def decrypt_tree(src: Path, dst: Path, key: Key, scheme: Optional[str] = None, force: bool = False,
                  progress: Optional[Callable[[int], None]] = None) -> int:
-    """Decrypt a tree written by :func:`encrypt_tree` into ``dst`` (PNG files); returns the file count."""
+    """Decrypt a tree written by :func:`encrypt_tree` into ``dst`` (PNG files); returns the file count.
+
+    Every file is checked against the manifest's SHA-256 first; files it does not list or whose bytes differ
+    are named in the error and nothing is written (a foreign file would otherwise decrypt to noise).
+    """
     src, dst = Path(src), Path(dst)
     manifest = load_manifest_for(src)
     if scheme is not None and scheme != manifest["scheme"]:
         raise PatchcryptError(f"wrong scheme: the data was encrypted with {manifest['scheme']!r}, not {scheme!r}")
     check_key(manifest, key)
     options = manifest.get("options") or {}
+    per_image = manifest.get("per_image", False)
     cipher = create_cipher(manifest["scheme"], key, block_size=manifest["block_size"],
-                           per_image=manifest.get("per_image", False), pad=manifest.get("pad", False), **options)
+                           per_image=per_image, pad=manifest.get("pad", False), **options)
     root = Path(manifest["_root"])
     _, rels = _list_sources(root)
+    foreign = _foreign_files(manifest, rels)
+    if foreign:
+        _refuse_foreign(root, foreign, "not in its manifest")
+    out_rels = _output_names(rels, ".png", root)
     _check_destination(root, dst, force)
     files_meta = manifest.get("files") or {}
+    verify = manifest.get("version", 1) >= 2
     upsampling = "block" if manifest.get("file_format") == "jpeg" else "fancy"
+    changed: List[str] = []
+    n = 0
     with _Staging(dst) as tmp, ThreadPoolExecutor(_WORKERS) as pool:
         for start in range(0, len(rels), CHUNK):
-            chunk = rels[start:start + CHUNK]
+            chunk, out_chunk = rels[start:start + CHUNK], out_rels[start:start + CHUNK]
             datas = [(root / r).read_bytes() for r in chunk]
+            if verify:
+                digests = list(pool.map(lambda d: hashlib.sha256(d).hexdigest(), datas))
+                changed += [r for r, dg in zip(chunk, digests) if files_meta[r]["sha256"] != dg]
+                if changed:  # keep checking the rest so the error names every one; decode nothing more
+                    continue
             images = list(pool.map(lambda p: decode_image(p[1], "L" if cipher.name == "etc-gray" else None,
                                                           str(root / p[0]), upsampling), zip(chunk, datas)))
+            del datas
             outputs = []
             for r, img in zip(chunk, images):
                 meta = files_meta.get(r, {})
                 nonces = [bytes.fromhex(meta["nonce"])] if "nonce" in meta else None
-                if manifest.get("per_image") and nonces is None:
+                if per_image and nonces is None:
                     raise PatchcryptError(f"{root / r}: the manifest has no nonce for this file")
                 crop = tuple(meta["orig_shape"]) if "orig_shape" in meta else None
                 outputs.append((r, img, nonces, crop))
-            decoded = _decrypt_batch(cipher, outputs, manifest)
+            del images
+            decoded = _decrypt_batch(cipher, outputs, per_image)
+            del outputs
             encoded = pool.map(lambda o: image_bytes(o, "png"), decoded)
-            list(pool.map(lambda pair: _write(tmp / Path(pair[0]).with_suffix(".png"), pair[1]),
-                          zip(chunk, encoded)))
+            list(pool.map(lambda pair: _write(tmp / pair[0], pair[1]), zip(out_chunk, encoded)))
+            n += len(chunk)
             if progress:
                 progress(len(chunk))
-    return len(rels)
+        if changed:
+            _refuse_foreign(root, changed, "changed since encryption: digest differs")
+        (tmp / DECRYPTED_MARKER).write_text(json.dumps({"format": "patchcrypt-decrypted", "file_count": n,
+                                                        "key_fingerprint": key.fingerprint}))
+    return n
 
 
-def _decrypt_batch(cipher, items, manifest) -> List[np.ndarray]:
+def _decrypt_batch(cipher, items, per_image: bool) -> List[np.ndarray]:
     out: List[Optional[np.ndarray]] = [None] * len(items)
     groups: Dict[tuple, List[int]] = {}
     for i, (_, img, nonces, crop) in enumerate(items):
         groups.setdefault((img.shape, crop), []).append(i)
-    for (shape, crop), idx in groups.items():
-        batch = np.stack([items[i][1] for i in idx])
-        nonces = [items[i][2][0] for i in idx] if manifest.get("per_image") else None
-        try:
-            dec = cipher.decrypt(batch, nonces, crop=crop)
-        except PatchcryptError as exc:
-            raise PatchcryptError(f"{items[idx[0]][0]}: {exc}") from None
-        for j, i in enumerate(idx):
-            out[i] = dec[j]
+    for (shape, crop), group in groups.items():
+        for idx in _sub_batches(group, per_image):
+            batch = np.stack([items[i][1] for i in idx])
+            nonces = [items[i][2][0] for i in idx] if per_image else None
+            try:
+                dec = cipher.decrypt(batch, nonces, crop=crop)
+            except PatchcryptError as exc:
+                raise PatchcryptError(f"{items[idx[0]][0]}: {exc}") from None
+            for j, i in enumerate(idx):
+                out[i] = dec[j]
     return out

@@ -26,6 +26,7 @@ from .errors import PatchcryptError
 KEY_BYTES = 32
 KEY_FORMAT = "patchcrypt-key"
 KEY_VERSION = 1
+KEY_FILE_MAX = 64 * 1024  # key files are about 130 bytes; never read more than this
 _DOMAIN = b"patchcrypt/v1"
 _FP_DOMAIN = b"patchcrypt/v1/fingerprint"
 
@@ -141,14 +142,13 @@ class Key:
         """Read a key file; warns when it is readable by group or others."""
         path = Path(path)
         try:
-            mode = path.stat().st_mode
-            text = path.read_text(encoding="utf-8")
+            text, mode = _read_small_file(path)
         except FileNotFoundError:
             raise PatchcryptError(f"key file not found: {path}") from None
         except IsADirectoryError:
             raise PatchcryptError(f"key file is a directory: {path}") from None
         except (OSError, UnicodeDecodeError) as exc:
-            raise PatchcryptError(f"cannot read key file {path}: {exc}") from None
+            raise PatchcryptError(f"cannot read key file {path}: {getattr(exc, 'strerror', None) or exc}") from None
         if mode & (stat.S_IRWXG | stat.S_IRWXO):
             warnings.warn(
                 f"key file {path} is accessible by group/others (mode {stat.S_IMODE(mode):o}); "
@@ -225,6 +225,29 @@ class Key:
 
     def __setstate__(self, state):
         object.__setattr__(self, "_bytes", state)
+
+
+def _read_small_file(path: Path):
+    """(text, st_mode) of a regular file of at most :data:`KEY_FILE_MAX` bytes.
+
+    Opened non-blocking so a FIFO cannot hang the open, and checked to be a regular file on the open
+    descriptor (no race with a swapped path); a device such as /dev/zero is refused before any read.
+    """
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0))
+    try:
+        st = os.fstat(fd)
+        if stat.S_ISDIR(st.st_mode):
+            raise IsADirectoryError(path)
+        if not stat.S_ISREG(st.st_mode):
+            raise PatchcryptError(f"key file {path} is not a regular file")
+        if st.st_size > KEY_FILE_MAX:
+            raise PatchcryptError(f"key file {path} is {st.st_size:,} bytes; key files are under 1 kB")
+        data = os.read(fd, KEY_FILE_MAX + 1)
+        if len(data) > KEY_FILE_MAX:  # grew since fstat
+            raise PatchcryptError(f"key file {path} is over {KEY_FILE_MAX:,} bytes; key files are under 1 kB")
+        return data.decode("utf-8"), st.st_mode
+    finally:
+        os.close(fd)
 
 
 def load_key(path: Union[str, os.PathLike, None]) -> "Key | None":

@@ -34,6 +34,7 @@ import torch.nn.functional as F
 from .ciphers import create_cipher, get_scheme
 from .codec import jpeg_roundtrip
 from .data import ImageSet, load_dataset
+from .data.readers import has_splits
 from .errors import PatchcryptError
 from .keys import Key
 from .models import check_block_size, create_model, list_models, load_checkpoint, save_checkpoint
@@ -157,7 +158,7 @@ def _split_sets(cfg: TrainConfig) -> Tuple[ImageSet, ImageSet]:
     path = Path(cfg.data)
     if not path.exists():
         raise PatchcryptError(f"{path}: no such data folder")
-    if (path / "train").is_dir() and (path / "test").is_dir():
+    if has_splits(path):
         train = load_dataset(path, "train", min_classes=2)
         test = load_dataset(path, "test", min_classes=2)
     else:  # one tree: a deterministic stratified 90/10 split

@@ -153,14 +153,22 @@ def test_destination_inside_source_and_populated(tree, key, tmp_path, capsys):
     code, _, err = run(capsys, *encrypt_args(tree, dst, key))
     assert_one_line_error(code, err, "--force")
     assert (dst / "keep.txt").read_text() == "mine"
-    assert run(capsys, *encrypt_args(tree, dst, key, "block-pixel", 4, "--force"))[0] == 0
-    assert not (dst / "keep.txt").exists() and (dst / "patchcrypt.json").is_file()
+    # --force replaces only a previous patchcrypt output (one with its manifest), never other folders
+    code, _, err = run(capsys, *encrypt_args(tree, dst, key, "block-pixel", 4, "--force"))
+    assert_one_line_error(code, err, "only replaces a previous patchcrypt output")
+    assert (dst / "keep.txt").read_text() == "mine"
+    previous = tmp_path / "previous"
+    assert run(capsys, *encrypt_args(tree, previous, key))[0] == 0
+    (previous / "keep.txt").write_text("stale")
+    assert run(capsys, *encrypt_args(tree, previous, key, "block-pixel", 4, "--force"))[0] == 0
+    assert not (previous / "keep.txt").exists() and (previous / "patchcrypt.json").is_file()
 
 
 def test_disk_write_failure_leaves_destination(tree, key, tmp_path, capsys, monkeypatch):
     dst = tmp_path / "dst"
     dst.mkdir()
     (dst / "old.txt").write_text("old")
+    (dst / "patchcrypt.json").write_text("{}")  # a previous output: --force may replace it
     import patchcrypt.files as files
 
     def full_disk(path, data):
@@ -169,7 +177,7 @@ def test_disk_write_failure_leaves_destination(tree, key, tmp_path, capsys, monk
     monkeypatch.setattr(files, "_write", full_disk)
     code, _, err = run(capsys, *encrypt_args(tree, dst, key, "block-pixel", 4, "--force"))
     assert_one_line_error(code, err, "No space left")
-    assert sorted(p.name for p in dst.iterdir()) == ["old.txt"]
+    assert sorted(p.name for p in dst.iterdir()) == ["old.txt", "patchcrypt.json"]
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".dst")]
     blocker = tmp_path / "a-file"
     blocker.write_text("x")

@@ -39,7 +39,8 @@ def main(argv=None) -> int:
     warnings.showwarning = _warning_line
     _load_commands()
     try:
-        app(args=argv, standalone_mode=False)
+        # typer turns Ctrl-C into a return value of 130 when not in standalone mode; commands return None
+        rv = app(args=argv, standalone_mode=False)
     except PatchcryptError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -57,7 +58,10 @@ def main(argv=None) -> int:
             return 1
         print(f"error: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 1
-    return 0
+    if rv == 130:
+        print("error: interrupted", file=sys.stderr)
+        return 130
+    return rv if isinstance(rv, int) and not isinstance(rv, bool) else 0
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -21,8 +21,9 @@ from .app import app
 def _load_images(data: Path, n_images: int, subset: int, need_train: bool):
     """(test images, attacker's own images or None), uint8 (N, H, W, C)."""
     from ..data import load_dataset
+    from ..data.readers import has_splits
 
-    has_split = data.is_dir() and (data / "test").is_dir() and (data / "train").is_dir()
+    has_split = has_splits(data)
     test = load_dataset(data, "test" if has_split else None).subset(n_images)
     if not need_train:
         return test.images, None

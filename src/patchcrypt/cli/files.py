@@ -5,12 +5,26 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Optional
 
+import os
+
 import typer
 
+from ..codec import MAX_PIXELS_ENV
 from ..files import decrypt_tree, encrypt_tree, parse_size
+from ..errors import PatchcryptError
 from ..keys import Key
 from ..runtime import progress
 from .app import app
+
+MAX_PIXELS_HELP = (f"Refuse images whose header declares more pixels than this, before decoding "
+                   f"(default 40000000; same as {MAX_PIXELS_ENV}).")
+
+
+def _set_max_pixels(value: Optional[int]) -> None:
+    if value is not None:
+        if value < 1:
+            raise PatchcryptError(f"--max-pixels must be positive, got {value}")
+        os.environ[MAX_PIXELS_ENV] = str(value)  # read by every decoder in this process
 
 
 @app.command()
@@ -28,9 +42,11 @@ def encrypt(
     pad: bool = typer.Option(False, "--pad", help="Pad to a multiple of M by edge replication (recorded)."),
     per_image: bool = typer.Option(False, "--per-image", help="A fresh nonce (key) per image, stored in the "
                                    "manifest."),
-    force: bool = typer.Option(False, "--force", help="Replace a non-empty DST."),
+    force: bool = typer.Option(False, "--force", help="Replace DST if it is a previous patchcrypt output."),
+    max_pixels: Optional[int] = typer.Option(None, "--max-pixels", help=MAX_PIXELS_HELP),
 ) -> None:
     """Encrypt images with a key; writes DST and its manifest (never the key)."""
+    _set_max_pixels(max_pixels)
     k = Key.load(key)
     with progress(desc="encrypt", unit="file") as bar:
         manifest = encrypt_tree(src, dst, k, scheme, block_size, fmt, quality, subsampling, parse_size(resize),
@@ -45,13 +61,15 @@ def decrypt(
     dst: Path = typer.Argument(..., help="Output folder for the decrypted PNG files."),
     key: Path = typer.Option(..., "--key", "-k", help="The key the data was encrypted with."),
     scheme: Optional[str] = typer.Option(None, "--scheme", help="Expected scheme (checked against the manifest)."),
-    force: bool = typer.Option(False, "--force", help="Replace a non-empty DST."),
+    force: bool = typer.Option(False, "--force", help="Replace DST if it is a previous patchcrypt output."),
+    max_pixels: Optional[int] = typer.Option(None, "--max-pixels", help=MAX_PIXELS_HELP),
 ) -> None:
-    """Decrypt a folder written by 'patchcrypt encrypt' (reads its manifest).
+    """Decrypt a folder written by 'patchcrypt encrypt' (reads its manifest, checks every file's digest).
 
     PNG data decrypts bit for bit, except etc-gray colour images: exact only up
     to their YCbCr conversion. JPEG data decrypts up to the JPEG loss.
     """
+    _set_max_pixels(max_pixels)
     k = Key.load(key)
     with progress(desc="decrypt", unit="file") as bar:
         n = decrypt_tree(src, dst, k, scheme, force, progress=bar.update)

@@ -19,7 +19,7 @@ from typing import List, Optional, Tuple
 
 import numpy as np
 
-from ..codec import IMAGE_SUFFIXES, read_image
+from ..codec import IMAGE_SUFFIXES, check_pixels, read_image
 from ..errors import PatchcryptError
 from .imageset import ImageSet
 from .manifest import MANIFEST_NAME, read_manifest
@@ -64,6 +64,16 @@ def load_dataset(path, split: Optional[str] = None, subset: Optional[int] = None
         raise PatchcryptError(f"{path}: found {len(ds.classes)} class(es); need at least {min_classes} "
                               "(one sub-folder per class)")
     return ds.subset(subset, seed)
+
+
+def has_splits(path) -> bool:
+    """Whether ``path`` holds separate train and test data (``train/``/``test/`` folders, CIFAR-10 python
+    batches, or idx files), so that a reader needs ``split``."""
+    path = Path(path)
+    if not path.is_dir():
+        return False
+    return ((path / "train").is_dir() or (path / "test").is_dir() or _is_cifar_batches(path)
+            or bool(_idx_files(path)))
 
 
 def _need_split(path: Path, split: Optional[str]) -> str:
@@ -172,12 +182,74 @@ def _is_cifar_batches(path: Path) -> bool:
     return (d / "data_batch_1").is_file() or (d / "test_batch").is_file()
 
 
+class _BatchUnpickler(pickle.Unpickler):
+    """Unpickles only what CIFAR-10 python batches hold: dicts, lists, bytes, str, ints and numpy arrays.
+
+    ``pickle.load`` would call any importable function a crafted file names (running code on load). Arrays
+    in these files are pickled as ``numpy.core.multiarray._reconstruct(numpy.ndarray, ...)`` plus a
+    ``numpy.dtype`` (``numpy.core.numeric._frombuffer`` at protocol 5); pickles written by Python 3 at
+    protocol 2 also carry bytes as ``_codecs.encode(text, "latin1")``. Those are the only globals resolved;
+    anything else is refused.
+    """
+
+    # numpy's own functions, whatever their module is called in this numpy version
+    _RECONSTRUCT = np.zeros(1).__reduce__()[0]
+    _FROMBUFFER = np.zeros(1).__reduce_ex__(5)[0]  # protocol 5 pickles: array from the bytes that follow
+    _ALLOWED = {
+        ("numpy.core.multiarray", "_reconstruct"): _RECONSTRUCT,
+        ("numpy._core.multiarray", "_reconstruct"): _RECONSTRUCT,
+        ("numpy.core.numeric", "_frombuffer"): _FROMBUFFER,
+        ("numpy._core.numeric", "_frombuffer"): _FROMBUFFER,
+        ("numpy", "ndarray"): np.ndarray,
+        ("numpy", "dtype"): np.dtype,
+    }
+
+    def find_class(self, module: str, name: str):
+        if (module, name) in self._ALLOWED:
+            return self._ALLOWED[(module, name)]
+        if (module, name) == ("_codecs", "encode"):
+            return _latin1_encode
+        raise pickle.UnpicklingError(f"refused: the file asks for {module}.{name}, which a CIFAR-10 batch "
+                                     "never holds")
+
+
+def _latin1_encode(text, encoding: str = "latin1", errors: str = "strict") -> bytes:
+    if not isinstance(text, str) or encoding not in ("latin1", "latin-1"):
+        raise pickle.UnpicklingError("refused: unexpected _codecs.encode call")
+    return text.encode("latin1")
+
+
 def _unpickle(path: Path) -> dict:
     try:
         with open(path, "rb") as f:
-            return pickle.load(f, encoding="bytes")
-    except (OSError, pickle.UnpicklingError, EOFError, ValueError) as exc:
-        raise PatchcryptError(f"{path}: not a readable CIFAR-10 batch ({exc})") from None
+            data = _BatchUnpickler(f, encoding="bytes").load()
+    except (OSError, pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError, KeyError,
+            IndexError, MemoryError) as exc:
+        raise PatchcryptError(f"{path}: not a readable CIFAR-10 batch ({_first_line(exc)})") from None
+    if not isinstance(data, dict):
+        raise PatchcryptError(f"{path}: not a CIFAR-10 batch (holds a {type(data).__name__}, not a dict)")
+    return data
+
+
+def _first_line(exc: Exception) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__
+
+
+def _batch_arrays(b: dict, path: Path) -> Tuple[np.ndarray, np.ndarray]:
+    """(images uint8 (N, 32, 32, 3), labels int64 (N,)) of one batch dict, checked."""
+    try:
+        data = np.asarray(b[b"data"])
+        labels = np.asarray(b[b"labels"])
+        if data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != 3 * 32 * 32:
+            raise ValueError(f"data is {data.dtype} {data.shape}, expected uint8 (N, 3072)")
+        if labels.ndim != 1 or len(labels) != len(data) or labels.dtype.kind not in "iu":
+            raise ValueError(f"labels {labels.dtype} {labels.shape} do not match data {data.shape}")
+        if len(labels) and (labels.min() < 0 or labels.max() > 9):
+            raise ValueError("labels outside 0..9")
+    except (KeyError, TypeError, ValueError) as exc:
+        raise PatchcryptError(f"{path}: not a CIFAR-10 batch ({_first_line(exc)})") from None
+    return data.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1), labels.astype(np.int64)
 
 
 def _load_cifar_batches(d: Path, split: str) -> ImageSet:
@@ -187,13 +259,17 @@ def _load_cifar_batches(d: Path, split: str) -> ImageSet:
         raise PatchcryptError(f"{d}: no CIFAR-10 {split} batches")
     images, labels = [], []
     for n in names:
-        b = _unpickle(d / n)
-        data = np.asarray(b[b"data"], dtype=np.uint8)
-        images.append(data.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1))
-        labels.append(np.asarray(b[b"labels"], dtype=np.int64))
+        x, y = _batch_arrays(_unpickle(d / n), d / n)
+        images.append(x)
+        labels.append(y)
     meta = d / "batches.meta"
-    classes = ([c.decode() for c in _unpickle(meta)[b"label_names"]] if meta.is_file()
-               else [str(i) for i in range(10)])
+    classes = [str(i) for i in range(10)]
+    if meta.is_file():
+        names = _unpickle(meta).get(b"label_names")
+        if not (isinstance(names, list) and 1 <= len(names) <= 10
+                and all(isinstance(c, (bytes, str)) for c in names)):
+            raise PatchcryptError(f"{meta}: not a CIFAR-10 batches.meta (no list of up to 10 label names)")
+        classes = [c.decode("utf-8", "replace") if isinstance(c, bytes) else c for c in names]
     return ImageSet(np.ascontiguousarray(np.concatenate(images)), np.concatenate(labels), classes, str(d))
 
 
@@ -203,16 +279,30 @@ def _idx_files(path: Path) -> List[Path]:
 
 
 def _read_idx(path: Path) -> np.ndarray:
-    opener = gzip.open if path.suffix == ".gz" else open
+    """An unsigned-byte idx file (optionally gzipped) as a uint8 array of its declared shape.
+
+    Reads exactly the declared number of bytes, and refuses a declaration the file cannot hold (deflate
+    expands at most 1032:1), so a crafted header or a gzip bomb cannot make it allocate more.
+    """
+    gz = path.suffix == ".gz"
+    opener = gzip.open if gz else open
     try:
         with opener(path, "rb") as f:
-            raw = f.read()
-        zero, dtype, ndim = struct.unpack(">HBB", raw[:4])
-        if zero != 0 or dtype != 0x08:
-            raise ValueError("not an unsigned-byte idx file")
-        dims = struct.unpack(f">{ndim}I", raw[4:4 + 4 * ndim])
-        data = np.frombuffer(raw, dtype=np.uint8, offset=4 + 4 * ndim)
-        return data.reshape(dims)
+            head = f.read(4)
+            zero, dtype, ndim = struct.unpack(">HBB", head)
+            if zero != 0 or dtype != 0x08 or not 1 <= ndim <= 4:
+                raise ValueError("not an unsigned-byte idx file")
+            dims = struct.unpack(f">{ndim}I", f.read(4 * ndim))
+            count = int(np.prod(dims, dtype=np.int64))
+            size = path.stat().st_size
+            if count > (1032 * size if gz else size):
+                raise ValueError(f"header declares {count:,} bytes of data, more than the file holds")
+            if ndim == 3:
+                check_pixels(dims[1], dims[2], str(path), None)
+            raw = f.read(count + 1)
+        if len(raw) != count:
+            raise ValueError(f"holds {len(raw):,} bytes of data, the header declares {count:,}")
+        return np.frombuffer(raw, dtype=np.uint8).reshape(dims)
     except (OSError, ValueError, struct.error, EOFError) as exc:
         raise PatchcryptError(f"{path}: not a readable idx file ({exc})") from None
 
@@ -236,4 +326,4 @@ def load_image_folder(root, mode: Optional[str] = None) -> ImageSet:
     return _load_tree(Path(root), mode=mode)
 
 
-__all__ = ["load_dataset", "load_image_folder", "list_images", "MANIFEST_NAME", "FASHION_CLASSES"]
+__all__ = ["load_dataset", "load_image_folder", "list_images", "has_splits", "MANIFEST_NAME", "FASHION_CLASSES"]

@@ -280,7 +280,8 @@ def _decode_all(blobs: List[Tuple[str, bytes]], shape: Tuple[int, int, int]) -> 
         if not data:
             raise HTTPError(400, f"{name}: empty file")
         try:
-            img = decode_image(data, name=name)
+            # refused from the header, before decoding, when larger than the model's input (decompression bombs)
+            img = decode_image(data, name=name, limit=h * w)
         except PatchcryptError as exc:
             raise HTTPError(400, str(exc)) from None
         except Exception as exc:  # noqa: BLE001 - decoders fail in many ways on hostile input
