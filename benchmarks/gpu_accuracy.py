@@ -8,7 +8,7 @@
 All 50,000 training and 10,000 test images, decoded once from the pack into uint8 tensors on the device.
 Every training step runs on the device: batch gather, augmentation (random crop with 4 pixels of edge
 padding, horizontal flip), encryption (the cipher's compiled gather + XOR on the device's tensors), then the
-model under bf16 autocast. Models: ``vit_small_depth7_patch4_32`` (D=384, depth 7, 6 heads, 12.4M parameters)
+model under bf16 autocast. Models: ``vit_small_depth7_patch4_32`` (D=384, depth 7, 6 heads, 12.5M parameters)
 and ConvMixer-256/8 with 4×4 patches; M = patch = 4 at 32×32, one key for every cell.
 
 Cells, per model: plain; block-pixel; etc with the shared patch embedding; etc with position-wise
@@ -18,7 +18,8 @@ beside the plain model on plain images (ConvMixer refuses both: block scrambling
 
 Sizing: before training, a few steps of every model variant are timed; the epochs of each model are then
 chosen so that all cells fit in ``--budget-s`` seconds from the start of the script (every cell of one
-model gets the same epochs, so plain and encrypted compare at equal training). A cell that would still end
+model gets the same epochs, so plain and encrypted compare at equal training; a ViT cell gets twice a
+ConvMixer cell's time, since a ViT trained from scratch needs more epochs). A cell that would still end
 past the budget (plus ``--slack-s``) is skipped and recorded as such. After every finished cell,
 ``OUT/results.json`` (the project's results format) and ``OUT/table.md`` are rewritten atomically, so a run
 cut off at any point still leaves every finished cell. The key lives in memory only; outputs name its
@@ -67,10 +68,12 @@ class ModelSpec:
     kwargs: Dict = field(default_factory=dict)
     lr: float = 1e-3
     weight_decay: float = 0.05
+    time_weight: float = 1.0  # share of the budget per cell, relative to the other models' cells
 
 
 MODELS = {
-    "ViT": ModelSpec("ViT-384/7", "vit_small_depth7_patch4_32", {}, lr=1e-3, weight_decay=0.05),
+    # a ViT trained from scratch on CIFAR-10 needs many more epochs than a ConvMixer: twice the time per cell
+    "ViT": ModelSpec("ViT-384/7", "vit_small_depth7_patch4_32", {}, lr=1e-3, weight_decay=0.05, time_weight=2.0),
     # ConvMixer's CIFAR-10 recipe (Trockman & Kolter): AdamW at lr 0.01, weight decay 0.01, batch 512
     "ConvMixer": ModelSpec("ConvMixer-256/8", "convmixer_256_8_patch4_32", {}, lr=1e-2, weight_decay=0.01),
 }
@@ -317,16 +320,27 @@ class Runner:
 
 # -- planning ----------------------------------------------------------------------------------------------------
 def choose_epochs(timings: Dict[Tuple[str, str], Dict[str, float]], cells: List[Cell], seconds: float,
-                  min_epochs: int, max_epochs: int, reserve_s: float) -> Dict[str, int]:
-    """Epochs per model so that every cell fits in ``seconds``: each cell gets an equal share of the time,
-    and a model's cells all get the epochs its slowest-on-average variant allows."""
-    share = max(0.0, seconds - reserve_s) / max(1, len(cells))
+                  min_epochs: int, max_epochs: int, reserve_s: float,
+                  weights: Optional[Dict[str, float]] = None) -> Dict[str, int]:
+    """Epochs per model so that all ``cells`` fit in ``seconds`` (less ``reserve_s``).
+
+    Args:
+        timings: (model, embed) → {"epoch_s", "eval_s"} measured on the device.
+        weights: model → relative time per cell (default 1 each); a model's cells share its time.
+
+    Every cell of one model gets the same epochs (plain and encrypted compare at equal training), as many
+    as the model's time allows over its cells' measured epoch times, within [min_epochs, max_epochs].
+    """
+    weights = weights or {}
+    total_weight = sum(weights.get(c.model, 1.0) for c in cells)
+    available = max(0.0, seconds - reserve_s)
     epochs = {}
     for m in dict.fromkeys(c.model for c in cells):
         mine = [c for c in cells if c.model == m]
+        budget = available * sum(weights.get(m, 1.0) for _ in mine) / max(total_weight, 1e-9)
         per_epoch = sum(timings[(m, c.embed)]["epoch_s"] for c in mine)
         evals = sum(timings[(m, c.embed)]["eval_s"] for c in mine)
-        fit = int((share * len(mine) - evals) // max(per_epoch, 1e-9))
+        fit = int((budget - evals) // max(per_epoch, 1e-9))
         epochs[m] = max(min_epochs, min(max_epochs, fit))
     return epochs
 
@@ -472,7 +486,8 @@ def run(args: argparse.Namespace) -> int:
     if args.epochs:
         epochs = {m: args.epochs for m in models}
     else:
-        epochs = choose_epochs(timings, CELLS, budget.left(), 1, args.max_epochs, reserve_s=0.03 * args.budget_s)
+        epochs = choose_epochs(timings, CELLS, budget.left(), 1, args.max_epochs, reserve_s=0.03 * args.budget_s,
+                               weights={m: spec.time_weight for m, spec in models.items()})
     config.update(timings={f"{m} {e}": v for (m, e), v in timings.items()}, epochs=epochs)
     log("epochs: " + ", ".join(f"{models[m].label} {e}" for m, e in epochs.items())
         + f" ({budget.left():.0f} s of the budget left)")
