@@ -191,6 +191,12 @@ def vit_small_patch4_32(**kw: Any) -> VisionTransformer:
 
 
 @register_model
+def vit_small_depth7_patch4_32(**kw: Any) -> VisionTransformer:
+    """GPU-sized for CIFAR-10: ViT-Small's width (D=384, 6 heads, MLP 4×) at depth 7 (12.5M parameters)."""
+    return _vit(dict(_CIFAR, embed_dim=384, depth=7, num_heads=6), kw)
+
+
+@register_model
 def vit_base_patch4_32(**kw: Any) -> VisionTransformer:
     return _vit(dict(_CIFAR, embed_dim=768, depth=12, num_heads=12), kw)
 
