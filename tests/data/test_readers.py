@@ -110,3 +110,32 @@ def test_bundled_samples():
     train, test = digits_dataset()
     assert train.shape == (32, 32, 3) and len(train) + len(test) == 1797
     assert set(np.unique(test.labels)) == set(range(10))
+
+
+def test_decode_cache_is_private(tmp_path, monkeypatch):
+    """The cache holds plain images: files 0600, folders 0700, whatever the umask; older copies are dropped."""
+    import os
+    import stat
+
+    from patchcrypt.codec import write_image
+
+    rng = np.random.default_rng(1)
+    root = tmp_path / "photos"
+    for cls in ("a", "b"):
+        (root / cls).mkdir(parents=True)
+        for i in range(2):
+            write_image(root / cls / f"{i}.png", rng.integers(0, 256, (8, 8, 3), dtype=np.uint8))
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("PATCHCRYPT_CACHE", str(cache))
+    old = os.umask(0o002)  # a permissive umask must not widen the cache
+    try:
+        ds = load_dataset(root)
+    finally:
+        os.umask(old)
+    files = [p for p in cache.rglob("*") if p.is_file()]
+    assert files, "nothing was cached"
+    for p in files:
+        assert stat.S_IMODE(p.stat().st_mode) == 0o600, (p, oct(p.stat().st_mode))
+    for d in [cache, *(p for p in cache.rglob("*") if p.is_dir())]:
+        assert stat.S_IMODE(d.stat().st_mode) == 0o700, (d, oct(d.stat().st_mode))
+    assert np.array_equal(load_dataset(root).images, ds.images)  # read back from the cache

@@ -1,8 +1,9 @@
 """Readers for the image collections users have: ImageFolder trees, CIFAR-10 python batches,
 Fashion-MNIST idx files, single image files. ``load_dataset`` picks the reader from what the path holds.
 
-Decoded ImageFolder trees are cached as ``.npy`` (``$PATCHCRYPT_CACHE`` or ``~/.cache/patchcrypt``), keyed by
-the tree's path, file count, total size and newest mtime, so a second load of CIFAR-10 is a file read.
+Decoded ImageFolder trees are cached as ``.npy`` in ``<cache>/trees/`` (``<cache>`` is ``$PATCHCRYPT_CACHE`` or
+``~/.cache/patchcrypt``), keyed by the tree's path, file count, total size and newest mtime, so a second load of
+CIFAR-10 is a file read. The cache holds plain images: its files are written 0600 in 0700 folders.
 """
 
 from __future__ import annotations
@@ -111,8 +112,25 @@ def _tree_signature(root: Path, items) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:24]
 
 
-def _cache_dir() -> Path:
+def _cache_root() -> Path:
     return Path(os.environ.get("PATCHCRYPT_CACHE") or Path.home() / ".cache" / "patchcrypt")
+
+
+def _cache_dir() -> Path:
+    """Where decoded trees live: a folder of our own under the cache root, so that its mode can be 0700
+    even when ``$PATCHCRYPT_CACHE`` names a folder the user shares for other things."""
+    return _cache_root() / "trees"
+
+
+def _private_dir(path: Path) -> None:
+    """Create ``path`` (and a missing cache root) readable by the owner only; tighten it if it exists."""
+    root = _cache_root()
+    if not root.exists():
+        root.mkdir(mode=0o700, parents=True)
+        os.chmod(root, 0o700)  # mkdir's mode is filtered by the umask; be explicit
+    path.mkdir(mode=0o700, exist_ok=True)
+    if path.stat().st_mode & 0o077:
+        os.chmod(path, 0o700)
 
 
 def _load_tree(root: Path, cache: bool = True, mode: Optional[str] = None) -> ImageSet:
@@ -162,12 +180,17 @@ def _decode_all(paths: List[Path], mode: Optional[str]) -> np.ndarray:
 
 
 def _save_cache(path: Path, images: np.ndarray) -> None:
+    """Write decoded (plain) images as mode 0600 in a 0700 folder, atomically."""
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        _private_dir(path.parent)
         tmp = path.with_suffix(f".{os.getpid()}.tmp")
-        with open(tmp, "wb") as f:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        os.fchmod(fd, 0o600)  # an older file of this name may have had a wider mode
+        with os.fdopen(fd, "wb") as f:
             np.save(f, images)
         os.replace(tmp, path)
+        # earlier versions kept entries beside the root, readable by others: drop this tree's old copy
+        (_cache_root() / path.name).unlink(missing_ok=True)
     except OSError:
         pass  # caching is an optimisation; a read-only home must not stop the load
 
