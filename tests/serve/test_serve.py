@@ -22,6 +22,7 @@ from patchcrypt.models.checkpoint import save_checkpoint
 from patchcrypt.serve import Client, ServeConfig, create_app, running_server
 from patchcrypt.serve.client import wait_until_healthy
 
+OWNER = dict(scheme="block-pixel", block_size=4)  # what the owner encrypts with, stated on the client side
 CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
 
 
@@ -75,7 +76,7 @@ def test_model_and_health(server, key):
 def test_client_answers_match_local_model(server, run, key, images):
     enc = create_cipher("block-pixel", key, block_size=4).encrypt(images)
     want = local_probs(run, enc)
-    with Client(server, key) as client:
+    with Client(server, key, **OWNER) as client:
         got = client.classify(images, top_k=3)
     assert [p["label"] for p in got] == [CLASSES[i] for i in want.argmax(1)]
     for p, w in zip(got, want):
@@ -88,22 +89,22 @@ def test_raw_body_and_jpeg(server, run, key, images):
     r = httpx.post(f"{server}/v1/classify", content=encode_png(enc[0]), headers={"content-type": "image/png"})
     assert r.status_code == 200
     assert r.json()["predictions"][0]["label"] == CLASSES[local_probs(run, enc).argmax()]
-    with Client(server, key) as client:
+    with Client(server, key, **OWNER) as client:
         assert len(client.classify(images, jpeg_quality=90)) == len(images)
 
 
 def test_client_refuses_wrong_key_before_sending(server, images):
-    with Client(server, Key.from_bytes(bytes(32))) as client:
+    with Client(server, Key.from_bytes(bytes(32)), **OWNER) as client:
         with pytest.raises(KeyMismatchError, match="wrong key"):
             client.classify(images)
-    with Client(server, None) as client:
+    with Client(server, None, **OWNER) as client:
         with pytest.raises(PatchcryptError, match="give the key"):
             client.classify(images)
 
 
 def test_client_wrong_size_and_unreachable(server, key, images):
     big = np.zeros((1, 64, 64, 3), np.uint8)
-    with Client(server, key) as client:
+    with Client(server, key, **OWNER) as client:
         with pytest.raises(PatchcryptError, match="pass --resize"):
             client.classify(big)
         assert len(client.classify(big, resize=True)) == 1
@@ -111,7 +112,7 @@ def test_client_wrong_size_and_unreachable(server, key, images):
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     with pytest.raises(PatchcryptError, match="cannot reach"):
-        Client(f"http://127.0.0.1:{port}", key, timeout=2).info()
+        Client(f"http://127.0.0.1:{port}", key, timeout=2, **OWNER).info()
 
 
 def _png(shape=(32, 32, 3)):
@@ -254,6 +255,7 @@ def test_serve_and_classify_commands(tmp_path, run, key, images, capsys):
     try:
         wait_until_healthy(url, 60, proc)
         code = main(["classify", *map(str, files), "--key", str(key_path), "--server", url, "--json",
+                     "--scheme", "block-pixel", "--block-size", "4",
                      "--jpeg-quality", "90"])
         out = capsys.readouterr().out
         assert code == 0
@@ -261,7 +263,8 @@ def test_serve_and_classify_commands(tmp_path, run, key, images, capsys):
         assert [p["name"] for p in preds] == [str(f) for f in files]
         other = tmp_path / "other.key"
         Key.generate().save(other)
-        assert main(["classify", str(files[0]), "--key", str(other), "--server", url]) != 0
+        assert main(["classify", str(files[0]), "--key", str(other), "--server", url,
+                     "--scheme", "block-pixel", "--block-size", "4"]) != 0
         assert "wrong key" in capsys.readouterr().err
     finally:
         proc.terminate()

@@ -39,11 +39,38 @@ def serve(
     make_server(application, sock, access_log).run(sockets=[sock])
 
 
+def _client_config(path: Optional[Path]) -> dict:
+    """The owner's settings from a YAML file (``scheme``, ``block_size``, ``key``, ``server``); a run's
+    ``config.yaml`` from 'patchcrypt train' works as is (its other options are not used here)."""
+    if path is None:
+        return {}
+    import yaml
+
+    from ..errors import PatchcryptError
+
+    try:
+        doc = yaml.safe_load(Path(path).read_text()) or {}
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+        raise PatchcryptError(f"{path}: cannot read the config ({str(exc).splitlines()[0]})") from None
+    if not isinstance(doc, dict):
+        raise PatchcryptError(f"{path}: a config must be a mapping of option: value")
+    return {k: doc[k] for k in ("scheme", "block_size", "key", "server") if doc.get(k) is not None}
+
+
 @app.command()
 def classify(
     images: List[Path] = typer.Argument(..., help="Plain image files; they are encrypted here before sending."),
-    server: str = typer.Option("http://127.0.0.1:8000", "--server", help="The server's base URL."),
+    server: Optional[str] = typer.Option(None, "--server", help="The server's base URL "
+                                         "[default: http://127.0.0.1:8000]."),
     key: Optional[Path] = typer.Option(None, "--key", "-k", help="Your key (must match the served model's)."),
+    scheme: Optional[str] = typer.Option(None, "--scheme", help="How you encrypt (the server must announce the "
+                                         "same; its word alone is never used)."),
+    block_size: Optional[int] = typer.Option(None, "--block-size", help="Your block size M (checked likewise)."),
+    config: Optional[Path] = typer.Option(None, "--config", help="YAML with scheme, block_size, key, server "
+                                          "(a run's config.yaml works); flags override it."),
+    allow_weak_scheme: bool = typer.Option(False, "--allow-weak-scheme",
+                                           help="Allow sending under 'plain' (unencrypted) or a single step "
+                                                "(step-*)."),
     jpeg_quality: Optional[int] = typer.Option(None, "--jpeg-quality", min=1, max=100,
                                                help="Send EtC JPEG at this quality (default: lossless PNG)."),
     resize: bool = typer.Option(False, "--resize", help="Resize images to the model's input size."),
@@ -51,13 +78,22 @@ def classify(
     as_json: bool = typer.Option(False, "--json", help="Print the predictions as one JSON object."),
     timeout: float = typer.Option(60.0, "--timeout", min=0.1),
 ) -> None:
-    """Encrypt images locally with your key and classify them on a 'patchcrypt serve' server."""
+    """Encrypt images locally with your key and classify them on a 'patchcrypt serve' server.
+
+    You say how the images are encrypted (--scheme/--block-size or --config); the client refuses before
+    sending anything when the server announces another scheme, block size or key fingerprint.
+    """
     from ..keys import Key
     from ..serve.client import Client
 
-    k = Key.load(key) if key else None
-    with Client(server, k, timeout) as client:
-        client.cipher()  # checks the key against the served model before anything is read or sent
+    cfg = _client_config(config)
+    server = server or cfg.get("server") or "http://127.0.0.1:8000"
+    key_path = key or cfg.get("key")
+    k = Key.load(key_path) if key_path else None
+    with Client(server, k, timeout, scheme=scheme or cfg.get("scheme"),
+                block_size=block_size if block_size is not None else cfg.get("block_size"),
+                allow_weak_scheme=allow_weak_scheme) as client:
+        client.cipher()  # checks scheme, block size and key against the served model before anything is sent
         preds = client.classify_files(images, jpeg_quality, resize, top_k)
     if as_json:
         typer.echo(json.dumps({"server": server, "predictions": preds}))

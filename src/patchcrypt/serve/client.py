@@ -1,7 +1,14 @@
 """The client side: encrypt locally with the owner's key, send only ciphertext images, read labels back.
 
->>> client = Client("http://127.0.0.1:8000", key=Key.load("owner.key"))   # doctest: +SKIP
->>> client.classify_files(["cat.png"], jpeg_quality=90)[0]["label"]        # doctest: +SKIP
+The server is not trusted to say how images are encrypted: a hostile one could announce ``plain`` and
+receive the images as they are. The owner states the scheme and block size; the client compares them with
+the server's ``/v1/model`` and refuses, before any image leaves, when they differ, when the key's
+fingerprint differs, or when the scheme is ``plain`` or a single step (``step-*``) unless the owner passed
+``allow_weak_scheme=True``.
+
+>>> client = Client("http://127.0.0.1:8000", key=Key.load("owner.key"), scheme="block-pixel",
+...                 block_size=16)                                      # doctest: +SKIP
+>>> client.classify_files(["cat.png"], jpeg_quality=90)[0]["label"]    # doctest: +SKIP
 'cat'
 """
 
@@ -14,6 +21,39 @@ import numpy as np
 
 from ..errors import KeyMismatchError, PatchcryptError
 from ..keys import Key
+
+
+def is_weak_scheme(scheme: str) -> bool:
+    """``plain`` (no encryption) and the single steps (``step-*``), which hide little of an image."""
+    return scheme == "plain" or scheme.startswith("step-")
+
+
+def check_owner_choice(scheme: Optional[str], block_size: Optional[int], allow_weak_scheme: bool = False) -> int:
+    """Validate the encryption the owner chose (never the server); returns the block size to use.
+
+    Raises PatchcryptError when no scheme is given, the scheme is unknown or weak (unless allowed), or the
+    block size is missing or not one the scheme accepts.
+    """
+    from ..ciphers import get_scheme
+
+    if not scheme:
+        raise PatchcryptError("say how your images are encrypted: --scheme and --block-size (or a --config file "
+                              "with scheme: and block_size:); the server's announcement is not trusted")
+    spec = get_scheme(scheme)
+    if is_weak_scheme(scheme) and not allow_weak_scheme:
+        what = "sends images unencrypted" if scheme == "plain" else "is a single step that leaves images legible"
+        raise PatchcryptError(f"scheme {scheme!r} {what}; refusing (pass --allow-weak-scheme to send them anyway)")
+    if block_size is not None and (isinstance(block_size, bool) or not isinstance(block_size, int)):
+        raise PatchcryptError(f"block size must be a whole number, got {block_size!r}")
+    if scheme == "plain":
+        return int(block_size or 1)
+    if block_size is None:
+        if len(spec.block_sizes or ()) == 1:
+            return int(spec.block_sizes[0])
+        raise PatchcryptError(f"say which block size your {scheme} images use (--block-size)")
+    if int(block_size) < 1 or (spec.block_sizes and int(block_size) not in spec.block_sizes):
+        raise PatchcryptError(f"block size {block_size} is not valid for scheme {scheme!r}")
+    return int(block_size)
 
 
 def wait_until_healthy(url: str, timeout: float = 60.0, process=None) -> None:
@@ -42,13 +82,21 @@ class Client:
 
     Args:
         url: the server's base URL, e.g. ``http://127.0.0.1:8000``.
-        key: the data owner's key (may be None for a model that takes plain images).
+        key: the data owner's key (None only with ``scheme="plain"``).
         timeout: seconds per HTTP request.
+        scheme: how the owner encrypts (a registry name); the server's ``/v1/model`` must announce the same.
+        block_size: the owner's block size M; must equal the announced one.
+        allow_weak_scheme: let ``plain`` and single-step (``step-*``) schemes through.
     """
 
-    def __init__(self, url: str, key: Optional[Key] = None, timeout: float = 60.0):
+    def __init__(self, url: str, key: Optional[Key] = None, timeout: float = 60.0, *,
+                 scheme: Optional[str] = None, block_size: Optional[int] = None,
+                 allow_weak_scheme: bool = False):
         import httpx
 
+        # the owner's choice is checked before the server is even asked
+        self.block_size = check_owner_choice(scheme, block_size, allow_weak_scheme)
+        self.scheme = scheme
         self.url = url.rstrip("/")
         self.key = key
         self._http = httpx.Client(base_url=self.url, timeout=timeout)
@@ -98,24 +146,31 @@ class Client:
 
     # -- encryption ---------------------------------------------------------------------------------------
     def cipher(self):
-        """The cipher matching the served model, after checking the key's fingerprint against it."""
+        """The owner's cipher, after checking that the served model expects exactly it (scheme, block size,
+        key fingerprint). Every refusal happens here, before any image is encrypted or sent."""
         if self._cipher is None:
             from ..ciphers import create_cipher
 
             info = self.info()
-            scheme = info["scheme"]
-            if scheme == "plain":
-                self._cipher = create_cipher("plain", None, block_size=info.get("block_size") or 1)
+            announced, announced_m = info.get("scheme"), info.get("block_size")
+            if announced != self.scheme:
+                raise PatchcryptError(f"the server announces scheme {announced!r}, you chose {self.scheme!r}; "
+                                      "refusing to send (check --server and --scheme)")
+            if self.scheme != "plain" and announced_m != self.block_size:
+                raise PatchcryptError(f"the server announces block size {announced_m}, you chose "
+                                      f"{self.block_size}; refusing to send")
+            if self.scheme == "plain":
+                self._cipher = create_cipher("plain", None, block_size=self.block_size)
                 return self._cipher
             if self.key is None:
-                raise PatchcryptError(f"the server's model expects {scheme} images; give the key (--key)")
+                raise PatchcryptError(f"the server's model expects {self.scheme} images; give the key (--key)")
             if info.get("key_fingerprint") != self.key.fingerprint:
                 raise KeyMismatchError(f"wrong key: the server's model expects key {info.get('key_fingerprint')}, "
                                        f"this key is {self.key.fingerprint}")
             if info.get("per_image"):
                 raise PatchcryptError("the server's model was trained with per-image keys; the client cannot "
                                       "produce matching nonces")
-            self._cipher = create_cipher(scheme, self.key, block_size=info["block_size"])
+            self._cipher = create_cipher(self.scheme, self.key, block_size=self.block_size)
         return self._cipher
 
     def prepare(self, images, resize: bool = False) -> np.ndarray:
@@ -144,14 +199,14 @@ class Client:
 
         if jpeg_quality is None:
             return [encode_png(img) for img in encrypted]
-        m = self.info().get("block_size") or 8
-        sub = "420" if m % 16 == 0 else "444"
+        sub = "420" if self.block_size % 16 == 0 else "444"
         return [encode_jpeg(img, jpeg_quality, sub) for img in encrypted]
 
     # -- classification -----------------------------------------------------------------------------------
     def classify_bytes(self, blobs: Sequence[bytes], names: Optional[Sequence[str]] = None,
                        top_k: int = 5) -> List[Dict[str, Any]]:
         """Post already-encrypted image files; returns one prediction dict per image."""
+        self.cipher()  # the checks, even for bytes encrypted elsewhere
         names = list(names or [f"image{i}" for i in range(len(blobs))])
         files = [("image", (n, b, "image/jpeg" if b[:2] == b"\xff\xd8" else "image/png"))
                  for n, b in zip(names, blobs)]
