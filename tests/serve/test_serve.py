@@ -250,7 +250,8 @@ def test_serve_and_classify_commands(tmp_path, run, key, images, capsys):
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     url = f"http://127.0.0.1:{port}"
-    proc = subprocess.Popen([sys.executable, "-m", "patchcrypt", "serve", str(run), "--port", str(port)],
+    proc = subprocess.Popen([sys.executable, "-m", "patchcrypt", "serve", str(run), "--port", str(port),
+                             "--header-timeout", "5", "--body-timeout", "5", "--max-connections-per-client", "8"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, env={**os.environ})
     try:
         wait_until_healthy(url, 60, proc)

@@ -21,6 +21,14 @@ def serve(
                                           help="Wait this long for more requests before running a batch."),
     max_images: int = typer.Option(64, "--max-images", min=1, help="Images per request."),
     max_body_mb: float = typer.Option(8.0, "--max-body-mb", min=0.001, help="Request body size limit."),
+    header_timeout: float = typer.Option(10.0, "--header-timeout", min=0.1,
+                                         help="Seconds a client has to send a request's headers (else 408)."),
+    body_timeout: float = typer.Option(30.0, "--body-timeout", min=0.1,
+                                       help="Seconds a client has to send a request's body (else 408)."),
+    max_connections_per_client: int = typer.Option(32, "--max-connections-per-client", min=1,
+                                                   help="Open connections per client address (behind a proxy "
+                                                        "all clients share its address)."),
+    max_connections: int = typer.Option(1024, "--max-connections", min=1, help="Open connections in all."),
     device: Optional[str] = typer.Option(None, "--device"),
     access_log: bool = typer.Option(False, "--access-log", help="Log every request."),
 ) -> None:
@@ -28,7 +36,9 @@ def serve(
     from ..serve.app import ServeConfig, bind_socket, create_app, make_server
 
     cfg = ServeConfig(max_batch=max_batch, batch_window_ms=batch_window_ms, max_images=max_images,
-                      max_body_bytes=int(max_body_mb * (1 << 20)), device=device)
+                      max_body_bytes=int(max_body_mb * (1 << 20)), device=device, header_timeout_s=header_timeout,
+                      body_timeout_s=body_timeout, max_connections_per_client=max_connections_per_client,
+                      max_connections=max_connections)
     application = create_app(run, cfg)
     sock = bind_socket(host, port)
     info = application.state.info

@@ -11,6 +11,12 @@ and the next batch takes everything queued (up to ``max_batch`` images, optional
 ``batch_window_ms`` for more). That adds no latency for a lone client and fills batches under load.
 
 Every error a client can cause is a 4xx JSON body ``{"error": "..."}``; the server keeps serving.
+
+Slow or idle clients cannot lock others out: a request's head must arrive within ``header_timeout_s`` of the
+connection opening (or of the previous response; trickling bytes does not extend it) and its body within
+``body_timeout_s``, else 408 and the connection is closed; one remote address holds at most
+``max_connections_per_client`` open connections and the server at most ``max_connections``, beyond which a
+new connection gets 503 and is closed at once (see :func:`make_server`).
 """
 
 
@@ -38,6 +44,11 @@ class ServeConfig:
     max_body_bytes: int = 8 << 20  # request body size limit
     top_k: int = 5
     device: Optional[str] = None
+    header_timeout_s: float = 10.0      # request line + headers, from connect (or the previous response)
+    body_timeout_s: float = 30.0        # the whole body, from the end of the head
+    keep_alive_s: float = 5.0           # idle time allowed between requests on one connection
+    max_connections_per_client: int = 32   # open connections per remote address
+    max_connections: int = 1024         # open connections in all
 
 
 class HTTPError(Exception):
@@ -168,13 +179,17 @@ def create_app(run, config: Optional[ServeConfig] = None):
     app = FastAPI(title="patchcrypt", version="1", lifespan=lifespan, docs_url=None, redoc_url=None,
                   openapi_url=None)
     app.state.info = info
+    app.state.serve_config = cfg
 
     def error(status: int, message: str) -> JSONResponse:
         return JSONResponse({"error": message}, status_code=status)
 
     @app.exception_handler(HTTPError)
     async def _http_error(request, exc: HTTPError):
-        return error(exc.status, exc.message)
+        response = error(exc.status, exc.message)
+        if exc.status == 408:  # the rest of a slow body is not worth waiting for
+            response.headers["connection"] = "close"
+        return response
 
     @app.exception_handler(StarletteHTTPException)
     async def _starlette_error(request, exc):
@@ -201,7 +216,7 @@ def create_app(run, config: Optional[ServeConfig] = None):
     async def classify(request: Request, top_k: int = cfg.top_k):
         if not 1 <= top_k <= len(classes):
             raise HTTPError(422, f"top_k must be between 1 and {len(classes)}")
-        body = await _read_body(request, cfg.max_body_bytes)
+        body = await _read_body(request, cfg.max_body_bytes, cfg.body_timeout_s)
         blobs = await _images_from_body(request, body, cfg.max_images)
         images = await run_in_threadpool(_decode_all, blobs, (h, w, c))
         probs = await state["batcher"].submit(images)
@@ -216,7 +231,8 @@ def create_app(run, config: Optional[ServeConfig] = None):
     return app
 
 
-async def _read_body(request, limit: int) -> bytes:
+async def _read_body(request, limit: int, timeout: float = 30.0) -> bytes:
+    """The request body, at most ``limit`` bytes, all of it within ``timeout`` seconds (else 408)."""
     length = request.headers.get("content-length")
     if length is not None:
         if not length.isdigit():
@@ -224,14 +240,24 @@ async def _read_body(request, limit: int) -> bytes:
         if int(length) > limit:
             raise HTTPError(413, f"request body of {int(length):,} bytes is over the limit of {limit:,} bytes")
     chunks, size = [], 0
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    stream = request.stream().__aiter__()
     try:
-        async for chunk in request.stream():
+        while True:
+            try:
+                # one deadline for the whole body: a client trickling bytes does not get more time
+                chunk = await asyncio.wait_for(stream.__anext__(), max(0.0, deadline - loop.time()))
+            except StopAsyncIteration:
+                break
             size += len(chunk)
             if size > limit:
                 raise HTTPError(413, f"request body is over the limit of {limit:,} bytes")
             chunks.append(chunk)
     except HTTPError:
         raise
+    except asyncio.TimeoutError:
+        raise HTTPError(408, f"request body not received within {timeout:g} s") from None
     except Exception:  # noqa: BLE001 - the client went away mid-body
         raise HTTPError(400, "incomplete request body") from None
     return b"".join(chunks)
@@ -318,12 +344,101 @@ def bind_socket(host: str, port: int) -> socket.socket:
     return sock
 
 
+def _raw_response(status: int, reason: str, message: str) -> bytes:
+    """A complete HTTP/1.1 JSON error response that closes the connection, for use outside h11's state."""
+    import json
+
+    body = json.dumps({"error": message}).encode()
+    return (f"HTTP/1.1 {status} {reason}\r\ncontent-type: application/json\r\ncontent-length: {len(body)}\r\n"
+            "connection: close\r\n\r\n").encode() + body
+
+
+def guarded_protocol(config: Optional[ServeConfig] = None):
+    """uvicorn's h11 protocol with a request-head deadline and per-address and total connection limits.
+
+    uvicorn alone has neither: its keep-alive timer is reset by every byte received, so a client that
+    trickles a header holds its connection forever, and its ``limit_concurrency`` counts idle connections,
+    so a few hundred of them make every other client's request a 503. Here every connection must deliver a
+    complete request head within ``header_timeout_s`` of opening or of its previous response (408 and
+    closed otherwise), and a new connection over ``max_connections_per_client`` (per remote address) or
+    ``max_connections`` is answered 503 and closed before it holds anything. (The body deadline is enforced
+    where the body is read, :func:`_read_body`.)
+    """
+    import h11
+    from uvicorn.protocols.http.h11_impl import H11Protocol
+
+    cfg = config or ServeConfig()
+    per_address: Dict[str, int] = {}
+
+    class GuardedH11Protocol(H11Protocol):
+        _host: Optional[str] = None
+        _head_timer = None
+
+        def connection_made(self, transport) -> None:
+            super().connection_made(transport)
+            host = self.client[0] if self.client else ""
+            if per_address.get(host, 0) >= cfg.max_connections_per_client:
+                return self._refuse(f"too many connections from {host} (limit {cfg.max_connections_per_client})")
+            if len(self.connections) > cfg.max_connections:
+                return self._refuse(f"too many connections (limit {cfg.max_connections})")
+            self._host = host
+            per_address[host] = per_address.get(host, 0) + 1
+            self._arm_head_timer()
+
+        def _refuse(self, message: str) -> None:
+            self.transport.write(_raw_response(503, "Service Unavailable", message))
+            self.transport.close()
+
+        def _arm_head_timer(self) -> None:
+            self._cancel_head_timer()
+            self._head_timer = self.loop.call_later(cfg.header_timeout_s, self._head_timeout)
+
+        def _cancel_head_timer(self) -> None:
+            if self._head_timer is not None:
+                self._head_timer.cancel()
+                self._head_timer = None
+
+        def _head_timeout(self) -> None:
+            self._head_timer = None
+            if self.conn.their_state is h11.IDLE and not self.transport.is_closing():
+                self.transport.write(_raw_response(408, "Request Timeout", "request header not received within "
+                                                   f"{cfg.header_timeout_s:g} s"))
+                self.transport.close()
+
+        def handle_events(self) -> None:
+            super().handle_events()
+            if self.conn.their_state is not h11.IDLE:  # the head is in: its deadline is met
+                self._cancel_head_timer()
+
+        def on_response_complete(self) -> None:
+            super().on_response_complete()
+            if not self.transport.is_closing() and self.conn.their_state is h11.IDLE:
+                self._arm_head_timer()  # the next request's head gets the same budget, not a reset per byte
+
+        def connection_lost(self, exc) -> None:
+            self._cancel_head_timer()
+            if self._host is not None:
+                left = per_address.get(self._host, 1) - 1
+                if left > 0:
+                    per_address[self._host] = left
+                else:
+                    per_address.pop(self._host, None)
+                self._host = None
+            super().connection_lost(exc)
+
+    return GuardedH11Protocol
+
+
 def make_server(app, sock: socket.socket, access_log: bool = False):
+    """A uvicorn server for ``app`` with the limits of ``app.state.serve_config`` (defaults when absent)."""
     import uvicorn
 
-    # h11 enforces a limit on the request head (huge headers get 400, not memory growth)
-    config = uvicorn.Config(app, http="h11", log_level="warning", access_log=access_log, limit_concurrency=512,
-                            timeout_keep_alive=5, h11_max_incomplete_event_size=16 * 1024)
+    cfg = getattr(getattr(app, "state", None), "serve_config", None) or ServeConfig()
+    # h11 enforces a limit on the request head (huge headers get 400, not memory growth); the connection
+    # limits live in the protocol, which counts per address (uvicorn's limit_concurrency counts idle sockets)
+    config = uvicorn.Config(app, http=guarded_protocol(cfg), log_level="warning", access_log=access_log,
+                            limit_concurrency=None, timeout_keep_alive=cfg.keep_alive_s,
+                            h11_max_incomplete_event_size=16 * 1024)
     return uvicorn.Server(config)
 
 

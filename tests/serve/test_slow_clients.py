@@ -1,0 +1,156 @@
+"""Slow and idle clients on loopback (bounded: at most 600 sockets) do not lock out a valid client."""
+
+import select
+import socket
+import time
+
+import httpx
+import numpy as np
+import pytest
+
+from patchcrypt import Key
+from patchcrypt.ciphers import create_cipher
+from patchcrypt.codec import encode_png
+from patchcrypt.models import create_model
+from patchcrypt.models.checkpoint import save_checkpoint
+from patchcrypt.serve import ServeConfig, create_app, running_server
+
+KEY = Key.from_bytes(bytes(range(32)))
+SLOW_FROM = "127.0.0.2"  # the slow clients' own loopback address; the valid client comes from 127.0.0.1
+
+HALF = {
+    "idle": b"",
+    "half head": b"POST /v1/classify HTTP/1.1\r\nHost: x\r\nContent-Le",
+    "half body": b"POST /v1/classify HTTP/1.1\r\nHost: x\r\ncontent-type: image/png\r\ncontent-length: 4000\r\n\r\n"
+                 + b"\x89PNG" * 50,
+}
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    import torch
+
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("run") / "best.pt"
+    save_checkpoint(path, create_model("vit_pico_patch4_32"), model_name="vit_pico_patch4_32", model_kwargs={},
+                    classes=[str(i) for i in range(10)], scheme="block-pixel", block_size=4,
+                    key_fingerprint=KEY.fingerprint)
+    return path
+
+
+@pytest.fixture(scope="module")
+def body():
+    img = np.random.default_rng(0).integers(0, 256, (1, 32, 32, 3), dtype=np.uint8)
+    return encode_png(create_cipher("block-pixel", KEY, block_size=4).encrypt(img)[0])
+
+
+def _second_loopback():
+    try:
+        with socket.socket() as s:
+            s.bind((SLOW_FROM, 0))
+    except OSError:
+        pytest.skip(f"{SLOW_FROM} is not a loopback address here")
+
+
+def open_slow(url: str, n: int):
+    """``n`` sockets from SLOW_FROM, a third each idle, half a head, half a body; left open."""
+    port = int(url.rsplit(":", 1)[1])
+    socks = []
+    kinds = list(HALF)
+    for i in range(n):
+        s = socket.socket()
+        s.bind((SLOW_FROM, 0))
+        s.connect(("127.0.0.1", port))
+        try:
+            s.sendall(HALF[kinds[i % 3]])
+        except OSError:
+            pass  # already refused and closed by the server
+        socks.append(s)
+    return socks
+
+
+def answers(socks, wait: float):
+    """What each socket has received by ``wait`` seconds from now (b"" if nothing; the server's close ends it)."""
+    got = {s: b"" for s in socks}
+    open_ = {s for s in socks}
+    deadline = time.monotonic() + wait
+    while open_ and time.monotonic() < deadline:
+        ready, _, _ = select.select(list(open_), [], [], max(0.0, deadline - time.monotonic()))
+        for s in ready:
+            try:
+                data = s.recv(4096)
+            except OSError:
+                data = b""
+            got[s] += data
+            if not data:
+                open_.discard(s)
+    return got, open_
+
+
+def timed_post(url, body):
+    t0 = time.monotonic()
+    r = httpx.post(f"{url}/v1/classify", content=body, headers={"content-type": "image/png"}, timeout=10)
+    return r, time.monotonic() - t0
+
+
+def test_hundreds_of_idle_connections_do_not_lock_out_a_valid_client(run, body):
+    """Defaults: 600 idle/half-sent sockets from one address. uvicorn's limit counted them and gave 503."""
+    _second_loopback()
+    with running_server(create_app(run, ServeConfig())) as url:
+        socks = open_slow(url, 600)
+        try:
+            time.sleep(0.5)  # let the server accept them all
+            r, seconds = timed_post(url, body)
+            assert r.status_code == 200, r.text
+            assert seconds < 5
+            got, still_open = answers(socks, 2.0)
+            refused = [s for s in socks if got[s].startswith(b"HTTP/1.1 503")]
+            # one address holds at most its 32 connections; the rest were answered 503 and closed
+            assert len(still_open) <= ServeConfig().max_connections_per_client
+            assert len(refused) >= 600 - ServeConfig().max_connections_per_client - 10
+            assert b"too many connections from" in got[refused[0]]
+        finally:
+            for s in socks:
+                s.close()
+
+
+def test_header_and_body_timeouts(run, body):
+    """Half-sent heads and bodies get 408 and are closed after their deadline; trickling does not extend it."""
+    _second_loopback()
+    cfg = ServeConfig(header_timeout_s=0.5, body_timeout_s=0.5, max_connections_per_client=200)
+    with running_server(create_app(run, cfg)) as url:
+        socks = open_slow(url, 90)
+        trickle = socket.socket()
+        trickle.bind((SLOW_FROM, 0))
+        trickle.connect(("127.0.0.1", int(url.rsplit(":", 1)[1])))
+        try:
+            t0 = time.monotonic()
+            r, seconds = timed_post(url, body)
+            assert r.status_code == 200 and seconds < 5
+            closed_at = None
+            for ch in b"GET /v1/health HTTP/1.1\r\nX-Slow: " + b"z" * 200:  # one byte per 0.05 s
+                try:
+                    trickle.sendall(bytes([ch]))
+                except OSError:
+                    closed_at = time.monotonic() - t0
+                    break
+                if select.select([trickle], [], [], 0.05)[0]:
+                    closed_at = time.monotonic() - t0
+                    break
+            assert closed_at is not None and closed_at < 3, closed_at  # 0.5 s budget, not reset per byte
+            assert trickle.recv(4096).startswith(b"HTTP/1.1 408")
+            got, still_open = answers(socks, 5.0)
+            assert not still_open
+            for i, s in enumerate(socks):
+                kind = list(HALF)[i % 3]
+                assert got[s].startswith(b"HTTP/1.1 408"), (kind, got[s][:80])
+                assert (b"request body" if kind == "half body" else b"request header") in got[s]
+            # an honest keep-alive client is not hurt by the head deadline between its requests
+            with httpx.Client(timeout=10) as http:
+                for _ in range(3):
+                    assert http.get(f"{url}/v1/health").status_code == 200
+                    time.sleep(0.2)
+        finally:
+            trickle.close()
+            for s in socks:
+                s.close()
