@@ -2,6 +2,7 @@
 
     .venv/bin/python benchmarks/serve_load.py                 # 240 requests per level, 1/4/16 clients
     .venv/bin/python benchmarks/serve_load.py --full          # 1,200 requests per level, 1/4/16/64 clients
+    .venv/bin/python benchmarks/serve_load.py --slow-only     # only the slow-client case
 
 Three servers at once, each a real 'patchcrypt serve' process on 127.0.0.1, loaded in turn:
   plain     the plain-trained model, clients send plain PNG images;
@@ -10,6 +11,9 @@ Three servers at once, each a real 'patchcrypt serve' process on 127.0.0.1, load
 For each server and number of concurrent clients (threads, one image per request, bounded request count):
 throughput, p50/p99 latency and errors (must be 0). Also checks that the keyed server's label for every
 encrypted image equals the plain server's label for the plain image. Ratios are within one run.
+Slow-client case (bounded, loopback only): ``--slow-clients N`` sockets (default 600, at most 2,000) from a
+second loopback address (127.0.0.2) connect to the keyed server and stay idle, send half a request head or
+half a body; meanwhile the valid clients run the same load as without them. Errors must stay 0.
 The model is the accuracy table's plain ViT when present (results/accuracy_table/runs/vit__plain), else a
 freshly initialised vit_pico_patch4_32 (latency does not depend on the weights).
 """
@@ -102,6 +106,55 @@ def load(url: str, bodies, n_requests: int, clients: int):
     return time.perf_counter() - t0, np.array(latencies), errors[0], labels
 
 
+SLOW_FROM = "127.0.0.2"
+SLOW_PARTS = (b"", b"POST /v1/classify HTTP/1.1\r\nHost: x\r\nContent-Le",
+              b"POST /v1/classify HTTP/1.1\r\nHost: x\r\ncontent-type: image/png\r\ncontent-length: 4000\r\n\r\n"
+              + b"\x89PNG" * 50)
+
+
+def open_slow(url: str, n: int):
+    """``n`` loopback sockets from SLOW_FROM: idle, half a head or half a body (in turn); left open."""
+    port = int(url.rsplit(":", 1)[1])
+    socks = []
+    for i in range(n):
+        s = socket.socket()
+        s.bind((SLOW_FROM, 0))
+        s.connect(("127.0.0.1", port))
+        try:
+            s.sendall(SLOW_PARTS[i % 3])
+        except OSError:
+            pass  # the server refused it already
+        socks.append(s)
+    return socks
+
+
+def slow_case(url: str, bodies, n_slow: int, n_requests: int, clients: int, rounds: int):
+    """The same load with and without ``n_slow`` slow sockets held open; best round of each."""
+    rows = []
+    for label, n in (("none", 0), (f"{n_slow} slow sockets", n_slow)):
+        best = None
+        for _ in range(rounds):
+            socks = open_slow(url, n) if n else []
+            try:
+                time.sleep(0.5 if n else 0)  # let the server accept (or refuse) them all
+                seconds, lat, errors, _ = load(url, bodies, n_requests, clients)
+            finally:
+                for s in socks:
+                    s.close()
+            row = {"server": "keyed", "clients": clients, "slow": label, "errors": errors,
+                   "throughput": len(lat) / seconds, "p50_ms": 1000 * float(np.percentile(lat, 50)) if len(lat) else 0,
+                   "p99_ms": 1000 * float(np.percentile(lat, 99)) if len(lat) else 0}
+            if best is None or row["throughput"] > best["throughput"]:
+                row["errors"] += best["errors"] if best else 0
+                best = row
+            else:
+                best["errors"] += errors
+        rows.append(best)
+        print(f"  keyed {clients:>3} clients, slow: {label:<17} {best['throughput']:7.1f} req/s  "
+              f"p50 {best['p50_ms']:6.1f} ms  p99 {best['p99_ms']:6.1f} ms  errors {best['errors']}", flush=True)
+    return rows
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--run", type=Path, default=Path("results/accuracy_table/runs/vit__plain"))
@@ -109,7 +162,18 @@ def main(argv=None) -> int:
     ap.add_argument("--rounds", type=int, default=3, help="interleaved rounds per level; the best one counts")
     ap.add_argument("--full", action="store_true")
     ap.add_argument("--out", type=Path, default=Path("results/serve_load"))
+    ap.add_argument("--slow-clients", type=int, default=600, help="slow sockets in the slow-client case (0: skip)")
+    ap.add_argument("--slow-only", action="store_true", help="run only the slow-client case")
     args = ap.parse_args(argv)
+    if not 0 <= args.slow_clients <= 2000:
+        ap.error("--slow-clients must be between 0 and 2000 (the case is bounded)")
+    if args.slow_clients:
+        try:
+            with socket.socket() as s:
+                s.bind((SLOW_FROM, 0))
+        except OSError:
+            print(f"{SLOW_FROM} is not a loopback address here: no slow-client case", flush=True)
+            args.slow_clients = 0
     n_requests = args.requests or (1200 if args.full else 240)
     levels = [1, 4, 16, 64] if args.full else [1, 4, 16]
     key = Key.generate()
@@ -123,13 +187,13 @@ def main(argv=None) -> int:
         enc_bodies = [encode_png(x) for x in create_cipher("block-pixel", key, block_size=4).encrypt(images)]
         print(f"model {plain_run}; {n_requests} requests per level, one 32x32 image each; clients {levels}",
               flush=True)
-        rows, all_labels = [], {}
+        rows, all_labels, slow_rows = [], {"plain": {}, "keyed": {}}, []
         with Server(plain_run) as p_srv, Server(keyed_run) as k_srv, Server(keyed_run, "--max-batch", "1") as b_srv:
             urls = {"plain": (p_srv.url, plain_bodies), "keyed": (k_srv.url, enc_bodies),
                     "keyed-b1": (b_srv.url, enc_bodies)}
             for url, bodies in urls.values():
                 load(url, bodies, min(32, n_requests), 2)  # warm-up
-            for c in levels:
+            for c in ([] if args.slow_only else levels):
                 best = {}
                 # interleaved rounds, best round per server: background load hits every server alike
                 for _ in range(args.rounds):
@@ -149,6 +213,8 @@ def main(argv=None) -> int:
                     rows.append(row)
                     print(f"  {name:<9} {c:>3} clients: {row['throughput']:7.1f} req/s  p50 {row['p50_ms']:6.1f} ms"
                           f"  p99 {row['p99_ms']:6.1f} ms  errors {row['errors']}", flush=True)
+            if args.slow_clients:
+                slow_rows = slow_case(k_srv.url, enc_bodies, args.slow_clients, n_requests, 4, args.rounds)
     same = [i for i in all_labels["plain"] if i in all_labels["keyed"]]
     agree = sum(all_labels["plain"][i] == all_labels["keyed"][i] for i in same)
     for r in rows:
@@ -156,19 +222,37 @@ def main(argv=None) -> int:
         r["throughput_vs_plain"] = r["throughput"] / base["throughput"]
         nob = next(b for b in rows if b["server"] == "keyed-b1" and b["clients"] == r["clients"])
         r["throughput_vs_unbatched"] = r["throughput"] / nob["throughput"]
-    md = (f"{n_requests} requests per level, one 32×32 image per request, loopback, server and clients on the "
-          f"same 2 cores; best of {args.rounds} interleaved rounds. Keyed server's labels equal the plain server's on {agree}/{len(same)} images.\n\n"
-          + markdown_table([{**r, "throughput": f"{r['throughput']:.1f}", "p50_ms": f"{r['p50_ms']:.1f}",
-                             "p99_ms": f"{r['p99_ms']:.1f}", "throughput_vs_plain": f"{r['throughput_vs_plain']:.2f}",
-                             "throughput_vs_unbatched": f"{r['throughput_vs_unbatched']:.2f}"} for r in rows],
-                           ["server", "clients", "throughput", "p50_ms", "p99_ms", "errors", "throughput_vs_plain",
-                            "throughput_vs_unbatched"],
-                           ["server", "clients", "req/s", "p50 ms", "p99 ms", "errors", "vs plain",
-                            "vs no batching"]))
+    md = ""
+    if rows:
+        md = (f"{n_requests} requests per level, one 32×32 image per request, loopback, server and clients on the "
+              f"same 2 cores; best of {args.rounds} interleaved rounds. Keyed server's labels equal the plain "
+              f"server's on {agree}/{len(same)} images.\n\n"
+              + markdown_table([{**r, "throughput": f"{r['throughput']:.1f}", "p50_ms": f"{r['p50_ms']:.1f}",
+                                 "p99_ms": f"{r['p99_ms']:.1f}",
+                                 "throughput_vs_plain": f"{r['throughput_vs_plain']:.2f}",
+                                 "throughput_vs_unbatched": f"{r['throughput_vs_unbatched']:.2f}"} for r in rows],
+                               ["server", "clients", "throughput", "p50_ms", "p99_ms", "errors",
+                                "throughput_vs_plain", "throughput_vs_unbatched"],
+                               ["server", "clients", "req/s", "p50 ms", "p99 ms", "errors", "vs plain",
+                                "vs no batching"]))
+    if slow_rows:
+        base = slow_rows[0]["throughput"]
+        md += ("\n\n" if md else "") + (
+            f"Slow clients: {args.slow_clients} sockets from {SLOW_FROM} held open (a third idle, a third with half "
+            "a request head, a third with half a body) while 4 valid clients send "
+            f"{n_requests} requests to the keyed server (default limits); best of {args.rounds} rounds.\n\n"
+            + markdown_table([{**r, "throughput": f"{r['throughput']:.1f}", "p50_ms": f"{r['p50_ms']:.1f}",
+                               "p99_ms": f"{r['p99_ms']:.1f}", "vs": f"{r['throughput'] / base:.2f}"}
+                              for r in slow_rows],
+                             ["slow", "clients", "throughput", "p50_ms", "p99_ms", "errors", "vs"],
+                             ["slow sockets", "valid clients", "req/s", "p50 ms", "p99 ms", "errors",
+                              "vs without"]))
     print(md)
-    write_results(args.out, "serve_load", {"requests": n_requests, "levels": levels, "model": str(args.run),
-                                           "labels_agree": agree, "labels_compared": len(same)}, rows, md)
-    total_errors = sum(r["errors"] for r in rows)
+    write_results(args.out, "serve_load", {"requests": n_requests, "levels": [] if args.slow_only else levels,
+                                           "model": str(args.run), "labels_agree": agree,
+                                           "labels_compared": len(same), "slow_clients": args.slow_clients},
+                  rows + [{**r, "case": "slow-clients"} for r in slow_rows], md)
+    total_errors = sum(r["errors"] for r in rows + slow_rows)
     return 1 if total_errors or agree != len(same) else 0
 
 
