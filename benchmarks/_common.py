@@ -9,7 +9,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Callable, Dict, List, Sequence
+from typing import Callable, Dict, List, Optional, Sequence
 
 
 def best_time(fn: Callable[[], object], repeats: int = 5, min_seconds: float = 0.0) -> float:
@@ -43,11 +43,14 @@ def command_line() -> str:
 
 
 def write_results(out_dir: Path, kind: str, config: Dict, rows: List[Dict], markdown: str,
-                  figures: Sequence[str] = ()) -> Path:
-    """Write ``out_dir/results.json`` atomically in the project's results format."""
+                  figures: Sequence[str] = (), captions: Optional[Dict[str, str]] = None) -> Path:
+    """Write ``out_dir/results.json`` atomically in the project's results format (``captions``: figure
+    name → the caption the report shows under it)."""
     out_dir.mkdir(parents=True, exist_ok=True)
     payload = {"kind": kind, "command": command_line(), "config": config, "rows": rows,
                "markdown": markdown, "figures": list(figures)}
+    if captions:
+        payload["captions"] = {k: v for k, v in captions.items() if k in payload["figures"]}
     fd, tmp = tempfile.mkstemp(dir=out_dir, prefix=".results.", suffix=".json")
     with os.fdopen(fd, "w") as f:
         json.dump(payload, f, indent=1, default=str)

@@ -124,7 +124,10 @@ def main(argv=None) -> int:
     md = render(rows, n_test, n_train, epochs)
     print(md)
     figures = sorted(p.name for p in args.out.glob("examples_*.png"))
-    write_results(args.out, "attack_table", config, rows, md, figures)
+    captions = {f: f"{f[len('examples_'):-len('.png')].replace('_', ' ')}: plain | encrypted | FR | GAN | ITN, "
+                   "under a throwaway key generated for this figure and never saved (so the plain column gives "
+                   "no real key away)" for f in figures}
+    write_results(args.out, "attack_table", config, rows, md, figures, captions)
     return 0
 
 
@@ -163,7 +166,8 @@ def render(rows, n_test, n_train, epochs) -> str:
             f"images at 32×32, M = 4 (etc-gray: M = 8); GAN/ITN trained on {n_train} CIFAR-10 training images "
             f"for {epochs} epochs; jigsaw on 6 photos at 224×224, M = 16. 'encrypted' = the encrypted image "
             f"itself, no attack. Example figures, one per scheme: plain | encrypted | FR | GAN | ITN for four "
-            f"test images.\n\n" + markdown_table(table, cols, heads))
+            f"test images, each scheme under a throwaway key generated for the table and never saved.\n\n"
+            + markdown_table(table, cols, heads))
 
 
 def _figure(out: Path, label: str, plain, enc, recs) -> None:

@@ -75,7 +75,8 @@ def test_report_content(digits_run, tmp_path, capsys):
     page = out.read_text()
     text = html.unescape(page)
     assert "Run bp" in text and "block-pixel" in text
-    assert "plain | encrypted | decrypted" in text and "the run's key" in text
+    # with the run's key passed: its ciphertexts only, never beside plain images
+    assert "ciphertext only" in text and "the run's key" in text and "plain | encrypted" not in text
     assert "etc &lt;b&gt;" in page and "benchmarks/compression.py" in page
     # every image is embedded, none is linked
     srcs = re.findall(r'<img [^>]*src="([^"]{0,30})', page)

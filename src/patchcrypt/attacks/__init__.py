@@ -152,8 +152,12 @@ def block_source(cipher, shape, block_size: int) -> np.ndarray:
     return block_of[Cipher.program(cipher, (h, w, c)).map.g[layout[:, 0]]]
 
 
-def reconstruction_grid(result: AttackResult, path, count: int = 6) -> None:
-    """PNG grid, one row per image: plain | encrypted | reconstructed."""
+def reconstruction_grid(result: AttackResult, path, count: int = 6, show_plain: bool = True) -> None:
+    """PNG grid, one row per image: plain | encrypted | reconstructed.
+
+    Pass ``show_plain=False`` unless the key is a throwaway one made for the figure: a plain image beside
+    its ciphertext under a real key gives that key away. The row is then encrypted | reconstructed.
+    """
     from ..codec import write_image
     from .base import as_display
 
@@ -161,7 +165,7 @@ def reconstruction_grid(result: AttackResult, path, count: int = 6) -> None:
     for p, e, r in list(zip(result.plain, result.encrypted, result.reconstructed))[:count]:
         shape = p.shape
         gap = np.full((shape[0], 2, 3), 255, np.uint8)
-        rows.append(np.concatenate([p, gap, as_display(e, shape), gap, r], axis=1))
+        rows.append(np.concatenate(([p, gap] if show_plain else []) + [as_display(e, shape), gap, r], axis=1))
         rows.append(np.full((2, rows[-1].shape[1], 3), 255, np.uint8))
     grid = np.concatenate(rows[:-1], axis=0)
     scale = 96 // result.plain.shape[1] if result.plain.shape[1] < 96 else 1  # small images: enlarge

@@ -59,7 +59,8 @@ def attack(
                                              "its own)."),
     data: Optional[Path] = typer.Option(None, "--data", help="Image folder (train/ + test/ splits or one tree) "
                                         "or one image."),
-    key: Optional[Path] = typer.Option(None, "--key", help="Key to encrypt with (default: a fresh one)."),
+    key: Optional[Path] = typer.Option(None, "--key", help="Key to encrypt with (default: a fresh one; with a "
+                                       "key of yours, --out's figures leave out the plain column)."),
     per_image: bool = typer.Option(False, "--per-image", help="Encrypt every image under its own key."),
     pairs: int = typer.Option(1, "--pairs", help="KPA: number of known plain/encrypted pairs."),
     n_images: int = typer.Option(100, "--n-images", help="Images to attack."),
@@ -99,10 +100,10 @@ def attack(
     if name == "all":
         def save(row, result):
             if out is not None and result is not None:
-                reconstruction_grid(result, out / f"reconstructions_{row['attack']}.png")
+                reconstruction_grid(result, out / f"reconstructions_{row['attack']}.png", show_plain=k is None)
 
         report = run_all(scheme, block_size, test, train, k, per_image, on_result=save, **options)
-        _write(out, report)
+        _write(out, {**report, "figure": _figure_note(k is None)})
         if as_json:
             typer.echo(json.dumps(report))
             return
@@ -119,8 +120,8 @@ def attack(
     result = run_attack(name, scheme, block_size, test, train, k, per_image, **options)
     metrics = result.metrics()
     if out is not None:
-        reconstruction_grid(result, out / "reconstructions.png")
-        _write(out, metrics)
+        reconstruction_grid(result, out / "reconstructions.png", show_plain=k is None)
+        _write(out, {**metrics, "figure": _figure_note(k is None)})
     if as_json:
         typer.echo(json.dumps(metrics))
         return
@@ -128,6 +129,14 @@ def attack(
                f"{metrics['ssim_mean']:.3f} ± {metrics['ssim_std']:.3f}, PSNR {metrics['psnr_mean']:.2f} dB"
                + "".join(f", {k} {metrics[k]:.3f}" for k in ("dc", "nc", "lc", "key_recovered_fraction")
                          if k in metrics))
+
+
+def _figure_note(throwaway: bool) -> str:
+    """What the reconstruction figures show. The plain column only under a fresh key made for this run:
+    beside ciphertexts under the user's key, plain images would be known-plaintext pairs for it."""
+    if throwaway:
+        return "plain | encrypted | reconstructed, under a throwaway key generated for this run"
+    return "encrypted | reconstructed (no plain column: the images are encrypted under your key)"
 
 
 def _write(out: Optional[Path], payload: dict) -> None:

@@ -1,10 +1,12 @@
 """``patchcrypt demo``: the main job on embedded real images, end to end.
 
-Stage 1 (ciphers): a fresh key encrypts a few bundled real photos with every scheme; the encrypted images
-are JPEG-compressed at Q=90, decoded and decrypted; a table shows the transformation count, the effective
-key space (at most 2^256), bits per pixel, PSNR after decryption and whether the lossless round trip is
-exact; a contact sheet shows plain | encrypted | decrypted for every scheme. Later stages (training, keyed
-model, report) run when their parts exist.
+Stage 1 (ciphers): a throwaway key, made for this stage and never saved, encrypts a few bundled real photos
+with every scheme (the contact sheet shows plain images beside their ciphertexts, and such a pair gives a
+key away, so it must not be the owner's key); the encrypted images are JPEG-compressed at Q=90, decoded and
+decrypted; a table shows the transformation count, the effective key space (at most 2^256), bits per pixel,
+PSNR after decryption and whether the lossless round trip is exact; a contact sheet shows plain |
+encrypted | decrypted for every scheme. Later stages (training, keyed model, report) run when their parts
+exist.
 """
 
 from __future__ import annotations
@@ -23,12 +25,18 @@ from ..keys import Key
 from ..metrics import psnr
 from .app import app
 
+SHEET_CAPTION = ("plain | encrypted | decrypted for every scheme, under a throwaway key generated for this sheet "
+                 "and never saved, not the owner's key: a plain image beside its ciphertext under a real key "
+                 "would give that key away")
 DEMO_SCHEMES = ["plain", "etc", "etc-gray", "block-pixel", "le", "ele", "pe"]
 QUALITY = 90
 
 
 def cipher_demo(photos: np.ndarray, key: Key, out_dir: Path, echo=print) -> List[Dict]:
-    """Run every scheme on ``photos`` (N, 224, 224, 3); write contact_sheet.png; return the table rows."""
+    """Run every scheme on ``photos`` (N, 224, 224, 3); write contact_sheet.png; return the table rows.
+
+    ``key`` must be a throwaway key: the sheet pairs plain images with their ciphertexts under it.
+    """
     rows, sheet = [], []
     h, w = photos.shape[1:3]
     for name in DEMO_SCHEMES:
@@ -69,7 +77,7 @@ def _contact_sheet(rows, path: Path) -> None:
     draw = ImageDraw.Draw(sheet)
     col_w = [max(c[1][k].width for c in cells) for k in range(3)]
     x = label_w
-    for k, title in enumerate(["plain", "encrypted", f"decrypted (JPEG Q={QUALITY})"]):
+    for k, title in enumerate(["plain", "encrypted (throwaway key)", f"decrypted (JPEG Q={QUALITY})"]):
         draw.text((x, 6), title, fill="black")
         x += col_w[k] + pad
     for r, (name, imgs) in enumerate(cells):
@@ -107,19 +115,22 @@ def demo(
     key_path = out / "owner.key"
     # the data owner's key: made on the first run and kept (mode 0600) so reruns reuse finished runs
     key = Key.load(key_path) if key_path.exists() else Key.generate()
-    typer.echo(f"patchcrypt demo: key fingerprint {key.fingerprint} (the key itself is never shown)")
+    typer.echo(f"patchcrypt demo: owner's key fingerprint {key.fingerprint} (the key itself is never shown; "
+               "the contact sheet uses a throwaway key)")
     photos = sample_photos(224)
     t0 = time.perf_counter()
-    rows = cipher_demo(photos, key, out)
+    rows = cipher_demo(photos, Key.generate(), out)  # a throwaway key: the sheet pairs plain and encrypted
     typer.echo(f"\n1. Ciphers on {len(photos)} real 224x224 photos (encrypt -> JPEG Q={QUALITY} 4:2:0 -> "
                f"decrypt; PSNR vs the original; 'exact' = lossless round trip)")
     _print_table(rows, typer.echo)
     typer.echo("   etc and etc-gray stay JPEG-compressible (bpp close to plain); the pixel-level schemes "
                "(block-pixel, le, ele, pe)\n   need about three times the bits and do not survive JPEG. etc-gray's "
                "RGB round trip passes through YCbCr 4:2:0,\n   so it is exact only on its grayscale components.")
-    typer.echo(f"   contact sheet: {out / 'contact_sheet.png'}  ({time.perf_counter() - t0:.1f} s)")
-    _write_json(out / "ciphers.json", {"kind": "demo_ciphers", "rows": rows, "key_fingerprint": key.fingerprint,
-                                       "figures": ["contact_sheet.png"]})
+    typer.echo(f"   contact sheet: {out / 'contact_sheet.png'}  ({time.perf_counter() - t0:.1f} s; under a "
+               "throwaway key, not the owner's)")
+    _write_json(out / "ciphers.json", {"kind": "demo_ciphers", "rows": rows, "key": "throwaway",
+                                       "figures": ["contact_sheet.png"],
+                                       "captions": {"contact_sheet.png": SHEET_CAPTION}})
     if quick:
         _write_report(out)
         return
@@ -128,13 +139,14 @@ def demo(
     runs = training_demo(out, key_path, data)
     typer.echo(f"\n   runs: {', '.join(str(r) for r in runs.values())}")
     keyed_demo(out, key_path, runs["plain"], data)
-    _write_report(out, key_path)
+    _write_report(out)
 
 
-def _write_report(out: Path, key_path: Optional[Path] = None) -> None:
+def _write_report(out: Path) -> None:
+    """The demo's report; it gets no key, so its examples are under throwaway keys (see patchcrypt.report)."""
     from ..report import build_report
 
-    info = build_report([out], out / "report.html", key_path, title="patchcrypt demo")
+    info = build_report([out], out / "report.html", None, title="patchcrypt demo")
     typer.echo(f"\nReport: {info['path']} ({info['sections']} sections, {info['images']} images; open it in a "
                "browser)")
 

@@ -14,7 +14,8 @@ from .app import app
 def report(
     inputs: List[Path] = typer.Argument(..., help="Run folders, results.json files, or folders holding them."),
     out: Path = typer.Option(Path("report.html"), "--out", "-o", help="The HTML file to write."),
-    key: Optional[Path] = typer.Option(None, "--key", "-k", help="Key for the runs' example images (optional)."),
+    key: Optional[Path] = typer.Option(None, "--key", "-k", help="The runs' key: examples then show ciphertext only "
+                                     "under it (default: plain | encrypted | decrypted under a throwaway key)."),
     title: str = typer.Option("patchcrypt report", "--title"),
 ) -> None:
     """Write a self-contained HTML report (images embedded): tables, curves, examples."""

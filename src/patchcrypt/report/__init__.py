@@ -2,10 +2,16 @@
 
 Inputs, each a path:
     run folder          (metrics.csv / summary.json from ``patchcrypt train``): loss and accuracy curves,
-                        confusion matrix when evaluated, and plain | encrypted | decrypted examples;
+                        confusion matrix when evaluated, and examples (see below);
     results.json        (or a folder holding one) from a benchmark: its table and figures (accuracy table,
                         rate–distortion curves, attack table with reconstructions, ...);
     a folder of those   (e.g. ``make demo``'s output): every run and results file inside, two levels deep.
+
+A report is made to be shared, so it never shows a plain image beside its ciphertext under a real key (one
+such pair recovers a ``block-pixel`` key). It reads no key unless one is passed (``key_path``; a run's
+config naming its key file is not enough). Examples are plain | encrypted | decrypted under a throwaway key
+generated for the page; with the run's key passed, ciphertext only, of images not shown in plain anywhere
+on the page; an already encrypted data set (the server's view) shows ciphertext only. Captions say which.
 """
 
 from __future__ import annotations
@@ -183,8 +189,9 @@ def results_section(item: Item) -> str:
         parts[-1] += f" — measured by <code>{html.escape(d['command'])}</code>"
     parts[-1] += "</p>"
     parts.append(markdown_to_html(d["markdown"]) if d.get("markdown") else _rows_table(d.get("rows", [])))
+    captions = d.get("captions") if isinstance(d.get("captions"), dict) else {}
     for fig in d.get("figures", []):
-        caption = Path(fig).stem.replace("_", " ")
+        caption = str(captions.get(fig) or Path(fig).stem.replace("_", " "))
         parts.append(f"<figure>{_file_img(item.path.parent / fig, f'{title}: {caption}')}"
                      f"<figcaption>{html.escape(caption)}</figcaption></figure>")
     return "<section>" + "\n".join(parts) + "</section>"
@@ -264,8 +271,23 @@ def _curves(rows: List[Dict[str, float]], name: str) -> bytes:
     return _fig_png(fig)
 
 
+def _example_indices(n_images: int, n: int, plain: bool) -> np.ndarray:
+    """Which images a section shows. Plain examples take the head of one fixed shuffle and real-key
+    ciphertexts its tail, so the two never show the same image; an encrypted tree written by
+    'patchcrypt encrypt' lists its files in its source's order, so this holds across sections too."""
+    order = np.random.default_rng(0).permutation(n_images)  # not key material: only which examples
+    if plain:
+        return np.sort(order[:n])
+    tail = order[max(n, n_images - n):] if n_images > n else order[:0]
+    return np.sort(tail)
+
+
 def _examples(config: Dict, summary: Dict, scheme: str, m, key_path: Optional[Path], n: int) -> str:
-    """plain | encrypted | decrypted for a few test images; the run's key when available, else a fresh one."""
+    """Example images; never a plain image beside its ciphertext under a real key (see the module doc).
+
+    Without ``key_path``: plain | encrypted | decrypted under a throwaway key made for this page. With the
+    run's key: ciphertext only, of images no section shows in plain. Already encrypted data: ciphertext only.
+    """
     from ..attacks.base import as_display
     from ..ciphers import create_cipher
     from ..codec import encode_png, jpeg_roundtrip
@@ -280,24 +302,38 @@ def _examples(config: Dict, summary: Dict, scheme: str, m, key_path: Optional[Pa
         ds = load_dataset(root, "test" if (root / "test").is_dir() else None)
     except PatchcryptError as exc:
         return f'<p class="note">examples: {html.escape(str(exc))}</p>'
-    images = ds.subset(n, seed=0).images if len(ds) > n else ds.images
-    if ds.manifest is not None:  # the server's view: already encrypted
-        return ("<h3>Examples (as the server sees them)</h3>"
-                + "".join(_img_tag(encode_png(_big(x)), "encrypted example") for x in images))
+    if ds.manifest is not None:  # the server's view: already encrypted under the run's key
+        images = ds.images[_example_indices(len(ds), n, plain=False)]
+        if not len(images):
+            return '<p class="note">examples: too few images to show any that are not shown in plain</p>'
+        return ("<h3>Examples as the server sees them: ciphertext only</h3><p class=note>the run's data, encrypted "
+                "under its key; no plain image of these appears in this report</p>"
+                + "".join(_img_tag(encode_png(_big(x)), "encrypted example (ciphertext only)") for x in images))
     if scheme in (None, "plain"):
-        return "<h3>Examples</h3>" + "".join(_img_tag(encode_png(_big(x)), "plain example") for x in images)
+        images = ds.images[_example_indices(len(ds), n, plain=True)]
+        return ("<h3>Examples (plain run: no encryption)</h3>"
+                + "".join(_img_tag(encode_png(_big(x)), "plain example") for x in images))
     want = summary.get("key_fingerprint")
-    key, note = None, ""
-    for candidate in (key_path, config.get("key")):
-        if candidate and Path(candidate).is_file():
-            k = Key.load(candidate)
-            if k.fingerprint == want:
-                key, note = k, f"the run's key ({k.fingerprint})"
-                break
-    if key is None:
-        key, note = Key.generate(), "a fresh key, for illustration (pass --key with the run's key to use it)"
-    cipher = create_cipher(scheme, key, block_size=m, per_image=bool(summary.get("per_image")))
-    nonces = cipher.new_nonces(len(images)) if summary.get("per_image") else None
+    per_image = bool(summary.get("per_image"))
+    note = ""
+    if key_path is not None:
+        key = Key.load(key_path)
+        if key.fingerprint == want and not per_image:
+            images = ds.images[_example_indices(len(ds), n, plain=False)]
+            if not len(images):
+                return '<p class="note">examples: too few images to show any that are not shown in plain</p>'
+            enc = create_cipher(scheme, key, block_size=m).encrypt(images)
+            shown = [_big(_pad(as_display(e, x.shape))) for x, e in zip(images, enc)]
+            return (f"<h3>Examples under the run's key: ciphertext only</h3><p class=note>encrypted under the run's "
+                    f"key ({html.escape(key.fingerprint)}); no plain image of these appears in this report, since "
+                    "one plain image beside its ciphertext under a real key gives the key away</p>"
+                    + _img_tag(encode_png(np.concatenate(shown, 1)), "encrypted examples (ciphertext only)"))
+        note = (f" (the key passed, {key.fingerprint}, is not the run's {want or 'unknown'} key"
+                + (", or the run used per-image keys" if per_image else "") + ")")
+    images = ds.images[_example_indices(len(ds), n, plain=True)]
+    key = Key.generate()  # throwaway: made for this page, never saved, so its pairs give nothing away
+    cipher = create_cipher(scheme, key, block_size=m, per_image=per_image)
+    nonces = cipher.new_nonces(len(images)) if per_image else None
     enc = cipher.encrypt(images, nonces)
     if summary.get("jpeg_quality"):
         enc = jpeg_roundtrip(enc, summary["jpeg_quality"], "420" if m % 16 == 0 else "444", upsampling="block")
@@ -306,8 +342,11 @@ def _examples(config: Dict, summary: Dict, scheme: str, m, key_path: Optional[Pa
     for x, e, d in zip(images, enc, dec):
         trio = np.concatenate([_pad(x), _pad(as_display(e, x.shape)), _pad(d)], 1)
         rows.append(_big(trio))
-    return (f"<h3>Examples: plain | encrypted | decrypted</h3><p class=note>encrypted with {html.escape(note)}</p>"
-            + _img_tag(encode_png(np.concatenate(rows, 0)), "plain, encrypted and decrypted examples"))
+    return ("<h3>Examples: plain | encrypted | decrypted, under a throwaway key</h3><p class=note>encrypted with "
+            "a throwaway key generated for this page, not the run's key" + html.escape(note) + ": a plain image "
+            "beside its ciphertext under a real key would give that key away</p>"
+            + _img_tag(encode_png(np.concatenate(rows, 0)), "plain, encrypted and decrypted examples "
+                       "(throwaway key)"))
 
 
 def _pad(x: np.ndarray) -> np.ndarray:
