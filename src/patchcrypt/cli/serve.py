@@ -71,7 +71,7 @@ def _client_config(path: Optional[Path]) -> dict:
 def classify(
     images: List[Path] = typer.Argument(..., help="Plain image files; they are encrypted here before sending."),
     server: Optional[str] = typer.Option(None, "--server", help="The server's base URL "
-                                         "[default: http://127.0.0.1:8000]."),
+                                         "(default http://127.0.0.1:8000)."),
     key: Optional[Path] = typer.Option(None, "--key", "-k", help="Your key (must match the served model's)."),
     scheme: Optional[str] = typer.Option(None, "--scheme", help="How you encrypt (the server must announce the "
                                          "same; its word alone is never used)."),
@@ -88,11 +88,9 @@ def classify(
     as_json: bool = typer.Option(False, "--json", help="Print the predictions as one JSON object."),
     timeout: float = typer.Option(60.0, "--timeout", min=0.1),
 ) -> None:
-    """Encrypt images locally with your key and classify them on a 'patchcrypt serve' server.
-
-    You say how the images are encrypted (--scheme/--block-size or --config); the client refuses before
-    sending anything when the server announces another scheme, block size or key fingerprint.
-    """
+    """Encrypt images locally with your key and classify them on a 'patchcrypt serve' server."""
+    # the owner names the scheme and block size (flags or --config); Client refuses before sending anything
+    # when the server announces another scheme, block size or key fingerprint
     from ..keys import Key
     from ..serve.client import Client
 
