@@ -1,7 +1,7 @@
 """Known-plaintext attack: recover the key material from k plain/encrypted pairs, decrypt everything else.
 
 Every fixed-key scheme is y[i] = x[g[i]] XOR m[i] over the flattened image (bytes, masks 0/255; or 4-bit
-halves for le/ele, masks 0/15). Two solvers, both vectorised:
+halves for le/ele, masks 0/15). Three solvers, all vectorised:
 
 * generic (any scheme): output position i can come from input position p with mask m only if
   y_j[i] = x_j[p] XOR m for every pair j; positions with exactly one candidate are recovered.
@@ -9,6 +9,10 @@ halves for le/ele, masks 0/15). Two solvers, both vectorised:
   values at in-block position i over all blocks does not depend on the block order, so the in-block
   permutation and flip mask follow from matching sorted columns; the block order then follows from
   matching whole blocks. All blocks of all pairs are evidence, so one pair usually suffices.
+* block matching (block scrambling + per-block rotation/flip, negative-positive, colour shuffle, e.g. etc):
+  every encrypted block is some plain block in one of its (up to 96) states, found by content: each
+  encrypted block is compared with every plain block in every state. One pair pins every block whose
+  content is not symmetric or repeated; further pairs intersect the candidates of the ambiguous ones.
 
 ``key_recovered_fraction`` is the share of output positions whose source and mask are uniquely determined.
 """
@@ -124,11 +128,80 @@ def structured(spec: SchemeSpec) -> bool:
             and all(s.symbol == "BS" or s.same_for_every_block for s in spec.steps))
 
 
+BLOCK_STEPS = frozenset({"BS", "RF", "NP", "CS"})
+
+
+def block_states(spec: SchemeSpec, block_size: int, channels: int) -> Tuple[np.ndarray, np.ndarray]:
+    """In-block states a block-matching scheme can give a block: gathers (S, L) and XOR masks (S, L) uint8.
+
+    A state maps a plain block u to u[gather] XOR mask; S = 8 (RF) · 2 (NP) · 6 (CS), as the scheme has them.
+    """
+    from ..ciphers.steps import colour_tables, dihedral_tables
+
+    steps = spec.symbols
+    L = block_size * block_size * channels
+    rf = dihedral_tables(block_size, channels) if "RF" in steps else np.arange(L)[None]
+    cs = colour_tables(block_size) if "CS" in steps and channels == 3 else np.arange(L)[None]
+    gathers = np.stack([r[c] for r in rf for c in cs])
+    masks = [np.zeros(L, np.uint8)] + ([np.full(L, 255, np.uint8)] if "NP" in steps else [])
+    return (np.concatenate([gathers] * len(masks)),
+            np.concatenate([np.broadcast_to(m, gathers.shape) for m in masks]))
+
+
+def block_matching(spec: SchemeSpec) -> bool:
+    """Whether the block-matching solver fits: byte values, blocks (not pixels), block scrambling and per-block
+    RF / NP / CS only (etc and its single steps), and not already the structured case."""
+    return (bool(spec.steps) and spec.unit == "byte" and not spec.pixel_based and spec.value_map
+            and spec.symbols <= BLOCK_STEPS and not structured(spec))
+
+
+def solve_blocks(x: np.ndarray, y: np.ndarray, shape, m_blk: int, spec: SchemeSpec
+                 ) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Block matching. x, y: (k, D) bytes of the pairs. Returns g (D,), mask (D,), uniqueness (D,) per position.
+
+    Candidates of encrypted block b are the (plain block, state) pairs whose transformed content equals it in
+    every pair; a position is unique when all remaining candidates give it the same source and mask.
+    """
+    h, w, c = shape
+    layout = block_layout(h, w, c, m_blk)                      # (n, L)
+    n, L = layout.shape
+    gathers, masks = block_states(spec, m_blk, c)            # (S, L)
+    s = len(gathers)
+    cand = np.ones((n, n * s), dtype=bool)                     # [encrypted block, plain block · S + state]
+    for xj, yj in zip(x, y):
+        xb, yb = xj[layout], yj[layout]                        # (n, L)
+        variants = (xb[:, gathers] ^ masks[None]).reshape(n * s, L)
+        ids_v, ids_y = _row_ids(variants, yb)
+        cand &= ids_y[:, None] == ids_v[None, :]
+    # repeated blocks (flat sky, say) fit several sources: pick a one-to-one assignment among the candidates
+    from scipy.optimize import linear_sum_assignment
+
+    allowed = cand.reshape(n, n, s).any(2)
+    _, chosen = linear_sum_assignment(~allowed)
+    g = np.empty(h * w * c, dtype=np.int64)
+    msk = np.empty(h * w * c, dtype=np.uint8)
+    uniq = np.zeros(h * w * c, dtype=bool)
+    for b in range(n):
+        options = np.flatnonzero(cand[b])
+        if len(options) == 0:                                  # inconsistent pairs: keep the block in place
+            g[layout[b]], msk[layout[b]] = layout[b], 0
+            continue
+        blk, st = np.divmod(options, s)
+        src = layout[blk[:, None], gathers[st]]                # (options, L) image index of each source
+        mk = masks[st]
+        pick = int(np.flatnonzero(blk == chosen[b])[0]) if (blk == chosen[b]).any() else 0
+        g[layout[b]], msk[layout[b]] = src[pick], mk[pick]
+        uniq[layout[b]] = (src == src[0]).all(0) & (mk == mk[0]).all(0)
+    return g, msk, uniq
+
+
 def kpa_attack(pairs_plain: np.ndarray, pairs_enc: np.ndarray, plain: np.ndarray, encrypted: np.ndarray,
-               scheme: str, block_size: int, spec: Optional[SchemeSpec] = None) -> AttackResult:
+               scheme: str, block_size: int, spec: Optional[SchemeSpec] = None,
+               solver: str = "auto") -> AttackResult:
     """Recover the key map from (pairs_plain, pairs_enc) and decrypt ``encrypted`` (held-out images).
 
-    All arrays uint8 (N, H, W, C) of one shape; ``spec`` defaults to the registered scheme ``scheme``'s."""
+    All arrays uint8 (N, H, W, C) of one shape; ``spec`` defaults to the registered scheme ``scheme``'s.
+    ``solver``: "auto" (the strongest that applies), or "generic", "structured", "blocks" to force one."""
     spec = spec or get_scheme(scheme)
     require(spec.value_map, "kpa", scheme, "the colour conversion in front is lossy; not a value map"
             if spec.composite else "a step is not a move or a v -> 255 - v flip, which is all the solver models")
@@ -140,12 +213,19 @@ def kpa_attack(pairs_plain: np.ndarray, pairs_enc: np.ndarray, plain: np.ndarray
     x = pairs_plain.reshape(k, -1)
     y = pairs_enc.reshape(k, -1)
     nibble = spec.unit == "nibble"
-    if structured(spec):
+    if solver == "auto":
+        solver = "structured" if structured(spec) else "blocks" if block_matching(spec) else "generic"
+    if solver not in ("generic", "structured", "blocks"):
+        raise PatchcryptError(f"unknown KPA solver {solver!r}; valid: auto, generic, structured, blocks")
+    if solver == "structured":
+        require(structured(spec), "kpa", scheme, "the structured solver needs one in-block map for all blocks")
         g, m, unique = solve_structured(x, y, shape, block_size)
-        solver = "structured"
+    elif solver == "blocks":
+        require(block_matching(spec), "kpa", scheme, "block matching needs block scrambling and per-block "
+                "rotation/flip, negative-positive or colour shuffle only")
+        g, m, unique = solve_blocks(x, y, shape, block_size, spec)
     else:
         g, m, unique = solve_generic(_to_units(x, nibble), _to_units(y, nibble), 15 if nibble else 255)
-        solver = "generic"
     yt = _to_units(encrypted.reshape(len(encrypted), -1), nibble)
     xt = np.empty_like(yt)
     xt[:, g] = yt ^ m                                         # x[g[i]] = y[i] XOR m[i]

@@ -1,0 +1,105 @@
+"""Recovered key maps: build them from per-block pieces, score them against the true map, decrypt with them.
+
+Every byte-level scheme compiles to one map over the flattened (H, W, C) image, y[i] = x[g[i]] XOR m[i]
+(:class:`~patchcrypt.ciphers.program.Map`); nibble schemes (le, ele) to the same over 4-bit halves. An
+attack that recovers the key outputs such a map; the score is the share of positions whose source and
+mask are both right.
+"""
+
+from __future__ import annotations
+
+from typing import Tuple
+
+import numpy as np
+
+from ..blocks import block_layout
+from ..ciphers import create_cipher, get_scheme
+from ..ciphers.base import Cipher
+from ..ciphers.program import Map
+from ..errors import PatchcryptError
+from ..keys import Key
+
+
+def true_key_map(scheme: str, key: Key, block_size: int, shape: Tuple[int, int, int]) -> Map:
+    """The compiled map of (scheme, key) for plain images of ``shape`` (for scoring only)."""
+    cipher = create_cipher(scheme, key, block_size=block_size)
+    return Cipher.program(cipher, tuple(shape)).map
+
+
+def map_fraction(recovered: Map, truth: Map) -> float:
+    """Share of output positions whose source index and mask both match the true map."""
+    if recovered.g.shape != truth.g.shape:
+        return 0.0
+    return float(np.mean((recovered.g == truth.g) & (recovered.m == truth.m)))
+
+
+def block_map_to_image(sigma: np.ndarray, g: np.ndarray, mask: np.ndarray, shape: Tuple[int, int, int],
+                       block_size: int) -> Map:
+    """Image-level map from per-block pieces: encrypted block k, element i ← plain block σ(k), element g[k, i].
+
+    Args:
+        sigma: (n,) source block of every encrypted block.
+        g: (n, L) or (L,) in-block source element (block-vector order, see blocks.block_layout).
+        mask: (n, L) or (L,) uint8 XOR mask (0 or 255).
+    Returns the :class:`Map` over the flat (H, W, C) image.
+    """
+    h, w, c = shape
+    layout = block_layout(h, w, c, block_size)
+    n, L = layout.shape
+    g = np.broadcast_to(np.asarray(g, dtype=np.int64), (n, L))
+    mask = np.broadcast_to(np.asarray(mask, dtype=np.uint8), (n, L))
+    gi = np.empty(h * w * c, dtype=np.int64)
+    mi = np.empty(h * w * c, dtype=np.uint8)
+    gi[layout] = np.take_along_axis(layout[np.asarray(sigma)], g, axis=1)
+    mi[layout] = mask
+    return Map(gi, mi)
+
+
+def decrypt_with(recovered: Map, encrypted: np.ndarray, scheme: str) -> np.ndarray:
+    """Decrypt (N, H, W, C) uint8 ``encrypted`` with a recovered map (bytes, or nibbles for le/ele).
+
+    x[g[i]] = y[i] XOR m[i]; a map that is not a permutation (a failed recovery) still decrypts, with
+    collisions resolved arbitrarily and unreached positions left 0.
+    """
+    from .kpa import _from_units, _to_units
+
+    nibble = get_scheme(scheme).unit == "nibble"
+    y = _to_units(np.ascontiguousarray(encrypted).reshape(len(encrypted), -1), nibble)
+    if y.shape[1] != recovered.g.size:
+        raise PatchcryptError(f"the recovered map covers {recovered.g.size} values; the images have {y.shape[1]}")
+    x = np.zeros_like(y)
+    x[:, recovered.g] = y ^ recovered.m
+    return _from_units(x, nibble).reshape(encrypted.shape)
+
+
+def dihedral_colour_states(block_size: int, channels: int, negate: bool = True) -> Tuple[np.ndarray, np.ndarray]:
+    """All in-block signed permutations of the rotation/flip × colour order × negation group.
+
+    Returns gathers (S, L) and signs (S, L) (+1 or −1), S = 8 · (6 if 3 channels) · (2 if ``negate``).
+    """
+    from ..ciphers.steps import colour_tables, dihedral_tables
+
+    rf = dihedral_tables(block_size, channels)
+    cs = colour_tables(block_size) if channels == 3 else np.arange(rf.shape[1])[None]
+    gathers = np.stack([r[c] for r in rf for c in cs])          # RF, then CS: Map.then composes as r[c]
+    L = gathers.shape[1]
+    signs = [np.ones(L)] + ([-np.ones(L)] if negate else [])
+    return (np.concatenate([gathers] * len(signs)),
+            np.concatenate([np.broadcast_to(s, gathers.shape) for s in signs]))
+
+
+def grid_symmetries(gh: int, gw: int) -> np.ndarray:
+    """(S, n) permutations of a gh × gw block grid: its 8 dihedral symmetries (4 when not square)."""
+    cells = np.arange(gh * gw).reshape(gh, gw)
+    out = []
+    for s in range(8):
+        a = np.rot90(cells, k=s % 4)
+        if s >= 4:
+            a = a[:, ::-1]
+        if a.shape == cells.shape:
+            out.append(a.reshape(-1))
+    return np.unique(np.stack(out), axis=0)
+
+
+__all__ = ["true_key_map", "map_fraction", "block_map_to_image", "decrypt_with", "dihedral_colour_states",
+           "grid_symmetries"]
