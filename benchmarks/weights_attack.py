@@ -10,7 +10,9 @@ fresh key; the attacks then read the key off the keyed model:
 
 * (a) with the victim's plain weights (a public checkpoint the keyed model was made from);
 * (b) from the keyed weights alone, with a generic smoothness template;
-* (b') from the keyed weights alone, with the reference model's structure as the template.
+* (b') from the keyed weights alone, with the reference model's structure as the template;
+* a check of the arrangement solver, not an attack: the victim's own plain structure as the template (what
+  (b') would reach if the reference's structure matched the victim's exactly).
 
 Scored against the true key map (exact share; share up to the one global symmetry the weights cannot fix;
 block order up to the grid's symmetries; in-block maps up to one global state) and by decryptions of
@@ -38,7 +40,8 @@ from patchcrypt.train import TrainConfig, train  # noqa: E402
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "datasets" / "cifar10-jpeg"
 ATTACKS = [("a: plain weights", dict(with_plain=True)), ("b: keyed weights, generic template",
                                                         dict(with_plain=False)),
-           ("b': keyed weights, reference template", dict(with_plain=False, reference=True))]
+           ("b': keyed weights, reference template", dict(with_plain=False, reference="reference")),
+           ("check: victim's own plain structure as template", dict(with_plain=False, reference="victim"))]
 
 
 def trained(data: Path, out: Path, model: str, epochs: int, subset: int, seed: int) -> torch.nn.Module:
@@ -73,7 +76,8 @@ def main(argv=None) -> int:
                 continue
             res = run_weights_attack(scheme, victim.patch_size, test, key=key, plain_model=victim,
                                      with_plain=opts["with_plain"],
-                                     reference_model=reference if opts.get("reference") else None)
+                                     reference_model={"reference": reference, "victim": victim}.get(
+                                         opts.get("reference")))
             m = res.metrics()
             row = {"scheme": scheme, "attack": label, "embedding": m["embedding"],
                    "key_map": m["key_map_fraction"], "key_map_up_to_global": m["key_map_fraction_up_to_global"],

@@ -227,11 +227,12 @@ def _matched_starts(sim: np.ndarray, kernel: np.ndarray, k: int = 4) -> list:
 
 
 def arrange(sim: np.ndarray, coords: np.ndarray, width: float = 1.0, restarts: int = 8,
-            seed: int = 0, kernel: Optional[np.ndarray] = None) -> np.ndarray:
+            seed: int = 0, kernel: Optional[np.ndarray] = None, kicks: int = 1000) -> np.ndarray:
     """Put n items on n cells (coordinates ``coords`` (n, k)) so that similar items sit close together.
 
     Maximises Σ sim[item(a), item(b)] · exp(−|a − b|² / 2 width²) over cells a ≠ b: a spectral start and
-    ``restarts`` random ones, each improved by pairwise swaps; the best is kept. Returns ``cell_of[item]``.
+    ``restarts`` random ones, each improved by pairwise swaps; the best is then kicked (three random swaps)
+    and re-improved ``kicks`` times, keeping improvements. Returns ``cell_of[item]``.
     """
     n = len(sim)
     if kernel is None:
@@ -246,6 +247,15 @@ def arrange(sim: np.ndarray, coords: np.ndarray, width: float = 1.0, restarts: i
     for start in starts:
         order, value = _qap_swaps(sim, kernel, start)
         if best is None or value > best[1]:
+            best = (order, value)
+    # iterated local search: kick the best order with a few random swaps, re-climb, keep improvements
+    for _ in range(kicks):
+        order = best[0].copy()
+        for _ in range(3):
+            a, b = rng.choice(n, 2, replace=False)
+            order[[a, b]] = order[[b, a]]
+        order, value = _qap_swaps(sim, kernel, order)
+        if value > best[1] + 1e-12:
             best = (order, value)
     cell_of = np.empty(n, np.int64)
     cell_of[best[0]] = np.arange(n)
@@ -279,8 +289,9 @@ def _column_correlation(w: np.ndarray) -> np.ndarray:
 
 
 def inblock_from_embedding(w: np.ndarray, block_size: int, channels: int, width: float = 1.0,
-                           colour_weight: float = 0.8, restarts: int = 8, seed: int = 0,
-                           reference: Optional[np.ndarray] = None) -> Tuple[np.ndarray, np.ndarray]:
+                           colour_weight: float = 0.8, restarts: int = 20, seed: int = 0,
+                           reference: Optional[np.ndarray] = None, kicks: int = 3000
+                           ) -> Tuple[np.ndarray, np.ndarray]:
     """Attack (b), shared models: the in-block shuffle and flips from a trained embedding W′ (D, L) alone.
 
     Columns of a trained patch embedding are similar (in absolute correlation) for neighbouring pixels and
@@ -302,7 +313,7 @@ def inblock_from_embedding(w: np.ndarray, block_size: int, channels: int, width:
         kernel = np.abs(_column_correlation(reference))
     # the spectral start places columns by their pixel only; the swaps then sort out the colours
     cell_of = arrange(np.abs(corr), np.stack([r, col], 1).astype(float), restarts=restarts, seed=seed,
-                      kernel=kernel)
+                      kernel=kernel, kicks=kicks)
     # signs: s_i s_j corr[i, j] should agree in sign with the template's correlation of the cells they sit
     # on (the reference's signed correlations; else the positive smoothness kernel), so s is the sign
     # pattern of the leading eigenvector of corr ∘ template (up to one global negation)
@@ -381,7 +392,7 @@ def run_weights_attack(scheme: str, block_size: int, test_images: np.ndarray,
         with_plain: attack (a) (uses the plain weights) or (b) (keyed weights alone).
         reference_model: for (b), a plain model of the same architecture the attacker trained on public
             images (another seed, other images); its structure is the template for the arrangement.
-        width, restarts: of the grid/in-block arrangement in (b).
+        width, restarts: of the grid arrangement in (b).
     ``extra``: key_map_fraction (exact), key_map_fraction_up_to_global (best over the global symmetry the
     weights cannot fix), block_order_fraction(_up_to_grid_symmetry), exact_decryptions, seconds.
     """
@@ -427,7 +438,7 @@ def run_weights_attack(scheme: str, block_size: int, test_images: np.ndarray,
             g, s, worst = relative_states(keyed_model)
             extra["worst_column_cosine"] = worst
         else:
-            g1, s1 = inblock_from_embedding(wk[0], block_size, c, restarts=restarts, seed=seed,
+            g1, s1 = inblock_from_embedding(wk[0], block_size, c, seed=seed,
                                             reference=None if ref_w is None else ref_w[0])
             if "PS" not in {st.symbol for st in spec.steps}:   # no pixel shuffle: only flips to find
                 g1 = np.arange(len(g1))
