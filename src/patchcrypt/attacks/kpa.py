@@ -165,7 +165,7 @@ def solve_blocks(x: np.ndarray, y: np.ndarray, shape, m_blk: int, spec: SchemeSp
     h, w, c = shape
     layout = block_layout(h, w, c, m_blk)                      # (n, L)
     n, L = layout.shape
-    gathers, masks = block_states(spec, m_blk, c)            # (S, L)
+    gathers, masks = block_states(spec, m_blk, c)              # (S, L)
     s = len(gathers)
     cand = np.ones((n, n * s), dtype=bool)                     # [encrypted block, plain block · S + state]
     for xj, yj in zip(x, y):
@@ -177,7 +177,7 @@ def solve_blocks(x: np.ndarray, y: np.ndarray, shape, m_blk: int, spec: SchemeSp
     from scipy.optimize import linear_sum_assignment
 
     allowed = cand.reshape(n, n, s).any(2)
-    _, chosen = linear_sum_assignment(~allowed)
+    _, chosen = linear_sum_assignment((~allowed).astype(float))
     g = np.empty(h * w * c, dtype=np.int64)
     msk = np.empty(h * w * c, dtype=np.uint8)
     uniq = np.zeros(h * w * c, dtype=bool)
