@@ -112,24 +112,38 @@ register_attack(AttackSpec(
     applies=_kpa_applies, needs_train=True, headline=("key_recovered_fraction", "ssim_mean")))
 
 # -- attacks from their own modules ------------------------------------------------------------------------
-# REGISTER NEW ATTACKS HERE. A runner written against scheme names,
+# New attacks are registered here. A runner written against scheme names,
 #     fn(scheme, block_size, test_images, train_images, key=None, per_image=False, progress=None, ...)
 # is wrapped by named_runner ("module:function" is imported on first use; the options it accepts among
-# pairs/epochs/device/seed are passed on). Applicability comes from the scheme's facts, e.g.:
-#
-# register_attack(AttackSpec(
-#     "many", Threat.CIPHERTEXT_MANY, "N ciphertexts under one key + public plain images: in-block statistics "
-#     "and a jigsaw summed over all N recover the shared key map", named_runner(
-#         "patchcrypt.attacks.many:run_many_attack"), applies=all_of(needs_steps, needs_key,
-#     needs_pixel_correspondence), needs_train=True, registered_only=True, headline=("<exact key share>", "ssim_mean")))
-# register_attack(AttackSpec(
-#     "weights", Threat.MODEL_WEIGHTS, "...", named_runner("patchcrypt.attacks.weights:<runner>"),
-#     applies=lambda t: None if t.spec.keyable else "no keyed model absorbs this scheme", registered_only=True))
-# register_attack(AttackSpec(
-#     "cpa", Threat.CHOSEN_PLAINTEXT, "...", named_runner("patchcrypt.attacks.cpa:<runner>"), ...))
-#
-# (Per-image keys are the control for such attacks: leave needs_shared_key out so the table shows them fail.)
-# ----------------------------------------------------------------------------------------------------------
+# pairs/epochs/device/seed are passed on). Applicability comes from the scheme's facts. Per-image keys are
+# the control for attacks on shared key material: leave needs_shared_key out so the table shows them fail.
+def _keyable(t: Target) -> Optional[str]:
+    if t.per_image:
+        return "per-image keys give every image its own transformation: no keyed model exists"
+    return None if t.spec.keyable else "no keyed model absorbs this scheme (see models.keyed)"
+
+
+def _cpa_applies(t: Target) -> Optional[str]:
+    return needs_key(t) or ("the colour conversion in front is lossy; crafted values do not survive it"
+                            if t.composite else None)
+
+
+register_attack(AttackSpec(
+    "cpa", Threat.CHOSEN_PLAINTEXT, "crafted images whose values name their own position: one or a few "
+    "encryptions reveal the whole key map", named_runner("patchcrypt.attacks.cpa:run_cpa"),
+    applies=all_of(needs_steps, _cpa_applies), registered_only=True,
+    headline=("key_map_fraction", "queries", "exact_decryptions")))
+register_attack(AttackSpec(
+    "weights", Threat.MODEL_WEIGHTS, "the keyed model and the public plain weights it was made from: match "
+    "position-embedding rows and patch-embedding columns", named_runner(
+        "patchcrypt.attacks.weights:run_weights_attack", with_plain=True),
+    applies=_keyable, registered_only=True, headline=("key_map_fraction", "exact_decryptions")))
+register_attack(AttackSpec(
+    "weights-blind", Threat.MODEL_WEIGHTS, "the keyed model alone: per-position embeddings compared with one "
+    "another, position embeddings arranged on the grid", named_runner(
+        "patchcrypt.attacks.weights:run_weights_attack", with_plain=False),
+    applies=_keyable, registered_only=True,
+    headline=("inblock_fraction_up_to_global", "block_order_fraction_up_to_grid_symmetry")))
 
 
 def create_attack(name: str, **defaults) -> Callable[..., AttackResult]:

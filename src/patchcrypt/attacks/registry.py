@@ -264,7 +264,10 @@ def run_all(scheme: Union[str, type, Target], block_size: Optional[int], test_im
 def format_headline(headline: Dict[str, Any]) -> str:
     """``{"ssim_mean": 0.41, "nc": 0.9}`` -> ``"SSIM 0.410, Nc 0.900"``."""
     names = {"ssim_mean": "SSIM", "psnr_mean": "PSNR", "nc": "Nc", "dc": "Dc", "lc": "Lc",
-             "key_recovered_fraction": "key"}
+             "key_recovered_fraction": "key", "key_map_fraction": "key", "exact_decryptions": "exact",
+             "inblock_fraction_up_to_global": "in-block states up to one global state",
+             "block_order_fraction_up_to_grid_symmetry": "block order up to grid symmetry",
+             "key_fraction": "key", "key_fraction_up_to_mirror": "key up to mirror"}
     parts = []
     for k, v in headline.items():
         label = names.get(k, k)
