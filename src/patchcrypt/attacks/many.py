@@ -204,7 +204,7 @@ def _attack_blocks(y: np.ndarray, public: np.ndarray, scheme: str, spec, m: int,
             sgn = np.where(flips, -1.0, 1.0)
             if "PS" in steps:
                 sigma, _ = recover_permutation(ce * sgn[:, None] * sgn[None, :], corr_plain,
-                                               starts=8 if len(groups) == 1 else 3)
+                                               starts=(8 if lay.shape[1] <= 256 else 4) if len(groups) == 1 else 3)
             else:
                 sigma = np.arange(lay.shape[1])
             for k in grp:
@@ -266,8 +266,10 @@ def _features(x: np.ndarray) -> Dict[str, np.ndarray]:
     """Per-image statistics of (N, H, W, C) uint8: mean image, channel histograms, channel correlations."""
     xf = x.astype(np.float32)
     c = x.shape[3]
-    hist = np.stack([np.stack([np.bincount(x[i, ..., k].reshape(-1) >> 4, minlength=16) for k in range(c)])
-                     for i in range(len(x))]).astype(np.float64) / (x.shape[1] * x.shape[2])
+    codes = (np.arange(len(x))[:, None, None] * c + np.arange(c)[None, None, :]) * 16 + \
+        (x.reshape(len(x), -1, c) >> 4)
+    hist = np.bincount(codes.reshape(-1), minlength=len(x) * c * 16).reshape(len(x), c, 16).astype(np.float64)
+    hist /= x.shape[1] * x.shape[2]
     flat = xf.reshape(len(x), -1, c)
     cen = flat - flat.mean(1, keepdims=True)
     cov = np.einsum("npa,npb->nab", cen, cen) / flat.shape[1]
