@@ -248,14 +248,14 @@ def _attack_blocks(y: np.ndarray, public: np.ndarray, scheme: str, spec, m: int,
     # 3. global state: whole-image rotation/flip (blocks were scrambled), colour order, inversion
     rots = ([0, 1, 2, 3, 4, 5, 6, 7] if h == w else [0, 2, 4, 6]) if not fixed else [0]
     orders = COLOUR_ORDERS if (c == 3 and ("CS" in steps or "PS" in steps)) else [(0, 1, 2)]
-    inverts = [False, True] if ({"NP", "BF", "NPV"} & set(steps)) else [False]
+    inverts = [(False,) * c, (True,) * c] if ({"NP", "BF", "NPV"} & set(steps)) else [(False,) * c]
     t = time.perf_counter()
     best, ranked = _choose_global(work, y, public, rots, orders, inverts)
     info.update(global_seconds=time.perf_counter() - t, global_candidates=len(ranked),
                 global_margin=float(ranked[1][0] - ranked[0][0]) if len(ranked) > 1 else float("inf"))
     rot, order, inv = best
     work.G = _global_transform(work.G, rot, order)
-    work.K = _global_transform(work.K, rot, order) ^ (255 if inv else 0)
+    work.K = _global_transform(work.K, rot, order) ^ _inversion(inv)
     fwd = work.forward()
     return ManyImageResult(scheme, m, plain_shape, keyed_shape, "byte", fwd.g, fwd.m, info)
 
@@ -283,15 +283,24 @@ def _gradients(mean: np.ndarray) -> Dict[str, np.ndarray]:
     return {"dx": mean[..., :, 1:, :] - mean[..., :, :-1, :], "dy": mean[..., 1:, :, :] - mean[..., :-1, :, :]}
 
 
-def _transform_features(f: Dict[str, np.ndarray], rot: int, order, inv: bool) -> Dict[str, np.ndarray]:
+def _inversion(inv) -> np.ndarray:
+    """XOR mask over the channel axis for a per-channel inversion tuple."""
+    return np.where(np.asarray(inv, dtype=bool), 255, 0).astype(np.uint8)
+
+
+def _transform_features(f: Dict[str, np.ndarray], rot: int, order, inv) -> Dict[str, np.ndarray]:
+    """Features of the images after a global state (inv: one bool per output channel)."""
     mean = _global_transform(f["mean"], rot, order)
     hist, cov = f["hist"], f["cov"]
     if mean.shape[-1] == 3:
         hist = hist[..., list(order), :]
         cov = cov[..., list(order), :][..., list(order)]
-    if inv:
-        mean = 255.0 - mean
-        hist = hist[..., ::-1]
+    flip = np.asarray(inv, dtype=bool)
+    if flip.any():
+        mean = np.where(flip, 255.0 - mean, mean)
+        hist = np.where(flip[:, None], hist[..., ::-1], hist)
+        sgn = np.where(flip, -1.0, 1.0)
+        cov = cov * sgn[:, None] * sgn[None, :]
     return {"mean": mean, "hist": hist, "cov": cov, **_gradients(mean)}
 
 
@@ -409,10 +418,11 @@ def _attack_pe(y: np.ndarray, public: np.ndarray, plain_shape, say) -> ManyImage
     flips = sign_of[state] < 0                           # per slot
     work.G = np.take_along_axis(G, inv_order, 1).reshape(plain_shape)
     work.K = (np.take_along_axis(np.where(flips, 255, 0), inv_order, 1).astype(np.uint8) ^ K).reshape(plain_shape)
-    best, ranked = _choose_global(work, y, public, [0], COLOUR_ORDERS, [False, True])
+    inverts = [tuple(bool((b >> k) & 1) for k in range(3)) for b in range(8)]
+    best, ranked = _choose_global(work, y, public, [0], COLOUR_ORDERS, inverts)
     _, order, inv = best
     work.G = _global_transform(work.G, 0, order)
-    work.K = _global_transform(work.K, 0, order) ^ (255 if inv else 0)
+    work.K = _global_transform(work.K, 0, order) ^ _inversion(inv)
     fwd = work.forward()
     return ManyImageResult("pe", 1, plain_shape, plain_shape, "byte", fwd.g, fwd.m,
                            {"global_margin": float(ranked[1][0] - ranked[0][0])})

@@ -108,7 +108,7 @@ class SideCosts:
         for ci, order in enumerate(self.orders):
             for ni, neg in enumerate(self.negs):
                 for rev in (0, 1):
-                    ge, gp = edge[..., list(order)], pred[..., list(order)]
+                    ge, gp = (edge[..., list(order)], pred[..., list(order)]) if c == 3 else (edge, pred)
                     if rev:
                         ge, gp = ge[..., ::-1, :], gp[..., ::-1, :]
                     if neg:
