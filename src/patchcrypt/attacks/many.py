@@ -529,7 +529,7 @@ def _mirror_index(scheme: str, shape: Tuple[int, int, int], unit: str, block_siz
     return mir
 
 
-def score_key_map(recovered: ManyImageResult, cipher, plain_shape: tuple) -> Dict[str, Any]:
+def score_key_map(recovered: ManyImageResult, cipher, plain_shape: tuple, nonce: bytes = b"") -> Dict[str, Any]:
     """Compare a recovered map with the true one (scoring only: this reads the key).
 
     Returns the exact key-map fraction (entries where both g and xor are right), whether the map is
@@ -539,9 +539,9 @@ def score_key_map(recovered: ManyImageResult, cipher, plain_shape: tuple) -> Dic
 
     shape = recovered.keyed_shape
     if recovered.scheme == "etc-gray":
-        true = Cipher.program(cipher, shape).map
+        true = Cipher.program(cipher, shape, nonce).map
     else:
-        true = Cipher.program(cipher, tuple(plain_shape)).map
+        true = Cipher.program(cipher, tuple(plain_shape), nonce).map
     g, m = np.asarray(recovered.g), np.asarray(recovered.xor)
     if g.shape != true.g.shape:
         raise PatchcryptError(f"recovered map has {g.size} entries, the true one {true.g.size}")
@@ -551,9 +551,9 @@ def score_key_map(recovered: ManyImageResult, cipher, plain_shape: tuple) -> Dic
     out = {"key_fraction": float(ok.mean()), "exact": bool(ok.all()),
            "key_fraction_up_to_mirror": float(max(ok.mean(), ok_m.mean())),
            "exact_up_to_mirror": bool(ok.all() or ok_m.all())}
-    if recovered.unit == "nibble":
-        out["upper_half_fraction"] = float(ok[0::2].mean()) if False else float(
-            np.mean([ok[i] for i in range(len(ok)) if true.g[i] % 2 == 0]))
+    if recovered.unit == "nibble":  # entries that carry an upper (most significant) half
+        upper = true.g % 2 == 0
+        out["upper_half_fraction"] = float(ok[upper].mean())
     return out
 
 
@@ -570,27 +570,26 @@ def run_many_attack(scheme: str, block_size: int, test_images: np.ndarray,
         raise PatchcryptError("the many-image attack needs public plain images (training data)")
     key = key or Key.generate()
     cipher = create_cipher(scheme, key, block_size=block_size, per_image=per_image)
-    enc = cipher.encrypt(test_images, cipher.new_nonces(len(test_images)) if per_image else None)
+    nonces = cipher.new_nonces(len(test_images)) if per_image else None
+    enc = cipher.encrypt(test_images, nonces)
     res = many_image_attack(enc, train_images, scheme, block_size, test_images.shape[1:], progress=progress)
     rec = res.decrypt(enc)
     extra: Dict[str, Any] = {"n": int(len(test_images)), "seconds": res.info["seconds"], "per_image": per_image}
-    if per_image:
-        # every image has its own map: score the recovered map against the first image's
-        single = create_cipher(scheme, key, block_size=block_size)
-        nonce = None
-        del single, nonce
-        extra.update(_score_per_image(res, cipher, test_images, enc))
+    if per_image:  # every image has its own map: score the decryptions instead
+        extra.update(_score_per_image(res, test_images, enc))
+        first = score_key_map(res, cipher, test_images.shape[1:], nonce=nonces[0])
+        extra["key_fraction"] = first["key_fraction"]  # against the first image's own key
     else:
         extra.update(score_key_map(res, cipher, test_images.shape[1:]))
     extra.update({k: v for k, v in res.info.items() if k != "seconds"})
     return AttackResult("many", scheme, test_images, enc, rec, extra)
 
 
-def _score_per_image(res: ManyImageResult, cipher, plain: np.ndarray, enc: np.ndarray) -> Dict[str, Any]:
+def _score_per_image(res: ManyImageResult, plain: np.ndarray, enc: np.ndarray) -> Dict[str, Any]:
     """Per-image keys: the share of images whose decryption under the recovered map is exact."""
     rec = res.decrypt(enc)
     exact = (rec == plain).reshape(len(plain), -1).all(1)
-    return {"key_fraction": float("nan"), "exact": bool(exact.all()), "exact_up_to_mirror": bool(
+    return {"exact": bool(exact.all()), "exact_up_to_mirror": bool(
         (exact | (rec[:, :, ::-1] == plain).reshape(len(plain), -1).all(1)).all()),
         "exact_images": float(exact.mean())}
 

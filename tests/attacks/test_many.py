@@ -1,0 +1,102 @@
+"""Many-image ciphertext-only key recovery on small real images: exact keys under one key, failure per image.
+
+Victims are CIFAR-10 test images when ../shared is present (public: CIFAR-10 training images), otherwise
+32×32 crops of scikit-image photos split at random into victims and public images (disjoint crops).
+"""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from patchcrypt import Key
+from patchcrypt.attacks.many import many_image_attack, run_many_attack, score_key_map
+from patchcrypt.ciphers import create_cipher
+
+CIFAR = Path(__file__).resolve().parents[2].parent / "shared" / "datasets" / "cifar10-jpeg"
+KEY = Key.from_bytes(bytes(range(32)))
+
+
+def _photo_crops() -> np.ndarray:
+    """Non-overlapping 32×32 crops of four scikit-image photos at five scales: (795, 32, 32, 3) uint8."""
+    from PIL import Image
+    from skimage import data
+
+    out = []
+    for name in ("astronaut", "coffee", "chelsea", "rocket"):
+        img = getattr(data, name)()
+        h, w = img.shape[:2]
+        for size in (96, 128, 160, 192, 256):
+            s = size / min(h, w)
+            im = np.asarray(Image.fromarray(img).resize((int(w * s), int(h * s)), Image.LANCZOS))
+            for y in range(0, im.shape[0] - 31, 32):
+                for x in range(0, im.shape[1] - 31, 32):
+                    out.append(im[y:y + 32, x:x + 32])
+    return np.stack(out)
+
+
+def _cifar_train(count: int) -> np.ndarray:
+    from PIL import Image
+
+    files = []
+    for d in sorted(p for p in (CIFAR / "train").iterdir() if p.is_dir()):
+        files += sorted(d.glob("*.jpg"))[:count // 10]
+    out = []
+    for f in files:
+        with Image.open(f) as im:
+            out.append(np.asarray(im.convert("RGB")))
+    return np.stack(out)
+
+
+@pytest.fixture(scope="module")
+def victims_and_public(request):
+    """(victims (40–60, 32, 32, 3), public (≥ 500, 32, 32, 3)), disjoint."""
+    if (CIFAR / "test").is_dir():
+        victims = request.getfixturevalue("cifar_small")[0]
+        return victims, _cifar_train(600)
+    crops = _photo_crops()
+    order = np.random.default_rng(0).permutation(len(crops))
+    return crops[order[:60]], crops[order[60:]]
+
+
+@pytest.mark.parametrize("scheme", ["block-pixel", "etc"])
+def test_many_images_recover_the_key(victims_and_public, scheme):
+    victims, public = victims_and_public
+    result = run_many_attack(scheme, 4, victims, public, key=KEY)
+    extra = result.extra
+    # the whole key map, up to at most the one global left-right mirror of the plain image
+    assert extra["exact_up_to_mirror"] and extra["key_fraction_up_to_mirror"] == 1.0
+    rec = result.reconstructed
+    assert np.array_equal(rec, victims) or np.array_equal(rec[:, :, ::-1], victims)
+
+
+def test_recovered_map_is_the_compiled_map(victims_and_public):
+    victims, public = victims_and_public
+    cipher = create_cipher("block-pixel", KEY, block_size=4)
+    enc = cipher.encrypt(victims)
+    res = many_image_attack(enc, public, "block-pixel", 4, victims.shape[1:])
+    score = score_key_map(res, cipher, victims.shape[1:])
+    assert score["exact_up_to_mirror"]
+    true = cipher.program(victims.shape[1:]).map
+    assert res.g.shape == true.g.shape and res.xor.dtype == true.m.dtype
+    if score["exact"]:
+        assert np.array_equal(res.g, true.g) and np.array_equal(res.xor, true.m)
+
+
+@pytest.mark.parametrize("scheme", ["block-pixel", "etc"])
+def test_per_image_keys_defeat_it(victims_and_public, scheme):
+    victims, public = victims_and_public
+    result = run_many_attack(scheme, 4, victims, public, key=KEY, per_image=True)
+    assert result.extra["exact_images"] == 0.0 and not result.extra["exact_up_to_mirror"]
+    assert result.extra["key_fraction"] < 0.2
+    assert result.metrics()["ssim_mean"] < 0.2
+
+
+def test_bad_input_is_one_line_error(victims_and_public):
+    from patchcrypt.errors import PatchcryptError
+
+    victims, public = victims_and_public
+    with pytest.raises(PatchcryptError):
+        many_image_attack(victims[:1], public, "block-pixel", 4, victims.shape[1:])
+    with pytest.raises(PatchcryptError):
+        many_image_attack(victims, public, "ele", 4, victims.shape[1:])
