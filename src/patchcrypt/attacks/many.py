@@ -135,7 +135,9 @@ def many_image_attack(ciphertexts: np.ndarray, public: np.ndarray, scheme: str, 
     public = _fit_public(np.asarray(public), plain_shape)
     say = (lambda *a: print("many-image attack:", *a, flush=True)) if progress else (lambda *a: None)
     t0 = time.perf_counter()
-    if scheme == "pe":
+    if scheme == "etc-gray":
+        res = _attack_gray(ciphertexts, public, block_size, plain_shape, say)
+    elif scheme == "pe":
         res = _attack_pe(ciphertexts, public, plain_shape, say)
     elif scheme == "le":
         res = _attack_le(ciphertexts, public, block_size, plain_shape, say)
@@ -258,6 +260,65 @@ def _attack_blocks(y: np.ndarray, public: np.ndarray, scheme: str, spec, m: int,
     work.K = _global_transform(work.K, rot, order) ^ _inversion(inv)
     fwd = work.forward()
     return ManyImageResult(scheme, m, plain_shape, keyed_shape, "byte", fwd.g, fwd.m, info)
+
+
+class _View(_Work):
+    """A rectangular part of a working map (its own G and K, indices into the whole ciphertext)."""
+
+    def __init__(self, g: np.ndarray, k: np.ndarray):
+        self.shape, self.G, self.K = g.shape, g, k
+
+
+def _attack_gray(y: np.ndarray, public: np.ndarray, m: int, plain_shape, say) -> ManyImageResult:
+    """etc-gray: the Y|Cb|Cr composite's blocks are scrambled, rotated/flipped and inverted.
+
+    Luma blocks are told from chroma blocks by their spread of values (chroma sits near mid-grey), then
+    each part is reassembled on its own grid by the multi-image jigsaw and given its global state by
+    public statistics of the same part. Cb and Cr share one region (Cb over Cr) and are solved as one
+    puzzle, whose seam between them carries no match: the chroma is the weak part.
+    """
+    facts = _gray_facts(m)
+    comp_pub = facts.to_composite(public, False)
+    keyed = tuple(int(v) for v in y.shape[1:])
+    if comp_pub.shape[1:] != keyed or facts.subsampling != "420":
+        raise PatchcryptError(f"etc-gray ciphertexts of shape {keyed} do not fit plain images {plain_shape}")
+    h, wc, _ = keyed
+    w = plain_shape[1]
+    gh, gw_all, gw_y = h // m, wc // m, w // m
+    n_all = gh * gw_all
+    blocks = y.reshape(len(y), gh, m, gw_all, m, 1).transpose(1, 3, 0, 2, 4, 5).reshape(n_all, len(y), m, m, 1)
+    spread = np.abs(blocks[:, :min(len(y), 2000)].astype(np.float32) - 127.5).mean((1, 2, 3, 4))
+    order = np.argsort(-spread)
+    parts = {"luma": np.sort(order[:gh * gw_y]), "chroma": np.sort(order[gh * gw_y:])}
+    work = _Work(keyed)
+    gb = work.G.reshape(gh, m, gw_all, m, 1).transpose(0, 2, 1, 3, 4).reshape(n_all, m, m, 1)
+    states = state_list(True, True, False)
+    info: Dict[str, Any] = {}
+    k_img = int(max(2, min(len(y), JIGSAW_FLOP_BUDGET // (16 * n_all * n_all * 2 * 4 * m * 2))))
+    new_g = work.G.copy()
+    new_k = work.K.copy()
+    for name, (col0, cols) in (("luma", (0, gw_y)), ("chroma", (gw_y, gw_all - gw_y))):
+        ids = parts[name]
+        asm = Assembler(SideCosts(blocks[ids, :k_img], False, True), states, m)
+        grid = solve(asm, gh, cols, False)
+        for cell, v in enumerate(grid.reshape(-1)):
+            piece, st = divmod(int(v), len(states))
+            r, cc = divmod(cell, cols)
+            sl = (slice(r * m, (r + 1) * m), slice((col0 + cc) * m, (col0 + cc + 1) * m))
+            new_g[sl] = transform(gb[ids[piece]], State(states[st].rot))
+            new_k[sl] = 255 if states[st].neg else 0
+        region = (slice(None), slice(col0 * m, (col0 + cols) * m))
+        view = _View(new_g[region].copy(), new_k[region].copy())
+        rots = list(range(8)) if gh == cols else [0, 2, 4, 6]
+        best, _ = _choose_global(view, y, np.ascontiguousarray(comp_pub[:, :, col0 * m:(col0 + cols) * m]), rots,
+                                 [(0, 1, 2)], [(False,), (True,)])
+        rot, _, inv = best
+        new_g[region] = _global_transform(view.G, rot, (0, 1, 2))
+        new_k[region] = _global_transform(view.K, rot, (0, 1, 2)) ^ _inversion(inv)
+    work.G, work.K = new_g, new_k
+    info["jigsaw_images"] = k_img
+    fwd = work.forward()
+    return ManyImageResult("etc-gray", m, plain_shape, keyed, "byte", fwd.g, fwd.m, info)
 
 
 # ------------------------------------------------------------------------------------------------------------
