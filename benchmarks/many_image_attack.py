@@ -27,7 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import markdown_table, write_results  # noqa: E402
 
 from patchcrypt import Key  # noqa: E402
-from patchcrypt.attacks.many import SUPPORTED, run_many_attack  # noqa: E402
+from patchcrypt.attacks.many import run_many_attack  # noqa: E402
 from patchcrypt.data import load_dataset  # noqa: E402
 from patchcrypt.errors import PatchcryptError  # noqa: E402
 

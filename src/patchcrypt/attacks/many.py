@@ -101,7 +101,7 @@ class _Work:
         return Map(self.G.reshape(-1).copy(), self.K.reshape(-1).copy()).inverse()
 
 
-def _global_transform(arr: np.ndarray, rot: int, order, swap_invert: bool = False) -> np.ndarray:
+def _global_transform(arr: np.ndarray, rot: int, order) -> np.ndarray:
     """A whole-image dihedral state then colour order on (..., H, W, C) arrays."""
     out = np.rot90(arr, rot % 4, axes=(-3, -2))
     if rot >= 4:
@@ -370,7 +370,6 @@ def _summary(x: np.ndarray, chunk: int = 256) -> Dict[str, np.ndarray]:
     sums, sq, n = {}, {}, 0
     for a in range(0, len(x), chunk):
         f = _features(x[a:a + chunk])
-        f["mean"] = f["mean"]
         for k, v in f.items():
             sums[k] = sums.get(k, 0) + v.sum(0)
             sq[k] = sq.get(k, 0) + (v.astype(np.float64) ** 2).sum(0)
