@@ -206,7 +206,7 @@ def _attack_blocks(y: np.ndarray, public: np.ndarray, scheme: str, spec, m: int,
             sgn = np.where(flips, -1.0, 1.0)
             if "PS" in steps:
                 sigma, _ = recover_permutation(ce * sgn[:, None] * sgn[None, :], corr_plain,
-                                               starts=(8 if lay.shape[1] <= 256 else 4) if len(groups) == 1 else 3)
+                                               starts=(8 if lay.shape[1] <= 256 else 6) if len(groups) == 1 else 3)
             else:
                 sigma = np.arange(lay.shape[1])
             for k in grp:

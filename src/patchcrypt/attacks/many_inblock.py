@@ -83,7 +83,7 @@ def recover_permutation(corr_enc: np.ndarray, corr_plain: np.ndarray, starts: in
         if best is None or val > best[1] + 1e-9:
             best = (sigma, val)
             agree = 0
-    sigma = _polish(a, b, best[0]) if len(sigma) <= 256 else best[0]
+    sigma = _polish(a, b, best[0])
     return sigma, _objective(a, b, sigma)
 
 
@@ -91,28 +91,31 @@ def _objective(a: np.ndarray, b: np.ndarray, sigma: np.ndarray) -> float:
     return float((a * b[np.ix_(sigma, sigma)]).sum())
 
 
-def _polish(a: np.ndarray, b: np.ndarray, sigma: np.ndarray, rounds: int = 3) -> np.ndarray:
-    """Greedy pairwise swaps of σ while the objective rises (vectorised gain of every swap with one i)."""
+def _swap_gains(a: np.ndarray, b: np.ndarray, sigma: np.ndarray) -> np.ndarray:
+    """(L, L) objective change of swapping σ[i] and σ[j], for every pair at once (A, B symmetric).
+
+    Δ(i,j) = 2 Σ_{k∉{i,j}} (a[i,k]−a[j,k]) (bs[j,k]−bs[i,k]) + (a[i,i]−a[j,j]) (bs[j,j]−bs[i,i]),
+    bs = B[σ][:, σ]; the sum over all k is one matrix product, the two excluded terms are subtracted.
+    """
+    bs = b[np.ix_(sigma, sigma)]
+    p = a @ bs
+    d = np.diag(p)
+    full = p + p.T - d[:, None] - d[None, :]
+    ad, bd = np.diag(a), np.diag(bs)
+    t_i = (ad[:, None] - a) * (bs - bd[:, None])
+    t_j = (a - ad[None, :]) * (bd[None, :] - bs)
+    gain = 2 * (full - t_i - t_j) + (ad[:, None] - ad[None, :]) * (bd[None, :] - bd[:, None])
+    np.fill_diagonal(gain, 0.0)
+    return gain
+
+
+def _polish(a: np.ndarray, b: np.ndarray, sigma: np.ndarray, max_swaps: int = 400) -> np.ndarray:
+    """Best-improvement pairwise swaps of σ while the objective rises."""
     sigma = sigma.copy()
-    n = len(sigma)
-    for _ in range(rounds):
-        improved = False
-        for i in range(n):
-            bs = b[np.ix_(sigma, sigma)]
-            # gain of swapping σ[i] and σ[j], all j at once (A, B symmetric)
-            ai, bi = a[i], bs[i]
-            # Δ(j) = 2 Σ_{k∉{i,j}} (a[i,k]-a[j,k]) (bs[j,k]-bs[i,k]) + (a[i,i]-a[j,j]) (bs[j,j]-bs[i,i])
-            diff_a = ai[None, :] - a            # (n, n): a[i,k] - a[j,k]
-            diff_b = bs - bi[None, :]           # bs[j,k] - bs[i,k]
-            cross = (diff_a * diff_b).sum(1)
-            cross -= diff_a[np.arange(n), i] * diff_b[np.arange(n), i] + diff_a[np.arange(n), np.arange(n)] * \
-                diff_b[np.arange(n), np.arange(n)]
-            gain = 2 * cross + (a[i, i] - np.diag(a)) * (np.diag(bs) - bs[i, i])
-            gain[i] = 0
-            j = int(np.argmax(gain))
-            if gain[j] > 1e-9:
-                sigma[i], sigma[j] = sigma[j], sigma[i]
-                improved = True
-        if not improved:
+    for _ in range(max_swaps):
+        gain = _swap_gains(a, b, sigma)
+        i, j = np.unravel_index(int(np.argmax(gain)), gain.shape)
+        if gain[i, j] <= 1e-9 * max(1.0, abs(_objective(a, b, sigma))):
             break
+        sigma[i], sigma[j] = sigma[j], sigma[i]
     return sigma
