@@ -37,3 +37,11 @@ def test_weights_attack_not_applicable_to_nibble_schemes():
     rows = _rows("le")
     assert not rows["weights"]["applies"]
     assert rows["cpa"]["applies"] and rows["cpa"]["metrics"]["key_map_fraction"] == 1.0
+
+
+def test_many_image_attack_registered_with_its_threat_model():
+    from patchcrypt.attacks import get_attack, run_all
+
+    assert get_attack("many").threat.value == "ciphertext-only, many images"
+    out = run_all("ele", 4, _images(), names=["many"], train_images=_images(3))
+    assert not out["attacks"][0]["applies"] and "no method" in out["attacks"][0]["reason"]

@@ -128,6 +128,23 @@ def _cpa_applies(t: Target) -> Optional[str]:
                             if t.composite else None)
 
 
+def _many_applies(t: Target) -> Optional[str]:
+    from .many import SUPPORTED
+
+    reason = needs_steps(t) or needs_key(t)
+    if reason:
+        return reason
+    if t.name not in SUPPORTED:
+        return ("no method for this scheme yet (per-block nibble keys, or a user scheme); it handles "
+                + ", ".join(SUPPORTED))
+    return None
+
+
+register_attack(AttackSpec(
+    "many", Threat.CIPHERTEXT_MANY, "N ciphertexts under one key + public plain images: in-block statistics and "
+    "a jigsaw summed over all N recover the shared key map", named_runner("patchcrypt.attacks.many:run_many_attack"),
+    applies=_many_applies, needs_train=True, registered_only=True,
+    headline=("key_fraction", "key_fraction_up_to_mirror", "ssim_mean")))
 register_attack(AttackSpec(
     "cpa", Threat.CHOSEN_PLAINTEXT, "crafted images whose values name their own position: one or a few "
     "encryptions reveal the whole key map", named_runner("patchcrypt.attacks.cpa:run_cpa"),
