@@ -30,3 +30,18 @@ def test_schemes_rejects_nonpositive(capsys):
     assert main(["schemes", "--block-size", "0"]) != 0
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("error:")
+
+
+def test_schemes_show_what_many_images_under_one_key_give(capsys):
+    from patchcrypt.ciphers import list_ciphers
+    from patchcrypt.security import EXPOSURES
+
+    # every scheme of the literature carries its measured exposure; nothing shared-key is called safe
+    assert set(list_ciphers()) - {"plain"} <= set(EXPOSURES)
+    assert main(["schemes", "--image-size", "32", "--block-size", "4", "--json"]) == 0
+    rows = {r["scheme"]: r for r in json.loads(capsys.readouterr().out)["schemes"]}
+    assert "whole key from 30 ciphertexts" in rows["block-pixel"]["many_images_one_key"]
+    assert rows["plain"]["many_images_one_key"] == "nothing hidden"
+    assert main(["schemes", "--image-size", "32", "--block-size", "4"]) == 0
+    out = capsys.readouterr().out
+    assert "one key, many images:" in out and "Per-image keys" in out

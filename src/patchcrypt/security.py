@@ -1,0 +1,88 @@
+"""What each scheme protects, against whom: the measured figures behind the README's threat model.
+
+These are measurements, not guarantees: every figure was printed by the benchmark named in ``SOURCES``
+on real CIFAR-10 images (32x32, M=4, unless a figure says 224x224, M=16) and is shown by
+``patchcrypt schemes`` so that nobody picks a scheme without seeing how it falls. Rerun the benchmarks
+to check them; a stronger attack only lowers them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Dict, Optional
+
+SOURCES = {
+    "ciphertexts": "benchmarks/many_image_attack.py --schemes all --max-n 1000 (and --geometry 224)",
+    "known_pairs": "benchmarks/attack_table.py, benchmarks/plaintext_attacks.py",
+    "chosen_images": "benchmarks/plaintext_attacks.py",
+    "model": "benchmarks/weights_attack.py",
+}
+
+
+@dataclass(frozen=True)
+class Exposure:
+    """How one scheme with one key for all images fell to our own attacks.
+
+    ``ciphertexts``: what the server learns from ciphertexts alone (it holds every training image and query
+    under one key); ``known_pairs`` / ``chosen_images``: with plaintext; ``model``: from the keyed model.
+    """
+
+    ciphertexts: str
+    known_pairs: str
+    chosen_images: str
+    model: str
+    whole_key_from_ciphertexts: Optional[int] = None  # fewest ciphertexts giving the exact key, when reached
+
+
+EXPOSURES: Dict[str, Exposure] = {
+    "etc": Exposure(
+        "whole key from 30 ciphertexts (up to a left-right mirror from 10; 224x224: 300 / 10)",
+        "1 pair (224x224: 97.8% of the key from 1, all from 2)", "1 image",
+        "whole key with the public plain weights; alone, every block's state relative to one", 30),
+    "etc-gray": Exposure(
+        "the whole luma plane from 30 ciphertexts (SSIM 0.91); chroma blocks not recovered",
+        "not measured (lossy colour conversion)", "not measured", "no keyed model"),
+    "block-pixel": Exposure(
+        "whole key from 30 ciphertexts (up to a left-right mirror from 10; 224x224: 300 / 10)",
+        "2 pairs (1 pair: 97%)", "1 image (224x224: 2)",
+        "whole key with the public plain weights; not recovered from the keyed model alone", 30),
+    "block-pixel-cs": Exposure(
+        "whole key from 30 ciphertexts (up to a left-right mirror from 10)", "not measured",
+        "1 image (224x224: 2)", "whole key with the public plain weights", 30),
+    "le": Exposure(
+        "every upper 4-bit half from 10 ciphertexts (SSIM 0.95); lower halves not recovered",
+        "16 pairs: 98.8% of the key, 32 pairs: 99.9%", "1 image", "no keyed model"),
+    "ele": Exposure(
+        "no many-image attack written yet (per-block nibble keys)", "32 pairs: 99.9% of the key",
+        "3 images (224x224: 4)", "no keyed model"),
+    "pe": Exposure(
+        "whole key from 10 ciphertexts; one image alone is readable after FR", "8 pairs", "1 image",
+        "whole key with the public plain weights", 10),
+}
+
+STEP_EXCEPTIONS = {
+    "step-ps-perblock": "60% of the key map from 1,000 ciphertexts (SSIM 0.80); not exact",
+}
+
+PER_IMAGE = Exposure(
+    "the same attacks fail (SSIM <= 0.21, no image decrypts)", "no pair helps another image",
+    "no crafted image helps another image", "no keyed model exists")
+
+
+def exposure(scheme: str, per_image: bool = False) -> Optional[Exposure]:
+    """The measured exposure of ``scheme`` (None for ``plain`` and single steps, which hide nothing)."""
+    if per_image:
+        return PER_IMAGE
+    return EXPOSURES.get(scheme)
+
+
+def headline(scheme: str) -> str:
+    """One line for ``patchcrypt schemes``: what a party holding many ciphertexts under one key gets."""
+    if scheme == "plain":
+        return "nothing hidden"
+    e = EXPOSURES.get(scheme)
+    if scheme in STEP_EXCEPTIONS:
+        return STEP_EXCEPTIONS[scheme]
+    if e is None:
+        return "a single step: falls to the many-image attack by 10-30 ciphertexts"
+    return e.ciphertexts
