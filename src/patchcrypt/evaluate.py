@@ -13,6 +13,7 @@ from .data import load_dataset
 from .data.readers import has_splits
 from .errors import KeyMismatchError, PatchcryptError
 from .models import build_model, load_checkpoint
+from .record import EncryptionRecord
 from .runtime import resolve_device
 
 
@@ -28,33 +29,31 @@ def predict(model: torch.nn.Module, images: np.ndarray, batch_size: int = 256, d
 
 def prepare_images(ckpt: Dict[str, Any], data, key_path: Optional[str] = None) -> np.ndarray:
     """The images as the checkpoint's model expects them: check or apply the encryption the model was made for."""
-    from .ciphers import create_cipher
     from .codec import jpeg_roundtrip
     from .keys import Key
 
-    scheme, m, fp = ckpt.get("scheme"), ckpt.get("block_size"), ckpt.get("key_fingerprint")
-    manifest = data.manifest
-    if manifest is not None:
-        for name, want, got in (("scheme", scheme, manifest.get("scheme")),
-                                ("block size", m, manifest.get("block_size")),
-                                ("key fingerprint", fp, manifest.get("key_fingerprint"))):
-            if want != got:
-                raise KeyMismatchError(f"the data's {name} is {got!r} but the model expects {want!r}")
+    want = EncryptionRecord.from_checkpoint(ckpt)
+    if data.manifest is not None:
+        got = EncryptionRecord.from_manifest(data.manifest)
+        for name, field in (("scheme", "scheme"), ("block size", "block_size"),
+                            ("key fingerprint", "key_fingerprint")):
+            if getattr(want, field) != getattr(got, field):
+                raise KeyMismatchError(f"the data's {name} is {getattr(got, field)!r} but the model expects "
+                                       f"{getattr(want, field)!r}")
         return data.images
-    if scheme in (None, "plain"):
+    if want.is_plain:
         images = data.images
     else:
         if key_path is None:
-            raise PatchcryptError(f"the model expects {scheme} images; give --key to encrypt this plain data, "
+            raise PatchcryptError(f"the model expects {want.scheme} images; give --key to encrypt this plain data, "
                                   "or evaluate on a tree written by 'patchcrypt encrypt'")
         key = Key.load(key_path)
-        if key.fingerprint != fp:
-            raise KeyMismatchError(f"wrong key: the model expects key {fp}, this key is {key.fingerprint}")
-        if ckpt.get("per_image"):
+        want.check_key(key)
+        if want.per_image:
             raise PatchcryptError("the model was trained with per-image keys; evaluate on an encrypted tree")
-        images = create_cipher(scheme, key, block_size=m).encrypt(data.images)
-    if ckpt.get("jpeg_quality"):
-        images = jpeg_roundtrip(images, ckpt["jpeg_quality"], "420" if (m or 1) % 16 == 0 else "444")
+        images = want.cipher(key).encrypt(data.images)
+    if want.jpeg_quality:
+        images = jpeg_roundtrip(images, want.jpeg_quality, want.subsampling)
     return images
 
 

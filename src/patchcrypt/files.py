@@ -33,8 +33,9 @@ from PIL import Image
 from .ciphers import create_cipher
 from .codec import IMAGE_SUFFIXES, decode_image, image_bytes
 from .data.manifest import MANIFEST_FORMAT, MANIFEST_NAME, MANIFEST_VERSION, read_manifest
-from .errors import KeyMismatchError, PatchcryptError
+from .errors import PatchcryptError
 from .keys import Key
+from .record import EncryptionRecord, subsampling_for
 
 CHUNK = 1024  # images decoded, encrypted and written per step
 # Per-image keys: each image has its own compiled program (index tables as large as the image), so they are
@@ -238,7 +239,7 @@ def encrypt_tree(src: Path, dst: Path, key: Key, scheme: str, block_size: int, f
     file_format = "jpeg" if file_format == "jpg" else file_format
     cipher = create_cipher(scheme, key, block_size=block_size, per_image=per_image, pad=pad)
     if subsampling is None:
-        subsampling = "420" if block_size % 16 == 0 else "444"
+        subsampling = subsampling_for(block_size)
     root, rels = _list_sources(src)
     suffix = ".jpg" if file_format == "jpeg" else ".png"
     out_rels = _output_names(rels, suffix, root)
@@ -303,12 +304,6 @@ def load_manifest_for(src: Path) -> Dict:
     return manifest
 
 
-def check_key(manifest: Dict, key: Key) -> None:
-    if manifest.get("key_fingerprint") != key.fingerprint:
-        raise KeyMismatchError(f"wrong key: the data was encrypted with key {manifest.get('key_fingerprint')}, "
-                               f"this key is {key.fingerprint}")
-
-
 def _foreign_files(manifest: Dict, rels: List[str]) -> List[str]:
     """Files in the tree the manifest does not list (version 2 lists every file it wrote)."""
     if manifest.get("version", 1) < 2:
@@ -333,13 +328,11 @@ def decrypt_tree(src: Path, dst: Path, key: Key, scheme: Optional[str] = None, f
     """
     src, dst = Path(src), Path(dst)
     manifest = load_manifest_for(src)
-    if scheme is not None and scheme != manifest["scheme"]:
-        raise PatchcryptError(f"wrong scheme: the data was encrypted with {manifest['scheme']!r}, not {scheme!r}")
-    check_key(manifest, key)
-    options = manifest.get("options") or {}
-    per_image = manifest.get("per_image", False)
-    cipher = create_cipher(manifest["scheme"], key, block_size=manifest["block_size"],
-                           per_image=per_image, pad=manifest.get("pad", False), **options)
+    record = EncryptionRecord.from_manifest(manifest)
+    if scheme is not None and scheme != record.scheme:
+        raise PatchcryptError(f"wrong scheme: the data was encrypted with {record.scheme!r}, not {scheme!r}")
+    cipher = record.cipher(key)  # refuses a key whose fingerprint is not the manifest's
+    per_image = record.per_image
     root = Path(manifest["_root"])
     _, rels = _list_sources(root)
     foreign = _foreign_files(manifest, rels)

@@ -9,6 +9,7 @@ import typer
 
 from ..errors import KeyMismatchError, PatchcryptError
 from ..keys import Key
+from ..record import EncryptionRecord
 from .app import app
 
 
@@ -31,13 +32,14 @@ def make_keyed_checkpoint(source: Path, out: Path, key: Key, scheme: Optional[st
     else:
         ckpt = load_checkpoint(source)
         model = load_keyable(ckpt)
+    source_record = EncryptionRecord.from_checkpoint(ckpt)
     if rekey is not None:
         if not ckpt.get("keyed"):
             raise PatchcryptError("--rekey needs a keyed model (this one was not made by 'patchcrypt keyed-model')")
-        if key.fingerprint != ckpt.get("key_fingerprint"):
+        if key.fingerprint != source_record.key_fingerprint:
             raise KeyMismatchError(f"--key is {key.fingerprint} but the model is keyed for "
-                                   f"{ckpt.get('key_fingerprint')}; re-keying needs the old key")
-        scheme, block_size = ckpt["scheme"], ckpt["block_size"]
+                                   f"{source_record.key_fingerprint}; re-keying needs the old key")
+        scheme, block_size = source_record.scheme, source_record.block_size
         keyed = rekey_model(model, key, rekey, scheme, block_size, mode)
         keyed["rekeyed_from"] = key.fingerprint
         new_key = rekey
@@ -45,8 +47,8 @@ def make_keyed_checkpoint(source: Path, out: Path, key: Key, scheme: Optional[st
         if ckpt.get("keyed"):
             raise PatchcryptError("this model is already keyed; use --rekey NEW_KEY (with its --key) to change "
                                   "the key")
-        if ckpt.get("scheme") not in (None, "plain"):
-            raise PatchcryptError(f"this model was trained on {ckpt['scheme']} images; keying needs a model "
+        if not source_record.is_plain:
+            raise PatchcryptError(f"this model was trained on {source_record.scheme} images; keying needs a model "
                                   "trained on plain images")
         if not scheme or not block_size:
             raise PatchcryptError("--scheme and --block-size are required")
@@ -54,8 +56,8 @@ def make_keyed_checkpoint(source: Path, out: Path, key: Key, scheme: Optional[st
         new_key = key
     keyed["base_model_kwargs"] = dict((ckpt.get("keyed") or {}).get("base_model_kwargs", ckpt["model_kwargs"]))
     save_checkpoint(out, model, model_name=ckpt["model"], model_kwargs=keyed_model_kwargs(ckpt["model_kwargs"], model),
-                    classes=ckpt["classes"], scheme=scheme, block_size=block_size,
-                    key_fingerprint=new_key.fingerprint, keyed=keyed, config=ckpt.get("config"),
+                    classes=ckpt["classes"], keyed=keyed, config=ckpt.get("config"),
+                    record=EncryptionRecord(scheme=scheme, block_size=block_size, key_fingerprint=new_key.fingerprint),
                     metrics=None, extra={"source": str(source)})
     return keyed
 

@@ -9,13 +9,16 @@ from __future__ import annotations
 import os
 import tempfile
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import TYPE_CHECKING, Any, Dict, List, Optional
 
 import torch
 import torch.nn as nn
 
 from ..errors import PatchcryptError
 from .registry import create_model
+
+if TYPE_CHECKING:
+    from ..record import EncryptionRecord
 
 FORMAT = "patchcrypt-checkpoint"
 VERSION = 1
@@ -26,14 +29,23 @@ def save_checkpoint(path, model: nn.Module, *, model_name: str, model_kwargs: Di
                     key_fingerprint: Optional[str] = None, per_image: bool = False,
                     jpeg_quality: Optional[int] = None, keyed: Optional[Dict] = None,
                     config: Optional[Dict] = None, epoch: Optional[int] = None,
-                    metrics: Optional[Dict] = None, extra: Optional[Dict] = None) -> Path:
-    """Write a checkpoint atomically (temporary file + rename). ``extra`` holds e.g. optimizer state."""
+                    metrics: Optional[Dict] = None, extra: Optional[Dict] = None,
+                    record: Optional["EncryptionRecord"] = None) -> Path:
+    """Write a checkpoint atomically (temporary file + rename). ``extra`` holds e.g. optimizer state.
+
+    ``record`` (an :class:`~patchcrypt.record.EncryptionRecord`) gives the encryption facts in one argument,
+    in place of ``scheme``, ``block_size``, ``key_fingerprint``, ``per_image`` and ``jpeg_quality``.
+    """
     path = Path(path)
+    subsampling = None
+    if record is not None:
+        scheme, block_size, key_fingerprint = record.scheme, record.block_size, record.key_fingerprint
+        per_image, jpeg_quality, subsampling = record.per_image, record.jpeg_quality, record.recorded_subsampling
     state = {k: v.detach().cpu() for k, v in _unwrap(model).state_dict().items()}
     payload = {"format": FORMAT, "version": VERSION, "model": model_name, "model_kwargs": dict(model_kwargs),
                "state_dict": state, "classes": list(classes), "scheme": scheme, "block_size": block_size,
                "key_fingerprint": key_fingerprint, "per_image": bool(per_image), "jpeg_quality": jpeg_quality,
-               "keyed": keyed, "config": config, "epoch": epoch, "metrics": metrics, "extra": extra or {}}
+               "subsampling": subsampling, "keyed": keyed, "config": config, "epoch": epoch, "metrics": metrics, "extra": extra or {}}
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)

@@ -27,6 +27,7 @@ from typing import Dict, List, Optional, Sequence
 import numpy as np
 
 from ..errors import PatchcryptError
+from ..record import EncryptionRecord
 
 KNOWN_KINDS = {
     "accuracy_table": "Accuracy on encrypted images",
@@ -202,10 +203,10 @@ def run_section(item: Item, key_path: Optional[Path] = None, n_examples: int = 4
     summary = _read_json(run / "summary.json") if (run / "summary.json").is_file() else {}
     rows = _read_metrics(run / "metrics.csv")
     config = _read_config(run / "config.yaml")
-    scheme = summary.get("scheme") or config.get("scheme") or "plain"
-    m = summary.get("block_size") or config.get("block_size")
-    facts = {"model": summary.get("model") or config.get("model"), "scheme": scheme, "block size": m,
-             "JPEG quality": summary.get("jpeg_quality"), "key fingerprint": summary.get("key_fingerprint"),
+    record = EncryptionRecord.from_run(config, summary)
+    facts = {"model": summary.get("model") or config.get("model"), "scheme": record.scheme,
+             "block size": record.block_size, "JPEG quality": summary.get("jpeg_quality"),
+             "key fingerprint": record.key_fingerprint,
              "training images": summary.get("n_train"), "test images": summary.get("n_test"),
              "epochs": len(rows), "best test accuracy": _pct(summary.get("best_test_acc")),
              "final test accuracy": _pct(summary.get("final_test_acc")),
@@ -217,7 +218,7 @@ def run_section(item: Item, key_path: Optional[Path] = None, n_examples: int = 4
         parts.append(_img_tag(_curves(rows, run.name), f"{run.name}: loss and accuracy per epoch"))
     if (run / "confusion.png").is_file():
         parts.append(_file_img(run / "confusion.png", f"{run.name}: confusion matrix"))
-    parts.append(_examples(config, summary, scheme, m, key_path, n_examples))
+    parts.append(_examples(config, record, key_path, n_examples))
     return "<section>" + "\n".join(parts) + "</section>"
 
 
@@ -282,14 +283,13 @@ def _example_indices(n_images: int, n: int, plain: bool) -> np.ndarray:
     return np.sort(tail)
 
 
-def _examples(config: Dict, summary: Dict, scheme: str, m, key_path: Optional[Path], n: int) -> str:
+def _examples(config: Dict, record: EncryptionRecord, key_path: Optional[Path], n: int) -> str:
     """Example images; never a plain image beside its ciphertext under a real key (see the module doc).
 
     Without ``key_path``: plain | encrypted | decrypted under a throwaway key made for this page. With the
     run's key: ciphertext only, of images no section shows in plain. Already encrypted data: ciphertext only.
     """
     from ..attacks.base import as_display
-    from ..ciphers import create_cipher
     from ..codec import encode_png, jpeg_roundtrip
     from ..data import load_dataset
     from ..keys import Key
@@ -309,12 +309,11 @@ def _examples(config: Dict, summary: Dict, scheme: str, m, key_path: Optional[Pa
         return ("<h3>Examples as the server sees them: ciphertext only</h3><p class=note>the run's data, encrypted "
                 "under its key; no plain image of these appears in this report</p>"
                 + "".join(_img_tag(encode_png(_big(x)), "encrypted example (ciphertext only)") for x in images))
-    if scheme in (None, "plain"):
+    if record.is_plain:
         images = ds.images[_example_indices(len(ds), n, plain=True)]
         return ("<h3>Examples (plain run: no encryption)</h3>"
                 + "".join(_img_tag(encode_png(_big(x)), "plain example") for x in images))
-    want = summary.get("key_fingerprint")
-    per_image = bool(summary.get("per_image"))
+    want, per_image = record.key_fingerprint, record.per_image
     note = ""
     if key_path is not None:
         key = Key.load(key_path)
@@ -322,7 +321,7 @@ def _examples(config: Dict, summary: Dict, scheme: str, m, key_path: Optional[Pa
             images = ds.images[_example_indices(len(ds), n, plain=False)]
             if not len(images):
                 return '<p class="note">examples: too few images to show any that are not shown in plain</p>'
-            enc = create_cipher(scheme, key, block_size=m).encrypt(images)
+            enc = record.cipher(key).encrypt(images)
             shown = [_big(_pad(as_display(e, x.shape))) for x, e in zip(images, enc)]
             return (f"<h3>Examples under the run's key: ciphertext only</h3><p class=note>encrypted under the run's "
                     f"key ({html.escape(key.fingerprint)}); no plain image of these appears in this report, since "
@@ -332,11 +331,11 @@ def _examples(config: Dict, summary: Dict, scheme: str, m, key_path: Optional[Pa
                 + (", or the run used per-image keys" if per_image else "") + ")")
     images = ds.images[_example_indices(len(ds), n, plain=True)]
     key = Key.generate()  # throwaway: made for this page, never saved, so its pairs give nothing away
-    cipher = create_cipher(scheme, key, block_size=m, per_image=per_image)
+    cipher = record.cipher(key, verify=False)
     nonces = cipher.new_nonces(len(images)) if per_image else None
     enc = cipher.encrypt(images, nonces)
-    if summary.get("jpeg_quality"):
-        enc = jpeg_roundtrip(enc, summary["jpeg_quality"], "420" if m % 16 == 0 else "444", upsampling="block")
+    if record.jpeg_quality:
+        enc = jpeg_roundtrip(enc, record.jpeg_quality, record.subsampling, upsampling="block")
     dec = cipher.decrypt(enc, nonces)
     rows = []
     for x, e, d in zip(images, enc, dec):

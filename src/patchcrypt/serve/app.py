@@ -58,11 +58,15 @@ class HTTPError(Exception):
 
 
 def model_info(ckpt: Dict[str, Any], model) -> Dict[str, Any]:
-    """What a client needs to encrypt for this model (nothing secret)."""
-    return {"model": ckpt["model"], "classes": list(ckpt["classes"]), "scheme": ckpt.get("scheme"),
-            "block_size": ckpt.get("block_size"), "key_fingerprint": ckpt.get("key_fingerprint"),
+    """What a client needs to encrypt for this model (nothing secret); read back by
+    :meth:`EncryptionRecord.from_server`."""
+    from ..record import EncryptionRecord
+
+    rec = EncryptionRecord.from_checkpoint(ckpt)
+    return {"model": ckpt["model"], "classes": list(ckpt["classes"]), "scheme": rec.scheme,
+            "block_size": rec.block_size, "key_fingerprint": rec.key_fingerprint,
             "image_size": [int(model.img_size), int(model.img_size), int(model.in_chans)],
-            "jpeg_quality": ckpt.get("jpeg_quality"), "per_image": bool(ckpt.get("per_image")),
+            "jpeg_quality": rec.jpeg_quality, "per_image": rec.per_image,
             "keyed": ckpt.get("keyed") is not None}
 
 
@@ -70,12 +74,15 @@ def load_served_model(run) -> Tuple[Dict[str, Any], Any]:
     """Load a checkpoint for serving; refuses checkpoints that do not say which images they expect."""
     from ..models import build_model, load_checkpoint
 
+    from ..record import EncryptionRecord
+
     ckpt = load_checkpoint(run)
-    if not ckpt.get("scheme"):
+    rec = EncryptionRecord.from_checkpoint(ckpt)
+    if not rec.scheme:
         raise PatchcryptError(f"{ckpt['path']}: the checkpoint records no scheme, so clients cannot know how to "
                               "encrypt for it; serve a run from 'patchcrypt train' or 'patchcrypt keyed-model'")
-    if ckpt["scheme"] != "plain" and not ckpt.get("block_size"):
-        raise PatchcryptError(f"{ckpt['path']}: the checkpoint records scheme {ckpt['scheme']!r} but no block size")
+    if rec.scheme != "plain" and not rec.block_size:
+        raise PatchcryptError(f"{ckpt['path']}: the checkpoint records scheme {rec.scheme!r} but no block size")
     model = build_model(ckpt)
     if not hasattr(model, "img_size") or not hasattr(model, "in_chans"):
         raise PatchcryptError(f"{ckpt['path']}: model {ckpt['model']} does not state its input size")

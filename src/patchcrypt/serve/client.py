@@ -19,8 +19,9 @@ from typing import Any, Dict, List, Optional, Sequence
 
 import numpy as np
 
-from ..errors import KeyMismatchError, PatchcryptError
+from ..errors import PatchcryptError
 from ..keys import Key
+from ..record import EncryptionRecord
 
 
 def is_weak_scheme(scheme: str) -> bool:
@@ -95,8 +96,9 @@ class Client:
         import httpx
 
         # the owner's choice is checked before the server is even asked
-        self.block_size = check_owner_choice(scheme, block_size, allow_weak_scheme)
-        self.scheme = scheme
+        self.owner = EncryptionRecord.from_owner(scheme, block_size, key.fingerprint if key is not None else None,
+                                                 allow_weak_scheme)
+        self.scheme, self.block_size = self.owner.scheme, self.owner.block_size
         self.url = url.rstrip("/")
         self.key = key
         self._http = httpx.Client(base_url=self.url, timeout=timeout)
@@ -149,28 +151,23 @@ class Client:
         """The owner's cipher, after checking that the served model expects exactly it (scheme, block size,
         key fingerprint). Every refusal happens here, before any image is encrypted or sent."""
         if self._cipher is None:
-            from ..ciphers import create_cipher
-
-            info = self.info()
-            announced, announced_m = info.get("scheme"), info.get("block_size")
-            if announced != self.scheme:
-                raise PatchcryptError(f"the server announces scheme {announced!r}, you chose {self.scheme!r}; "
+            owner, server = self.owner, EncryptionRecord.from_server(self.info())
+            if server.scheme != owner.scheme:
+                raise PatchcryptError(f"the server announces scheme {server.scheme!r}, you chose {owner.scheme!r}; "
                                       "refusing to send (check --server and --scheme)")
-            if self.scheme != "plain" and announced_m != self.block_size:
-                raise PatchcryptError(f"the server announces block size {announced_m}, you chose "
-                                      f"{self.block_size}; refusing to send")
-            if self.scheme == "plain":
-                self._cipher = create_cipher("plain", None, block_size=self.block_size)
+            if owner.scheme != "plain" and server.block_size != owner.block_size:
+                raise PatchcryptError(f"the server announces block size {server.block_size}, you chose "
+                                      f"{owner.block_size}; refusing to send")
+            if owner.scheme == "plain":
+                self._cipher = owner.cipher(None)
                 return self._cipher
             if self.key is None:
-                raise PatchcryptError(f"the server's model expects {self.scheme} images; give the key (--key)")
-            if info.get("key_fingerprint") != self.key.fingerprint:
-                raise KeyMismatchError(f"wrong key: the server's model expects key {info.get('key_fingerprint')}, "
-                                       f"this key is {self.key.fingerprint}")
-            if info.get("per_image"):
+                raise PatchcryptError(f"the server's model expects {owner.scheme} images; give the key (--key)")
+            server.check_key(self.key)
+            if server.per_image:
                 raise PatchcryptError("the server's model was trained with per-image keys; the client cannot "
                                       "produce matching nonces")
-            self._cipher = create_cipher(self.scheme, self.key, block_size=self.block_size)
+            self._cipher = owner.cipher(self.key)  # the owner's settings, never the server's announcement
         return self._cipher
 
     def prepare(self, images, resize: bool = False) -> np.ndarray:
@@ -199,8 +196,7 @@ class Client:
 
         if jpeg_quality is None:
             return [encode_png(img) for img in encrypted]
-        sub = "420" if self.block_size % 16 == 0 else "444"
-        return [encode_jpeg(img, jpeg_quality, sub) for img in encrypted]
+        return [encode_jpeg(img, jpeg_quality, self.owner.subsampling) for img in encrypted]
 
     # -- classification -----------------------------------------------------------------------------------
     def classify_bytes(self, blobs: Sequence[bytes], names: Optional[Sequence[str]] = None,

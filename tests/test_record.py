@@ -1,0 +1,77 @@
+"""The encryption record: one reading of manifests, checkpoints, runs, /v1/model and the owner's settings."""
+
+import numpy as np
+import pytest
+import torch
+
+from patchcrypt.ciphers import create_cipher
+from patchcrypt.errors import KeyMismatchError, PatchcryptError
+from patchcrypt.files import encrypt_tree
+from patchcrypt.keys import Key
+from patchcrypt.models import load_checkpoint, save_checkpoint
+from patchcrypt.record import EncryptionRecord, subsampling_for
+
+KEY = Key.from_bytes(bytes(range(32)))
+OTHER = Key.from_bytes(bytes(32))
+
+
+def test_subsampling_rule():
+    assert [subsampling_for(m) for m in (None, 1, 4, 8, 16, 32, 48)] == ["444"] * 4 + ["420"] * 3
+    assert EncryptionRecord(scheme="etc", block_size=16).subsampling == "420"
+    assert EncryptionRecord(scheme="etc", block_size=16, recorded_subsampling="444").subsampling == "444"
+
+
+def test_manifest_subsampling_is_read(tmp_path):
+    src = tmp_path / "src" / "cls"
+    src.mkdir(parents=True)
+    from patchcrypt.codec import encode_png
+
+    rng = np.random.default_rng(0)
+    for i in range(2):
+        (src / f"{i}.png").write_bytes(encode_png(rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)))
+    manifest = encrypt_tree(tmp_path / "src", tmp_path / "enc", KEY, "block-pixel", 16, "jpeg", 90, "444")
+    rec = EncryptionRecord.from_manifest(manifest)
+    assert rec.subsampling == "444"  # as written, not the block-size rule's "420"
+    assert (rec.scheme, rec.block_size, rec.key_fingerprint, rec.jpeg_quality, rec.image_shape) == \
+        ("block-pixel", 16, KEY.fingerprint, 90, (32, 32, 3))
+    rec.check_key(KEY)
+    with pytest.raises(KeyMismatchError, match="wrong key: the data was encrypted with key"):
+        rec.check_key(OTHER)
+
+
+def test_cipher_is_the_recorded_one():
+    rec = EncryptionRecord(scheme="block-pixel", block_size=4, key_fingerprint=KEY.fingerprint)
+    x = np.random.default_rng(1).integers(0, 256, (2, 8, 8, 3), dtype=np.uint8)
+    assert np.array_equal(rec.cipher(KEY).encrypt(x), create_cipher("block-pixel", KEY, block_size=4).encrypt(x))
+    with pytest.raises(KeyMismatchError):
+        rec.cipher(OTHER)
+    rec.cipher(OTHER, verify=False)  # a throwaway key, shown only to illustrate the scheme
+    assert EncryptionRecord(scheme="plain").cipher(None).name == "plain"
+    with pytest.raises(PatchcryptError, match="without a block size"):
+        EncryptionRecord(scheme="etc").cipher(KEY)
+
+
+def test_checkpoint_round_trip(tmp_path):
+    rec = EncryptionRecord(scheme="etc", block_size=4, key_fingerprint=KEY.fingerprint, jpeg_quality=85,
+                           recorded_subsampling="444")
+    path = save_checkpoint(tmp_path / "m.pt", torch.nn.Linear(2, 2), model_name="x",
+                           model_kwargs={"img_size": 8, "in_chans": 3}, classes=["a", "b"], record=rec)
+    back = EncryptionRecord.from_checkpoint(load_checkpoint(path))
+    assert back == rec.replace(image_shape=(8, 8, 3))
+    with pytest.raises(KeyMismatchError, match="wrong key: the model expects key"):
+        back.check_key(OTHER)
+
+
+def test_server_run_and_owner():
+    info = {"scheme": "block-pixel", "block_size": 4, "key_fingerprint": KEY.fingerprint, "per_image": False,
+            "jpeg_quality": None, "image_size": [8, 8, 3]}
+    server = EncryptionRecord.from_server(info)
+    owner = EncryptionRecord.from_owner("block-pixel", 4, KEY.fingerprint)
+    assert server.replace(image_shape=None) == owner
+    with pytest.raises(PatchcryptError, match="--allow-weak-scheme"):
+        EncryptionRecord.from_owner("plain", None)
+    run = EncryptionRecord.from_run({"scheme": "etc", "block_size": 8, "jpeg_quality": None},
+                                    {"scheme": "etc", "block_size": 8, "key_fingerprint": KEY.fingerprint,
+                                     "jpeg_quality": 75})
+    assert (run.scheme, run.block_size, run.jpeg_quality, run.subsampling) == ("etc", 8, 75, "444")
+    assert EncryptionRecord.from_run({}).is_plain
