@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import json
-import os
 import shlex
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Callable, Dict, List, Optional, Sequence
+
+from patchcrypt.atomic import atomic_write
 
 
 def best_time(fn: Callable[[], object], repeats: int = 5, min_seconds: float = 0.0) -> float:
@@ -51,9 +51,4 @@ def write_results(out_dir: Path, kind: str, config: Dict, rows: List[Dict], mark
                "markdown": markdown, "figures": list(figures)}
     if captions:
         payload["captions"] = {k: v for k, v in captions.items() if k in payload["figures"]}
-    fd, tmp = tempfile.mkstemp(dir=out_dir, prefix=".results.", suffix=".json")
-    with os.fdopen(fd, "w") as f:
-        json.dump(payload, f, indent=1, default=str)
-    path = out_dir / "results.json"
-    os.replace(tmp, path)
-    return path
+    return atomic_write(out_dir / "results.json", json.dumps(payload, indent=1, default=str))

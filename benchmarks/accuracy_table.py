@@ -28,6 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import markdown_table, write_results  # noqa: E402
 
 from patchcrypt import Key  # noqa: E402
+from patchcrypt.atomic import atomic_write  # noqa: E402
 from patchcrypt.train import TrainConfig, train  # noqa: E402
 
 SCHEMES = [("plain", "plain", None), ("block-pixel", "block-pixel", None), ("etc", "etc", None),
@@ -184,10 +185,8 @@ def _chart(path: Path, models, schemes, done) -> None:
     ax.legend(fontsize=8, ncols=len(models), loc="upper center")
     ax.grid(axis="y", alpha=0.3)
     fig.tight_layout()
-    tmp = path.with_name(".accuracy.tmp.png")
-    fig.savefig(tmp, dpi=120)
+    atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=120))
     plt.close(fig)
-    tmp.replace(path)
 
 
 if __name__ == "__main__":

@@ -171,7 +171,7 @@ def render(rows, n_test, n_train, epochs) -> str:
 
 
 def _figure(out: Path, label: str, plain, enc, recs) -> None:
-    from patchcrypt.attacks.base import as_display
+    from patchcrypt.codec import as_display
     from patchcrypt.codec import write_image
 
     names = [n for n in ("fr", "gan", "itn") if n in recs]

@@ -23,6 +23,7 @@ from _common import best_time, markdown_table, write_results  # noqa: E402
 from patchcrypt import Key  # noqa: E402
 from patchcrypt.ciphers import create_cipher  # noqa: E402
 from patchcrypt.ciphers.program import _workers  # noqa: E402
+from patchcrypt.runtime import to_nchw  # noqa: E402
 
 SCHEMES = ["plain", "etc", "block-pixel", "le", "ele", "pe"]
 TARGET = {"le": 0.03, "ele": 0.03}
@@ -43,7 +44,7 @@ def main(argv=None) -> int:
           f"memcpy: np.copyto, one thread", flush=True)
     for size, m, n in geoms:
         x = rng.integers(0, 256, (n, size, size, 3), dtype=np.uint8)
-        xt = torch.from_numpy(x).permute(0, 3, 1, 2).contiguous()
+        xt = to_nchw(x)
         buf = np.empty_like(x)
         t_copy = best_time(lambda: np.copyto(buf, x), repeats)
         variants = [(s, False) for s in SCHEMES]

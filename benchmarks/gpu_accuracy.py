@@ -55,6 +55,8 @@ from patchcrypt.ciphers import create_cipher  # noqa: E402
 from patchcrypt.data import read_pack  # noqa: E402
 from patchcrypt.models import create_model  # noqa: E402
 from patchcrypt.models.keyed import key_model  # noqa: E402
+from patchcrypt.runtime import to_nchw  # noqa: E402
+from patchcrypt.atomic import atomic_write  # noqa: E402
 
 BLOCK = 4
 
@@ -391,9 +393,7 @@ def render(rows: List[Dict], header: str) -> str:
 def save(out: Path, header: str, config: Dict, rows: List[Dict]) -> str:
     md = render(rows, header)
     write_results(out, "gpu_accuracy", config, rows, md)
-    tmp = out / ".table.md.tmp"
-    tmp.write_text(md + "\n")
-    tmp.replace(out / "table.md")
+    atomic_write(out / "table.md", md + "\n")
     return md
 
 
@@ -458,7 +458,7 @@ def run(args: argparse.Namespace) -> int:
     train, test = sets["train"].subset(n_train, args.seed), sets["test"].subset(n_test, args.seed)
     if train.shape != (32, 32, 3):
         raise PatchcryptError(f"{args.pack}: images are {train.shape}; this benchmark takes 32x32 RGB (CIFAR-10)")
-    to_dev = lambda a: torch.from_numpy(a).permute(0, 3, 1, 2).contiguous().to(device)  # noqa: E731
+    to_dev = lambda a: to_nchw(a).to(device)  # noqa: E731
     x_train, x_test = to_dev(train.images), to_dev(test.images)
     y_train, y_test = torch.from_numpy(train.labels).to(device), torch.from_numpy(test.labels).to(device)
     if len(x_train) < args.batch:

@@ -28,6 +28,7 @@ from typing import Optional, Tuple, Union
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+from .atomic import atomic_write
 from .errors import PatchcryptError
 
 # Pillow's `subsampling` argument: 0 = 4:4:4, 1 = 4:2:2, 2 = 4:2:0
@@ -282,17 +283,28 @@ def encode_png(img: np.ndarray, level: int = 1) -> bytes:
             + chunk(b"IEND", b""))
 
 
+def resize_image(img: np.ndarray, size: Tuple[int, int], method: str = "bicubic") -> np.ndarray:
+    """Resize a uint8 (H, W, C) image to ``size`` = (H, W) (``method`` "bicubic" or "nearest"); the image
+    itself when already that size."""
+    if img.shape[:2] == tuple(size):
+        return img
+    resample = {"bicubic": Image.BICUBIC, "nearest": Image.NEAREST}[method]
+    im = Image.fromarray(img[:, :, 0] if img.shape[2] == 1 else img)
+    out = np.asarray(im.resize((size[1], size[0]), resample))
+    return out[:, :, None] if out.ndim == 2 else out
+
+
+def as_display(img: np.ndarray, shape: Optional[tuple] = None) -> np.ndarray:
+    """An encrypted uint8 (H, W, C) image as RGB for a figure: a grayscale composite (``etc-gray``) repeated
+    to three channels, and resized (nearest, so blocks stay sharp) to ``shape[:2]`` when given."""
+    if img.shape[2] == 1:
+        img = np.repeat(img, 3, axis=2)
+    return img if shape is None else resize_image(img, tuple(shape[:2]), "nearest")
+
+
 def write_bytes_atomic(path: PathLike, data: bytes) -> None:
-    """Write ``data`` to a temporary file beside ``path`` and rename it into place."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    """Write ``data`` to ``path`` atomically (see :func:`patchcrypt.atomic.atomic_write`)."""
+    atomic_write(path, data)
 
 
 def write_image(path: PathLike, img: np.ndarray, quality: int = 90, subsampling: Union[str, int] = "420") -> int:

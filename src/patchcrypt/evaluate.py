@@ -9,22 +9,23 @@ from typing import Any, Dict, Optional
 import numpy as np
 import torch
 
+from .atomic import atomic_write
 from .data import load_dataset
 from .data.readers import has_splits
 from .errors import KeyMismatchError, PatchcryptError
 from .models import build_model, load_checkpoint
 from .record import EncryptionRecord
-from .runtime import resolve_device
+from .runtime import resolve_device, to_nchw
 
 
 @torch.no_grad()
 def predict(model: torch.nn.Module, images: np.ndarray, batch_size: int = 256, device=None) -> np.ndarray:
     """Logits (N, K) float32 for uint8 images (N, H, W, C), batched, in eval mode."""
-    from .train import predict_logits, to_tensor
+    from .train import predict_logits
 
     dev = resolve_device(device) if not isinstance(device, torch.device) else device
     model = model.to(dev)
-    return predict_logits(model, to_tensor(np.ascontiguousarray(images)), dev, batch_size).numpy()
+    return predict_logits(model, to_nchw(images), dev, batch_size).numpy()
 
 
 def prepare_images(ckpt: Dict[str, Any], data, key_path: Optional[str] = None) -> np.ndarray:
@@ -81,10 +82,8 @@ def evaluate_checkpoint(run, data_path, key: Optional[str] = None, split: Option
               "confusion": confusion.tolist(), "classes": classes, "checkpoint": ckpt["path"],
               "data": str(path), "scheme": ckpt.get("scheme"), "block_size": ckpt.get("block_size")}
     if out_dir is not None:
-        from .codec import write_bytes_atomic
-
         out_dir = Path(out_dir)
-        write_bytes_atomic(out_dir / "evaluation.json", json.dumps(result, indent=1).encode())
+        atomic_write(out_dir / "evaluation.json", json.dumps(result, indent=1).encode())
         _confusion_png(confusion, classes, out_dir / "confusion.png", result["accuracy"])
     return result
 
@@ -109,7 +108,7 @@ def _confusion_png(confusion: np.ndarray, classes, path: Path, accuracy: float) 
     ax.set_ylabel("true")
     ax.set_title(f"accuracy {accuracy:.3f}")
     fig.tight_layout()
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    fig.savefig(tmp, dpi=110)
-    plt.close(fig)
-    tmp.replace(path)
+    try:
+        atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=110))
+    finally:
+        plt.close(fig)

@@ -28,10 +28,9 @@ from pathlib import Path
 from typing import Callable, Dict, List, Optional, Tuple
 
 import numpy as np
-from PIL import Image
 
 from .ciphers import create_cipher
-from .codec import IMAGE_SUFFIXES, decode_image, image_bytes
+from .codec import IMAGE_SUFFIXES, decode_image, image_bytes, resize_image  # noqa: F401 - resize_image re-exported
 from .data.manifest import MANIFEST_FORMAT, MANIFEST_NAME, MANIFEST_VERSION, read_manifest
 from .errors import PatchcryptError
 from .keys import Key
@@ -204,15 +203,6 @@ def _decode_file(path: Path, resize: Optional[Tuple[int, int]]) -> np.ndarray:
         raise PatchcryptError(f"{path}: cannot read ({exc.strerror or exc})") from None
     img = decode_image(data, name=str(path))
     return img if resize is None else resize_image(img, resize)
-
-
-def resize_image(img: np.ndarray, size: Tuple[int, int]) -> np.ndarray:
-    """Bicubic resize of a uint8 (H, W, C) image to ``size`` = (H, W); unchanged when already that size."""
-    if img.shape[:2] == tuple(size):
-        return img
-    im = Image.fromarray(img[:, :, 0] if img.shape[2] == 1 else img)
-    out = np.asarray(im.resize((size[1], size[0]), Image.BICUBIC))
-    return out[:, :, None] if out.ndim == 2 else out
 
 
 def _write(path: Path, data: bytes) -> None:

@@ -21,6 +21,7 @@ from typing import Iterable, Union
 
 import numpy as np
 
+from .atomic import atomic_write
 from .errors import PatchcryptError
 
 KEY_BYTES = 32
@@ -185,16 +186,9 @@ class Key:
             "key": base64.b64encode(self._bytes).decode("ascii"),
             "fingerprint": self.fingerprint,
         }
-        tmp = path.with_name(f".{path.name}.tmp-{secrets.token_hex(4)}")
         try:
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            with os.fdopen(fd, "w", encoding="utf-8") as fh:
-                json.dump(doc, fh)
-                fh.write("\n")
-            os.chmod(tmp, 0o600)
-            os.replace(tmp, path)
+            atomic_write(path, json.dumps(doc) + "\n", mode=0o600)
         except OSError as exc:
-            tmp.unlink(missing_ok=True)
             raise PatchcryptError(f"cannot write key file {path}: {exc.strerror or exc}") from None
         return path
 

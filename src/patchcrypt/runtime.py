@@ -15,6 +15,16 @@ if TYPE_CHECKING:  # torch is imported on use: the file tools must start fast
 T = TypeVar("T")
 
 
+def to_nchw(images) -> "torch.Tensor":
+    """Images (N, H, W, C) — a numpy array or a torch tensor — → a contiguous torch tensor (N, C, H, W) of the
+    same dtype (and device, for a tensor). The one place the channel axis moves to where torch wants it."""
+    import numpy as np
+    import torch
+
+    t = torch.from_numpy(np.ascontiguousarray(images)) if isinstance(images, np.ndarray) else images
+    return t.permute(0, 3, 1, 2).contiguous()
+
+
 def resolve_device(name: Optional[str] = None) -> "torch.device":
     """``None``/"auto" → CUDA when available, else CPU; otherwise the named device, checked to exist."""
     import torch

@@ -11,7 +11,7 @@ import pytest
 from PIL import Image
 
 from patchcrypt import Key
-from patchcrypt.attacks.base import as_display
+from patchcrypt.codec import as_display
 from patchcrypt.ciphers import create_cipher
 from patchcrypt.cli import main
 from patchcrypt.codec import read_image, write_image

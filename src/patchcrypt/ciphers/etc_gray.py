@@ -63,8 +63,10 @@ def _ops(torch_in: bool):
     if torch_in:
         import torch
 
+        from ..runtime import to_nchw
+
         return (torch.cat, lambda a, lo, hi: a.clamp(lo, hi), lambda b: b.permute(0, 2, 3, 1).long(),
-                lambda a: a.to(torch.uint8).permute(0, 3, 1, 2).contiguous())
+                lambda a: to_nchw(a.to(torch.uint8)))
     return np.concatenate, np.clip, lambda b: b.astype(np.int64), lambda a: a.astype(np.uint8)
 
 

@@ -20,6 +20,7 @@ from typing import List, Optional, Tuple
 
 import numpy as np
 
+from ..atomic import atomic_write
 from ..codec import IMAGE_SUFFIXES, check_pixels, read_image
 from ..errors import PatchcryptError
 from .imageset import ImageSet
@@ -183,12 +184,7 @@ def _save_cache(path: Path, images: np.ndarray) -> None:
     """Write decoded (plain) images as mode 0600 in a 0700 folder, atomically."""
     try:
         _private_dir(path.parent)
-        tmp = path.with_suffix(f".{os.getpid()}.tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        os.fchmod(fd, 0o600)  # an older file of this name may have had a wider mode
-        with os.fdopen(fd, "wb") as f:
-            np.save(f, images)
-        os.replace(tmp, path)
+        atomic_write(path, lambda f: np.save(f, images), mode=0o600)
         # earlier versions kept entries beside the root, readable by others: drop this tree's old copy
         (_cache_root() / path.name).unlink(missing_ok=True)
     except OSError:

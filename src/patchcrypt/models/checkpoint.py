@@ -6,14 +6,13 @@ the key's fingerprint, so it can be handed to a server.
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Dict, List, Optional
 
 import torch
 import torch.nn as nn
 
+from ..atomic import atomic_write
 from ..errors import PatchcryptError
 from .registry import create_model
 
@@ -47,15 +46,7 @@ def save_checkpoint(path, model: nn.Module, *, model_name: str, model_kwargs: Di
                "key_fingerprint": key_fingerprint, "per_image": bool(per_image), "jpeg_quality": jpeg_quality,
                "subsampling": subsampling, "keyed": keyed, "config": config, "epoch": epoch, "metrics": metrics, "extra": extra or {}}
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        torch.save(payload, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return atomic_write(path, lambda f: torch.save(payload, f))
 
 
 def _unwrap(model: nn.Module) -> nn.Module:

@@ -289,8 +289,7 @@ def _examples(config: Dict, record: EncryptionRecord, key_path: Optional[Path], 
     Without ``key_path``: plain | encrypted | decrypted under a throwaway key made for this page. With the
     run's key: ciphertext only, of images no section shows in plain. Already encrypted data: ciphertext only.
     """
-    from ..attacks.base import as_display
-    from ..codec import encode_png, jpeg_roundtrip
+    from ..codec import as_display, encode_png, jpeg_roundtrip
     from ..data import load_dataset
     from ..keys import Key
 

@@ -121,9 +121,11 @@ class Batcher:
         return await fut
 
     def _forward(self, batch: np.ndarray) -> np.ndarray:
+        from ..runtime import to_nchw
+
         torch = self._torch
         with torch.inference_mode():
-            x = torch.from_numpy(batch).permute(0, 3, 1, 2).contiguous().to(self.device)
+            x = to_nchw(batch).to(self.device)
             return torch.softmax(self.model(x).float(), 1).cpu().numpy()
 
     async def _run(self) -> None:

@@ -181,7 +181,7 @@ class Client:
             if im.shape[2] != c:
                 raise PatchcryptError(f"the model expects {c}-channel images, got {im.shape[2]}")
         if resize:
-            from ..files import resize_image
+            from ..codec import resize_image
 
             images = [resize_image(im, (h, w)) for im in images]
         wrong = [im.shape for im in images if im.shape[:2] != (h, w)]
