@@ -20,7 +20,6 @@ from __future__ import annotations
 import io
 import os
 import struct
-import tempfile
 import zlib
 from pathlib import Path
 from typing import Optional, Tuple, Union

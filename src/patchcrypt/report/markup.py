@@ -1,0 +1,85 @@
+"""HTML pieces of a report: embedded images, figures, markdown tables."""
+
+from __future__ import annotations
+
+import base64
+import html
+from pathlib import Path
+from typing import Dict, List, Optional
+
+
+def _img_tag(png: bytes, alt: str, width: Optional[int] = None) -> str:
+    w = f' style="max-width:{width}px"' if width else ""
+    return (f'<img alt="{html.escape(alt)}"{w} src="data:image/png;base64,'
+            f'{base64.b64encode(png).decode()}">')
+
+
+def _file_img(path: Path, alt: str) -> str:
+    try:
+        data = path.read_bytes()
+    except OSError:
+        return f'<p class="note">figure {html.escape(path.name)} is missing</p>'
+    if data[:8] != b"\x89PNG\r\n\x1a\n":
+        return f'<p class="note">figure {html.escape(path.name)} is not a PNG</p>'
+    return _img_tag(data, alt)
+
+
+def _fig_png(fig) -> bytes:
+    import io
+
+    import matplotlib.pyplot as plt
+
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=100)
+    plt.close(fig)
+    return buf.getvalue()
+
+
+def markdown_to_html(text: str) -> str:
+    """The markdown our benchmarks write: paragraphs and pipe tables."""
+    out, table, para = [], [], []
+
+    def flush_para():
+        if para:
+            out.append(f"<p>{html.escape(' '.join(para))}</p>")
+            para.clear()
+
+    def flush_table():
+        if not table:
+            return
+        rows = [[c.strip() for c in r.strip().strip("|").split("|")] for r in table
+                if not set(r.replace("|", "").strip()) <= set("-: ")]
+        head, body = rows[0], rows[1:]
+        out.append("<table><thead><tr>" + "".join(f"<th>{html.escape(c)}</th>" for c in head) + "</tr></thead><tbody>"
+                   + "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in r) + "</tr>" for r in body)
+                   + "</tbody></table>")
+        table.clear()
+
+    for line in text.splitlines():
+        if line.strip().startswith("|"):
+            flush_para()
+            table.append(line)
+        elif not line.strip():
+            flush_para()
+            flush_table()
+        else:
+            flush_table()
+            para.append(line.strip())
+    flush_para()
+    flush_table()
+    return "\n".join(out)
+
+
+def _rows_table(rows: List[Dict]) -> str:
+    if not rows:
+        return ""
+    cols = list(dict.fromkeys(k for r in rows for k, v in r.items() if not isinstance(v, (dict, list))))
+
+    def fmt(v):
+        if isinstance(v, float):
+            return f"{v:.4g}"
+        return "" if v is None else str(v)
+
+    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    lines += ["| " + " | ".join(fmt(r.get(c)) for c in cols) + " |" for r in rows]
+    return markdown_to_html("\n".join(lines))

@@ -1,0 +1,53 @@
+"""The whole page: every section in order, styles and the image check, written atomically."""
+
+from __future__ import annotations
+
+import html
+from pathlib import Path
+from typing import Dict, Optional, Sequence
+
+from ..errors import PatchcryptError
+from .inputs import collect
+from .results import results_section
+from .run import run_section
+
+CSS = """body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:2em auto;max-width:1100px;
+color:#1d1d1f;padding:0 1em}h1{font-size:1.7em}h2{border-bottom:2px solid #ddd;padding-bottom:.2em;margin-top:2em}
+table{border-collapse:collapse;margin:.8em 0;font-size:.9em}td,th{border:1px solid #ccc;padding:.25em .6em;
+text-align:left}th{background:#f3f3f5}tbody tr:nth-child(even){background:#fafafa}img{max-width:100%;display:block;
+margin:.8em 0;image-rendering:pixelated}.src,.note{color:#666;font-size:.85em}code{background:#f3f3f5;padding:0 .3em}
+figure{margin:1em 0}figcaption{color:#555;font-size:.85em}"""
+
+# after load, count images that failed to decode: the headless-browser check reads data-broken-images
+CHECK_JS = """window.addEventListener('load',function(){var n=0;var imgs=document.images;
+for(var i=0;i<imgs.length;i++){if(!imgs[i].complete||imgs[i].naturalWidth===0){n++;}}
+document.body.setAttribute('data-broken-images',String(n));
+document.body.setAttribute('data-images',String(imgs.length));});"""
+
+
+def build_report(paths: Sequence, out, key_path: Optional[Path] = None, title: str = "patchcrypt report",
+                 progress=None) -> Dict:
+    """Write the HTML report to ``out`` (atomically); returns {"path", "sections", "images"}."""
+    from datetime import datetime, timezone
+
+    from ..codec import write_bytes_atomic
+
+    out = Path(out)
+    if out.suffix.lower() not in (".html", ".htm"):
+        raise PatchcryptError(f"{out}: the report is HTML; name it *.html")
+    if not out.parent.is_dir():
+        raise PatchcryptError(f"{out.parent}: no such folder")
+    items = collect(paths)
+    sections = []
+    for it in items:
+        sections.append(run_section(it, key_path) if it.kind == "run" else results_section(it))
+        if progress:
+            progress(1)
+    body = "\n".join(sections)
+    when = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    page = (f"<!DOCTYPE html><html lang=en><head><meta charset=utf-8><title>{html.escape(title)}</title>"
+            f"<style>{CSS}</style><script>{CHECK_JS}</script></head><body>"
+            f"<h1>{html.escape(title)}</h1><p class=note>{len(items)} section(s), written {when}. Keys are never "
+            "included; fingerprints identify them.</p>" + body + "</body></html>")
+    write_bytes_atomic(out, page.encode())
+    return {"path": str(out), "sections": len(items), "images": page.count("<img ")}

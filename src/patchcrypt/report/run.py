@@ -1,0 +1,88 @@
+"""The section of one training run: its facts, loss and accuracy curves, confusion matrix and examples."""
+
+from __future__ import annotations
+
+import csv
+import html
+from pathlib import Path
+from typing import Dict, List, Optional
+
+from ..errors import PatchcryptError
+from ..record import EncryptionRecord
+from .examples import _examples
+from .inputs import Item, _read_json
+from .markup import _fig_png, _file_img, _img_tag
+
+
+def run_section(item: Item, key_path: Optional[Path] = None, n_examples: int = 4) -> str:
+    run = item.path
+    summary = _read_json(run / "summary.json") if (run / "summary.json").is_file() else {}
+    rows = _read_metrics(run / "metrics.csv")
+    config = _read_config(run / "config.yaml")
+    record = EncryptionRecord.from_run(config, summary)
+    facts = {"model": summary.get("model") or config.get("model"), "scheme": record.scheme,
+             "block size": record.block_size, "JPEG quality": summary.get("jpeg_quality"),
+             "key fingerprint": record.key_fingerprint,
+             "training images": summary.get("n_train"), "test images": summary.get("n_test"),
+             "epochs": len(rows), "best test accuracy": _pct(summary.get("best_test_acc")),
+             "final test accuracy": _pct(summary.get("final_test_acc")),
+             "encryption share of a step": _pct(summary.get("encrypt_fraction"), 2)}
+    parts = [f"<h2>Run {html.escape(run.name)}</h2>", f'<p class="src">{html.escape(str(run))}</p>',
+             "<table class=facts>" + "".join(f"<tr><th>{html.escape(k)}</th><td>{html.escape(str(v))}</td></tr>"
+                                            for k, v in facts.items() if v not in (None, "")) + "</table>"]
+    if rows:
+        parts.append(_img_tag(_curves(rows, run.name), f"{run.name}: loss and accuracy per epoch"))
+    if (run / "confusion.png").is_file():
+        parts.append(_file_img(run / "confusion.png", f"{run.name}: confusion matrix"))
+    parts.append(_examples(config, record, key_path, n_examples))
+    return "<section>" + "\n".join(parts) + "</section>"
+
+
+def _pct(v, digits: int = 1):
+    return None if v is None else f"{100 * float(v):.{digits}f}%"
+
+
+def _read_metrics(path: Path) -> List[Dict[str, float]]:
+    try:
+        with open(path, newline="") as f:
+            return [{k: float(v) for k, v in r.items() if v not in (None, "")} for r in csv.DictReader(f)]
+    except (OSError, ValueError) as exc:
+        raise PatchcryptError(f"{path}: unreadable metrics ({exc})") from None
+
+
+def _read_config(path: Path) -> Dict:
+    if not path.is_file():
+        return {}
+    import yaml
+
+    try:
+        data = yaml.safe_load(path.read_text())
+    except (OSError, yaml.YAMLError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def _curves(rows: List[Dict[str, float]], name: str) -> bytes:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    ep = [r["epoch"] for r in rows]
+    fig, (a, b) = plt.subplots(1, 2, figsize=(9, 3.2))
+    for k, lab in (("train_loss", "train"), ("test_loss", "test")):
+        if all(k in r for r in rows):
+            a.plot(ep, [r[k] for r in rows], marker="o", ms=3, label=lab)
+    a.set_title("loss")
+    a.set_xlabel("epoch")
+    for k, lab in (("train_acc", "train"), ("test_acc", "test")):
+        if all(k in r for r in rows):
+            b.plot(ep, [100 * r[k] for r in rows], marker="o", ms=3, label=lab)
+    b.set_title("accuracy (%)")
+    b.set_xlabel("epoch")
+    for ax in (a, b):
+        ax.grid(alpha=0.3)
+        ax.legend()
+    fig.suptitle(name)
+    fig.tight_layout()
+    return _fig_png(fig)
