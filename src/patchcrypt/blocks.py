@@ -6,7 +6,6 @@ Blocks are numbered row-major; a block flattened is L = M·M·C values in (row, 
 from __future__ import annotations
 
 from functools import lru_cache
-from typing import Tuple
 
 import numpy as np
 
@@ -74,12 +73,3 @@ def merge_blocks(blocks: np.ndarray, height: int, width: int) -> np.ndarray:
         raise PatchcryptError(f"{n} blocks of {m}x{m} do not tile a {height}x{width} image")
     x = blocks.reshape(n_img, height // m, width // m, m, m, c).transpose(0, 1, 3, 2, 4, 5)
     return np.ascontiguousarray(x.reshape(n_img, height, width, c))
-
-
-def pad_to_multiple(images: np.ndarray, block_size: int) -> Tuple[np.ndarray, Tuple[int, int]]:
-    """Edge-replicate (N, H, W, C) images up to multiples of ``block_size``; returns (padded, (H, W))."""
-    _, h, w, _ = images.shape
-    ph, pw = (-h) % block_size, (-w) % block_size
-    if ph == 0 and pw == 0:
-        return images, (h, w)
-    return np.pad(images, ((0, 0), (0, ph), (0, pw), (0, 0)), mode="edge"), (h, w)

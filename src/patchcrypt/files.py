@@ -23,7 +23,6 @@ import shutil
 import tempfile
 import warnings
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Dict, List, Optional, Tuple
 
@@ -42,12 +41,6 @@ CHUNK = 1024  # images decoded, encrypted and written per step
 PER_IMAGE_BATCH = 16
 DECRYPTED_MARKER = ".patchcrypt-decrypted.json"  # lets --force recognise a previous decrypt output
 _WORKERS = max(1, min(4, os.cpu_count() or 1))
-
-
-@dataclass
-class FileJob:
-    rel: str          # path relative to the source root
-    out_rel: str      # path relative to the destination root
 
 
 def parse_size(text: Optional[str]) -> Optional[Tuple[int, int]]:

@@ -242,7 +242,3 @@ def _read_small_file(path: Path):
         return data.decode("utf-8"), st.st_mode
     finally:
         os.close(fd)
-
-
-def load_key(path: Union[str, os.PathLike, None]) -> "Key | None":
-    return None if path is None else Key.load(path)

@@ -200,4 +200,3 @@ STEP_FUNCTIONS = {
     "PS": pixel_shuffle,
     "LE": learnable,
 }
-SHAREABLE = {"RF", "CS", "PS", "LE"}

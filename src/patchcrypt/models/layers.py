@@ -93,15 +93,6 @@ def blocks_to_channels(x: torch.Tensor, block_size: int) -> torch.Tensor:
     return x.reshape(n, m * m * c, h // m, w // m)
 
 
-def channels_to_blocks(x: torch.Tensor, block_size: int) -> torch.Tensor:
-    """Inverse of :func:`blocks_to_channels`: (N, M·M·C, gh, gw) → (N, C, gh·M, gw·M)."""
-    n, l, gh, gw = x.shape
-    m = block_size
-    c = l // (m * m)
-    x = x.reshape(n, m, m, c, gh, gw).permute(0, 3, 4, 1, 5, 2)  # (N, ch, gh, r, gw, c)
-    return x.reshape(n, c, gh * m, gw * m)
-
-
 def patchify(x: torch.Tensor, patch_size: int) -> torch.Tensor:
     """(N, C, H, W) → (N, n, L): row-major blocks, each flattened in (row, column, channel) order."""
     return blocks_to_channels(x, patch_size).flatten(2).transpose(1, 2)
