@@ -75,3 +75,17 @@ def test_server_run_and_owner():
                                      "jpeg_quality": 75})
     assert (run.scheme, run.block_size, run.jpeg_quality, run.subsampling) == ("etc", 8, 75, "444")
     assert EncryptionRecord.from_run({}).is_plain
+
+
+def test_split_tree_manifest_records_class_folders(tmp_path):
+    from patchcrypt.codec import encode_png
+
+    img = encode_png(np.zeros((8, 8, 3), np.uint8))
+    for split in ("train", "test"):
+        for cls in ("cat", "dog"):
+            (tmp_path / "src" / split / cls).mkdir(parents=True)
+            (tmp_path / "src" / split / cls / "0.png").write_bytes(img)
+    manifest = encrypt_tree(tmp_path / "src", tmp_path / "enc", KEY, "block-pixel", 4)
+    assert manifest["classes"] == ["cat", "dog"]  # not ["test", "train"]
+    flat = encrypt_tree(tmp_path / "src" / "train", tmp_path / "enc2", KEY, "block-pixel", 4)
+    assert flat["classes"] == ["cat", "dog"]

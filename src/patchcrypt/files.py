@@ -31,6 +31,7 @@ import numpy as np
 from .ciphers import create_cipher
 from .codec import IMAGE_SUFFIXES, decode_image, image_bytes, resize_image  # noqa: F401 - resize_image re-exported
 from .data.manifest import MANIFEST_FORMAT, MANIFEST_NAME, MANIFEST_VERSION, read_manifest
+from .data.readers import has_splits
 from .errors import PatchcryptError
 from .keys import Key
 from .record import EncryptionRecord, subsampling_for
@@ -72,6 +73,17 @@ def _list_sources(src: Path) -> Tuple[Path, List[str]]:
     if not rels:
         raise PatchcryptError(f"{src}: no image files found")
     return src, rels
+
+
+def _class_names(src: Path, rels: List[str]) -> Optional[List[str]]:
+    """The class names a reader of the tree sees (None without class folders): the first-level folders, or,
+    in a tree split into ``train/`` and ``test/``, the folders inside those (never "train" and "test")."""
+    parts = [r.split("/") for r in rels]
+    if has_splits(src):
+        names = {p[1] for p in parts if len(p) > 2 and p[0] in ("train", "test")}
+    else:
+        names = {p[0] for p in parts if len(p) > 1}
+    return sorted(names) or None
 
 
 def _output_names(rels: List[str], suffix: str, root: Path) -> List[str]:
@@ -229,7 +241,7 @@ def encrypt_tree(src: Path, dst: Path, key: Key, scheme: str, block_size: int, f
     _check_destination(src, dst, force)
     files_meta: Dict[str, Dict] = {}
     shapes = set()
-    classes = sorted({r.split("/")[0] for r in rels if "/" in r})
+    classes = _class_names(src, rels)
     with _Staging(dst) as tmp, ThreadPoolExecutor(_WORKERS) as pool:
         for start in range(0, len(rels), CHUNK):
             chunk, out_chunk = rels[start:start + CHUNK], out_rels[start:start + CHUNK]
@@ -274,7 +286,7 @@ def encrypt_tree(src: Path, dst: Path, key: Key, scheme: str, block_size: int, f
             "key_fingerprint": key.fingerprint, "per_image": per_image, "pad": pad,
             "file_format": file_format, "jpeg_quality": quality if file_format == "jpeg" else None,
             "subsampling": subsampling if file_format == "jpeg" else None,
-            "file_count": len(rels), "classes": classes or None, "files": files_meta,
+            "file_count": len(rels), "classes": classes, "files": files_meta,
         }
         (tmp / MANIFEST_NAME).write_text(json.dumps(manifest, indent=1))
     return manifest

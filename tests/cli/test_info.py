@@ -45,3 +45,16 @@ def test_schemes_show_what_many_images_under_one_key_give(capsys):
     assert main(["schemes", "--image-size", "32", "--block-size", "4"]) == 0
     out = capsys.readouterr().out
     assert "one key, many images:" in out and "Per-image keys" in out
+
+
+def test_models_lists_the_registry(capsys):
+    from patchcrypt.models import list_models
+
+    assert main(["models"]) == 0
+    assert capsys.readouterr().out.split() == list_models()
+    assert main(["models", "vit_*", "--json"]) == 0
+    names = json.loads(capsys.readouterr().out)
+    assert names and all(n.startswith("vit_") for n in names)
+    assert main(["models", "nothing-like-this*"]) != 0
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error:")

@@ -1,4 +1,5 @@
-"""``patchcrypt schemes``: every scheme with its steps, transformation count and key space for a geometry."""
+"""``patchcrypt schemes`` (every scheme with its steps, transformation count and key space for a geometry) and
+``patchcrypt models`` (every registered model name)."""
 
 from __future__ import annotations
 
@@ -45,6 +46,20 @@ def scheme_rows(image_size: int, block_size: int, include_steps: bool = False) -
                      "summary": spec.summary, "origin": spec.origin, "note": note,
                      "many_images_one_key": security_headline(name)})
     return rows
+
+
+@app.command()
+def models(
+    pattern: str = typer.Argument("*", help="Shell-style filter, e.g. 'vit_*'."),
+    as_json: bool = typer.Option(False, "--json", help="Print a JSON list instead of one name a line."),
+) -> None:
+    """List the registered model names (what train --model and keyed-model --model accept)."""
+    from ..models import list_models
+
+    names = list_models(pattern)
+    if not names:
+        raise PatchcryptError(f"no model name matches {pattern!r}; 'patchcrypt models' lists them all")
+    typer.echo(json.dumps(names) if as_json else "\n".join(names))
 
 
 @app.command()
