@@ -5,12 +5,11 @@ from __future__ import annotations
 import sys
 from typing import TYPE_CHECKING, Iterable, Optional, TypeVar
 
-from tqdm import tqdm
-
 from .errors import PatchcryptError
 
-if TYPE_CHECKING:  # torch is imported on use: the file tools must start fast
-    import torch
+if TYPE_CHECKING:  # torch and tqdm are imported on use: the file tools must start fast, and the GPU
+    import torch     # benchmark imports this module where only torch, numpy and Pillow are installed
+    from tqdm import tqdm
 
 T = TypeVar("T")
 
@@ -43,6 +42,8 @@ def resolve_device(name: Optional[str] = None) -> "torch.device":
 def progress(iterable: Optional[Iterable[T]] = None, total: Optional[int] = None, desc: str = "",
              unit: str = "img", disable: Optional[bool] = None, leave: bool = False) -> "tqdm[T]":
     """A tqdm progress bar on stderr (shows items/s). ``disable=None`` hides it when stderr is not a tty."""
+    from tqdm import tqdm
+
     if disable is None:
         disable = not sys.stderr.isatty()
     return tqdm(iterable, total=total, desc=desc, unit=unit, unit_scale=True, dynamic_ncols=True,
