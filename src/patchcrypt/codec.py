@@ -302,7 +302,7 @@ def as_display(img: np.ndarray, shape: Optional[tuple] = None) -> np.ndarray:
 
 
 def write_bytes_atomic(path: PathLike, data: bytes) -> None:
-    """Write ``data`` to ``path`` atomically (see :func:`patchcrypt.atomic.atomic_write`)."""
+    """Write ``data`` to ``path`` atomically; kept for callers not yet on :func:`patchcrypt.atomic.atomic_write`."""
     atomic_write(path, data)
 
 
@@ -311,7 +311,7 @@ def write_image(path: PathLike, img: np.ndarray, quality: int = 90, subsampling:
     path = Path(path)
     data = image_bytes(img, path.suffix or "png", quality, subsampling)
     try:
-        write_bytes_atomic(path, data)
+        atomic_write(path, data)
     except OSError as exc:
         raise PatchcryptError(f"{path}: cannot write ({exc.strerror or exc})") from None
     return len(data)

@@ -142,6 +142,6 @@ def _figure_note(throwaway: bool) -> str:
 def _write(out: Optional[Path], payload: dict) -> None:
     if out is None:
         return
-    from ..codec import write_bytes_atomic
+    from ..atomic import atomic_write
 
-    write_bytes_atomic(out / "metrics.json", json.dumps(payload, indent=1).encode())
+    atomic_write(out / "metrics.json", json.dumps(payload, indent=1).encode())

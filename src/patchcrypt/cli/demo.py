@@ -250,6 +250,6 @@ def training_demo(out: Path, key_path: Path, data: Optional[Path]) -> Dict[str, 
 def _write_json(path: Path, payload: Dict) -> None:
     import json
 
-    from ..codec import write_bytes_atomic
+    from ..atomic import atomic_write
 
-    write_bytes_atomic(path, json.dumps(payload, indent=1).encode())
+    atomic_write(path, json.dumps(payload, indent=1).encode())

@@ -29,7 +29,7 @@ from typing import Dict, Optional, Sequence, Union
 
 import numpy as np
 
-from ..codec import write_bytes_atomic
+from ..atomic import atomic_write
 from ..errors import PatchcryptError
 from .imageset import ImageSet
 from .readers import list_images
@@ -78,7 +78,7 @@ def write_pack(root: PathLike, out: PathLike, splits: Sequence[str] = ("train", 
              split=np.array(split_idx, dtype=np.uint8))
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    write_bytes_atomic(out, buf.getvalue())
+    atomic_write(out, buf.getvalue())
     out.chmod(0o644)  # public images, not key material
     return {"images": len(blobs), "bytes": len(buf.getvalue()), **counts}
 

@@ -30,7 +30,7 @@ def build_report(paths: Sequence, out, key_path: Optional[Path] = None, title: s
     """Write the HTML report to ``out`` (atomically); returns {"path", "sections", "images"}."""
     from datetime import datetime, timezone
 
-    from ..codec import write_bytes_atomic
+    from ..atomic import atomic_write
 
     out = Path(out)
     if out.suffix.lower() not in (".html", ".htm"):
@@ -49,5 +49,5 @@ def build_report(paths: Sequence, out, key_path: Optional[Path] = None, title: s
             f"<style>{CSS}</style><script>{CHECK_JS}</script></head><body>"
             f"<h1>{html.escape(title)}</h1><p class=note>{len(items)} section(s), written {when}. Keys are never "
             "included; fingerprints identify them.</p>" + body + "</body></html>")
-    write_bytes_atomic(out, page.encode())
+    atomic_write(out, page.encode())
     return {"path": str(out), "sections": len(items), "images": page.count("<img ")}
