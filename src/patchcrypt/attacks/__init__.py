@@ -190,7 +190,7 @@ def reconstruction_grid(result: AttackResult, path, count: int = 6, show_plain: 
     its ciphertext under a real key gives that key away. The row is then encrypted | reconstructed.
     """
     from ..codec import write_image
-    from .base import as_display
+    from ..codec import as_display
 
     rows = []
     for p, e, r in list(zip(result.plain, result.encrypted, result.reconstructed))[:count]:

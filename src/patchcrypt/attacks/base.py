@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Dict, Optional
+from typing import Any, Dict
 
 import numpy as np
 
@@ -36,14 +36,3 @@ def scheme_steps(scheme: str) -> set:
 def require(condition: bool, attack: str, scheme: str, reason: str) -> None:
     if not condition:
         raise PatchcryptError(f"attack {attack!r} does not apply to scheme {scheme!r}: {reason}")
-
-
-def as_display(img: np.ndarray, shape: Optional[tuple] = None) -> np.ndarray:
-    """An encrypted image as RGB for a figure (grayscale composites repeated, resized to ``shape``)."""
-    from PIL import Image
-
-    if img.shape[2] == 1:
-        img = np.repeat(img, 3, axis=2)
-    if shape is not None and img.shape[:2] != tuple(shape[:2]):
-        img = np.asarray(Image.fromarray(img).resize((shape[1], shape[0]), Image.NEAREST))
-    return img

@@ -26,7 +26,7 @@ def fr_attack(plain: np.ndarray, encrypted: np.ndarray, scheme: str) -> AttackRe
     t0 = time.perf_counter()
     rec = fold(encrypted)
     if rec.shape != plain.shape:  # e.g. etc-gray composites: no pixel correspondence; show the folded image
-        from .base import as_display
+        from ..codec import as_display
 
         rec = np.stack([as_display(r, plain.shape[1:]) for r in rec])
     seconds = time.perf_counter() - t0

@@ -17,7 +17,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ..runtime import resolve_device, train_epoch
+from ..runtime import resolve_device, to_nchw, train_epoch
 from .base import AttackResult
 
 
@@ -52,16 +52,12 @@ class Discriminator(nn.Module):
         return self.net(x / 127.5 - 1.0)
 
 
-def _nchw(a: np.ndarray) -> torch.Tensor:
-    return torch.from_numpy(np.ascontiguousarray(a)).permute(0, 3, 1, 2).contiguous()
-
-
 def _generate(gen: nn.Module, enc: np.ndarray, device, batch: int = 256) -> np.ndarray:
     gen.eval()
     out = []
     with torch.no_grad():
         for i in range(0, len(enc), batch):
-            out.append(gen(_nchw(enc[i:i + batch]).to(device)).round().clamp(0, 255).to(torch.uint8).cpu())
+            out.append(gen(to_nchw(enc[i:i + batch]).to(device)).round().clamp(0, 255).to(torch.uint8).cpu())
     return torch.cat(out).permute(0, 2, 3, 1).numpy()
 
 
@@ -85,7 +81,7 @@ def itn_attack(train_plain: np.ndarray, encrypt_per_image: Callable[[np.ndarray]
         torch.manual_seed(seed)
         gen = BlockGenerator(block_size, c_in, c_out, out_block=out_block).to(dev)
     opt = torch.optim.Adam(gen.parameters(), lr=lr)
-    x_enc, x_plain = _nchw(enc_train), _nchw(train_plain).float()
+    x_enc, x_plain = to_nchw(enc_train), to_nchw(train_plain).float()
     g = torch.Generator().manual_seed(seed)
     losses = []
 
@@ -119,7 +115,7 @@ def gan_attack(train_plain: np.ndarray, train_encrypted: np.ndarray, test_plain:
         disc = Discriminator(c_out).to(dev)
     opt_g = torch.optim.Adam(gen.parameters(), lr=lr, betas=(0.5, 0.999))
     opt_d = torch.optim.Adam(disc.parameters(), lr=lr, betas=(0.5, 0.999))
-    x_enc, x_plain = _nchw(train_encrypted), _nchw(train_plain).float()
+    x_enc, x_plain = to_nchw(train_encrypted), to_nchw(train_plain).float()
     g = torch.Generator().manual_seed(seed)
     losses, d_losses, d_acc = [], [], [0.0, 0]
 
