@@ -10,6 +10,13 @@ Three ways in (DESIGN §6, §7):
 2. a tree written by ``patchcrypt encrypt`` (server): no key; only augmentation valid on encrypted images
    (mixup commutes with the schemes' affine maps; none by default);
 3. EtC JPEG (``--jpeg-quality Q``): encrypt → JPEG → decode per batch at train time, and once for the test set.
+
+Fine-tuning (``--pretrained PATH``, :func:`prepare_finetune`): the pretrained weights (timm layout or a
+patchcrypt run) are loaded into the model (head replaced when the class count differs, position
+embedding resized), the model is re-expressed on centred inputs (x/255 − 0.5)/0.5 (the same function), and
+with ``--init keyed`` transformed with the owner's key so that fine-tuning on encrypted images follows the
+keyed image of plain fine-tuning (see :mod:`patchcrypt.models.keyed`). ``--init plain`` (the paper's method)
+fine-tunes the plain weights directly on encrypted images. ``--freeze backbone`` trains the head only.
 """
 
 from __future__ import annotations
@@ -66,6 +73,9 @@ class TrainConfig:
     seed: int = 0
     device: Optional[str] = None
     model_kwargs: Dict[str, Any] = field(default_factory=dict)
+    pretrained: Optional[str] = None     # weights to fine-tune: timm state dict or a patchcrypt run/checkpoint
+    init: str = "plain"                  # plain (the paper's method) | keyed (transform with the key first)
+    freeze: Optional[str] = None         # None | backbone (linear probe: the head alone is trained)
     resume: bool = False
 
     @classmethod
@@ -176,7 +186,7 @@ def resolve_encryption(cfg: TrainConfig, train: ImageSet) -> Tuple[Pipeline, Dic
     """Decide the encryption path; returns the pipeline and the metadata a checkpoint records."""
     manifest = train.manifest
     if manifest is not None:  # pre-encrypted by the data owner: the server's view
-        if cfg.key:
+        if cfg.key and cfg.init != "keyed":
             warnings.warn("the data is already encrypted (patchcrypt.json found); --key is ignored")
         if cfg.scheme and cfg.scheme != manifest["scheme"]:
             raise PatchcryptError(f"the data was encrypted with {manifest['scheme']!r}, not {cfg.scheme!r}")
@@ -211,6 +221,79 @@ def resolve_encryption(cfg: TrainConfig, train: ImageSet) -> Tuple[Pipeline, Dic
 def to_tensor(images: np.ndarray) -> torch.Tensor:
     """uint8 (N, H, W, C) numpy → uint8 (N, C, H, W) torch (contiguous)."""
     return torch.from_numpy(images).permute(0, 3, 1, 2).contiguous()
+
+
+# -- fine-tuning ---------------------------------------------------------------------------------------------------
+def _keyed_refusal(reason: str) -> PatchcryptError:
+    return PatchcryptError(f"--init keyed cannot be exact here: {reason.rstrip('.')}; use --init plain to "
+                           "fine-tune the plain weights directly on the encrypted images")
+
+
+def prepare_finetune(model: nn.Module, cfg: TrainConfig, meta: Dict[str, Any]) -> Tuple[List[str], Optional[Dict]]:
+    """Load ``cfg.pretrained`` into ``model``, centre its input, key it for ``--init keyed`` (all in place).
+
+    Returns (one-line notes for the log, the ``keyed`` record for the checkpoint or None).
+    """
+    from .models.keyed import block_maps, centre_input, apply_key
+    from .models.pretrained import load_weights
+
+    if cfg.init == "keyed":  # refusals that need no weights first: clear before any loading
+        if meta["per_image"]:
+            raise _keyed_refusal("per-image keys give every image its own transformation, which no single set "
+                                 "of weights can absorb")
+        if meta["pre_encrypted"] and meta["scheme"] != "plain" and not cfg.key:
+            raise _keyed_refusal("the data is already encrypted and the weights can only be transformed with the "
+                                 "owner's key (pass --key, the key the tree was encrypted with)")
+        if not getattr(model, "is_isotropic", False):
+            raise _keyed_refusal(f"{cfg.model} has no single linear patch embedding (only ViT and ConvMixer)")
+    info = load_weights(model, cfg.pretrained)
+    src = info.checkpoint or {}
+    if cfg.init == "keyed" and (src.get("keyed") or src.get("scheme") not in (None, "plain")):
+        raise _keyed_refusal(f"{cfg.pretrained} was trained on {src.get('scheme')} images or is keyed; keyed "
+                             "init transforms weights trained on plain images")
+    notes = list(info.notes)
+    keyed = None
+    if not getattr(model, "is_isotropic", False):
+        return notes, None
+    centre_input(model)  # same function; centred inputs make flips exact sign changes (both inits, like for like)
+    if cfg.init == "keyed" and meta["scheme"] != "plain":
+        key = Key.load(cfg.key)
+        if meta["key_fingerprint"] and key.fingerprint != meta["key_fingerprint"]:
+            from .errors import KeyMismatchError
+
+            raise KeyMismatchError(f"--key is {key.fingerprint} but the data was encrypted with "
+                                   f"{meta['key_fingerprint']}")
+        try:
+            maps = block_maps(meta["scheme"], key, meta["block_size"], model.img_size, model.in_chans)
+            mode = apply_key(model, maps, "auto", centred=True)
+        except PatchcryptError as exc:
+            raise _keyed_refusal(str(exc)) from None
+        keyed = {"mode": mode, "scheme": meta["scheme"], "block_size": meta["block_size"],
+                 "key_fingerprint": key.fingerprint, "centred": True, "init": "keyed"}
+        notes.append(f"weights keyed for {meta['scheme']} ({mode} embedding)"
+                     + (" — JPEG after encryption makes it a starting point, not exact" if meta["jpeg_quality"]
+                        else ""))
+    return notes, keyed
+
+
+def freeze_backbone(model: nn.Module) -> nn.Module:
+    """Linear probe: every parameter but the head's stops training. Returns the head."""
+    head = model.get_classifier() if hasattr(model, "get_classifier") else getattr(model, "fc", None)
+    if head is None:
+        raise PatchcryptError(f"{type(model).__name__} has no head to train alone; --freeze backbone needs one")
+    keep = {id(p) for p in head.parameters()}
+    for p in model.parameters():
+        p.requires_grad_(id(p) in keep)
+    return head
+
+
+def make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
+    """AdamW; no weight decay on biases, norms, position embedding and class token; frozen parameters left out."""
+    named = [(n_, p) for n_, p in model.named_parameters() if p.requires_grad]
+    decay = [p for n_, p in named if p.ndim > 1 and "pos_embed" not in n_ and "cls_token" not in n_]
+    no_decay = [p for n_, p in named if not (p.ndim > 1 and "pos_embed" not in n_ and "cls_token" not in n_)]
+    return torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
+                              {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr)
 
 
 # -- evaluation -------------------------------------------------------------------------------------------------
@@ -250,6 +333,12 @@ def train(cfg: TrainConfig, show_progress: Optional[bool] = None) -> Dict[str, A
         raise PatchcryptError("--epochs, --batch-size and --lr must be positive")
     if cfg.augment not in ("auto", "crop-flip", "mixup", "none"):
         raise PatchcryptError(f"--augment must be auto, crop-flip, mixup or none, got {cfg.augment!r}")
+    if cfg.init not in ("plain", "keyed"):
+        raise PatchcryptError(f"--init must be plain or keyed, got {cfg.init!r}")
+    if cfg.freeze not in (None, "backbone"):
+        raise PatchcryptError(f"--freeze must be backbone, got {cfg.freeze!r}")
+    if not cfg.pretrained and (cfg.init == "keyed" or cfg.freeze):
+        raise PatchcryptError("--init keyed and --freeze backbone need --pretrained weights")
     device = resolve_device(cfg.device)
     dist = setup_distributed(device)
     out = Path(cfg.out)
@@ -264,7 +353,24 @@ def train(cfg: TrainConfig, show_progress: Optional[bool] = None) -> Dict[str, A
     model_kwargs = {"num_classes": len(train_set.classes), "img_size": h, "in_chans": c, **cfg.model_kwargs}
     if cfg.model.startswith("resnet18_cifar_adapt"):
         model_kwargs.setdefault("block_size", meta["block_size"] or 4)
-    model = create_model(cfg.model, seed=cfg.seed, **model_kwargs).to(device)
+    keyed = None
+    if resume_ckpt is not None:  # the architecture as saved (fine-tuning may have changed embedding/normalisation)
+        model_kwargs, keyed = dict(resume_ckpt["model_kwargs"]), resume_ckpt.get("keyed")
+        model = create_model(cfg.model, seed=cfg.seed, **model_kwargs)
+    else:
+        model = create_model(cfg.model, seed=cfg.seed, **model_kwargs)
+        if cfg.pretrained:
+            check_block_size(model, meta["block_size"])
+            notes, keyed = prepare_finetune(model, cfg, meta)
+            if getattr(model, "is_isotropic", False):
+                model_kwargs.update(mean=tuple(model.input_norm.mean.tolist()),
+                                    std=tuple(model.input_norm.std.tolist()), embed=model.embed)
+            if dist.main:
+                for line in [f"fine-tuning {cfg.pretrained} (--init {cfg.init}"
+                             + (", backbone frozen)" if cfg.freeze else ")")] + notes:
+                    print(line, flush=True)
+    head = freeze_backbone(model) if cfg.freeze else None
+    model = model.to(device)
     check_block_size(model, meta["block_size"])
     n_params = sum(p.numel() for p in model.parameters())
 
@@ -279,11 +385,7 @@ def train(cfg: TrainConfig, show_progress: Optional[bool] = None) -> Dict[str, A
         from torch.nn.parallel import DistributedDataParallel
 
         ddp_model = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
-    decay = [p for n_, p in model.named_parameters() if p.ndim > 1 and "pos_embed" not in n_ and "cls_token" not in n_]
-    no_decay = [p for n_, p in model.named_parameters() if not (p.ndim > 1 and "pos_embed" not in n_
-                                                                 and "cls_token" not in n_)]
-    optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
-                                   {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr)
+    optimizer = make_optimizer(model, cfg)
     per_rank_batch = max(1, cfg.batch_size // dist.world)
     steps_per_epoch = math.ceil(len(train_set) / dist.world / per_rank_batch)
     total_steps, warmup = cfg.epochs * steps_per_epoch, int(cfg.warmup_epochs * steps_per_epoch)
@@ -309,7 +411,8 @@ def train(cfg: TrainConfig, show_progress: Optional[bool] = None) -> Dict[str, A
 
     ckpt_meta = dict(model_name=cfg.model, model_kwargs=model_kwargs, classes=train_set.classes,
                      scheme=meta["scheme"], block_size=meta["block_size"], key_fingerprint=meta["key_fingerprint"],
-                     per_image=meta["per_image"], jpeg_quality=meta["jpeg_quality"], config=cfg.to_dict())
+                     per_image=meta["per_image"], jpeg_quality=meta["jpeg_quality"], keyed=keyed,
+                     config=cfg.to_dict())
     # progress bar: rank 0 only, and only on a terminal unless asked for
     disable_bar = (None if dist.main else True) if show_progress is None else not show_progress
     for epoch in range(start_epoch, cfg.epochs + 1):
@@ -343,6 +446,9 @@ def train(cfg: TrainConfig, show_progress: Optional[bool] = None) -> Dict[str, A
 
         correct = [0]
         ddp_model.train()
+        if head is not None:  # a linear probe: frozen features, so BatchNorm statistics and dropout stay as loaded
+            model.eval()
+            head.train()
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(cfg.seed * 100_003 + epoch)  # dropout / drop-path, restored afterwards
             stats = train_epoch(loss_fn, optimizer, batches, desc=f"epoch {epoch}/{cfg.epochs}",

@@ -30,6 +30,11 @@ def train(
     test_subset: Optional[int] = typer.Option(None, "--test-subset", help="Evaluate on a subset of the test set."),
     seed: Optional[int] = typer.Option(None, "--seed"),
     device: Optional[str] = typer.Option(None, "--device", help="cpu, cuda, cuda:N (default: CUDA if present)."),
+    pretrained: Optional[Path] = typer.Option(None, "--pretrained", help="Fine-tune these weights: a timm-layout "
+                                              ".pth/.safetensors state dict or a patchcrypt run/checkpoint."),
+    init: Optional[str] = typer.Option(None, "--init", help="With --pretrained: plain (fine-tune the plain weights "
+                                       "on encrypted images) or keyed (transform them with --key first)."),
+    freeze: Optional[str] = typer.Option(None, "--freeze", help="backbone: train the head only (linear probe)."),
     resume: bool = typer.Option(False, "--resume", help="Continue the run in --out exactly."),
     config: Optional[Path] = typer.Option(None, "--config", help="YAML file of options (flags override it)."),
 ) -> None:
@@ -40,7 +45,8 @@ def train(
                      key=str(key) if key else None, block_size=block_size, per_image=per_image,
                      jpeg_quality=jpeg_quality, epochs=epochs, batch_size=batch_size, lr=lr,
                      weight_decay=weight_decay, augment=augment, subset=subset, test_subset=test_subset, seed=seed,
-                     device=device, resume=resume or None)
+                     device=device, pretrained=str(pretrained) if pretrained else None, init=init, freeze=freeze,
+                     resume=resume or None)
     cfg = TrainConfig.from_sources(config, overrides)
     if not cfg.data:
         from ..errors import PatchcryptError

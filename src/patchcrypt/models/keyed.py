@@ -16,6 +16,19 @@ ViT is equivariant to token order and reads the class token, so its logits are t
 * position-wise mode: per-block keys (etc: RF, NP, CS per block; pe per pixel): one embedding per block
   position (:class:`~patchcrypt.models.layers.BlockwiseEmbed`), the rest of the model unchanged.
 
+Centred re-expression (for fine-tuning, ``centred=True``): first rewrite the plain model, as the same
+function, to read ``z = (x/255 − 0.5)/0.5`` on every channel, folding its old normalisation into the
+embedding (W_c = 127.5·W₀, b_c = b₀ + 127.5·W₀·1). In these coordinates a negative–positive flip
+v → 255 − v is exactly z → −z, so every byte-level step is a *signed permutation* z′ = S z with no offset,
+and the keyed embedding is just W_c S⁻¹ with the bias unchanged. A signed permutation is orthogonal and
+coordinate-wise, so the gradient of the keyed embedding is the plain gradient moved by the same S⁻¹, and
+SGD, Adam and AdamW (whose updates are coordinate-wise, and whose second moments do not see signs) follow
+the keyed image of the plain trajectory step for step: keyed fine-tuning on encrypted images *is* plain
+fine-tuning on plain images, up to float rounding. (Without centring, the raw 0..255 input of the
+identity normalisation scales the embedding's gradients by ~255 and the offset t lands in the bias, which
+changes the optimisation.) The bias then carries no key material (t is gone), so the centred keyed model
+reveals no more of the key than the uncentred one.
+
 Refused, with the reason: nibble schemes (le/ele are not affine in pixel values), etc-gray (a colour
 transform in front), per-image keys, block size ≠ patch size, BS on ConvMixer, non-isotropic models.
 """
@@ -36,6 +49,7 @@ from ..keys import Key
 from .layers import BlockwiseEmbed, embed_matrix, set_embed_matrix
 
 IDENTITY_MEAN, IDENTITY_STD = (0.0,), (1.0 / 255.0,)  # InputNorm that passes 0..255 values through
+CENTRED_MEAN, CENTRED_STD = (0.5,), (0.5,)              # (x/255 − 0.5)/0.5 on every channel: flips are signs
 
 
 @dataclass
@@ -104,6 +118,26 @@ def folded_embedding(model: nn.Module) -> Tuple[torch.Tensor, torch.Tensor]:
     return w * scale, b + (w * offset).sum(-1)
 
 
+@torch.no_grad()
+def centre_input(model: nn.Module) -> nn.Module:
+    """Re-express ``model`` in place to read (x/255 − 0.5)/0.5 on every channel; the same function.
+
+    The old normalisation is folded into the patch embedding (W_c = 127.5·W₀, b_c = b₀ + 127.5·W₀·1, with
+    W₀, b₀ from :func:`folded_embedding`), so logits are unchanged up to float rounding. Returns ``model``.
+    """
+    w0, b0 = folded_embedding(model)
+    dtype = model.input_norm.mean.dtype
+    set_embed_matrix(model.patch_embedding, (127.5 * w0).to(dtype), (b0 + 127.5 * w0.sum(-1)).to(dtype))
+    model.input_norm.mean.copy_(torch.tensor(CENTRED_MEAN).expand_as(model.input_norm.mean))
+    model.input_norm.std.copy_(torch.tensor(CENTRED_STD).expand_as(model.input_norm.std))
+    return model
+
+
+def is_centred(model: nn.Module) -> bool:
+    """True if the model's input normalisation is (x/255 − 0.5)/0.5 on every channel."""
+    return bool((model.input_norm.mean == 0.5).all() and (model.input_norm.std == 0.5).all())
+
+
 def _check_model(model: nn.Module, block_size: int) -> None:
     if not getattr(model, "is_isotropic", False):
         raise PatchcryptError(f"{type(model).__name__} is not an isotropic network (no single linear patch "
@@ -117,8 +151,13 @@ def _is_vit(model: nn.Module) -> bool:
 
 
 @torch.no_grad()
-def apply_key(model: nn.Module, maps: BlockMaps, mode: str = "auto") -> str:
-    """Transform ``model`` in place so it classifies images encrypted with ``maps``; returns the mode used."""
+def apply_key(model: nn.Module, maps: BlockMaps, mode: str = "auto", centred: bool = False) -> str:
+    """Transform ``model`` in place so it classifies images encrypted with ``maps``; returns the mode used.
+
+    ``centred=False``: identity input normalisation, everything folded into the embedding (W₀ S⁻¹, b₀ − W₀ S⁻¹ t).
+    ``centred=True``: the model is first re-expressed by :func:`centre_input` and keyed as W_c S⁻¹ with the
+    bias unchanged: the starting point for fine-tuning on encrypted images (see the module docstring).
+    """
     if mode not in ("auto", "shared", "position-wise"):
         raise PatchcryptError(f"mode must be auto, shared or position-wise, got {mode!r}")
     if maps.moves_blocks and not _is_vit(model):
@@ -131,7 +170,11 @@ def apply_key(model: nn.Module, maps: BlockMaps, mode: str = "auto") -> str:
         raise PatchcryptError("this scheme gives every block its own key; use the position-wise mode")
     if mode == "shared" and blockwise_in:
         raise PatchcryptError("this model has a position-wise embedding; use the position-wise mode")
-    w0, b0 = folded_embedding(model)                   # (D, L) or (n, D, L)
+    if centred:
+        centre_input(model)
+        w0, b0 = (v.double() for v in embed_matrix(model.patch_embedding))   # acts on z, where flips are signs
+    else:
+        w0, b0 = folded_embedding(model)               # (D, L) or (n, D, L), acts on raw 0..255 values
     n, L = maps.g.shape
     if w0.dim() == 2:
         w0, b0 = w0.expand(n, -1, -1), b0.expand(n, -1)
@@ -141,9 +184,12 @@ def apply_key(model: nn.Module, maps: BlockMaps, mode: str = "auto") -> str:
     s = torch.from_numpy(maps.s)
     t = torch.from_numpy(maps.t)
     w_new = torch.gather(w0, 2, g[:, None, :].expand(-1, w0.shape[1], -1)) * s[:, None, :]   # W₀ S_k⁻¹
-    b_new = b0 - (w_new * t[:, None, :]).sum(-1)
-    model.input_norm.mean.copy_(torch.tensor(IDENTITY_MEAN).expand_as(model.input_norm.mean))
-    model.input_norm.std.copy_(torch.tensor(IDENTITY_STD).expand_as(model.input_norm.std))
+    if centred:  # z′ = S z exactly: no offset to absorb, the bias stays
+        b_new = b0.clone()
+    else:
+        b_new = b0 - (w_new * t[:, None, :]).sum(-1)
+        model.input_norm.mean.copy_(torch.tensor(IDENTITY_MEAN).expand_as(model.input_norm.mean))
+        model.input_norm.std.copy_(torch.tensor(IDENTITY_STD).expand_as(model.input_norm.std))
     dtype = model.input_norm.mean.dtype
     if mode == "shared":
         set_embed_matrix(model.patch_embedding, w_new[0].to(dtype), b_new[0].to(dtype))
@@ -188,19 +234,19 @@ def remove_key(model: nn.Module, maps: BlockMaps) -> None:
 
 
 def key_model(model: nn.Module, key: Key, scheme: str, block_size: int, mode: str = "auto",
-              per_image: bool = False) -> Dict:
+              per_image: bool = False, centred: bool = False) -> Dict:
     """Key a plain-trained isotropic model in place for images encrypted with (key, scheme, block_size).
 
-    Returns the ``keyed`` record for the checkpoint: mode, scheme, block size, key fingerprint, and the
+    ``centred=True`` gives the fine-tuning starting point (see :func:`apply_key`). Returns the ``keyed`` record for the checkpoint: mode, scheme, block size, key fingerprint, and the
     parameter count added by a position-wise embedding.
     """
     _check_model(model, block_size)
     before = sum(p.numel() for p in model.parameters())
     maps = block_maps(scheme, key, block_size, model.img_size, model.in_chans, per_image)
-    used = apply_key(model, maps, mode)
+    used = apply_key(model, maps, mode, centred)
     after = sum(p.numel() for p in model.parameters())
     return {"mode": used, "scheme": scheme, "block_size": block_size, "key_fingerprint": key.fingerprint,
-            "added_parameters": after - before}
+            "added_parameters": after - before, "centred": centred}
 
 
 def rekey_model(model: nn.Module, old_key: Key, new_key: Key, scheme: str, block_size: int,
@@ -222,7 +268,8 @@ def rekey_model(model: nn.Module, old_key: Key, new_key: Key, scheme: str, block
 def keyed_model_kwargs(model_kwargs: Dict, model: nn.Module) -> Dict:
     """The registry kwargs that rebuild the keyed model's architecture (identity normalisation, embedding)."""
     kw = dict(model_kwargs)
-    kw.update(mean=IDENTITY_MEAN, std=IDENTITY_STD, embed=model.embed)
+    kw.update(mean=tuple(model.input_norm.mean.tolist()), std=tuple(model.input_norm.std.tolist()),
+              embed=model.embed)
     return kw
 
 
@@ -233,5 +280,5 @@ def load_keyable(ckpt: Dict) -> nn.Module:
     return build_model(ckpt).float()
 
 
-__all__ = ["block_maps", "apply_key", "remove_key", "key_model", "rekey_model", "folded_embedding",
+__all__ = ["block_maps", "apply_key", "remove_key", "key_model", "rekey_model", "folded_embedding", "centre_input",
            "keyed_model_kwargs", "BlockMaps"]

@@ -1,25 +1,43 @@
-"""Load a timm-layout Vision Transformer state dict from a local ``.pth`` / ``.bin`` / ``.safetensors`` file.
+"""Load pretrained weights from a local file: a timm-layout state dict or a patchcrypt checkpoint.
 
-Handles the usual wrappers (``{"model": ...}``, ``{"state_dict": ...}``, ``module.`` prefixes), resizes the
-position embedding to the model's grid (bicubic, class token kept), resamples the patch kernel when the
-patch size differs, and replaces the head when the class count differs. Nothing is downloaded.
+Sources: ``.pth`` / ``.bin`` / ``.safetensors`` state dicts (with the usual wrappers ``{"model": ...}``,
+``{"state_dict": ...}`` and ``module.`` prefixes), or a patchcrypt checkpoint / run folder. Shapes are
+adapted where that keeps the weights' meaning: the position embedding is resized to the model's grid
+(bicubic, class token kept), the patch kernel is resampled when the patch size differs, and the head is
+replaced by the model's fresh one when the class count differs. Anything else that does not fit is one
+line naming the first tensor. Nothing is downloaded.
 """
 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict
+from typing import Any, Dict, List, Optional, Tuple
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
 from ..errors import PatchcryptError
-from .layers import resample_patch_kernel
+from .layers import conv_to_matrix, resample_patch_kernel
+
+_EMBED_WEIGHTS = ("patch_embed.proj.weight", "stem.0.weight")   # ViT, ConvMixer (timm names)
+_HEAD = ("head.weight", "head.bias")
+
+
+@dataclass
+class PretrainedInfo:
+    """What :func:`load_weights` did: the source, and the adaptations made (one line each)."""
+
+    source: str
+    checkpoint: Optional[Dict[str, Any]] = None   # the patchcrypt checkpoint's metadata (no weights)
+    notes: List[str] = field(default_factory=list)
+    head_replaced: bool = False
 
 
 def read_state_dict(path) -> Dict[str, torch.Tensor]:
+    """The tensors of a ``.pth`` / ``.bin`` / ``.safetensors`` state dict (wrappers and ``module.`` removed)."""
     path = Path(path)
     if not path.is_file():
         raise PatchcryptError(f"{path}: no such weights file")
@@ -40,38 +58,102 @@ def read_state_dict(path) -> Dict[str, torch.Tensor]:
     return {k[7:] if k.startswith("module.") else k: v for k, v in sd.items()}
 
 
+def read_weights(path) -> Tuple[Dict[str, torch.Tensor], Optional[Dict[str, Any]]]:
+    """State dict and, for a patchcrypt checkpoint or run folder, the checkpoint's metadata (else None)."""
+    from .checkpoint import load_checkpoint
+
+    path = Path(path)
+    if not path.exists():
+        raise PatchcryptError(f"{path}: no such weights file or run folder")
+    if path.is_dir() or path.suffix not in (".pth", ".bin", ".safetensors"):
+        ckpt = load_checkpoint(path)
+        meta = {k: v for k, v in ckpt.items() if k not in ("state_dict", "extra")}
+        return dict(ckpt["state_dict"]), meta
+    return read_state_dict(path), None
+
+
+def _resize_pos_embed(pe: torch.Tensor, grid_size: int) -> torch.Tensor:
+    prefix = pe.shape[1] - int(math.isqrt(pe.shape[1] - 1)) ** 2
+    grid = int(math.isqrt(pe.shape[1] - prefix))
+    cls, patches = pe[:, :prefix], pe[:, prefix:]
+    patches = patches.reshape(1, grid, grid, -1).permute(0, 3, 1, 2)
+    patches = F.interpolate(patches.float(), size=(grid_size, grid_size), mode="bicubic",
+                            align_corners=False).permute(0, 2, 3, 1).reshape(1, grid_size ** 2, -1)
+    return torch.cat([cls[:, :1], patches.to(pe.dtype)], dim=1)
+
+
+def adapt_state_dict(model: nn.Module, sd: Dict[str, torch.Tensor], source: str = "weights"
+                     ) -> Tuple[Dict[str, torch.Tensor], PretrainedInfo]:
+    """Fit ``sd`` to ``model``: resample the patch kernel, resize the position embedding, drop a head of
+    another class count, take the model's own normalisation where the file has none.
+
+    Raises :class:`PatchcryptError` naming the first tensor whose name or shape does not fit.
+    """
+    info = PretrainedInfo(source)
+    own = model.state_dict()
+    sd = dict(sd)
+    patch = getattr(model, "patch_size", None)
+    for name in _EMBED_WEIGHTS:
+        w = sd.get(name)
+        if name in own and w is not None and w.ndim == 4 and patch and w.shape[-1] != patch:
+            sd[name] = resample_patch_kernel(w, patch)
+            info.notes.append(f"patch kernel resampled from {w.shape[-1]}x{w.shape[-1]} to {patch}x{patch}")
+    pe = sd.get("pos_embed")
+    if pe is not None and "pos_embed" in own and pe.shape != own["pos_embed"].shape and pe.ndim == 3 \
+            and pe.shape[-1] == own["pos_embed"].shape[-1]:
+        sd["pos_embed"] = _resize_pos_embed(pe, model.grid_size)
+        info.notes.append(f"position embedding resized from {pe.shape[1] - 1} to {model.grid_size ** 2} patches")
+    if "head.weight" in sd and "head.weight" in own and sd["head.weight"].shape != own["head.weight"].shape \
+            and sd["head.weight"].shape[1:] == own["head.weight"].shape[1:]:
+        info.notes.append(f"head replaced: {sd['head.weight'].shape[0]} → {own['head.weight'].shape[0]} classes "
+                          "(a fresh, trained-from-scratch head)")
+        info.head_replaced = True
+        for k in _HEAD:
+            sd.pop(k, None)
+    for prefix in ("patch_embed.proj.", "stem.0."):  # a shared embedding into a position-wise one: copy it
+        w, b = sd.get(prefix + "weight"), sd.get(prefix + "bias")
+        if w is not None and w.ndim == 4 and own.get(prefix + "weight") is not None \
+                and own[prefix + "weight"].ndim == 3:
+            n = own[prefix + "weight"].shape[0]
+            sd[prefix + "weight"] = conv_to_matrix(w).expand(n, -1, -1).clone()
+            sd[prefix + "bias"] = (b if b is not None else w.new_zeros(w.shape[0])).expand(n, -1).clone()
+            info.notes.append(f"shared patch embedding copied to {n} position-wise embeddings")
+    for name in ("input_norm.mean", "input_norm.std"):
+        if name in own:
+            sd.setdefault(name, own[name])
+    for k, v in sd.items():  # the first tensor that does not fit, in the file's order
+        if k not in own:
+            raise PatchcryptError(f"{source}: tensor {k!r} is not in {type(model).__name__} "
+                                  "(another architecture?)")
+        if v.shape != own[k].shape:
+            raise PatchcryptError(f"{source}: tensor {k!r} has shape {tuple(v.shape)}, the model needs "
+                                  f"{tuple(own[k].shape)} (different width or depth?)")
+    missing = [k for k in own if k not in sd and not (info.head_replaced and k in _HEAD)]
+    if missing:
+        raise PatchcryptError(f"{source}: no tensor {missing[0]!r} for {type(model).__name__} "
+                              f"({len(missing)} missing; different depth?)")
+    return sd, info
+
+
+def load_weights(model: nn.Module, path) -> PretrainedInfo:
+    """Load a timm-layout state dict or a patchcrypt checkpoint from ``path`` into ``model``, adapting shapes.
+
+    Returns what was done (:class:`PretrainedInfo`); the model is changed in place.
+    """
+    sd, meta = read_weights(path)
+    sd, info = adapt_state_dict(model, sd, str(path))
+    info.checkpoint = meta
+    with torch.no_grad():
+        model.load_state_dict(sd, strict=False)
+    return info
+
+
 def load_pretrained(model: nn.Module, path) -> nn.Module:
     """Load timm ViT weights from ``path`` into ``model`` (a :class:`VisionTransformer`), adapting shapes."""
     sd = read_state_dict(path)
     if "pos_embed" not in sd or "patch_embed.proj.weight" not in sd or not hasattr(model, "pos_embed"):
         raise PatchcryptError(f"{path}: not a timm Vision Transformer state dict (no pos_embed / patch_embed)")
-    own = model.state_dict()
-    w = sd["patch_embed.proj.weight"]
-    if w.shape[-1] != model.patch_size:
-        sd["patch_embed.proj.weight"] = resample_patch_kernel(w, model.patch_size)
-    pe = sd["pos_embed"]
-    if pe.shape != own["pos_embed"].shape:
-        prefix = pe.shape[1] - int(math.isqrt(pe.shape[1] - 1)) ** 2
-        grid = int(math.isqrt(pe.shape[1] - prefix))
-        cls, patches = pe[:, :prefix], pe[:, prefix:]
-        patches = patches.reshape(1, grid, grid, -1).permute(0, 3, 1, 2)
-        patches = F.interpolate(patches.float(), size=(model.grid_size, model.grid_size), mode="bicubic",
-                                align_corners=False).permute(0, 2, 3, 1).reshape(1, model.grid_size ** 2, -1)
-        sd["pos_embed"] = torch.cat([cls[:, :1], patches.to(pe.dtype)], dim=1)
-    if "head.weight" in sd and sd["head.weight"].shape != own["head.weight"].shape:
-        del sd["head.weight"], sd["head.bias"]  # new task: keep the model's fresh head
-    for name in ("input_norm.mean", "input_norm.std"):
-        sd.setdefault(name, own[name])
-    unexpected = sorted(k for k in sd if k not in own)
-    if unexpected:
-        raise PatchcryptError(f"{path}: weights not in {type(model).__name__}: {', '.join(unexpected[:5])}"
-                              + (" ..." if len(unexpected) > 5 else ""))
-    for k, v in sd.items():
-        if v.shape != own[k].shape:
-            raise PatchcryptError(f"{path}: {k} has shape {tuple(v.shape)}, the model needs {tuple(own[k].shape)} "
-                                  "(different width or depth?)")
-    missing = model.load_state_dict(sd, strict=False).missing_keys
-    missing = [k for k in missing if not k.startswith("head.")]
-    if missing:
-        raise PatchcryptError(f"{path}: weights missing for {', '.join(missing[:5])}")
+    sd, _ = adapt_state_dict(model, sd, str(path))
+    with torch.no_grad():
+        model.load_state_dict(sd, strict=False)
     return model
