@@ -229,7 +229,8 @@ def _keyed_refusal(reason: str) -> PatchcryptError:
                            "fine-tune the plain weights directly on the encrypted images")
 
 
-def prepare_finetune(model: nn.Module, cfg: TrainConfig, meta: Dict[str, Any]) -> Tuple[List[str], Optional[Dict]]:
+def prepare_finetune(model: nn.Module, cfg: TrainConfig, meta: Dict[str, Any],
+                     classes: Optional[List[str]] = None) -> Tuple[List[str], Optional[Dict]]:
     """Load ``cfg.pretrained`` into ``model``, centre its input, key it for ``--init keyed`` (all in place).
 
     Returns (one-line notes for the log, the ``keyed`` record for the checkpoint or None).
@@ -246,7 +247,7 @@ def prepare_finetune(model: nn.Module, cfg: TrainConfig, meta: Dict[str, Any]) -
                                  "owner's key (pass --key, the key the tree was encrypted with)")
         if not getattr(model, "is_isotropic", False):
             raise _keyed_refusal(f"{cfg.model} has no single linear patch embedding (only ViT and ConvMixer)")
-    info = load_weights(model, cfg.pretrained)
+    info = load_weights(model, cfg.pretrained, classes)
     src = info.checkpoint or {}
     if cfg.init == "keyed" and (src.get("keyed") or src.get("scheme") not in (None, "plain")):
         raise _keyed_refusal(f"{cfg.pretrained} was trained on {src.get('scheme')} images or is keyed; keyed "
@@ -361,7 +362,7 @@ def train(cfg: TrainConfig, show_progress: Optional[bool] = None) -> Dict[str, A
         model = create_model(cfg.model, seed=cfg.seed, **model_kwargs)
         if cfg.pretrained:
             check_block_size(model, meta["block_size"])
-            notes, keyed = prepare_finetune(model, cfg, meta)
+            notes, keyed = prepare_finetune(model, cfg, meta, train_set.classes)
             if getattr(model, "is_isotropic", False):
                 model_kwargs.update(mean=tuple(model.input_norm.mean.tolist()),
                                     std=tuple(model.input_norm.std.tolist()), embed=model.embed)

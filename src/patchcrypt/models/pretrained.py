@@ -82,10 +82,11 @@ def _resize_pos_embed(pe: torch.Tensor, grid_size: int) -> torch.Tensor:
     return torch.cat([cls[:, :1], patches.to(pe.dtype)], dim=1)
 
 
-def adapt_state_dict(model: nn.Module, sd: Dict[str, torch.Tensor], source: str = "weights"
-                     ) -> Tuple[Dict[str, torch.Tensor], PretrainedInfo]:
+def adapt_state_dict(model: nn.Module, sd: Dict[str, torch.Tensor], source: str = "weights",
+                     new_task: Optional[str] = None) -> Tuple[Dict[str, torch.Tensor], PretrainedInfo]:
     """Fit ``sd`` to ``model``: resample the patch kernel, resize the position embedding, drop a head of
-    another class count, take the model's own normalisation where the file has none.
+    another class count (or any head when ``new_task`` says why), take the model's own normalisation where
+    the file has none.
 
     Raises :class:`PatchcryptError` naming the first tensor whose name or shape does not fit.
     """
@@ -107,6 +108,11 @@ def adapt_state_dict(model: nn.Module, sd: Dict[str, torch.Tensor], source: str 
             and sd["head.weight"].shape[1:] == own["head.weight"].shape[1:]:
         info.notes.append(f"head replaced: {sd['head.weight'].shape[0]} → {own['head.weight'].shape[0]} classes "
                           "(a fresh, trained-from-scratch head)")
+        info.head_replaced = True
+        for k in _HEAD:
+            sd.pop(k, None)
+    elif new_task and "head.weight" in sd and "head.weight" in own:
+        info.notes.append(f"head replaced: {new_task} (a fresh, trained-from-scratch head)")
         info.head_replaced = True
         for k in _HEAD:
             sd.pop(k, None)
@@ -135,13 +141,20 @@ def adapt_state_dict(model: nn.Module, sd: Dict[str, torch.Tensor], source: str 
     return sd, info
 
 
-def load_weights(model: nn.Module, path) -> PretrainedInfo:
+def load_weights(model: nn.Module, path, classes: Optional[List[str]] = None) -> PretrainedInfo:
     """Load a timm-layout state dict or a patchcrypt checkpoint from ``path`` into ``model``, adapting shapes.
 
+    ``classes``: the new task's class names; a patchcrypt checkpoint made for other classes gets a fresh head
+    even when the count is the same (its head would map the new images to the old classes' names).
     Returns what was done (:class:`PretrainedInfo`); the model is changed in place.
     """
     sd, meta = read_weights(path)
-    sd, info = adapt_state_dict(model, sd, str(path))
+    new_task = None
+    if meta is not None and classes is not None and list(meta.get("classes") or []) != list(classes):
+        old = list(meta.get("classes") or [])
+        new_task = (f"pretrained on {', '.join(old[:3])}{', ...' if len(old) > 3 else ''}, "
+                    f"fine-tuned on {', '.join(classes[:3])}{', ...' if len(classes) > 3 else ''}")
+    sd, info = adapt_state_dict(model, sd, str(path), new_task)
     info.checkpoint = meta
     with torch.no_grad():
         model.load_state_dict(sd, strict=False)
