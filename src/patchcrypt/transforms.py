@@ -59,13 +59,15 @@ class Encrypt(nn.Module):
         self.scheme, self.block_size, self.per_image = scheme, int(block_size), bool(per_image)
         self.cipher = create_cipher(scheme, key, block_size=block_size, per_image=per_image)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, nonces: Optional[Sequence[bytes]] = None) -> torch.Tensor:
+        """Encrypt ``x``; ``nonces`` (per-image keys only): one per image to reproduce a stored encryption."""
         if not isinstance(x, torch.Tensor):
             raise PatchcryptError(f"Encrypt takes a uint8 torch tensor (C, H, W) or (N, C, H, W), got {type(x).__name__}")
         if x.dtype != torch.uint8:
             raise PatchcryptError(f"Encrypt takes uint8 images (encrypt before ToTensor/normalisation), got {x.dtype}")
         n = 1 if x.ndim == 3 else x.shape[0]
-        nonces = self.cipher.new_nonces(n) if self.per_image else None
+        if self.per_image and nonces is None:
+            nonces = self.cipher.new_nonces(n)
         return self.cipher.encrypt(x, nonces)
 
     def extra_repr(self) -> str:  # the fingerprint, never the key
