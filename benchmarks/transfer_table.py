@@ -50,7 +50,7 @@ ROWS = [("plain", "plain", None), ("block-pixel", "block-pixel", None), ("etc", 
         ("etc + JPEG Q=90", "etc", 90), ("le", "le", None)]
 COLUMNS = ["from scratch", "fine-tune, --init plain (paper)", "fine-tune, --init keyed", "linear probe, keyed init"]
 MODELS = {"vit": ("ViT", "vit_pico_patch4_32", {}), "convmixer": ("ConvMixer", "convmixer_128_4_patch4_32", {})}
-PRESETS = {"cpu": dict(up_images=10000, up_epochs=5, images=2500, epochs=5, test_images=2000),
+PRESETS = {"cpu": dict(up_images=10000, up_epochs=4, images=2000, epochs=5, test_images=2000),
            "quick": dict(up_images=2000, up_epochs=1, images=500, epochs=1, test_images=500)}
 
 
@@ -73,18 +73,27 @@ def slug(*parts: str) -> str:
 
 
 def cells(models):
-    """(model label, row label, column, scheme, jpeg quality, TrainConfig overrides) in run order."""
+    """(model label, row label, column, scheme, jpeg quality, registry name, model kwargs) in run order.
+
+    The order puts the comparisons the table is for first (fine-tuning plain vs keyed on the schemes a ViT
+    can absorb), so a cut-off run still answers the main question; the table layout is fixed.
+    """
+    rows = {r: (scheme, q) for r, scheme, q in ROWS}
+    ft_plain, ft_keyed, scratch, probe = COLUMNS[1], COLUMNS[2], COLUMNS[0], COLUMNS[3]
+    order = [("plain", ft_plain), ("block-pixel", ft_plain), ("block-pixel", ft_keyed), ("etc", ft_plain),
+             ("etc", ft_keyed), ("plain", scratch), ("block-pixel", scratch), ("etc", scratch),
+             ("plain, position-wise embedding", ft_plain), ("etc + JPEG Q=90", ft_plain),
+             ("etc + JPEG Q=90", ft_keyed), ("etc + JPEG Q=90", scratch), ("le", scratch), ("le", ft_plain),
+             ("plain", probe), ("block-pixel", probe), ("etc", probe), ("etc + JPEG Q=90", probe)]
+    # not run: keyed columns on le (refused: nibble schemes are not affine in pixel values, shown as n/a);
+    # --init keyed on plain images (the identity key: the same run as --init plain)
     for m in models:
         label, name, kw = MODELS[m]
-        for row, scheme, q in ROWS:
-            for col in COLUMNS:
-                keyed = "keyed" in col
-                if keyed and scheme == "le":
-                    continue  # refused: nibble schemes are not affine in pixel values (shown as n/a)
-                if col == "fine-tune, --init keyed" and scheme == "plain":
-                    continue  # identical to --init plain on plain images (the identity key)
-                yield label, row, col, scheme, q, name, kw
-        yield label, "plain, position-wise embedding", COLUMNS[1], "plain", None, name, {**kw, "embed": "blockwise"}
+        for row, col in order:
+            if row.startswith("plain, position-wise"):
+                yield label, row, col, "plain", None, name, {**kw, "embed": "blockwise"}
+            else:
+                yield label, row, col, rows[row][0], rows[row][1], name, kw
 
 
 def main(argv=None) -> int:
