@@ -96,6 +96,80 @@ def cells(models):
                 yield label, row, col, rows[row][0], rows[row][1], name, kw
 
 
+def trajectory(out: Path, up_ckpt: Path, down_data: Path, key_path: Path, steps: int, lr: float, seed: int) -> str:
+    """How closely keyed fine-tuning on encrypted batches follows plain fine-tuning on the same plain batches.
+
+    ``steps`` AdamW steps (batch 64, the library's optimiser and weight-decay groups, no augmentation) from
+    the upstream model, on real downstream images; compared on 1,000 downstream test images.
+    """
+    import copy
+
+    from patchcrypt.ciphers import create_cipher
+    from patchcrypt.data import load_dataset
+    from patchcrypt.models import create_model, load_checkpoint
+    from patchcrypt.models.keyed import apply_key, block_maps, centre_input
+    from patchcrypt.models.pretrained import load_weights
+    from patchcrypt.train import make_optimizer
+
+    torch.manual_seed(seed)
+    key = Key.load(key_path)
+    tr = load_dataset(down_data, "train").subset(steps * 64, seed)
+    te = load_dataset(down_data, "test").subset(1000, seed)
+    to_t = lambda a: torch.from_numpy(a).permute(0, 3, 1, 2).contiguous()  # noqa: E731
+    x_tr, y_tr, x_te = to_t(tr.images), torch.from_numpy(tr.labels), to_t(te.images)
+    order = torch.randperm(len(x_tr), generator=torch.Generator().manual_seed(seed))
+    batches = [(x_tr[order[i:i + 64]], y_tr[order[i:i + 64]]) for i in range(0, len(order), 64)]
+    ckpt = load_checkpoint(up_ckpt)
+
+    def upstream(embed: str = "shared"):  # the same fresh head whatever the embedding
+        m = create_model(ckpt["model"], seed=seed, num_classes=len(tr.classes))
+        load_weights(m, up_ckpt, classes=tr.classes)
+        return m.to_blockwise() if embed == "blockwise" else m
+
+    def fit(model, cipher):
+        opt = make_optimizer(model, TrainConfig(lr=lr))
+        model.train()
+        for x, y in batches:
+            loss = torch.nn.functional.cross_entropy(model(cipher.encrypt(x) if cipher else x), y)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+        model.eval()
+        with torch.no_grad():
+            return model(cipher.encrypt(x_te) if cipher else x_te)
+
+    cases = [("block-pixel", "centred keyed init (--init keyed)", True, "shared"),
+             ("block-pixel", "uncentred keyed model (keyed-model's transformation)", False, "shared"),
+             ("etc", "centred keyed init, vs plain fine-tuning (shared embedding)", True, "shared"),
+             ("etc", "centred keyed init, vs plain fine-tuning (position-wise embedding)", True, "blockwise")]
+    rows, cache = [], {}
+    for scheme, label, centred, plain_embed in cases:
+        cipher = create_cipher(scheme, key, block_size=4)
+        plain = upstream(plain_embed)
+        keyed = copy.deepcopy(upstream())
+        if centred:
+            centre_input(plain)
+        apply_key(keyed, block_maps(scheme, key, 4, plain.img_size), centred=centred)
+        with torch.no_grad():
+            start = float((keyed.eval()(cipher.encrypt(x_te)) - plain.eval()(x_te)).abs().max())
+        ref_key = (plain_embed, centred)
+        ref = cache[ref_key] if ref_key in cache else fit(plain, None)
+        cache[ref_key] = ref
+        got = fit(keyed, cipher)
+        rows.append({"images": scheme, "keyed model": label, "max |Δlogit| before": f"{start:.1e}",
+                     f"max |Δlogit| after {steps} steps": f"{float((got - ref).abs().max()):.1e}",
+                     "mean |Δlogit|": f"{float((got - ref).abs().mean()):.1e}",
+                     "same prediction": f"{100 * float((got.argmax(1) == ref.argmax(1)).float().mean()):.1f}%"})
+    cols = list(rows[0])
+    md = (f"Keyed fine-tuning on encrypted batches vs plain fine-tuning on the same plain batches: {steps} AdamW "
+          f"steps (lr {lr}, batch 64) from the upstream model, logits on 1,000 downstream test images\n\n"
+          + markdown_table(rows, cols))
+    print(md, flush=True)
+    (out / "trajectory.md").write_text(md + "\n")
+    (out / "trajectory.json").write_text(json.dumps({"steps": steps, "lr": lr, "rows": rows}, indent=1))
+    return md
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", type=Path, default=Path(__file__).resolve().parents[1].parent / "shared"
@@ -113,6 +187,9 @@ def main(argv=None) -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--device", default=None)
     ap.add_argument("--only", default=None, help="run only cells whose row or column contains this text")
+    ap.add_argument("--trajectory", type=int, default=None, metavar="STEPS",
+                    help="instead of the grid: compare keyed and plain fine-tuning step by step for STEPS steps "
+                    "(needs the upstream model; trains it if absent)")
     args = ap.parse_args(argv)
     p = dict(PRESETS["quick" if args.quick else "cpu"])
     for k in p:
@@ -158,6 +235,11 @@ def main(argv=None) -> int:
         upstream[label] = {"run": str(run), "accuracy": s["final_test_acc"], "train_seconds": s["train_seconds"]}
         print(f"upstream {label}: {100 * s['final_test_acc']:.1f}% on its own 5 classes", flush=True)
     config["upstream"] = upstream
+    if args.trajectory:
+        first = MODELS[models[0]][0]
+        trajectory(out, Path(upstream[first]["run"]) / "last.pt", down_data, key_path, args.trajectory, args.lr,
+                   args.seed)
+        return 0
 
     todo = list(cells(models))
     for i, (label, row, col, scheme, q, name, kw) in enumerate(todo, 1):

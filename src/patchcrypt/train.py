@@ -359,10 +359,16 @@ def train(cfg: TrainConfig, show_progress: Optional[bool] = None) -> Dict[str, A
         model_kwargs, keyed = dict(resume_ckpt["model_kwargs"]), resume_ckpt.get("keyed")
         model = create_model(cfg.model, seed=cfg.seed, **model_kwargs)
     else:
-        model = create_model(cfg.model, seed=cfg.seed, **model_kwargs)
+        # a position-wise embedding for fine-tuning: built shared and untied after loading, so the fresh head
+        # (and every other random draw) is the same as in the shared-embedding run with the same seed
+        untie = bool(cfg.pretrained) and model_kwargs.get("embed") == "blockwise"
+        model = create_model(cfg.model, seed=cfg.seed, **dict(model_kwargs, **({"embed": "shared"} if untie else {})))
         if cfg.pretrained:
             check_block_size(model, meta["block_size"])
             notes, keyed = prepare_finetune(model, cfg, meta, train_set.classes)
+            if untie and model.embed == "shared":
+                model.to_blockwise()
+                notes.append("patch embedding untied: one copy per position")
             if getattr(model, "is_isotropic", False):
                 model_kwargs.update(mean=tuple(model.input_norm.mean.tolist()),
                                     std=tuple(model.input_norm.std.tolist()), embed=model.embed)
