@@ -2,6 +2,10 @@
 the refusals, head replacement, linear probe, resume."""
 
 import copy
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -62,6 +66,15 @@ def pretrained(tmp_path_factory):
     return path
 
 
+def assert_same_weights(a, b, atol=1e-5):
+    for name, p in a.items():
+        q = b[name]
+        if name.endswith("attn.qkv.bias"):  # the key bias has a zero gradient (softmax ignores it): Adam
+            d = p.shape[0] // 3             # turns its rounding noise into lr-sized steps, in either run
+            p, q = torch.cat([p[:d], p[2 * d:]]), torch.cat([q[:d], q[2 * d:]])
+        assert torch.allclose(p, q, atol=atol), name
+
+
 def cfg(data, out, **kw):
     base = dict(data=str(data), model="vit_pico_patch4_32", out=str(out), epochs=2, batch_size=16, lr=2e-3,
                 model_kwargs=dict(TINY), seed=5)
@@ -87,12 +100,7 @@ def test_keyed_finetuning_is_the_keyed_image_of_plain_finetuning(tree, key_file,
     assert (got - ref).abs().max() <= 1e-3
     # the plain run's weights keyed afterwards are the keyed run's weights (not only the same logits)
     apply_key(m_plain, block_maps("block-pixel", key, 4, 32), centred=True)
-    for name, p in m_keyed.state_dict().items():
-        q = m_plain.state_dict()[name]
-        if name.endswith("attn.qkv.bias"):  # the key bias has a zero gradient (softmax ignores it): Adam
-            d = p.shape[0] // 3             # turns its rounding noise into lr-sized steps, in both runs
-            p, q = torch.cat([p[:d], p[2 * d:]]), torch.cat([q[:d], q[2 * d:]])
-        assert torch.allclose(p, q, atol=1e-5), name
+    assert_same_weights(m_keyed.state_dict(), m_plain.state_dict())
     # not vacuous: fine-tuning moved the weights far beyond the tolerance
     start = torch.load(pretrained, weights_only=True)["model"]["blocks.0.attn.qkv.weight"]
     assert (m_keyed.blocks[0].attn.qkv.weight - start).abs().max() > 5e-3
@@ -217,10 +225,26 @@ def test_resume_continues_a_finetuning_run_exactly(tree, key_file, pretrained, t
         assert torch.equal(a["state_dict"][name], b["state_dict"][name]), name
 
 
-def test_cli_finetune(tree, key_file, pretrained, tmp_path, capsys):
-    code = main(["train", "--data", str(tree), "--model", "vit_pico_patch4_32", "--out", str(tmp_path / "c"),
-                 "--pretrained", str(pretrained), "--init", "keyed", "--scheme", "block-pixel", "--key",
-                 str(key_file), "--block-size", "4", "--epochs", "1", "--batch-size", "16"])
-    out = capsys.readouterr()
-    # the CLI has no flag for the model's width: a mismatch must be one line naming the tensor
-    assert code != 0 and len(out.err.strip().splitlines()) == 1 and "has shape" in out.err
+def test_cli_finetune_under_torchrun_equals_one_process(tree, key_file, pretrained, tmp_path, capsys):
+    """The CLI under torchrun (2 processes, gloo): keyed init on etc, position-wise embedding; the same steps
+    as one process on the union of both ranks' batches."""
+    (tmp_path / "tiny.yaml").write_text("model_kwargs: {depth: 1, embed_dim: 32, num_heads: 2}\n")
+    args = ["train", "--data", str(tree), "--model", "vit_pico_patch4_32", "--config", str(tmp_path / "tiny.yaml"),
+            "--pretrained", str(pretrained), "--init", "keyed", "--scheme", "etc", "--key", str(key_file),
+            "--block-size", "4", "--epochs", "1", "--batch-size", "16", "--augment", "none", "--seed", "5"]
+    torchrun = Path(sys.executable).with_name("torchrun")
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    res = subprocess.run([str(torchrun), "--nproc-per-node=2", "--master-port", str(29600 + os.getpid() % 1000),
+                          "-m", "patchcrypt", *args, "--out", str(tmp_path / "ddp")],
+                         capture_output=True, text=True, timeout=240, env=env)
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert res.stdout.count("head replaced: 5 → 3 classes") == 1          # rank 0 speaks, once
+    assert main([*args, "--out", str(tmp_path / "one")]) == 0
+    a, b = load_checkpoint(tmp_path / "ddp"), load_checkpoint(tmp_path / "one")
+    assert a["keyed"]["mode"] == "position-wise" and a["model_kwargs"]["embed"] == "blockwise"
+    assert_same_weights(a["state_dict"], b["state_dict"])
+    # mismatching weights through the CLI: one line naming the tensor
+    capsys.readouterr()
+    assert main([*args[:5], *args[7:], "--out", str(tmp_path / "bad")]) != 0  # no --config: full width
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "tensor 'cls_token' has shape" in err[0]
