@@ -156,9 +156,9 @@ def trajectory(out: Path, up_ckpt: Path, down_data: Path, key_path: Path, steps:
         ref = cache[ref_key] if ref_key in cache else fit(plain, None)
         cache[ref_key] = ref
         got = fit(keyed, cipher)
-        rows.append({"images": scheme, "keyed model": label, "max |Δlogit| before": f"{start:.1e}",
-                     f"max |Δlogit| after {steps} steps": f"{float((got - ref).abs().max()):.1e}",
-                     "mean |Δlogit|": f"{float((got - ref).abs().mean()):.1e}",
+        rows.append({"images": scheme, "keyed model": label, "max abs Δlogit before": f"{start:.1e}",
+                     f"max abs Δlogit after {steps} steps": f"{float((got - ref).abs().max()):.1e}",
+                     "mean abs Δlogit": f"{float((got - ref).abs().mean()):.1e}",
                      "same prediction": f"{100 * float((got.argmax(1) == ref.argmax(1)).float().mean()):.1f}%"})
     cols = list(rows[0])
     md = (f"Keyed fine-tuning on encrypted batches vs plain fine-tuning on the same plain batches: {steps} AdamW "
