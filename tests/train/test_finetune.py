@@ -92,7 +92,7 @@ def test_keyed_finetuning_is_the_keyed_image_of_plain_finetuning(tree, key_file,
     plain, keyed = load_checkpoint(tmp_path / "plain"), load_checkpoint(tmp_path / "keyed")
     assert keyed["keyed"]["mode"] == "shared" and keyed["keyed"]["centred"]
     key = Key.load(key_file)
-    x = torch.from_numpy(np.stack([synthetic_images(18, 3, 1)[0]])[0]).permute(0, 3, 1, 2).contiguous()
+    x = torch.from_numpy(synthetic_images(18, 3, 1)[0]).permute(0, 3, 1, 2).contiguous()
     x_enc = create_cipher("block-pixel", key, block_size=4).encrypt(x)
     m_plain, m_keyed = build_model(plain), build_model(keyed)
     ref = predict_logits(m_plain, x, torch.device("cpu"))
