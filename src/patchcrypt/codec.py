@@ -301,11 +301,6 @@ def as_display(img: np.ndarray, shape: Optional[tuple] = None) -> np.ndarray:
     return img if shape is None else resize_image(img, tuple(shape[:2]), "nearest")
 
 
-def write_bytes_atomic(path: PathLike, data: bytes) -> None:
-    """Write ``data`` to ``path`` atomically; kept for callers not yet on :func:`patchcrypt.atomic.atomic_write`."""
-    atomic_write(path, data)
-
-
 def write_image(path: PathLike, img: np.ndarray, quality: int = 90, subsampling: Union[str, int] = "420") -> int:
     """Write an image, format from the suffix (.png or .jpg/.jpeg), atomically. Returns the file size."""
     path = Path(path)

@@ -39,13 +39,15 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .ciphers import create_cipher, get_scheme
+from .atomic import atomic_write
 from .codec import jpeg_roundtrip
 from .data import ImageSet, load_dataset
 from .data.readers import has_splits
 from .errors import PatchcryptError
 from .keys import Key
 from .models import check_block_size, create_model, list_models, load_checkpoint, save_checkpoint
-from .runtime import resolve_device, train_epoch
+from .record import subsampling_for
+from .runtime import resolve_device, to_nchw, train_epoch
 
 # fields that may change on --resume without changing the result
 _RESUME_FREE = {"epochs", "device", "workers", "resume", "config", "out"}
@@ -144,7 +146,7 @@ class Pipeline:
             self.encrypt_seconds += time.perf_counter() - t0
         if self.jpeg_quality is not None:
             arr = jpeg_roundtrip(x.permute(0, 2, 3, 1).cpu().numpy(), self.jpeg_quality, self.subsampling)
-            x = torch.from_numpy(arr).permute(0, 3, 1, 2).contiguous().to(x.device)
+            x = to_nchw(arr).to(x.device)
         return x
 
 
@@ -212,15 +214,14 @@ def resolve_encryption(cfg: TrainConfig, train: ImageSet) -> Tuple[Pipeline, Dic
         raise PatchcryptError(f"scheme {scheme!r} needs --block-size")
     key = Key.load(cfg.key)
     cipher = create_cipher(scheme, key, block_size=cfg.block_size, per_image=cfg.per_image)
-    sub = "420" if cfg.block_size % 16 == 0 else "444"
-    return (Pipeline(cipher, cfg.jpeg_quality, sub, cfg.per_image),
+    return (Pipeline(cipher, cfg.jpeg_quality, subsampling_for(cfg.block_size), cfg.per_image),
             {"scheme": scheme, "block_size": cfg.block_size, "key_fingerprint": key.fingerprint,
              "per_image": cfg.per_image, "jpeg_quality": cfg.jpeg_quality, "pre_encrypted": False})
 
 
 def to_tensor(images: np.ndarray) -> torch.Tensor:
     """uint8 (N, H, W, C) numpy → uint8 (N, C, H, W) torch (contiguous)."""
-    return torch.from_numpy(images).permute(0, 3, 1, 2).contiguous()
+    return to_nchw(images)
 
 
 # -- fine-tuning ---------------------------------------------------------------------------------------------------
@@ -499,9 +500,7 @@ _FIELDS = ["epoch", "train_loss", "train_acc", "test_loss", "test_acc", "images_
 
 
 def _write_text(path: Path, text: str) -> None:
-    from .codec import write_bytes_atomic
-
-    write_bytes_atomic(path, text.encode())
+    atomic_write(path, text)
 
 
 def _write_metrics(path: Path, rows: List[Dict]) -> None:

@@ -14,7 +14,7 @@ from .app import app
 def train(
     data: Optional[Path] = typer.Option(None, "--data", help="ImageFolder root (train/ + test/), class tree, "
                                         "or a tree written by 'patchcrypt encrypt'."),
-    model: Optional[str] = typer.Option(None, "--model", help="Model name (see --list-models)."),
+    model: Optional[str] = typer.Option(None, "--model", help="Model name (see 'patchcrypt models')."),
     out: Optional[Path] = typer.Option(None, "--out", help="Run folder to create."),
     scheme: Optional[str] = typer.Option(None, "--scheme", help="Encrypt plain data on the fly with this scheme."),
     key: Optional[Path] = typer.Option(None, "--key", help="Key file for on-the-fly encryption."),
@@ -33,7 +33,8 @@ def train(
     pretrained: Optional[Path] = typer.Option(None, "--pretrained", help="Fine-tune these weights: a timm-layout "
                                               ".pth/.safetensors state dict or a patchcrypt run/checkpoint."),
     init: Optional[str] = typer.Option(None, "--init", help="With --pretrained: plain (fine-tune the plain weights "
-                                       "on encrypted images) or keyed (transform them with --key first)."),
+                                       "on encrypted images) or keyed (transform them with --key first; the result still gives the key to anyone "
+                                       "holding the public checkpoint, see README Security)."),
     freeze: Optional[str] = typer.Option(None, "--freeze", help="backbone: train the head only (linear probe)."),
     resume: bool = typer.Option(False, "--resume", help="Continue the run in --out exactly."),
     config: Optional[Path] = typer.Option(None, "--config", help="YAML file of options (flags override it)."),
