@@ -126,6 +126,10 @@ def demo(
     typer.echo("   etc and etc-gray stay JPEG-compressible (bpp close to plain); the pixel-level schemes "
                "(block-pixel, le, ele, pe)\n   need about three times the bits and do not survive JPEG. etc-gray's "
                "RGB round trip passes through YCbCr 4:2:0,\n   so it is exact only on its grayscale components.")
+    from ..security import headline
+    typer.echo("   The key space is no protection against whoever holds many images under one key (the server): "
+               f"etc: {headline('etc')};\n   block-pixel: {headline('block-pixel')} (README Security; "
+               "'patchcrypt schemes' for every scheme).")
     typer.echo(f"   contact sheet: {out / 'contact_sheet.png'}  ({time.perf_counter() - t0:.1f} s; under a "
                "throwaway key, not the owner's)")
     _write_json(out / "ciphers.json", {"kind": "demo_ciphers", "rows": rows, "key": "throwaway",
