@@ -7,25 +7,14 @@ from pathlib import Path
 from typing import Any, Dict, Optional
 
 import numpy as np
-import torch
 
 from .atomic import atomic_write
 from .data import load_dataset
 from .data.readers import has_splits
 from .errors import KeyMismatchError, PatchcryptError
+from .inference import predict
 from .models import build_model, load_checkpoint
 from .record import EncryptionRecord
-from .runtime import resolve_device, to_nchw
-
-
-@torch.no_grad()
-def predict(model: torch.nn.Module, images: np.ndarray, batch_size: int = 256, device=None) -> np.ndarray:
-    """Logits (N, K) float32 for uint8 images (N, H, W, C), batched, in eval mode."""
-    from .train import predict_logits
-
-    dev = resolve_device(device) if not isinstance(device, torch.device) else device
-    model = model.to(dev)
-    return predict_logits(model, to_nchw(images), dev, batch_size).numpy()
 
 
 def prepare_images(ckpt: Dict[str, Any], data, key_path: Optional[str] = None) -> np.ndarray:

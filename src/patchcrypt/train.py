@@ -44,6 +44,7 @@ from .codec import jpeg_roundtrip
 from .data import ImageSet, load_dataset
 from .data.readers import has_splits
 from .errors import PatchcryptError
+from .inference import predict_logits, to_tensor
 from .keys import Key
 from .models import check_block_size, create_model, list_models, load_checkpoint, save_checkpoint
 from .record import subsampling_for
@@ -219,11 +220,6 @@ def resolve_encryption(cfg: TrainConfig, train: ImageSet) -> Tuple[Pipeline, Dic
              "per_image": cfg.per_image, "jpeg_quality": cfg.jpeg_quality, "pre_encrypted": False})
 
 
-def to_tensor(images: np.ndarray) -> torch.Tensor:
-    """uint8 (N, H, W, C) numpy → uint8 (N, C, H, W) torch (contiguous)."""
-    return to_nchw(images)
-
-
 # -- fine-tuning ---------------------------------------------------------------------------------------------------
 def _keyed_refusal(reason: str) -> PatchcryptError:
     return PatchcryptError(f"--init keyed cannot be exact here: {reason.rstrip('.')}; use --init plain to "
@@ -296,15 +292,6 @@ def make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
     no_decay = [p for n_, p in named if not (p.ndim > 1 and "pos_embed" not in n_ and "cls_token" not in n_)]
     return torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
                               {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr)
-
-
-# -- evaluation -------------------------------------------------------------------------------------------------
-@torch.no_grad()
-def predict_logits(model: nn.Module, x: torch.Tensor, device: torch.device, batch_size: int = 500) -> torch.Tensor:
-    """Logits for uint8 (N, C, H, W) images, in eval mode, batched."""
-    model.eval()
-    out = [model(x[i:i + batch_size].to(device)).float().cpu() for i in range(0, len(x), batch_size)]
-    return torch.cat(out) if out else torch.empty(0)
 
 
 # -- the run ------------------------------------------------------------------------------------------------------

@@ -16,7 +16,7 @@ from patchcrypt.ciphers import create_cipher
 from patchcrypt.cli import main
 from patchcrypt.codec import encode_jpeg, encode_png
 from patchcrypt.errors import KeyMismatchError, PatchcryptError
-from patchcrypt.evaluate import predict
+from patchcrypt.inference import predict
 from patchcrypt.models import build_model, create_model, load_checkpoint
 from patchcrypt.models.checkpoint import save_checkpoint
 from patchcrypt.serve import Client, ServeConfig, create_app, running_server

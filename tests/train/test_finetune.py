@@ -18,7 +18,8 @@ from patchcrypt.codec import write_image
 from patchcrypt.errors import PatchcryptError
 from patchcrypt.models import build_model, create_model, load_checkpoint, save_checkpoint
 from patchcrypt.models.keyed import block_maps, apply_key, centre_input
-from patchcrypt.train import TrainConfig, make_optimizer, predict_logits, train
+from patchcrypt.inference import predict_logits
+from patchcrypt.train import TrainConfig, make_optimizer, train
 
 TINY = {"depth": 1, "embed_dim": 32, "num_heads": 2}
 

@@ -93,14 +93,11 @@ class Batcher:
     """Merges concurrent requests into model calls on one worker thread."""
 
     def __init__(self, model, device, max_batch: int, window_s: float):
-        import torch
-
         self.model, self.device = model.to(device).eval(), device
         self.max_batch, self.window_s = max(1, int(max_batch)), max(0.0, window_s)
         self.queue: "asyncio.Queue" = asyncio.Queue()
         self.executor = ThreadPoolExecutor(1, thread_name_prefix="patchcrypt-model")
         self.batches = self.images = 0
-        self._torch = torch
         self._task: Optional[asyncio.Task] = None
 
     def start(self) -> None:
@@ -121,12 +118,9 @@ class Batcher:
         return await fut
 
     def _forward(self, batch: np.ndarray) -> np.ndarray:
-        from ..runtime import to_nchw
+        from ..inference import predict_proba
 
-        torch = self._torch
-        with torch.inference_mode():
-            x = to_nchw(batch).to(self.device)
-            return torch.softmax(self.model(x).float(), 1).cpu().numpy()
+        return predict_proba(self.model, batch, self.device)
 
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
