@@ -47,6 +47,7 @@ from .errors import PatchcryptError
 from .inference import predict_logits, to_tensor
 from .keys import Key
 from .models import check_block_size, create_model, list_models, load_checkpoint, save_checkpoint
+from .models.registry import model_entrypoint
 from .record import subsampling_for
 from .runtime import resolve_device, to_nchw, train_epoch
 
@@ -286,10 +287,13 @@ def freeze_backbone(model: nn.Module) -> nn.Module:
 
 
 def make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
-    """AdamW; no weight decay on biases, norms, position embedding and class token; frozen parameters left out."""
-    named = [(n_, p) for n_, p in model.named_parameters() if p.requires_grad]
-    decay = [p for n_, p in named if p.ndim > 1 and "pos_embed" not in n_ and "cls_token" not in n_]
-    no_decay = [p for n_, p in named if not (p.ndim > 1 and "pos_embed" not in n_ and "cls_token" not in n_)]
+    """AdamW; no weight decay on 1-D parameters (biases, norms) nor on those the model names in
+    ``no_weight_decay()`` (timm's convention: ViT's position embedding and class token); frozen ones left out."""
+    skip = model.no_weight_decay() if hasattr(model, "no_weight_decay") else set()
+    decay, no_decay = [], []
+    for name, p in model.named_parameters():
+        if p.requires_grad:
+            (no_decay if p.ndim <= 1 or name in skip else decay).append(p)
     return torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
                               {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr)
 
@@ -340,7 +344,7 @@ def train(cfg: TrainConfig, show_progress: Optional[bool] = None) -> Dict[str, A
     if h != w:
         raise PatchcryptError(f"images are {h}x{w}; the models take square images (use --resize when encrypting)")
     model_kwargs = {"num_classes": len(train_set.classes), "img_size": h, "in_chans": c, **cfg.model_kwargs}
-    if cfg.model.startswith("resnet18_cifar_adapt"):
+    if getattr(model_entrypoint(cfg.model), "block_size_from_data", False):
         model_kwargs.setdefault("block_size", meta["block_size"] or 4)
     keyed = None
     if resume_ckpt is not None:  # the architecture as saved (fine-tuning may have changed embedding/normalisation)

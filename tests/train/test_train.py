@@ -62,6 +62,13 @@ def test_plain_data_with_key_writes_a_run(cifar_tree, key_file, tmp_path):
     assert 0 <= summary["encrypt_fraction"] < 0.2 and summary["n_train"] == 72
 
 
+def test_adaptation_network_takes_the_data_block_size(cifar_tree, key_file, tmp_path):
+    run = cfg(cifar_tree, tmp_path / "adapt", model="resnet18_cifar_adapt", model_kwargs={"width": 4},
+              scheme="block-pixel", key=str(key_file), block_size=8, subset=12, test_subset=6)
+    train(run)
+    assert load_checkpoint(tmp_path / "adapt")["model_kwargs"]["block_size"] == 8
+
+
 def test_resume_is_exact(cifar_tree, key_file, tmp_path):
     straight = tmp_path / "straight"
     train(cfg(cifar_tree, straight, scheme="etc", key=str(key_file), block_size=4, epochs=2))

@@ -7,7 +7,7 @@ global average pooling and a linear ``head``. Images in 0..255; the model owns i
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import Any, Sequence, Set
 
 import torch
 import torch.nn as nn
@@ -53,6 +53,10 @@ class ConvMixer(IsotropicMixin, nn.Module):
             nn.Conv2d(dim, dim, kernel_size=1), nn.GELU(), nn.BatchNorm2d(dim)) for _ in range(depth)])
         self.pooling = nn.AdaptiveAvgPool2d(1)
         self.head = nn.Linear(dim, num_classes) if num_classes > 0 else nn.Identity()
+
+    def no_weight_decay(self) -> Set[str]:
+        """Parameter names trained without weight decay besides the biases and norms (1-D): none."""
+        return set()
 
     def get_classifier(self) -> nn.Module:
         return self.head

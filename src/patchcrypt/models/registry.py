@@ -1,4 +1,5 @@
-"""Model registry: ``@register_model``, ``create_model(name, **kw)``, ``list_models(pattern)``.
+"""Model registry: ``@register_model``, ``create_model(name, **kw)``, ``list_models(pattern)``,
+``model_entrypoint(name)``.
 
 A registered function takes keyword overrides and returns an ``nn.Module``; its name is the model name
 (sizes in the name, timm style: ``vit_tiny_patch4_32`` = ViT-Tiny, 4×4 patches, 32×32 images).
@@ -33,6 +34,14 @@ def list_models(pattern: str = "*") -> List[str]:
     return sorted(n for n in _MODELS if fnmatch.fnmatchcase(n, pattern))
 
 
+def model_entrypoint(name: str) -> Callable[..., nn.Module]:
+    """The function registered as ``name`` (timm's name for it). Facts a caller needs before building the
+    model are attributes on it, e.g. ``block_size_from_data`` (the model takes the cipher's block size)."""
+    if name not in _MODELS:
+        raise PatchcryptError(f"unknown model {name!r}; valid names: {', '.join(list_models())}")
+    return _MODELS[name]
+
+
 def create_model(name: str, *, seed: Optional[int] = None, pretrained: Union[str, Path, None] = None,
                  **kwargs: Any) -> nn.Module:
     """Build the registered model ``name``; ``kwargs`` override its defaults (num_classes, img_size, ...).
@@ -42,9 +51,7 @@ def create_model(name: str, *, seed: Optional[int] = None, pretrained: Union[str
             saved and restored, so callers' RNG streams are untouched).
         pretrained: optional local state-dict file, loaded with :func:`~patchcrypt.models.load_pretrained`.
     """
-    if name not in _MODELS:
-        raise PatchcryptError(f"unknown model {name!r}; valid names: {', '.join(list_models())}")
-    fn = _MODELS[name]
+    fn = model_entrypoint(name)
     if seed is None:
         model = fn(**kwargs)
     else:

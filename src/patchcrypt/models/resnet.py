@@ -9,7 +9,7 @@ back as an M×M block, so it can learn to undo any per-block pixel permutation b
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import Any, Sequence, Set
 
 import torch
 import torch.nn as nn
@@ -83,6 +83,10 @@ class ResNetCifar(nn.Module):
         self.num_features = cin
         self.fc = nn.Linear(cin, num_classes)
 
+    def no_weight_decay(self) -> Set[str]:
+        """Parameter names trained without weight decay besides the biases and norms (1-D): none."""
+        return set()
+
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         check_image_input(x, self.in_chans, self.block_size)
         x = self.input_norm(x)
@@ -107,3 +111,7 @@ def resnet18_cifar(**kw: Any) -> ResNetCifar:
 def resnet18_cifar_adapt(**kw: Any) -> ResNetCifar:
     """CIFAR ResNet-18 behind a block-wise adaptation network (``block_size``, default 4)."""
     return build(ResNetCifar, dict(block_size=4), kw)
+
+
+# the adaptation network's block must be the cipher's: the trainer passes the data's block size
+resnet18_cifar_adapt.block_size_from_data = True  # type: ignore[attr-defined]

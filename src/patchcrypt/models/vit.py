@@ -12,7 +12,7 @@ Default input normalisation: CIFAR-10 mean/std for the 32×32 models, 0.5/0.5 (t
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import Any, Sequence, Set
 
 import torch
 import torch.nn as nn
@@ -135,6 +135,10 @@ class VisionTransformer(IsotropicMixin, nn.Module):
             if isinstance(m, nn.Linear):
                 nn.init.trunc_normal_(m.weight, std=0.02)
                 nn.init.zeros_(m.bias) if m.bias is not None else None
+
+    def no_weight_decay(self) -> Set[str]:
+        """Parameter names trained without weight decay besides every bias and norm (1-D), as timm's ViT."""
+        return {"pos_embed", "cls_token"}
 
     def get_classifier(self) -> nn.Module:
         return self.head
