@@ -118,8 +118,18 @@ class Dist:
         return self.rank == 0
 
 
+def _launched_distributed() -> bool:
+    """True when torchrun started this process as one of several (it sets ``RANK`` and ``WORLD_SIZE``)."""
+    return "RANK" in os.environ and int(os.environ.get("WORLD_SIZE", "1")) >= 2
+
+
+def is_main_process() -> bool:
+    """True in a single-process run and on rank 0 under torchrun: the process that writes and prints."""
+    return not _launched_distributed() or int(os.environ["RANK"]) == 0
+
+
 def setup_distributed(device: torch.device) -> Dist:
-    if "RANK" not in os.environ or int(os.environ.get("WORLD_SIZE", "1")) < 2:
+    if not _launched_distributed():
         return Dist()
     import torch.distributed as dist
 

@@ -40,7 +40,7 @@ def train(
     config: Optional[Path] = typer.Option(None, "--config", help="YAML file of options (flags override it)."),
 ) -> None:
     """Train a model on encrypted (or plain) images; writes config, metrics, summary and checkpoints."""
-    from ..train import TrainConfig, train as run_train
+    from ..train import TrainConfig, is_main_process, train as run_train
 
     overrides = dict(data=str(data) if data else None, model=model, out=str(out) if out else None, scheme=scheme,
                      key=str(key) if key else None, block_size=block_size, per_image=per_image,
@@ -54,4 +54,6 @@ def train(
 
         raise PatchcryptError("--data is required (or 'data:' in the --config file)")
     summary = run_train(cfg)
-    typer.echo(f"best test accuracy {summary['best_test_acc']:.4f} ({summary['n_test']} images); run in {cfg.out}")
+    if is_main_process():  # under torchrun every rank returns the same summary; one closing line
+        typer.echo(f"best test accuracy {summary['best_test_acc']:.4f} ({summary['n_test']} images); "
+                   f"run in {cfg.out}")
