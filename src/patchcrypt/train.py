@@ -330,18 +330,8 @@ def _check_run_folder(cfg: TrainConfig, out: Path) -> Optional[Dict]:
 
 def train(cfg: TrainConfig, show_progress: Optional[bool] = None) -> Dict[str, Any]:
     """Run the training described by ``cfg``; returns the summary (also written to summary.json)."""
-    if cfg.model not in list_models():
-        raise PatchcryptError(f"unknown model {cfg.model!r}; valid: {', '.join(list_models())}")
-    if cfg.epochs < 1 or cfg.batch_size < 1 or cfg.lr <= 0:
-        raise PatchcryptError("--epochs, --batch-size and --lr must be positive")
-    if cfg.augment not in ("auto", "crop-flip", "mixup", "none"):
-        raise PatchcryptError(f"--augment must be auto, crop-flip, mixup or none, got {cfg.augment!r}")
-    if cfg.init not in ("plain", "keyed"):
-        raise PatchcryptError(f"--init must be plain or keyed, got {cfg.init!r}")
-    if cfg.freeze not in (None, "backbone"):
-        raise PatchcryptError(f"--freeze must be backbone, got {cfg.freeze!r}")
-    if not cfg.pretrained and (cfg.init == "keyed" or cfg.freeze):
-        raise PatchcryptError("--init keyed and --freeze backbone need --pretrained weights")
+    # -- set-up: config, processes, run folder, data, encryption, model, optimiser -----------------------------
+    _check_config(cfg)
     device = resolve_device(cfg.device)
     dist = setup_distributed(device)
     out = Path(cfg.out)
@@ -350,34 +340,7 @@ def train(cfg: TrainConfig, show_progress: Optional[bool] = None) -> Dict[str, A
     train_set, test_set = _split_sets(cfg)
     pipe, meta = resolve_encryption(cfg, train_set)
     augment = cfg.augment if cfg.augment != "auto" else ("none" if meta["pre_encrypted"] else "crop-flip")
-    h, w, c = train_set.shape
-    if h != w:
-        raise PatchcryptError(f"images are {h}x{w}; the models take square images (use --resize when encrypting)")
-    model_kwargs = {"num_classes": len(train_set.classes), "img_size": h, "in_chans": c, **cfg.model_kwargs}
-    if getattr(model_entrypoint(cfg.model), "block_size_from_data", False):
-        model_kwargs.setdefault("block_size", meta["block_size"] or 4)
-    keyed = None
-    if resume_ckpt is not None:  # the architecture as saved (fine-tuning may have changed embedding/normalisation)
-        model_kwargs, keyed = dict(resume_ckpt["model_kwargs"]), resume_ckpt.get("keyed")
-        model = create_model(cfg.model, seed=cfg.seed, **model_kwargs)
-    else:
-        # a position-wise embedding for fine-tuning: built shared and untied after loading, so the fresh head
-        # (and every other random draw) is the same as in the shared-embedding run with the same seed
-        untie = bool(cfg.pretrained) and model_kwargs.get("embed") == "blockwise"
-        model = create_model(cfg.model, seed=cfg.seed, **dict(model_kwargs, **({"embed": "shared"} if untie else {})))
-        if cfg.pretrained:
-            check_block_size(model, meta["block_size"])
-            notes, keyed = prepare_finetune(model, cfg, meta, train_set.classes)
-            if untie and model.embed == "shared":
-                model.to_blockwise()
-                notes.append("patch embedding untied: one copy per position")
-            if getattr(model, "is_isotropic", False):
-                model_kwargs.update(mean=tuple(model.input_norm.mean.tolist()),
-                                    std=tuple(model.input_norm.std.tolist()), embed=model.embed)
-            if dist.main:
-                for line in [f"fine-tuning {cfg.pretrained} (--init {cfg.init}"
-                             + (", backbone frozen)" if cfg.freeze else ")")] + notes:
-                    print(line, flush=True)
+    model, model_kwargs, keyed = _build_model(cfg, meta, train_set, resume_ckpt, dist)
     head = freeze_backbone(model) if cfg.freeze else None
     model = model.to(device)
     check_block_size(model, meta["block_size"])
@@ -397,23 +360,10 @@ def train(cfg: TrainConfig, show_progress: Optional[bool] = None) -> Dict[str, A
     optimizer = make_optimizer(model, cfg)
     per_rank_batch = max(1, cfg.batch_size // dist.world)
     steps_per_epoch = math.ceil(len(train_set) / dist.world / per_rank_batch)
-    total_steps, warmup = cfg.epochs * steps_per_epoch, int(cfg.warmup_epochs * steps_per_epoch)
-
-    def lr_factor(step: int) -> float:
-        if step < warmup:
-            return (step + 1) / warmup
-        return 0.5 * (1 + math.cos(math.pi * min(1.0, (step - warmup) / max(1, total_steps - warmup))))
-
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor)
+    scheduler = make_scheduler(optimizer, cfg, steps_per_epoch)
     start_epoch, best_acc, rows = 1, -1.0, []
     if resume_ckpt is not None:
-        model.load_state_dict(resume_ckpt["state_dict"])
-        extra = resume_ckpt.get("extra") or {}
-        optimizer.load_state_dict(extra["optimizer"])
-        scheduler.load_state_dict(extra["scheduler"])
-        start_epoch = int(resume_ckpt["epoch"]) + 1
-        best_acc = float(extra.get("best_acc", -1.0))
-        rows = _read_metrics(out / "metrics.csv")[:start_epoch - 1]
+        start_epoch, best_acc, rows = _restore(resume_ckpt, model, optimizer, scheduler, out)
     if dist.main:
         out.mkdir(parents=True, exist_ok=True)
         _write_text(out / "config.yaml", _yaml(cfg.to_dict()))
@@ -424,36 +374,15 @@ def train(cfg: TrainConfig, show_progress: Optional[bool] = None) -> Dict[str, A
                      config=cfg.to_dict())
     # progress bar: rank 0 only, and only on a terminal unless asked for
     disable_bar = (None if dist.main else True) if show_progress is None else not show_progress
+
+    # -- epochs: train, test, checkpoint ----------------------------------------------------------------------
     for epoch in range(start_epoch, cfg.epochs + 1):
         # every epoch's randomness derives from (seed, epoch): resuming replays it exactly
         gen = torch.Generator().manual_seed(cfg.seed * 100_003 + epoch)
         order = torch.randperm(len(train_set), generator=gen)[dist.rank::dist.world]
         batches = [order[i:i + per_rank_batch] for i in range(0, len(order), per_rank_batch)]
         pipe.encrypt_seconds = 0.0
-        step_seconds = [0.0]
-
-        def loss_fn(idx: torch.Tensor):
-            t0 = time.perf_counter()
-            x = x_train_plain[idx]
-            if augment == "crop-flip":
-                x = augment_crop_flip(x, gen)
-            x = pipe(x.to(device))
-            y = y_train[idx].to(device)
-            if augment == "mixup":
-                lam = float(torch.distributions.Beta(1.0, 1.0).sample())
-                perm = torch.randperm(len(x), generator=gen).to(device)
-                logits = ddp_model(lam * x.float() + (1 - lam) * x[perm].float())
-                loss = lam * F.cross_entropy(logits, y, label_smoothing=cfg.label_smoothing) + \
-                    (1 - lam) * F.cross_entropy(logits, y[perm], label_smoothing=cfg.label_smoothing)
-            else:
-                logits = ddp_model(x)
-                loss = F.cross_entropy(logits, y, label_smoothing=cfg.label_smoothing)
-            with torch.no_grad():
-                correct[0] += int((logits.argmax(1) == y).sum())
-            step_seconds[0] += time.perf_counter() - t0
-            return loss, len(idx)
-
-        correct = [0]
+        loss_fn, correct = _epoch_loss(cfg, ddp_model, pipe, augment, x_train_plain, y_train, gen, device)
         ddp_model.train()
         if head is not None:  # a linear probe: frozen features, so BatchNorm statistics and dropout stay as loaded
             model.eval()
@@ -462,9 +391,7 @@ def train(cfg: TrainConfig, show_progress: Optional[bool] = None) -> Dict[str, A
             torch.manual_seed(cfg.seed * 100_003 + epoch)  # dropout / drop-path, restored afterwards
             stats = train_epoch(loss_fn, optimizer, batches, desc=f"epoch {epoch}/{cfg.epochs}",
                                 total=len(order), scheduler=scheduler, disable=disable_bar)
-        logits = predict_logits(model, x_test, device)
-        test_loss = float(F.cross_entropy(logits, y_test)) if len(y_test) else float("nan")
-        test_acc = float((logits.argmax(1) == y_test).float().mean()) if len(y_test) else float("nan")
+        test_loss, test_acc = _test(model, x_test, y_test, device)
         row = {"epoch": epoch, "train_loss": round(stats["loss"], 5),
                "train_acc": round(correct[0] / max(1, stats["items"]), 5), "test_loss": round(test_loss, 5),
                "test_acc": round(test_acc, 5), "images_per_s": round(stats["items_per_s"] * dist.world, 1),
@@ -472,18 +399,13 @@ def train(cfg: TrainConfig, show_progress: Optional[bool] = None) -> Dict[str, A
                "seconds": round(stats["seconds"], 2)}
         rows.append(row)
         if dist.main:
-            best_acc_new = max(best_acc, test_acc)
-            extra = {"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-                     "best_acc": best_acc_new}
-            save_checkpoint(out / "last.pt", model, epoch=epoch, metrics=row, extra=extra, **ckpt_meta)
-            if test_acc > best_acc:
-                save_checkpoint(out / "best.pt", model, epoch=epoch, metrics=row, **ckpt_meta)
-            _write_metrics(out / "metrics.csv", rows)
+            _save_epoch(out, model, optimizer, scheduler, rows, test_acc, best_acc, ckpt_meta)
             print(f"epoch {epoch}/{cfg.epochs}: loss {row['train_loss']:.4f}  train {row['train_acc']:.3f}  "
                   f"test {row['test_acc']:.3f}  {row['images_per_s']:.0f} img/s  "
                   f"encryption {100 * row['encrypt_fraction']:.2f}% of the step", flush=True)
         best_acc = max(best_acc, test_acc)
 
+    # -- summary ----------------------------------------------------------------------------------------------
     summary = {"model": cfg.model, "parameters": n_params, "classes": train_set.classes,
                "n_train": len(train_set), "n_test": len(test_set), "world_size": dist.world, **meta,
                "final_test_acc": rows[-1]["test_acc"] if rows else None, "best_test_acc": best_acc,
@@ -493,6 +415,132 @@ def train(cfg: TrainConfig, show_progress: Optional[bool] = None) -> Dict[str, A
     if dist.main:
         _write_text(out / "summary.json", json.dumps(summary, indent=1))
     return summary
+
+
+# -- the steps of train(), in the order it calls them ------------------------------------------------------------
+def _check_config(cfg: TrainConfig) -> None:
+    """One-line errors for options that no run can use."""
+    if cfg.model not in list_models():
+        raise PatchcryptError(f"unknown model {cfg.model!r}; valid: {', '.join(list_models())}")
+    if cfg.epochs < 1 or cfg.batch_size < 1 or cfg.lr <= 0:
+        raise PatchcryptError("--epochs, --batch-size and --lr must be positive")
+    if cfg.augment not in ("auto", "crop-flip", "mixup", "none"):
+        raise PatchcryptError(f"--augment must be auto, crop-flip, mixup or none, got {cfg.augment!r}")
+    if cfg.init not in ("plain", "keyed"):
+        raise PatchcryptError(f"--init must be plain or keyed, got {cfg.init!r}")
+    if cfg.freeze not in (None, "backbone"):
+        raise PatchcryptError(f"--freeze must be backbone, got {cfg.freeze!r}")
+    if not cfg.pretrained and (cfg.init == "keyed" or cfg.freeze):
+        raise PatchcryptError("--init keyed and --freeze backbone need --pretrained weights")
+
+
+def _build_model(cfg: TrainConfig, meta: Dict[str, Any], train_set: ImageSet, resume_ckpt: Optional[Dict],
+                 dist: Dist) -> Tuple[nn.Module, Dict[str, Any], Optional[Dict]]:
+    """The model (on the CPU) for the data, fresh, resumed or prepared for fine-tuning.
+
+    Returns (model, the keyword arguments that rebuild it, the ``keyed`` checkpoint record or None).
+    """
+    h, w, c = train_set.shape
+    if h != w:
+        raise PatchcryptError(f"images are {h}x{w}; the models take square images (use --resize when encrypting)")
+    model_kwargs = {"num_classes": len(train_set.classes), "img_size": h, "in_chans": c, **cfg.model_kwargs}
+    if getattr(model_entrypoint(cfg.model), "block_size_from_data", False):
+        model_kwargs.setdefault("block_size", meta["block_size"] or 4)
+    if resume_ckpt is not None:  # the architecture as saved (fine-tuning may have changed embedding/normalisation)
+        model_kwargs = dict(resume_ckpt["model_kwargs"])
+        return create_model(cfg.model, seed=cfg.seed, **model_kwargs), model_kwargs, resume_ckpt.get("keyed")
+    # a position-wise embedding for fine-tuning: built shared and untied after loading, so the fresh head
+    # (and every other random draw) is the same as in the shared-embedding run with the same seed
+    untie = bool(cfg.pretrained) and model_kwargs.get("embed") == "blockwise"
+    model = create_model(cfg.model, seed=cfg.seed, **dict(model_kwargs, **({"embed": "shared"} if untie else {})))
+    if not cfg.pretrained:
+        return model, model_kwargs, None
+    check_block_size(model, meta["block_size"])
+    notes, keyed = prepare_finetune(model, cfg, meta, train_set.classes)
+    if untie and model.embed == "shared":
+        model.to_blockwise()
+        notes.append("patch embedding untied: one copy per position")
+    if getattr(model, "is_isotropic", False):
+        model_kwargs.update(mean=tuple(model.input_norm.mean.tolist()),
+                            std=tuple(model.input_norm.std.tolist()), embed=model.embed)
+    if dist.main:
+        for line in [f"fine-tuning {cfg.pretrained} (--init {cfg.init}"
+                     + (", backbone frozen)" if cfg.freeze else ")")] + notes:
+            print(line, flush=True)
+    return model, model_kwargs, keyed
+
+
+def make_scheduler(optimizer: torch.optim.Optimizer, cfg: TrainConfig,
+                   steps_per_epoch: int) -> torch.optim.lr_scheduler.LambdaLR:
+    """Linear warm-up over ``cfg.warmup_epochs``, then cosine decay to 0 at the last step; stepped per batch."""
+    total_steps, warmup = cfg.epochs * steps_per_epoch, int(cfg.warmup_epochs * steps_per_epoch)
+
+    def lr_factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        return 0.5 * (1 + math.cos(math.pi * min(1.0, (step - warmup) / max(1, total_steps - warmup))))
+
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor)
+
+
+def _restore(ckpt: Dict, model: nn.Module, optimizer: torch.optim.Optimizer, scheduler,
+             out: Path) -> Tuple[int, float, List[Dict]]:
+    """Load ``last.pt``'s weights, optimiser and schedule; returns (first epoch to run, best accuracy, rows)."""
+    model.load_state_dict(ckpt["state_dict"])
+    extra = ckpt.get("extra") or {}
+    optimizer.load_state_dict(extra["optimizer"])
+    scheduler.load_state_dict(extra["scheduler"])
+    start_epoch = int(ckpt["epoch"]) + 1
+    return start_epoch, float(extra.get("best_acc", -1.0)), _read_metrics(out / "metrics.csv")[:start_epoch - 1]
+
+
+def _epoch_loss(cfg: TrainConfig, ddp_model: nn.Module, pipe: Pipeline, augment: str, x_train_plain: torch.Tensor,
+                y_train: torch.Tensor, gen: torch.Generator, device: torch.device):
+    """The loss of one batch of indices for :func:`~patchcrypt.runtime.train_epoch`: augment the plain uint8
+    images, encrypt them on ``device``, forward. Returns (loss_fn, a one-element list counting correct answers)."""
+    correct = [0]
+
+    def loss_fn(idx: torch.Tensor):
+        x = x_train_plain[idx]
+        if augment == "crop-flip":
+            x = augment_crop_flip(x, gen)
+        x = pipe(x.to(device))
+        y = y_train[idx].to(device)
+        if augment == "mixup":
+            lam = float(torch.distributions.Beta(1.0, 1.0).sample())
+            perm = torch.randperm(len(x), generator=gen).to(device)
+            logits = ddp_model(lam * x.float() + (1 - lam) * x[perm].float())
+            loss = lam * F.cross_entropy(logits, y, label_smoothing=cfg.label_smoothing) + \
+                (1 - lam) * F.cross_entropy(logits, y[perm], label_smoothing=cfg.label_smoothing)
+        else:
+            logits = ddp_model(x)
+            loss = F.cross_entropy(logits, y, label_smoothing=cfg.label_smoothing)
+        with torch.no_grad():
+            correct[0] += int((logits.argmax(1) == y).sum())
+        return loss, len(idx)
+
+    return loss_fn, correct
+
+
+def _test(model: nn.Module, x_test: torch.Tensor, y_test: torch.Tensor, device: torch.device) -> Tuple[float, float]:
+    """(loss, accuracy) on the encrypted test set; NaN for an empty one."""
+    logits = predict_logits(model, x_test, device)
+    test_loss = float(F.cross_entropy(logits, y_test)) if len(y_test) else float("nan")
+    test_acc = float((logits.argmax(1) == y_test).float().mean()) if len(y_test) else float("nan")
+    return test_loss, test_acc
+
+
+def _save_epoch(out: Path, model: nn.Module, optimizer: torch.optim.Optimizer, scheduler, rows: List[Dict],
+                test_acc: float, best_acc: float, ckpt_meta: Dict[str, Any]) -> None:
+    """Rank 0 after each epoch: ``last.pt`` (with optimiser and schedule, for --resume), ``best.pt`` when
+    ``test_acc`` beats ``best_acc`` (the best before this epoch; both unrounded), and metrics.csv."""
+    row = rows[-1]
+    extra = {"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+             "best_acc": max(best_acc, test_acc)}
+    save_checkpoint(out / "last.pt", model, epoch=row["epoch"], metrics=row, extra=extra, **ckpt_meta)
+    if test_acc > best_acc:
+        save_checkpoint(out / "best.pt", model, epoch=row["epoch"], metrics=row, **ckpt_meta)
+    _write_metrics(out / "metrics.csv", rows)
 
 
 # -- small file helpers ----------------------------------------------------------------------------------------
