@@ -36,7 +36,7 @@ from _common import markdown_table, write_results  # noqa: E402
 
 from patchcrypt import Key  # noqa: E402
 from patchcrypt.ciphers import create_cipher  # noqa: E402
-from patchcrypt.cli.keyed import make_keyed_checkpoint  # noqa: E402
+from patchcrypt.models.keyed import make_keyed_checkpoint  # noqa: E402
 from patchcrypt.codec import encode_png  # noqa: E402
 from patchcrypt.serve.client import wait_until_healthy  # noqa: E402
 

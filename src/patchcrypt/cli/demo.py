@@ -158,7 +158,7 @@ def _write_report(out: Path) -> None:
 def keyed_demo(out: Path, key_path: Path, plain_run: Path, data: Optional[Path]) -> None:
     """Key the plain-trained model for block-pixel and etc; same accuracy on encrypted test images."""
     from ..evaluate import evaluate_checkpoint
-    from .keyed import make_keyed_checkpoint
+    from ..models.keyed import make_keyed_checkpoint
 
     data_path = data if data is not None else out / "digits"
     key = Key.load(key_path)

@@ -36,7 +36,8 @@ transform in front), per-image keys, block size ≠ patch size, BS on ConvMixer,
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Dict, Tuple
+from pathlib import Path
+from typing import Dict, Optional, Tuple
 
 import numpy as np
 import torch
@@ -44,9 +45,12 @@ import torch.nn as nn
 
 from ..blocks import block_layout, locate_in_blocks
 from ..ciphers import create_cipher, get_scheme
-from ..errors import PatchcryptError
+from ..errors import KeyMismatchError, PatchcryptError
 from ..keys import Key
+from ..record import EncryptionRecord
+from .checkpoint import build_model, load_checkpoint, save_checkpoint
 from .layers import BlockwiseEmbed, embed_matrix, set_embed_matrix
+from .registry import create_model
 
 IDENTITY_MEAN, IDENTITY_STD = (0.0,), (1.0 / 255.0,)  # InputNorm that passes 0..255 values through
 CENTRED_MEAN, CENTRED_STD = (0.5,), (0.5,)              # (x/255 − 0.5)/0.5 on every channel: flips are signs
@@ -275,10 +279,54 @@ def keyed_model_kwargs(model_kwargs: Dict, model: nn.Module) -> Dict:
 
 def load_keyable(ckpt: Dict) -> nn.Module:
     """Build a checkpoint's model for keying (float32, eval mode)."""
-    from .checkpoint import build_model
-
     return build_model(ckpt).float()
 
 
+def make_keyed_checkpoint(source: Path, out: Path, key: Key, scheme: Optional[str], block_size: Optional[int],
+                          mode: str = "auto", rekey: Optional[Key] = None, model_name: Optional[str] = None,
+                          force: bool = False) -> Dict:
+    """Write ``out``: the source model keyed for (key, scheme, block_size), or re-keyed to ``rekey``."""
+    out = Path(out)
+    if out.exists() and not force:
+        raise PatchcryptError(f"{out} exists (use --force to replace it)")
+    if source.suffix in (".pth", ".bin", ".safetensors"):  # a timm-layout ViT state dict
+        if not model_name:
+            raise PatchcryptError("a raw state dict needs --model (e.g. vit_base_patch16_224) to build it")
+        model = create_model(model_name, pretrained=source).eval()
+        ckpt = {"model": model_name, "model_kwargs": {}, "classes": [str(i) for i in range(model.num_classes)],
+                "scheme": None, "keyed": None, "config": None}
+    else:
+        ckpt = load_checkpoint(source)
+        model = load_keyable(ckpt)
+    source_record = EncryptionRecord.from_checkpoint(ckpt)
+    if rekey is not None:
+        if not ckpt.get("keyed"):
+            raise PatchcryptError("--rekey needs a keyed model (this one was not made by 'patchcrypt keyed-model')")
+        if key.fingerprint != source_record.key_fingerprint:
+            raise KeyMismatchError(f"--key is {key.fingerprint} but the model is keyed for "
+                                   f"{source_record.key_fingerprint}; re-keying needs the old key")
+        scheme, block_size = source_record.scheme, source_record.block_size
+        keyed = rekey_model(model, key, rekey, scheme, block_size, mode)
+        keyed["rekeyed_from"] = key.fingerprint
+        new_key = rekey
+    else:
+        if ckpt.get("keyed"):
+            raise PatchcryptError("this model is already keyed; use --rekey NEW_KEY (with its --key) to change "
+                                  "the key")
+        if not source_record.is_plain:
+            raise PatchcryptError(f"this model was trained on {source_record.scheme} images; keying needs a model "
+                                  "trained on plain images")
+        if not scheme or not block_size:
+            raise PatchcryptError("--scheme and --block-size are required")
+        keyed = key_model(model, key, scheme, block_size, mode)
+        new_key = key
+    keyed["base_model_kwargs"] = dict((ckpt.get("keyed") or {}).get("base_model_kwargs", ckpt["model_kwargs"]))
+    save_checkpoint(out, model, model_name=ckpt["model"], model_kwargs=keyed_model_kwargs(ckpt["model_kwargs"], model),
+                    classes=ckpt["classes"], keyed=keyed, config=ckpt.get("config"),
+                    record=EncryptionRecord(scheme=scheme, block_size=block_size, key_fingerprint=new_key.fingerprint),
+                    metrics=None, extra={"source": str(source)})
+    return keyed
+
+
 __all__ = ["block_maps", "apply_key", "remove_key", "key_model", "rekey_model", "folded_embedding", "centre_input",
-           "keyed_model_kwargs", "BlockMaps"]
+           "keyed_model_kwargs", "make_keyed_checkpoint", "BlockMaps"]
