@@ -349,7 +349,7 @@ def decrypt_tree(src: Path, dst: Path, key: Key, scheme: Optional[str] = None, f
                 changed += [r for r, dg in zip(chunk, digests) if files_meta[r]["sha256"] != dg]
                 if changed:  # keep checking the rest so the error names every one; decode nothing more
                     continue
-            images = list(pool.map(lambda p: decode_image(p[1], "L" if cipher.name == "etc-gray" else None,
+            images = list(pool.map(lambda p: decode_image(p[1], "L" if cipher.spec.composite else None,
                                                           str(root / p[0]), upsampling), zip(chunk, datas)))
             del datas
             outputs = []

@@ -100,3 +100,18 @@ def test_bad_input_is_one_line_error(victims_and_public):
         many_image_attack(victims[:1], public, "block-pixel", 4, victims.shape[1:])
     with pytest.raises(PatchcryptError):
         many_image_attack(victims, public, "ele", 4, victims.shape[1:])
+
+
+def test_methods_follow_scheme_facts():
+    """The schemes the many-image attack handles come from their facts, and are the ones it always handled."""
+    from dataclasses import replace
+
+    from patchcrypt.attacks.many import method_for, supported
+    from patchcrypt.ciphers import get_scheme
+
+    assert set(supported()) == {"block-pixel", "block-pixel-cs", "etc", "etc-gray", "le", "pe", "step-bs", "step-rf",
+                                "step-rf-shared", "step-np", "step-bf", "step-cs", "step-cs-shared", "step-ps",
+                                "step-ps-perblock"}
+    assert method_for(get_scheme("ele")) is None and method_for(get_scheme("plain")) is None
+    assert method_for(replace(get_scheme("etc-gray"), name="renamed")) == "composite"
+    assert method_for(replace(get_scheme("pe"), name="renamed")) == "pixel"

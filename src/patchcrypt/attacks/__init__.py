@@ -129,14 +129,14 @@ def _cpa_applies(t: Target) -> Optional[str]:
 
 
 def _many_applies(t: Target) -> Optional[str]:
-    from .many import SUPPORTED
+    from .many import method_for, supported
 
     reason = needs_steps(t) or needs_key(t)
     if reason:
         return reason
-    if t.name not in SUPPORTED:
+    if method_for(t.spec) is None:
         return ("no method for this scheme yet (per-block nibble keys, or a user scheme); it handles "
-                + ", ".join(SUPPORTED))
+                + ", ".join(supported()))
     return None
 
 

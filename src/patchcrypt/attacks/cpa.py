@@ -144,8 +144,8 @@ def chosen_plaintext_attack(encrypt_oracle: Callable[[np.ndarray], np.ndarray], 
     ``Cipher.program(...).map``) and the number of crafted images used.
     """
     spec = get_scheme(scheme)
-    require(scheme not in ("plain", "etc-gray"), "cpa", scheme, "no key map over the RGB image to recover "
-            "(plain has no key; etc-gray keys a lossy grayscale composite)")
+    require(bool(spec.steps) and not spec.composite, "cpa", scheme, "no key map over the RGB image to recover "
+            "(no keyed steps, or they act on a lossy grayscale composite)")
     h, w, c = (int(v) for v in plain_shape)
     nibble = spec.unit == "nibble"
     plan = cpa_plan(scheme, block_size, (h, w, c))

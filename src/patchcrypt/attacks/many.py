@@ -27,7 +27,8 @@ from typing import Any, Dict, List, Optional, Tuple
 import numpy as np
 
 from ..blocks import block_layout
-from ..ciphers import create_cipher, get_scheme
+from ..ciphers import create_cipher, get_scheme, list_ciphers
+from ..ciphers.base import SchemeSpec
 from ..ciphers.program import Map
 from ..errors import PatchcryptError
 from ..keys import Key
@@ -37,9 +38,30 @@ from .many_jigsaw import COLOUR_ORDERS, Assembler, SideCosts, State, solve, stat
 
 # Images used for the jigsaw's edge costs: its cost grows with them, and a few hundred leave no doubt.
 JIGSAW_FLOP_BUDGET = 6e10
-SUPPORTED = ("block-pixel", "block-pixel-cs", "etc", "etc-gray", "le", "pe", "step-bs", "step-rf",
-             "step-rf-shared", "step-np", "step-bf", "step-cs", "step-cs-shared", "step-ps",
-             "step-ps-perblock")
+# The steps each method models: block moves, in-block shuffles and flips over bytes (the general method);
+# the same on a grayscale composite; per-value inversion and per-pixel colour order (pixel-based schemes).
+_BLOCK_STEPS = frozenset({"BS", "RF", "NP", "BF", "CS", "PS"})
+_COMPOSITE_STEPS = frozenset({"BS", "RF", "NP"})
+_PIXEL_STEPS = frozenset({"NPV", "CS"})
+
+
+def method_for(spec: SchemeSpec) -> Optional[str]:
+    """Which method of this module recovers the scheme's key, read off its facts: "composite", "pixel",
+    "nibble", "blocks", or None (no key, per-block nibble keys, or steps no method models)."""
+    if not spec.steps:
+        return None
+    if spec.composite:
+        return "composite" if spec.symbols <= _COMPOSITE_STEPS else None
+    if spec.pixel_based:
+        return "pixel" if spec.symbols <= _PIXEL_STEPS else None
+    if spec.unit == "nibble":  # one 4-bit map for every block (le); per-block maps (ele) are out of reach
+        return "nibble" if spec.symbols == {"LE"} and all(s.same_for_every_block for s in spec.steps) else None
+    return "blocks" if spec.symbols <= _BLOCK_STEPS else None
+
+
+def supported() -> Tuple[str, ...]:
+    """The registered schemes the many-image attack has a method for."""
+    return tuple(n for n in list_ciphers(include_steps=True) if method_for(get_scheme(n)) is not None)
 
 
 @dataclass
@@ -47,7 +69,7 @@ class ManyImageResult:
     """A recovered key map and how it was found.
 
     ``g``/``xor``: the forward map over the flat keyed image (HWC order; 4-bit halves for ``le``; the
-    Y|Cb|Cr composite for ``etc-gray``), in the form of ``Cipher.program(cipher, shape).map``.
+    Y|Cb|Cr composite for composite schemes such as ``etc-gray``), in the form of ``Cipher.program(cipher, shape).map``.
     """
 
     scheme: str
@@ -75,14 +97,14 @@ class ManyImageResult:
             x = np.empty_like(y)
             x[:, self.g] = y ^ self.xor
         x = x.reshape(len(y), *self.keyed_shape)
-        if self.scheme == "etc-gray":
-            return _gray_facts(self.block_size).from_composite(x, False)
+        if get_scheme(self.scheme).composite:
+            return _composite_facts(self.scheme, self.block_size).from_composite(x, False)
         return x
 
 
-def _gray_facts(block_size: int):
-    """The public colour conversion of etc-gray (the key in this object is never used)."""
-    return create_cipher("etc-gray", Key(bytes(32)), block_size=block_size)
+def _composite_facts(scheme: str, block_size: int):
+    """The public colour conversion of a composite scheme (the key in this object is never used)."""
+    return create_cipher(scheme, Key(bytes(32)), block_size=block_size)
 
 
 # ------------------------------------------------------------------------------------------------------------
@@ -125,9 +147,10 @@ def many_image_attack(ciphertexts: np.ndarray, public: np.ndarray, scheme: str, 
         :class:`ManyImageResult` (the recovered forward map and ``decrypt``).
     """
     spec = get_scheme(scheme)
-    if scheme not in SUPPORTED:
+    method = method_for(spec)
+    if method is None:
         raise PatchcryptError(f"the many-image attack has no method for scheme {scheme!r} "
-                              f"(it handles {', '.join(SUPPORTED)})")
+                              f"(it handles {', '.join(supported())})")
     ciphertexts = np.asarray(ciphertexts)
     if ciphertexts.dtype != np.uint8 or ciphertexts.ndim != 4 or len(ciphertexts) < 2:
         raise PatchcryptError("ciphertexts must be (N, H, W, C) uint8 with N >= 2")
@@ -135,12 +158,12 @@ def many_image_attack(ciphertexts: np.ndarray, public: np.ndarray, scheme: str, 
     public = _fit_public(np.asarray(public), plain_shape)
     say = (lambda *a: print("many-image attack:", *a, flush=True)) if progress else (lambda *a: None)
     t0 = time.perf_counter()
-    if scheme == "etc-gray":
-        res = _attack_gray(ciphertexts, public, block_size, plain_shape, say)
-    elif scheme == "pe":
-        res = _attack_pe(ciphertexts, public, plain_shape, say)
-    elif scheme == "le":
-        res = _attack_le(ciphertexts, public, block_size, plain_shape, say)
+    if method == "composite":
+        res = _attack_gray(ciphertexts, public, scheme, block_size, plain_shape, say)
+    elif method == "pixel":
+        res = _attack_pe(ciphertexts, public, scheme, plain_shape, say)
+    elif method == "nibble":
+        res = _attack_le(ciphertexts, public, scheme, block_size, plain_shape, say)
     else:
         res = _attack_blocks(ciphertexts, public, scheme, spec, block_size, plain_shape, say)
     res.info["seconds"] = time.perf_counter() - t0
@@ -169,10 +192,6 @@ def _steps(spec) -> Dict[str, bool]:
 
 def _attack_blocks(y: np.ndarray, public: np.ndarray, scheme: str, spec, m: int, plain_shape, say):
     steps = _steps(spec)
-    gray = scheme == "etc-gray"
-    if gray:
-        facts = _gray_facts(m)
-        public = facts.to_composite(public, False)
     keyed_shape = tuple(int(v) for v in y.shape[1:])
     if public.shape[1:] != keyed_shape:
         raise PatchcryptError(f"ciphertexts of shape {keyed_shape} do not fit plain images {plain_shape} "
@@ -269,19 +288,19 @@ class _View(_Work):
         self.shape, self.G, self.K = g.shape, g, k
 
 
-def _attack_gray(y: np.ndarray, public: np.ndarray, m: int, plain_shape, say) -> ManyImageResult:
-    """etc-gray: the Y|Cb|Cr composite's blocks are scrambled, rotated/flipped and inverted.
+def _attack_gray(y: np.ndarray, public: np.ndarray, scheme: str, m: int, plain_shape, say) -> ManyImageResult:
+    """Composite schemes (etc-gray): the Y|Cb|Cr composite's blocks are scrambled, rotated/flipped and inverted.
 
     Luma blocks are told from chroma blocks by their spread of values (chroma sits near mid-grey), then
     each part is reassembled on its own grid by the multi-image jigsaw and given its global state by
     public statistics of the same part. Cb and Cr share one region (Cb over Cr) and are solved as one
     puzzle, whose seam between them carries no match: the chroma is the weak part.
     """
-    facts = _gray_facts(m)
+    facts = _composite_facts(scheme, m)
     comp_pub = facts.to_composite(public, False)
     keyed = tuple(int(v) for v in y.shape[1:])
     if comp_pub.shape[1:] != keyed or facts.subsampling != "420":
-        raise PatchcryptError(f"etc-gray ciphertexts of shape {keyed} do not fit plain images {plain_shape}")
+        raise PatchcryptError(f"{scheme} ciphertexts of shape {keyed} do not fit plain images {plain_shape}")
     h, wc, _ = keyed
     w = plain_shape[1]
     gh, gw_all, gw_y = h // m, wc // m, w // m
@@ -318,7 +337,7 @@ def _attack_gray(y: np.ndarray, public: np.ndarray, m: int, plain_shape, say) ->
     work.G, work.K = new_g, new_k
     info["jigsaw_images"] = k_img
     fwd = work.forward()
-    return ManyImageResult("etc-gray", m, plain_shape, keyed, "byte", fwd.g, fwd.m, info)
+    return ManyImageResult(scheme, m, plain_shape, keyed, "byte", fwd.g, fwd.m, info)
 
 
 # ------------------------------------------------------------------------------------------------------------
@@ -421,8 +440,8 @@ def _pe_neighbours(h: int, w: int):
                            np.stack([idx[:-1].ravel(), idx[1:].ravel()], 1)])
 
 
-def _attack_pe(y: np.ndarray, public: np.ndarray, plain_shape, say) -> ManyImageResult:
-    """pe: every value its own inversion bit and every pixel its own colour order, the same in every image.
+def _attack_pe(y: np.ndarray, public: np.ndarray, scheme: str, plain_shape, say) -> ManyImageResult:
+    """Pixel-based schemes (pe): every value its own inversion bit and every pixel its own colour order, the same in every image.
 
     Across the N images, a value correlates with the values of the neighbouring pixels: strongly and
     positively with the same colour channel when neither is inverted. Growing from one pixel in a fixed
@@ -432,7 +451,7 @@ def _attack_pe(y: np.ndarray, public: np.ndarray, plain_shape, say) -> ManyImage
     """
     h, w, c = plain_shape
     if y.shape[1:] != (h, w, c) or c != 3:
-        raise PatchcryptError("pe ciphertexts must have the plain images' shape and 3 channels")
+        raise PatchcryptError(f"{scheme} ciphertexts must have the plain images' shape and 3 channels")
     n = len(y)
     x = y.reshape(n, h * w, 3).astype(np.float64)
     x = (x - x.mean(0)) / (x.std(0) + 1e-6)
@@ -484,7 +503,7 @@ def _attack_pe(y: np.ndarray, public: np.ndarray, plain_shape, say) -> ManyImage
     work.G = _global_transform(work.G, 0, order)
     work.K = _global_transform(work.K, 0, order) ^ _inversion(inv)
     fwd = work.forward()
-    return ManyImageResult("pe", 1, plain_shape, plain_shape, "byte", fwd.g, fwd.m,
+    return ManyImageResult(scheme, 1, plain_shape, plain_shape, "byte", fwd.g, fwd.m,
                            {"global_margin": float(ranked[1][0] - ranked[0][0])})
 
 
@@ -496,8 +515,8 @@ def _pe_decode(v: np.ndarray, order: np.ndarray, sign: np.ndarray) -> np.ndarray
 
 
 # ------------------------------------------------------------------------------------------------------------
-def _attack_le(y: np.ndarray, public: np.ndarray, m: int, plain_shape, say) -> ManyImageResult:
-    """le: one map of 2L 4-bit halves per block. The upper halves carry the image's correlations.
+def _attack_le(y: np.ndarray, public: np.ndarray, scheme: str, m: int, plain_shape, say) -> ManyImageResult:
+    """One 4-bit map for every block (le): one map of 2L 4-bit halves per block. The upper halves carry the image's correlations.
 
     The halves are split into the L that correlate strongly with others (upper halves) and the rest;
     the upper halves' flips and permutation come from the in-block stage against the upper halves of
@@ -552,7 +571,7 @@ def _attack_le(y: np.ndarray, public: np.ndarray, m: int, plain_shape, say) -> M
             perm[lay.reshape(-1)] = lay[:, local].reshape(-1)   # plain value ← value perm[...]
             hp = np.stack((2 * perm, 2 * perm + 1), -1).reshape(-1)
             g2, k2 = dec.g[hp], dec.m[hp] ^ (np.tile([15, 0], h * w * c).astype(np.uint8) if inv else 0)
-            res = ManyImageResult("le", m, plain_shape, plain_shape, "nibble", *_nibble_forward(g2, k2), {})
+            res = ManyImageResult(scheme, m, plain_shape, plain_shape, "nibble", *_nibble_forward(g2, k2), {})
             f = _summary(res.decrypt(ysub))
             score = sum(float((((f[k] - pub_sum[k]) ** 2) / (pub_sum[k + "_var"] + 1e-6)).mean())
                         for k in _FEATURES)
@@ -573,10 +592,10 @@ def _mirror_index(scheme: str, shape: Tuple[int, int, int], unit: str, block_siz
     """mir[j] = flat index of element j after a left–right mirror of the plain image (in the keyed frame)."""
     h, w, c = shape
     idx = np.arange(h * w * c).reshape(h, w, c)
-    if scheme == "etc-gray":
+    if get_scheme(scheme).composite:
         out = idx.copy()
         wy = w * 2 // 3 if w * 2 % 3 == 0 and (w * 2 // 3) // 2 * 3 == w else w // 3
-        facts = _gray_facts(block_size)
+        facts = _composite_facts(scheme, block_size)
         regions = [(0, wy), (wy, w)] if facts.subsampling == "420" else [(0, w // 3), (w // 3, 2 * w // 3),
                                                                            (2 * w // 3, w)]
         for a, b in regions:
@@ -598,7 +617,7 @@ def score_key_map(recovered: ManyImageResult, cipher, plain_shape: tuple, nonce:
     from ..ciphers.base import Cipher
 
     shape = recovered.keyed_shape
-    if recovered.scheme == "etc-gray":
+    if get_scheme(recovered.scheme).composite:  # the map is over the composite the keyed steps act on
         true = Cipher.program(cipher, shape, nonce).map
     else:
         true = Cipher.program(cipher, tuple(plain_shape), nonce).map
@@ -654,4 +673,4 @@ def _score_per_image(res: ManyImageResult, plain: np.ndarray, enc: np.ndarray) -
         "exact_images": float(exact.mean())}
 
 
-__all__ = ["many_image_attack", "ManyImageResult", "score_key_map", "run_many_attack", "SUPPORTED"]
+__all__ = ["many_image_attack", "ManyImageResult", "score_key_map", "run_many_attack", "method_for", "supported"]
