@@ -84,7 +84,8 @@ def test_attack_cli_and_bad_input(tmp_path, capsys, shared_cifar):
 def test_block_source_names_the_plain_block_of_every_encrypted_block(scheme, m):
     """The jigsaw score's ground truth: encrypted block k is plain block source[k] under one of the states."""
     from patchcrypt.attacks import block_source
-    from patchcrypt.attacks.jigsaw import _transform, states_for
+    from patchcrypt.attacks.jigsaw import states_for
+    from patchcrypt.attacks.placement import transform
     from patchcrypt.blocks import split_blocks
 
     cipher = create_cipher(scheme, Key.from_bytes(bytes(range(32))), block_size=m)
@@ -96,7 +97,7 @@ def test_block_source_names_the_plain_block_of_every_encrypted_block(scheme, m):
     pb, eb = split_blocks(plain, m)[0].astype(np.float32), split_blocks(enc, m)[0].astype(np.float32)
     states = states_for(scheme)
     for k in range(len(source)):
-        assert any(np.array_equal(_transform(pb[source[k]][None], st)[0], eb[k]) for st in states)
+        assert any(np.array_equal(transform(pb[source[k]][None], st)[0], eb[k]) for st in states)
 
 
 def test_jigsaw_runs_on_etc_gray_composites():

@@ -19,37 +19,23 @@ from typing import AbstractSet, Dict, List, Optional, Tuple, Union
 
 import numpy as np
 
+from ..blocks import merge_blocks, split_blocks
 from ..errors import PatchcryptError
 from ..metrics import ssim
 from .base import AttackResult, require, scheme_steps
 from .metrics import jigsaw_scores
-
-COLOUR_ORDERS = [(0, 1, 2), (0, 2, 1), (1, 0, 2), (1, 2, 0), (2, 0, 1), (2, 1, 0)]
+from .placement import COLOUR_ORDERS, State, grow, seed_order, state_list, transform
 
 
 # The per-block states the solver models; any other keyed step changes values inside a block.
 STATE_STEPS = frozenset({"BS", "RF", "NP", "CS"})
 
 
-def states_for(scheme: Union[str, AbstractSet[str]]) -> List[Tuple[int, bool, Tuple[int, int, int]]]:
-    """(dihedral state 0..7, negated, colour order) combinations the scheme (a name or its step symbols) can
-    produce per block."""
+def states_for(scheme: Union[str, AbstractSet[str]]) -> List[State]:
+    """The per-block states (dihedral, negated, colour order) the scheme (a name or its step symbols) can
+    produce."""
     steps = scheme_steps(scheme) if isinstance(scheme, str) else set(scheme)
-    rf = range(8) if "RF" in steps else [0]
-    neg = [False, True] if "NP" in steps else [False]
-    cs = COLOUR_ORDERS if "CS" in steps else [(0, 1, 2)]
-    return [(r, n, c) for r in rf for n in neg for c in cs]
-
-
-def _transform(blocks: np.ndarray, state) -> np.ndarray:
-    """Apply one state to (n, M, M, C) blocks (axes 1, 2 spatial)."""
-    r, neg, order = state
-    out = np.rot90(blocks, r % 4, axes=(1, 2))
-    if r >= 4:
-        out = out[:, :, ::-1]
-    if neg:
-        out = 255.0 - out
-    return out[..., list(order)] if out.shape[-1] == 3 else out
+    return state_list("RF" in steps, "NP" in steps, "CS" in steps)
 
 
 def _edges(variants: np.ndarray) -> Dict[str, np.ndarray]:
@@ -74,8 +60,8 @@ def solve(image: np.ndarray, block_size: int, states, restarts: int = 6) -> Tupl
         raise PatchcryptError(f"image size {h}x{w} is not a multiple of the block size {m}")
     gh, gw = h // m, w // m
     n, s = gh * gw, len(states)
-    pieces = image.astype(np.float32).reshape(gh, m, gw, m, c).transpose(0, 2, 1, 3, 4).reshape(n, m, m, c)
-    variants = np.stack([_transform(pieces, st) for st in states], axis=1).reshape(n * s, m, m, c)
+    pieces = split_blocks(image[None].astype(np.float32), m)[0]
+    variants = np.stack([transform(pieces, st) for st in states], axis=1).reshape(n * s, m, m, c)
     e = {k: np.ascontiguousarray(v, dtype=np.float32) for k, v in _edges(variants).items()}
     sq = {k: (v * v).sum(1) for k, v in e.items()}
 
@@ -91,17 +77,9 @@ def solve(image: np.ndarray, block_size: int, states, restarts: int = 6) -> Tupl
         d2 = sq[b_pred] - 2 * e[b_pred] @ e[a_edge][placed_var] + sq[a_edge][placed_var]
         return d1 + d2
 
-    # seeds: pieces whose best right/below match is most clearly better than the runner-up
-    conf = np.zeros(n)
-    for side in ("right", "below"):
-        for p in range(n):
-            cst = cost_to(p * s, side).reshape(n, s).min(1)
-            cst[p] = np.inf
-            two = np.partition(cst, 1)[:2]
-            conf[p] += (two[0] + 1.0) / (two[1] + 1.0)
     best = None
-    for seed in np.argsort(conf)[:restarts]:
-        region = _grow(int(seed), n, s, gh, gw, cost_to)
+    for seed in seed_order(cost_to, n, s)[:restarts]:  # in state 0, which fixes the global frame
+        region = grow(cost_to, int(seed) * s, n, s, gh, gw, dtype=np.float32)
         total = _total_cost(region, cost_to)
         if best is None or total < best[0]:
             best = (total, region)
@@ -120,78 +98,13 @@ def _total_cost(region: np.ndarray, cost_to) -> float:
     return total
 
 
-def _grow(seed: int, n: int, s: int, gh: int, gw: int, cost_to) -> np.ndarray:
-    """Greedy growth from ``seed`` (in state 0, which fixes the global frame); variant index per grid cell."""
-    size = 2 * max(gh, gw) + 1
-    grid_var = -np.ones((size, size), dtype=np.int64)
-    cy = cx = size // 2
-    used = np.zeros(n, dtype=bool)
-    grid_var[cy, cx] = seed * s
-    used[seed] = True
-    rows, cols = [cy], [cx]
-    slot_cost: Dict[Tuple[int, int], np.ndarray] = {}
-    slot_count: Dict[Tuple[int, int], int] = {}
-    offsets = {(0, 1): "right", (0, -1): "left", (1, 0): "below", (-1, 0): "above"}
-
-    def refresh(y: int, x: int) -> None:
-        total, count = np.zeros(n * s, dtype=np.float32), 0
-        for (dy, dx), side in offsets.items():
-            ny, nx = y - dy, x - dx          # neighbour such that this slot is on its `side`
-            if 0 <= ny < size and 0 <= nx < size and grid_var[ny, nx] >= 0:
-                total += cost_to(int(grid_var[ny, nx]), side)
-                count += 1
-        slot_cost[(y, x)] = total / count
-        slot_count[(y, x)] = count
-
-    def inside(y: int, x: int) -> bool:
-        return (max(rows + [y]) - min(rows + [y]) < gh) and (max(cols + [x]) - min(cols + [x]) < gw)
-
-    for (dy, dx) in offsets:
-        if inside(cy + dy, cx + dx):
-            refresh(cy + dy, cx + dx)
-    for _ in range(n - 1):
-        best = None
-        mask = np.repeat(used, s)
-        for (y, x), cost in list(slot_cost.items()):
-            if grid_var[y, x] >= 0 or not inside(y, x):
-                del slot_cost[(y, x)]
-                continue
-            cc = np.where(mask, np.inf, cost)
-            two = np.partition(cc, 1)[:2] if len(cc) > 1 else np.array([cc.min(), np.inf])
-            # confidence: best match clearly better than the runner-up (another piece, or another state)
-            k = int(np.argmin(cc))
-            others = np.where(np.arange(n * s) // s == k // s, np.inf, cc)
-            # slots with more placed neighbours are surer: their ratio counts once per neighbour
-            score = ((cc[k] + 1.0) / (others.min() + 1.0)) ** slot_count[(y, x)]
-            if best is None or score < best[0]:
-                best = (score, y, x, k)
-            del two
-        if best is None:
-            raise PatchcryptError("jigsaw solver ran out of slots")
-        _, y, x, k = best
-        grid_var[y, x] = k
-        used[k // s] = True
-        rows.append(y)
-        cols.append(x)
-        del slot_cost[(y, x)]
-        for (dy, dx) in offsets:
-            ny, nx = y + dy, x + dx
-            if 0 <= ny < size and 0 <= nx < size and grid_var[ny, nx] < 0 and inside(ny, nx):
-                refresh(ny, nx)
-    y0, x0 = min(rows), min(cols)
-    return grid_var[y0:y0 + gh, x0:x0 + gw]
-
-
 def assemble(image: np.ndarray, block_size: int, states, piece: np.ndarray, state: np.ndarray) -> np.ndarray:
-    h, w, c = image.shape
-    m = block_size
-    gh, gw = piece.shape
-    pieces = image.reshape(gh, m, gw, m, c).transpose(0, 2, 1, 3, 4).reshape(-1, m, m, c)
-    out = np.empty((gh, gw, m, m, c), dtype=np.uint8)
-    for y in range(gh):
-        for x in range(gw):
-            out[y, x] = _transform(pieces[piece[y, x]][None].astype(np.float32), states[state[y, x]])[0]
-    return out.transpose(0, 2, 1, 3, 4).reshape(h, w, c)
+    """(H, W, C) uint8 image whose grid cell (y, x) is block ``piece[y, x]`` of ``image`` in state
+    ``states[state[y, x]]``."""
+    h, w, _ = image.shape
+    pieces = split_blocks(image[None], block_size)[0]
+    out = np.stack([transform(pieces[p], states[st]) for p, st in zip(piece.reshape(-1), state.reshape(-1))])
+    return merge_blocks(out[None], h, w)[0]
 
 
 def _global_candidates(img: np.ndarray, piece: np.ndarray, states):

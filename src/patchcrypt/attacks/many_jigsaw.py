@@ -16,44 +16,14 @@ matches (as in jigsaw.py), from a few seeds, keeping the one with the lowest tot
 
 from __future__ import annotations
 
-import itertools
-from dataclasses import dataclass
 from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 
 from ..errors import PatchcryptError
+from .placement import COLOUR_ORDERS, State, grow, seed_order, state_list, transform
 
-COLOUR_ORDERS = [tuple(o) for o in itertools.permutations(range(3))]
 FACES = ("top", "right", "bottom", "left")
-
-
-@dataclass(frozen=True)
-class State:
-    """A piece state: ``rot`` dihedral 0..7 (as ciphers.steps.dihedral_tables), ``neg``, colour ``order``."""
-
-    rot: int = 0
-    neg: bool = False
-    order: Tuple[int, ...] = (0, 1, 2)
-
-
-def state_list(dihedral: bool, negate: bool, colour: bool) -> List[State]:
-    rots = range(8) if dihedral else [0]
-    negs = [False, True] if negate else [False]
-    orders = COLOUR_ORDERS if colour else [(0, 1, 2)]
-    return [State(r, n, o) for r in rots for n in negs for o in orders]
-
-
-def transform(block: np.ndarray, state: State) -> np.ndarray:
-    """Apply a state to (..., M, M, C) blocks (the last three axes are row, column, channel)."""
-    out = np.rot90(block, state.rot % 4, axes=(-3, -2))
-    if state.rot >= 4:
-        out = out[..., :, ::-1, :]
-    if state.neg:
-        out = 255 - out
-    if out.shape[-1] == 3:
-        out = out[..., list(state.order)]
-    return out
 
 
 def _sides(block: np.ndarray) -> List[Tuple[np.ndarray, np.ndarray]]:
@@ -179,96 +149,19 @@ def solve(asm: Assembler, gh: int, gw: int, fixed: bool, seeds: int = 4,
     n, s = asm.c.n, asm.s
     if n != gh * gw:
         raise PatchcryptError(f"{n} pieces do not tile a {gh}x{gw} grid")
+    home = None
     if fixed:
-        centre = (gh // 2) * gw + gw // 2
-        starts = [centre * s + st for st in (seed_states or [0])]
+        home = (gh // 2, gw // 2)
+        starts = [(home[0] * gw + home[1]) * s + st for st in (seed_states or [0])]
     else:
-        conf = np.zeros(n)
-        for side in ("right", "below"):
-            for p in range(n):
-                cst = asm.cost_to(p * s, side).reshape(n, s).min(1)
-                cst[p] = np.inf
-                two = np.partition(cst, 1)[:2]
-                conf[p] += (two[0] + 1.0) / (two[1] + 1.0)
-        starts = [int(p) * s for p in np.argsort(conf)[:seeds]]
+        starts = [int(p) * s for p in seed_order(asm.cost_to, n, s)[:seeds]]
     best = None
     for v in starts:
-        grid = _grow(asm, v, gh, gw, fixed)
+        grid = grow(asm.cost_to, v, n, s, gh, gw, home=home)
         t = asm.total(grid)
         if best is None or t < best[0]:
             best = (t, grid)
     return best[1]
 
 
-_OFFSETS = {(0, 1): "right", (0, -1): "left", (1, 0): "below", (-1, 0): "above"}
-
-
-def _grow(asm: Assembler, seed: int, gh: int, gw: int, fixed: bool) -> np.ndarray:
-    n, s = asm.c.n, asm.s
-    if fixed:
-        hh, ww = gh, gw
-        cy, cx = divmod(seed // s, gw)
-    else:
-        hh, ww = 2 * gh - 1, 2 * gw - 1
-        cy, cx = gh - 1, gw - 1
-    grid = -np.ones((hh, ww), dtype=np.int64)
-    used = np.zeros(n, dtype=bool)
-    grid[cy, cx] = seed
-    used[seed // s] = True
-    rows, cols = [cy], [cx]
-    slot_cost: Dict[Tuple[int, int], np.ndarray] = {}
-    slot_count: Dict[Tuple[int, int], int] = {}
-    piece_of = np.arange(n * s) // s
-
-    def inside(y: int, x: int) -> bool:
-        if not (0 <= y < hh and 0 <= x < ww):
-            return False
-        return (max(rows + [y]) - min(rows + [y]) < gh) and (max(cols + [x]) - min(cols + [x]) < gw)
-
-    def refresh(y: int, x: int) -> None:
-        total, count = np.zeros(n * s, dtype=np.float64), 0
-        for (dy, dx), side in _OFFSETS.items():
-            ny, nx = y - dy, x - dx
-            if 0 <= ny < hh and 0 <= nx < ww and grid[ny, nx] >= 0:
-                total += asm.cost_to(int(grid[ny, nx]), side)
-                count += 1
-        if fixed:  # only the piece that belongs here
-            keep = piece_of == y * gw + x
-            total = np.where(keep, total, np.inf)
-        slot_cost[(y, x)] = total / count
-        slot_count[(y, x)] = count
-
-    for dy, dx in _OFFSETS:
-        if inside(cy + dy, cx + dx):
-            refresh(cy + dy, cx + dx)
-    for _ in range(n - 1):
-        best = None
-        mask = np.repeat(used, s)
-        for (y, x), cost in list(slot_cost.items()):
-            if grid[y, x] >= 0 or not inside(y, x):
-                del slot_cost[(y, x)]
-                continue
-            cc = np.where(mask, np.inf, cost)
-            k = int(np.argmin(cc))
-            if fixed:
-                score = -float(slot_count[(y, x)])  # fill where most neighbours are known
-                score = score * 1e12 + cc[k]
-            else:
-                others = np.where(piece_of == piece_of[k], np.inf, cc)
-                score = ((cc[k] + 1.0) / (others.min() + 1.0)) ** slot_count[(y, x)]
-            if best is None or score < best[0]:
-                best = (score, y, x, k)
-        if best is None:
-            raise PatchcryptError("the jigsaw ran out of places")
-        _, y, x, k = best
-        grid[y, x] = k
-        used[k // s] = True
-        rows.append(y)
-        cols.append(x)
-        del slot_cost[(y, x)]
-        for dy, dx in _OFFSETS:
-            ny, nx = y + dy, x + dx
-            if inside(ny, nx) and grid[ny, nx] < 0:
-                refresh(ny, nx)
-    y0, x0 = min(rows), min(cols)
-    return grid[y0:y0 + gh, x0:x0 + gw]
+__all__ = ["SideCosts", "Assembler", "solve", "State", "state_list", "transform", "COLOUR_ORDERS"]
