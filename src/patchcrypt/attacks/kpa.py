@@ -54,10 +54,13 @@ def _row_ids(*arrays: np.ndarray):
     return out
 
 
-def solve_generic(x: np.ndarray, y: np.ndarray, full: int) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """x, y: (k, D) units of the pairs. Returns source g (D,), mask m (D,), and a uniqueness flag (D,)."""
-    xt, yt = x.T.copy(), y.T.copy()                              # (D, k): one row per position
-    ids_x, ids_xf, ids_y = _row_ids(xt, (full - xt).astype(np.uint8), yt)
+def _match_rows(x: np.ndarray, x_flipped: np.ndarray, y: np.ndarray, full: int
+                ) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """For every row of ``y``, the first equal row of ``x`` (mask 0) or else of ``x_flipped`` (mask ``full``).
+
+    Returns the source row (0 where none matches), the uint8 mask and whether exactly one row of ``x`` and
+    ``x_flipped`` together matches."""
+    ids_x, ids_xf, ids_y = _row_ids(x, x_flipped, y)
     size = max(ids_x.max(), ids_xf.max(), ids_y.max()) + 1
     count_x = np.bincount(ids_x, minlength=size)
     count_xf = np.bincount(ids_xf, minlength=size)
@@ -66,11 +69,16 @@ def solve_generic(x: np.ndarray, y: np.ndarray, full: int) -> Tuple[np.ndarray, 
     first_xf = np.full(size, -1)
     first_xf[ids_xf[::-1]] = np.arange(len(ids_xf))[::-1]
     direct = count_x[ids_y] > 0
-    g = np.where(direct, first_x[ids_y], first_xf[ids_y])
-    m = np.where(direct, 0, full).astype(np.uint8)
+    src = np.where(direct, first_x[ids_y], first_xf[ids_y])
+    mask = np.where(direct, 0, full).astype(np.uint8)
     unique = (count_x[ids_y] + count_xf[ids_y]) == 1
-    g = np.where(g < 0, 0, g)  # no candidate at all (cannot happen for consistent pairs)
-    return g, m, unique
+    return np.where(src < 0, 0, src), mask, unique  # no candidate at all: cannot happen for consistent pairs
+
+
+def solve_generic(x: np.ndarray, y: np.ndarray, full: int) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """x, y: (k, D) units of the pairs. Returns source g (D,), mask m (D,), and a uniqueness flag (D,)."""
+    xt, yt = x.T.copy(), y.T.copy()                              # (D, k): one row per position
+    return _match_rows(xt, (full - xt).astype(np.uint8), yt, full)
 
 
 def solve_structured(x: np.ndarray, y: np.ndarray, shape, m_blk: int) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -84,7 +92,7 @@ def solve_structured(x: np.ndarray, y: np.ndarray, shape, m_blk: int) -> Tuple[n
     xcols = np.sort(xb.transpose(2, 0, 1).reshape(L, -1), axis=1)
     xfcols = np.sort((255 - xb).transpose(2, 0, 1).reshape(L, -1), axis=1)
     ycols = np.sort(yb.transpose(2, 0, 1).reshape(L, -1), axis=1)
-    sigma, flip, unique_col = _match_columns(xcols, xfcols, ycols)
+    sigma, flip, unique_col = _match_rows(xcols, xfcols, ycols, 255)
     # undo the in-block step on the encrypted blocks, then match whole blocks to recover the block order
     yu = np.empty_like(yb)
     yu[:, :, sigma] = yb ^ flip[None, None, :]
@@ -104,21 +112,6 @@ def solve_structured(x: np.ndarray, y: np.ndarray, shape, m_blk: int) -> Tuple[n
     uniq = np.empty(h * w * c, dtype=bool)
     uniq[layout] = unique_blk[:, None] & unique_col[None, :]
     return g, msk, uniq
-
-
-def _match_columns(xcols, xfcols, ycols):
-    ids_x, ids_xf, ids_y = _row_ids(xcols, xfcols, ycols)
-    size = max(ids_x.max(), ids_xf.max(), ids_y.max()) + 1
-    cx, cxf = np.bincount(ids_x, minlength=size), np.bincount(ids_xf, minlength=size)
-    fx = np.full(size, -1)
-    fx[ids_x[::-1]] = np.arange(len(ids_x))[::-1]
-    fxf = np.full(size, -1)
-    fxf[ids_xf[::-1]] = np.arange(len(ids_xf))[::-1]
-    direct = cx[ids_y] > 0
-    sigma = np.where(direct, fx[ids_y], fxf[ids_y])
-    flip = np.where(direct, 0, 255).astype(np.uint8)
-    unique = (cx[ids_y] + cxf[ids_y]) == 1
-    return np.where(sigma < 0, 0, sigma), flip, unique
 
 
 def structured(spec: SchemeSpec) -> bool:
