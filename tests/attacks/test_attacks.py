@@ -105,3 +105,17 @@ def test_jigsaw_runs_on_etc_gray_composites():
     met = res.metrics()
     assert res.reconstructed.shape == (1, 64, 64, 3)
     assert met["states"] == 16 and 0 <= met["nc"] <= 1 and "composite_ssim_mean" in met
+
+
+def test_piece_states_are_the_rotations_flips_inversions_and_colour_orders():
+    """The jigsaws' piece states, applied by the cipher's step tables, are the literal block operations."""
+    from patchcrypt.attacks.placement import state_list, transform
+
+    blocks = np.random.default_rng(0).integers(0, 256, (2, 4, 4, 3), dtype=np.uint8)
+    states = state_list(True, True, True)
+    assert len(states) == 96
+    for st in states:
+        want = np.rot90(blocks, st.rot % 4, axes=(1, 2))
+        want = want[:, :, ::-1] if st.rot >= 4 else want
+        want = (255 - want if st.neg else want)[..., list(st.order)]
+        assert np.array_equal(transform(blocks, st), want)
