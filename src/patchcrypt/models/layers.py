@@ -147,8 +147,9 @@ class BlockwiseEmbed(nn.Module):
             raise PatchcryptError(
                 f"blockwise embedding has {self.num_patches} positions; a {h}x{w} image has a different grid")
         u = patchify(x, p)                                            # (N, n, L)
-        y = torch.einsum("bkl,kdl->bkd", u, self.weight) + self.bias  # (N, n, D)
-        return y.transpose(1, 2).reshape(n_img, self.embed_dim, gh, gw)
+        # one batched matmul over positions, bias fused: (n, N, L) @ (n, L, D) + (n, 1, D) -> (n, N, D)
+        y = torch.baddbmm(self.bias.unsqueeze(1), u.transpose(0, 1), self.weight.transpose(1, 2))
+        return y.permute(1, 2, 0).reshape(n_img, self.embed_dim, gh, gw)
 
     def extra_repr(self) -> str:
         return f"num_patches={self.num_patches}, in_chans={self.in_chans}, embed_dim={self.embed_dim}, " \
