@@ -98,3 +98,13 @@ def cifar_small(shared_cifar: Path):
                 images.append(np.asarray(im.convert("RGB")))
             labels.append(ci)
     return np.stack(images), np.array(labels, dtype=np.int64), classes
+
+
+@pytest.fixture(scope="session")
+def key_file(tmp_path_factory) -> Path:
+    """A fresh owner key file (mode 0600) shared by the tests that train or encrypt with one."""
+    from patchcrypt import Key
+
+    path = tmp_path_factory.mktemp("keys") / "owner.key"
+    Key.generate().save(path)
+    return path

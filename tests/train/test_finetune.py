@@ -49,13 +49,6 @@ def tree(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def key_file(tmp_path_factory):
-    path = tmp_path_factory.mktemp("keys") / "owner.key"
-    Key.generate().save(path)
-    return path
-
-
-@pytest.fixture(scope="module")
 def pretrained(tmp_path_factory):
     """A tiny 'pretrained' ViT, 5 classes, CIFAR normalisation, as a timm-layout .pth state dict."""
     model = create_model("vit_pico_patch4_32", seed=11, num_classes=5, **TINY)

@@ -32,13 +32,6 @@ def cifar_tree(tmp_path_factory, shared_cifar):
     return root
 
 
-@pytest.fixture(scope="module")
-def key_file(tmp_path_factory):
-    path = tmp_path_factory.mktemp("keys") / "owner.key"
-    Key.generate().save(path)
-    return path
-
-
 def cfg(data, out, **kw):
     base = dict(data=str(data), model="vit_pico_patch4_32", out=str(out), epochs=1, batch_size=16, lr=1e-3,
                 model_kwargs=dict(TINY), seed=3)

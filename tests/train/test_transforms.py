@@ -36,13 +36,6 @@ def tree(tmp_path_factory):
     return root
 
 
-@pytest.fixture(scope="module")
-def key_file(tmp_path_factory):
-    path = tmp_path_factory.mktemp("k") / "owner.key"
-    Key.generate().save(path)
-    return path
-
-
 @pytest.mark.parametrize("scheme", ["block-pixel", "etc", "le"])
 def test_equals_patchcrypt_encrypt_bit_for_bit(tree, key_file, tmp_path, scheme):
     out = tmp_path / "enc"
