@@ -109,14 +109,14 @@ def trajectory(out: Path, up_ckpt: Path, down_data: Path, key_path: Path, steps:
     from patchcrypt.models import create_model, load_checkpoint
     from patchcrypt.models.keyed import apply_key, block_maps, centre_input
     from patchcrypt.models.pretrained import load_weights
+    from patchcrypt.runtime import to_nchw
     from patchcrypt.train import make_optimizer
 
     torch.manual_seed(seed)
     key = Key.load(key_path)
     tr = load_dataset(down_data, "train").subset(steps * 64, seed)
     te = load_dataset(down_data, "test").subset(1000, seed)
-    to_t = lambda a: torch.from_numpy(a).permute(0, 3, 1, 2).contiguous()  # noqa: E731
-    x_tr, y_tr, x_te = to_t(tr.images), torch.from_numpy(tr.labels), to_t(te.images)
+    x_tr, y_tr, x_te = to_nchw(tr.images), torch.from_numpy(tr.labels), to_nchw(te.images)
     order = torch.randperm(len(x_tr), generator=torch.Generator().manual_seed(seed))
     batches = [(x_tr[order[i:i + 64]], y_tr[order[i:i + 64]]) for i in range(0, len(order), 64)]
     ckpt = load_checkpoint(up_ckpt)
