@@ -76,3 +76,10 @@ def test_load_weights_adapts_and_names_the_first_misfit(tmp_path):
         load_weights(create_model("convmixer_128_4_patch4_32", **CM), tmp_path / "up.pt")
     with pytest.raises(PatchcryptError, match="no such weights file"):
         load_weights(same, tmp_path / "missing.pth")
+    (tmp_path / "garbage.pth").write_bytes(b"not a checkpoint")
+    with pytest.raises(PatchcryptError, match=r"garbage.pth: not a readable state dict \(\S"):
+        load_weights(same, tmp_path / "garbage.pth")
+    # a pickle holding more than tensors is refused without running it
+    torch.save({"x": PatchcryptError("a custom object")}, tmp_path / "objects.pth")
+    with pytest.raises(PatchcryptError, match="holds objects other than tensors"):
+        load_weights(same, tmp_path / "objects.pth")

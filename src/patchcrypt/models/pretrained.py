@@ -49,7 +49,10 @@ def read_state_dict(path) -> Dict[str, torch.Tensor]:
         else:
             sd = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001
-        raise PatchcryptError(f"{path}: not a readable state dict ({str(exc).splitlines()[0][:120]})") from None
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        if "Weights only load failed" in first:  # torch's long notice; say what it means instead
+            first = "not a torch file, or it holds objects other than tensors (read with weights_only=True)"
+        raise PatchcryptError(f"{path}: not a readable state dict ({first[:120]})") from None
     for wrapper in ("model", "state_dict", "model_state"):
         if isinstance(sd, dict) and wrapper in sd and isinstance(sd[wrapper], dict):
             sd = sd[wrapper]
