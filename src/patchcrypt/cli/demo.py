@@ -128,7 +128,7 @@ def demo(
                "RGB round trip passes through YCbCr 4:2:0,\n   so it is exact only on its grayscale components.")
     from ..security import headline
     typer.echo("   The key space is no protection against whoever holds many images under one key (the server): "
-               f"etc: {headline('etc')};\n   block-pixel: {headline('block-pixel')} (README Security; "
+               f"etc: {headline('etc')};\n   block-pixel: {headline('block-pixel')} (docs/security.md; "
                "'patchcrypt schemes' for every scheme).")
     typer.echo(f"   contact sheet: {out / 'contact_sheet.png'}  ({time.perf_counter() - t0:.1f} s; under a "
                "throwaway key, not the owner's)")

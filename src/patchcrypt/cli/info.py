@@ -70,7 +70,7 @@ def schemes(
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object instead of a table."),
 ) -> None:
     """List every scheme with its steps, transformation count, effective key space (log10), and what our own
-    many-image attack recovers from ciphertexts under one key (measured, see README "Security")."""
+    many-image attack recovers from ciphertexts under one key (measured, see docs/security.md)."""
     if image_size < 1 or block_size < 1:
         raise PatchcryptError("--image-size and --block-size must be positive")
     rows = scheme_rows(image_size, block_size, steps)
