@@ -29,7 +29,7 @@ from typing import Callable, Dict, List, Optional, Tuple
 import numpy as np
 
 from .ciphers import create_cipher
-from .codec import IMAGE_SUFFIXES, decode_image, image_bytes, resize_image  # noqa: F401 - resize_image re-exported
+from .codec import IMAGE_SUFFIXES, decode_image, image_bytes, max_pixels, resize_image  # noqa: F401 - resize_image re-exported
 from .data.manifest import MANIFEST_FORMAT, MANIFEST_NAME, MANIFEST_VERSION, read_manifest
 from .data.readers import has_splits
 from .errors import PatchcryptError
@@ -216,6 +216,14 @@ def _write(path: Path, data: bytes) -> None:
         f.write(data)
 
 
+def _check_padded(cipher, shape: tuple, name: Path) -> None:
+    """Refuse an image that ``--pad`` would grow past the pixel limit (1×40,000,000 pads to 16×40,000,000)."""
+    h, w = cipher.padded_size(shape[0], shape[1])
+    if (h, w) != tuple(shape[:2]) and h * w > max_pixels():
+        raise PatchcryptError(f"{name}: --pad would make it {w}x{h} = {h * w:,} pixels, over the limit of "
+                              f"{max_pixels():,}; resize it first (--resize) or raise --max-pixels if trusted")
+
+
 def _sub_batches(idx: List[int], per_image: bool) -> List[List[int]]:
     if not per_image:
         return [idx]
@@ -251,8 +259,10 @@ def encrypt_tree(src: Path, dst: Path, key: Key, scheme: str, block_size: int, f
                 groups.setdefault(img.shape, []).append(i)
             outputs: List[Optional[np.ndarray]] = [None] * len(chunk)
             for shape, group in groups.items():
+                _check_padded(cipher, shape, root / chunk[group[0]])
                 for idx in _sub_batches(group, per_image):
-                    batch = np.stack([images[i] for i in idx])
+                    # one image: a view, not a copy (a 40 MP image is 120 MB)
+                    batch = images[idx[0]][None] if len(idx) == 1 else np.stack([images[i] for i in idx])
                     nonces = cipher.new_nonces(len(idx)) if per_image else None
                     try:
                         enc = cipher.encrypt(batch, nonces)

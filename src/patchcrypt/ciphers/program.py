@@ -15,7 +15,7 @@ from __future__ import annotations
 import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Dict, Tuple
+from typing import Dict, Optional, Tuple
 
 import numpy as np
 
@@ -67,6 +67,154 @@ class Map:
         return Map(g, m)
 
 
+
+def index_dtype(size: int):
+    """The narrowest gather index type for ``size`` elements: int32 below 2^31 (half the memory), else int64."""
+    return np.int32 if size < 2 ** 31 else np.int64
+
+
+def local_dtype(length: int):
+    """Index type for positions inside one block of ``length`` elements (int16 for every block we meet)."""
+    return np.int16 if length < 2 ** 15 else np.int32
+
+
+@dataclass(frozen=True)
+class BlockMap:
+    """A map acting block by block, in the compact form every keyed step has (DESIGN §3).
+
+    With the image laid out as n blocks of L elements (block order, see blocks.block_layout),
+    ``y[b, l] = x[src[b], local[b, l]] ^ mask[b, l]``. ``src`` is (n,) int64 or None (blocks stay);
+    ``local`` is (1, L) (one in-block permutation for every block) or (n, L), or None (identity);
+    ``mask`` is (1, L) or (n, L) uint8, or None (all zero). A shared step costs O(n + L) memory, a per-block
+    one n·L small integers (int16), against 8 bytes per value for a flat int64 :class:`Map`.
+    """
+
+    n: int
+    L: int
+    src: Optional[np.ndarray] = None
+    local: Optional[np.ndarray] = None
+    mask: Optional[np.ndarray] = None
+
+    @property
+    def nbytes(self) -> int:
+        return sum(0 if a is None else a.nbytes for a in (self.src, self.local, self.mask))
+
+    def then(self, other: "BlockMap") -> "BlockMap":
+        """The map that applies ``self`` first and ``other`` second (same n and L)."""
+        if (self.n, self.L) != (other.n, other.L):
+            raise ValueError(f"cannot compose block maps of {self.n}x{self.L} and {other.n}x{other.L}")
+        if self.src is None:
+            src = other.src
+        else:
+            src = self.src if other.src is None else self.src[other.src]
+        local = other.local if self.local is None else _gather_cols(_rows(self.local, other.src), other.local)
+        mask = _gather_cols(_rows(self.mask, other.src), other.local)
+        if other.mask is not None:
+            mask = other.mask if mask is None else mask ^ other.mask
+        return BlockMap(self.n, self.L, src, local, mask)
+
+    def lift_to_nibbles(self) -> "BlockMap":
+        """The same byte map acting on the (upper, lower) 4-bit halves of every byte: L → 2L."""
+        local = mask = None
+        if self.local is not None:
+            k = self.local.shape[0]
+            local = np.empty((k, 2 * self.L), dtype=local_dtype(2 * self.L))
+            local[:, 0::2] = 2 * self.local
+            local[:, 1::2] = 2 * self.local + 1
+        if self.mask is not None:
+            mask = np.empty((self.mask.shape[0], 2 * self.L), dtype=np.uint8)
+            mask[:, 0::2] = self.mask >> 4
+            mask[:, 1::2] = self.mask & 15
+        return BlockMap(self.n, 2 * self.L, self.src, local, mask)
+
+    def inverse(self) -> "BlockMap":
+        """x[src[b], local[b, l]] = y[b, l] ^ mask[b, l], read as a map from y to x."""
+        src = rows = None
+        if self.src is not None:
+            src = np.empty_like(self.src)
+            src[self.src] = np.arange(self.n, dtype=self.src.dtype)
+            rows = src  # output block b' of the inverse is input block src[b'] of the forward map
+        local = _rows(self.local, rows)
+        mask = _rows(self.mask, rows)
+        if local is not None:
+            inv = np.empty_like(local)
+            np.put_along_axis(inv, local, np.arange(self.L, dtype=local.dtype)[None, :], axis=1)
+            local = inv
+            mask = _gather_cols(mask, local)
+        return BlockMap(self.n, self.L, src, local, mask)
+
+    def is_identity(self) -> bool:
+        return self.src is None and self.local is None and self.mask is None
+
+    def to_image(self, height: int, width: int, channels: int, block: int, unit: int = 1) -> Map:
+        """The flat :class:`Map` in image (H, W, C) order, built a band of blocks at a time.
+
+        ``unit`` is 2 when elements are 4-bit halves (element 2p + h is half h of byte p). Memory: the result
+        (one int32 index and one mask byte per element) plus a band of about a million elements, never an
+        int64 array of the whole image.
+        """
+        size = height * width * channels * unit
+        g = np.empty(size, dtype=index_dtype(size))
+        m = np.zeros(size, dtype=np.uint8)
+        offsets = _block_offsets(width, channels, block, unit)
+        per_row = width // block
+        rows = max(1, _BAND // self.L)
+        for a in range(0, self.n, rows):
+            b = min(self.n, a + rows)
+            dst = _block_base(np.arange(a, b, dtype=np.int64), per_row, width, channels, block, unit)
+            src = dst if self.src is None else _block_base(self.src[a:b].astype(np.int64), per_row, width,
+                                                           channels, block, unit)
+            if self.local is None:
+                loc = offsets[None, :]
+            else:
+                loc = offsets[self.local[a:b] if self.local.shape[0] > 1 else self.local[:1]]
+            dst = dst[:, None] + offsets[None, :]
+            g[dst] = src[:, None] + loc
+            if self.mask is not None:
+                m[dst] = self.mask[a:b] if self.mask.shape[0] > 1 else self.mask[:1]
+        return Map(g, m)
+
+
+def _block_base(blocks: np.ndarray, per_row: int, width: int, channels: int, block: int, unit: int) -> np.ndarray:
+    """Flat image index (in elements) of the first element of each block number (row-major blocks)."""
+    return ((blocks // per_row) * block * width + (blocks % per_row) * block) * channels * unit
+
+
+def _block_offsets(width: int, channels: int, block: int, unit: int) -> np.ndarray:
+    """(L·unit,) distance in the flat image of every block element from the block's first element."""
+    i, j, ch = np.meshgrid(np.arange(block), np.arange(block), np.arange(channels), indexing="ij")
+    off = ((i * width + j) * channels + ch).reshape(-1).astype(np.int64)
+    if unit == 1:
+        return off
+    return (unit * off[:, None] + np.arange(unit)[None, :]).reshape(-1)
+
+
+_BAND = 1 << 20  # elements per band when a block map is written out in image order
+
+
+def _rows(table: Optional[np.ndarray], src: Optional[np.ndarray]) -> Optional[np.ndarray]:
+    """Rows of a (1 or n, L) per-block table seen by each output block when blocks move by ``src``."""
+    if table is None or src is None or table.shape[0] == 1:
+        return table
+    return table[src]
+
+
+def _gather_cols(table: Optional[np.ndarray], local: Optional[np.ndarray]) -> Optional[np.ndarray]:
+    """``table[b, local[b, l]]`` with either side (1, L) or (n, L) (broadcast over blocks)."""
+    if table is None or local is None:
+        return table
+    if table.shape[0] == 1:
+        return table[0][local]
+    if local.shape[0] == 1:
+        return table[:, local[0]]
+    # a band of rows at a time: take_along_axis builds int64 index arrays as large as its input
+    out = np.empty(local.shape, dtype=table.dtype)
+    rows = max(1, _BAND // local.shape[1])
+    for a in range(0, local.shape[0], rows):
+        out[a:a + rows] = np.take_along_axis(table[a:a + rows], local[a:a + rows], axis=1)
+    return out
+
+
 class Program:
     """A compiled encryption map for one image shape, with its inverse and per-layout/device tables.
 
@@ -75,20 +223,61 @@ class Program:
             ``unit == "nibble"``); ``map.inverse()`` decrypts.
         unit: "byte" or "nibble" (LE/ELE act on 4-bit halves).
         shape_in / shape_out: (H, W, C) of the plain and encrypted image.
+
+    Built from a :class:`BlockMap` (:meth:`from_blocks`), each direction's flat map is written out only when
+    first used, so encrypting never builds the decryption tables and the other way round.
     """
 
     def __init__(self, fwd: Map, unit: str, shape_in: Tuple[int, int, int], shape_out=None):
-        self.map = fwd
         self.unit = unit
         self.shape_in = tuple(shape_in)
         self.shape_out = tuple(shape_out or shape_in)
-        self._maps = {"enc": fwd, "dec": fwd.inverse()}
+        self._compact: Optional[BlockMap] = None
+        self._block = 0
+        self._maps: Dict[str, Map] = {} if fwd is None else {"enc": fwd}
         self._tables: Dict[tuple, tuple] = {}
-        self.is_identity = (self.shape_in == self.shape_out and not fwd.m.any()
-                            and bool(np.array_equal(fwd.g, np.arange(fwd.g.size))))
+        self.is_identity = fwd is not None and self.shape_in == self.shape_out and _is_identity(fwd)
+
+    @classmethod
+    def from_blocks(cls, fwd: BlockMap, unit: str, shape: Tuple[int, int, int], block: int) -> "Program":
+        """A program for plain images of ``shape`` = (H, W, C) cut into ``block``×``block`` blocks."""
+        prog = cls(None, unit, shape)
+        prog._compact = fwd
+        prog._block = int(block)
+        prog.is_identity = fwd.is_identity()
+        return prog
+
+    @property
+    def map(self) -> Map:
+        """The forward map (see the class docstring)."""
+        return self._direction_map("enc")
+
+    @property
+    def nbytes(self) -> int:
+        """Host memory this program holds (compact map, flat maps, host tables)."""
+        arrays = {}
+        for mp in self._maps.values():
+            arrays.update({id(mp.g): mp.g, id(mp.m): mp.m})
+        for key, tabs in self._tables.items():
+            if key[2] is None:
+                arrays.update({id(t): t for t in tabs if t is not None})
+        compact = 0 if self._compact is None else self._compact.nbytes
+        return compact + sum(a.nbytes for a in arrays.values())
+
+    def _direction_map(self, direction: str) -> Map:
+        mp = self._maps.get(direction)
+        if mp is None:
+            if self._compact is not None:
+                bm = self._compact if direction == "enc" else self._compact.inverse()
+                h, w, c = self.shape_in
+                mp = bm.to_image(h, w, c, self._block, 2 if self.unit == "nibble" else 1)
+            else:
+                mp = self._maps["enc"].inverse()
+            self._maps[direction] = mp
+        return mp
 
     def _layout_map(self, direction: str, channels_first: bool) -> Map:
-        fwd = self._maps[direction]
+        fwd = self._direction_map(direction)
         if not channels_first:
             return fwd
         src, dst = (self.shape_in, self.shape_out) if direction == "enc" else (self.shape_out, self.shape_in)
@@ -114,20 +303,29 @@ class Program:
                 if self.unit == "nibble":
                     self._tables[key] = _nibble_tables(mp)
                 else:
-                    self._tables[key] = (mp.g.astype(_IDX), mp.m if mp.m.any() else None)
+                    g = mp.g.astype(index_dtype(mp.g.size), copy=False)  # no copy when already int32
+                    self._tables[key] = (g, mp.m if mp.m.any() else None)
         return self._tables[key]
 
     # -- numpy ----------------------------------------------------------------------------------------
     def apply_numpy(self, flat: np.ndarray, direction: str, channels_first: bool = False) -> np.ndarray:
         """Apply to (N, D) uint8 in HWC (or CHW) flat order; returns a new (N, D) array.
 
-        Large batches are split across a small thread pool (numpy releases the GIL in ``take``).
+        Large batches are split across a small thread pool (numpy releases the GIL in ``take``). Large
+        images are gathered a band of output values at a time: ``numpy.take`` widens its indices to int64,
+        which for a whole 40 MP image would be 8 bytes per value on top of the int32 table.
         """
         if self.is_identity:
             return flat.copy()
         tabs = self.tables(direction, channels_first)
         out = np.empty((flat.shape[0], tabs[0].size), dtype=np.uint8)
         fn = _apply_nibbles_np if self.unit == "nibble" else _apply_bytes_np
+        size = tabs[0].size
+        if size > _BAND:
+            bands = [(i, a, min(size, a + _BAND)) for i in range(flat.shape[0]) for a in range(0, size, _BAND)]
+            list(_pool().map(lambda iab: fn(flat[iab[0]:iab[0] + 1], out[iab[0]:iab[0] + 1, iab[1]:iab[2]],
+                                            _band(tabs, iab[1], iab[2])), bands))
+            return out
         chunks = _chunks(flat.shape[0], flat.nbytes)
         if len(chunks) == 1:
             fn(flat, out, tabs)
@@ -205,6 +403,17 @@ def apply_many(programs, flat, direction: str, channels_first: bool):
     return out
 
 
+def _is_identity(mp: Map) -> bool:
+    """Whether a flat map moves and flips nothing (checked a band at a time, without a full arange)."""
+    if mp.m.any():
+        return False
+    for a in range(0, mp.g.size, _BAND):
+        b = min(mp.g.size, a + _BAND)
+        if not np.array_equal(mp.g[a:b], np.arange(a, b)):
+            return False
+    return True
+
+
 def _nibble_tables(mp: Map) -> tuple:
     """Byte-level form of a nibble map, so LE/ELE need two byte gathers and no nibble arrays.
 
@@ -214,11 +423,16 @@ def _nibble_tables(mp: Map) -> tuple:
     nibble is ``(x[bl] >> sl) & 0x0F`` with sl = 4 when the source is a high half.
     """
     gh, gl = mp.g[0::2], mp.g[1::2]
-    bh, bl = (gh >> 1).astype(_IDX), (gl >> 1).astype(_IDX)
+    bh, bl = (gh >> 1).astype(index_dtype(gh.size)), (gl >> 1).astype(index_dtype(gl.size))
     sh = ((gh & 1) * 4).astype(np.uint8)
     sl = ((1 - (gl & 1)) * 4).astype(np.uint8)
     m = ((mp.m[0::2] << 4) | mp.m[1::2]).astype(np.uint8)
     return bh, sh, bl, sl, m
+
+
+def _band(tabs: tuple, a: int, b: int) -> tuple:
+    """The tables of output values a..b (every table is indexed by output position)."""
+    return tuple(None if t is None else t[a:b] for t in tabs)
 
 
 def _apply_bytes_np(flat: np.ndarray, out: np.ndarray, tabs: tuple) -> None:
