@@ -237,8 +237,9 @@ def _reason(exc: Exception) -> str:
     return text[0] if text else type(exc).__name__
 
 
-def read_image(path: PathLike, mode: Optional[str] = None) -> np.ndarray:
-    """Read an image file to uint8 (H, W, C) (C = 3, or 1 for grayscale files unless ``mode="RGB"``)."""
+def read_image(path: PathLike, mode: Optional[str] = None, limit: Optional[int] = None) -> np.ndarray:
+    """Read an image file to uint8 (H, W, C) (C = 3, or 1 for grayscale files unless ``mode="RGB"``);
+    ``limit``: most pixels its header may declare (default :func:`max_pixels`)."""
     path = Path(path)
     try:
         data = path.read_bytes()
@@ -248,7 +249,7 @@ def read_image(path: PathLike, mode: Optional[str] = None) -> np.ndarray:
         raise PatchcryptError(f"{path}: is a directory, not an image") from None
     except OSError as exc:
         raise PatchcryptError(f"{path}: cannot read ({exc.strerror or exc})") from None
-    return decode_image(data, mode, name=str(path))
+    return decode_image(data, mode, name=str(path), limit=limit)
 
 
 def image_bytes(img: np.ndarray, fmt: str = "png", quality: int = 90,

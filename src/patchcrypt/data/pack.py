@@ -2,7 +2,7 @@
 
 The file keeps every image's original bytes (no re-encoding), so a decoded pack equals the decoded tree.
 One file travels where tens of thousands of small files do not (copying to a training machine), and it
-needs only numpy and Pillow to read: no pickle, no other package.
+needs only numpy and patchcrypt's image decoding (Pillow, libjpeg-turbo) to read: no pickle.
 
 Arrays in the file:
 
@@ -30,6 +30,7 @@ from typing import Dict, Optional, Sequence, Union
 import numpy as np
 
 from ..atomic import atomic_write
+from ..codec import decode_image
 from ..errors import PatchcryptError
 from .imageset import ImageSet
 from .readers import list_images
@@ -96,21 +97,20 @@ def _open(path: Path):
     return z
 
 
-def _decode_rgb(blob: bytes, name: str) -> np.ndarray:
-    from PIL import Image, UnidentifiedImageError
-
-    try:
-        with Image.open(io.BytesIO(blob)) as im:
-            return np.asarray(im.convert("RGB"), dtype=np.uint8)
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
-        raise PatchcryptError(f"{name}: not a readable image ({str(exc).splitlines()[0] if str(exc) else exc})") from None
+def _decode_rgb(blob: bytes, name: str, limit: Optional[int] = None) -> np.ndarray:
+    """One packed file as RGB uint8 (H, W, 3); its header's size is checked before any pixel is decoded:
+    against ``limit`` pixels (the first image's size) when given, else against the pixel limit
+    (:func:`~patchcrypt.codec.max_pixels`)."""
+    return decode_image(blob, "RGB", name, limit=limit)
 
 
 def read_pack(path: PathLike, splits: Optional[Sequence[str]] = None, workers: Optional[int] = None) -> Dict[str, ImageSet]:
     """Decode a pack into one :class:`ImageSet` per split (RGB, uint8 (N, H, W, 3)).
 
-    Decoding uses Pillow only (libjpeg-turbo), in ``workers`` threads (default: up to 8 of the CPUs this
-    process may use). Every image must have the size of the first one.
+    Decoding uses libjpeg-turbo (as :func:`~patchcrypt.codec.decode_image`, so a pack decodes exactly as its
+    tree), in ``workers`` threads (default: up to 8 of the CPUs this process may use). Every image's header is
+    read before its pixels: the first may declare at most :func:`~patchcrypt.codec.max_pixels` pixels
+    (``$PATCHCRYPT_MAX_PIXELS``), every other one no more than the first; a larger one is refused.
     """
     path = Path(path)
     if not path.is_file():
@@ -136,12 +136,13 @@ def read_pack(path: PathLike, splits: Optional[Sequence[str]] = None, workers: O
         if len(idx) == 0:
             raise PatchcryptError(f"{path}: split {s!r} is empty")
         first = _decode_rgb(data[offsets[idx[0]]:offsets[idx[0] + 1]].tobytes(), f"{path}[{s} 0]")
+        first_pixels = first.shape[0] * first.shape[1]
         images = np.empty((len(idx),) + first.shape, dtype=np.uint8)
 
         def decode_range(a: int, b: int) -> None:
             for j in range(a, b):
                 i = idx[j]
-                img = _decode_rgb(data[offsets[i]:offsets[i + 1]].tobytes(), f"{path}[{s} {j}]")
+                img = _decode_rgb(data[offsets[i]:offsets[i + 1]].tobytes(), f"{path}[{s} {j}]", first_pixels)
                 if img.shape != first.shape:
                     raise PatchcryptError(f"{path}[{s} {j}]: image is {img.shape[1]}x{img.shape[0]}, the first "
                                           f"is {first.shape[1]}x{first.shape[0]}")

@@ -164,7 +164,9 @@ def _decode_all(paths: List[Path], mode: Optional[str]) -> np.ndarray:
     out[0] = first
 
     def load(i: int) -> None:
-        img = read_image(paths[i], mode if mode else ("L" if first.shape[2] == 1 else "RGB"))
+        # no larger than the first: a 40 MP file among 32x32 ones is refused from its header, not decoded
+        img = read_image(paths[i], mode if mode else ("L" if first.shape[2] == 1 else "RGB"),
+                         limit=first.shape[0] * first.shape[1])
         if img.shape != first.shape:
             raise PatchcryptError(f"{paths[i]}: image is {img.shape[1]}x{img.shape[0]}, others are "
                                   f"{first.shape[1]}x{first.shape[0]} (resize the data set first)")
