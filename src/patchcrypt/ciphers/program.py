@@ -317,15 +317,22 @@ class Program:
         """
         if self.is_identity:
             return flat.copy()
-        tabs = self.tables(direction, channels_first)
-        out = np.empty((flat.shape[0], tabs[0].size), dtype=np.uint8)
         fn = _apply_nibbles_np if self.unit == "nibble" else _apply_bytes_np
-        size = tabs[0].size
+        size = self._direction_map(direction).g.size // (2 if self.unit == "nibble" else 1)
         if size > _BAND:
+            if self.unit == "nibble":  # tables of one band at a time, from the flat map (no second copy)
+                mp = self._layout_map(direction, channels_first)
+                band_tabs = lambda a, b: _nibble_tables(Map(mp.g[2 * a:2 * b], mp.m[2 * a:2 * b]))  # noqa: E731
+            else:
+                tabs = self.tables(direction, channels_first)
+                band_tabs = lambda a, b: _band(tabs, a, b)  # noqa: E731
+            out = np.empty((flat.shape[0], size), dtype=np.uint8)
             bands = [(i, a, min(size, a + _BAND)) for i in range(flat.shape[0]) for a in range(0, size, _BAND)]
             list(_pool().map(lambda iab: fn(flat[iab[0]:iab[0] + 1], out[iab[0]:iab[0] + 1, iab[1]:iab[2]],
-                                            _band(tabs, iab[1], iab[2])), bands))
+                                            band_tabs(iab[1], iab[2])), bands))
             return out
+        tabs = self.tables(direction, channels_first)
+        out = np.empty((flat.shape[0], tabs[0].size), dtype=np.uint8)
         chunks = _chunks(flat.shape[0], flat.nbytes)
         if len(chunks) == 1:
             fn(flat, out, tabs)
