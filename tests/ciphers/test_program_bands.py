@@ -25,6 +25,17 @@ def test_banded_equals_one_shot(scheme, per_image, monkeypatch):
     back = banded.decrypt(y, nonces)
     if scheme != "etc-gray":  # etc-gray decrypts up to its colour conversion
         assert np.array_equal(back, x)
+    # torch CPU tensors (channels first) and programs whose flat map exists take the flat-table bands
+    import torch
+
+    from patchcrypt.runtime import to_nchw
+
+    yt = banded.encrypt(to_nchw(x), nonces)
+    assert np.array_equal(yt.numpy(), to_nchw(whole).numpy())
+    if not per_image:
+        shape = (48, 64 + 32, 1) if scheme == "etc-gray" else (48, 64, 3)
+        assert banded.program(shape).map.g.size  # materialise the flat map
+        assert np.array_equal(banded.encrypt(x), whole)
 
 
 def test_program_tables_are_int32_and_not_copied():

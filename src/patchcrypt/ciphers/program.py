@@ -156,23 +156,44 @@ class BlockMap:
         size = height * width * channels * unit
         g = np.empty(size, dtype=index_dtype(size))
         m = np.zeros(size, dtype=np.uint8)
-        offsets = _block_offsets(width, channels, block, unit)
-        per_row = width // block
-        rows = max(1, _BAND // self.L)
-        for a in range(0, self.n, rows):
-            b = min(self.n, a + rows)
-            dst = _block_base(np.arange(a, b, dtype=np.int64), per_row, width, channels, block, unit)
-            src = dst if self.src is None else _block_base(self.src[a:b].astype(np.int64), per_row, width,
-                                                           channels, block, unit)
-            if self.local is None:
-                loc = offsets[None, :]
-            else:
-                loc = offsets[self.local[a:b] if self.local.shape[0] > 1 else self.local[:1]]
-            dst = dst[:, None] + offsets[None, :]
-            g[dst] = src[:, None] + loc
-            if self.mask is not None:
-                m[dst] = self.mask[a:b] if self.mask.shape[0] > 1 else self.mask[:1]
+        for r0, r1 in self.row_bands(height, width, channels, block, unit):
+            self._fill(r0, r1, (height, width, channels, block, unit), g, m)
         return Map(g, m)
+
+    def row_bands(self, height: int, width: int, channels: int, block: int, unit: int = 1):
+        """(first, end) block rows of bands of about a million elements; a band of whole block rows is one
+        contiguous slice of the flat image."""
+        per_band = max(1, _BAND // (block * width * channels * unit))
+        rows = height // block
+        return [(r, min(rows, r + per_band)) for r in range(0, rows, per_band)]
+
+    def image_band(self, r0: int, r1: int, height: int, width: int, channels: int, block: int,
+                   unit: int = 1) -> Tuple[int, Map]:
+        """``(start, band)``: the flat map restricted to block rows r0..r1, i.e. output elements
+        ``start .. start + len(band.g)``, whose gather indices address the whole image."""
+        row_len = block * width * channels * unit
+        g = np.empty((r1 - r0) * row_len, dtype=index_dtype(height * width * channels * unit))
+        m = np.zeros(g.size, dtype=np.uint8)
+        self._fill(r0, r1, (height, width, channels, block, unit), g, m, shift=r0 * row_len)
+        return r0 * row_len, Map(g, m)
+
+    def _fill(self, r0: int, r1: int, geometry: tuple, g: np.ndarray, m: np.ndarray, shift: int = 0) -> None:
+        """Write the map of block rows r0..r1 into ``g``/``m`` (element e of the image at e - ``shift``)."""
+        _, width, channels, block, unit = geometry
+        per_row = width // block
+        offsets = _block_offsets(width, channels, block, unit)
+        a, b = r0 * per_row, r1 * per_row
+        dst = _block_base(np.arange(a, b, dtype=np.int64), per_row, width, channels, block, unit)
+        src = dst if self.src is None else _block_base(self.src[a:b].astype(np.int64), per_row, width,
+                                                       channels, block, unit)
+        if self.local is None:
+            loc = offsets[None, :]
+        else:
+            loc = offsets[self.local[a:b] if self.local.shape[0] > 1 else self.local[:1]]
+        dst = dst[:, None] + (offsets[None, :] - shift)
+        g[dst] = src[:, None] + loc
+        if self.mask is not None:
+            m[dst] = self.mask[a:b] if self.mask.shape[0] > 1 else self.mask[:1]
 
 
 def _block_base(blocks: np.ndarray, per_row: int, width: int, channels: int, block: int, unit: int) -> np.ndarray:
@@ -233,7 +254,9 @@ class Program:
         self.shape_in = tuple(shape_in)
         self.shape_out = tuple(shape_out or shape_in)
         self._compact: Optional[BlockMap] = None
+        self._compact_dec: Optional[BlockMap] = None
         self._block = 0
+        self._elements = 2 if unit == "nibble" else 1  # elements (4-bit halves or bytes) per byte
         self._maps: Dict[str, Map] = {} if fwd is None else {"enc": fwd}
         self._tables: Dict[tuple, tuple] = {}
         self.is_identity = fwd is not None and self.shape_in == self.shape_out and _is_identity(fwd)
@@ -261,16 +284,22 @@ class Program:
         for key, tabs in self._tables.items():
             if key[2] is None:
                 arrays.update({id(t): t for t in tabs if t is not None})
-        compact = 0 if self._compact is None else self._compact.nbytes
+        compact = sum(0 if bm is None else bm.nbytes for bm in (self._compact, self._compact_dec))
         return compact + sum(a.nbytes for a in arrays.values())
+
+    def _direction_compact(self, direction: str) -> BlockMap:
+        if direction == "enc":
+            return self._compact
+        if self._compact_dec is None:
+            self._compact_dec = self._compact.inverse()
+        return self._compact_dec
 
     def _direction_map(self, direction: str) -> Map:
         mp = self._maps.get(direction)
         if mp is None:
             if self._compact is not None:
-                bm = self._compact if direction == "enc" else self._compact.inverse()
                 h, w, c = self.shape_in
-                mp = bm.to_image(h, w, c, self._block, 2 if self.unit == "nibble" else 1)
+                mp = self._direction_compact(direction).to_image(h, w, c, self._block, self._elements)
             else:
                 mp = self._maps["enc"].inverse()
             self._maps[direction] = mp
@@ -318,7 +347,9 @@ class Program:
         if self.is_identity:
             return flat.copy()
         fn = _apply_nibbles_np if self.unit == "nibble" else _apply_bytes_np
-        size = self._direction_map(direction).g.size // (2 if self.unit == "nibble" else 1)
+        size = int(np.prod(self.shape_in))
+        if size > _BAND and self._compact is not None and not channels_first and direction not in self._maps:
+            return self._apply_bands(flat, direction, fn)
         if size > _BAND:
             if self.unit == "nibble":  # tables of one band at a time, from the flat map (no second copy)
                 mp = self._layout_map(direction, channels_first)
@@ -338,6 +369,24 @@ class Program:
             fn(flat, out, tabs)
         else:
             list(_pool().map(lambda ab: fn(flat[ab[0]:ab[1]], out[ab[0]:ab[1]], tabs), chunks))
+        return out
+
+    def _apply_bands(self, flat: np.ndarray, direction: str, fn) -> np.ndarray:
+        """Large images: each band of block rows gets its tables from the compact map just before its
+        gather, so no table of the whole image exists (a few bytes per value of key material at most)."""
+        bm = self._direction_compact(direction)
+        h, w, c = self.shape_in
+        unit = self._elements
+        out = np.empty(flat.shape, dtype=np.uint8)
+
+        def work(rows: Tuple[int, int]) -> None:
+            start, mp = bm.image_band(rows[0], rows[1], h, w, c, self._block, unit)
+            tabs = _nibble_tables(mp) if unit == 2 else (mp.g, mp.m if bm.mask is not None else None)
+            a, b = start // unit, (start + mp.g.size) // unit
+            for i in range(flat.shape[0]):
+                fn(flat[i:i + 1], out[i:i + 1, a:b], tabs)
+
+        list(_pool().map(work, bm.row_bands(h, w, c, self._block, unit)))
         return out
 
     # -- torch ----------------------------------------------------------------------------------------
