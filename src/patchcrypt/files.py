@@ -476,7 +476,7 @@ def _decrypt_batch(cipher, items, per_image: bool) -> List[np.ndarray]:
         groups.setdefault((img.shape, crop), []).append(i)
     for (shape, crop), group in groups.items():
         for idx in _sub_batches(group, per_image):
-            batch = np.stack([items[i][1] for i in idx])
+            batch = items[idx[0]][1][None] if len(idx) == 1 else np.stack([items[i][1] for i in idx])
             nonces = [items[i][2][0] for i in idx] if per_image else None
             try:
                 dec = cipher.decrypt(batch, nonces, crop=crop)

@@ -51,7 +51,7 @@ def test_declared_size_checked_before_decoding(tmp_path, side, first):
         read_pack(pack, ["train"])
     line = str(err.value)
     why = line.split("]: ", 1)[1]  # after the pack's path (a temporary folder named after this test)
-    assert "\n" not in line and f"{side}x{side}" in why, line
+    assert "\n" not in line and (f"{side}x{side}" in why or f"{side * side:,} pixels" in why), line
     assert "refused" in why or "over the limit" in why, line
 
 

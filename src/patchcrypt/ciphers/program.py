@@ -138,7 +138,10 @@ class BlockMap:
         mask = _rows(self.mask, rows)
         if local is not None:
             inv = np.empty_like(local)
-            np.put_along_axis(inv, local, np.arange(self.L, dtype=local.dtype)[None, :], axis=1)
+            values = np.arange(self.L, dtype=local.dtype)[None, :]
+            rows = max(1, _BAND // self.L)  # put_along_axis builds int64 indices as large as its input
+            for a in range(0, local.shape[0], rows):
+                np.put_along_axis(inv[a:a + rows], local[a:a + rows], values, axis=1)
             local = inv
             mask = _gather_cols(mask, local)
         return BlockMap(self.n, self.L, src, local, mask)

@@ -2,7 +2,7 @@
 
 The file keeps every image's original bytes (no re-encoding), so a decoded pack equals the decoded tree.
 One file travels where tens of thousands of small files do not (copying to a training machine), and it
-needs only numpy and patchcrypt's image decoding (Pillow, libjpeg-turbo) to read: no pickle.
+needs only numpy and Pillow to read: no pickle, no other package.
 
 Arrays in the file:
 
@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import io
 import os
+import re
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Dict, Optional, Sequence, Union
@@ -30,7 +31,7 @@ from typing import Dict, Optional, Sequence, Union
 import numpy as np
 
 from ..atomic import atomic_write
-from ..codec import decode_image
+from ..codec import check_pixels, max_pixels
 from ..errors import PatchcryptError
 from .imageset import ImageSet
 from .readers import list_images
@@ -98,18 +99,31 @@ def _open(path: Path):
 
 
 def _decode_rgb(blob: bytes, name: str, limit: Optional[int] = None) -> np.ndarray:
-    """One packed file as RGB uint8 (H, W, 3); its header's size is checked before any pixel is decoded:
-    against ``limit`` pixels (the first image's size) when given, else against the pixel limit
-    (:func:`~patchcrypt.codec.max_pixels`)."""
-    return decode_image(blob, "RGB", name, limit=limit)
+    """One packed file as RGB uint8 (H, W, 3), with Pillow only (a training machine may have nothing else).
+
+    The size its header declares is checked before any pixel is decoded: against ``limit`` pixels (the
+    first image's size) when given, else against :func:`~patchcrypt.codec.max_pixels`.
+    """
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(io.BytesIO(blob)) as im:  # lazy: reads the header only
+            check_pixels(im.size[1], im.size[0], name, limit)
+            return np.asarray(im.convert("RGB"), dtype=np.uint8)
+    except Image.DecompressionBombError as exc:  # Pillow refuses in open() what is far over its own limit
+        declared = re.search(r"\((\d+) pixels\)", str(exc))
+        size = f"{int(declared.group(1)):,} pixels" if declared else "more pixels than Pillow allows"
+        raise PatchcryptError(f"{name}: image declares {size}, over the limit of {max_pixels():,}; refused "
+                              "before decoding") from None
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+        raise PatchcryptError(f"{name}: not a readable image ({str(exc).splitlines()[0] if str(exc) else exc})") from None
 
 
 def read_pack(path: PathLike, splits: Optional[Sequence[str]] = None, workers: Optional[int] = None) -> Dict[str, ImageSet]:
     """Decode a pack into one :class:`ImageSet` per split (RGB, uint8 (N, H, W, 3)).
 
-    Decoding uses libjpeg-turbo (as :func:`~patchcrypt.codec.decode_image`, so a pack decodes exactly as its
-    tree), in ``workers`` threads (default: up to 8 of the CPUs this process may use). Every image's header is
-    read before its pixels: the first may declare at most :func:`~patchcrypt.codec.max_pixels` pixels
+    Decoding uses Pillow only (libjpeg-turbo), in ``workers`` threads (default: up to 8 of the CPUs this
+    process may use). Every image's header is read before its pixels: the first may declare at most :func:`~patchcrypt.codec.max_pixels` pixels
     (``$PATCHCRYPT_MAX_PIXELS``), every other one no more than the first; a larger one is refused.
     """
     path = Path(path)
