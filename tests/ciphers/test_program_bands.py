@@ -51,3 +51,17 @@ def test_cache_keeps_large_tables_of_one_shape_only():
     for side in (256, 272, 288):
         cipher.encrypt(np.zeros((1, side, side, 3), np.uint8))
     assert len(cipher._programs) == 1
+
+
+@pytest.mark.parametrize("m", [3, 6, 8, 255])
+def test_banded_integer_draws_equal_the_stream_s(m, monkeypatch):
+    from patchcrypt.ciphers import steps
+
+    size = 5000
+    ref = KEY.stream(("draw", m))
+    want = ref.integers(m, size)
+    monkeypatch.setattr(steps, "_DRAW_BAND", 300)
+    got_stream = KEY.stream(("draw", m))
+    got = steps._integers(got_stream, m, size)
+    assert np.array_equal(got, want)
+    assert got_stream.read(16) == ref.read(16)  # the stream is left at the same place

@@ -185,7 +185,7 @@ class Cipher:
             if self.spec.unit == "nibble" and step.symbol != "LE":
                 step_map = step_map.lift_to_nibbles()
             total = step_map if total is None else total.then(step_map)
-            del step_map
+            del step_map, stream  # a per-value step's stream is as large as the image
         if total is None:
             total = BlockMap(geo.n, geo.L * (2 if self.spec.unit == "nibble" else 1))
         return total

@@ -85,6 +85,32 @@ def _row_permutations(stream: KeyStream, count: int, n: int) -> np.ndarray:
     return out
 
 
+def _integers(stream: KeyStream, m: int, size: int) -> np.ndarray:
+    """``stream.integers(m, size)`` for m ≤ 256 as uint8, drawn and filtered a band of words at a time.
+
+    The same words are read in the same order and accepted by the same rule, so the values are the same;
+    a per-pixel draw on a 40 MP image then costs one byte per value instead of several int64 copies.
+    """
+    if size <= _DRAW_BAND or m == 1 or m > 256:
+        return stream.integers(m, size)
+    limit = (1 << 64) - ((1 << 64) % m)
+    out = np.empty(size, dtype=np.uint8)
+    got = 0
+    while got < size:  # KeyStream.integers: draw (missing + 8) words, keep those under the limit
+        want = max(size - got, 1) + 8
+        for a in range(0, want, _DRAW_BAND):
+            w = stream.words(min(_DRAW_BAND, want - a))
+            if limit < (1 << 64):
+                w = w[w < np.uint64(limit)]
+            take = min(w.size, size - got)
+            out[got:got + take] = w[:take] % np.uint64(m)
+            got += take
+    return out
+
+
+_DRAW_BAND = 1 << 20
+
+
 def block_scramble(stream: KeyStream, geo: Geometry) -> BlockMap:
     """BS: output block i is input block π[i]."""
     return BlockMap(geo.n, geo.L, src=stream.permutation(geo.n))
@@ -92,7 +118,7 @@ def block_scramble(stream: KeyStream, geo: Geometry) -> BlockMap:
 
 def rotate_flip(stream: KeyStream, geo: Geometry, shared: bool = False) -> BlockMap:
     """RF: each block (or all blocks, when ``shared``) gets one of the 8 dihedral states."""
-    states = stream.integers(8, 1 if shared else geo.n)
+    states = _integers(stream, 8, 1 if shared else geo.n)
     return BlockMap(geo.n, geo.L, local=_local(dihedral_tables(geo.m, geo.c), geo.L)[states])
 
 
@@ -119,7 +145,7 @@ def colour_shuffle(stream: KeyStream, geo: Geometry, shared: bool = False) -> Bl
     """CS: each block (or all blocks, when ``shared``) gets one of the 6 orders of its 3 channels."""
     if geo.c != 3:
         raise PatchcryptError(f"colour shuffling needs 3 channels, the images have {geo.c}")
-    orders = stream.integers(6, 1 if shared else geo.n)
+    orders = _integers(stream, 6, 1 if shared else geo.n)
     return BlockMap(geo.n, geo.L, local=_local(colour_tables(geo.m), geo.L)[orders])
 
 
