@@ -30,7 +30,8 @@ from typing import Callable, Dict, List, Optional, Tuple
 import numpy as np
 
 from .ciphers import create_cipher
-from .codec import IMAGE_SUFFIXES, decode_image, image_bytes, image_size, max_pixels, resize_image  # noqa: F401 - resize_image re-exported
+from .codec import (IMAGE_SUFFIXES, check_pixels, decode_image, image_bytes, image_size, max_pixels,  # noqa: F401
+                    resize_image)  # resize_image is re-exported
 from .data.manifest import (MANIFEST_FORMAT, MANIFEST_MAX_BYTES, MANIFEST_NAME, MANIFEST_VERSION, read_manifest,
                             validate_manifest)
 from .data.readers import has_splits
@@ -427,10 +428,12 @@ def decrypt_tree(src: Path, dst: Path, key: Key, scheme: Optional[str] = None, f
                 changed += [r for r, dg in zip(chunk, digests) if files_meta[r]["sha256"] != dg]
                 if changed:  # keep checking the rest so the error names every one; decode nothing more
                     continue
-            for r, data in zip(chunk, datas):  # header only: a file larger than the manifest says is not decoded
-                _check_file_shape(cipher, manifest, files_meta.get(r, {}), data, root / r)
+            # header only: a file of another size than the manifest says is refused, never decoded
+            limits = [_check_file_shape(cipher, manifest, files_meta.get(r, {}), d, root / r)
+                      for r, d in zip(chunk, datas)]
             images = list(pool.map(lambda p: decode_image(p[1], "L" if cipher.spec.composite else None,
-                                                          str(root / p[0]), upsampling), zip(chunk, datas)))
+                                                          str(root / p[0]), upsampling, limit=p[2]),
+                                   zip(chunk, datas, limits)))
             del datas
             outputs = []
             for r, img in zip(chunk, images):
@@ -455,18 +458,25 @@ def decrypt_tree(src: Path, dst: Path, key: Key, scheme: Optional[str] = None, f
     return n
 
 
-def _check_file_shape(cipher, manifest: Dict, meta: Dict, data: bytes, name: Path) -> None:
+def _check_file_shape(cipher, manifest: Dict, meta: Dict, data: bytes, name: Path) -> Optional[int]:
     """Refuse a file whose header declares another size than the manifest's ``image_shape`` (or its own
-    ``orig_shape`` under ``--pad``) gives for an encrypted image, before any pixel is decoded."""
+    ``orig_shape`` under ``--pad``) gives for an encrypted image, before any pixel is decoded.
+
+    Returns the pixel count to allow when decoding it (an etc-gray composite has more pixels than its plain
+    image, which is what the pixel limit applies to), or None when the manifest records no size.
+    """
     plain = meta.get("orig_shape") or manifest.get("image_shape")
     if not plain:
-        return  # images of several sizes and no padding: only the pixel limit applies
-    ph, pw = cipher.padded_size(int(plain[0]), int(plain[1]))
+        return None  # images of several sizes and no padding: only the pixel limit applies
+    h0, w0 = int(plain[0]), int(plain[1])
+    check_pixels(h0, w0, f"{name} (size in its manifest)")
+    ph, pw = cipher.padded_size(h0, w0)
     want = cipher.encrypted_shape(ph, pw, int(manifest["image_shape"][2]) if manifest.get("image_shape") else 3)
     h, w = image_size(data, str(name))
     if (h, w) != tuple(want[:2]):
         raise PatchcryptError(f"{name}: the file is {w}x{h} pixels, its manifest says {want[1]}x{want[0]}; "
                               "nothing was decrypted")
+    return h * w
 
 
 def _decrypt_batch(cipher, items, per_image: bool) -> List[np.ndarray]:

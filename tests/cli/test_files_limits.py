@@ -126,3 +126,20 @@ def test_force_onto_a_symlink_leaves_no_old_link(tmp_path, key, capsys):
     assert leftovers == []
     assert (link / "patchcrypt.json").is_file() and not link.is_symlink()
     assert (real / "patchcrypt.json").is_file()  # the link's target is left as it was
+
+
+def test_etc_gray_composite_larger_than_the_limit_decrypts(tmp_path, key, capsys, monkeypatch):
+    """An etc-gray ciphertext (4:2:0 composite) has 1.5x the pixels of its plain image; the pixel limit
+    applies to the plain image the manifest records, so what encrypt accepted, decrypt takes back."""
+    src = tmp_path / "plain"
+    src.mkdir()
+    write_image(src / "a.png", np.random.default_rng(0).integers(0, 256, (32, 32, 3), dtype=np.uint8))
+    monkeypatch.setenv("PATCHCRYPT_MAX_PIXELS", "1100")  # 32x32 = 1024 plain, 32x48 = 1536 composite
+    enc, dec = tmp_path / "enc", tmp_path / "dec"
+    assert run(capsys, "encrypt", src, enc, "--key", key, "--scheme", "etc-gray", "--block-size", 8)[0] == 0
+    code, _, err = run(capsys, "decrypt", enc, dec, "--key", key)
+    assert code == 0, err
+    assert (dec / "a.png").is_file()
+    monkeypatch.setenv("PATCHCRYPT_MAX_PIXELS", "1000")  # a manifest declaring more than the limit: refused
+    code, _, err = run(capsys, "decrypt", enc, tmp_path / "dec2", "--key", key)
+    one_line_error(code, err, "size in its manifest")
