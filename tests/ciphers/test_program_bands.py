@@ -65,3 +65,16 @@ def test_banded_integer_draws_equal_the_stream_s(m, monkeypatch):
     got = steps._integers(got_stream, m, size)
     assert np.array_equal(got, want)
     assert got_stream.read(16) == ref.read(16)  # the stream is left at the same place
+
+
+@pytest.mark.parametrize("subsampling", ["420", "444"])
+def test_etc_gray_colour_conversion_in_row_bands_is_exact(subsampling, monkeypatch):
+    from patchcrypt.ciphers.etc_gray import EtcGrayCipher
+
+    x = np.random.default_rng(5).integers(0, 256, (2, 96, 64, 3), dtype=np.uint8)
+    whole = create_cipher("etc-gray", KEY, block_size=8, subsampling=subsampling)
+    y, z = whole.encrypt(x), whole.decrypt(whole.encrypt(x))
+    monkeypatch.setattr(EtcGrayCipher, "_ROWS", 16)
+    banded = create_cipher("etc-gray", KEY, block_size=8, subsampling=subsampling)
+    assert np.array_equal(banded.encrypt(x), y)
+    assert np.array_equal(banded.decrypt(y), z)
