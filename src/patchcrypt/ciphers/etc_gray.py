@@ -189,7 +189,6 @@ class EtcGrayCipher(Cipher):
                 out[:, r:r1] = convert(_composite_rows(batch, r, r1, w, h, half), False)
         return out
 
-
     def _pad_unit(self) -> int:
         return self._unit
 
