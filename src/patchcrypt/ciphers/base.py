@@ -216,6 +216,9 @@ class Cipher:
         one per size."""
         while len(self._programs) > self._CACHE:
             self._programs.popitem(last=False)
+        newest = next(reversed(self._programs.values()))
+        if int(np.prod(newest.shape_in)) < 1 << 18:  # small images: the count bounds it (32 x a few MB)
+            return
         while len(self._programs) > 1 and sum(p.nbytes for p in self._programs.values()) > self._CACHE_BYTES:
             self._programs.popitem(last=False)
 
