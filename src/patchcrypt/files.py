@@ -9,9 +9,9 @@ the destination only when complete, so a failed or interrupted run leaves the de
 
 ``--force`` replaces only a previous patchcrypt output: a folder whose ``patchcrypt.json`` (or the marker
 ``decrypt`` writes) parses and which holds no file it does not list; never the source or a folder
-containing it, the current folder, the home folder or a folder above them. ``decrypt`` checks every file against the manifest's digests and refuses, naming them,
-files that do not belong to the tree, and reads every file's size from its header against the manifest
-before decoding it.
+containing it, the current folder, the home folder or a folder above them. ``decrypt`` checks every file
+against the manifest's digests and refuses, naming them, files that do not belong to the tree, and reads
+every file's size from its header against the manifest before decoding it.
 """
 
 from __future__ import annotations
