@@ -8,6 +8,11 @@ Every keyed step of every scheme is a map y[i] = x[g[i]] XOR m[i] on a flat arra
 so a whole scheme compiles once per (key, image shape) into a single :class:`Program`, and encrypting a
 batch is one vectorised gather and one XOR. Decryption is again a gather and an XOR:
 x = y[g⁻¹] XOR m[g⁻¹].
+
+Memory: steps are composed in their compact block form (:class:`BlockMap`: a block order, in-block
+permutations and masks; a few kilobytes for a shared-key scheme, a few bytes per value for a per-block
+one). Small images get one cached int32 table per shape; large ones get the table of each band of block
+rows just before its gather, so no table of the whole image exists (docs/limits-memory.md).
 """
 
 from __future__ import annotations
@@ -30,10 +35,6 @@ class Map:
     g: np.ndarray
     m: np.ndarray
 
-    @staticmethod
-    def identity(size: int) -> "Map":
-        return Map(np.arange(size, dtype=np.int64), np.zeros(size, dtype=np.uint8))
-
     def then(self, other: "Map") -> "Map":
         """The map that applies ``self`` first and ``other`` second."""
         return Map(self.g[other.g], self.m[other.g] ^ other.m)
@@ -42,30 +43,6 @@ class Map:
         inv = np.empty_like(self.g)
         inv[self.g] = np.arange(self.g.size, dtype=self.g.dtype)
         return Map(inv, self.m[inv])
-
-    def lift_to_nibbles(self) -> "Map":
-        """The same byte map acting on the (upper, lower) 4-bit halves of every byte."""
-        g = np.empty(2 * self.g.size, dtype=np.int64)
-        g[0::2] = 2 * self.g
-        g[1::2] = 2 * self.g + 1
-        m = np.empty(2 * self.m.size, dtype=np.uint8)
-        m[0::2] = self.m >> 4
-        m[1::2] = self.m & 15
-        return Map(g, m)
-
-    def relabel(self, positions: np.ndarray) -> "Map":
-        """Move a map defined on block order onto image order.
-
-        ``positions[p]`` is the image index of block-order element p (see blocks.block_layout); the
-        result acts on the flat image: y_img[positions[p]] = x_img[positions[g[p]]] ^ m[p].
-        """
-        positions = positions.reshape(-1)
-        g = np.empty(positions.size, dtype=np.int64)
-        m = np.empty(positions.size, dtype=np.uint8)
-        g[positions] = positions[self.g]
-        m[positions] = self.m
-        return Map(g, m)
-
 
 
 def index_dtype(size: int):
