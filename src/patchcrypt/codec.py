@@ -237,8 +237,9 @@ def _reason(exc: Exception) -> str:
     return text[0] if text else type(exc).__name__
 
 
-def read_image(path: PathLike, mode: Optional[str] = None) -> np.ndarray:
-    """Read an image file to uint8 (H, W, C) (C = 3, or 1 for grayscale files unless ``mode="RGB"``)."""
+def read_image(path: PathLike, mode: Optional[str] = None, limit: Optional[int] = None) -> np.ndarray:
+    """Read an image file to uint8 (H, W, C) (C = 3, or 1 for grayscale files unless ``mode="RGB"``);
+    ``limit``: most pixels its header may declare (default :func:`max_pixels`)."""
     path = Path(path)
     try:
         data = path.read_bytes()
@@ -248,7 +249,7 @@ def read_image(path: PathLike, mode: Optional[str] = None) -> np.ndarray:
         raise PatchcryptError(f"{path}: is a directory, not an image") from None
     except OSError as exc:
         raise PatchcryptError(f"{path}: cannot read ({exc.strerror or exc})") from None
-    return decode_image(data, mode, name=str(path))
+    return decode_image(data, mode, name=str(path), limit=limit)
 
 
 def image_bytes(img: np.ndarray, fmt: str = "png", quality: int = 90,
@@ -270,16 +271,28 @@ def encode_png(img: np.ndarray, level: int = 1) -> bytes:
     if img.dtype != np.uint8 or img.ndim != 3 or img.shape[2] not in (1, 3):
         raise PatchcryptError(f"PNG needs uint8 (H, W, 3) or (H, W, 1), got {img.dtype} {img.shape}")
     h, w, c = img.shape
-    raw = np.empty((h, 1 + w * c), dtype=np.uint8)
-    raw[:, 0] = 0  # filter type "none" on every row
-    raw[:, 1:] = img.reshape(h, w * c)
+    # compressed a band of rows at a time, CRC updated as it goes: a 40 MP image costs its compressed size
+    # twice (parts, then the file), not five copies of its raw rows
+    comp = zlib.compressobj(level)
+    parts = []
+    rows = max(1, (1 << 20) // (1 + w * c))
+    for a in range(0, h, rows):
+        band = np.empty((min(rows, h - a), 1 + w * c), dtype=np.uint8)
+        band[:, 0] = 0  # filter type "none" on every row
+        band[:, 1:] = img[a:a + rows].reshape(-1, w * c)
+        parts.append(comp.compress(band))
+    parts.append(comp.flush())
+    crc = zlib.crc32(b"IDAT")
+    for part in parts:
+        crc = zlib.crc32(part, crc)
 
     def chunk(tag: bytes, body: bytes) -> bytes:
         return struct.pack(">I", len(body)) + tag + body + struct.pack(">I", zlib.crc32(tag + body))
 
     header = struct.pack(">IIBBBBB", w, h, 8, 2 if c == 3 else 0, 0, 0, 0)
-    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(raw.tobytes(), level))
-            + chunk(b"IEND", b""))
+    idat_len = struct.pack(">I", sum(len(p) for p in parts))
+    return b"".join([b"\x89PNG\r\n\x1a\n", chunk(b"IHDR", header), idat_len, b"IDAT", *parts,
+                     struct.pack(">I", crc), chunk(b"IEND", b"")])
 
 
 def resize_image(img: np.ndarray, size: Tuple[int, int], method: str = "bicubic") -> np.ndarray:

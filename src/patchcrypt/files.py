@@ -7,10 +7,11 @@ never the key). Everything is written into a temporary sibling folder ``.DST.PID
 the destination only when complete, so a failed or interrupted run leaves the destination as it was; a
 ``.partial`` folder left by a killed run is removed by the next run into the same destination.
 
-``--force`` replaces only a previous patchcrypt output (a folder holding ``patchcrypt.json``, or the marker
-``decrypt`` writes), never the source or a folder containing it, the current folder, the home folder or a
-folder above them. ``decrypt`` checks every file against the manifest's digests and refuses, naming them,
-files that do not belong to the tree.
+``--force`` replaces only a previous patchcrypt output: a folder whose ``patchcrypt.json`` (or the marker
+``decrypt`` writes) parses and which holds no file it does not list; never the source or a folder
+containing it, the current folder, the home folder or a folder above them. ``decrypt`` checks every file
+against the manifest's digests and refuses, naming them, files that do not belong to the tree, and reads
+every file's size from its header against the manifest before decoding it.
 """
 
 from __future__ import annotations
@@ -29,8 +30,10 @@ from typing import Callable, Dict, List, Optional, Tuple
 import numpy as np
 
 from .ciphers import create_cipher
-from .codec import IMAGE_SUFFIXES, decode_image, image_bytes, resize_image  # noqa: F401 - resize_image re-exported
-from .data.manifest import MANIFEST_FORMAT, MANIFEST_NAME, MANIFEST_VERSION, read_manifest
+from .codec import (IMAGE_SUFFIXES, check_pixels, decode_image, image_bytes, image_size, max_pixels,  # noqa: F401
+                    resize_image)  # resize_image is re-exported
+from .data.manifest import (MANIFEST_FORMAT, MANIFEST_MAX_BYTES, MANIFEST_NAME, MANIFEST_VERSION, read_manifest,
+                            validate_manifest)
 from .data.readers import has_splits
 from .errors import PatchcryptError
 from .keys import Key
@@ -124,9 +127,72 @@ def _check_replaceable(dst: Path, d: Path) -> None:
     if any(d == g or d in g.parents for g in guarded):
         raise PatchcryptError(f"--force never replaces {dst}: it is the current folder, the home folder or a "
                               "folder above them")
-    if not ((d / MANIFEST_NAME).is_file() or (d / DECRYPTED_MARKER).is_file()):
-        raise PatchcryptError(f"--force only replaces a previous patchcrypt output; {dst} has no "
-                              f"{MANIFEST_NAME} (remove it yourself if it should go)")
+    problem = _not_our_output(d)
+    if problem:
+        raise PatchcryptError(f"--force only replaces a previous patchcrypt output; {dst} {problem} (remove it "
+                              "yourself if it should go)")
+
+
+def _tree_entries(d: Path) -> List[str]:
+    """Every file (and every symlink, also to a folder) under ``d``, as relative POSIX paths."""
+    found = []
+    for dirpath, dirnames, filenames in os.walk(d):
+        base = Path(dirpath).relative_to(d)
+        found += [(base / f).as_posix() for f in filenames]
+        found += [(base / x).as_posix() for x in dirnames if (Path(dirpath) / x).is_symlink()]
+    return found
+
+
+def _read_json(path: Path) -> Optional[object]:
+    try:
+        if path.stat().st_size > MANIFEST_MAX_BYTES:
+            return None
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+
+
+def _listed_files(d: Path, present: List[str]) -> Tuple[Optional[set], str]:
+    """The files a previous output in ``d`` says it wrote, or (None, why it is not one of ours)."""
+    if MANIFEST_NAME in present:
+        data = _read_json(d / MANIFEST_NAME)
+        if not isinstance(data, dict) or data.get("format") != MANIFEST_FORMAT:
+            return None, f"has a {MANIFEST_NAME} that is not a patchcrypt manifest"
+        try:
+            validate_manifest(data, MANIFEST_NAME)
+        except PatchcryptError as exc:
+            return None, f"has a {MANIFEST_NAME} that does not parse ({exc})"
+        if data.get("version", 1) >= 2:
+            return set(data.get("files") or {}) | {MANIFEST_NAME}, ""
+        suffix = ".jpg" if data.get("file_format") == "jpeg" else ".png"  # version 1 listed no files
+        return {r for r in present if r.endswith(suffix)} | {MANIFEST_NAME}, ""
+    if DECRYPTED_MARKER in present:
+        data = _read_json(d / DECRYPTED_MARKER)
+        if not isinstance(data, dict) or data.get("format") != "patchcrypt-decrypted":
+            return None, f"has a {DECRYPTED_MARKER} that is not one patchcrypt wrote"
+        files = data.get("files")
+        if isinstance(files, list) and all(isinstance(f, str) for f in files):
+            return set(files) | {DECRYPTED_MARKER}, ""
+        count = data.get("file_count")  # markers before file lists: only its count of PNG files
+        pngs = {r for r in present if r.endswith(".png")}
+        if isinstance(count, int) and not isinstance(count, bool) and count == len(pngs):
+            return pngs | {DECRYPTED_MARKER}, ""
+        return None, f"has a {DECRYPTED_MARKER} that does not list the files beside it"
+    return None, f"has no {MANIFEST_NAME}"
+
+
+def _not_our_output(d: Path) -> Optional[str]:
+    """None when ``d`` is a previous encrypt or decrypt output holding only the files it lists (plus its
+    manifest); else why not, naming files it does not list."""
+    present = _tree_entries(d)
+    listed, why = _listed_files(d, present)
+    if listed is None:
+        return why
+    extra = sorted(set(present) - listed)
+    if extra:
+        shown = ", ".join(extra[:5]) + (f" and {len(extra) - 5} more" if len(extra) > 5 else "")
+        return f"holds {len(extra)} file(s) its manifest does not list: {shown}"
+    return None
 
 
 class _Staging:
@@ -164,7 +230,10 @@ class _Staging:
                 os.replace(self.dst, old)
             os.replace(self.tmp, self.dst)
             if old is not None:
-                shutil.rmtree(old, ignore_errors=True)
+                if old.is_symlink():  # --force onto a symlink replaced the link; its target stays as it was
+                    old.unlink()
+                else:
+                    shutil.rmtree(old, ignore_errors=True)
         except OSError as exc:
             shutil.rmtree(self.tmp, ignore_errors=True)
             raise PatchcryptError(f"cannot move the output into place ({exc.strerror or exc})") from None
@@ -216,6 +285,14 @@ def _write(path: Path, data: bytes) -> None:
         f.write(data)
 
 
+def _check_padded(cipher, shape: tuple, name: Path) -> None:
+    """Refuse an image that ``--pad`` would grow past the pixel limit (1×40,000,000 pads to 16×40,000,000)."""
+    h, w = cipher.padded_size(shape[0], shape[1])
+    if (h, w) != tuple(shape[:2]) and h * w > max_pixels():
+        raise PatchcryptError(f"{name}: --pad would make it {w}x{h} = {h * w:,} pixels, over the limit of "
+                              f"{max_pixels():,}; resize it first (--resize) or raise --max-pixels if trusted")
+
+
 def _sub_batches(idx: List[int], per_image: bool) -> List[List[int]]:
     if not per_image:
         return [idx]
@@ -251,8 +328,10 @@ def encrypt_tree(src: Path, dst: Path, key: Key, scheme: str, block_size: int, f
                 groups.setdefault(img.shape, []).append(i)
             outputs: List[Optional[np.ndarray]] = [None] * len(chunk)
             for shape, group in groups.items():
+                _check_padded(cipher, shape, root / chunk[group[0]])
                 for idx in _sub_batches(group, per_image):
-                    batch = np.stack([images[i] for i in idx])
+                    # one image: a view, not a copy (a 40 MP image is 120 MB)
+                    batch = images[idx[0]][None] if len(idx) == 1 else np.stack([images[i] for i in idx])
                     nonces = cipher.new_nonces(len(idx)) if per_image else None
                     try:
                         enc = cipher.encrypt(batch, nonces)
@@ -349,8 +428,12 @@ def decrypt_tree(src: Path, dst: Path, key: Key, scheme: Optional[str] = None, f
                 changed += [r for r, dg in zip(chunk, digests) if files_meta[r]["sha256"] != dg]
                 if changed:  # keep checking the rest so the error names every one; decode nothing more
                     continue
+            # header only: a file of another size than the manifest says is refused, never decoded
+            limits = [_check_file_shape(cipher, manifest, files_meta.get(r, {}), d, root / r)
+                      for r, d in zip(chunk, datas)]
             images = list(pool.map(lambda p: decode_image(p[1], "L" if cipher.spec.composite else None,
-                                                          str(root / p[0]), upsampling), zip(chunk, datas)))
+                                                          str(root / p[0]), upsampling, limit=p[2]),
+                                   zip(chunk, datas, limits)))
             del datas
             outputs = []
             for r, img in zip(chunk, images):
@@ -371,8 +454,29 @@ def decrypt_tree(src: Path, dst: Path, key: Key, scheme: Optional[str] = None, f
         if changed:
             _refuse_foreign(root, changed, "changed since encryption: digest differs")
         (tmp / DECRYPTED_MARKER).write_text(json.dumps({"format": "patchcrypt-decrypted", "file_count": n,
-                                                        "key_fingerprint": key.fingerprint}))
+                                                        "key_fingerprint": key.fingerprint, "files": out_rels}))
     return n
+
+
+def _check_file_shape(cipher, manifest: Dict, meta: Dict, data: bytes, name: Path) -> Optional[int]:
+    """Refuse a file whose header declares another size than the manifest's ``image_shape`` (or its own
+    ``orig_shape`` under ``--pad``) gives for an encrypted image, before any pixel is decoded.
+
+    Returns the pixel count to allow when decoding it (an etc-gray composite has more pixels than its plain
+    image, which is what the pixel limit applies to), or None when the manifest records no size.
+    """
+    plain = meta.get("orig_shape") or manifest.get("image_shape")
+    if not plain:
+        return None  # images of several sizes and no padding: only the pixel limit applies
+    h0, w0 = int(plain[0]), int(plain[1])
+    check_pixels(h0, w0, f"{name} (size in its manifest)")
+    ph, pw = cipher.padded_size(h0, w0)
+    want = cipher.encrypted_shape(ph, pw, int(manifest["image_shape"][2]) if manifest.get("image_shape") else 3)
+    h, w = image_size(data, str(name))
+    if (h, w) != tuple(want[:2]):
+        raise PatchcryptError(f"{name}: the file is {w}x{h} pixels, its manifest says {want[1]}x{want[0]}; "
+                              "nothing was decrypted")
+    return h * w
 
 
 def _decrypt_batch(cipher, items, per_image: bool) -> List[np.ndarray]:
@@ -382,7 +486,7 @@ def _decrypt_batch(cipher, items, per_image: bool) -> List[np.ndarray]:
         groups.setdefault((img.shape, crop), []).append(i)
     for (shape, crop), group in groups.items():
         for idx in _sub_batches(group, per_image):
-            batch = np.stack([items[i][1] for i in idx])
+            batch = items[idx[0]][1][None] if len(idx) == 1 else np.stack([items[i][1] for i in idx])
             nonces = [items[i][2][0] for i in idx] if per_image else None
             try:
                 dec = cipher.decrypt(batch, nonces, crop=crop)

@@ -159,16 +159,19 @@ def test_destination_inside_source_and_populated(tree, key, tmp_path, capsys):
     assert (dst / "keep.txt").read_text() == "mine"
     previous = tmp_path / "previous"
     assert run(capsys, *encrypt_args(tree, previous, key))[0] == 0
-    (previous / "keep.txt").write_text("stale")
     assert run(capsys, *encrypt_args(tree, previous, key, "block-pixel", 4, "--force"))[0] == 0
-    assert not (previous / "keep.txt").exists() and (previous / "patchcrypt.json").is_file()
+    assert (previous / "patchcrypt.json").is_file()
+    # a file the manifest does not list makes it no longer only our output (issue 19, item 9)
+    (previous / "keep.txt").write_text("added later")
+    code, _, err = run(capsys, *encrypt_args(tree, previous, key, "block-pixel", 4, "--force"))
+    assert_one_line_error(code, err, "does not list: keep.txt")
+    assert (previous / "keep.txt").read_text() == "added later"
 
 
 def test_disk_write_failure_leaves_destination(tree, key, tmp_path, capsys, monkeypatch):
     dst = tmp_path / "dst"
-    dst.mkdir()
-    (dst / "old.txt").write_text("old")
-    (dst / "patchcrypt.json").write_text("{}")  # a previous output: --force may replace it
+    assert run(capsys, *encrypt_args(tree, dst, key))[0] == 0  # a previous output: --force may replace it
+    before = sorted((p.relative_to(dst), p.read_bytes()) for p in dst.rglob("*") if p.is_file())
     import patchcrypt.files as files
 
     def full_disk(path, data):
@@ -177,7 +180,7 @@ def test_disk_write_failure_leaves_destination(tree, key, tmp_path, capsys, monk
     monkeypatch.setattr(files, "_write", full_disk)
     code, _, err = run(capsys, *encrypt_args(tree, dst, key, "block-pixel", 4, "--force"))
     assert_one_line_error(code, err, "No space left")
-    assert sorted(p.name for p in dst.iterdir()) == ["old.txt", "patchcrypt.json"]
+    assert sorted((p.relative_to(dst), p.read_bytes()) for p in dst.rglob("*") if p.is_file()) == before
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".dst")]
     blocker = tmp_path / "a-file"
     blocker.write_text("x")

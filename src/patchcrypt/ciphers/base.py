@@ -9,10 +9,10 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from ..blocks import block_layout, check_geometry
+from ..blocks import check_geometry
 from ..errors import PatchcryptError
 from ..keys import Key
-from .program import Map, Program, apply_many
+from .program import BlockMap, Map, Program, apply_many
 from .steps import STEP_FUNCTIONS, Geometry, effective_key_space_log10, transformations_log10
 
 NONCE_BYTES = 16
@@ -99,6 +99,7 @@ class Cipher:
     """
 
     _CACHE = 32
+    _CACHE_BYTES = 256 << 20
 
     def __init__(self, spec: SchemeSpec, key: Key, block_size: int, per_image: bool = False,
                  pad: bool = False):
@@ -153,6 +154,13 @@ class Cipher:
         """log10 of the effective key space: the transformation count, capped by the 256-bit key (77.06)."""
         return effective_key_space_log10(self.transformations_log10(height, width, channels))
 
+    def padded_size(self, height: int, width: int) -> Tuple[int, int]:
+        """(H, W) an image of ``height``×``width`` is encrypted at: rounded up to the block grid under ``pad``."""
+        if not self.pad:
+            return height, width
+        u = self._pad_unit()
+        return height + (-height) % u, width + (-width) % u
+
     def encrypted_shape(self, height: int, width: int, channels: int) -> Tuple[int, int, int]:
         return (height, width, channels)
 
@@ -165,21 +173,26 @@ class Cipher:
     def _label(self, symbol: str, shape: Tuple[int, int, int]) -> tuple:
         return ("scheme", self.name, "step", symbol, "block", self._block(), "shape", *shape)
 
-    def _compile_map(self, shape: Tuple[int, int, int], nonce: bytes) -> Map:
+    def _compile_blocks(self, shape: Tuple[int, int, int], nonce: bytes) -> BlockMap:
+        """Every step of the scheme composed into one compact block map (block order)."""
         h, w, c = shape
         geo = self._geometry(h, w, c)
-        total = Map.identity(geo.n * geo.L * (2 if self.spec.unit == "nibble" else 1))
+        total: Optional[BlockMap] = None
         for step in self.spec.steps:
             stream = self.key.stream(self._label(step.symbol, shape), nonce)
             fn = STEP_FUNCTIONS[step.symbol]
             step_map = fn(stream, geo, shared=step.shared) if "shared" in fn.__code__.co_varnames else fn(stream, geo)
             if self.spec.unit == "nibble" and step.symbol != "LE":
                 step_map = step_map.lift_to_nibbles()
-            total = total.then(step_map)
-        positions = block_layout(h, w, c, geo.m)
-        if self.spec.unit == "nibble":
-            positions = np.stack((2 * positions, 2 * positions + 1), axis=-1)
-        return total.relabel(positions)
+            total = step_map if total is None else total.then(step_map)
+            del step_map, stream  # a per-value step's stream is as large as the image
+        if total is None:
+            total = BlockMap(geo.n, geo.L * (2 if self.spec.unit == "nibble" else 1))
+        return total
+
+    def _compile_map(self, shape: Tuple[int, int, int], nonce: bytes) -> Map:
+        """The scheme as one flat map in image (H, W, C) order (see :meth:`program`)."""
+        return self.program(shape, nonce).map
 
     def program(self, shape: Tuple[int, int, int], nonce: bytes = b"") -> Program:
         """The compiled map for plain images of ``shape`` = (H, W, C) (cached)."""
@@ -190,13 +203,24 @@ class Cipher:
         k = (shape, nonce)
         prog = self._programs.get(k)
         if prog is None:
-            prog = Program(self._compile_map(shape, nonce), self.spec.unit, shape)
+            prog = Program.from_blocks(self._compile_blocks(shape, nonce), self.spec.unit, shape, self._block())
             self._programs[k] = prog
-            if len(self._programs) > self._CACHE:
-                self._programs.popitem(last=False)
+            self._trim_cache()
         else:
             self._programs.move_to_end(k)
         return prog
+
+    def _trim_cache(self) -> None:
+        """Keep at most ``_CACHE`` programs and, beyond the newest, at most ``_CACHE_BYTES`` of tables: a large
+        image's tables are several bytes per value, and a tree of large images of many sizes must not keep
+        one per size."""
+        while len(self._programs) > self._CACHE:
+            self._programs.popitem(last=False)
+        newest = next(reversed(self._programs.values()))
+        if int(np.prod(newest.shape_in)) < 1 << 18:  # small images: the count bounds it (32 x a few MB)
+            return
+        while len(self._programs) > 1 and sum(p.nbytes for p in self._programs.values()) > self._CACHE_BYTES:
+            self._programs.popitem(last=False)
 
     # -- nonces ----------------------------------------------------------------------------------------
     @staticmethod

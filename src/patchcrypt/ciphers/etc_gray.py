@@ -158,14 +158,36 @@ class EtcGrayCipher(Cipher):
                 kind = "colour (3-channel)" if self.color else "grayscale (1-channel)"
                 raise PatchcryptError(f"etc-gray with color={self.color} needs {kind} images, got {c} channel(s)")
             self._check(h, w)
-            comp = self.to_composite(batch, torch_in) if self.color else batch
+            comp = self._banded(self.to_composite, batch, torch_in, h, to_comp=True) if self.color else batch
             hc, wc = self.composite_shape(h, w)
             return super()._apply(comp, "enc", nonces, (hc, wc, 1), torch_in)
         # decrypt: input is the encrypted composite
         if c != 1:
             raise PatchcryptError(f"etc-gray ciphertexts are grayscale, got {c} channels")
         comp = super()._apply(batch, "dec", nonces, (h, w, 1), torch_in)
-        return self.from_composite(comp, torch_in) if self.color else comp
+        return self._banded(self.from_composite, comp, torch_in, h, to_comp=False) if self.color else comp
+
+    # Rows converted at a time on large numpy images: the exact integer conversion works in int64, 8 bytes
+    # per value for each of several intermediates, so a whole 40 MP image would need gigabytes.
+    _ROWS = 256
+
+    def _banded(self, convert, batch, torch_in: bool, h: int, to_comp: bool):
+        """``convert`` (to or from the composite) applied a band of rows at a time on numpy batches; exact,
+        since 4:2:0 chroma pairs rows 2i and 2i + 1 only and the band is even."""
+        if torch_in or h <= self._ROWS:
+            return convert(batch, torch_in)
+        n, _, width = batch.shape[:3]
+        half = self.subsampling == "420"
+        w = width if to_comp else (width * 2 // 3 if half else width // 3)
+        out = np.empty((n, h) + (self.composite_shape(h, w)[1:] + (1,) if to_comp else (w, 3)), np.uint8)
+        for r in range(0, h, self._ROWS):
+            r1 = min(h, r + self._ROWS)
+            if to_comp:
+                part = convert(batch[:, r:r1], False)
+                _put_composite_rows(out, part, r, r1, w, h, half)
+            else:
+                out[:, r:r1] = convert(_composite_rows(batch, r, r1, w, h, half), False)
+        return out
 
     def _pad_unit(self) -> int:
         return self._unit
@@ -185,3 +207,22 @@ class EtcGrayCipher(Cipher):
     def decrypt_components(self, encrypted, nonces=None):
         """Inverse of :meth:`encrypt_components`."""
         return self._components(encrypted, "dec", nonces)
+
+
+def _composite_rows(comp: np.ndarray, r0: int, r1: int, w: int, h: int, half: bool) -> np.ndarray:
+    """The composite of image rows r0..r1 alone (the layout :meth:`EtcGrayCipher.to_composite` gives them)."""
+    if not half:
+        return comp[:, r0:r1]
+    chroma = np.concatenate([comp[:, r0 // 2:r1 // 2, w:], comp[:, h // 2 + r0 // 2:h // 2 + r1 // 2, w:]], 1)
+    return np.concatenate([comp[:, r0:r1, :w], chroma], 2)
+
+
+def _put_composite_rows(out: np.ndarray, part: np.ndarray, r0: int, r1: int, w: int, h: int, half: bool) -> None:
+    """Write the composite of image rows r0..r1 (``part``) into its place in the whole composite ``out``."""
+    if not half:
+        out[:, r0:r1] = part
+        return
+    k = (r1 - r0) // 2
+    out[:, r0:r1, :w] = part[:, :, :w]
+    out[:, r0 // 2:r0 // 2 + k, w:] = part[:, :k, w:]
+    out[:, h // 2 + r0 // 2:h // 2 + r0 // 2 + k, w:] = part[:, k:, w:]

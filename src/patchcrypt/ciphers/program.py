@@ -8,6 +8,11 @@ Every keyed step of every scheme is a map y[i] = x[g[i]] XOR m[i] on a flat arra
 so a whole scheme compiles once per (key, image shape) into a single :class:`Program`, and encrypting a
 batch is one vectorised gather and one XOR. Decryption is again a gather and an XOR:
 x = y[g⁻¹] XOR m[g⁻¹].
+
+Memory: steps are composed in their compact block form (:class:`BlockMap`: a block order, in-block
+permutations and masks; a few kilobytes for a shared-key scheme, a few bytes per value for a per-block
+one). Small images get one cached int32 table per shape; large ones get the table of each band of block
+rows just before its gather, so no table of the whole image exists (docs/limits-memory.md).
 """
 
 from __future__ import annotations
@@ -15,7 +20,7 @@ from __future__ import annotations
 import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Dict, Tuple
+from typing import Dict, Optional, Tuple
 
 import numpy as np
 
@@ -30,10 +35,6 @@ class Map:
     g: np.ndarray
     m: np.ndarray
 
-    @staticmethod
-    def identity(size: int) -> "Map":
-        return Map(np.arange(size, dtype=np.int64), np.zeros(size, dtype=np.uint8))
-
     def then(self, other: "Map") -> "Map":
         """The map that applies ``self`` first and ``other`` second."""
         return Map(self.g[other.g], self.m[other.g] ^ other.m)
@@ -43,28 +44,176 @@ class Map:
         inv[self.g] = np.arange(self.g.size, dtype=self.g.dtype)
         return Map(inv, self.m[inv])
 
-    def lift_to_nibbles(self) -> "Map":
-        """The same byte map acting on the (upper, lower) 4-bit halves of every byte."""
-        g = np.empty(2 * self.g.size, dtype=np.int64)
-        g[0::2] = 2 * self.g
-        g[1::2] = 2 * self.g + 1
-        m = np.empty(2 * self.m.size, dtype=np.uint8)
-        m[0::2] = self.m >> 4
-        m[1::2] = self.m & 15
-        return Map(g, m)
 
-    def relabel(self, positions: np.ndarray) -> "Map":
-        """Move a map defined on block order onto image order.
+def index_dtype(size: int):
+    """The narrowest gather index type for ``size`` elements: int32 below 2^31 (half the memory), else int64."""
+    return np.int32 if size < 2 ** 31 else np.int64
 
-        ``positions[p]`` is the image index of block-order element p (see blocks.block_layout); the
-        result acts on the flat image: y_img[positions[p]] = x_img[positions[g[p]]] ^ m[p].
+
+def local_dtype(length: int):
+    """Index type for positions inside one block of ``length`` elements (int16 for every block we meet)."""
+    return np.int16 if length < 2 ** 15 else np.int32
+
+
+@dataclass(frozen=True)
+class BlockMap:
+    """A map acting block by block, in the compact form every keyed step has (DESIGN §3).
+
+    With the image laid out as n blocks of L elements (block order, see blocks.block_layout),
+    ``y[b, l] = x[src[b], local[b, l]] ^ mask[b, l]``. ``src`` is (n,) int64 or None (blocks stay);
+    ``local`` is (1, L) (one in-block permutation for every block) or (n, L), or None (identity);
+    ``mask`` is (1, L) or (n, L) uint8, or None (all zero). A shared step costs O(n + L) memory, a per-block
+    one n·L small integers (int16), against 8 bytes per value for a flat int64 :class:`Map`.
+    """
+
+    n: int
+    L: int
+    src: Optional[np.ndarray] = None
+    local: Optional[np.ndarray] = None
+    mask: Optional[np.ndarray] = None
+
+    @property
+    def nbytes(self) -> int:
+        return sum(0 if a is None else a.nbytes for a in (self.src, self.local, self.mask))
+
+    def then(self, other: "BlockMap") -> "BlockMap":
+        """The map that applies ``self`` first and ``other`` second (same n and L)."""
+        if (self.n, self.L) != (other.n, other.L):
+            raise ValueError(f"cannot compose block maps of {self.n}x{self.L} and {other.n}x{other.L}")
+        if self.src is None:
+            src = other.src
+        else:
+            src = self.src if other.src is None else self.src[other.src]
+        local = other.local if self.local is None else _gather_cols(_rows(self.local, other.src), other.local)
+        mask = _gather_cols(_rows(self.mask, other.src), other.local)
+        if other.mask is not None:
+            mask = other.mask if mask is None else mask ^ other.mask
+        return BlockMap(self.n, self.L, src, local, mask)
+
+    def lift_to_nibbles(self) -> "BlockMap":
+        """The same byte map acting on the (upper, lower) 4-bit halves of every byte: L → 2L."""
+        local = mask = None
+        if self.local is not None:
+            k = self.local.shape[0]
+            local = np.empty((k, 2 * self.L), dtype=local_dtype(2 * self.L))
+            local[:, 0::2] = 2 * self.local
+            local[:, 1::2] = 2 * self.local + 1
+        if self.mask is not None:
+            mask = np.empty((self.mask.shape[0], 2 * self.L), dtype=np.uint8)
+            mask[:, 0::2] = self.mask >> 4
+            mask[:, 1::2] = self.mask & 15
+        return BlockMap(self.n, 2 * self.L, self.src, local, mask)
+
+    def inverse(self) -> "BlockMap":
+        """x[src[b], local[b, l]] = y[b, l] ^ mask[b, l], read as a map from y to x."""
+        src = rows = None
+        if self.src is not None:
+            src = np.empty_like(self.src)
+            src[self.src] = np.arange(self.n, dtype=self.src.dtype)
+            rows = src  # output block b' of the inverse is input block src[b'] of the forward map
+        local = _rows(self.local, rows)
+        mask = _rows(self.mask, rows)
+        if local is not None:
+            inv = np.empty_like(local)
+            values = np.arange(self.L, dtype=local.dtype)[None, :]
+            rows = max(1, _BAND // self.L)  # put_along_axis builds int64 indices as large as its input
+            for a in range(0, local.shape[0], rows):
+                np.put_along_axis(inv[a:a + rows], local[a:a + rows], values, axis=1)
+            local = inv
+            mask = _gather_cols(mask, local)
+        return BlockMap(self.n, self.L, src, local, mask)
+
+    def is_identity(self) -> bool:
+        return self.src is None and self.local is None and self.mask is None
+
+    def to_image(self, height: int, width: int, channels: int, block: int, unit: int = 1) -> Map:
+        """The flat :class:`Map` in image (H, W, C) order, built a band of blocks at a time.
+
+        ``unit`` is 2 when elements are 4-bit halves (element 2p + h is half h of byte p). Memory: the result
+        (one int32 index and one mask byte per element) plus a band of about a million elements, never an
+        int64 array of the whole image.
         """
-        positions = positions.reshape(-1)
-        g = np.empty(positions.size, dtype=np.int64)
-        m = np.empty(positions.size, dtype=np.uint8)
-        g[positions] = positions[self.g]
-        m[positions] = self.m
+        size = height * width * channels * unit
+        g = np.empty(size, dtype=index_dtype(size))
+        m = np.zeros(size, dtype=np.uint8)
+        for r0, r1 in self.row_bands(height, width, channels, block, unit):
+            self._fill(r0, r1, (height, width, channels, block, unit), g, m)
         return Map(g, m)
+
+    def row_bands(self, height: int, width: int, channels: int, block: int, unit: int = 1):
+        """(first, end) block rows of bands of about a million elements; a band of whole block rows is one
+        contiguous slice of the flat image."""
+        per_band = max(1, _BAND // (block * width * channels * unit))
+        rows = height // block
+        return [(r, min(rows, r + per_band)) for r in range(0, rows, per_band)]
+
+    def image_band(self, r0: int, r1: int, height: int, width: int, channels: int, block: int,
+                   unit: int = 1) -> Tuple[int, Map]:
+        """``(start, band)``: the flat map restricted to block rows r0..r1, i.e. output elements
+        ``start .. start + len(band.g)``, whose gather indices address the whole image."""
+        row_len = block * width * channels * unit
+        g = np.empty((r1 - r0) * row_len, dtype=index_dtype(height * width * channels * unit))
+        m = np.zeros(g.size, dtype=np.uint8)
+        self._fill(r0, r1, (height, width, channels, block, unit), g, m, shift=r0 * row_len)
+        return r0 * row_len, Map(g, m)
+
+    def _fill(self, r0: int, r1: int, geometry: tuple, g: np.ndarray, m: np.ndarray, shift: int = 0) -> None:
+        """Write the map of block rows r0..r1 into ``g``/``m`` (element e of the image at e - ``shift``)."""
+        _, width, channels, block, unit = geometry
+        per_row = width // block
+        offsets = _block_offsets(width, channels, block, unit)
+        a, b = r0 * per_row, r1 * per_row
+        dst = _block_base(np.arange(a, b, dtype=np.int64), per_row, width, channels, block, unit)
+        src = dst if self.src is None else _block_base(self.src[a:b].astype(np.int64), per_row, width,
+                                                       channels, block, unit)
+        if self.local is None:
+            loc = offsets[None, :]
+        else:
+            loc = offsets[self.local[a:b] if self.local.shape[0] > 1 else self.local[:1]]
+        dst = dst[:, None] + (offsets[None, :] - shift)
+        g[dst] = src[:, None] + loc
+        if self.mask is not None:
+            m[dst] = self.mask[a:b] if self.mask.shape[0] > 1 else self.mask[:1]
+
+
+def _block_base(blocks: np.ndarray, per_row: int, width: int, channels: int, block: int, unit: int) -> np.ndarray:
+    """Flat image index (in elements) of the first element of each block number (row-major blocks)."""
+    return ((blocks // per_row) * block * width + (blocks % per_row) * block) * channels * unit
+
+
+def _block_offsets(width: int, channels: int, block: int, unit: int) -> np.ndarray:
+    """(L·unit,) distance in the flat image of every block element from the block's first element."""
+    i, j, ch = np.meshgrid(np.arange(block), np.arange(block), np.arange(channels), indexing="ij")
+    off = ((i * width + j) * channels + ch).reshape(-1).astype(np.int64)
+    if unit == 1:
+        return off
+    return (unit * off[:, None] + np.arange(unit)[None, :]).reshape(-1)
+
+
+_BAND = 1 << 20  # elements per band when a block map is written out in image order
+
+
+def _rows(table: Optional[np.ndarray], src: Optional[np.ndarray]) -> Optional[np.ndarray]:
+    """Rows of a (1 or n, L) per-block table seen by each output block when blocks move by ``src``."""
+    if table is None or src is None or table.shape[0] == 1:
+        return table
+    return table[src]
+
+
+def _gather_cols(table: Optional[np.ndarray], local: Optional[np.ndarray]) -> Optional[np.ndarray]:
+    """``table[b, local[b, l]]`` with either side (1, L) or (n, L) (broadcast over blocks)."""
+    if table is None or local is None:
+        return table
+    if table.shape[0] == 1:
+        return table[0][local]
+    if local.shape[0] == 1:
+        return table[:, local[0]]
+    # a band of rows at a time: take_along_axis builds int64 index arrays as large as its input
+    out = np.empty(local.shape, dtype=table.dtype)
+    rows = max(1, _BAND // local.shape[1])
+    for a in range(0, local.shape[0], rows):
+        out[a:a + rows] = np.take_along_axis(table[a:a + rows], local[a:a + rows], axis=1)
+    return out
 
 
 class Program:
@@ -75,20 +224,69 @@ class Program:
             ``unit == "nibble"``); ``map.inverse()`` decrypts.
         unit: "byte" or "nibble" (LE/ELE act on 4-bit halves).
         shape_in / shape_out: (H, W, C) of the plain and encrypted image.
+
+    Built from a :class:`BlockMap` (:meth:`from_blocks`), each direction's flat map is written out only when
+    first used, so encrypting never builds the decryption tables and the other way round.
     """
 
     def __init__(self, fwd: Map, unit: str, shape_in: Tuple[int, int, int], shape_out=None):
-        self.map = fwd
         self.unit = unit
         self.shape_in = tuple(shape_in)
         self.shape_out = tuple(shape_out or shape_in)
-        self._maps = {"enc": fwd, "dec": fwd.inverse()}
+        self._compact: Optional[BlockMap] = None
+        self._compact_dec: Optional[BlockMap] = None
+        self._block = 0
+        self._elements = 2 if unit == "nibble" else 1  # elements (4-bit halves or bytes) per byte
+        self._maps: Dict[str, Map] = {} if fwd is None else {"enc": fwd}
         self._tables: Dict[tuple, tuple] = {}
-        self.is_identity = (self.shape_in == self.shape_out and not fwd.m.any()
-                            and bool(np.array_equal(fwd.g, np.arange(fwd.g.size))))
+        self.is_identity = fwd is not None and self.shape_in == self.shape_out and _is_identity(fwd)
+
+    @classmethod
+    def from_blocks(cls, fwd: BlockMap, unit: str, shape: Tuple[int, int, int], block: int) -> "Program":
+        """A program for plain images of ``shape`` = (H, W, C) cut into ``block``×``block`` blocks."""
+        prog = cls(None, unit, shape)
+        prog._compact = fwd
+        prog._block = int(block)
+        prog.is_identity = fwd.is_identity()
+        return prog
+
+    @property
+    def map(self) -> Map:
+        """The forward map (see the class docstring)."""
+        return self._direction_map("enc")
+
+    @property
+    def nbytes(self) -> int:
+        """Host memory this program holds (compact map, flat maps, host tables)."""
+        arrays = {}
+        for mp in self._maps.values():
+            arrays.update({id(mp.g): mp.g, id(mp.m): mp.m})
+        for key, tabs in self._tables.items():
+            if key[2] is None:
+                arrays.update({id(t): t for t in tabs if t is not None})
+        compact = sum(0 if bm is None else bm.nbytes for bm in (self._compact, self._compact_dec))
+        return compact + sum(a.nbytes for a in arrays.values())
+
+    def _direction_compact(self, direction: str) -> BlockMap:
+        if direction == "enc":
+            return self._compact
+        if self._compact_dec is None:
+            self._compact_dec = self._compact.inverse()
+        return self._compact_dec
+
+    def _direction_map(self, direction: str) -> Map:
+        mp = self._maps.get(direction)
+        if mp is None:
+            if self._compact is not None:
+                h, w, c = self.shape_in
+                mp = self._direction_compact(direction).to_image(h, w, c, self._block, self._elements)
+            else:
+                mp = self._maps["enc"].inverse()
+            self._maps[direction] = mp
+        return mp
 
     def _layout_map(self, direction: str, channels_first: bool) -> Map:
-        fwd = self._maps[direction]
+        fwd = self._direction_map(direction)
         if not channels_first:
             return fwd
         src, dst = (self.shape_in, self.shape_out) if direction == "enc" else (self.shape_out, self.shape_in)
@@ -114,25 +312,61 @@ class Program:
                 if self.unit == "nibble":
                     self._tables[key] = _nibble_tables(mp)
                 else:
-                    self._tables[key] = (mp.g.astype(_IDX), mp.m if mp.m.any() else None)
+                    g = mp.g.astype(index_dtype(mp.g.size), copy=False)  # no copy when already int32
+                    self._tables[key] = (g, mp.m if mp.m.any() else None)
         return self._tables[key]
 
     # -- numpy ----------------------------------------------------------------------------------------
     def apply_numpy(self, flat: np.ndarray, direction: str, channels_first: bool = False) -> np.ndarray:
         """Apply to (N, D) uint8 in HWC (or CHW) flat order; returns a new (N, D) array.
 
-        Large batches are split across a small thread pool (numpy releases the GIL in ``take``).
+        Large batches are split across a small thread pool (numpy releases the GIL in ``take``). Large
+        images are gathered a band of output values at a time: ``numpy.take`` widens its indices to int64,
+        which for a whole 40 MP image would be 8 bytes per value on top of the int32 table.
         """
         if self.is_identity:
             return flat.copy()
+        fn = _apply_nibbles_np if self.unit == "nibble" else _apply_bytes_np
+        size = int(np.prod(self.shape_in))
+        if size > _BAND and self._compact is not None and not channels_first and direction not in self._maps:
+            return self._apply_bands(flat, direction, fn)
+        if size > _BAND:
+            if self.unit == "nibble":  # tables of one band at a time, from the flat map (no second copy)
+                mp = self._layout_map(direction, channels_first)
+                band_tabs = lambda a, b: _nibble_tables(Map(mp.g[2 * a:2 * b], mp.m[2 * a:2 * b]))  # noqa: E731
+            else:
+                tabs = self.tables(direction, channels_first)
+                band_tabs = lambda a, b: _band(tabs, a, b)  # noqa: E731
+            out = np.empty((flat.shape[0], size), dtype=np.uint8)
+            bands = [(i, a, min(size, a + _BAND)) for i in range(flat.shape[0]) for a in range(0, size, _BAND)]
+            list(_pool().map(lambda iab: fn(flat[iab[0]:iab[0] + 1], out[iab[0]:iab[0] + 1, iab[1]:iab[2]],
+                                            band_tabs(iab[1], iab[2])), bands))
+            return out
         tabs = self.tables(direction, channels_first)
         out = np.empty((flat.shape[0], tabs[0].size), dtype=np.uint8)
-        fn = _apply_nibbles_np if self.unit == "nibble" else _apply_bytes_np
         chunks = _chunks(flat.shape[0], flat.nbytes)
         if len(chunks) == 1:
             fn(flat, out, tabs)
         else:
             list(_pool().map(lambda ab: fn(flat[ab[0]:ab[1]], out[ab[0]:ab[1]], tabs), chunks))
+        return out
+
+    def _apply_bands(self, flat: np.ndarray, direction: str, fn) -> np.ndarray:
+        """Large images: each band of block rows gets its tables from the compact map just before its
+        gather, so no table of the whole image exists (a few bytes per value of key material at most)."""
+        bm = self._direction_compact(direction)
+        h, w, c = self.shape_in
+        unit = self._elements
+        out = np.empty(flat.shape, dtype=np.uint8)
+
+        def work(rows: Tuple[int, int]) -> None:
+            start, mp = bm.image_band(rows[0], rows[1], h, w, c, self._block, unit)
+            tabs = _nibble_tables(mp) if unit == 2 else (mp.g, mp.m if bm.mask is not None else None)
+            a, b = start // unit, (start + mp.g.size) // unit
+            for i in range(flat.shape[0]):
+                fn(flat[i:i + 1], out[i:i + 1, a:b], tabs)
+
+        list(_pool().map(work, bm.row_bands(h, w, c, self._block, unit)))
         return out
 
     # -- torch ----------------------------------------------------------------------------------------
@@ -205,6 +439,17 @@ def apply_many(programs, flat, direction: str, channels_first: bool):
     return out
 
 
+def _is_identity(mp: Map) -> bool:
+    """Whether a flat map moves and flips nothing (checked a band at a time, without a full arange)."""
+    if mp.m.any():
+        return False
+    for a in range(0, mp.g.size, _BAND):
+        b = min(mp.g.size, a + _BAND)
+        if not np.array_equal(mp.g[a:b], np.arange(a, b)):
+            return False
+    return True
+
+
 def _nibble_tables(mp: Map) -> tuple:
     """Byte-level form of a nibble map, so LE/ELE need two byte gathers and no nibble arrays.
 
@@ -214,11 +459,16 @@ def _nibble_tables(mp: Map) -> tuple:
     nibble is ``(x[bl] >> sl) & 0x0F`` with sl = 4 when the source is a high half.
     """
     gh, gl = mp.g[0::2], mp.g[1::2]
-    bh, bl = (gh >> 1).astype(_IDX), (gl >> 1).astype(_IDX)
+    bh, bl = (gh >> 1).astype(index_dtype(gh.size)), (gl >> 1).astype(index_dtype(gl.size))
     sh = ((gh & 1) * 4).astype(np.uint8)
     sl = ((1 - (gl & 1)) * 4).astype(np.uint8)
     m = ((mp.m[0::2] << 4) | mp.m[1::2]).astype(np.uint8)
     return bh, sh, bl, sl, m
+
+
+def _band(tabs: tuple, a: int, b: int) -> tuple:
+    """The tables of output values a..b (every table is indexed by output position)."""
+    return tuple(None if t is None else t[a:b] for t in tabs)
 
 
 def _apply_bytes_np(flat: np.ndarray, out: np.ndarray, tabs: tuple) -> None:

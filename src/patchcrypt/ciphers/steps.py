@@ -1,7 +1,9 @@
-"""The keyed block-wise steps of DESIGN §3, each as a :class:`~.program.Map` in block order.
+"""The keyed block-wise steps of DESIGN §3, each as a :class:`~.program.BlockMap`.
 
 A step function takes a key stream and the block geometry and returns the map acting on the image laid
-out block by block: element ``b * L + l`` is value ``l`` (row, column, channel order) of block ``b``.
+out block by block: element ``b * L + l`` is value ``l`` (row, column, channel order) of block ``b``. The
+compact form keeps key material at its own size (a block order, in-block permutations, masks), so a
+large image never needs an int64 index per value while the scheme is compiled.
 Steps never loop over blocks in Python; per-block key material is drawn as arrays and applied by
 broadcasting.
 """
@@ -17,7 +19,7 @@ import numpy as np
 
 from ..errors import PatchcryptError
 from ..keys import KeyStream
-from .program import Map
+from .program import BlockMap, local_dtype
 
 LOG10_2 = math.log10(2)
 COLOUR_ORDERS = np.array(list(itertools.permutations(range(3))), dtype=np.int64)  # the 6 orders
@@ -64,65 +66,95 @@ def colour_tables(m: int) -> np.ndarray:
     return np.stack([local[:, :, order].reshape(-1) for order in COLOUR_ORDERS])
 
 
-def _per_block(geo: Geometry, local: np.ndarray) -> np.ndarray:
-    """Block-order gather from in-block gathers: (n, L) local indices → (n·L,) global indices."""
-    base = (np.arange(geo.n, dtype=np.int64) * geo.L)[:, None]
-    return (base + np.broadcast_to(local, (geo.n, geo.L))).reshape(-1)
+def _local(table: np.ndarray, L: int) -> np.ndarray:
+    """In-block gathers as the compact index type (int16 for any block we meet), before any per-block copy."""
+    return np.ascontiguousarray(table, dtype=local_dtype(L))
 
 
-def block_scramble(stream: KeyStream, geo: Geometry) -> Map:
+def _row_permutations(stream: KeyStream, count: int, n: int) -> np.ndarray:
+    """``stream.permutations(count, n)`` as compact indices, drawn a band of rows at a time.
+
+    The stream is read in the same order, so the permutations are the same; only the int64 words and
+    argsort results of one band exist at once, not of every block of a large image.
+    """
+    out = np.empty((count, n), dtype=local_dtype(n))
+    rows = max(1, (1 << 20) // n)
+    for a in range(0, count, rows):
+        b = min(count, a + rows)
+        out[a:b] = stream.permutations(b - a, n)
+    return out
+
+
+def _integers(stream: KeyStream, m: int, size: int) -> np.ndarray:
+    """``stream.integers(m, size)`` for m ≤ 256 as uint8, drawn and filtered a band of words at a time.
+
+    The same words are read in the same order and accepted by the same rule, so the values are the same;
+    a per-pixel draw on a 40 MP image then costs one byte per value instead of several int64 copies.
+    """
+    if size <= _DRAW_BAND or m == 1 or m > 256:
+        return stream.integers(m, size)
+    limit = (1 << 64) - ((1 << 64) % m)
+    out = np.empty(size, dtype=np.uint8)
+    got = 0
+    while got < size:  # KeyStream.integers: draw (missing + 8) words, keep those under the limit
+        want = max(size - got, 1) + 8
+        for a in range(0, want, _DRAW_BAND):
+            w = stream.words(min(_DRAW_BAND, want - a))
+            if limit < (1 << 64):
+                w = w[w < np.uint64(limit)]
+            take = min(w.size, size - got)
+            out[got:got + take] = w[:take] % np.uint64(m)
+            got += take
+    return out
+
+
+_DRAW_BAND = 1 << 20
+
+
+def block_scramble(stream: KeyStream, geo: Geometry) -> BlockMap:
     """BS: output block i is input block π[i]."""
-    pi = stream.permutation(geo.n)
-    g = (pi[:, None] * geo.L + np.arange(geo.L, dtype=np.int64)[None, :]).reshape(-1)
-    return Map(g, np.zeros(g.size, dtype=np.uint8))
+    return BlockMap(geo.n, geo.L, src=stream.permutation(geo.n))
 
 
-def rotate_flip(stream: KeyStream, geo: Geometry, shared: bool = False) -> Map:
+def rotate_flip(stream: KeyStream, geo: Geometry, shared: bool = False) -> BlockMap:
     """RF: each block (or all blocks, when ``shared``) gets one of the 8 dihedral states."""
-    states = stream.integers(8, 1 if shared else geo.n)
-    local = dihedral_tables(geo.m, geo.c)[states]
-    g = _per_block(geo, local)
-    return Map(g, np.zeros(g.size, dtype=np.uint8))
+    states = _integers(stream, 8, 1 if shared else geo.n)
+    return BlockMap(geo.n, geo.L, local=_local(dihedral_tables(geo.m, geo.c), geo.L)[states])
 
 
-def negative_positive(stream: KeyStream, geo: Geometry) -> Map:
+def negative_positive(stream: KeyStream, geo: Geometry) -> BlockMap:
     """NP: a keyed bit per block; set bits invert the whole block (v → 255 − v)."""
     bits = stream.bits(geo.n)
-    m = np.repeat(np.where(bits, 255, 0).astype(np.uint8), geo.L)
-    return Map(np.arange(geo.n * geo.L, dtype=np.int64), m)
+    m = np.repeat(np.where(bits, 255, 0).astype(np.uint8)[:, None], geo.L, axis=1)
+    return BlockMap(geo.n, geo.L, mask=m)
 
 
-def bit_flip(stream: KeyStream, geo: Geometry) -> Map:
+def bit_flip(stream: KeyStream, geo: Geometry) -> BlockMap:
     """BF: one mask of L bits shared by every block; set positions invert (v → 255 − v)."""
     bits = stream.bits(geo.L)
-    m = np.tile(np.where(bits, 255, 0).astype(np.uint8), geo.n)
-    return Map(np.arange(geo.n * geo.L, dtype=np.int64), m)
+    return BlockMap(geo.n, geo.L, mask=np.where(bits, 255, 0).astype(np.uint8)[None, :])
 
 
-def value_negative_positive(stream: KeyStream, geo: Geometry) -> Map:
+def value_negative_positive(stream: KeyStream, geo: Geometry) -> BlockMap:
     """Per-value NP (pixel-based encryption): an independent bit for every value of the image."""
     bits = stream.bits(geo.n * geo.L)
-    return Map(np.arange(geo.n * geo.L, dtype=np.int64), np.where(bits, 255, 0).astype(np.uint8))
+    return BlockMap(geo.n, geo.L, mask=(bits.view(np.uint8) * np.uint8(255)).reshape(geo.n, geo.L))
 
 
-def colour_shuffle(stream: KeyStream, geo: Geometry, shared: bool = False) -> Map:
+def colour_shuffle(stream: KeyStream, geo: Geometry, shared: bool = False) -> BlockMap:
     """CS: each block (or all blocks, when ``shared``) gets one of the 6 orders of its 3 channels."""
     if geo.c != 3:
         raise PatchcryptError(f"colour shuffling needs 3 channels, the images have {geo.c}")
-    orders = stream.integers(6, 1 if shared else geo.n)
-    local = colour_tables(geo.m)[orders]
-    g = _per_block(geo, local)
-    return Map(g, np.zeros(g.size, dtype=np.uint8))
+    orders = _integers(stream, 6, 1 if shared else geo.n)
+    return BlockMap(geo.n, geo.L, local=_local(colour_tables(geo.m), geo.L)[orders])
 
 
-def pixel_shuffle(stream: KeyStream, geo: Geometry, shared: bool = True) -> Map:
+def pixel_shuffle(stream: KeyStream, geo: Geometry, shared: bool = True) -> BlockMap:
     """PS: the L values of a block permuted by σ (one σ for all blocks, or one per block)."""
-    local = stream.permutations(1 if shared else geo.n, geo.L)
-    g = _per_block(geo, local)
-    return Map(g, np.zeros(g.size, dtype=np.uint8))
+    return BlockMap(geo.n, geo.L, local=_row_permutations(stream, 1 if shared else geo.n, geo.L))
 
 
-def learnable(stream: KeyStream, geo: Geometry, shared: bool = True) -> Map:
+def learnable(stream: KeyStream, geo: Geometry, shared: bool = True) -> BlockMap:
     """LE on 4-bit halves: per block, 2L halves permuted and a keyed subset flipped (h → 15 − h).
 
     Acts in nibble order: element ``2 * (b * L + l) + h`` is half h (0 upper, 1 lower) of value l of
@@ -130,12 +162,9 @@ def learnable(stream: KeyStream, geo: Geometry, shared: bool = True) -> Map:
     """
     count = 1 if shared else geo.n
     two_l = 2 * geo.L
-    perms = stream.permutations(count, two_l)
+    perms = _row_permutations(stream, count, two_l)
     flips = stream.bits(count * two_l).reshape(count, two_l)
-    base = (np.arange(geo.n, dtype=np.int64) * two_l)[:, None]
-    g = (base + np.broadcast_to(perms, (geo.n, two_l))).reshape(-1)
-    m = np.broadcast_to(np.where(flips, 15, 0).astype(np.uint8), (geo.n, two_l)).reshape(-1)
-    return Map(g, np.ascontiguousarray(m))
+    return BlockMap(geo.n, two_l, local=perms, mask=flips.view(np.uint8) * np.uint8(15))
 
 
 # A key is 256 bits (keys.KEY_BYTES): however many transformations a scheme has, a key selects at most

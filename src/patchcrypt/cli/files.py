@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
+import os
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Optional
-
-import os
 
 import typer
 
@@ -18,6 +18,17 @@ from .app import app
 
 MAX_PIXELS_HELP = (f"Refuse images whose header declares more pixels than this, before decoding "
                    f"(default 40000000; same as {MAX_PIXELS_ENV}).")
+
+
+@contextmanager
+def _memory_guard(what: str):
+    """A MemoryError (an image too large for this machine) becomes one line and exit 2; the staging folder
+    has already been removed, so the destination is as it was."""
+    try:
+        yield
+    except MemoryError:
+        raise PatchcryptError(f"out of memory while {what}; the destination was left as it was (lower "
+                              "--max-pixels, or run on a machine with more memory)") from None
 
 
 def _set_max_pixels(value: Optional[int]) -> None:
@@ -48,7 +59,7 @@ def encrypt(
     """Encrypt images with a key; writes DST and its manifest (never the key)."""
     _set_max_pixels(max_pixels)
     k = Key.load(key)
-    with progress(desc="encrypt", unit="file") as bar:
+    with _memory_guard("encrypting"), progress(desc="encrypt", unit="file") as bar:
         manifest = encrypt_tree(src, dst, k, scheme, block_size, fmt, quality, subsampling, parse_size(resize),
                                 pad, per_image, force, progress=bar.update)
     typer.echo(f"encrypted {manifest['file_count']} file(s) with {manifest['scheme']} (M={block_size}, key "
@@ -71,6 +82,6 @@ def decrypt(
     """
     _set_max_pixels(max_pixels)
     k = Key.load(key)
-    with progress(desc="decrypt", unit="file") as bar:
+    with _memory_guard("decrypting"), progress(desc="decrypt", unit="file") as bar:
         n = decrypt_tree(src, dst, k, scheme, force, progress=bar.update)
     typer.echo(f"decrypted {n} file(s) into {dst}")

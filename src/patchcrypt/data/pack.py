@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import io
 import os
+import re
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Dict, Optional, Sequence, Union
@@ -30,6 +31,7 @@ from typing import Dict, Optional, Sequence, Union
 import numpy as np
 
 from ..atomic import atomic_write
+from ..codec import check_pixels, max_pixels
 from ..errors import PatchcryptError
 from .imageset import ImageSet
 from .readers import list_images
@@ -96,12 +98,23 @@ def _open(path: Path):
     return z
 
 
-def _decode_rgb(blob: bytes, name: str) -> np.ndarray:
+def _decode_rgb(blob: bytes, name: str, limit: Optional[int] = None) -> np.ndarray:
+    """One packed file as RGB uint8 (H, W, 3), with Pillow only (a training machine may have nothing else).
+
+    The size its header declares is checked before any pixel is decoded: against ``limit`` pixels (the
+    first image's size) when given, else against :func:`~patchcrypt.codec.max_pixels`.
+    """
     from PIL import Image, UnidentifiedImageError
 
     try:
-        with Image.open(io.BytesIO(blob)) as im:
+        with Image.open(io.BytesIO(blob)) as im:  # lazy: reads the header only
+            check_pixels(im.size[1], im.size[0], name, limit)
             return np.asarray(im.convert("RGB"), dtype=np.uint8)
+    except Image.DecompressionBombError as exc:  # Pillow refuses in open() what is far over its own limit
+        declared = re.search(r"\((\d+) pixels\)", str(exc))
+        size = f"{int(declared.group(1)):,} pixels" if declared else "more pixels than Pillow allows"
+        raise PatchcryptError(f"{name}: image declares {size}, over the limit of {max_pixels():,}; refused "
+                              "before decoding") from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
         raise PatchcryptError(f"{name}: not a readable image ({str(exc).splitlines()[0] if str(exc) else exc})") from None
 
@@ -110,7 +123,8 @@ def read_pack(path: PathLike, splits: Optional[Sequence[str]] = None, workers: O
     """Decode a pack into one :class:`ImageSet` per split (RGB, uint8 (N, H, W, 3)).
 
     Decoding uses Pillow only (libjpeg-turbo), in ``workers`` threads (default: up to 8 of the CPUs this
-    process may use). Every image must have the size of the first one.
+    process may use). Every image's header is read before its pixels: the first may declare at most :func:`~patchcrypt.codec.max_pixels` pixels
+    (``$PATCHCRYPT_MAX_PIXELS``), every other one no more than the first; a larger one is refused.
     """
     path = Path(path)
     if not path.is_file():
@@ -136,12 +150,13 @@ def read_pack(path: PathLike, splits: Optional[Sequence[str]] = None, workers: O
         if len(idx) == 0:
             raise PatchcryptError(f"{path}: split {s!r} is empty")
         first = _decode_rgb(data[offsets[idx[0]]:offsets[idx[0] + 1]].tobytes(), f"{path}[{s} 0]")
+        first_pixels = first.shape[0] * first.shape[1]
         images = np.empty((len(idx),) + first.shape, dtype=np.uint8)
 
         def decode_range(a: int, b: int) -> None:
             for j in range(a, b):
                 i = idx[j]
-                img = _decode_rgb(data[offsets[i]:offsets[i + 1]].tobytes(), f"{path}[{s} {j}]")
+                img = _decode_rgb(data[offsets[i]:offsets[i + 1]].tobytes(), f"{path}[{s} {j}]", first_pixels)
                 if img.shape != first.shape:
                     raise PatchcryptError(f"{path}[{s} {j}]: image is {img.shape[1]}x{img.shape[0]}, the first "
                                           f"is {first.shape[1]}x{first.shape[0]}")

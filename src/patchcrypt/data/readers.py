@@ -2,8 +2,10 @@
 Fashion-MNIST idx files, single image files. ``load_dataset`` picks the reader from what the path holds.
 
 Decoded ImageFolder trees are cached as ``.npy`` in ``<cache>/trees/`` (``<cache>`` is ``$PATCHCRYPT_CACHE`` or
-``~/.cache/patchcrypt``), keyed by the tree's path, file count, total size and newest mtime, so a second load of
-CIFAR-10 is a file read. The cache holds plain images: its files are written 0600 in 0700 folders.
+``~/.cache/patchcrypt``), keyed by a digest of every file's relative path, size and mtime (nanoseconds), so a
+second load of CIFAR-10 is a file read and any moved, renamed or rewritten file gives a fresh decode. The
+cache holds plain images: its files are written 0600 in 0700 folders, and a cache folder that is a symbolic
+link or belongs to another user is refused.
 """
 
 from __future__ import annotations
@@ -103,14 +105,17 @@ def list_images(root: Path) -> Tuple[List[str], List[Tuple[str, int]]]:
     return classes, items
 
 
+CACHE_VERSION = 2  # version 1 keyed a tree by count, total size, newest mtime and first/last name only
+
+
 def _tree_signature(root: Path, items) -> str:
-    size, newest = 0, 0.0
-    for rel, _ in items:
+    """Digest of every file's relative path (which names its class), class index, size and mtime in
+    nanoseconds: moving, renaming, replacing or touching any one file gives another cache entry."""
+    h = hashlib.sha256(json.dumps(["patchcrypt-tree-cache", CACHE_VERSION, str(root.resolve())]).encode())
+    for rel, ci in items:
         st = os.stat(root / rel)
-        size += st.st_size
-        newest = max(newest, st.st_mtime)
-    text = json.dumps([str(root.resolve()), len(items), size, newest, items[0][0], items[-1][0]])
-    return hashlib.sha256(text.encode()).hexdigest()[:24]
+        h.update(json.dumps([rel, ci, st.st_size, st.st_mtime_ns]).encode() + b"\n")
+    return h.hexdigest()[:32]
 
 
 def _cache_root() -> Path:
@@ -121,6 +126,21 @@ def _cache_dir() -> Path:
     """Where decoded trees live: a folder of our own under the cache root, so that its mode can be 0700
     even when ``$PATCHCRYPT_CACHE`` names a folder the user shares for other things."""
     return _cache_root() / "trees"
+
+
+def _check_cache_dirs() -> None:
+    """Refuse a cache root (or its ``trees/``) that is a symbolic link or belongs to another user: whoever
+    controls it chooses what a later load returns, and reads the plain images written there."""
+    uid = os.getuid() if hasattr(os, "getuid") else None
+    for d in (_cache_root(), _cache_dir()):
+        how = None
+        if d.is_symlink():
+            how = "is a symbolic link"
+        elif uid is not None and d.exists() and d.stat().st_uid != uid:
+            how = "belongs to another user"
+        if how:
+            raise PatchcryptError(f"{d}: the decode cache folder {how}; refused (set PATCHCRYPT_CACHE to a "
+                                  "folder of your own, or load without the cache)")
 
 
 def _private_dir(path: Path) -> None:
@@ -141,6 +161,8 @@ def _load_tree(root: Path, cache: bool = True, mode: Optional[str] = None) -> Im
     manifest = read_manifest(root)
     files = [rel for rel, _ in items]
     labels = np.array([c for _, c in items], dtype=np.int64)
+    if cache:
+        _check_cache_dirs()
     key = _tree_signature(root, items) + (f"-{mode}" if mode else "")
     cached = _cache_dir() / f"tree-{key}.npy"
     if cache and cached.is_file():
@@ -164,7 +186,9 @@ def _decode_all(paths: List[Path], mode: Optional[str]) -> np.ndarray:
     out[0] = first
 
     def load(i: int) -> None:
-        img = read_image(paths[i], mode if mode else ("L" if first.shape[2] == 1 else "RGB"))
+        # no larger than the first: a 40 MP file among 32x32 ones is refused from its header, not decoded
+        img = read_image(paths[i], mode if mode else ("L" if first.shape[2] == 1 else "RGB"),
+                         limit=first.shape[0] * first.shape[1])
         if img.shape != first.shape:
             raise PatchcryptError(f"{paths[i]}: image is {img.shape[1]}x{img.shape[0]}, others are "
                                   f"{first.shape[1]}x{first.shape[0]} (resize the data set first)")
