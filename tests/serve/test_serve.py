@@ -107,6 +107,9 @@ def test_client_wrong_size_and_unreachable(server, key, images):
     with Client(server, key, **OWNER) as client:
         with pytest.raises(PatchcryptError, match="pass --resize"):
             client.classify(big)
+        with pytest.raises(PatchcryptError, match="--image-size"):  # a size only the server named is not used
+            client.classify(big, resize=True)
+    with Client(server, key, **OWNER, image_size=32) as client:
         assert len(client.classify(big, resize=True)) == 1
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

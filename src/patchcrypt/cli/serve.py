@@ -50,8 +50,9 @@ def serve(
 
 
 def _client_config(path: Optional[Path]) -> dict:
-    """The owner's settings from a YAML file (``scheme``, ``block_size``, ``key``, ``server``); a run's
-    ``config.yaml`` from 'patchcrypt train' works as is (its other options are not used here)."""
+    """The owner's settings from a YAML file (``scheme``, ``block_size``, ``key``, ``server``,
+    ``image_size``); a run's ``config.yaml`` from 'patchcrypt train' works as is (its other options are not
+    used here; its ``model_kwargs: {img_size: N}`` gives the image size)."""
     if path is None:
         return {}
     import yaml
@@ -64,7 +65,11 @@ def _client_config(path: Optional[Path]) -> dict:
         raise PatchcryptError(f"{path}: cannot read the config ({str(exc).splitlines()[0]})") from None
     if not isinstance(doc, dict):
         raise PatchcryptError(f"{path}: a config must be a mapping of option: value")
-    return {k: doc[k] for k in ("scheme", "block_size", "key", "server") if doc.get(k) is not None}
+    out = {k: doc[k] for k in ("scheme", "block_size", "key", "server", "image_size") if doc.get(k) is not None}
+    kw = doc.get("model_kwargs")
+    if "image_size" not in out and isinstance(kw, dict) and kw.get("img_size") is not None:
+        out["image_size"] = kw["img_size"]
+    return out
 
 
 @app.command()
@@ -83,7 +88,9 @@ def classify(
                                                 "(step-*)."),
     jpeg_quality: Optional[int] = typer.Option(None, "--jpeg-quality", min=1, max=100,
                                                help="Send EtC JPEG at this quality (default: lossless PNG)."),
-    resize: bool = typer.Option(False, "--resize", help="Resize images to the model's input size."),
+    image_size: Optional[str] = typer.Option(None, "--image-size", help="Your image size, N or HxW (the "
+                                             "server must announce the same; --resize resizes to it)."),
+    resize: bool = typer.Option(False, "--resize", help="Resize images to your --image-size first."),
     top_k: int = typer.Option(3, "--top-k", min=1),
     as_json: bool = typer.Option(False, "--json", help="Print the predictions as one JSON object."),
     timeout: float = typer.Option(60.0, "--timeout", min=0.1),
@@ -100,7 +107,8 @@ def classify(
     k = Key.load(key_path) if key_path else None
     with Client(server, k, timeout, scheme=scheme or cfg.get("scheme"),
                 block_size=block_size if block_size is not None else cfg.get("block_size"),
-                allow_weak_scheme=allow_weak_scheme) as client:
+                allow_weak_scheme=allow_weak_scheme,
+                image_size=image_size if image_size is not None else cfg.get("image_size")) as client:
         client.cipher()  # checks scheme, block size and key against the served model before anything is sent
         preds = client.classify_files(images, jpeg_quality, resize, top_k)
     if as_json:
