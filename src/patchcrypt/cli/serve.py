@@ -29,6 +29,12 @@ def serve(
                                                    help="Open connections per client address (behind a proxy "
                                                         "all clients share its address)."),
     max_connections: int = typer.Option(1024, "--max-connections", min=1, help="Open connections in all."),
+    max_half_open: int = typer.Option(256, "--max-half-open", min=1,
+                                      help="Connections still sending a request's headers, all clients together; "
+                                           "over it the oldest is closed (the rest of --max-connections stays "
+                                           "free for complete requests)."),
+    health_counters: bool = typer.Option(False, "--health-counters",
+                                         help="/v1/health also reports batches, images and connections."),
     device: Optional[str] = typer.Option(None, "--device"),
     access_log: bool = typer.Option(False, "--access-log", help="Log every request."),
 ) -> None:
@@ -38,7 +44,13 @@ def serve(
     cfg = ServeConfig(max_batch=max_batch, batch_window_ms=batch_window_ms, max_images=max_images,
                       max_body_bytes=int(max_body_mb * (1 << 20)), device=device, header_timeout_s=header_timeout,
                       body_timeout_s=body_timeout, max_connections_per_client=max_connections_per_client,
-                      max_connections=max_connections)
+                      max_connections=max_connections, max_half_open=max_half_open,
+                      health_counters=health_counters)
+    if max_half_open >= max_connections:
+        from ..errors import PatchcryptError
+
+        raise PatchcryptError(f"--max-half-open ({max_half_open}) must be below --max-connections "
+                              f"({max_connections}), so that complete requests keep room")
     application = create_app(run, cfg)
     sock = bind_socket(host, port)
     info = application.state.info
