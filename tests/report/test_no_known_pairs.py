@@ -17,30 +17,37 @@ from patchcrypt.cli import main
 from patchcrypt.codec import read_image, write_image
 
 
-def contains(hay: np.ndarray, needle: np.ndarray) -> bool:
-    """Whether ``needle`` (h, w, 3) occurs exactly, pixel for pixel, somewhere in ``hay`` (H, W, 3)."""
+def contains(hay: np.ndarray, needle: np.ndarray, r: int = -1) -> bool:
+    """Whether ``needle`` (h, w, 3) occurs exactly, pixel for pixel, somewhere in ``hay`` (H, W, 3).
+    ``r``: the needle's row to anchor the search on (default: its most distinctive row)."""
     h, w = needle.shape[:2]
-    if h > hay.shape[0] or w > hay.shape[1]:
+    H, W = hay.shape[:2]
+    if h > H or w > W:
         return False
-    r = int(np.argmax([len(np.unique(row)) for row in needle]))  # the most distinctive row anchors the search
+    if r < 0:
+        r = int(np.argmax([len(np.unique(row)) for row in needle]))
     anchor = np.ascontiguousarray(needle[r]).tobytes()
-    for i in range(hay.shape[0] - h + 1):
-        line = np.ascontiguousarray(hay[i + r]).tobytes()
-        pos = line.find(anchor)
-        while pos >= 0:
-            j = pos // 3
-            if pos % 3 == 0 and j + w <= hay.shape[1] and np.array_equal(hay[i:i + h, j:j + w], needle):
+    buf = np.ascontiguousarray(hay).tobytes()
+    pos = buf.find(anchor)
+    while pos >= 0:
+        if pos % 3 == 0:
+            i, j = divmod(pos // 3, W)
+            i -= r
+            if 0 <= i <= H - h and j + w <= W and np.array_equal(hay[i:i + h, j:j + w], needle):
                 return True
-            pos = line.find(anchor, pos + 1)
+        pos = buf.find(anchor, pos + 1)
     return False
 
 
-def shown(hay: np.ndarray, img: np.ndarray, factors=(1, 2, 3, 4)) -> bool:
-    """``img`` anywhere in ``hay``, at any of the nearest-neighbour enlargements figures use."""
-    return any(contains(hay, np.repeat(np.repeat(img, f, 0), f, 1)) for f in factors)
+def shown(hay: np.ndarray, img: np.ndarray, factors=range(1, 9)) -> bool:
+    """``img`` anywhere in ``hay``, at any integer nearest-neighbour enlargement up to 8."""
+    img = img if img.shape[2] == 3 else np.repeat(img, 3, 2)
+    r = int(np.argmax([len(np.unique(row)) for row in img]))
+    return any(contains(hay, np.repeat(np.repeat(img, f, 0), f, 1), r * f) for f in factors)
 
 
 def page_images(page: str):
+    """Every embedded picture of the page, decoded, whatever its place in the layout."""
     return [read_png(base64.b64decode(b)) for b in re.findall(r'src="data:image/png;base64,([^"]+)"', page)]
 
 
@@ -58,29 +65,47 @@ def pairs_in(images, plain: np.ndarray, enc: np.ndarray):
     return plain_shown, pairs
 
 
+def smooth_images(n: int, size: int = 32, seed: int = 3) -> np.ndarray:
+    """``n`` distinct photo-like images: a random 4x4 colour layout, enlarged, plus pixel noise."""
+    rng = np.random.default_rng(seed)
+    base = rng.integers(0, 256, (n, 4, 4, 3)).astype(np.int16)
+    big = np.repeat(np.repeat(base, size // 4, 1), size // 4, 2)
+    return np.clip(big + rng.integers(-24, 25, big.shape), 0, 255).astype(np.uint8)
+
+
 @pytest.fixture(autouse=True)
 def _private_cache(tmp_path, monkeypatch):
     monkeypatch.setenv("PATCHCRYPT_CACHE", str(tmp_path / "cache"))
 
 
+def _tree(root, images, classes, per_class, first=0):
+    """A class tree of ``per_class`` images of each class in ``classes``, taken from ``images`` in order."""
+    for c in classes:
+        (root / f"c{c}").mkdir(parents=True, exist_ok=True)
+        for k in range(first, first + per_class):
+            i = c * 5 + k
+            write_image(root / f"c{c}" / f"{i:02d}.png", images[i])
+    return root
+
+
 @pytest.fixture(scope="module")
 def owner(tmp_path_factory):
-    """Distinct 32x32 images in a class tree, the owner's key, a block-pixel run whose config names the key
-    file, a plain run on the same images, and the same images encrypted (the server's view) with its run."""
+    """50 distinct 32x32 images in 10 classes (``photos``), the same 10 classes encrypted with the owner's key
+    (``enc``, the server's view), a plain baseline tree of 7 of the 10 classes (``photos7``) and a small
+    tree of 2 images a class (``small``); a run on each (block-pixel, plain, server-side)."""
     root = tmp_path_factory.mktemp("pairs")
-    rng = np.random.default_rng(3)
-    images = rng.integers(0, 256, (12, 32, 32, 3), dtype=np.uint8)
-    tree = root / "photos"
-    for i, img in enumerate(images):
-        (tree / f"c{i % 2}").mkdir(parents=True, exist_ok=True)
-        write_image(tree / f"c{i % 2}" / f"{i:02d}.png", img)
+    images = smooth_images(50)
+    trees = {"photos": _tree(root / "photos", images, range(10), 5),
+             "photos7": _tree(root / "photos7", images, range(7), 5),
+             "small": _tree(root / "small", images, range(10), 2)}
     key_path = root / "owner.key"
     key = Key.generate()
     key.save(key_path)
-    assert main(["encrypt", str(tree), str(root / "enc"), "--key", str(key_path), "--scheme", "block-pixel",
-                 "--block-size", "4"]) == 0
+    assert main(["encrypt", str(trees["photos"]), str(root / "enc"), "--key", str(key_path), "--scheme",
+                 "block-pixel", "--block-size", "4"]) == 0
+    trees["enc"] = root / "enc"
 
-    def fake_run(name, data, scheme):
+    def fake_run(name, tree, scheme, names_key):
         run = root / "runs" / name
         run.mkdir(parents=True)
         (run / "metrics.csv").write_text("epoch,train_loss,test_acc\n1,2.0,0.5\n")
@@ -88,34 +113,85 @@ def owner(tmp_path_factory):
         (run / "summary.json").write_text(json.dumps({"model": "vit_pico_patch4_32", "scheme": scheme,
                                                       "block_size": 4 if keyed else None,
                                                       "key_fingerprint": key.fingerprint if keyed else None}))
-        (run / "config.yaml").write_text(f"data: {data}\nscheme: {scheme if data == tree and keyed else 'null'}\n"
-                                         + (f"key: {key_path}\nblock_size: 4\n" if data == tree and keyed else ""))
+        (run / "config.yaml").write_text(f"data: {trees[tree]}\nscheme: {scheme if names_key else 'null'}\n"
+                                         + (f"key: {key_path}\nblock_size: 4\n" if names_key else ""))
         return run
 
-    runs = [fake_run("bp", tree, "block-pixel"), fake_run("plain", tree, "plain"),
-            fake_run("server", root / "enc", "block-pixel")]
-    from patchcrypt.data import load_dataset
+    runs = {"bp": fake_run("bp", "photos", "block-pixel", True), "plain": fake_run("plain", "photos", "plain", False),
+            "plain7": fake_run("plain7", "photos7", "plain", False),
+            "bp-small": fake_run("bp-small", "small", "block-pixel", True),
+            "server": fake_run("server", "enc", "block-pixel", False)}
+    enc = create_cipher("block-pixel", key, block_size=4).encrypt(images)
+    return root, runs, trees, key_path, images, enc
 
-    ds = load_dataset(tree, cache=False)
-    enc = create_cipher("block-pixel", key, block_size=4).encrypt(ds.images)
-    return root, runs, key_path, ds.images, enc
+
+COMBINATIONS = [  # (runs, --key, what must be on the page so that the check is not vacuous)
+    pytest.param(("server", "plain7"), False, {"plain"}, id="issue: server+plain7"),  # 50 encrypted, baseline on 35
+    pytest.param(("server", "plain7"), True, {"plain", "cipher"}, id="server+plain7 --key"),
+    pytest.param(("bp", "plain7", "server"), True, {"plain", "cipher"}, id="bp+plain7+server --key",
+                 marks=pytest.mark.slow),
+    pytest.param(("bp-small", "plain"), True, {"plain", "cipher"}, id="bp-small+plain --key", marks=pytest.mark.slow),
+    pytest.param(("bp", "plain", "bp-small", "server"), False, {"plain"}, id="bp+plain+bp-small+server",
+                 marks=pytest.mark.slow),
+    pytest.param(("server",), False, {"cipher"}, id="server alone", marks=pytest.mark.slow),
+    pytest.param(("server", "bp-small"), True, {"cipher"}, id="server+bp-small --key", marks=pytest.mark.slow),
+]
+
+
+@pytest.mark.parametrize("names,with_key,expect", COMBINATIONS)
+def test_no_combination_of_inputs_pairs_a_plain_image_with_its_ciphertext(owner, tmp_path, names, with_key, expect):
+    """Every picture of the page decoded; every source image and its real-key ciphertext searched for in
+    each at integer scales: no image may appear both ways, whatever the inputs and their sizes."""
+    root, runs, trees, key_path, plain, enc = owner
+    out = tmp_path / "report.html"
+    data = [a for t in trees.values() for a in ("--data", str(t))]
+    args = ["report", *(str(runs[n]) for n in names), "-o", str(out), *data]
+    assert main(args + (["--key", str(key_path)] if with_key else [])) == 0
+    images = page_images(out.read_text())
+    plain_shown, pairs = pairs_in(images, plain, enc)
+    assert pairs == [], f"plain images {pairs} appear with their ciphertext under the owner's key"
+    cipher_shown = [i for i, e in enumerate(enc) if any(shown(h, e) for h in images)]
+    assert bool(plain_shown) == ("plain" in expect), plain_shown   # not vacuous, and nothing unexpected
+    assert bool(cipher_shown) == ("cipher" in expect), cipher_shown
+
+
+def test_sides_survive_jpeg_and_resizing():
+    """A re-encoded or resized copy of an image never lands on the other side of the split."""
+    from patchcrypt.codec import jpeg_roundtrip, resize_image
+    from patchcrypt.report.examples import content_side
+
+    images = smooth_images(200, size=64, seed=5)
+    sides = [content_side(x) for x in images]
+    assert sides.count(-1) > 40 and sides.count(1) > 40
+    for copy in (jpeg_roundtrip(images, 50, "420"), np.stack([resize_image(x, (32, 32)) for x in images]),
+                 np.stack([resize_image(x, (96, 80)) for x in images])):
+        for a, x in zip(sides, copy):
+            assert a * content_side(x) != -1
+
+
+def test_examples_need_the_data_folder_named(owner, tmp_path):
+    """A run's config.yaml naming a folder does not let the report read it: no examples without --data."""
+    root, runs, trees, key_path, plain, enc = owner
+    out = tmp_path / "report.html"
+    assert main(["report", str(runs["plain"]), str(runs["server"]), "-o", str(out)]) == 0
+    page = out.read_text()
+    assert not any(shown(h, x) for h in page_images(page) for x in plain)
+    assert "report --data" in html.unescape(page)
+    # naming another folder is not naming this one
+    assert main(["report", str(runs["plain"]), "-o", str(out), "--data", str(trees["small"])]) == 0
+    assert not any(shown(h, x) for h in page_images(out.read_text()) for x in plain)
 
 
 @pytest.mark.parametrize("with_key", [False, True], ids=["no key", "--key"])
-def test_report_shows_no_plain_image_with_its_ciphertext_under_the_runs_key(owner, tmp_path, with_key):
-    root, runs, key_path, plain, enc = owner
+def test_report_says_which_key_its_examples_use(owner, tmp_path, with_key):
+    root, runs, trees, key_path, plain, enc = owner
     out = tmp_path / "report.html"
-    args = ["report", *map(str, runs), "-o", str(out)] + (["--key", str(key_path)] if with_key else [])
-    assert main(args) == 0
-    page = out.read_text()
-    images = page_images(page)
-    plain_shown, pairs = pairs_in(images, plain, enc)
-    assert plain_shown, "the check is vacuous: no plain image found on the page"
-    assert pairs == [], f"plain images {pairs} appear with their ciphertext under the run's key"
-    text = html.unescape(page)
+    args = ["report", str(runs["bp"]), str(runs["plain"]), "-o", str(out), "--data", str(trees["photos"])]
+    assert main(args + (["--key", str(key_path)] if with_key else [])) == 0
+    text = html.unescape(out.read_text())
     if with_key:  # ciphertext only under the run's key, and it is there
         assert "ciphertext only" in text and Key.load(key_path).fingerprint in text
-        assert sum(any(shown(h, e) for h in images) for e in enc) >= 4
+        assert sum(any(shown(h, e) for h in page_images(out.read_text())) for e in enc) >= 2
     else:
         assert "throwaway key" in text
 
@@ -149,7 +225,7 @@ def test_demo_contact_sheet_is_not_under_the_owners_key(tmp_path):
 
 
 def test_attack_figure_with_the_users_key_has_no_plain_column(owner, tmp_path):
-    root, runs, key_path, plain, enc = owner
+    root, runs, trees, key_path, plain, enc = owner
     out = tmp_path / "attack"
     assert main(["attack", "fr", "--scheme", "block-pixel", "--block-size", "4", "--data", str(root / "photos"),
                  "--key", str(key_path), "--n-images", "6", "--out", str(out)]) == 0

@@ -70,7 +70,7 @@ def test_markdown_tables_are_escaped():
 def test_report_content(digits_run, tmp_path, capsys):
     root, run, res, key = digits_run
     out = tmp_path / "report.html"
-    assert main(["report", str(run), str(res), "-o", str(out), "--key", str(key)]) == 0
+    assert main(["report", str(run), str(res), "-o", str(out), "--key", str(key), "--data", str(root / "digits")]) == 0
     assert "wrote" in capsys.readouterr().out
     page = out.read_text()
     text = html.unescape(page)
@@ -96,7 +96,7 @@ def test_report_renders_in_headless_chromium(digits_run, tmp_path):
     """Look at the page as a person would: a non-blank screenshot, and no image that failed to load."""
     root, run, res, key = digits_run
     out = tmp_path / "report.html"
-    build_report([run, res], out, key)
+    build_report([run, res], out, key, data=[root / "digits"])
     browser = _chromium()
     base = [browser, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
             f"--user-data-dir={tmp_path / 'profile'}"]
@@ -126,3 +126,35 @@ def test_broken_image_is_detected(tmp_path):
                           f"--user-data-dir={tmp_path / 'profile'}", "--dump-dom", "--virtual-time-budget=5000",
                           page.as_uri()], check=True, capture_output=True, timeout=120, text=True).stdout
     assert 'data-broken-images="1"' in dom
+
+
+def test_figures_outside_the_input_folders_are_not_embedded(tmp_path, capsys):
+    """A results.json naming an absolute path, a '..' path or a link out of its folder embeds nothing from
+    there (each skipped with a note); a figure inside the folder still is."""
+    secret = tmp_path / "elsewhere"
+    secret.mkdir()
+    marker = np.zeros((20, 20, 3), np.uint8)
+    marker[:, :, 1] = 123
+    (secret / "private.png").write_bytes(encode_png(marker))
+    res = tmp_path / "bench"
+    (res / "sub").mkdir(parents=True)
+    (res / "sub" / "ok.png").write_bytes(encode_png(np.full((20, 20, 3), 7, np.uint8)))
+    (res / "link.png").symlink_to(secret / "private.png")
+    figures = [str(secret / "private.png"), "../elsewhere/private.png", "sub/../../elsewhere/private.png",
+               "link.png", "sub/ok.png", 7, ["x"]]
+    (res / "results.json").write_text(json.dumps({"kind": "compression", "rows": [{"q": 1}], "figures": figures,
+                                                  "captions": {"sub/ok.png": "fine"}}))
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "metrics.csv").write_text("epoch,train_loss\n1,2.0\n")
+    (run / "confusion.png").symlink_to(secret / "private.png")
+    out = tmp_path / "r.html"
+    assert main(["report", str(res), str(run), "-o", str(out)]) == 0
+    page = out.read_text()
+    srcs = re.findall(r'src="data:image/png;base64,([^"]+)"', page)
+    import base64
+
+    assert encode_png(marker) not in [base64.b64decode(s) for s in srcs]
+    assert base64.b64encode(encode_png(marker)).decode() not in page
+    assert encode_png(np.full((20, 20, 3), 7, np.uint8)) in [base64.b64decode(s) for s in srcs]
+    assert html.unescape(page).count("embeds only files inside its input folders") == 7

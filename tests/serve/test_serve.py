@@ -70,7 +70,7 @@ def test_model_and_health(server, key):
     assert info["image_size"] == [32, 32, 3] and info["classes"] == CLASSES
     assert info["key_fingerprint"] == key.fingerprint
     assert bytes(range(32)).hex() not in json.dumps(info)  # the server never had the key
-    assert httpx.get(f"{server}/v1/health").json()["status"] == "ok"
+    assert httpx.get(f"{server}/v1/health").json() == {"status": "ok"}  # counters only with --health-counters
 
 
 def test_client_answers_match_local_model(server, run, key, images):
@@ -107,6 +107,9 @@ def test_client_wrong_size_and_unreachable(server, key, images):
     with Client(server, key, **OWNER) as client:
         with pytest.raises(PatchcryptError, match="pass --resize"):
             client.classify(big)
+        with pytest.raises(PatchcryptError, match="--image-size"):  # a size only the server named is not used
+            client.classify(big, resize=True)
+    with Client(server, key, **OWNER, image_size=32) as client:
         assert len(client.classify(big, resize=True)) == 1
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -204,7 +207,7 @@ def test_fuzzed_requests_never_break_valid_ones(server, run, key, images):
 def test_concurrent_requests_are_batched(run, key, images):
     enc = create_cipher("block-pixel", key, block_size=4).encrypt(images)
     body = encode_png(enc[0])
-    with running_server(create_app(run, ServeConfig(batch_window_ms=100))) as url:
+    with running_server(create_app(run, ServeConfig(batch_window_ms=100, health_counters=True))) as url:
         def send():
             with httpx.Client(timeout=30) as http:
                 assert http.post(f"{url}/v1/classify", content=body).status_code == 200

@@ -173,3 +173,78 @@ def test_header_and_body_timeouts(run, body):
             trickle.close()
             for s in socks:
                 s.close()
+
+
+def _wait_accepted(app, n: int, limit: float = 60.0) -> None:
+    """Handshake: block until the server has seen ``n`` connections (a generous deadline, not a race)."""
+    deadline = time.monotonic() + limit
+    while app.state.connections.accepted < n:
+        assert time.monotonic() < deadline, f"the server saw {app.state.connections.accepted} of {n} connections"
+        time.sleep(0.05)
+
+
+def test_half_open_connections_over_the_cap_close_the_oldest(run, body):
+    """Over ``max_half_open`` connections without a complete head, the oldest is answered 503 and closed:
+    a new client always gets in, and its complete request is served."""
+    _second_loopback()
+    cfg = ServeConfig(max_half_open=8, max_connections_per_client=100, header_timeout_s=120)
+    app = create_app(run, cfg)
+    with running_server(app) as url:
+        port = int(url.rsplit(":", 1)[1])
+        socks = []
+        try:
+            for _ in range(20):
+                s = socket.socket()
+                s.bind((SLOW_FROM, 0))
+                s.connect(("127.0.0.1", port))
+                s.sendall(HALF["half head"])
+                socks.append(s)
+            _wait_accepted(app, 20)
+            assert app.state.connections.evicted == 12 and len(app.state.connections.half_open) == 8
+            r = httpx.post(f"{url}/v1/classify", content=body, headers={"content-type": "image/png"}, timeout=30)
+            assert r.status_code == 200, r.text
+            got, still_open = answers(socks, 3.0)
+            busy = [s for s in socks if got[s].startswith(b"HTTP/1.1 503") and b"server busy" in got[s]]
+            assert len(busy) == app.state.connections.evicted >= 13   # the valid client pushed one more out
+            assert set(busy) == set(socks[:len(busy)])                # oldest first
+            assert len(still_open) == 20 - len(busy)
+        finally:
+            for s in socks:
+                s.close()
+
+
+@pytest.mark.slow
+def test_slowloris_across_many_addresses_does_not_deny_service(run, body):
+    """The issue's case: 33 addresses x 32 half-sent heads (1,056 > max_connections) with the default
+    limits. Before the half-open cap, every new connection got 503 until the head timeout freed slots."""
+    _second_loopback()
+    import resource
+
+    if resource.getrlimit(resource.RLIMIT_NOFILE)[0] < 2400:
+        pytest.skip("needs about 2,200 file descriptors")
+    addresses = [f"127.0.0.{i}" for i in range(2, 35)]
+    try:
+        for a in addresses:
+            with socket.socket() as s:
+                s.bind((a, 0))
+    except OSError:
+        pytest.skip("127.0.0.2-34 are not all loopback addresses here")
+    app = create_app(run, ServeConfig(header_timeout_s=300))  # no timeout frees anything during the test
+    with running_server(app) as url:
+        port = int(url.rsplit(":", 1)[1])
+        socks = []
+        try:
+            for a in addresses:
+                for _ in range(32):
+                    s = socket.socket()
+                    s.bind((a, 0))
+                    s.connect(("127.0.0.1", port))
+                    s.sendall(HALF["half head"])
+                    socks.append(s)
+            _wait_accepted(app, len(socks))
+            r = httpx.post(f"{url}/v1/classify", content=body, headers={"content-type": "image/png"}, timeout=30)
+            assert r.status_code == 200, r.text
+            assert len(app.state.connections.half_open) <= ServeConfig().max_half_open
+        finally:
+            for s in socks:
+                s.close()

@@ -143,14 +143,16 @@ def demo(
     runs = training_demo(out, key_path, data)
     typer.echo(f"\n   runs: {', '.join(str(r) for r in runs.values())}")
     keyed_demo(out, key_path, runs["plain"], data)
-    _write_report(out)
+    _write_report(out, data if data is not None else out / "digits")
 
 
-def _write_report(out: Path) -> None:
-    """The demo's report; it gets no key, so its examples are under throwaway keys (see patchcrypt.report)."""
+def _write_report(out: Path, data: Optional[Path] = None) -> None:
+    """The demo's report; it gets no key, so its examples are under throwaway keys (see patchcrypt.report).
+    It reads examples from the data the demo trained on (``data``), which the demo itself chose."""
     from ..report import build_report
 
-    info = build_report([out], out / "report.html", None, title="patchcrypt demo")
+    info = build_report([out], out / "report.html", None, title="patchcrypt demo",
+                        data=[data] if data is not None else [])
     typer.echo(f"\nReport: {info['path']} ({info['sections']} sections, {info['images']} images; open it in a "
                "browser)")
 

@@ -29,6 +29,12 @@ def serve(
                                                    help="Open connections per client address (behind a proxy "
                                                         "all clients share its address)."),
     max_connections: int = typer.Option(1024, "--max-connections", min=1, help="Open connections in all."),
+    max_half_open: int = typer.Option(256, "--max-half-open", min=1,
+                                      help="Connections still sending a request's headers, all clients together; "
+                                           "over it the oldest is closed (the rest of --max-connections stays "
+                                           "free for complete requests)."),
+    health_counters: bool = typer.Option(False, "--health-counters",
+                                         help="/v1/health also reports batches, images and connections."),
     device: Optional[str] = typer.Option(None, "--device"),
     access_log: bool = typer.Option(False, "--access-log", help="Log every request."),
 ) -> None:
@@ -38,7 +44,13 @@ def serve(
     cfg = ServeConfig(max_batch=max_batch, batch_window_ms=batch_window_ms, max_images=max_images,
                       max_body_bytes=int(max_body_mb * (1 << 20)), device=device, header_timeout_s=header_timeout,
                       body_timeout_s=body_timeout, max_connections_per_client=max_connections_per_client,
-                      max_connections=max_connections)
+                      max_connections=max_connections, max_half_open=max_half_open,
+                      health_counters=health_counters)
+    if max_half_open >= max_connections:
+        from ..errors import PatchcryptError
+
+        raise PatchcryptError(f"--max-half-open ({max_half_open}) must be below --max-connections "
+                              f"({max_connections}), so that complete requests keep room")
     application = create_app(run, cfg)
     sock = bind_socket(host, port)
     info = application.state.info
@@ -50,8 +62,9 @@ def serve(
 
 
 def _client_config(path: Optional[Path]) -> dict:
-    """The owner's settings from a YAML file (``scheme``, ``block_size``, ``key``, ``server``); a run's
-    ``config.yaml`` from 'patchcrypt train' works as is (its other options are not used here)."""
+    """The owner's settings from a YAML file (``scheme``, ``block_size``, ``key``, ``server``,
+    ``image_size``); a run's ``config.yaml`` from 'patchcrypt train' works as is (its other options are not
+    used here; its ``model_kwargs: {img_size: N}`` gives the image size)."""
     if path is None:
         return {}
     import yaml
@@ -64,7 +77,11 @@ def _client_config(path: Optional[Path]) -> dict:
         raise PatchcryptError(f"{path}: cannot read the config ({str(exc).splitlines()[0]})") from None
     if not isinstance(doc, dict):
         raise PatchcryptError(f"{path}: a config must be a mapping of option: value")
-    return {k: doc[k] for k in ("scheme", "block_size", "key", "server") if doc.get(k) is not None}
+    out = {k: doc[k] for k in ("scheme", "block_size", "key", "server", "image_size") if doc.get(k) is not None}
+    kw = doc.get("model_kwargs")
+    if "image_size" not in out and isinstance(kw, dict) and kw.get("img_size") is not None:
+        out["image_size"] = kw["img_size"]
+    return out
 
 
 @app.command()
@@ -83,7 +100,9 @@ def classify(
                                                 "(step-*)."),
     jpeg_quality: Optional[int] = typer.Option(None, "--jpeg-quality", min=1, max=100,
                                                help="Send EtC JPEG at this quality (default: lossless PNG)."),
-    resize: bool = typer.Option(False, "--resize", help="Resize images to the model's input size."),
+    image_size: Optional[str] = typer.Option(None, "--image-size", help="Your image size, N or HxW (the "
+                                             "server must announce the same; --resize resizes to it)."),
+    resize: bool = typer.Option(False, "--resize", help="Resize images to your --image-size first."),
     top_k: int = typer.Option(3, "--top-k", min=1),
     as_json: bool = typer.Option(False, "--json", help="Print the predictions as one JSON object."),
     timeout: float = typer.Option(60.0, "--timeout", min=0.1),
@@ -100,7 +119,8 @@ def classify(
     k = Key.load(key_path) if key_path else None
     with Client(server, k, timeout, scheme=scheme or cfg.get("scheme"),
                 block_size=block_size if block_size is not None else cfg.get("block_size"),
-                allow_weak_scheme=allow_weak_scheme) as client:
+                allow_weak_scheme=allow_weak_scheme,
+                image_size=image_size if image_size is not None else cfg.get("image_size")) as client:
         client.cipher()  # checks scheme, block size and key against the served model before anything is sent
         preds = client.classify_files(images, jpeg_quality, resize, top_k)
     if as_json:

@@ -14,11 +14,32 @@ def _img_tag(png: bytes, alt: str, width: Optional[int] = None) -> str:
             f'{base64.b64encode(png).decode()}">')
 
 
-def _file_img(path: Path, alt: str) -> str:
+MAX_FIGURE_BYTES = 32 << 20  # one embedded figure file
+
+
+def inside(path: Path, folder: Path) -> bool:
+    """Whether ``path``, symbolic links followed, is ``folder`` or below it."""
     try:
-        data = path.read_bytes()
+        return Path(path).resolve().is_relative_to(Path(folder).resolve())
+    except (OSError, RuntimeError, ValueError):
+        return False
+
+
+def _file_img(path: Path, alt: str, folder: Path) -> str:
+    """A PNG file embedded, only when it lies inside ``folder`` (an input folder; links followed)."""
+    name = html.escape(path.name)
+    if not inside(path, folder):
+        return (f'<p class="note">figure {name} skipped: a report embeds only files inside its input '
+                "folders</p>")
+    if not path.is_file():  # also no FIFO or device, which would block or never end
+        return f'<p class="note">figure {name} is missing</p>'
+    try:
+        with open(path, "rb") as f:
+            data = f.read(MAX_FIGURE_BYTES + 1)
     except OSError:
-        return f'<p class="note">figure {html.escape(path.name)} is missing</p>'
+        return f'<p class="note">figure {name} is missing</p>'
+    if len(data) > MAX_FIGURE_BYTES:
+        return f'<p class="note">figure {name} skipped: over {MAX_FIGURE_BYTES >> 20} MB</p>'
     if data[:8] != b"\x89PNG\r\n\x1a\n":
         return f'<p class="note">figure {html.escape(path.name)} is not a PNG</p>'
     return _img_tag(data, alt)

@@ -7,9 +7,10 @@ from pathlib import Path
 from typing import Dict, Optional, Sequence
 
 from ..errors import PatchcryptError
+from .examples import page_shows_plain
 from .inputs import collect
-from .results import results_section
-from .run import run_section
+from .results import figure_names, results_section
+from .run import run_plan, run_section
 
 CSS = """body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:2em auto;max-width:1100px;
 color:#1d1d1f;padding:0 1em}h1{font-size:1.7em}h2{border-bottom:2px solid #ddd;padding-bottom:.2em;margin-top:2em}
@@ -26,8 +27,12 @@ document.body.setAttribute('data-images',String(imgs.length));});"""
 
 
 def build_report(paths: Sequence, out, key_path: Optional[Path] = None, title: str = "patchcrypt report",
-                 progress=None) -> Dict:
-    """Write the HTML report to ``out`` (atomically); returns {"path", "sections", "images"}."""
+                 progress=None, data: Sequence = ()) -> Dict:
+    """Write the HTML report to ``out`` (atomically); returns {"path", "sections", "images"}.
+
+    ``data``: the data folders a run's examples may be read from (a run's ``config.yaml`` alone never lets the
+    report read a folder). ``key_path``: the runs' key, to show ciphertext examples under it.
+    """
     from datetime import datetime, timezone
 
     from ..atomic import atomic_write
@@ -37,10 +42,20 @@ def build_report(paths: Sequence, out, key_path: Optional[Path] = None, title: s
         raise PatchcryptError(f"{out}: the report is HTML; name it *.html")
     if not out.parent.is_dir():
         raise PatchcryptError(f"{out.parent}: no such folder")
+    from ..keys import Key
+
+    data_roots = [Path(d) for d in data]
+    for d in data_roots:
+        if not d.exists():
+            raise PatchcryptError(f"{d}: no such data folder")
     items = collect(paths)
+    key = Key.load(key_path) if key_path is not None else None
+    # first every run's examples, so that the rule can look at the whole page (see report.examples)
+    plans = {id(it): run_plan(it, key, data_roots) for it in items if it.kind == "run"}
+    shows_plain = page_shows_plain(plans.values(), [it.kind for it in items if it.kind != "run" and figure_names(it)])
     sections = []
     for it in items:
-        sections.append(run_section(it, key_path) if it.kind == "run" else results_section(it))
+        sections.append(run_section(it, plans[id(it)], shows_plain) if it.kind == "run" else results_section(it))
         if progress:
             progress(1)
     body = "\n".join(sections)

@@ -5,21 +5,34 @@ from __future__ import annotations
 import csv
 import html
 from pathlib import Path
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Sequence, Tuple
 
 from ..errors import PatchcryptError
 from ..record import EncryptionRecord
-from .examples import _examples
+from .examples import ExamplePlan, plan_examples, render_examples
 from .inputs import Item, _read_json
 from .markup import _fig_png, _file_img, _img_tag
 
 
-def run_section(item: Item, key_path: Optional[Path] = None, n_examples: int = 4) -> str:
-    run = item.path
+def run_record(run: Path) -> Tuple[Dict, Dict, EncryptionRecord]:
+    """(config, summary, encryption record) of a run folder."""
     summary = _read_json(run / "summary.json") if (run / "summary.json").is_file() else {}
-    rows = _read_metrics(run / "metrics.csv")
+    summary = summary if isinstance(summary, dict) else {}
     config = _read_config(run / "config.yaml")
-    record = EncryptionRecord.from_run(config, summary)
+    return config, summary, EncryptionRecord.from_run(config, summary)
+
+
+def run_plan(item: Item, key=None, data_roots: Sequence[Path] = (), n_examples: int = 4) -> ExamplePlan:
+    """What the run's section will show as examples (see :mod:`patchcrypt.report.examples`)."""
+    config, _, record = run_record(item.path)
+    return plan_examples(config, record, key, data_roots, n_examples)
+
+
+def run_section(item: Item, plan: Optional[ExamplePlan] = None, page_shows_plain: bool = True) -> str:
+    """The run's section: facts, curves, confusion matrix, and the examples ``plan`` (none when None)."""
+    run = item.path
+    config, summary, record = run_record(run)
+    rows = _read_metrics(run / "metrics.csv")
     facts = {"model": summary.get("model") or config.get("model"), "scheme": record.scheme,
              "block size": record.block_size, "JPEG quality": summary.get("jpeg_quality"),
              "key fingerprint": record.key_fingerprint,
@@ -33,8 +46,9 @@ def run_section(item: Item, key_path: Optional[Path] = None, n_examples: int = 4
     if rows:
         parts.append(_img_tag(_curves(rows, run.name), f"{run.name}: loss and accuracy per epoch"))
     if (run / "confusion.png").is_file():
-        parts.append(_file_img(run / "confusion.png", f"{run.name}: confusion matrix"))
-    parts.append(_examples(config, record, key_path, n_examples))
+        parts.append(_file_img(run / "confusion.png", f"{run.name}: confusion matrix", run))
+    if plan is not None:
+        parts.append(render_examples(plan, page_shows_plain))
     return "<section>" + "\n".join(parts) + "</section>"
 
 

@@ -16,7 +16,13 @@ Slow or idle clients cannot lock others out: a request's head must arrive within
 connection opening (or of the previous response; trickling bytes does not extend it) and its body within
 ``body_timeout_s``, else 408 and the connection is closed; one remote address holds at most
 ``max_connections_per_client`` open connections and the server at most ``max_connections``, beyond which a
-new connection gets 503 and is closed at once (see :func:`make_server`).
+new connection gets 503 and is closed at once. Connections still waiting for a complete request head
+(half-open, from any number of addresses) are capped at ``max_half_open``: a new connection over the cap
+closes the oldest half-open one (503), so slow clients spread over many addresses cannot fill the server,
+and the slots above the cap stay free for connections that sent a complete request (see :func:`make_server`).
+
+``/v1/health`` answers ``{"status": "ok"}``; its counters (batches, images, connections) only with
+``health_counters`` (``serve --health-counters``), since they tell anyone how busy the server is.
 """
 
 
@@ -24,6 +30,7 @@ import asyncio
 import errno
 import socket
 import threading
+from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
@@ -49,6 +56,8 @@ class ServeConfig:
     keep_alive_s: float = 5.0           # idle time allowed between requests on one connection
     max_connections_per_client: int = 32   # open connections per remote address
     max_connections: int = 1024         # open connections in all
+    max_half_open: int = 256            # connections without a complete request head, all addresses together
+    health_counters: bool = False       # /v1/health also reports batches, images and connections
 
 
 class HTTPError(Exception):
@@ -206,10 +215,15 @@ def create_app(run, config: Optional[ServeConfig] = None):
         where = ".".join(str(p) for p in first.get("loc", ()))
         return error(422, f"invalid {where}: {first.get('msg', 'bad value')}")
 
+    app.state.connections = ConnectionBook()
+
     @app.get(f"{API}/health")
     async def health():
-        b = state.get("batcher")
-        return {"status": "ok", "batches": b.batches if b else 0, "images": b.images if b else 0}
+        if not cfg.health_counters:
+            return {"status": "ok"}
+        b, book = state.get("batcher"), app.state.connections
+        return {"status": "ok", "batches": b.batches if b else 0, "images": b.images if b else 0,
+                "connections": book.open, "half_open": len(book.half_open)}
 
     @app.get(f"{API}/model")
     async def model_route():
@@ -356,22 +370,38 @@ def _raw_response(status: int, reason: str, message: str) -> bytes:
             "connection: close\r\n\r\n").encode() + body
 
 
-def guarded_protocol(config: Optional[ServeConfig] = None):
-    """uvicorn's h11 protocol with a request-head deadline and per-address and total connection limits.
+class ConnectionBook:
+    """The server's open connections: how many in all, per remote address, and which are half-open (no
+    complete request head yet), oldest first. Shared by every connection of one server (one event loop)."""
 
-    uvicorn alone has neither: its keep-alive timer is reset by every byte received, so a client that
+    def __init__(self) -> None:
+        self.open = 0
+        self.accepted = 0                                   # connections seen (admitted or refused), ever
+        self.evicted = 0                                    # half-open connections closed to make room
+        self.per_address: Dict[str, int] = {}
+        self.half_open: "OrderedDict[Any, None]" = OrderedDict()
+
+
+def guarded_protocol(config: Optional[ServeConfig] = None, book: Optional[ConnectionBook] = None):
+    """uvicorn's h11 protocol with a request-head deadline, per-address and total connection limits, and a
+    cap on half-open connections.
+
+    uvicorn alone has none of these: its keep-alive timer is reset by every byte received, so a client that
     trickles a header holds its connection forever, and its ``limit_concurrency`` counts idle connections,
     so a few hundred of them make every other client's request a 503. Here every connection must deliver a
     complete request head within ``header_timeout_s`` of opening or of its previous response (408 and
-    closed otherwise), and a new connection over ``max_connections_per_client`` (per remote address) or
-    ``max_connections`` is answered 503 and closed before it holds anything. (The body deadline is enforced
-    where the body is read, :func:`_read_body`.)
+    closed otherwise); a new connection over ``max_connections_per_client`` (per remote address) or
+    ``max_connections`` is answered 503 and closed before it holds anything; and when more than
+    ``max_half_open`` connections are waiting for a head, the oldest of them is answered 503 and closed, so
+    a new client always gets its chance however many addresses the slow ones come from. (The body deadline
+    is enforced where the body is read, :func:`_read_body`.)
     """
     import h11
     from uvicorn.protocols.http.h11_impl import H11Protocol
 
     cfg = config or ServeConfig()
-    per_address: Dict[str, int] = {}
+    book = book if book is not None else ConnectionBook()
+    per_address = book.per_address
 
     class GuardedH11Protocol(H11Protocol):
         _host: Optional[str] = None
@@ -379,6 +409,7 @@ def guarded_protocol(config: Optional[ServeConfig] = None):
 
         def connection_made(self, transport) -> None:
             super().connection_made(transport)
+            book.accepted += 1
             host = self.client[0] if self.client else ""
             if per_address.get(host, 0) >= cfg.max_connections_per_client:
                 return self._refuse(f"too many connections from {host} (limit {cfg.max_connections_per_client})")
@@ -386,11 +417,30 @@ def guarded_protocol(config: Optional[ServeConfig] = None):
                 return self._refuse(f"too many connections (limit {cfg.max_connections})")
             self._host = host
             per_address[host] = per_address.get(host, 0) + 1
+            book.open += 1
+            self._wait_for_head()
+
+        def _wait_for_head(self) -> None:
+            """Start the head deadline and join the half-open connections; evict the oldest over the cap."""
             self._arm_head_timer()
+            book.half_open[self] = None
+            while len(book.half_open) > cfg.max_half_open:
+                oldest = next(iter(book.half_open))
+                book.half_open.pop(oldest)
+                if oldest is not self:
+                    book.evicted += 1
+                    oldest._cancel_head_timer()
+                    oldest._refuse("server busy: too many connections waiting to send a request "
+                                   f"(limit {cfg.max_half_open}); try again")
+
+        def _head_done(self) -> None:
+            self._cancel_head_timer()
+            book.half_open.pop(self, None)
 
         def _refuse(self, message: str) -> None:
-            self.transport.write(_raw_response(503, "Service Unavailable", message))
-            self.transport.close()
+            if not self.transport.is_closing():
+                self.transport.write(_raw_response(503, "Service Unavailable", message))
+                self.transport.close()
 
         def _arm_head_timer(self) -> None:
             self._cancel_head_timer()
@@ -403,6 +453,7 @@ def guarded_protocol(config: Optional[ServeConfig] = None):
 
         def _head_timeout(self) -> None:
             self._head_timer = None
+            book.half_open.pop(self, None)
             if self.conn.their_state is h11.IDLE and not self.transport.is_closing():
                 self.transport.write(_raw_response(408, "Request Timeout", "request header not received within "
                                                    f"{cfg.header_timeout_s:g} s"))
@@ -411,16 +462,17 @@ def guarded_protocol(config: Optional[ServeConfig] = None):
         def handle_events(self) -> None:
             super().handle_events()
             if self.conn.their_state is not h11.IDLE:  # the head is in: its deadline is met
-                self._cancel_head_timer()
+                self._head_done()
 
         def on_response_complete(self) -> None:
             super().on_response_complete()
             if not self.transport.is_closing() and self.conn.their_state is h11.IDLE:
-                self._arm_head_timer()  # the next request's head gets the same budget, not a reset per byte
+                self._wait_for_head()  # the next request's head gets the same budget, not a reset per byte
 
         def connection_lost(self, exc) -> None:
-            self._cancel_head_timer()
+            self._head_done()
             if self._host is not None:
+                book.open -= 1
                 left = per_address.get(self._host, 1) - 1
                 if left > 0:
                     per_address[self._host] = left
@@ -436,10 +488,12 @@ def make_server(app, sock: socket.socket, access_log: bool = False):
     """A uvicorn server for ``app`` with the limits of ``app.state.serve_config`` (defaults when absent)."""
     import uvicorn
 
-    cfg = getattr(getattr(app, "state", None), "serve_config", None) or ServeConfig()
+    state = getattr(app, "state", None)
+    cfg = getattr(state, "serve_config", None) or ServeConfig()
+    book = getattr(state, "connections", None)
     # h11 enforces a limit on the request head (huge headers get 400, not memory growth); the connection
     # limits live in the protocol, which counts per address (uvicorn's limit_concurrency counts idle sockets)
-    config = uvicorn.Config(app, http=guarded_protocol(cfg), log_level="warning", access_log=access_log,
+    config = uvicorn.Config(app, http=guarded_protocol(cfg, book), log_level="warning", access_log=access_log,
                             limit_concurrency=None, timeout_keep_alive=cfg.keep_alive_s,
                             h11_max_incomplete_event_size=16 * 1024)
     return uvicorn.Server(config)
