@@ -108,8 +108,8 @@ class EncryptionRecord:
     def from_owner(cls, scheme: Optional[str], block_size: Optional[int], key_fingerprint: Optional[str] = None,
                    allow_weak_scheme: bool = False) -> "EncryptionRecord":
         """From the data owner's own settings (client side); validated by
-        :func:`patchcrypt.serve.client.check_owner_choice` (weak schemes refused unless allowed)."""
-        from .serve.client import check_owner_choice
+        :func:`patchcrypt.ciphers.policy.check_owner_choice` (weak schemes refused unless allowed)."""
+        from .ciphers.policy import check_owner_choice
 
         m = check_owner_choice(scheme, block_size, allow_weak_scheme)
         return cls(scheme=scheme, block_size=m, key_fingerprint=key_fingerprint, holder="you chose")
