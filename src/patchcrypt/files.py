@@ -351,7 +351,7 @@ def decrypt_tree(src: Path, dst: Path, key: Key, scheme: Optional[str] = None, f
     _check_destination(root, dst, force)
     files_meta = manifest.get("files") or {}
     verify = manifest.get("version", 1) >= 2
-    upsampling = "block" if manifest.get("file_format") == "jpeg" else "fancy"
+    upsampling = record.jpeg_upsampling
     changed: List[str] = []
     n = 0
     with _Staging(dst) as tmp, ThreadPoolExecutor(_WORKERS) as pool:

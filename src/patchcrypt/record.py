@@ -121,6 +121,27 @@ class EncryptionRecord:
         return self.recorded_subsampling or subsampling_for(self.block_size)
 
     @property
+    def jpeg_upsampling(self) -> str:
+        """How every path decodes this record's ciphertext JPEGs (decrypt, the server, readers of an encrypted
+        tree, training's and evaluation's JPEG round trip): the ``upsampling`` of
+        :func:`patchcrypt.codec.decode_image`.
+
+        "block" for encrypted images with 4:2:0 chroma and M a multiple of 16: every block is whole 16×16
+        macroblocks, so chroma is interpolated only inside each one and never mixes a scrambled neighbour's
+        colour in (see :mod:`patchcrypt.codec`). "fancy" (libjpeg's default) otherwise: plain images, and block
+        sizes that do not align with the macroblocks. Files that are not 4:2:0 JPEGs decode the same either way.
+
+        >>> EncryptionRecord(scheme="etc", block_size=16).jpeg_upsampling
+        'block'
+        >>> EncryptionRecord(scheme="etc", block_size=16, recorded_subsampling="444").jpeg_upsampling
+        'fancy'
+        >>> EncryptionRecord(scheme="plain").jpeg_upsampling
+        'fancy'
+        """
+        aligned = bool(self.block_size) and self.block_size % 16 == 0
+        return "block" if not self.is_plain and aligned and self.subsampling == "420" else "fancy"
+
+    @property
     def is_plain(self) -> bool:
         return self.scheme in (None, "plain")
 

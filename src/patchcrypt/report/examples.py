@@ -75,7 +75,7 @@ def _examples(config: Dict, record: EncryptionRecord, key_path: Optional[Path], 
     nonces = cipher.new_nonces(len(images)) if per_image else None
     enc = cipher.encrypt(images, nonces)
     if record.jpeg_quality:
-        enc = jpeg_roundtrip(enc, record.jpeg_quality, record.subsampling, upsampling="block")
+        enc = jpeg_roundtrip(enc, record.jpeg_quality, record.subsampling, upsampling=record.jpeg_upsampling)
     dec = cipher.decrypt(enc, nonces)
     rows = []
     for x, e, d in zip(images, enc, dec):
