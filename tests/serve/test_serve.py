@@ -22,6 +22,8 @@ from patchcrypt.models.checkpoint import save_checkpoint
 from patchcrypt.serve import Client, ServeConfig, create_app, running_server
 from patchcrypt.serve.client import wait_until_healthy
 
+pytestmark = pytest.mark.slow  # a real server on loopback sockets
+
 OWNER = dict(scheme="block-pixel", block_size=4)  # what the owner encrypts with, stated on the client side
 CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
 
@@ -204,9 +206,13 @@ def test_fuzzed_requests_never_break_valid_ones(server, run, key, images):
 def test_concurrent_requests_are_batched(run, key, images):
     enc = create_cipher("block-pixel", key, block_size=4).encrypt(images)
     body = encode_png(enc[0])
-    with running_server(create_app(run, ServeConfig(batch_window_ms=100))) as url:
+    # all eight are released at once (a barrier), and a batch waits 1 s for more: two of them would have to
+    # arrive over a second apart on every pair for no batch to hold two (the old 100 ms window raced a busy box)
+    start = threading.Barrier(8)
+    with running_server(create_app(run, ServeConfig(batch_window_ms=1000))) as url:
         def send():
-            with httpx.Client(timeout=30) as http:
+            with httpx.Client(timeout=120) as http:
+                start.wait(60)
                 assert http.post(f"{url}/v1/classify", content=body).status_code == 200
 
         threads = [threading.Thread(target=send) for _ in range(8)]
@@ -251,7 +257,7 @@ def test_serve_and_classify_commands(tmp_path, run, key, images, capsys):
         port = s.getsockname()[1]
     url = f"http://127.0.0.1:{port}"
     proc = subprocess.Popen([sys.executable, "-m", "patchcrypt", "serve", str(run), "--port", str(port),
-                             "--header-timeout", "5", "--body-timeout", "5", "--max-connections-per-client", "8"],
+                             "--header-timeout", "60", "--body-timeout", "60", "--max-connections-per-client", "8"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, env={**os.environ})
     try:
         wait_until_healthy(url, 60, proc)
@@ -269,4 +275,4 @@ def test_serve_and_classify_commands(tmp_path, run, key, images, capsys):
         assert "wrong key" in capsys.readouterr().err
     finally:
         proc.terminate()
-        proc.wait(10)
+        proc.wait(60)
