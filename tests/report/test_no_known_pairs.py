@@ -101,6 +101,7 @@ def owner(tmp_path_factory):
     return root, runs, key_path, ds.images, enc
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("with_key", [False, True], ids=["no key", "--key"])
 def test_report_shows_no_plain_image_with_its_ciphertext_under_the_runs_key(owner, tmp_path, with_key):
     root, runs, key_path, plain, enc = owner
@@ -120,6 +121,7 @@ def test_report_shows_no_plain_image_with_its_ciphertext_under_the_runs_key(owne
         assert "throwaway key" in text
 
 
+@pytest.mark.slow
 def test_demo_contact_sheet_is_not_under_the_owners_key(tmp_path):
     """An owner key already in the demo folder is not the one the sheet (plain beside encrypted) uses."""
     from patchcrypt.cli.demo import DEMO_SCHEMES
@@ -148,6 +150,7 @@ def test_demo_contact_sheet_is_not_under_the_owners_key(tmp_path):
     assert "throwaway key" in page
 
 
+@pytest.mark.slow
 def test_attack_figure_with_the_users_key_has_no_plain_column(owner, tmp_path):
     root, runs, key_path, plain, enc = owner
     out = tmp_path / "attack"
