@@ -32,6 +32,7 @@ from typing import Any, Dict, List, Optional, Tuple
 import numpy as np
 
 from ..errors import PatchcryptError
+from ..record import EncryptionRecord
 
 API = "/v1"
 
@@ -161,7 +162,6 @@ def create_app(run, config: Optional[ServeConfig] = None):
     from starlette.concurrency import run_in_threadpool
     from starlette.exceptions import HTTPException as StarletteHTTPException
 
-    from ..record import EncryptionRecord
     from ..runtime import resolve_device
 
     cfg = config or ServeConfig()
