@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -111,10 +112,10 @@ def test_client_wrong_size_and_unreachable(server, key, images):
             client.classify(big)
         assert len(client.classify(big, resize=True)) == 1
     with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
+        s.bind(("127.0.0.1", 0))  # held and never listening: connections are refused, and no one else takes it
         port = s.getsockname()[1]
-    with pytest.raises(PatchcryptError, match="cannot reach"):
-        Client(f"http://127.0.0.1:{port}", key, timeout=2, **OWNER).info()
+        with pytest.raises(PatchcryptError, match="cannot reach"):
+            Client(f"http://127.0.0.1:{port}", key, timeout=60, **OWNER).info()
 
 
 def _png(shape=(32, 32, 3)):
@@ -252,14 +253,15 @@ def test_serve_and_classify_commands(tmp_path, run, key, images, capsys):
     for i, img in enumerate(images[:2]):
         files.append(tmp_path / f"photo{i}.png")
         write_image(files[-1], img)
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    url = f"http://127.0.0.1:{port}"
-    proc = subprocess.Popen([sys.executable, "-m", "patchcrypt", "serve", str(run), "--port", str(port),
+    # port 0: the server binds a free port and prints it (no race with another process for a port picked here)
+    proc = subprocess.Popen([sys.executable, "-m", "patchcrypt", "serve", str(run), "--port", "0",
                              "--header-timeout", "60", "--body-timeout", "60", "--max-connections-per-client", "8"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env={**os.environ})
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env={**os.environ, "PYTHONUNBUFFERED": "1"})
     try:
+        line = proc.stdout.readline().decode()  # "serving ... on http://127.0.0.1:PORT ..." (EOF if it failed)
+        found = re.search(r"http://127\.0\.0\.1:(\d+)", line)
+        assert found, (line, proc.poll())
+        url = f"http://127.0.0.1:{found.group(1)}"
         wait_until_healthy(url, 60, proc)
         code = main(["classify", *map(str, files), "--key", str(key_path), "--server", url, "--json",
                      "--scheme", "block-pixel", "--block-size", "4",
