@@ -233,7 +233,8 @@ def test_cli_finetune_under_torchrun_equals_one_process(tree, key_file, pretrain
             "--block-size", "4", "--epochs", "1", "--batch-size", "16", "--augment", "none", "--seed", "5"]
     torchrun = Path(sys.executable).with_name("torchrun")
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    res = subprocess.run([str(torchrun), "--nproc-per-node=2", "--master-port", str(29600 + os.getpid() % 1000),
+    # --standalone: torchrun finds a free port (a port derived from the pid could collide with a parallel run)
+    res = subprocess.run([str(torchrun), "--nproc-per-node=2", "--standalone",
                           "-m", "patchcrypt", *args, "--out", str(tmp_path / "ddp")],
                          capture_output=True, text=True, timeout=240, env=env)
     assert res.returncode == 0, res.stderr[-2000:]

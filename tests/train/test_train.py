@@ -158,7 +158,7 @@ def test_two_process_ddp_averages_gradients(cifar_tree, tmp_path):
     torchrun = Path(sys.executable).with_name("torchrun")
     out = tmp_path / "ddp"
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    cmd = [str(torchrun), "--nproc-per-node=2", "--master-port", str(29500 + os.getpid() % 1000),
+    cmd = [str(torchrun), "--nproc-per-node=2", "--standalone",  # a free port: parallel runs never share one
            "-m", "patchcrypt", "train", "--data", str(cifar_tree), "--model", "vit_pico_patch4_32",
            "--out", str(out), "--epochs", "1", "--batch-size", "24", "--lr", "1e-3", "--augment", "none",
            "--seed", "5"]
