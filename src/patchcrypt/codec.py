@@ -11,8 +11,9 @@ simple upsampling (via simplejpeg) gives each macroblock's decoded 8×8 chroma s
 interpolated with libjpeg's own triangular filter inside the macroblock only (edges clamped). The filter
 is symmetric and the colour steps are affine per pixel, so this commutes with rotation, flips,
 negative-positive and colour shuffling of the block, and decrypted EtC images come within about 0.3 dB
-of plain JPEG (``benchmarks/compression.py``). Use it wherever EtC JPEGs are decrypted; a server
-classifying them may use either.
+of plain JPEG (``benchmarks/compression.py``). :attr:`patchcrypt.record.EncryptionRecord.jpeg_upsampling`
+decides where: every path that decodes ciphertext JPEGs (decrypt, the server, readers of an encrypted tree,
+training's round trip) asks it, so all of them see the same pixels.
 """
 
 from __future__ import annotations

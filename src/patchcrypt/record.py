@@ -129,7 +129,8 @@ class EncryptionRecord:
         "block" for encrypted images with 4:2:0 chroma and M a multiple of 16: every block is whole 16×16
         macroblocks, so chroma is interpolated only inside each one and never mixes a scrambled neighbour's
         colour in (see :mod:`patchcrypt.codec`). "fancy" (libjpeg's default) otherwise: plain images, and block
-        sizes that do not align with the macroblocks. Files that are not 4:2:0 JPEGs decode the same either way.
+        sizes that do not align with the macroblocks. 4:4:4 and grayscale JPEGs and lossless files decode the
+        same either way.
 
         >>> EncryptionRecord(scheme="etc", block_size=16).jpeg_upsampling
         'block'
