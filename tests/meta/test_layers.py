@@ -4,7 +4,7 @@ Layers, lowest first; a module may import its own layer and the ones below, neve
 
     0 errors, atomic, runtime, security
     1 keys, blocks, codec, metrics
-    2 ciphers, data, record
+    2 ciphers, data, record, augment (device-side augmentation kernels, when added)
     3 models, attacks, files, inference, transforms
     4 train, serve, report
     5 evaluate
