@@ -1,10 +1,11 @@
-# Quick start: `make demo` (main job) and `make test` (test suite). Both set up .venv on first use.
+# Quick start: `make demo` (main job) and `make test` (test suite, doctests included). Both set up .venv on first
+# use. `make test-fast` skips the tests marked slow (servers on sockets, subprocesses, Chromium, training runs).
 PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test bench clean-venv
+.PHONY: demo test test-fast bench clean-venv
 
 $(STAMP): requirements.txt pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -19,6 +20,9 @@ demo: $(STAMP)
 test: $(STAMP)
 	-@test ! -f scripts/setup_chromium.sh || bash scripts/setup_chromium.sh
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)
 
 clean-venv:
 	rm -rf $(VENV)

@@ -4,6 +4,7 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 import torch
 
 from patchcrypt.inference import predict, predict_logits, predict_proba, to_tensor
@@ -29,6 +30,7 @@ def test_predict_agrees_with_predict_logits_and_proba():
     assert predict_logits(model, x[:0], cpu).numel() == 0
 
 
+@pytest.mark.slow
 def test_evaluate_and_serve_do_not_import_the_trainer():
     code = ("import sys, numpy as np, patchcrypt.evaluate as ev, patchcrypt.serve.app; "
             "from patchcrypt.models import create_model; "

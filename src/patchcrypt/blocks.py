@@ -13,7 +13,14 @@ from .errors import PatchcryptError
 
 
 def check_geometry(height: int, width: int, block_size: int) -> None:
-    """Raise a clear error unless ``block_size`` divides both image sides."""
+    """Raise a clear error unless ``block_size`` divides both image sides.
+
+    >>> check_geometry(32, 24, 8)
+    >>> check_geometry(30, 32, 8)
+    Traceback (most recent call last):
+    ...
+    patchcrypt.errors.PatchcryptError: image size 30x32 is not a multiple of the block size 8 (use --pad or --resize)
+    """
     if block_size < 1:
         raise PatchcryptError(f"block size must be positive, got {block_size}")
     if height % block_size or width % block_size:
@@ -38,6 +45,9 @@ def block_layout(height: int, width: int, channels: int, block_size: int) -> np.
 
     Shape:
         returns (n, L) with n = (H/M)·(W/M), L = M·M·C; int64, read-only.
+
+    >>> block_layout(4, 4, 1, 2).tolist()  # a 4×4 grayscale image in 2×2 blocks
+    [[0, 1, 4, 5], [2, 3, 6, 7], [8, 9, 12, 13], [10, 11, 14, 15]]
     """
     check_geometry(height, width, block_size)
     return _layout(height, width, channels, block_size)
@@ -58,7 +68,17 @@ def locate_in_blocks(layout: np.ndarray):
 
 
 def split_blocks(images: np.ndarray, block_size: int) -> np.ndarray:
-    """(N, H, W, C) → (N, n, M, M, C) view-free copy of the blocks, row-major block order."""
+    """(N, H, W, C) → (N, n, M, M, C) view-free copy of the blocks, row-major block order.
+
+    >>> x = np.arange(16, dtype=np.uint8).reshape(1, 4, 4, 1)
+    >>> b = split_blocks(x, 2)
+    >>> b.shape
+    (1, 4, 2, 2, 1)
+    >>> b[0, 1, :, :, 0].tolist()  # block 1 is the top right one
+    [[2, 3], [6, 7]]
+    >>> bool((merge_blocks(b, 4, 4) == x).all())
+    True
+    """
     n_img, h, w, c = images.shape
     m = block_size
     check_geometry(h, w, m)

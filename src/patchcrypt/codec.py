@@ -11,8 +11,9 @@ simple upsampling (via simplejpeg) gives each macroblock's decoded 8×8 chroma s
 interpolated with libjpeg's own triangular filter inside the macroblock only (edges clamped). The filter
 is symmetric and the colour steps are affine per pixel, so this commutes with rotation, flips,
 negative-positive and colour shuffling of the block, and decrypted EtC images come within about 0.3 dB
-of plain JPEG (``benchmarks/compression.py``). Use it wherever EtC JPEGs are decrypted; a server
-classifying them may use either.
+of plain JPEG (``benchmarks/compression.py``). :attr:`patchcrypt.record.EncryptionRecord.jpeg_upsampling`
+decides where: every path that decodes ciphertext JPEGs (decrypt, the server, readers of an encrypted tree,
+training's round trip) asks it, so all of them see the same pixels.
 """
 
 from __future__ import annotations
@@ -150,6 +151,14 @@ def decode_image(data: bytes, mode: Optional[str] = None, name: str = "image",
                  upsampling: str = "fancy", limit: Optional[int] = None) -> np.ndarray:
     """Decode PNG/JPEG/... bytes to uint8 (H, W, C); truncated or non-image data is a clear error.
 
+    >>> img = np.zeros((32, 32, 3), np.uint8)
+    >>> decode_image(encode_jpeg(img, quality=90, subsampling="420"), upsampling="block").shape
+    (32, 32, 3)
+    >>> decode_image(b"not an image", name="x.jpg")
+    Traceback (most recent call last):
+    ...
+    patchcrypt.errors.PatchcryptError: x.jpg: not a readable image (unknown image format)
+
     Args:
         upsampling: "fancy" (libjpeg's default, via Pillow) or "block" (chroma interpolated only inside each
             macroblock; for decrypting EtC JPEGs, see the module docstring). Non-JPEG data ignores it.
@@ -237,9 +246,11 @@ def _reason(exc: Exception) -> str:
     return text[0] if text else type(exc).__name__
 
 
-def read_image(path: PathLike, mode: Optional[str] = None, limit: Optional[int] = None) -> np.ndarray:
+def read_image(path: PathLike, mode: Optional[str] = None, upsampling: str = "fancy",
+               limit: Optional[int] = None) -> np.ndarray:
     """Read an image file to uint8 (H, W, C) (C = 3, or 1 for grayscale files unless ``mode="RGB"``);
-    ``limit``: most pixels its header may declare (default :func:`max_pixels`)."""
+    ``upsampling`` as in :func:`decode_image`; ``limit``: most pixels its header may declare (default
+    :func:`max_pixels`)."""
     path = Path(path)
     try:
         data = path.read_bytes()
@@ -249,7 +260,7 @@ def read_image(path: PathLike, mode: Optional[str] = None, limit: Optional[int] 
         raise PatchcryptError(f"{path}: is a directory, not an image") from None
     except OSError as exc:
         raise PatchcryptError(f"{path}: cannot read ({exc.strerror or exc})") from None
-    return decode_image(data, mode, name=str(path), limit=limit)
+    return decode_image(data, mode, name=str(path), upsampling=upsampling, limit=limit)
 
 
 def image_bytes(img: np.ndarray, fmt: str = "png", quality: int = 90,
@@ -327,7 +338,13 @@ def write_image(path: PathLike, img: np.ndarray, quality: int = 90, subsampling:
 
 def jpeg_roundtrip(images: np.ndarray, quality: int = 90, subsampling: Union[str, int] = "420",
                    upsampling: str = "fancy") -> np.ndarray:
-    """Encode every image as JPEG and decode it again: (N, H, W, C) or (H, W, C) uint8 → same shape."""
+    """Encode every image as JPEG and decode it again: (N, H, W, C) or (H, W, C) uint8 → same shape.
+
+    >>> flat = np.full((2, 16, 16, 3), 128, np.uint8)
+    >>> out = jpeg_roundtrip(flat, quality=90)
+    >>> out.shape, out.dtype, int(np.abs(out.astype(int) - 128).max()) <= 1
+    ((2, 16, 16, 3), dtype('uint8'), True)
+    """
     images = np.asarray(images)
     if images.ndim == 3:
         return jpeg_roundtrip(images[None], quality, subsampling, upsampling)[0]
@@ -341,5 +358,9 @@ def jpeg_roundtrip(images: np.ndarray, quality: int = 90, subsampling: Union[str
 
 
 def bits_per_pixel(nbytes: int, height: int, width: int) -> float:
-    """File size in bits per image pixel."""
+    """File size in bits per image pixel.
+
+    >>> bits_per_pixel(1024, 32, 32)
+    8.0
+    """
     return 8.0 * nbytes / (height * width)

@@ -43,7 +43,7 @@ def prepare_images(ckpt: Dict[str, Any], data, key_path: Optional[str] = None) -
             raise PatchcryptError("the model was trained with per-image keys; evaluate on an encrypted tree")
         images = want.cipher(key).encrypt(data.images)
     if want.jpeg_quality:
-        images = jpeg_roundtrip(images, want.jpeg_quality, want.subsampling)
+        images = jpeg_roundtrip(images, want.jpeg_quality, want.subsampling, want.jpeg_upsampling)
     return images
 
 

@@ -22,6 +22,7 @@ import os
 import re
 import shutil
 import tempfile
+import time
 import warnings
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -45,6 +46,9 @@ CHUNK = 1024  # images decoded, encrypted and written per step
 PER_IMAGE_BATCH = 16
 DECRYPTED_MARKER = ".patchcrypt-decrypted.json"  # lets --force recognise a previous decrypt output
 _WORKERS = max(1, min(4, os.cpu_count() or 1))
+# Test hook, inert unless set: after its first written chunk, encrypt creates the file this variable names
+# and waits (up to 5 minutes) for a signal, so a test can interrupt it mid-run without racing the clock.
+PAUSE_ENV = "PATCHCRYPT_TEST_PAUSE_AFTER_WRITE"
 
 
 def parse_size(text: Optional[str]) -> Optional[Tuple[int, int]]:
@@ -293,6 +297,15 @@ def _check_padded(cipher, shape: tuple, name: Path) -> None:
                               f"{max_pixels():,}; resize it first (--resize) or raise --max-pixels if trusted")
 
 
+def _pause_for_test() -> None:
+    """The :data:`PAUSE_ENV` handshake (tests only): signal "files are written", then wait for Ctrl-C."""
+    marker = os.environ.pop(PAUSE_ENV, None)  # once per process
+    if marker:
+        Path(marker).touch()
+        for _ in range(3000):
+            time.sleep(0.1)
+
+
 def _sub_batches(idx: List[int], per_image: bool) -> List[List[int]]:
     if not per_image:
         return [idx]
@@ -354,6 +367,7 @@ def encrypt_tree(src: Path, dst: Path, key: Key, scheme: str, block_size: int, f
                 # digest of the ciphertext file: lets decrypt name files that do not belong to this tree
                 files_meta[out_rel]["sha256"] = hashlib.sha256(data).hexdigest()
             list(pool.map(lambda pair: _write(tmp / pair[0], pair[1]), zip(out_chunk, encoded)))
+            _pause_for_test()
             if progress:
                 progress(len(chunk))
         manifest = {
@@ -416,7 +430,7 @@ def decrypt_tree(src: Path, dst: Path, key: Key, scheme: Optional[str] = None, f
     _check_destination(root, dst, force)
     files_meta = manifest.get("files") or {}
     verify = manifest.get("version", 1) >= 2
-    upsampling = "block" if manifest.get("file_format") == "jpeg" else "fancy"
+    upsampling = record.jpeg_upsampling
     changed: List[str] = []
     n = 0
     with _Staging(dst) as tmp, ThreadPoolExecutor(_WORKERS) as pool:

@@ -59,6 +59,16 @@ class KeyStream:
 
     Draws are consumed in order, so a step that draws the same things in the same order from the same
     label always gets the same material.
+
+    >>> key = Key.from_bytes(bytes(32))  # a fixed key for the example; real keys come from Key.generate()
+    >>> key.stream(["demo", 4]).permutation(6).tolist()
+    [2, 0, 3, 5, 1, 4]
+    >>> key.stream(["demo", 4]).permutation(6).tolist()  # the same label: the same material
+    [2, 0, 3, 5, 1, 4]
+    >>> key.stream(["demo", 4], nonce=b"x").permutation(6).tolist()  # another nonce: independent material
+    [3, 0, 4, 1, 2, 5]
+    >>> key.stream(["demo"]).integers(8, 5).tolist()  # uniform in [0, 8), no modulo bias
+    [0, 5, 7, 1, 0]
     """
 
     _CHUNK = 1 << 16
@@ -119,7 +129,16 @@ class KeyStream:
 
 
 class Key:
-    """A 256-bit secret key. Its repr never shows the key, only the fingerprint."""
+    """A 256-bit secret key. Its repr never shows the key, only the fingerprint.
+
+    >>> key = Key.from_bytes(bytes(32))  # a fixed key for the example; real keys come from Key.generate()
+    >>> key.fingerprint
+    '1608607e69f0e058'
+    >>> key
+    Key(fingerprint=1608607e69f0e058)
+    >>> Key.generate() == key, len(Key.generate().fingerprint)
+    (False, 16)
+    """
 
     __slots__ = ("_bytes",)
 

@@ -108,8 +108,8 @@ class EncryptionRecord:
     def from_owner(cls, scheme: Optional[str], block_size: Optional[int], key_fingerprint: Optional[str] = None,
                    allow_weak_scheme: bool = False) -> "EncryptionRecord":
         """From the data owner's own settings (client side); validated by
-        :func:`patchcrypt.serve.client.check_owner_choice` (weak schemes refused unless allowed)."""
-        from .serve.client import check_owner_choice
+        :func:`patchcrypt.ciphers.policy.check_owner_choice` (weak schemes refused unless allowed)."""
+        from .ciphers.policy import check_owner_choice
 
         m = check_owner_choice(scheme, block_size, allow_weak_scheme)
         return cls(scheme=scheme, block_size=m, key_fingerprint=key_fingerprint, holder="you chose")
@@ -119,6 +119,28 @@ class EncryptionRecord:
     def subsampling(self) -> str:
         """The chroma subsampling of EtC JPEGs: as recorded, else the block-size rule (:func:`subsampling_for`)."""
         return self.recorded_subsampling or subsampling_for(self.block_size)
+
+    @property
+    def jpeg_upsampling(self) -> str:
+        """How every path decodes this record's ciphertext JPEGs (decrypt, the server, readers of an encrypted
+        tree, training's and evaluation's JPEG round trip): the ``upsampling`` of
+        :func:`patchcrypt.codec.decode_image`.
+
+        "block" for encrypted images with 4:2:0 chroma and M a multiple of 16: every block is whole 16×16
+        macroblocks, so chroma is interpolated only inside each one and never mixes a scrambled neighbour's
+        colour in (see :mod:`patchcrypt.codec`). "fancy" (libjpeg's default) otherwise: plain images, and block
+        sizes that do not align with the macroblocks. 4:4:4 and grayscale JPEGs and lossless files decode the
+        same either way.
+
+        >>> EncryptionRecord(scheme="etc", block_size=16).jpeg_upsampling
+        'block'
+        >>> EncryptionRecord(scheme="etc", block_size=16, recorded_subsampling="444").jpeg_upsampling
+        'fancy'
+        >>> EncryptionRecord(scheme="plain").jpeg_upsampling
+        'fancy'
+        """
+        aligned = bool(self.block_size) and self.block_size % 16 == 0
+        return "block" if not self.is_plain and aligned and self.subsampling == "420" else "fancy"
 
     @property
     def is_plain(self) -> bool:

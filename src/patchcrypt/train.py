@@ -48,7 +48,7 @@ from .inference import predict_logits, to_tensor
 from .keys import Key
 from .models import check_block_size, create_model, list_models, load_checkpoint, save_checkpoint
 from .models.registry import model_entrypoint
-from .record import subsampling_for
+from .record import EncryptionRecord, subsampling_for
 from .runtime import resolve_device, to_nchw, train_epoch
 
 # fields that may change on --resume without changing the result
@@ -148,6 +148,7 @@ class Pipeline:
     subsampling: str = "444"
     per_image: bool = False
     encrypt_seconds: float = 0.0
+    upsampling: str = "fancy"  # how the round trip decodes: EncryptionRecord.jpeg_upsampling, as decrypt does
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         """(N, C, H, W) uint8 → encrypted (and JPEG'd) batch on the same device."""
@@ -157,7 +158,8 @@ class Pipeline:
             x = self.cipher.encrypt(x, nonces)
             self.encrypt_seconds += time.perf_counter() - t0
         if self.jpeg_quality is not None:
-            arr = jpeg_roundtrip(x.permute(0, 2, 3, 1).cpu().numpy(), self.jpeg_quality, self.subsampling)
+            arr = jpeg_roundtrip(x.permute(0, 2, 3, 1).cpu().numpy(), self.jpeg_quality, self.subsampling,
+                                 self.upsampling)
             x = to_nchw(arr).to(x.device)
         return x
 
@@ -226,7 +228,8 @@ def resolve_encryption(cfg: TrainConfig, train: ImageSet) -> Tuple[Pipeline, Dic
         raise PatchcryptError(f"scheme {scheme!r} needs --block-size")
     key = Key.load(cfg.key)
     cipher = create_cipher(scheme, key, block_size=cfg.block_size, per_image=cfg.per_image)
-    return (Pipeline(cipher, cfg.jpeg_quality, subsampling_for(cfg.block_size), cfg.per_image),
+    upsampling = EncryptionRecord(scheme=scheme, block_size=cfg.block_size).jpeg_upsampling
+    return (Pipeline(cipher, cfg.jpeg_quality, subsampling_for(cfg.block_size), cfg.per_image, upsampling=upsampling),
             {"scheme": scheme, "block_size": cfg.block_size, "key_fingerprint": key.fingerprint,
              "per_image": cfg.per_image, "jpeg_quality": cfg.jpeg_quality, "pre_encrypted": False})
 

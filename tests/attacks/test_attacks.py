@@ -50,6 +50,7 @@ def test_kpa_recovers_block_pixel_key_exactly(cifar_small):
     assert np.array_equal(result.reconstructed, cipher.decrypt(cipher.encrypt(images[:10])))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["gan", "itn"])
 def test_learned_attacks_loss_falls(cifar_small, name):
     images = np.concatenate([cifar_small[0]] * 3)
@@ -60,6 +61,7 @@ def test_learned_attacks_loss_falls(cifar_small, name):
     assert result.reconstructed.shape == images[:8].shape
 
 
+@pytest.mark.slow
 def test_attack_cli_and_bad_input(tmp_path, capsys, shared_cifar):
     out = tmp_path / "att"
     assert main(["attack", "kpa", "--scheme", "block-pixel", "--block-size", "4", "--data", str(shared_cifar),

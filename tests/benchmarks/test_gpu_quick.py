@@ -139,6 +139,7 @@ runpy.run_path(sys.argv[0], run_name="__main__")
 """
 
 
+@pytest.mark.slow
 def test_quick_run_end_to_end_with_only_torch_numpy_pillow(tiny_pack, tmp_path):
     out = tmp_path / "out"
     env = {"PYTHONPATH": str(REPO / "src"), "PATH": "/usr/bin:/bin", "OMP_NUM_THREADS": "1"}

@@ -131,30 +131,42 @@ def test_foreign_or_changed_files_are_named_and_refused(tmp_path, key, capsys):
 
 
 # -- Ctrl-C ------------------------------------------------------------------------------------------------
-_SLOW_ENCRYPT = """
-import sys
+_SMALL_CHUNKS = """
+import signal, sys
+# Ctrl-C as in a terminal: a test run from a background job (nohup, `&`, some CI runners) starts with SIGINT
+# ignored, which Python and every child keep; then the interrupt would never arrive
+signal.signal(signal.SIGINT, signal.default_int_handler)
 import patchcrypt.files as files
-files.CHUNK = 8   # many small steps, so the interrupt lands mid-run
+files.CHUNK = 8   # several steps, so the interrupt lands with chunks still to do
 from patchcrypt.cli import main
 sys.exit(main(sys.argv[1:]))
 """
 
 
+@pytest.mark.slow
 def test_ctrl_c_exits_130_and_leaves_no_output(tmp_path, key):
-    src = make_tree(tmp_path / "plain", n=150, size=64)
-    dst = tmp_path / "enc"
-    env = {**os.environ, "PYTHONPATH": str(SRC), "OMP_NUM_THREADS": "1"}
-    proc = subprocess.Popen([sys.executable, "-c", _SLOW_ENCRYPT, *map(str, encrypt(src, dst, key))],
+    """A handshake, not a race: the child writes its first chunk, creates the marker named by
+    PAUSE_ENV and waits; only then does the test send SIGINT."""
+    from patchcrypt.files import PAUSE_ENV
+
+    src = make_tree(tmp_path / "plain", n=12)
+    dst, marker = tmp_path / "enc", tmp_path / "first-chunk-written"
+    env = {**os.environ, "PYTHONPATH": str(SRC), "OMP_NUM_THREADS": "1", PAUSE_ENV: str(marker)}
+    proc = subprocess.Popen([sys.executable, "-c", _SMALL_CHUNKS, *map(str, encrypt(src, dst, key))],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and proc.poll() is None:
+    try:
+        deadline = time.monotonic() + 300  # only bounds a broken run; a working one signals in about a second
+        while not marker.exists() and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert marker.exists(), ("the encryption never signalled", proc.poll())
         partial = [p for p in tmp_path.glob(".enc.*.partial") if any(p.rglob("*.png"))]
-        if partial:
-            break
-        time.sleep(0.01)
-    assert partial, "the encryption never started writing"
-    proc.send_signal(signal.SIGINT)
-    out, err = proc.communicate(timeout=60)
+        assert len(partial) == 1, "the first chunk should be in the staging folder"
+        assert len(list(partial[0].rglob("*.png"))) == 8
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=300)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
     assert proc.returncode == 130, (proc.returncode, err)
     assert err.decode().strip().splitlines() == ["error: interrupted"]
     assert not dst.exists() and not list(tmp_path.glob(".enc*"))

@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from conftest import CIFAR_CLASSES, REPO, make_cifar_like_tree
 
@@ -28,6 +29,7 @@ def _pytest(env_extra, *args):
                           cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
 
 
+@pytest.mark.slow
 def test_missing_shared_falls_back_or_fails_but_never_skips():
     test = "tests/data/test_readers.py::test_split_required_and_picked"
     ran = _pytest({"PATCHCRYPT_SHARED": "/nonexistent", "PATCHCRYPT_REQUIRE_SHARED": "0"}, test)
@@ -37,6 +39,7 @@ def test_missing_shared_falls_back_or_fails_but_never_skips():
     assert "PATCHCRYPT_REQUIRE_SHARED" in required.stdout + required.stderr
 
 
+@pytest.mark.slow
 def test_ci_requires_the_shared_data_and_runs_make_test():
     ci = (REPO / ".ci" / "run").read_text()
     assert "PATCHCRYPT_REQUIRE_SHARED=1" in ci and "make test" in ci

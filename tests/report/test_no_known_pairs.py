@@ -182,6 +182,7 @@ def test_examples_need_the_data_folder_named(owner, tmp_path):
     assert not any(shown(h, x) for h in page_images(out.read_text()) for x in plain)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("with_key", [False, True], ids=["no key", "--key"])
 def test_report_says_which_key_its_examples_use(owner, tmp_path, with_key):
     root, runs, trees, key_path, plain, enc = owner
@@ -196,6 +197,7 @@ def test_report_says_which_key_its_examples_use(owner, tmp_path, with_key):
         assert "throwaway key" in text
 
 
+@pytest.mark.slow
 def test_demo_contact_sheet_is_not_under_the_owners_key(tmp_path):
     """An owner key already in the demo folder is not the one the sheet (plain beside encrypted) uses."""
     from patchcrypt.cli.demo import DEMO_SCHEMES
@@ -224,6 +226,7 @@ def test_demo_contact_sheet_is_not_under_the_owners_key(tmp_path):
     assert "throwaway key" in page
 
 
+@pytest.mark.slow
 def test_attack_figure_with_the_users_key_has_no_plain_column(owner, tmp_path):
     root, runs, trees, key_path, plain, enc = owner
     out = tmp_path / "attack"

@@ -40,6 +40,7 @@ def digits_run(tmp_path_factory):
     return root, run, res, key
 
 
+@pytest.mark.slow
 def test_collects_runs_and_results(digits_run):
     root, run, res, _ = digits_run
     kinds = [(it.kind, it.path.name) for it in collect([root])]
@@ -67,6 +68,7 @@ def test_markdown_tables_are_escaped():
     assert out.count("<tr>") == 2 and "<p>Caption &lt;x&gt;</p>" in out
 
 
+@pytest.mark.slow
 def test_report_content(digits_run, tmp_path, capsys):
     root, run, res, key = digits_run
     out = tmp_path / "report.html"
@@ -92,6 +94,7 @@ def _chromium():
                 "where apt-get is allowed)")
 
 
+@pytest.mark.slow
 def test_report_renders_in_headless_chromium(digits_run, tmp_path):
     """Look at the page as a person would: a non-blank screenshot, and no image that failed to load."""
     root, run, res, key = digits_run
@@ -114,6 +117,7 @@ def test_report_renders_in_headless_chromium(digits_run, tmp_path):
     assert int(total.group(1)) >= 3 and broken.group(1) == "0"
 
 
+@pytest.mark.slow
 def test_broken_image_is_detected(tmp_path):
     """The browser check itself can fail: a page with a corrupt embedded image reports it."""
     browser = _chromium()

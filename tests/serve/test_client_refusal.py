@@ -12,6 +12,8 @@ from patchcrypt.codec import write_image
 from patchcrypt.errors import KeyMismatchError, PatchcryptError
 from patchcrypt.serve import Client, running_server
 
+pytestmark = pytest.mark.slow  # a real server on loopback sockets
+
 KEY = Key.from_bytes(bytes(range(32)))
 CLASSES = ["cat", "dog"]
 

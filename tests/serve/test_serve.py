@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -21,6 +22,8 @@ from patchcrypt.models import build_model, create_model, load_checkpoint
 from patchcrypt.models.checkpoint import save_checkpoint
 from patchcrypt.serve import Client, ServeConfig, create_app, running_server
 from patchcrypt.serve.client import wait_until_healthy
+
+pytestmark = pytest.mark.slow  # a real server on loopback sockets
 
 OWNER = dict(scheme="block-pixel", block_size=4)  # what the owner encrypts with, stated on the client side
 CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
@@ -112,10 +115,10 @@ def test_client_wrong_size_and_unreachable(server, key, images):
     with Client(server, key, **OWNER, image_size=32) as client:
         assert len(client.classify(big, resize=True)) == 1
     with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
+        s.bind(("127.0.0.1", 0))  # held and never listening: connections are refused, and no one else takes it
         port = s.getsockname()[1]
-    with pytest.raises(PatchcryptError, match="cannot reach"):
-        Client(f"http://127.0.0.1:{port}", key, timeout=2, **OWNER).info()
+        with pytest.raises(PatchcryptError, match="cannot reach"):
+            Client(f"http://127.0.0.1:{port}", key, timeout=60, **OWNER).info()
 
 
 def _png(shape=(32, 32, 3)):
@@ -207,9 +210,13 @@ def test_fuzzed_requests_never_break_valid_ones(server, run, key, images):
 def test_concurrent_requests_are_batched(run, key, images):
     enc = create_cipher("block-pixel", key, block_size=4).encrypt(images)
     body = encode_png(enc[0])
-    with running_server(create_app(run, ServeConfig(batch_window_ms=100, health_counters=True))) as url:
+    # all eight are released at once (a barrier), and a batch waits 1 s for more: two of them would have to
+    # arrive over a second apart on every pair for no batch to hold two (the old 100 ms window raced a busy box)
+    start = threading.Barrier(8)
+    with running_server(create_app(run, ServeConfig(batch_window_ms=1000, health_counters=True))) as url:
         def send():
-            with httpx.Client(timeout=30) as http:
+            with httpx.Client(timeout=120) as http:
+                start.wait(60)
                 assert http.post(f"{url}/v1/classify", content=body).status_code == 200
 
         threads = [threading.Thread(target=send) for _ in range(8)]
@@ -249,14 +256,15 @@ def test_serve_and_classify_commands(tmp_path, run, key, images, capsys):
     for i, img in enumerate(images[:2]):
         files.append(tmp_path / f"photo{i}.png")
         write_image(files[-1], img)
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    url = f"http://127.0.0.1:{port}"
-    proc = subprocess.Popen([sys.executable, "-m", "patchcrypt", "serve", str(run), "--port", str(port),
-                             "--header-timeout", "5", "--body-timeout", "5", "--max-connections-per-client", "8"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env={**os.environ})
+    # port 0: the server binds a free port and prints it (no race with another process for a port picked here)
+    proc = subprocess.Popen([sys.executable, "-m", "patchcrypt", "serve", str(run), "--port", "0",
+                             "--header-timeout", "60", "--body-timeout", "60", "--max-connections-per-client", "8"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env={**os.environ, "PYTHONUNBUFFERED": "1"})
     try:
+        line = proc.stdout.readline().decode()  # "serving ... on http://127.0.0.1:PORT ..." (EOF if it failed)
+        found = re.search(r"http://127\.0\.0\.1:(\d+)", line)
+        assert found, (line, proc.poll())
+        url = f"http://127.0.0.1:{found.group(1)}"
         wait_until_healthy(url, 60, proc)
         code = main(["classify", *map(str, files), "--key", str(key_path), "--server", url, "--json",
                      "--scheme", "block-pixel", "--block-size", "4",
@@ -272,4 +280,4 @@ def test_serve_and_classify_commands(tmp_path, run, key, images, capsys):
         assert "wrong key" in capsys.readouterr().err
     finally:
         proc.terminate()
-        proc.wait(10)
+        proc.wait(60)

@@ -76,6 +76,7 @@ def cfg(data, out, **kw):
     return TrainConfig(**base)
 
 
+@pytest.mark.slow
 def test_keyed_finetuning_is_the_keyed_image_of_plain_finetuning(tree, key_file, pretrained, tmp_path, capsys):
     """k steps of keyed fine-tuning on encrypted batches == keyed transform of k steps of plain fine-tuning on
     the same plain batches (block-pixel: BS + PS + BF, shared embedding), through the real ``train``."""
@@ -120,6 +121,7 @@ def _pair():
     return plain, copy.deepcopy(plain)
 
 
+@pytest.mark.slow
 def test_uncentred_keying_does_not_follow_and_position_wise_differs(key_file):
     """Why the centred re-expression: keying on raw 0..255 inputs is exact for inference but its fine-tuning
     leaves the plain trajectory. And per-block keys (etc): each position's embedding sees only its own
@@ -187,6 +189,7 @@ def test_refusals_name_the_reason_and_the_alternative(tree, key_file, pretrained
         train(cfg(tree, tmp_path / "x", pretrained=str(tmp_path / "resnet.pth")))
 
 
+@pytest.mark.slow
 def test_convmixer_keyed_without_block_scrambling_and_a_linear_probe(tree, key_file, tmp_path):
     """ConvMixer takes keyed init for in-block steps (here bit flipping, shared); --freeze backbone trains
     the head alone, BatchNorm statistics included."""
@@ -208,6 +211,7 @@ def test_convmixer_keyed_without_block_scrambling_and_a_linear_probe(tree, key_f
     assert not torch.equal(cm.state_dict()["head.weight"], after["head.weight"])
 
 
+@pytest.mark.slow
 def test_resume_continues_a_finetuning_run_exactly(tree, key_file, pretrained, tmp_path):
     k = dict(pretrained=str(pretrained), init="keyed", scheme="etc", key=str(key_file), block_size=4)
     train(cfg(tree, tmp_path / "straight", **k))
@@ -219,6 +223,7 @@ def test_resume_continues_a_finetuning_run_exactly(tree, key_file, pretrained, t
         assert torch.equal(a["state_dict"][name], b["state_dict"][name]), name
 
 
+@pytest.mark.slow
 def test_cli_finetune_under_torchrun_equals_one_process(tree, key_file, pretrained, tmp_path, capsys):
     """The CLI under torchrun (2 processes, gloo): keyed init on etc, position-wise embedding; the same steps
     as one process on the union of both ranks' batches."""
@@ -228,7 +233,8 @@ def test_cli_finetune_under_torchrun_equals_one_process(tree, key_file, pretrain
             "--block-size", "4", "--epochs", "1", "--batch-size", "16", "--augment", "none", "--seed", "5"]
     torchrun = Path(sys.executable).with_name("torchrun")
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    res = subprocess.run([str(torchrun), "--nproc-per-node=2", "--master-port", str(29600 + os.getpid() % 1000),
+    # --standalone: torchrun finds a free port (a port derived from the pid could collide with a parallel run)
+    res = subprocess.run([str(torchrun), "--nproc-per-node=2", "--standalone",
                           "-m", "patchcrypt", *args, "--out", str(tmp_path / "ddp")],
                          capture_output=True, text=True, timeout=240, env=env)
     assert res.returncode == 0, res.stderr[-2000:]

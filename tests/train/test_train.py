@@ -39,6 +39,7 @@ def cfg(data, out, **kw):
     return TrainConfig(**base)
 
 
+@pytest.mark.slow
 def test_plain_data_with_key_writes_a_run(cifar_tree, key_file, tmp_path):
     out = tmp_path / "run"
     summary = train(cfg(cifar_tree, out, scheme="block-pixel", key=str(key_file), block_size=4, epochs=2))
@@ -55,6 +56,7 @@ def test_plain_data_with_key_writes_a_run(cifar_tree, key_file, tmp_path):
     assert 0 <= summary["encrypt_fraction"] < 0.2 and summary["n_train"] == 72
 
 
+@pytest.mark.slow
 def test_adaptation_network_takes_the_data_block_size(cifar_tree, key_file, tmp_path):
     run = cfg(cifar_tree, tmp_path / "adapt", model="resnet18_cifar_adapt", model_kwargs={"width": 4},
               scheme="block-pixel", key=str(key_file), block_size=8, subset=12, test_subset=6)
@@ -62,6 +64,7 @@ def test_adaptation_network_takes_the_data_block_size(cifar_tree, key_file, tmp_
     assert load_checkpoint(tmp_path / "adapt")["model_kwargs"]["block_size"] == 8
 
 
+@pytest.mark.slow
 def test_resume_is_exact(cifar_tree, key_file, tmp_path):
     straight = tmp_path / "straight"
     train(cfg(cifar_tree, straight, scheme="etc", key=str(key_file), block_size=4, epochs=2))
@@ -80,6 +83,7 @@ def test_resume_is_exact(cifar_tree, key_file, tmp_path):
         assert torch.equal(a["state_dict"][k], b["state_dict"][k]), k
 
 
+@pytest.mark.slow
 def test_pre_encrypted_tree_and_jpeg(cifar_tree, key_file, tmp_path, capsys):
     enc = tmp_path / "enc"
     assert main(["encrypt", str(cifar_tree), str(enc), "--key", str(key_file), "--scheme", "block-pixel",
@@ -149,11 +153,12 @@ def test_bad_input(cifar_tree, key_file, tmp_path, capsys):
     assert "checkpoint" in bad(capsys, "evaluate", corrupt, "--data", cifar_tree)
 
 
+@pytest.mark.slow
 def test_two_process_ddp_averages_gradients(cifar_tree, tmp_path):
     torchrun = Path(sys.executable).with_name("torchrun")
     out = tmp_path / "ddp"
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    cmd = [str(torchrun), "--nproc-per-node=2", "--master-port", str(29500 + os.getpid() % 1000),
+    cmd = [str(torchrun), "--nproc-per-node=2", "--standalone",  # a free port: parallel runs never share one
            "-m", "patchcrypt", "train", "--data", str(cifar_tree), "--model", "vit_pico_patch4_32",
            "--out", str(out), "--epochs", "1", "--batch-size", "24", "--lr", "1e-3", "--augment", "none",
            "--seed", "5"]

@@ -86,6 +86,7 @@ def test_encrypted_image_folder_in_a_dataloader(tree, key_file):
     assert batch.shape == (4, 3, 32, 32) and labels.tolist() == [0, 0, 0, 0]
 
 
+@pytest.mark.slow
 def test_finetune_example_runs(tree, key_file, tmp_path):
     model = create_model("vit_pico_patch4_32", seed=0, num_classes=10)   # a tiny "pretrained" model
     torch.save(model.state_dict(), tmp_path / "vit.pth")

@@ -58,6 +58,8 @@ class SchemeSpec:
     # The keyed steps act on a grayscale composite made by a (lossy) colour conversion (etc-gray): the
     # ciphertext has another shape, and no pixel of it corresponds to one pixel of the plain image.
     composite: bool = False
+    # Hides little of an image (``plain``, a single step): a client refuses to send such images unless told to
+    weak: bool = False
 
     @property
     def symbols(self) -> frozenset:

@@ -24,7 +24,7 @@ def register_scheme(spec: SchemeSpec, cls: type = Cipher) -> SchemeSpec:
 
 
 # -- the schemes of the literature (DESIGN §4) --------------------------------------------------------------
-register_scheme(SchemeSpec("plain", (), "no encryption (baseline)", origin="baseline"))
+register_scheme(SchemeSpec("plain", (), "no encryption (baseline)", origin="baseline", weak=True))
 register_scheme(SchemeSpec(
     "etc", (_S("BS"), _S("RF"), _S("NP"), _S("CS")),
     "EtC: block scrambling, rotation/flip, negative-positive, colour shuffle; every block its own key",
@@ -72,7 +72,7 @@ for _sym, _shared, _doc in (
     if _sym == "PS" and not _shared:
         _name = "step-ps-perblock"
     register_scheme(SchemeSpec(_name, (_S(_sym, shared=_shared),), _doc,
-                               channels=(3,) if _sym == "CS" else (1, 3), origin="single step"))
+                               channels=(3,) if _sym == "CS" else (1, 3), origin="single step", weak=True))
 
 
 def list_ciphers(include_steps: bool = False) -> List[str]:

@@ -23,6 +23,7 @@ from ..codec import bits_per_pixel, decode_image, encode_jpeg, write_image
 from ..errors import PatchcryptError
 from ..keys import Key
 from ..metrics import psnr
+from ..record import EncryptionRecord
 from .app import app
 
 SHEET_CAPTION = ("plain | encrypted | decrypted for every scheme, under a throwaway key generated for this sheet "
@@ -47,7 +48,8 @@ def cipher_demo(photos: np.ndarray, key: Key, out_dir: Path, echo=print) -> List
         exact = bool(np.array_equal(cipher.decrypt(enc), photos))
         # EtC: JPEG the encrypted images as a server would receive them (4:2:0; etc-gray is grayscale)
         jpeg = [encode_jpeg(e, QUALITY, "420") for e in enc]
-        dec = cipher.decrypt(np.stack([decode_image(b, "L" if enc.shape[3] == 1 else "RGB", upsampling="block")
+        upsampling = EncryptionRecord(scheme=name, block_size=m, recorded_subsampling="420").jpeg_upsampling
+        dec = cipher.decrypt(np.stack([decode_image(b, "L" if enc.shape[3] == 1 else "RGB", upsampling=upsampling)
                                        for b in jpeg]))
         p = float(np.mean([min(psnr(a, b), 100.0) for a, b in zip(photos, dec)]))
         bpp = float(np.mean([bits_per_pixel(len(b), h, w) for b in jpeg]))

@@ -25,6 +25,7 @@ import numpy as np
 from ..atomic import atomic_write
 from ..codec import IMAGE_SUFFIXES, check_pixels, read_image
 from ..errors import PatchcryptError
+from ..record import EncryptionRecord
 from .imageset import ImageSet
 from .manifest import MANIFEST_NAME, read_manifest
 
@@ -163,7 +164,8 @@ def _load_tree(root: Path, cache: bool = True, mode: Optional[str] = None) -> Im
     labels = np.array([c for _, c in items], dtype=np.int64)
     if cache:
         _check_cache_dirs()
-    key = _tree_signature(root, items) + (f"-{mode}" if mode else "")
+    upsampling = EncryptionRecord.from_manifest(manifest).jpeg_upsampling if manifest else "fancy"
+    key = _tree_signature(root, items) + (f"-{mode}" if mode else "") + ("-block" if upsampling == "block" else "")
     cached = _cache_dir() / f"tree-{key}.npy"
     if cache and cached.is_file():
         try:
@@ -172,22 +174,22 @@ def _load_tree(root: Path, cache: bool = True, mode: Optional[str] = None) -> Im
                 return ImageSet(images, labels, classes, str(root), manifest, files)
         except (OSError, ValueError):
             pass  # a damaged cache entry is rebuilt below
-    images = _decode_all([root / f for f in files], mode)
+    images = _decode_all([root / f for f in files], mode, upsampling)
     if cache:
         _save_cache(cached, images)
     return ImageSet(images, labels, classes, str(root), manifest, files)
 
 
-def _decode_all(paths: List[Path], mode: Optional[str]) -> np.ndarray:
+def _decode_all(paths: List[Path], mode: Optional[str], upsampling: str = "fancy") -> np.ndarray:
     from ..runtime import progress
 
-    first = read_image(paths[0], mode)
+    first = read_image(paths[0], mode, upsampling)
     out = np.empty((len(paths),) + first.shape, dtype=np.uint8)
     out[0] = first
 
     def load(i: int) -> None:
         # no larger than the first: a 40 MP file among 32x32 ones is refused from its header, not decoded
-        img = read_image(paths[i], mode if mode else ("L" if first.shape[2] == 1 else "RGB"),
+        img = read_image(paths[i], mode if mode else ("L" if first.shape[2] == 1 else "RGB"), upsampling,
                          limit=first.shape[0] * first.shape[1])
         if img.shape != first.shape:
             raise PatchcryptError(f"{paths[i]}: image is {img.shape[1]}x{img.shape[0]}, others are "

@@ -197,7 +197,7 @@ def _render_throwaway(plan: ExamplePlan) -> str:
     nonces = cipher.new_nonces(len(plan.images)) if record.per_image else None
     enc = cipher.encrypt(plan.images, nonces)
     if record.jpeg_quality:
-        enc = jpeg_roundtrip(enc, record.jpeg_quality, record.subsampling, upsampling="block")
+        enc = jpeg_roundtrip(enc, record.jpeg_quality, record.subsampling, upsampling=record.jpeg_upsampling)
     dec = cipher.decrypt(enc, nonces)
     rows = [_big(np.concatenate([_pad(x), _pad(as_display(e, x.shape)), _pad(d)], 1))
             for x, e, d in zip(plan.images, enc, dec)]

@@ -39,6 +39,7 @@ from typing import Any, Dict, List, Optional, Tuple
 import numpy as np
 
 from ..errors import PatchcryptError
+from ..record import EncryptionRecord
 
 API = "/v1"
 
@@ -179,6 +180,7 @@ def create_app(run, config: Optional[ServeConfig] = None):
     device = resolve_device(cfg.device)
     h, w, c = info["image_size"]
     classes = info["classes"]
+    upsampling = EncryptionRecord.from_checkpoint(ckpt).jpeg_upsampling  # EtC JPEGs decode as decrypt does
     state: Dict[str, Any] = {}
 
     @asynccontextmanager
@@ -235,7 +237,7 @@ def create_app(run, config: Optional[ServeConfig] = None):
             raise HTTPError(422, f"top_k must be between 1 and {len(classes)}")
         body = await _read_body(request, cfg.max_body_bytes, cfg.body_timeout_s)
         blobs = await _images_from_body(request, body, cfg.max_images)
-        images = await run_in_threadpool(_decode_all, blobs, (h, w, c))
+        images = await run_in_threadpool(_decode_all, blobs, (h, w, c), upsampling)
         probs = await state["batcher"].submit(images)
         k = min(top_k, len(classes))
         order = np.argsort(-probs, axis=1)[:, :k]
@@ -314,7 +316,7 @@ async def _images_from_body(request, body: bytes, max_images: int) -> List[Tuple
     return blobs
 
 
-def _decode_all(blobs: List[Tuple[str, bytes]], shape: Tuple[int, int, int]) -> np.ndarray:
+def _decode_all(blobs: List[Tuple[str, bytes]], shape: Tuple[int, int, int], upsampling: str = "fancy") -> np.ndarray:
     from ..codec import decode_image
 
     h, w, c = shape
@@ -324,7 +326,7 @@ def _decode_all(blobs: List[Tuple[str, bytes]], shape: Tuple[int, int, int]) -> 
             raise HTTPError(400, f"{name}: empty file")
         try:
             # refused from the header, before decoding, when larger than the model's input (decompression bombs)
-            img = decode_image(data, name=name, limit=h * w)
+            img = decode_image(data, name=name, upsampling=upsampling, limit=h * w)
         except PatchcryptError as exc:
             raise HTTPError(400, str(exc)) from None
         except Exception as exc:  # noqa: BLE001 - decoders fail in many ways on hostile input

@@ -26,43 +26,11 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
+from ..ciphers.policy import check_owner_choice, is_weak_scheme  # noqa: F401 - scheme policy, re-exported
 from ..errors import PatchcryptError
 from ..keys import Key
 from ..record import EncryptionRecord
 from .answers import MAX_ANSWER_BYTES, MAX_ERROR_TEXT, clean_text, model_info_from_server, predictions_from_server
-
-
-def is_weak_scheme(scheme: str) -> bool:
-    """``plain`` (no encryption) and the single steps (``step-*``), which hide little of an image."""
-    return scheme == "plain" or scheme.startswith("step-")
-
-
-def check_owner_choice(scheme: Optional[str], block_size: Optional[int], allow_weak_scheme: bool = False) -> int:
-    """Validate the encryption the owner chose (never the server); returns the block size to use.
-
-    Raises PatchcryptError when no scheme is given, the scheme is unknown or weak (unless allowed), or the
-    block size is missing or not one the scheme accepts.
-    """
-    from ..ciphers import get_scheme
-
-    if not scheme:
-        raise PatchcryptError("say how your images are encrypted: --scheme and --block-size (or a --config file "
-                              "with scheme: and block_size:); the server's announcement is not trusted")
-    spec = get_scheme(scheme)
-    if is_weak_scheme(scheme) and not allow_weak_scheme:
-        what = "sends images unencrypted" if scheme == "plain" else "is a single step that leaves images legible"
-        raise PatchcryptError(f"scheme {scheme!r} {what}; refusing (pass --allow-weak-scheme to send them anyway)")
-    if block_size is not None and (isinstance(block_size, bool) or not isinstance(block_size, int)):
-        raise PatchcryptError(f"block size must be a whole number, got {block_size!r}")
-    if scheme == "plain":
-        return int(block_size or 1)
-    if block_size is None:
-        if len(spec.block_sizes or ()) == 1:
-            return int(spec.block_sizes[0])
-        raise PatchcryptError(f"say which block size your {scheme} images use (--block-size)")
-    if int(block_size) < 1 or (spec.block_sizes and int(block_size) not in spec.block_sizes):
-        raise PatchcryptError(f"block size {block_size} is not valid for scheme {scheme!r}")
-    return int(block_size)
 
 
 def parse_image_size(value: Union[None, int, str, Sequence[int]], block_size: Optional[int] = None,
