@@ -26,6 +26,7 @@ import torch
 
 from .data import ImageSet
 from .data.readers import has_splits
+from .data.shards import is_shard_folder, open_shards
 from .data.resize import random_resized_crop, sample_rng
 from .data.stream import FileSet, StreamDataset, default_workers, make_loader, memory_budget, open_files
 from .errors import PatchcryptError
@@ -54,6 +55,8 @@ class TrainData:
     workers: int
     seed: int
     random_crop: bool = False  # training images as random-resized crops (--augment resized-crop)
+    eval_batch: int = 500      # test images per forward pass (streaming: the training batch size, so that
+                               # activations, not only pixels, stay bounded)
 
     @property
     def shape(self) -> Tuple[int, int, int]:
@@ -76,9 +79,9 @@ class TrainData:
                 x = self._x[b]
             yield x, self._y[b]
 
-    def test_batches(self, batch_size: int = 500) -> Iterator[Tuple[torch.Tensor, torch.Tensor]]:
+    def test_batches(self, batch_size: Optional[int] = None) -> Iterator[Tuple[torch.Tensor, torch.Tensor]]:
         """The test set in order (resize + centre crop), ``batch_size`` at a time; streamed when streaming."""
-        n = len(self.test)
+        n, batch_size = len(self.test), batch_size or self.eval_batch
         batches = [list(range(i, min(i + batch_size, n))) for i in range(0, n, batch_size)]
         if self.streaming:
             yield from make_loader(StreamDataset(self.test), batches, self.workers)
@@ -91,10 +94,15 @@ class TrainData:
 def _split_files(path: Path, seed: int) -> Optional[Tuple[FileSet, FileSet]]:
     """Train and test :class:`FileSet` (a stratified 90/10 split of a tree without train/test, the same as
     the in-RAM split), or None when the source is not a tree of image files."""
-    if has_splits(path):
+    if is_shard_folder(path, "train"):  # WebDataset shards: encrypted (with a manifest) or a user's plain ones
+        if (path / "train").is_dir():
+            return open_shards(path, "train"), open_shards(path, "test")
+        full = open_shards(path)
+    elif has_splits(path):
         train = open_files(path, "train")
         return None if train is None else (train, open_files(path, "test"))
-    full = open_files(path)
+    else:
+        full = open_files(path)
     if full is None:
         return None
     rng = np.random.default_rng(seed)
@@ -146,8 +154,8 @@ def open_training_data(cfg: Any, load_in_ram) -> TrainData:
     decoded = (len(train) + len(test)) * size * size * probe[2]
     streaming = cfg.stream if cfg.stream is not None else decoded > memory_budget()
     if streaming:
-        return TrainData(train, test, True, resized, workers, cfg.seed)
-    if not resized:
+        return TrainData(train, test, True, resized, workers, cfg.seed, eval_batch=cfg.batch_size)
+    if not resized and train.spans is None:
         try:
             tr, te = load_in_ram(cfg)  # cached decode of a tree at the model's size, as before
             return TrainData(tr, te, False, False, workers, cfg.seed)
