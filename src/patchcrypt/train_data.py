@@ -169,4 +169,39 @@ def open_training_data(cfg: Any, load_in_ram) -> TrainData:
                      workers, cfg.seed)
 
 
-__all__ = ["TrainData", "open_training_data", "declared_size"]
+def open_eval_stream(path: Union[str, Path], split: Optional[str], img_size: Optional[int],
+                     stream: Optional[bool] = None) -> Optional[FileSet]:
+    """The data ``evaluate`` should stream (a :class:`FileSet` delivering ``img_size`` images), or None for the
+    in-RAM path: shards always stream; a tree streams when its decoded size exceeds the memory budget, when
+    its plain images need resizing to the model's size, or when ``stream`` says so."""
+    path = Path(path)
+    if stream is False:
+        return None
+    if is_shard_folder(path, split):
+        files = open_shards(path, split if split and (path / split).is_dir() else None)
+    else:
+        files = open_files(path, split if has_splits(path) else None)
+    if files is None:
+        return None
+    h, w, c = files.probe()
+    size = h if files.manifest is not None or not img_size else img_size
+    resize = (h, w) != (size, size)
+    if not (stream or files.spans is not None or resize or len(files) * size * size * c > memory_budget()):
+        return None
+    return replace(files, shape=(size, size, c))
+
+
+def stream_logits(files: FileSet, logits_of, batch_size: int = 256, workers: Optional[int] = None):
+    """(logits (N, K) numpy, labels (N,)) of ``logits_of(ImageSet of one batch)`` over a streamed FileSet."""
+    n = len(files)
+    batches = [list(range(i, min(i + batch_size, n))) for i in range(0, n, batch_size)]
+    out, labels = [], []
+    for x, y in make_loader(StreamDataset(files), batches, default_workers() if workers is None else workers):
+        batch = ImageSet(x.permute(0, 2, 3, 1).contiguous().numpy(), y.numpy(), files.classes, files.source,
+                         files.manifest)
+        out.append(logits_of(batch))
+        labels.append(y.numpy())
+    return np.concatenate(out), np.concatenate(labels)
+
+
+__all__ = ["TrainData", "open_training_data", "declared_size", "open_eval_stream", "stream_logits"]

@@ -154,3 +154,24 @@ def test_peak_memory_does_not_grow_with_the_data_set(tmp_path, key_file):
                                     "--key", str(key_file), "--block-size", "4", "--max-steps", "4",
                                     "--batch-size", "16", "--test-subset", "20", "--workers", "1"], env)
     assert peaks["large"] - peaks["small"] < 40, peaks
+
+
+def test_evaluate_streams_past_the_budget_with_the_same_result(small_tree, photo_tree, key_file, tmp_path,
+                                                               monkeypatch):
+    from patchcrypt.evaluate import evaluate_checkpoint
+
+    run = tmp_path / "run"
+    train(cfg(small_tree, run, scheme="etc", key=str(key_file), block_size=4, max_steps=2))
+    in_ram = evaluate_checkpoint(run, small_tree, key=str(key_file))
+    monkeypatch.setenv("PATCHCRYPT_MEMORY_BUDGET", "1K")
+    streamed = evaluate_checkpoint(run, small_tree, key=str(key_file))
+    assert streamed["confusion"] == in_ram["confusion"] and streamed["n_images"] == 24
+    # photos of any size are brought to the model's 32x32 (resize + centre crop) for evaluation too
+    photos = tmp_path / "photos"
+    shutil.copytree(photo_tree, photos)
+    for d in photos.iterdir():
+        d.rename(photos / {"a": "airplane", "b": "frog"}[d.name])
+    (photos / "truck").mkdir()
+    shutil.copy(next((photos / "frog").iterdir()), photos / "truck" / "x.jpg")
+    monkeypatch.delenv("PATCHCRYPT_MEMORY_BUDGET")
+    assert evaluate_checkpoint(run, photos, key=str(key_file))["n_images"] == 25
