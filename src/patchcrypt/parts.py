@@ -321,7 +321,11 @@ def _encrypt_part(plan: Plan, src: Path, dst: Path, cipher, key: Key, opts: Dict
     if dst.is_dir() and any(dst.iterdir()) and not (dst / SALT_NAME).exists() \
             and not any(PART_RE.fullmatch(p.name) or p.name.startswith(".part-") for p in dst.iterdir()):
         raise PatchcryptError(f"destination {dst} is not empty and holds no other parts")
-    if not dst.exists():
+    if dst.is_dir() and any(dst.iterdir()):  # other parts were here: the same checks, bar emptiness
+        s, d = src.resolve(), dst.resolve()
+        if d == s or s in d.parents or d in s.parents:
+            raise PatchcryptError(f"destination {dst} and the source {src} overlap; choose a folder outside it")
+    else:
         _check_destination(src, dst, False)
     dst.mkdir(parents=True, exist_ok=True)
     run_salt = _shared_salt(dst, salt) if opts["per_image"] else b""

@@ -345,9 +345,7 @@ def train(cfg: TrainConfig, show_progress: Optional[bool] = None) -> Dict[str, A
     data = open_training_data(cfg, _split_sets)  # in RAM or streamed, at the model's size
     train_set, test_set = data.train, data.test
     pipe, meta = resolve_encryption(cfg, train_set)
-    augment = cfg.augment if cfg.augment != "auto" else (
-        "none" if meta["pre_encrypted"] else "resized-crop" if data.resized else "crop-flip")
-    data.random_crop = augment == "resized-crop"
+    augment = data.choose_augment(cfg.augment, meta["pre_encrypted"])
     model, model_kwargs, keyed = _build_model(cfg, meta, train_set, resume_ckpt, dist)
     head = freeze_backbone(model) if cfg.freeze else None
     model = model.to(device)
@@ -389,9 +387,9 @@ def train(cfg: TrainConfig, show_progress: Optional[bool] = None) -> Dict[str, A
         order = torch.randperm(len(train_set), generator=gen)[dist.rank::dist.world]
         batches = [order[i:i + per_rank_batch] for i in range(0, len(order), per_rank_batch)]
         if steps_left is not None:  # --max-steps: the last epoch stops early
-            if steps_left <= 0:
+            batches, steps_left = batches[:max(0, steps_left)], steps_left - len(batches)
+            if not batches:
                 break
-            batches, steps_left = batches[:steps_left], steps_left - len(batches)
         pipe.encrypt_seconds = 0.0
         loss_fn, correct = _epoch_loss(cfg, ddp_model, pipe, augment, gen, device)
         ddp_model.train()

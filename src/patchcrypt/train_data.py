@@ -58,6 +58,14 @@ class TrainData:
     eval_batch: int = 500      # test images per forward pass (streaming: the training batch size, so that
                                # activations, not only pixels, stay bounded)
 
+    def choose_augment(self, augment: str, pre_encrypted: bool) -> str:
+        """``--augment`` with ``auto`` resolved: none on encrypted data, a random-resized crop for resized
+        photos, else crop-flip. Sets :attr:`random_crop` to match."""
+        if augment == "auto":
+            augment = "none" if pre_encrypted else "resized-crop" if self.resized else "crop-flip"
+        self.random_crop = augment == "resized-crop"
+        return augment
+
     @property
     def shape(self) -> Tuple[int, int, int]:
         return tuple(self.train.shape)  # type: ignore[return-value]
