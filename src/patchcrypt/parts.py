@@ -33,7 +33,7 @@ import numpy as np
 
 from .ciphers import create_cipher
 from .ciphers.base import NONCE_BYTES
-from .codec import image_bytes
+from .codec import image_bytes, resize_image
 from .data.manifest import MANIFEST_FORMAT, MANIFEST_NAME, MANIFEST_VERSION
 from .data.readers import has_splits
 from .data.shards import SHARD_PATTERN, sample_key, write_shard
@@ -85,12 +85,47 @@ class Plan:
     labels: List[Optional[int]]
     classes: Optional[List[str]]
     units: List[Tuple[Optional[str], List[int]]]  # (shard path or None for one file, file indices)
+    source: Any = None  # the source's FileSet when it is a user's plain WebDataset shards, else None
+
+    def read(self, i: int, resize) -> np.ndarray:
+        """Source image ``i`` decoded (and resized), uint8 (H, W, C)."""
+        if self.source is None:
+            return _decode_file(self.root / self.rels[i], resize)
+        img = self.source.decode(i)
+        return img if resize is None else resize_image(img, resize)
+
+
+def _plain_shards(src: Path):
+    """A user's plain WebDataset shards as (one FileSet of every split's samples, their tree paths): each
+    sample becomes ``[<split>/]<class>/<key>.<ext>``, so outputs form an ImageFolder tree."""
+    from .data.shards import open_shards
+
+    splits = [s for s in ("train", "test") if (src / s).is_dir()] or [None]
+    sets = [(s, open_shards(src, s)) for s in splits]
+    classes = sorted({c for _, fs in sets for c in fs.classes}, key=lambda c: (len(c), c))
+    rels = [f"{s + '/' if s else ''}{fs.classes[int(y)]}/{Path(f).name}" for s, fs in sets
+            for f, y in zip(fs.files, fs.labels)]
+    first = sets[0][1]
+    spans = np.concatenate([fs.spans + np.array([k_off, 0, 0]) for (_, fs), k_off in
+                            zip(sets, np.cumsum([0] + [len(fs.shards) for _, fs in sets[:-1]]))])
+    merged = first.take(np.arange(len(first)))
+    merged.files, merged.spans = rels, spans
+    merged.labels = np.concatenate([fs.labels for _, fs in sets])
+    merged.shards = [n for _, fs in sets for n in fs.shards]
+    return merged, rels, classes
 
 
 def make_plan(src: Path, suffix: str, shard_size: Optional[int]) -> Plan:
-    root, rels = _list_sources(src)
+    from .data.shards import is_shard_folder
+
+    source = None
+    if src.is_dir() and not (src / MANIFEST_NAME).exists() and is_shard_folder(src, "train"):
+        source, rels, _ = _plain_shards(src)
+        root = src
+    else:
+        root, rels = _list_sources(src)
     out_rels = _output_names(rels, suffix, root)
-    classes = _class_names(src, rels)
+    classes = _class_names(src, rels) if source is None else sorted({r.split("/")[-2] for r in rels})
     split_tree = has_splits(src) if src.is_dir() else False
     depth = 1 if split_tree else 0
     labels: List[Optional[int]] = []
@@ -99,7 +134,7 @@ def make_plan(src: Path, suffix: str, shard_size: Optional[int]) -> Plan:
         labels.append(classes.index(parts[depth]) if classes and len(parts) > depth + 1
                       and parts[depth] in classes else None)
     if not shard_size:
-        return Plan(root, rels, out_rels, labels, classes, [(None, [i]) for i in range(len(rels))])
+        return Plan(root, rels, out_rels, labels, classes, [(None, [i]) for i in range(len(rels))], source)
     if shard_size < 1:
         raise PatchcryptError(f"--shard-size must be positive, got {shard_size}")
     groups: Dict[str, List[int]] = {}
@@ -110,7 +145,7 @@ def make_plan(src: Path, suffix: str, shard_size: Optional[int]) -> Plan:
     for prefix, idx in groups.items():
         for k, start in enumerate(range(0, len(idx), shard_size)):
             units.append((prefix + SHARD_PATTERN.format(k), idx[start:start + shard_size]))
-    return Plan(root, rels, out_rels, labels, classes, units)
+    return Plan(root, rels, out_rels, labels, classes, units, source)
 
 
 def my_units(n_units: int, rank: int, world: int) -> range:
@@ -130,7 +165,7 @@ class _Encryptor:
 
     def encrypt(self, idx: List[int], pool) -> List[bytes]:
         plan, o = self.plan, self.opts
-        images = list(pool.map(lambda i: _decode_file(plan.root / plan.rels[i], o["resize"]), idx))
+        images = list(pool.map(lambda i: plan.read(i, o["resize"]), idx))
         groups: Dict[tuple, List[int]] = {}
         for j, img in enumerate(images):
             groups.setdefault(img.shape, []).append(j)

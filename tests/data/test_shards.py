@@ -110,6 +110,15 @@ def test_train_on_shards_without_the_key_and_on_plain_shards_with_it(shards, tre
                     info = tarfile.TarInfo(name)
                     info.size = len(data)
                     tar.addfile(info, io.BytesIO(data))
+    # and encrypt accepts them: into a tree (an ImageFolder) or into shards again; decrypt gives the members back
+    for extra, name in (([], "from-shards-tree"), (["--shard-size", "100"], "from-shards-shards")):
+        assert main(["encrypt", str(plain), str(tmp_path / name), "--key", str(key_file), "--scheme", "etc",
+                     "--block-size", "4", *extra]) == 0
+        assert main(["decrypt", str(tmp_path / name), str(tmp_path / f"{name}-dec"), "--key", str(key_file)]) == 0
+        dec = sorted((tmp_path / f"{name}-dec").rglob("*.png"))
+        assert len(dec) == 600 and dec[0].relative_to(tmp_path / f"{name}-dec").as_posix() == "test/0/s00000.png"
+        first = open_shards(plain, "test")
+        assert np.array_equal(read_image(dec[0]), first.decode(0))
     owner = train(TrainConfig(data=str(plain), out=str(tmp_path / "owner"), scheme="etc", key=str(key_file),
                               block_size=4, stream=True, **base))
     assert not owner["pre_encrypted"] and owner["scheme"] == "etc" and owner["n_train"] == 498

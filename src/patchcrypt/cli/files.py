@@ -57,7 +57,10 @@ def encrypt(
     """
     _set_max_pixels(max_pixels)
     k = Key.load(key)
-    if shard_size is not None or part is not None or salt is not None or "RANK" in os.environ:
+    from ..data.shards import is_shard_folder
+
+    plain_shards = src.is_dir() and not (src / "patchcrypt.json").exists() and is_shard_folder(src, "train")
+    if shard_size is not None or part is not None or salt is not None or "RANK" in os.environ or plain_shards:
         from ..parts import encrypt_split, parse_part, parse_salt
 
         parsed = parse_part(part)
