@@ -193,8 +193,29 @@ def make_loader(dataset: StreamDataset, batches: Sequence[Sequence[Any]], worker
     from torch.utils.data import DataLoader
 
     kw: Dict[str, Any] = {"prefetch_factor": 2} if workers > 0 else {}
-    return DataLoader(dataset, batch_sampler=[list(b) for b in batches], num_workers=workers,
-                      collate_fn=collate_uint8, **kw)
+    return _OneLineErrors(DataLoader(dataset, batch_sampler=[list(b) for b in batches], num_workers=workers,
+                                     collate_fn=collate_uint8, **kw))
+
+
+class _OneLineErrors:
+    """Iterates a DataLoader; a PatchcryptError raised in a worker (which DataLoader re-raises with the
+    worker's whole traceback in its message) comes out as the worker's one-line message again."""
+
+    def __init__(self, loader):
+        self.loader = loader
+
+    def __len__(self) -> int:
+        return len(self.loader)
+
+    def __iter__(self):
+        try:
+            yield from self.loader
+        except PatchcryptError as exc:
+            lines = [ln for ln in str(exc).splitlines() if ln.strip()]
+            last = lines[-1] if lines else ""
+            if "Original Traceback" in str(exc) and ": " in last:
+                raise type(exc)(last.split(": ", 1)[1]) from None
+            raise
 
 
 def default_workers() -> int:
