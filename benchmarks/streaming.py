@@ -113,9 +113,11 @@ def memory(args, env, cells, cells_path, key_file, work: Path) -> list:
     rows = []
     for n in args.sizes:
         tree = make_tree(args.trees / f"n{n}", n)
-        modes = ["auto"] + (["--in-memory"] if n * 224 * 224 * 3 < args.ram_limit_gb * 2 ** 30 else [])
+        modes = ["auto", "--stream"] + (["--in-memory"] if n * 224 * 224 * 3 < args.ram_limit_gb * 2 ** 30 else [])
         for mode in modes:
             name = f"memory-{n}-{mode}"
+            if mode == "--stream" and cells.get(f"memory-{n}-auto", {}).get("streaming"):
+                continue  # auto already streamed this size
             if name not in cells:
                 flags = [] if mode == "auto" else [mode]
                 summary, peak = run_train(["--data", tree, "--out", work / name, "--model", "vit_tiny_patch16_224",
