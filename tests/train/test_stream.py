@@ -94,7 +94,7 @@ def test_photos_of_mixed_sizes_train_with_img_size(photo_tree, key_file, tmp_pat
     out = tmp_path / "run"
     code = main(["train", "--data", str(photo_tree), "--out", str(out), "--model", "vit_pico_patch4_32",
                  "--img-size", "64", "--scheme", "etc", "--key", str(key_file), "--block-size", "4",
-                 "--epochs", "2", "--batch-size", "8", "--workers", "1", "--stream" if stream else "--in-memory"])
+                 "--epochs", "1", "--batch-size", "8", "--workers", "1", "--stream" if stream else "--in-memory"])
     text = capsys.readouterr().out
     assert code == 0
     assert "vit_pico_patch4_32 built at 64x64 (its name says 32x32)" in text
