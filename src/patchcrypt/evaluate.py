@@ -50,18 +50,24 @@ def prepare_images(ckpt: Dict[str, Any], data, key_path: Optional[str] = None) -
 def evaluate_checkpoint(run, data_path, key: Optional[str] = None, split: Optional[str] = "test",
                         device: Optional[str] = None, out_dir: Optional[Path] = None) -> Dict[str, Any]:
     """Evaluate a run (or checkpoint) on ``data_path``; writes evaluation.json and confusion.png to ``out_dir``."""
+    from .train_data import open_eval_stream, stream_logits
+
     ckpt = load_checkpoint(run)
     path = Path(data_path)
     has_split = has_splits(path)
-    data = load_dataset(path, split if has_split else None)
     classes = ckpt["classes"]
-    if data.classes and data.classes != classes:
-        raise PatchcryptError(f"the data's classes {data.classes} differ from the model's {classes}")
-    images = prepare_images(ckpt, data, key)
     model = build_model(ckpt)
-    logits = predict(model, images, device=device)
+    files = open_eval_stream(path, split if has_split else None, (ckpt.get("model_kwargs") or {}).get("img_size"))
+    if files is not None:  # shards, a tree past the memory budget, or photos to resize: decoded batch by batch
+        if files.classes and files.classes != classes:
+            raise PatchcryptError(f"the data's classes {files.classes} differ from the model's {classes}")
+        logits, labels = stream_logits(files, lambda b: predict(model, prepare_images(ckpt, b, key), device=device))
+    else:
+        data = load_dataset(path, split if has_split else None)
+        if data.classes and data.classes != classes:
+            raise PatchcryptError(f"the data's classes {data.classes} differ from the model's {classes}")
+        logits, labels = predict(model, prepare_images(ckpt, data, key), device=device), data.labels
     pred = logits.argmax(1)
-    labels = data.labels
     k = len(classes)
     confusion = np.zeros((k, k), dtype=np.int64)
     np.add.at(confusion, (labels, pred), 1)

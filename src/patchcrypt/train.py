@@ -50,9 +50,10 @@ from .models import check_block_size, create_model, list_models, load_checkpoint
 from .models.registry import model_entrypoint
 from .record import EncryptionRecord, subsampling_for
 from .runtime import resolve_device, to_nchw, train_epoch
+from .train_data import TrainData, declared_size, open_training_data
 
 # fields that may change on --resume without changing the result
-_RESUME_FREE = {"epochs", "device", "workers", "resume", "config", "out"}
+_RESUME_FREE = {"epochs", "device", "workers", "resume", "config", "out", "stream"}
 
 
 @dataclass
@@ -81,6 +82,10 @@ class TrainConfig:
     init: str = "plain"                  # plain (the paper's method) | keyed (transform with the key first)
     freeze: Optional[str] = None         # None | backbone (linear probe: the head alone is trained)
     resume: bool = False
+    max_steps: Optional[int] = None      # stop after this many optimiser steps (smoke runs on big data)
+    img_size: Optional[int] = None       # images resized/cropped to this on load (default: the model's size)
+    stream: Optional[bool] = None        # None: stream when the decoded set exceeds the memory budget
+    workers: Optional[int] = None        # DataLoader workers when streaming (default: CPUs - 1)
 
     @classmethod
     def from_sources(cls, yaml_path: Optional[Path], overrides: Dict[str, Any]) -> "TrainConfig":
@@ -340,9 +345,10 @@ def train(cfg: TrainConfig, show_progress: Optional[bool] = None) -> Dict[str, A
     out = Path(cfg.out)
     resume_ckpt = _check_run_folder(cfg, out)
 
-    train_set, test_set = _split_sets(cfg)
+    data = open_training_data(cfg, _split_sets)  # in RAM or streamed, at the model's size
+    train_set, test_set = data.train, data.test
     pipe, meta = resolve_encryption(cfg, train_set)
-    augment = cfg.augment if cfg.augment != "auto" else ("none" if meta["pre_encrypted"] else "crop-flip")
+    augment = data.choose_augment(cfg.augment, meta["pre_encrypted"])
     model, model_kwargs, keyed = _build_model(cfg, meta, train_set, resume_ckpt, dist)
     head = freeze_backbone(model) if cfg.freeze else None
     model = model.to(device)
@@ -350,10 +356,8 @@ def train(cfg: TrainConfig, show_progress: Optional[bool] = None) -> Dict[str, A
     n_params = sum(p.numel() for p in model.parameters())
 
     # test set: encrypted once, with the same pipeline (fixed nonces for per-image keys)
-    x_test = pipe(to_tensor(test_set.images).to(device))
+    x_test = None if data.streaming else pipe(to_tensor(test_set.images).to(device))
     y_test = torch.from_numpy(test_set.labels)
-    x_train_plain = to_tensor(train_set.images)
-    y_train = torch.from_numpy(train_set.labels)
 
     ddp_model = model
     if dist.world > 1:
@@ -367,6 +371,7 @@ def train(cfg: TrainConfig, show_progress: Optional[bool] = None) -> Dict[str, A
     start_epoch, best_acc, rows = 1, -1.0, []
     if resume_ckpt is not None:
         start_epoch, best_acc, rows = _restore(resume_ckpt, model, optimizer, scheduler, out)
+    steps_left = cfg.max_steps - (start_epoch - 1) * steps_per_epoch if cfg.max_steps else None
     if dist.main:
         out.mkdir(parents=True, exist_ok=True)
         _write_text(out / "config.yaml", _yaml(cfg.to_dict()))
@@ -384,17 +389,23 @@ def train(cfg: TrainConfig, show_progress: Optional[bool] = None) -> Dict[str, A
         gen = torch.Generator().manual_seed(cfg.seed * 100_003 + epoch)
         order = torch.randperm(len(train_set), generator=gen)[dist.rank::dist.world]
         batches = [order[i:i + per_rank_batch] for i in range(0, len(order), per_rank_batch)]
+        if steps_left is not None:  # --max-steps: the last epoch stops early
+            batches, steps_left = batches[:max(0, steps_left)], steps_left - len(batches)
+            if not batches:
+                break
         pipe.encrypt_seconds = 0.0
-        loss_fn, correct = _epoch_loss(cfg, ddp_model, pipe, augment, x_train_plain, y_train, gen, device)
+        loss_fn, correct = _epoch_loss(cfg, ddp_model, pipe, augment, gen, device)
         ddp_model.train()
         if head is not None:  # a linear probe: frozen features, so BatchNorm statistics and dropout stay as loaded
             model.eval()
             head.train()
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(cfg.seed * 100_003 + epoch)  # dropout / drop-path, restored afterwards
-            stats = train_epoch(loss_fn, optimizer, batches, desc=f"epoch {epoch}/{cfg.epochs}",
-                                total=len(order), scheduler=scheduler, disable=disable_bar)
-        test_loss, test_acc = _test(model, x_test, y_test, device)
+            stats = train_epoch(loss_fn, optimizer, data.train_batches(batches, epoch),
+                                desc=f"epoch {epoch}/{cfg.epochs}", total=sum(len(b) for b in batches),
+                                scheduler=scheduler, disable=disable_bar)
+        test_loss, test_acc = _test(model, x_test, y_test, device) if x_test is not None else \
+            _test_stream(model, data, pipe, device)
         row = {"epoch": epoch, "train_loss": round(stats["loss"], 5),
                "train_acc": round(correct[0] / max(1, stats["items"]), 5), "test_loss": round(test_loss, 5),
                "test_acc": round(test_acc, 5), "images_per_s": round(stats["items_per_s"] * dist.world, 1),
@@ -411,6 +422,7 @@ def train(cfg: TrainConfig, show_progress: Optional[bool] = None) -> Dict[str, A
     # -- summary ----------------------------------------------------------------------------------------------
     summary = {"model": cfg.model, "parameters": n_params, "classes": train_set.classes,
                "n_train": len(train_set), "n_test": len(test_set), "world_size": dist.world, **meta,
+               "img_size": data.shape[0], "streaming": data.streaming,
                "final_test_acc": rows[-1]["test_acc"] if rows else None, "best_test_acc": best_acc,
                "epochs": cfg.epochs, "train_seconds": round(sum(r["seconds"] for r in rows), 1),
                "images_per_s": round(float(np.mean([r["images_per_s"] for r in rows])), 1) if rows else None,
@@ -427,8 +439,10 @@ def _check_config(cfg: TrainConfig) -> None:
         raise PatchcryptError(f"unknown model {cfg.model!r}; valid: {', '.join(list_models())}")
     if cfg.epochs < 1 or cfg.batch_size < 1 or cfg.lr <= 0:
         raise PatchcryptError("--epochs, --batch-size and --lr must be positive")
-    if cfg.augment not in ("auto", "crop-flip", "mixup", "none"):
-        raise PatchcryptError(f"--augment must be auto, crop-flip, mixup or none, got {cfg.augment!r}")
+    if cfg.augment not in ("auto", "crop-flip", "resized-crop", "mixup", "none"):
+        raise PatchcryptError(f"--augment must be auto, crop-flip, resized-crop, mixup or none, got {cfg.augment!r}")
+    if cfg.max_steps is not None and cfg.max_steps < 1:
+        raise PatchcryptError(f"--max-steps must be positive, got {cfg.max_steps}")
     if cfg.init not in ("plain", "keyed"):
         raise PatchcryptError(f"--init must be plain or keyed, got {cfg.init!r}")
     if cfg.freeze not in (None, "backbone"):
@@ -447,6 +461,10 @@ def _build_model(cfg: TrainConfig, meta: Dict[str, Any], train_set: ImageSet, re
     if h != w:
         raise PatchcryptError(f"images are {h}x{w}; the models take square images (use --resize when encrypting)")
     model_kwargs = {"num_classes": len(train_set.classes), "img_size": h, "in_chans": c, **cfg.model_kwargs}
+    named = declared_size(cfg.model)
+    if named and named != model_kwargs["img_size"] and dist.main and resume_ckpt is None:
+        print(f"{cfg.model} built at {model_kwargs['img_size']}x{model_kwargs['img_size']} (its name says {named}x"
+              f"{named}): the images are that size", flush=True)
     if getattr(model_entrypoint(cfg.model), "block_size_from_data", False):
         model_kwargs.setdefault("block_size", meta["block_size"] or 4)
     if resume_ckpt is not None:  # the architecture as saved (fine-tuning may have changed embedding/normalisation)
@@ -477,6 +495,9 @@ def make_scheduler(optimizer: torch.optim.Optimizer, cfg: TrainConfig,
                    steps_per_epoch: int) -> torch.optim.lr_scheduler.LambdaLR:
     """Linear warm-up over ``cfg.warmup_epochs``, then cosine decay to 0 at the last step; stepped per batch."""
     total_steps, warmup = cfg.epochs * steps_per_epoch, int(cfg.warmup_epochs * steps_per_epoch)
+    if getattr(cfg, "max_steps", None) and cfg.max_steps < total_steps:  # the schedule ends where the run does
+        total_steps = cfg.max_steps
+        warmup = min(warmup, total_steps // 10)
 
     def lr_factor(step: int) -> float:
         if step < warmup:
@@ -497,18 +518,19 @@ def _restore(ckpt: Dict, model: nn.Module, optimizer: torch.optim.Optimizer, sch
     return start_epoch, float(extra.get("best_acc", -1.0)), _read_metrics(out / "metrics.csv")[:start_epoch - 1]
 
 
-def _epoch_loss(cfg: TrainConfig, ddp_model: nn.Module, pipe: Pipeline, augment: str, x_train_plain: torch.Tensor,
-                y_train: torch.Tensor, gen: torch.Generator, device: torch.device):
-    """The loss of one batch of indices for :func:`~patchcrypt.runtime.train_epoch`: augment the plain uint8
-    images, encrypt them on ``device``, forward. Returns (loss_fn, a one-element list counting correct answers)."""
+def _epoch_loss(cfg: TrainConfig, ddp_model: nn.Module, pipe: Pipeline, augment: str, gen: torch.Generator,
+                device: torch.device):
+    """The loss of one batch for :func:`~patchcrypt.runtime.train_epoch`: augment the plain uint8 images
+    (N, C, H, W), encrypt them on ``device``, forward. Returns (loss_fn, a one-element list counting correct
+    answers). ``loss_fn`` takes (images, labels) as :meth:`TrainData.train_batches` yields them."""
     correct = [0]
 
-    def loss_fn(idx: torch.Tensor):
-        x = x_train_plain[idx]
+    def loss_fn(batch: Tuple[torch.Tensor, torch.Tensor]):
+        x, y = batch
         if augment == "crop-flip":
             x = augment_crop_flip(x, gen)
         x = pipe(x.to(device))
-        y = y_train[idx].to(device)
+        y = y.to(device)
         if augment == "mixup":
             lam = float(torch.distributions.Beta(1.0, 1.0).sample())
             perm = torch.randperm(len(x), generator=gen).to(device)
@@ -520,17 +542,29 @@ def _epoch_loss(cfg: TrainConfig, ddp_model: nn.Module, pipe: Pipeline, augment:
             loss = F.cross_entropy(logits, y, label_smoothing=cfg.label_smoothing)
         with torch.no_grad():
             correct[0] += int((logits.argmax(1) == y).sum())
-        return loss, len(idx)
+        return loss, len(y)
 
     return loss_fn, correct
 
 
-def _test(model: nn.Module, x_test: torch.Tensor, y_test: torch.Tensor, device: torch.device) -> Tuple[float, float]:
-    """(loss, accuracy) on the encrypted test set; NaN for an empty one."""
-    logits = predict_logits(model, x_test, device)
+def _test(model: nn.Module, x_test: Optional[torch.Tensor], y_test: torch.Tensor, device: torch.device,
+          logits: Optional[torch.Tensor] = None) -> Tuple[float, float]:
+    """(loss, accuracy) on the encrypted test set (or of its ``logits``); NaN for an empty one."""
+    logits = predict_logits(model, x_test, device) if logits is None else logits
     test_loss = float(F.cross_entropy(logits, y_test)) if len(y_test) else float("nan")
     test_acc = float((logits.argmax(1) == y_test).float().mean()) if len(y_test) else float("nan")
     return test_loss, test_acc
+
+
+def _test_stream(model: nn.Module, data: TrainData, pipe: Pipeline, device: torch.device) -> Tuple[float, float]:
+    """(loss, accuracy) on a streamed test set, encrypted batch by batch with ``pipe``."""
+    logits, labels = [], []
+    for x, y in data.test_batches():
+        logits.append(predict_logits(model, pipe(x.to(device)), device))
+        labels.append(y)
+    if not logits:
+        return float("nan"), float("nan")
+    return _test(model, None, torch.cat(labels), device, torch.cat(logits))
 
 
 def _save_epoch(out: Path, model: nn.Module, optimizer: torch.optim.Optimizer, scheduler, rows: List[Dict],

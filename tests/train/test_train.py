@@ -145,8 +145,9 @@ def test_bad_input(cifar_tree, key_file, tmp_path, capsys):
         (odd / cls).mkdir(parents=True)
         for i in range(3):
             write_image(odd / cls / f"{i}.png", np.full((30, 30, 3), 40 * i, np.uint8))
+    # plain images are resized to the model's size (32) by default; an explicit size must fit the patches
     assert "not a multiple of patch_size 4" in bad(capsys, "train", "--data", odd, "--out", tmp_path / "g",
-                                                   "--model", "vit_pico_patch4_32")
+                                                   "--model", "vit_pico_patch4_32", "--img-size", "30")
     corrupt = tmp_path / "corrupt"
     corrupt.mkdir()
     (corrupt / "best.pt").write_bytes(b"not a checkpoint")

@@ -55,10 +55,37 @@ def encrypt(
                                    "manifest."),
     force: bool = typer.Option(False, "--force", help="Replace DST if it is a previous patchcrypt output."),
     max_pixels: Optional[int] = typer.Option(None, "--max-pixels", help=MAX_PIXELS_HELP),
+    shard_size: Optional[int] = typer.Option(None, "--shard-size", help="Write WebDataset tar shards of this "
+                                             "many images: DST/<split>/shard-NNNNNN.tar."),
+    part: Optional[str] = typer.Option(None, "--part", help="I/N: write part I of N (then 'patchcrypt "
+                                       "merge-manifests DST')."),
+    salt: Optional[str] = typer.Option(None, "--salt", help="Per-image keys: the run's nonce salt (32 hex "
+                                       "digits; default: drawn once per run)."),
 ) -> None:
-    """Encrypt images with a key; writes DST and its manifest (never the key)."""
+    """Encrypt images with a key; writes DST and its manifest (never the key).
+
+    Under torchrun every process encrypts its share of the files and rank 0 writes the manifest.
+    """
     _set_max_pixels(max_pixels)
     k = Key.load(key)
+    from ..data.shards import is_shard_folder
+
+    plain_shards = src.is_dir() and not (src / "patchcrypt.json").exists() and is_shard_folder(src, "train")
+    if shard_size is not None or part is not None or salt is not None or "RANK" in os.environ or plain_shards:
+        from ..parts import encrypt_split, parse_part, parse_salt
+
+        parsed = parse_part(part)
+        with _memory_guard("encrypting"), progress(desc="encrypt", unit="file") as bar:
+            manifest = encrypt_split(src, dst, k, scheme, block_size, fmt, quality, subsampling, parse_size(resize),
+                                     pad, per_image, force, shard_size, parsed, parse_salt(salt), progress=bar.update)
+        if parsed:
+            typer.echo(f"encrypted part {parsed[0]}/{parsed[1]} ({len(manifest['files'])} file(s)) into {dst}; "
+                       f"join the parts with 'patchcrypt merge-manifests {dst}'")
+        elif manifest:  # rank 0 (or one process)
+            typer.echo(f"encrypted {manifest['file_count']} file(s) with {manifest['scheme']} (M={block_size}, key "
+                       f"{k.fingerprint}) into {dst}" + (f" as {len(manifest['shards'])} shard(s)"
+                                                        if manifest.get("shards") else ""))
+        return
     with _memory_guard("encrypting"), progress(desc="encrypt", unit="file") as bar:
         manifest = encrypt_tree(src, dst, k, scheme, block_size, fmt, quality, subsampling, parse_size(resize),
                                 pad, per_image, force, progress=bar.update)
@@ -82,6 +109,15 @@ def decrypt(
     """
     _set_max_pixels(max_pixels)
     k = Key.load(key)
+    from ..data.shards import is_shard_folder
+
+    if is_shard_folder(src):
+        from ..parts import decrypt_shards
+
+        with _memory_guard("decrypting"), progress(desc="decrypt", unit="file") as bar:
+            n = decrypt_shards(src, dst, k, scheme, force, progress=bar.update)
+        typer.echo(f"decrypted {n} file(s) into {dst}")
+        return
     with _memory_guard("decrypting"), progress(desc="decrypt", unit="file") as bar:
         n = decrypt_tree(src, dst, k, scheme, force, progress=bar.update)
     typer.echo(f"decrypted {n} file(s) into {dst}")

@@ -37,6 +37,13 @@ def train(
                                        "holding the public checkpoint, see README Security)."),
     freeze: Optional[str] = typer.Option(None, "--freeze", help="backbone: train the head only (linear probe)."),
     resume: bool = typer.Option(False, "--resume", help="Continue the run in --out exactly."),
+    max_steps: Optional[int] = typer.Option(None, "--max-steps", help="Stop after this many optimiser steps."),
+    img_size: Optional[int] = typer.Option(None, "--img-size", help="Resize/crop plain images to this on load "
+                                           "(default: the size the model's name says)."),
+    stream: Optional[bool] = typer.Option(None, "--stream/--in-memory", help="Decode images per batch in "
+                                          "DataLoader workers, or all into RAM first (default: stream when the "
+                                          "decoded set exceeds $PATCHCRYPT_MEMORY_BUDGET, 1G)."),
+    workers: Optional[int] = typer.Option(None, "--workers", help="DataLoader workers when streaming."),
     config: Optional[Path] = typer.Option(None, "--config", help="YAML file of options (flags override it)."),
 ) -> None:
     """Train a model on encrypted (or plain) images; writes config, metrics, summary and checkpoints."""
@@ -47,7 +54,7 @@ def train(
                      jpeg_quality=jpeg_quality, epochs=epochs, batch_size=batch_size, lr=lr,
                      weight_decay=weight_decay, augment=augment, subset=subset, test_subset=test_subset, seed=seed,
                      device=device, pretrained=str(pretrained) if pretrained else None, init=init, freeze=freeze,
-                     resume=resume or None)
+                     resume=resume or None, max_steps=max_steps, img_size=img_size, stream=stream, workers=workers)
     cfg = TrainConfig.from_sources(config, overrides)
     if not cfg.data:
         from ..errors import PatchcryptError

@@ -1,0 +1,215 @@
+"""The data side of ``patchcrypt train``: in RAM or streamed, at the model's image size.
+
+:func:`open_training_data` lists the train and test images, decides the size the model sees and whether the
+decoded set fits the memory budget, and returns a :class:`TrainData` whose :meth:`~TrainData.train_batches`
+yields plain uint8 batches (N, C, H, W) for any list of index batches — from one array in RAM, or decoded per
+batch by DataLoader workers (:mod:`patchcrypt.data.stream`). Both ways give the same images in the same order,
+so a run does not depend on which was chosen (except per-image keys on the test set, drawn per epoch when
+streamed).
+
+Image size (timm's convention): ``--img-size`` or, by default, the size the model's name declares
+(``vit_pico_patch4_32`` → 32). Plain photos of another size are resized on load: a random-resized crop for
+training (``--augment resized-crop``, chosen by ``auto``), resize + centre crop for testing. Encrypted data
+is never resized (that would cut through the blocks); its model is built at the data's size.
+"""
+
+from __future__ import annotations
+
+import re
+import warnings
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any, Iterator, List, Optional, Tuple, Union
+
+import numpy as np
+import torch
+
+from .data import ImageSet
+from .data.readers import has_splits
+from .data.shards import is_shard_folder, open_shards
+from .data.resize import random_resized_crop, sample_rng
+from .data.stream import FileSet, StreamDataset, default_workers, make_loader, memory_budget, open_files
+from .errors import PatchcryptError
+from .runtime import to_nchw
+
+Images = Union[ImageSet, FileSet]
+
+
+def declared_size(model: str, model_kwargs: Optional[dict] = None) -> Optional[int]:
+    """The input size a model's name declares (``vit_tiny_patch16_224`` → 224), an ``img_size`` in its
+    keyword arguments, or None (e.g. ``resnet18_cifar``)."""
+    if model_kwargs and model_kwargs.get("img_size"):
+        return int(model_kwargs["img_size"])
+    m = re.search(r"_(\d+)$", model)
+    return int(m.group(1)) if m and "patch" in model else None
+
+
+@dataclass
+class TrainData:
+    """Train and test images for one run, and how batches are made of them."""
+
+    train: Images
+    test: Images
+    streaming: bool
+    resized: bool          # plain images brought to the model's size on load (random-resized crop to train)
+    workers: int
+    seed: int
+    random_crop: bool = False  # training images as random-resized crops (--augment resized-crop)
+    eval_batch: int = 500      # test images per forward pass (streaming: the training batch size, so that
+                               # activations, not only pixels, stay bounded)
+
+    def choose_augment(self, augment: str, pre_encrypted: bool) -> str:
+        """``--augment`` with ``auto`` resolved: none on encrypted data, a random-resized crop for resized
+        photos, else crop-flip. Sets :attr:`random_crop` to match."""
+        if augment == "auto":
+            augment = "none" if pre_encrypted else "resized-crop" if self.resized else "crop-flip"
+        self.random_crop = augment == "resized-crop"
+        return augment
+
+    @property
+    def shape(self) -> Tuple[int, int, int]:
+        return tuple(self.train.shape)  # type: ignore[return-value]
+
+    def train_batches(self, batches: List[torch.Tensor], epoch: int) -> Iterator[Tuple[torch.Tensor, torch.Tensor]]:
+        """(uint8 (N, C, H, W), int64 (N,)) per index batch, in order; random-resized crops when resized."""
+        if self.streaming:
+            items = [[(int(i), self.seed, epoch) if self.random_crop else int(i) for i in b] for b in batches]
+            yield from make_loader(StreamDataset(self.train, random_crop=self.random_crop), items, self.workers)
+            return
+        if not hasattr(self, "_x"):
+            self._x, self._y = to_nchw(self.train.images), torch.from_numpy(self.train.labels)
+        for b in batches:
+            if self.random_crop:
+                imgs, size = self.train.images, self.train.images.shape[1]
+                x = to_nchw(np.stack([random_resized_crop(imgs[int(i)], size, sample_rng(self.seed, epoch, int(i)))
+                                      for i in b]))
+            else:
+                x = self._x[b]
+            yield x, self._y[b]
+
+    def test_batches(self, batch_size: Optional[int] = None) -> Iterator[Tuple[torch.Tensor, torch.Tensor]]:
+        """The test set in order (resize + centre crop), ``batch_size`` at a time; streamed when streaming."""
+        n, batch_size = len(self.test), batch_size or self.eval_batch
+        batches = [list(range(i, min(i + batch_size, n))) for i in range(0, n, batch_size)]
+        if self.streaming:
+            yield from make_loader(StreamDataset(self.test), batches, self.workers)
+            return
+        x, y = to_nchw(self.test.images), torch.from_numpy(self.test.labels)
+        for b in batches:
+            yield x[b[0]:b[-1] + 1], y[b[0]:b[-1] + 1]
+
+
+def _split_files(path: Path, seed: int) -> Optional[Tuple[FileSet, FileSet]]:
+    """Train and test :class:`FileSet` (a stratified 90/10 split of a tree without train/test, the same as
+    the in-RAM split), or None when the source is not a tree of image files."""
+    if is_shard_folder(path, "train"):  # WebDataset shards: encrypted (with a manifest) or a user's plain ones
+        if (path / "train").is_dir():
+            return open_shards(path, "train"), open_shards(path, "test")
+        full = open_shards(path)
+    elif has_splits(path):
+        train = open_files(path, "train")
+        return None if train is None else (train, open_files(path, "test"))
+    else:
+        full = open_files(path)
+    if full is None:
+        return None
+    rng = np.random.default_rng(seed)
+    is_test = np.zeros(len(full), dtype=bool)
+    for c in np.unique(full.labels):
+        idx = rng.permutation(np.flatnonzero(full.labels == c))
+        is_test[idx[:max(1, len(idx) // 10)]] = True
+    return full.take(np.flatnonzero(~is_test)), full.take(np.flatnonzero(is_test))
+
+
+def _target_size(cfg: Any, probe: Tuple[int, int, int], encrypted: bool) -> int:
+    h, w, _ = probe
+    if encrypted:
+        if cfg.img_size and cfg.img_size != h:
+            raise PatchcryptError(f"--img-size {cfg.img_size}: the data is encrypted at {w}x{h} and encrypted "
+                                  "images cannot be resized (resize the plain images before encrypting)")
+        return h
+    return int(cfg.img_size or declared_size(cfg.model, cfg.model_kwargs) or h)
+
+
+def open_training_data(cfg: Any, load_in_ram) -> TrainData:
+    """Train and test data for ``cfg`` (a :class:`~patchcrypt.train.TrainConfig`).
+
+    ``load_in_ram(cfg)`` is the in-RAM reader (``(train, test)`` ImageSets, subsets applied); it is used for
+    sources that are not image trees, and for trees already at the model's size that fit the budget.
+    """
+    path = Path(cfg.data)
+    if not path.exists():
+        raise PatchcryptError(f"{path}: no such data folder")
+    if cfg.img_size is not None and cfg.img_size < 1:
+        raise PatchcryptError(f"--img-size must be positive, got {cfg.img_size}")
+    workers = default_workers() if cfg.workers is None else int(cfg.workers)
+    sets = _split_files(path, cfg.seed)
+    if sets is None:  # CIFAR-10 batches, idx files: arrays already; nothing to stream
+        if cfg.stream:
+            warnings.warn(f"{path} is not a folder of image files; it is read into memory (--stream ignored)")
+        train, test = load_in_ram(cfg)
+        return TrainData(train, test, False, False, 0, cfg.seed)
+    train, test = sets
+    if len(set(train.classes)) < 2:
+        raise PatchcryptError(f"{path}: found {len(train.classes)} class(es); need at least 2 (one sub-folder "
+                              "per class)")
+    train, test = train.subset(cfg.subset, cfg.seed), test.subset(cfg.test_subset, cfg.seed)
+    probe = train.probe()
+    size = _target_size(cfg, probe, train.manifest is not None)
+    resized = probe[:2] != (size, size)
+    shape = (size, size, probe[2])
+    train, test = replace(train, shape=shape), replace(test, shape=shape)
+    decoded = (len(train) + len(test)) * size * size * probe[2]
+    streaming = cfg.stream if cfg.stream is not None else decoded > memory_budget()
+    if streaming:
+        return TrainData(train, test, True, resized, workers, cfg.seed, eval_batch=cfg.batch_size)
+    if not resized and train.spans is None:
+        try:
+            tr, te = load_in_ram(cfg)  # cached decode of a tree at the model's size, as before
+            return TrainData(tr, te, False, False, workers, cfg.seed)
+        except PatchcryptError as exc:
+            if "others are" not in str(exc):  # images of mixed sizes: resize them below
+                raise
+            resized = train.manifest is None
+            if not resized:
+                raise
+    return TrainData(train.materialize(max(1, workers)), test.materialize(max(1, workers)), False, resized,
+                     workers, cfg.seed)
+
+
+def open_eval_stream(path: Union[str, Path], split: Optional[str], img_size: Optional[int],
+                     stream: Optional[bool] = None) -> Optional[FileSet]:
+    """The data ``evaluate`` should stream (a :class:`FileSet` delivering ``img_size`` images), or None for the
+    in-RAM path: shards always stream; a tree streams when its decoded size exceeds the memory budget, when
+    its plain images need resizing to the model's size, or when ``stream`` says so."""
+    path = Path(path)
+    if stream is False:
+        return None
+    if is_shard_folder(path, split):
+        files = open_shards(path, split if split and (path / split).is_dir() else None)
+    else:
+        files = open_files(path, split if has_splits(path) else None)
+    if files is None:
+        return None
+    h, w, c = files.probe()
+    size = h if files.manifest is not None or not img_size else img_size
+    resize = (h, w) != (size, size)
+    if not (stream or files.spans is not None or resize or len(files) * size * size * c > memory_budget()):
+        return None
+    return replace(files, shape=(size, size, c))
+
+
+def stream_logits(files: FileSet, logits_of, batch_size: int = 256, workers: Optional[int] = None):
+    """(logits (N, K) numpy, labels (N,)) of ``logits_of(ImageSet of one batch)`` over a streamed FileSet."""
+    n = len(files)
+    batches = [list(range(i, min(i + batch_size, n))) for i in range(0, n, batch_size)]
+    out, labels = [], []
+    for x, y in make_loader(StreamDataset(files), batches, default_workers() if workers is None else workers):
+        batch = ImageSet(x.permute(0, 2, 3, 1).contiguous().numpy(), y.numpy(), files.classes, files.source,
+                         files.manifest)
+        out.append(logits_of(batch))
+        labels.append(y.numpy())
+    return np.concatenate(out), np.concatenate(labels)
+
+
+__all__ = ["TrainData", "open_training_data", "declared_size", "open_eval_stream", "stream_logits"]

@@ -1,0 +1,62 @@
+"""Multi-node training, as far as one machine can test it: two torchrun "nodes" with a localhost rendezvous
+train the same weights as one node with two processes (bit-identical on CPU/gloo), streaming or not."""
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from patchcrypt.models import load_checkpoint
+
+
+@pytest.fixture(scope="module")
+def tree(tmp_path_factory, shared_cifar):
+    root = tmp_path_factory.mktemp("cifar")
+    for split, n in (("train", 16), ("test", 4)):
+        for cls in ("airplane", "frog"):
+            (root / split / cls).mkdir(parents=True)
+            for f in sorted((shared_cifar / split / cls).glob("*.jpg"))[:n]:
+                shutil.copy(f, root / split / cls / f.name)
+    return root
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _train_args(tree, out, *extra):
+    return ["-m", "patchcrypt", "train", "--data", str(tree), "--model", "vit_pico_patch4_32", "--out", str(out),
+            "--epochs", "2", "--batch-size", "8", "--seed", "4", *extra]
+
+
+@pytest.mark.slow
+def test_two_nodes_train_the_same_weights_as_one_node_with_two_processes(tree, tmp_path):
+    torchrun = str(Path(sys.executable).with_name("torchrun"))
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(Path(__file__).resolve().parents[2] / "src")}
+    one = subprocess.run([torchrun, "--nproc-per-node=2", "--master-addr", "127.0.0.1", "--master-port",
+                          str(_free_port()), *_train_args(tree, tmp_path / "one", "--in-memory")],
+                         capture_output=True, text=True, timeout=600, env=env)
+    assert one.returncode == 0, one.stderr[-3000:]
+    port = str(_free_port())
+    nodes = [subprocess.Popen([torchrun, "--nnodes=2", f"--node-rank={r}", "--nproc-per-node=1", "--master-addr",
+                               "127.0.0.1", "--master-port", port,
+                               *_train_args(tree, tmp_path / "two", "--stream", "--workers", "1")],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env) for r in (0, 1)]
+    try:
+        outs = [p.communicate(timeout=600) for p in nodes]
+    finally:
+        for p in nodes:
+            if p.poll() is None:
+                p.kill()
+    assert all(p.returncode == 0 for p in nodes), [o[1][-2000:] for o in outs]
+    a, b = load_checkpoint(tmp_path / "one" / "last.pt"), load_checkpoint(tmp_path / "two" / "last.pt")
+    assert a["epoch"] == b["epoch"] == 2
+    for k in a["state_dict"]:
+        assert torch.equal(a["state_dict"][k], b["state_dict"][k]), k
