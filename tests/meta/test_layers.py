@@ -33,8 +33,8 @@ LAYERS: Dict[str, int] = {
     "errors": 0, "atomic": 0, "runtime": 0, "security": 0,
     "keys": 1, "blocks": 1, "codec": 1, "metrics": 1,
     "ciphers": 2, "data": 2, "record": 2, "augment": 2,
-    "models": 3, "attacks": 3, "files": 3, "inference": 3, "transforms": 3,
-    "train": 4, "serve": 4, "report": 4,
+    "models": 3, "attacks": 3, "files": 3, "parts": 3, "inference": 3, "transforms": 3,
+    "train": 4, "train_data": 4, "serve": 4, "report": 4,
     "evaluate": 5,
     "cli": 6, "__main__": 6, "": 6,  # "" is the package root, patchcrypt/__init__.py
 }
