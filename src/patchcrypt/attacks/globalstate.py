@@ -152,6 +152,7 @@ def _dihedral_table() -> List[List[int]]:
 
 
 _DIHEDRAL_COMPOSE = _dihedral_table()
+_MIRRORED = np.array([_DIHEDRAL_COMPOSE[4][s.dihedral] * 12 + s.colour * 2 + int(s.invert) for s in GLOBAL_STATES])
 
 
 # ------------------------------------------------------------------------------------------------------------
@@ -355,7 +356,8 @@ def _hand_features(b: Dict[str, np.ndarray], s: GlobalState) -> np.ndarray:
     """Domain-robust statistics of the images after state ``s`` (from :func:`_base_stats`) → (N, F) float32.
 
     Orientation: light and (for colour) blue at the top (sky, light from above), the stronger of the
-    top–bottom and left–right contrasts, gradient anisotropy (horizons, vertical objects). Inversion: local
+    top–bottom and left–right contrasts, gradient anisotropy (horizons, vertical objects); every feature is
+    unchanged by a left–right mirror. Inversion: local
     contrast grows with local brightness in gamma-encoded photographs (the correlation of patch mean and
     patch spread is positive, negative once inverted), skewness, dark-vs-light balance. Colour order: the
     middle band (green) correlates most with the others; channel mean and spread differences.
@@ -370,7 +372,9 @@ def _hand_features(b: Dict[str, np.ndarray], s: GlobalState) -> np.ndarray:
     y = grid.mean(-1)
     tb, lr = y[:, 0].mean(1) - y[:, 2].mean(1), y[:, :, 0].mean(1) - y[:, :, 2].mean(1)
     gx, gy = (b["gy"], b["gx"]) if s.dihedral % 2 else (b["gx"], b["gy"])
-    feats = [tb, np.abs(tb) - np.abs(lr), lr, np.log(gy + 1e-3) - np.log(gx + 1e-3), sign * b["ms"],
+    # nothing signed left-versus-right: photographs carry no left-right cue that holds across data sets, and
+    # one fitted on the public images would only carry their bias; a state and its mirror tie
+    feats = [tb, np.abs(tb) - np.abs(lr), np.log(gy + 1e-3) - np.log(gx + 1e-3), sign * b["ms"],
              sign * b["skew"], y.mean((1, 2)) - 0.5, sign * b["dark"]]
     if c == 3:
         o = list(s.order)
@@ -585,6 +589,7 @@ def score_states(candidates: np.ndarray, public: np.ndarray, *, seed: int = 0,
         raise PatchcryptError(f"classifier_steps must be >= 0, got {classifier_steps}")
     cnn, stats = _experts(public, seed, classifier_steps).per_image(candidates)
     cnn, stats = cnn.sum(0), stats.sum(0)
+    stats = (stats + stats[_MIRRORED]) / 2  # mirror-blind by construction: make the tie exact, not float noise
     return {"cnn": cnn, "stats": stats, "total": cnn + stats}
 
 
