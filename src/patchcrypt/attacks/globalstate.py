@@ -340,7 +340,13 @@ def _base_stats(z: np.ndarray) -> Dict[str, np.ndarray]:
     cen = flat - flat.mean(1, keepdims=True)
     cov = np.einsum("npa,npb->nab", cen, cen) / flat.shape[1]
     sd = np.sqrt(np.diagonal(cov, axis1=1, axis2=2)) + 1e-4
-    return {"grid": grid, "gx": np.abs(np.diff(y, axis=2)).mean((1, 2)), "gy": np.abs(np.diff(y, axis=1)).mean((1, 2)),
+    # edge polarity (brighter above / brighter left, saturated so strong edges do not dominate) as a tiny
+    # 3×3 probe that turns with the image: any dihedral state reads its own "brighter above" off it
+    pa = np.tanh((y[:, :-1] - y[:, 1:]) / 0.03).mean((1, 2))
+    pb = np.tanh((y[:, :, :-1] - y[:, :, 1:]) / 0.03).mean((1, 2))
+    probe = np.zeros((n, 3, 3, 1), np.float32)
+    probe[:, 0, 1, 0], probe[:, 2, 1, 0], probe[:, 1, 0, 0], probe[:, 1, 2, 0] = pa, -pa, pb, -pb
+    return {"probe": probe, "grid": grid, "gx": np.abs(np.diff(y, axis=2)).mean((1, 2)), "gy": np.abs(np.diff(y, axis=1)).mean((1, 2)),
             "ms": _corr(p.mean(-1), p.std(-1)), "skew": (yc ** 3).mean(1) / ((yc ** 2).mean(1) ** 1.5 + 1e-6),
             "dark": (y < 0.15).mean((1, 2)) - (y > 0.85).mean((1, 2)), "mean": flat.mean(1), "sd": sd,
             "corr": cov / sd[:, :, None] / sd[:, None, :]}
@@ -355,8 +361,8 @@ def _corr(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 def _hand_features(b: Dict[str, np.ndarray], s: GlobalState) -> np.ndarray:
     """Domain-robust statistics of the images after state ``s`` (from :func:`_base_stats`) → (N, F) float32.
 
-    Orientation: light and (for colour) blue at the top (sky, light from above), the stronger of the
-    top–bottom and left–right contrasts, gradient anisotropy (horizons, vertical objects); every feature is
+    Orientation: light and (for colour) blue at the top (sky, light from above), edges brighter above than
+    below, the stronger of the top–bottom and left–right contrasts, gradient anisotropy (horizons, vertical objects); every feature is
     unchanged by a left–right mirror. Inversion: local
     contrast grows with local brightness in gamma-encoded photographs (the correlation of patch mean and
     patch spread is positive, negative once inverted), skewness, dark-vs-light balance. Colour order: the
@@ -374,7 +380,10 @@ def _hand_features(b: Dict[str, np.ndarray], s: GlobalState) -> np.ndarray:
     gx, gy = (b["gy"], b["gx"]) if s.dihedral % 2 else (b["gx"], b["gy"])
     # nothing signed left-versus-right: photographs carry no left-right cue that holds across data sets, and
     # one fitted on the public images would only carry their bias; a state and its mirror tie
-    feats = [tb, np.abs(tb) - np.abs(lr), np.log(gy + 1e-3) - np.log(gx + 1e-3), sign * b["ms"],
+    pr = _dihedral(b["probe"], s.dihedral)
+    up, side = sign * (pr[:, 0, 1, 0] - pr[:, 2, 1, 0]) / 2, (pr[:, 1, 0, 0] - pr[:, 1, 2, 0]) / 2
+    feats = [up, np.abs(up) - np.abs(side), y[:, 0].mean(1) - y[:, 1].mean(1), tb, np.abs(tb) - np.abs(lr),
+             np.log(gy + 1e-3) - np.log(gx + 1e-3), sign * b["ms"],
              sign * b["skew"], y.mean((1, 2)) - 0.5, sign * b["dark"]]
     if c == 3:
         o = list(s.order)
