@@ -584,8 +584,8 @@ def score_states(candidates: np.ndarray, public: np.ndarray, *, seed: int = 0,
     state that fixes the candidates. The experts are fitted once per public set, seed and step count
     (cached in the process): a linear ranker over hand statistics (always) and, when ``classifier_steps``
     > 0, a tiny CNN trained for that many steps on random crops of the public images (``cnn`` is zero
-    otherwise). The classifier is off by default: at the few hundred steps two shared CPU cores allow it
-    was weaker than the hand statistics across a change of domain and lowered the pooled choice
+    otherwise). The classifier is off by default: at the few hundred steps two shared CPU cores allow in
+    minutes, it added nothing measurable to the hand statistics across a change of domain
     (docs/global-state.md).
     """
     candidates, public = _images(candidates, "candidates"), _images(public, "public")
