@@ -346,7 +346,8 @@ def _base_stats(z: np.ndarray) -> Dict[str, np.ndarray]:
     pb = np.tanh((y[:, :, :-1] - y[:, :, 1:]) / 0.03).mean((1, 2))
     probe = np.zeros((n, 3, 3, 1), np.float32)
     probe[:, 0, 1, 0], probe[:, 2, 1, 0], probe[:, 1, 0, 0], probe[:, 1, 2, 0] = pa, -pa, pb, -pb
-    return {"probe": probe, "grid": grid, "gx": np.abs(np.diff(y, axis=2)).mean((1, 2)), "gy": np.abs(np.diff(y, axis=1)).mean((1, 2)),
+    return {"probe": probe, "grid": grid, "gx": np.abs(np.diff(y, axis=2)).mean((1, 2)),
+            "gy": np.abs(np.diff(y, axis=1)).mean((1, 2)),
             "ms": _corr(p.mean(-1), p.std(-1)), "skew": (yc ** 3).mean(1) / ((yc ** 2).mean(1) ** 1.5 + 1e-6),
             "dark": (y < 0.15).mean((1, 2)) - (y > 0.85).mean((1, 2)), "mean": flat.mean(1), "sd": sd,
             "corr": cov / sd[:, :, None] / sd[:, None, :]}
@@ -362,11 +363,11 @@ def _hand_features(b: Dict[str, np.ndarray], s: GlobalState) -> np.ndarray:
     """Domain-robust statistics of the images after state ``s`` (from :func:`_base_stats`) → (N, F) float32.
 
     Orientation: light and (for colour) blue at the top (sky, light from above), edges brighter above than
-    below, the stronger of the top–bottom and left–right contrasts, gradient anisotropy (horizons, vertical objects); every feature is
-    unchanged by a left–right mirror. Inversion: local
-    contrast grows with local brightness in gamma-encoded photographs (the correlation of patch mean and
-    patch spread is positive, negative once inverted), skewness, dark-vs-light balance. Colour order: the
-    middle band (green) correlates most with the others; channel mean and spread differences.
+    below, the stronger of the top–bottom and left–right contrasts, gradient anisotropy (horizons, vertical
+    objects); every feature is unchanged by a left–right mirror. Inversion: local contrast grows with local
+    brightness in gamma-encoded photographs (the correlation of patch mean and patch spread is positive,
+    negative once inverted), skewness, dark-vs-light balance. Colour order: the middle band (green)
+    correlates most with the others; channel mean and spread differences.
     """
     grid = _dihedral(b["grid"], s.dihedral)
     c = grid.shape[-1]
