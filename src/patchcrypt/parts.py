@@ -473,7 +473,7 @@ def decrypt_shards(src: Path, dst: Path, key: Key, scheme: Optional[str] = None,
     """
     from .data.shards import check_shards, index_shard, shard_records
     from .codec import decode_image
-    from .files import DECRYPTED_MARKER, _decrypt_batch, load_manifest_for
+    from .files import DECRYPTED_MARKER, _check_file_shape, _decrypt_batch, load_manifest_for
     from .record import EncryptionRecord
 
     src, dst = Path(src), Path(dst)
@@ -499,8 +499,8 @@ def decrypt_shards(src: Path, dst: Path, key: Key, scheme: Optional[str] = None,
                 raise PatchcryptError(f"{root / name}: sample {smp['key']!r} is not in the manifest")
         plan.append((name, samples))
     _check_destination(root, dst, force)
-    upsampling = "block" if manifest.get("file_format") == "jpeg" else "fancy"
-    n = 0
+    upsampling = record.jpeg_upsampling  # the one rule for EtC JPEGs (decrypt, server, training)
+    n, written = 0, []
     with _Staging(dst) as tmp:
         for name, samples in plan:
             with open(root / name, "rb") as f:
@@ -512,7 +512,10 @@ def decrypt_shards(src: Path, dst: Path, key: Key, scheme: Optional[str] = None,
                     meta = files_meta[rel]
                     if hashlib.sha256(data).hexdigest() != meta.get("sha256"):
                         raise PatchcryptError(f"{root / name}: sample {rel} differs from the manifest's digest")
-                    img = decode_image(data, "L" if cipher.spec.composite else None, f"{root / name}:{rel}", upsampling)
+                    # header only: a sample of another size than the manifest says is refused, never decoded
+                    limit = _check_file_shape(cipher, manifest, meta, data, Path(f"{root / name}:{rel}"))
+                    img = decode_image(data, "L" if cipher.spec.composite else None, f"{root / name}:{rel}", upsampling,
+                                       limit=limit)
                     nonces = [bytes.fromhex(meta["nonce"])] if "nonce" in meta else None
                     crop = tuple(meta["orig_shape"]) if "orig_shape" in meta else None
                     items.append((rel, img, nonces, crop))
@@ -520,11 +523,12 @@ def decrypt_shards(src: Path, dst: Path, key: Key, scheme: Optional[str] = None,
                 path = tmp / Path(rel).with_suffix(".png")
                 path.parent.mkdir(parents=True, exist_ok=True)
                 path.write_bytes(image_bytes(out, "png"))
+                written.append(Path(rel).with_suffix(".png").as_posix())
             n += len(items)
             if progress:
                 progress(len(items))
         (tmp / DECRYPTED_MARKER).write_text(json.dumps({"format": "patchcrypt-decrypted", "file_count": n,
-                                                        "key_fingerprint": key.fingerprint}))
+                                                        "key_fingerprint": key.fingerprint, "files": written}))
     return n
 
 

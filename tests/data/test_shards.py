@@ -144,3 +144,39 @@ def test_bad_shards_are_named_and_nothing_is_written(shards, key_file, tmp_path,
     (work / "patchcrypt.json").unlink()
     err = one_error(capsys, ["train", "--data", work, "--out", tmp_path / "run-x", "--epochs", "1"])
     assert "shard-000001.tar" in err and "not a readable WebDataset shard" in err
+
+
+def test_a_sample_of_another_size_than_the_manifest_is_refused_before_decoding(shards, key_file, tmp_path, capsys):
+    """A hostile shard set whose digests were all updated still cannot slip in an image of another size: each
+    sample's header is checked against the manifest's image shape before it is decoded."""
+    import shutil
+
+    work = tmp_path / "work"
+    shutil.copytree(shards, work)
+    victim = work / "train" / "shard-000000.tar"
+    manifest = json.loads((work / "patchcrypt.json").read_text())
+    big = io.BytesIO()
+    from PIL import Image
+
+    Image.fromarray(np.zeros((64, 64, 3), np.uint8)).save(big, format="PNG")
+    out_tar = io.BytesIO()
+    swapped, metas = None, {}
+    with tarfile.open(victim) as src, tarfile.open(fileobj=out_tar, mode="w") as dst:
+        for member in src.getmembers():
+            data = src.extractfile(member).read()
+            if member.name.endswith(".json"):
+                metas[member.name[:-len(".json")]] = json.loads(data)
+            if swapped is None and member.name.endswith(".png"):
+                swapped, data = member.name[:-len(".png")], big.getvalue()
+                member.size = len(data)
+            dst.addfile(member, io.BytesIO(data))
+    victim.write_bytes(out_tar.getvalue())
+    rel = metas[swapped]["path"]
+    manifest["files"][rel]["sha256"] = hashlib.sha256(big.getvalue()).hexdigest()
+    for rec in manifest["shards"]:
+        if rec["path"] == "train/shard-000000.tar":
+            rec["bytes"], rec["sha256"] = victim.stat().st_size, hashlib.sha256(victim.read_bytes()).hexdigest()
+    (work / "patchcrypt.json").write_text(json.dumps(manifest))
+    out = tmp_path / "dec"
+    err = one_error(capsys, ["decrypt", work, out, "--key", key_file])
+    assert "64x64" in err and "manifest" in err and not out.exists(), err
