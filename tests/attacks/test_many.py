@@ -4,6 +4,7 @@ Victims are CIFAR-10 test images when ../shared is present (public: CIFAR-10 tra
 32×32 crops of scikit-image photos split at random into victims and public images (disjoint crops).
 """
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -14,7 +15,8 @@ from patchcrypt.attacks import run_attack
 from patchcrypt.attacks.many import many_image_attack, score_key_map
 from patchcrypt.ciphers import create_cipher
 
-CIFAR = Path(__file__).resolve().parents[2].parent / "shared" / "datasets" / "cifar10-jpeg"
+CIFAR = (Path(os.environ.get("PATCHCRYPT_SHARED") or Path(__file__).resolve().parents[2].parent / "shared")
+         / "datasets" / "cifar10-jpeg")
 KEY = Key.from_bytes(bytes(range(32)))
 
 
@@ -90,6 +92,23 @@ def test_per_image_keys_defeat_it(victims_and_public, scheme):
     m = run_attack("many", scheme, 4, victims, public, key=KEY, per_image=True).metrics()
     assert m["exact_images_global"] == 0.0 and m["ssim_global"] < 0.2
     assert m["key_map_fraction"] is None          # no one key map to score against
+
+
+EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "my_scheme.py"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("cls", ["MyScheme", "MySchemeUndeclared"])
+def test_a_user_scheme_falls_with_or_without_declared_steps(victims_and_public, cls):
+    """BS + per-block RF + one shared pixel shuffle + one shared flip mask: one permutation and one mask for
+    every image. Declared steps only make it faster; per-image keys (the control) defeat it."""
+    victims, public = victims_and_public
+    victims, public = np.concatenate([victims, public[:100]]), public[100:]    # 140-160 victims
+    m = run_attack("many", f"{EXAMPLE}:{cls}", None, victims, public, key=KEY).metrics()
+    assert m["exact_images_global"] == 1.0 and m["key_map_fraction"] is None
+    assert m["facts"] == ("declared" if cls == "MyScheme" else "none (generic)")
+    control = run_attack("many", f"{EXAMPLE}:{cls}", None, victims, public, per_image=True).metrics()
+    assert control["exact_images_global"] == 0.0 and control["ssim_global"] < 0.3
 
 
 def test_bad_input_is_one_line_error(victims_and_public):
