@@ -684,7 +684,8 @@ def run_many(t: Target, test: np.ndarray, train: np.ndarray, o: AttackOptions) -
     recover the shared map from the ciphertexts and the public images ``train``, and decrypt.
 
     The map is recovered up to one global state; the public images then rank the 96 states
-    (:func:`.scoring.rank_states`) and the first is applied (composites keep the method's own choice).
+    (:func:`.scoring.rank_states`), and where the method's remaining ambiguity is exactly those 96 states
+    the first is applied (otherwise the method's own choice stands and the ranker orders the rest).
     """
     from .scoring import GLOBAL_STATES, apply_state, rank_states
 
@@ -698,7 +699,9 @@ def run_many(t: Target, test: np.ndarray, train: np.ndarray, o: AttackOptions) -
     base = res.decrypt(enc)
     t0 = time.perf_counter()
     order = [int(i) for i in rank_states(base[:RANK_IMAGES], train, seed=o.seed)]
-    if res.composite:   # the map is over the composite: keep the method's choice first
+    if res.composite or res.info.get("global_candidates") != len(GLOBAL_STATES):
+        # the method's own choice stands: its ambiguity is not the 96 whole-image states (a composite, a
+        # smaller set the facts allow, or per-channel inversions); the ranker orders the alternatives
         order = [0] + [i for i in order if i != 0]
     elif order[0] != 0:
         res = res.with_state(GLOBAL_STATES[order[0]])

@@ -1,15 +1,17 @@
 """The attack registry: every attack declares its threat model and which schemes it applies to.
 
-``register_attack(AttackSpec(name, threat, summary, run=..., applies=...))`` adds one;
+``@register_attack(name, threat, summary, applies=...)`` on a runner (or ``register_attack(AttackSpec(...))``)
+adds one;
 ``run_attack(name, scheme, ...)`` runs it against a registered scheme or a user's scheme class;
 ``run_all(scheme, ...)`` runs every registered attack and says "n/a" with the reason for the rest.
 
 Every attack runs against a :class:`~patchcrypt.attacks.target.Target` (a black-box ``encrypt`` under one key,
 declared facts, optional ``decrypt``, optional keyed model) and is scored by comparing its output with the
 plain images (:mod:`patchcrypt.attacks.scoring`); attack modules register themselves with the
-``@register_attack(...)`` decorator. Applicability is decided from the scheme's facts (:class:`~patchcrypt.ciphers.SchemeSpec`: its steps and
-whether each is shared by all blocks, unit, pixel_based, composite; and whether keys are per image), never
-from scheme names, so a user's own scheme is rated by the same rules.
+``@register_attack(...)`` decorator. Applicability is decided from the scheme's facts
+(:class:`~patchcrypt.ciphers.SchemeSpec`: its steps and whether each is shared by all blocks, unit,
+pixel_based, composite; and whether keys are per image), never from scheme names, so a user's own scheme is
+rated by the same rules.
 """
 
 from __future__ import annotations

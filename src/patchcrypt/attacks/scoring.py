@@ -108,18 +108,21 @@ def _fb_invert(images: np.ndarray, state) -> np.ndarray:
 
 
 def _fb_up_to_global(pred: np.ndarray, plain: np.ndarray) -> Dict[str, Any]:
+    """Best state by mean SSIM over (up to) 128 images, among the identity and the 4 states of least squared
+    error on 32 (the fallback's shortcut: SSIM of all 96 states of large images is slow)."""
     sel = np.linspace(0, len(pred) - 1, min(len(pred), _SELECT_IMAGES)).astype(int)
-    best = None
+    few = sel[np.linspace(0, len(sel) - 1, min(len(sel), 32)).astype(int)]
+    errors = []
     for s in _fb_states():
-        cand = _fb_apply(pred[sel], s)
-        if cand.shape != plain[sel].shape:
-            continue
-        v = float(batch_ssim(cand, plain[sel]).mean())
-        if best is None or v > best[0]:
-            best = (v, s)
-    out = _fb_apply(pred, best[1])
+        cand = _fb_apply(pred[few], s)
+        if cand.shape == plain[few].shape:
+            errors.append((float(((cand.astype(np.float32) - plain[few]) ** 2).mean()), s))
+    shortlist = [s for _, s in sorted(errors, key=lambda e: e[0])[:4]]
+    shortlist += [] if _fb_states()[0] in shortlist else [_fb_states()[0]]     # never worse than the output
+    best = max(shortlist, key=lambda s: float(batch_ssim(_fb_apply(pred[sel], s), plain[sel]).mean()))
+    out = _fb_apply(pred, best)
     return {"exact_images_global": float(exact(out, plain).mean()), "ssim_global": float(batch_ssim(out, plain).mean()),
-            "psnr_global": float(batch_psnr(out, plain).mean()), "best_state": best[1]}
+            "psnr_global": float(batch_psnr(out, plain).mean()), "best_state": best}
 
 
 def _fb_rank(candidates: np.ndarray, public: np.ndarray, *, seed: int = 0) -> List[int]:

@@ -67,8 +67,12 @@ class Target:
         block_size: M.
         per_image: every image under its own key material.
         registered: a registered scheme; then ``key`` and ``cipher`` are the patchcrypt ones, and the true
-            key map is available for scoring (:meth:`block_source`).
+            key map is available for scoring (:meth:`key_map`, :meth:`block_source`).
         cipher: the patchcrypt :class:`Cipher`, or the user's scheme instance.
+        decrypt: the owner's exact decryption (None when the scheme has none, or keys are per image); for
+            checks, never handed to an attack as an oracle.
+        keyed_model: ``keyed_model(img_size, channels, seed) -> (plain model, keyed model)`` where a keyed
+            model of the scheme exists (registered schemes that models.keyed absorbs), else None.
     """
 
     def __init__(self, name: str, spec: SchemeSpec, block_size: int, per_image: bool,

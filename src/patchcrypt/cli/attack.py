@@ -135,7 +135,8 @@ def attack(
     if as_json:
         typer.echo(json.dumps(metrics))
         return
-    typer.echo(f"{name} on {result.scheme} ({metrics['n_images']} images): {format_headline(headline_of(name, metrics))}"
+    head = format_headline(headline_of(name, metrics))
+    typer.echo(f"{name} on {result.scheme} ({metrics['n_images']} images): {head}"
                f"; chosen output: exact {metrics['exact_images']:.3f}, SSIM {metrics['ssim']:.3f}, "
                f"PSNR {metrics['psnr']:.2f} dB (up to global state: up to one whole-image rotation/flip, colour "
                "order and inversion)")
