@@ -102,9 +102,7 @@ def attack(
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
     if draw and k is not None:
-        typer.echo(f"warning: --figures under your key: {out} will hold the attacks' decryptions of images "
-                   "encrypted under it; where an attack wins they are the plain images, and one of them with its "
-                   "ciphertext gives the key away. Share them as you would the plain images and the key.", err=True)
+        _warn_figures(out)
 
     if name == "all":
         def save(row, result):
@@ -115,16 +113,8 @@ def attack(
         _write(out, {**report, "figure": _figure_note(k is None, draw)})
         if as_json:
             typer.echo(json.dumps(report))
-            return
-        keys = "per-image keys" if report["per_image"] else "one key"
-        typer.echo(f"attacks on {report['scheme']} (M={report['block_size']}, {report['n_images']} images, {keys}); "
-                   "'up to global state': up to one whole-image rotation/flip, colour order and inversion")
-        rows = [(r["attack"], r["threat"], format_headline(r["headline"]) if r["applies"] else f"n/a: {r['reason']}")
-                for r in report["attacks"]]
-        w, t = max(len(r[0]) for r in rows + [("attack",)]), max(len(r[1]) for r in rows + [("", "threat model")])
-        typer.echo(f"{'attack':<{w}}  {'threat model':<{t}}  result")
-        for a, th, res in rows:
-            typer.echo(f"{a:<{w}}  {th:<{t}}  {res}")
+        else:
+            _print_table(report)
         return
 
     result = run_attack(name, scheme, block_size, test, train, k, per_image, **options)
@@ -140,6 +130,27 @@ def attack(
                f"; chosen output: exact {metrics['exact_images']:.3f}, SSIM {metrics['ssim']:.3f}, "
                f"PSNR {metrics['psnr']:.2f} dB (up to global state: up to one whole-image rotation/flip, colour "
                "order and inversion)")
+
+
+def _warn_figures(out: Path) -> None:
+    typer.echo(f"warning: --figures under your key: {out} will hold the attacks' decryptions of images encrypted "
+               "under it; where an attack wins they are the plain images, and one of them with its ciphertext "
+               "gives the key away. Share them as you would the plain images and the key.", err=True)
+
+
+def _print_table(report: dict) -> None:
+    """One line per attack: its threat model and headline, or n/a with the reason."""
+    from ..attacks import format_headline
+
+    keys = "per-image keys" if report["per_image"] else "one key"
+    typer.echo(f"attacks on {report['scheme']} (M={report['block_size']}, {report['n_images']} images, {keys}); "
+               "'up to global state': up to one whole-image rotation/flip, colour order and inversion")
+    rows = [(r["attack"], r["threat"], format_headline(r["headline"]) if r["applies"] else f"n/a: {r['reason']}")
+            for r in report["attacks"]]
+    w, t = max(len(r[0]) for r in rows + [("attack",)]), max(len(r[1]) for r in rows + [("", "threat model")])
+    typer.echo(f"{'attack':<{w}}  {'threat model':<{t}}  result")
+    for a, th, res in rows:
+        typer.echo(f"{a:<{w}}  {th:<{t}}  {res}")
 
 
 def _figure_note(throwaway: bool, drawn: bool) -> str:
