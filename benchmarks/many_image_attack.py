@@ -123,6 +123,18 @@ def _f(v, digits: int = 3) -> str:
     return "n/a" if v is None else f"{v:.{digits}f}" if isinstance(v, float) else str(v)
 
 
+def _fewest(rows, key: str) -> str:
+    """The fewest N from which ``key`` is 1.0 at that N and every larger N tried; where it holds only at
+    some N, those are named."""
+    rows = sorted(rows, key=lambda r: r["n"])
+    ok = [r.get(key) == 1.0 for r in rows]
+    for i in range(len(rows)):
+        if all(ok[i:]):
+            return str(rows[i]["n"])
+    some = [str(r["n"]) for r, good in zip(rows, ok) if good]
+    return f"not reached (only at N = {', '.join(some)})" if some else "not reached"
+
+
 def render(rows) -> str:
     order = {s: i for i, s in enumerate(ALL)}
     conds = list(CONDITIONS)
@@ -132,7 +144,8 @@ def render(rows) -> str:
         base = {"scheme": r["scheme"] + (" (per-image keys)" if r["per_image"] else ""), "condition": r["condition"],
                 "N": r["n"]}
         if "not_applicable" in r:
-            table.append({**base, "exact up to global": "n/a: " + r["not_applicable"].split(": ")[-1][:60]})
+            reason = r["not_applicable"].split(f"{r['scheme']!r}: ")[-1].split("; it handles")[0]
+            table.append({**base, "exact up to global": "n/a: " + reason})
             continue
         table.append({**base, "exact up to global": _f(r["exact_images_global"]),
                       "SSIM up to global": _f(r["ssim_global"]), "true state rank": _f(r["global_state_rank"]),
@@ -147,12 +160,10 @@ def render(rows) -> str:
                     and "not_applicable" not in r]
             if not mine:
                 continue
-            readable = [r["n"] for r in mine if r["exact_images_global"] == 1.0]
-            key = [r["n"] for r in mine if r["key_map_fraction"] == 1.0]
             fewest.append({"scheme": scheme, "condition": cond, "tried N": ", ".join(
                 str(r["n"]) for r in sorted(mine, key=lambda r: r["n"])),
-                "fewest N, every image exact up to global state": min(readable) if readable else "not reached",
-                "fewest N, exact key map": min(key) if key else "not reached"})
+                "fewest N, every image exact up to global state": _fewest(mine, "exact_images_global"),
+                "fewest N, exact key map": _fewest(mine, "key_map_fraction")})
     legend = "\n".join(f"* `{c}`: {CONDITIONS[c][4]}" for c in conds if any(r["condition"] == c for r in rows))
     return ("Ciphertext-only key recovery from N images under one key; victims and public images from different "
             "data sets.\n" + legend + "\n\n'exact up to global': share of images decrypted exactly up to one "
