@@ -234,10 +234,10 @@ def key_map_score(target: Target, recovered, shape) -> Optional[float]:
 
 
 def headline_of(name: str, metrics: Dict[str, Any]) -> Dict[str, Any]:
-    """The attack's headline metrics (those present) from its full metrics."""
+    """The attack's headline metrics (those present and not None) from its full metrics."""
     spec = ATTACKS.get(name)
     keys = spec.headline if spec else ("exact_images_global", "ssim_global")
-    return {k: metrics[k] for k in keys if k in metrics}
+    return {k: metrics[k] for k in keys if metrics.get(k) is not None}
 
 
 def run_all(scheme: Union[str, type, Target], block_size: Optional[int], test_images: np.ndarray,
