@@ -130,7 +130,7 @@ def _fewest(rows, key: str) -> str:
     ok = [r.get(key) == 1.0 for r in rows]
     for i in range(len(rows)):
         if all(ok[i:]):
-            return str(rows[i]["n"])
+            return str(rows[i]["n"]) if i else f"<= {rows[0]['n']} (the smallest N tried)"
     some = [str(r["n"]) for r, good in zip(rows, ok) if good]
     return f"not reached (only at N = {', '.join(some)})" if some else "not reached"
 
