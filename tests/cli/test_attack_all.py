@@ -68,6 +68,7 @@ def test_attack_all_errors_are_one_line(photo_dir, tmp_path, capsys):
                    "class Raises(F):\n    def encrypt(self, x): raise ValueError('no')\n"
                    "class Short(F):\n    def encrypt(self, x): return x[:1]\n"
                    "class Flat(F):\n    def encrypt(self, x): return x.reshape(len(x), -1)\n"
+                   "class Half(F):\n    def encrypt(self, x): return x[:, ::2, ::2]\n"
                    "class Noisy(F):\n    def encrypt(self, x):\n"
                    "        return x ^ np.random.default_rng().integers(0, 2, x.shape, dtype=np.uint8)\n")
     for args, match in ((["--scheme", "no_such_module_xyz:S"], "module not found"),
@@ -76,6 +77,7 @@ def test_attack_all_errors_are_one_line(photo_dir, tmp_path, capsys):
                         (["--scheme", f"{bad}:Raises"], "Raises.encrypt failed"),
                         (["--scheme", f"{bad}:Short"], "for 2 images"),
                         (["--scheme", f"{bad}:Flat"], "expected (N, H, W, C)"),
+                        (["--scheme", f"{bad}:Half"], "declares composite = True"),
                         (["--scheme", f"{bad}:Noisy"], "not deterministic"),
                         ([], "--scheme is required"),
                         (["--scheme", "rot13"], "unknown scheme")):

@@ -33,12 +33,14 @@ Declared facts (optional class attributes; an attack that needs an undeclared on
   "-shared" where one key serves every block (e.g. "PS-shared"). Any other name is a step the solvers do
   not model (e.g. "XOR" for an arbitrary byte mask), so attacks that need to model every step say n/a.
 * ``unit`` ("byte" or "nibble", default "byte"), ``pixel_based`` (bool, default False).
+* ``composite`` (bool, default False): the ciphertext has another shape than the image (e.g. a grayscale
+  composite); without it, a shape change is refused as a bug.
 * ``per_image`` (bool, default False): the scheme gives every image its own key material by itself (e.g.
   from a nonce it draws); attacks that need key material shared across images then say n/a.
 
-Measured, not declared: whether the ciphertext keeps the plain image's shape (if not, it is rated like a
-composite: attacks that need pixel correspondence say n/a), whether ``encrypt`` is deterministic, and
-whether ``decrypt`` (if given) inverts ``encrypt`` exactly.
+Measured, not declared: whether the ciphertext keeps the plain image's shape (if not, and the class declares
+``composite = True``, it is rated like a composite: attacks that need pixel correspondence say n/a), whether
+``encrypt`` is deterministic, and whether ``decrypt`` (if given) inverts ``encrypt`` exactly.
 """
 
 from __future__ import annotations
@@ -287,6 +289,9 @@ def user_target(cls: Union[type, str], block_size: Optional[int], probe: np.ndar
     first = run(instance, probe)
     deterministic = bool(np.array_equal(first, run(instance, probe)))
     keeps_shape = first.shape == probe.shape
+    if not keeps_shape and not getattr(cls, "composite", False):
+        raise PatchcryptError(f"{label}.encrypt returned shape {first.shape} for images of shape {probe.shape}; a "
+                              "scheme whose ciphertext has another shape declares composite = True")
     decrypt_exact = None
     if callable(getattr(instance, "decrypt", None)):
         decrypt_exact = bool(np.array_equal(run(instance, first, "decrypt"), probe))
