@@ -3,8 +3,6 @@ so that listing attacks does not load torch."""
 
 from __future__ import annotations
 
-from typing import Optional
-
 import numpy as np
 
 from ..errors import PatchcryptError
