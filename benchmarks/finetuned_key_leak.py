@@ -67,7 +67,7 @@ def main() -> int:
             continue
         row = {"run": f"{run.parent.name}/{run.name}", "scheme": SCHEMES[images],
                "key_map_fraction": res.extra["key_map_fraction"],
-               "exact_decryptions": res.extra["exact_decryptions"]}
+               "exact_decryptions": res.metrics()["exact_images"]}
         rows.append(row)
         print(row, flush=True)
     md = markdown_table(rows, ["run", "scheme", "key_map_fraction", "exact_decryptions"],

@@ -1,17 +1,24 @@
-"""Ciphertext-only key recovery from many images under one key: how many images each scheme survives.
+"""Ciphertext-only key recovery from many images under one key, victims and public images from other sources.
 
-    .venv/bin/python benchmarks/many_image_attack.py                       # block-pixel, etc; 32x32; N <= 300
-    .venv/bin/python benchmarks/many_image_attack.py --schemes all --max-n 1000
-    .venv/bin/python benchmarks/many_image_attack.py --geometry 224 --max-n 100
+    .venv/bin/python benchmarks/many_image_attack.py                          # etc, block-pixel; every condition
+    .venv/bin/python benchmarks/many_image_attack.py --conditions flowers224-m16 --ns 300
+    .venv/bin/python benchmarks/many_image_attack.py --schemes all --conditions cifar32 --max-n 1000
 
-Victims: CIFAR-10 test images (class-balanced), under one key per cell; public images: CIFAR-10 training
-images (a disjoint set). 32×32 with M = 4 (etc-gray: M = 8), or CIFAR upsampled to 224×224 (bicubic) with
-M = 16. For every scheme, geometry and N in 10, 30, 100, ... up to --max-n: the exact key-map fraction
-(entries of the compiled gather and XOR mask both right), whether the map is exact and exact up to one
-left-right mirror, SSIM/PSNR of the decryptions and the seconds the attack took; one row per scheme with
-per-image keys (the control, at N = min(100, --max-n)). Each cell is saved to results.json as it
-finishes, so a cut-off run resumes. Prints the fewest N at which each key is exact, and exact up to the
-mirror.
+Conditions (victims / public images, never the same data set):
+
+* ``cifar32``: CIFAR-10 test images at 32x32, M = 4; public: flower photos (train split) shrunk to 32x32.
+* ``flowers128-m8`` / ``flowers128-m16``: flower photos (test split) at their own 128x128, M = 8 or 16;
+  public: CIFAR-10 training images (upsampled to 128 by the attack).
+* ``flowers224-m16``: the same 128-px photos resized to 224x224 ("upsampled", bicubic), M = 16; public:
+  CIFAR-10 training images.
+
+Every cell runs ``patchcrypt attack many`` (the registry's runner, one fresh key per cell) and records the
+figures of the attack vocabulary: exact_images (the attacker's chosen output), exact_images_global and
+ssim_global (up to one whole-image rotation/flip, colour order and inversion), the rank of the true global
+state among the attacker's candidates, key_map_fraction and the seconds taken. Per scheme and condition it
+prints the fewest N at which every image is exact up to the global state, and the fewest N for the exact
+key map. One row per scheme and condition with per-image keys (the control). Each cell is saved to
+results.json as it finishes, so a cut-off run resumes.
 """
 
 from __future__ import annotations
@@ -19,6 +26,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -27,19 +35,27 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import markdown_table, write_results  # noqa: E402
 
 from patchcrypt import Key  # noqa: E402
-from patchcrypt.attacks.many import run_many_attack  # noqa: E402
+from patchcrypt.attacks import run_attack  # noqa: E402
 from patchcrypt.data import load_dataset  # noqa: E402
 from patchcrypt.errors import PatchcryptError  # noqa: E402
 
-NS = (10, 30, 100, 300, 1000, 3000, 10000)
-HEADLINE = ("block-pixel", "etc")
+NS = (10, 30, 100, 300, 1000)
+HEADLINE = ("etc", "block-pixel")
 ALL = ("block-pixel", "block-pixel-cs", "etc", "etc-gray", "le", "ele", "pe", "step-bs", "step-rf", "step-rf-shared",
        "step-np", "step-bf", "step-cs", "step-cs-shared", "step-ps", "step-ps-perblock")
-SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "datasets" / "cifar10-jpeg"
+DATA = Path(__file__).resolve().parents[1].parent / "shared" / "datasets"
+# name: (victim set, victim size, block size, public set, label)
+CONDITIONS = {
+    "cifar32": ("cifar10-jpeg", 32, 4, "flowers5-128", "CIFAR-10 32x32, M=4; public: flowers shrunk to 32"),
+    "flowers128-m8": ("flowers5-128", 128, 8, "cifar10-jpeg", "flower photos 128x128, M=8; public: CIFAR-10"),
+    "flowers128-m16": ("flowers5-128", 128, 16, "cifar10-jpeg", "flower photos 128x128, M=16; public: CIFAR-10"),
+    "flowers224-m16": ("flowers5-128", 224, 16, "cifar10-jpeg",
+                       "flower photos 128 px upsampled to 224x224, M=16; public: CIFAR-10"),
+}
 CONTROL_N = 100
 
 
-def upsample(images: np.ndarray, size: int) -> np.ndarray:
+def resize(images: np.ndarray, size: int) -> np.ndarray:
     from PIL import Image
 
     if images.shape[1] == size:
@@ -47,55 +63,54 @@ def upsample(images: np.ndarray, size: int) -> np.ndarray:
     return np.stack([np.asarray(Image.fromarray(x).resize((size, size), Image.BICUBIC)) for x in images])
 
 
-def block_size(scheme: str, geometry: int) -> int:
-    if scheme == "etc-gray":
-        return 8
-    return 4 if geometry == 32 else 16
+def block_size(scheme: str, m: int) -> int:
+    return max(m, 8) if scheme == "etc-gray" else m
+
+
+def _cell(scheme: str, m: int, victims: np.ndarray, public: np.ndarray, per_image: bool) -> dict:
+    t0 = time.perf_counter()
+    try:
+        met = run_attack("many", scheme, m, victims, public, key=Key.generate(), per_image=per_image).metrics()
+    except PatchcryptError as exc:
+        return {"not_applicable": str(exc)}
+    keep = ("exact_images", "ssim", "exact_images_global", "ssim_global", "psnr_global", "global_state_rank",
+            "key_map_fraction", "method", "jigsaw_images")
+    return {**{k: met.get(k) for k in keep}, "seconds": time.perf_counter() - t0}
 
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--data", type=Path, default=SHARED, help="CIFAR-10 (train/ and test/)")
+    ap.add_argument("--data", type=Path, default=DATA, help="folder holding cifar10-jpeg/ and flowers5-128/")
     ap.add_argument("--schemes", default=",".join(HEADLINE), help="comma-separated, or 'all'")
-    ap.add_argument("--geometry", default="32", help="32, 224 or 32,224")
+    ap.add_argument("--conditions", default=",".join(CONDITIONS), help="comma-separated: " + ", ".join(CONDITIONS))
+    ap.add_argument("--ns", default=None, help="comma-separated N (default: 10, 30, ... up to --max-n)")
     ap.add_argument("--max-n", type=int, default=300)
-    ap.add_argument("--public", type=int, default=5000, help="public images (32x32; 224x224 uses a tenth)")
+    ap.add_argument("--public", type=int, default=2000, help="public images")
     ap.add_argument("--no-control", action="store_true", help="skip the per-image-key rows")
     ap.add_argument("--out", type=Path, default=Path("results/many_image_attack"))
     args = ap.parse_args(argv)
     schemes = ALL if args.schemes == "all" else tuple(s.strip() for s in args.schemes.split(","))
-    geometries = [int(g) for g in args.geometry.split(",")]
-    ns = [n for n in NS if n <= args.max_n]
+    ns = [int(n) for n in args.ns.split(",")] if args.ns else [n for n in NS if n <= args.max_n]
     args.out.mkdir(parents=True, exist_ok=True)
     path = args.out / "results.json"
     rows = json.loads(path.read_text())["rows"] if path.exists() else []
-    done = {(r["scheme"], r["geometry"], r["n"], r["per_image"]) for r in rows}
-    # subset() is class-balanced (a prefix of the sorted tree would be one class)
-    test_set = load_dataset(args.data, "test")
-    train_set = load_dataset(args.data, "train")
-    config = {"max_n": args.max_n, "public": args.public, "geometries": geometries}
-    for geometry in geometries:
-        public = upsample(train_set.subset(args.public if geometry == 32 else max(100, args.public // 10)).images,
-                          geometry)
+    done = {(r["scheme"], r["condition"], r["n"], r["per_image"]) for r in rows}
+    config = {"public": args.public, "conditions": {c: CONDITIONS[c][4] for c in args.conditions.split(",")}}
+    for cond in args.conditions.split(","):
+        vset, size, m0, pset, label = CONDITIONS[cond]
+        test = load_dataset(args.data / vset, "test")     # subset() is class-balanced
+        public = load_dataset(args.data / pset, "train").subset(args.public).images
+        public = resize(public, size) if public.shape[1] > size else public   # larger: the attack upsamples
         for scheme in schemes:
-            cells = [(n, False) for n in ns]
-            if not args.no_control:
-                cells.append((min(CONTROL_N, args.max_n), True))
+            cells = [(n, False) for n in ns] + ([] if args.no_control else [(min(CONTROL_N, max(ns)), True)])
             for n, per_image in cells:
-                if (scheme, geometry, n, per_image) in done:
+                if (scheme, cond, n, per_image) in done:
                     continue
-                m = block_size(scheme, geometry)
-                row = {"scheme": scheme, "geometry": geometry, "block_size": m, "n": n, "per_image": per_image}
-                label = f"{scheme} {geometry}x{geometry} M={m} N={n}" + (" per-image keys" if per_image else "")
-                print(f"{label}: attacking", flush=True)
-                victims = upsample(test_set.subset(n).images, geometry)
-                try:
-                    res = run_many_attack(scheme, m, victims, public, key=Key.generate(), per_image=per_image)
-                    met = res.metrics()
-                    row.update({k: met[k] for k in ("ssim_mean", "psnr_mean")})
-                    row.update({k: v for k, v in res.extra.items() if isinstance(v, (bool, int, float, str))})
-                except PatchcryptError as exc:
-                    row["not_applicable"] = str(exc)
+                m = block_size(scheme, m0)
+                print(f"{scheme} {cond} N={n}" + (" per-image keys" if per_image else "") + ": attacking", flush=True)
+                victims = resize(test.subset(n).images, size)
+                row = {"scheme": scheme, "condition": cond, "label": label, "size": size, "block_size": m, "n": n,
+                       "per_image": per_image, **_cell(scheme, m, victims, public, per_image)}
                 rows.append(row)
                 write_results(args.out, "many_image_attack", config, rows, render(rows))
     md = render(rows)
@@ -104,49 +119,57 @@ def main(argv=None) -> int:
     return 0
 
 
-def _yes(v) -> str:
-    return "yes" if v else "no"
+def _f(v, digits: int = 3) -> str:
+    return "n/a" if v is None else f"{v:.{digits}f}" if isinstance(v, float) else str(v)
+
+
+def _fewest(rows, key: str) -> str:
+    """The fewest N from which ``key`` is 1.0 at that N and every larger N tried; where it holds only at
+    some N, those are named."""
+    rows = sorted(rows, key=lambda r: r["n"])
+    ok = [r.get(key) == 1.0 for r in rows]
+    for i in range(len(rows)):
+        if all(ok[i:]):
+            return str(rows[i]["n"]) if i else f"<= {rows[0]['n']} (the smallest N tried)"
+    some = [str(r["n"]) for r, good in zip(rows, ok) if good]
+    return f"not reached (only at N = {', '.join(some)})" if some else "not reached"
 
 
 def render(rows) -> str:
     order = {s: i for i, s in enumerate(ALL)}
-    rows = sorted(rows, key=lambda r: (r["geometry"], order.get(r["scheme"], 99), r["per_image"], r["n"]))
+    conds = list(CONDITIONS)
+    rows = sorted(rows, key=lambda r: (conds.index(r["condition"]), order.get(r["scheme"], 99), r["per_image"], r["n"]))
     table = []
     for r in rows:
+        base = {"scheme": r["scheme"] + (" (per-image keys)" if r["per_image"] else ""), "condition": r["condition"],
+                "N": r["n"]}
         if "not_applicable" in r:
-            table.append({"scheme": r["scheme"], "geometry": f"{r['geometry']}², M={r['block_size']}",
-                          "N": r["n"], "key map exact": "n/a", "exact": r["not_applicable"].split(" (")[0]})
+            reason = r["not_applicable"].split(f"{r['scheme']!r}: ")[-1].split("; it handles")[0]
+            table.append({**base, "exact up to global": "n/a: " + reason})
             continue
-        frac = r.get("key_fraction", float("nan"))
-        if "upper_half_fraction" in r:
-            frac_s = f"{frac:.3f} (upper halves {r['upper_half_fraction']:.3f})"
-        else:
-            frac_s = f"{frac:.3f}"
-        table.append({
-            "scheme": r["scheme"] + (" (per-image keys)" if r["per_image"] else ""),
-            "geometry": f"{r['geometry']}², M={r['block_size']}", "N": r["n"], "key map exact": frac_s,
-            "up to mirror": f"{r.get('key_fraction_up_to_mirror', frac):.3f}",
-            "exact": _yes(r.get("exact")), "exact up to mirror": _yes(r.get("exact_up_to_mirror")),
-            "SSIM": r.get("ssim_mean"), "PSNR": r.get("psnr_mean"), "seconds": r.get("seconds")})
-    cols = ["scheme", "geometry", "N", "key map exact", "up to mirror", "exact", "exact up to mirror", "SSIM",
-            "PSNR", "seconds"]
+        table.append({**base, "exact up to global": _f(r["exact_images_global"]),
+                      "SSIM up to global": _f(r["ssim_global"]), "true state rank": _f(r["global_state_rank"]),
+                      "exact (chosen)": _f(r["exact_images"]), "key map": _f(r["key_map_fraction"]),
+                      "seconds": _f(r["seconds"], 1)})
+    cols = ["scheme", "condition", "N", "exact up to global", "SSIM up to global", "true state rank",
+            "exact (chosen)", "key map", "seconds"]
     fewest = []
-    for (scheme, geometry) in sorted({(r["scheme"], r["geometry"]) for r in rows if not r["per_image"]},
-                                     key=lambda k: (k[1], order.get(k[0], 99))):
-        mine = [r for r in rows if r["scheme"] == scheme and r["geometry"] == geometry and not r["per_image"]
-                and "not_applicable" not in r]
-        if not mine:
-            continue
-        ex = [r["n"] for r in mine if r.get("exact")]
-        mir = [r["n"] for r in mine if r.get("exact_up_to_mirror")]
-        fewest.append({"scheme": scheme, "geometry": f"{geometry}²", "tried N": ", ".join(
-            str(r["n"]) for r in sorted(mine, key=lambda r: r["n"])),
-            "fewest N, exact up to mirror": min(mir) if mir else "not reached",
-            "fewest N, exact": min(ex) if ex else "not reached"})
-    return ("Ciphertext-only key recovery from N CIFAR-10 test images under one key (public: CIFAR-10 training "
-            "images). 'key map exact': share of the compiled map's entries (gather and XOR) recovered exactly; "
-            "'up to mirror': the same for the better of the map and its left-right mirror. Per-image keys (the "
-            "control): the recovered map against the first image's own key (agreement by chance).\n\n"
+    for cond in conds:
+        for scheme in sorted({r["scheme"] for r in rows if r["condition"] == cond}, key=lambda s: order.get(s, 99)):
+            mine = [r for r in rows if r["scheme"] == scheme and r["condition"] == cond and not r["per_image"]
+                    and "not_applicable" not in r]
+            if not mine:
+                continue
+            fewest.append({"scheme": scheme, "condition": cond, "tried N": ", ".join(
+                str(r["n"]) for r in sorted(mine, key=lambda r: r["n"])),
+                "fewest N, every image exact up to global state": _fewest(mine, "exact_images_global"),
+                "fewest N, exact key map": _fewest(mine, "key_map_fraction")})
+    legend = "\n".join(f"* `{c}`: {CONDITIONS[c][4]}" for c in conds if any(r["condition"] == c for r in rows))
+    return ("Ciphertext-only key recovery from N images under one key; victims and public images from different "
+            "data sets.\n" + legend + "\n\n'exact up to global': share of images decrypted exactly up to one "
+            "whole-image rotation/flip, colour order and inversion; 'true state rank': where the right one of those "
+            "96 states stands in the attacker's order (1: its chosen output is exact); 'key map': share of the "
+            "compiled key map right in the chosen output (per-image keys: none to compare with).\n\n"
             + markdown_table(table, cols) + "\n\n" + markdown_table(fewest, list(fewest[0]) if fewest else []))
 
 

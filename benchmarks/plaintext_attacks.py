@@ -20,7 +20,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import markdown_table, write_results  # noqa: E402
 
 from patchcrypt import Key  # noqa: E402
-from patchcrypt.attacks.cpa import run_cpa  # noqa: E402
+from patchcrypt.attacks import run_attack  # noqa: E402
 from patchcrypt.attacks.kpa import kpa_attack  # noqa: E402
 from patchcrypt.ciphers import create_cipher, list_ciphers  # noqa: E402
 from patchcrypt.data import load_dataset, sample_photos  # noqa: E402
@@ -47,8 +47,8 @@ def main(argv=None) -> int:
                                  solver=solver)
                 met = res.metrics()
                 kpa_rows.append({"geometry": geo, "solver": solver, "pairs": k,
-                                 "key_recovered": met["key_recovered_fraction"],
-                                 "exact_decryptions": met["exact_decryptions"], "ssim": met["ssim_mean"],
+                                 "key_recovered": met["determined_fraction"],
+                                 "exact_decryptions": met["exact_images"], "ssim": met["ssim"],
                                  "seconds": met["seconds"]})
                 print(kpa_rows[-1], flush=True)
     cpa_rows = []
@@ -58,10 +58,11 @@ def main(argv=None) -> int:
                 continue
             row = {"geometry": geo, "scheme": scheme}
             for per_image in (False, True):
-                res = run_cpa(scheme, m, images, key=key, per_image=per_image)
+                res = run_attack("cpa", scheme, m, images, key=key, per_image=per_image)
+                met = res.metrics()
                 tag = "per_image_" if per_image else ""
-                row.update({tag + "queries": res.extra["queries"], tag + "key_map": res.extra["key_map_fraction"],
-                            tag + "exact_decryptions": res.extra["exact_decryptions"]})
+                row.update({tag + "queries": met["queries"], tag + "key_map": met["key_map_fraction"],
+                            tag + "exact_decryptions": met["exact_images"]})
                 row["plan"] = res.extra["plan"] if not per_image else row["plan"]
             cpa_rows.append(row)
             print(row, flush=True)

@@ -84,7 +84,7 @@ def main(argv=None) -> int:
                    "block_order": m["block_order_fraction"],
                    "block_order_up_to_grid_symmetry": m["block_order_fraction_up_to_grid_symmetry"],
                    "inblock_up_to_global": m["inblock_fraction_up_to_global"],
-                   "exact_decryptions": m["exact_decryptions"], "ssim": m["ssim_mean"], "seconds": m["seconds"]}
+                   "exact_decryptions": m["exact_images"], "ssim": m["ssim"], "seconds": m["seconds"]}
             rows.append(row)
             print(json.dumps(row), flush=True)
             write_results(args.out, "weights_attack", vars(args) | {"data": str(args.data), "out": str(args.out)},

@@ -12,7 +12,8 @@ from dataclasses import dataclass
 from typing import Dict, Optional
 
 SOURCES = {
-    "ciphertexts": "benchmarks/many_image_attack.py --schemes all --max-n 1000 (and --geometry 224)",
+    "ciphertexts": "benchmarks/many_image_attack.py --schemes all --max-n 1000 (victims and public images from "
+                   "different data sets; docs/security.md)",
     "known_pairs": "benchmarks/attack_table.py, benchmarks/plaintext_attacks.py",
     "chosen_images": "benchmarks/plaintext_attacks.py",
     "model": "benchmarks/weights_attack.py",

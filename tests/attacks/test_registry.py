@@ -8,7 +8,7 @@ import pytest
 
 from patchcrypt import Key
 from patchcrypt.attacks import (ATTACKS, AttackSpec, Threat, get_attack, list_attacks, load_user_scheme, make_target,
-                                named_runner, register_attack, run_all, run_attack)
+                                register_attack, run_all, run_attack)
 from patchcrypt.attacks.kpa import structured
 from patchcrypt.attacks.target import Target
 from patchcrypt.ciphers import get_scheme, list_ciphers
@@ -72,46 +72,47 @@ def test_keyable_from_spec():
 
 def test_kpa_on_rotation_shared_uses_structured_solver(photos):
     res = run_attack("kpa", "step-rf-shared", 4, photos[:2], train_images=photos[2:], key=Key.from_bytes(bytes(32)))
-    assert res.extra["solver"] == "structured" and res.extra["key_recovered_fraction"] == 1.0
+    assert res.extra["solver"] == "structured" and res.extra["key_map_fraction"] == 1.0
 
 
-def test_register_a_named_runner_and_run_all(photos):
+def test_an_attack_registers_itself_with_the_decorator_and_runs_on_any_target(photos):
     seen = {}
 
-    def run_toy(scheme, block_size, test_images, train_images, key=None, per_image=False, progress=None, epochs=5):
+    @register_attack("toy", Threat.CIPHERTEXT_MANY, "test", applies=lambda t: None if "BS" in (t.steps or ()) else
+                     "no BS", headline=("seconds",))
+    def run_toy(target, test, train, options):
         from patchcrypt.attacks.fr import fr_attack
-        from patchcrypt.ciphers import create_cipher
 
-        seen.update(scheme=scheme, block_size=block_size, key=key, per_image=per_image, epochs=epochs)
-        return fr_attack(test_images, create_cipher(scheme, key, block_size=block_size).encrypt(test_images), scheme)
+        seen.update(name=target.name, registered=target.registered, epochs=options.epochs)
+        return fr_attack(test, target.encrypt(test), target.name)
 
-    spec = AttackSpec("toy", Threat.CIPHERTEXT_MANY, "test", named_runner(run_toy), registered_only=True,
-                      applies=lambda t: None if "BS" in (t.steps or ()) else "no BS")
-    register_attack(spec)
     try:
+        assert get_attack("toy").run is run_toy and get_attack("toy").headline[:2] == ("exact_images_global",
+                                                                                        "ssim_global")
         with pytest.raises(ValueError, match="twice"):
-            register_attack(spec)
+            register_attack(get_attack("toy"))
         key = Key.from_bytes(bytes(range(32)))
         report = run_all("block-pixel", 4, photos[:2], photos[2:4], key=key, names=["fr", "toy", "kpa"], epochs=2)
         rows = {r["attack"]: r for r in report["attacks"]}
         assert rows["toy"]["applies"] and rows["toy"]["threat"] == "ciphertext-only, many images"
-        assert seen == {"scheme": "block-pixel", "block_size": 4, "key": key, "per_image": False, "epochs": 2}
-        assert rows["kpa"]["headline"]["key_recovered_fraction"] == 1.0
+        assert seen == {"name": "block-pixel", "registered": True, "epochs": 2}
+        assert rows["kpa"]["headline"]["key_map_fraction"] == 1.0
         assert run_all("pe", 4, photos[:2], names=["toy"])["attacks"][0]["reason"] == "no BS"
-        user = run_all(EXAMPLE, None, photos[:2], names=["toy"])["attacks"][0]
-        assert not user["applies"] and "registered scheme" in user["reason"]
+        user = run_all(EXAMPLE, None, photos[:2], names=["toy"])["attacks"][0]   # a user scheme: the same runner
+        assert user["applies"] and seen["name"] == "my-scheme" and not seen["registered"]
     finally:
         ATTACKS.pop("toy")
 
 
 def test_user_scheme_is_attacked_like_a_registered_one(photos):
-    res = run_attack("kpa", EXAMPLE, None, photos[:2], train_images=photos[2:])
-    assert res.extra["key_recovered_fraction"] == 1.0 and res.extra["exact_decryptions"] == 1.0
-    assert res.scheme == "my-scheme"
+    res = run_attack("cpa", EXAMPLE, None, photos[:2])
+    m = res.metrics()
+    assert m["exact_images"] == 1.0 and m["key_map_fraction"] is None and res.scheme == "my-scheme"
     with pytest.raises(PatchcryptError, match="does not apply.*BF"):
         run_attack("jigsaw", EXAMPLE, None, photos[:2])
     t = make_target(EXAMPLE, None, photos[:2])
-    assert t.facts == {"deterministic": True, "keeps_shape": True, "decrypt_exact": True, "steps": ["BS", "BF"]}
+    assert t.facts == {"deterministic": True, "keeps_shape": True, "decrypt_exact": True,
+                       "steps": ["BS", "RF", "PS-shared", "BF"]}
     # --per-image for a user scheme: one instance (one key) per image
     same = np.stack([photos[0], photos[0]])
     enc = make_target(EXAMPLE, None, photos[:2], per_image=True).encrypt(same)
@@ -148,7 +149,9 @@ def test_undeclared_and_unmodelled_facts_say_why(photos):
     assert get_attack("fr").why_not(t) is None
     c = make_target(CustomStep, None, photos[:2])
     assert "XOR" in get_attack("kpa").why_not(c) and "XOR" in get_attack("jigsaw").why_not(c)
-    r = make_target(Random, None, photos[:2])   # its own key material per call: rated as per-image
+    with pytest.raises(PatchcryptError, match="not deterministic"):      # a bug unless it says so
+        make_target(Random, None, photos[:2])
+    r = make_target(type("Declared", (Random,), {"per_image": True}), None, photos[:2])
     assert r.per_image and not r.facts["deterministic"] and "per-image" in get_attack("kpa").why_not(r)
     declared = make_target(type("Declared", (CustomStep,), {"per_image": True, "steps": ("BS",)}), None, photos[:2])
     assert declared.per_image and "per-image" in get_attack("kpa").why_not(declared)

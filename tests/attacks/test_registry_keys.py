@@ -23,13 +23,13 @@ def test_cpa_and_weights_recover_block_pixel_key():
     assert rows["cpa"]["applies"] and rows["cpa"]["metrics"]["key_map_fraction"] == 1.0
     assert rows["cpa"]["metrics"]["queries"] == 1
     assert rows["weights"]["applies"] and rows["weights"]["metrics"]["key_map_fraction"] == 1.0
-    assert rows["weights"]["metrics"]["exact_decryptions"] == 1.0
+    assert rows["weights"]["metrics"]["exact_images"] == 1.0
 
 
 def test_per_image_keys_stop_cpa_and_have_no_keyed_model():
     rows = _rows("etc", per_image=True)
-    assert rows["cpa"]["applies"] and rows["cpa"]["metrics"]["exact_decryptions"] == 0.0
-    assert rows["cpa"]["metrics"]["key_map_fraction"] < 0.5
+    assert rows["cpa"]["applies"] and rows["cpa"]["metrics"]["exact_images_global"] == 0.0
+    assert rows["cpa"]["metrics"]["key_map_fraction"] is None
     assert not rows["weights"]["applies"] and "per-image" in rows["weights"]["reason"]
 
 

@@ -230,9 +230,12 @@ def test_demo_contact_sheet_is_not_under_the_owners_key(tmp_path):
 def test_attack_figure_with_the_users_key_has_no_plain_column(owner, tmp_path):
     root, runs, trees, key_path, plain, enc = owner
     out = tmp_path / "attack"
-    assert main(["attack", "fr", "--scheme", "block-pixel", "--block-size", "4", "--data", str(root / "photos"),
-                 "--key", str(key_path), "--n-images", "6", "--out", str(out)]) == 0
-    grid = read_image(out / "reconstructions.png")
+    args = ["attack", "fr", "--scheme", "block-pixel", "--block-size", "4", "--data", str(root / "photos"),
+            "--key", str(key_path), "--n-images", "6"]
+    assert main(args + ["--out", str(tmp_path / "metrics_only")]) == 0      # under the user's key: no figure
+    assert [p.name for p in (tmp_path / "metrics_only").iterdir()] == ["metrics.json"]
+    assert main(args + ["--out", str(out), "--figures"]) == 0               # asked for: still no plain column
+    grid = read_image(out / "candidates.png")
     assert sum(shown(grid, e) for e in enc) >= 1, "the check is vacuous: no ciphertext found in the figure"
     assert not any(shown(grid, x) for x in plain)
     assert "no plain column" in json.loads((out / "metrics.json").read_text())["figure"]

@@ -18,25 +18,27 @@ per query (bytes) or 3 bits (halves). How many crafted images are needed follows
 * anything else: a unique code per unit of the whole image, ⌈log(D) / bits⌉ images.
 
 Per-image keys are the control: each query is encrypted under its own key, so the map it reveals decrypts
-nothing else.
+nothing else. A scheme that declares no steps gets the generic plan: only its encrypt is used.
 """
 
 from __future__ import annotations
 
 import math
 import time
-from typing import Callable, Dict, Optional, Tuple
+from dataclasses import replace
+from typing import Callable, Dict, Optional, Tuple, Union
 
 import numpy as np
 
 from ..blocks import block_layout
-from ..ciphers import create_cipher, get_scheme
-from ..ciphers.base import Cipher
+from ..ciphers import get_scheme
+from ..ciphers.base import SchemeSpec, StepSpec
 from ..ciphers.program import Map
 from ..errors import PatchcryptError
-from ..keys import Key
 from .base import AttackResult, require
-from .keymaps import decrypt_with, map_fraction
+from .keymaps import decrypt_with
+from .registry import AttackOptions, Threat, register_attack
+from .target import Target
 
 BLOCK_LOCAL = {"BS", "RF", "NP", "BF", "CS", "PS", "LE", "NPV"}   # steps that keep every value inside its block
 PIXEL_STEPS = {"BS", "RF", "NP", "CS"}     # move whole pixels, shuffle a block's colours, negate whole blocks
@@ -89,9 +91,14 @@ def _unit_layout(shape, block: int, nibble: bool) -> np.ndarray:
     return np.stack((2 * layout, 2 * layout + 1), axis=-1).reshape(layout.shape[0], -1)
 
 
-def cpa_plan(scheme: str, block_size: int, plain_shape: Tuple[int, int, int]) -> Dict[str, object]:
-    """How the attack crafts its queries for a scheme and image shape: kind, queries, bits per unit."""
-    spec = get_scheme(scheme)
+def _spec(scheme: Union[str, SchemeSpec]) -> SchemeSpec:
+    return get_scheme(scheme) if isinstance(scheme, str) else scheme
+
+
+def cpa_plan(scheme: Union[str, SchemeSpec], block_size: int, plain_shape: Tuple[int, int, int]) -> Dict[str, object]:
+    """How the attack crafts its queries for a scheme (a registered name or its facts) and image shape:
+    kind, queries, bits per unit. Undeclared or unmodelled steps get the generic plan (a code per value)."""
+    spec = _spec(scheme)
     nibble = spec.unit == "nibble"
     bits = 3 if nibble else 7
     base = 2 ** bits
@@ -133,8 +140,8 @@ def _from_bytes(flat: np.ndarray, nibble: bool) -> np.ndarray:
     return out
 
 
-def chosen_plaintext_attack(encrypt_oracle: Callable[[np.ndarray], np.ndarray], scheme: str, block_size: int,
-                            plain_shape: Tuple[int, int, int]) -> Tuple[Map, int]:
+def chosen_plaintext_attack(encrypt_oracle: Callable[[np.ndarray], np.ndarray], scheme: Union[str, SchemeSpec],
+                            block_size: int, plain_shape: Tuple[int, int, int]) -> Tuple[Map, int]:
     """Recover the key map with crafted images sent to ``encrypt_oracle``.
 
     Args:
@@ -143,12 +150,13 @@ def chosen_plaintext_attack(encrypt_oracle: Callable[[np.ndarray], np.ndarray], 
     Returns the recovered :class:`Map` (over bytes, or 4-bit halves for nibble schemes, like
     ``Cipher.program(...).map``) and the number of crafted images used.
     """
-    spec = get_scheme(scheme)
+    spec = _spec(scheme)
+    scheme = spec.name
     require(bool(spec.steps) and not spec.composite, "cpa", scheme, "no key map over the RGB image to recover "
             "(no keyed steps, or they act on a lossy grayscale composite)")
     h, w, c = (int(v) for v in plain_shape)
     nibble = spec.unit == "nibble"
-    plan = cpa_plan(scheme, block_size, (h, w, c))
+    plan = cpa_plan(spec, block_size, (h, w, c))
     bits, q = int(plan["bits"]), int(plan["queries"])
     base, full = 2 ** bits, (15 if nibble else 255)
     block = 1 if spec.pixel_based else block_size
@@ -209,38 +217,42 @@ def chosen_plaintext_attack(encrypt_oracle: Callable[[np.ndarray], np.ndarray], 
     return Map(g, m), q
 
 
-def run_cpa(scheme: str, block_size: int, test_images: np.ndarray, train_images: Optional[np.ndarray] = None,
-            key: Optional[Key] = None, per_image: bool = False, progress: Optional[bool] = None) -> AttackResult:
-    """Chosen plaintext against (scheme, key): recover the map with crafted images, decrypt ``test_images``.
+def _cpa_applies(t: Target) -> Optional[str]:
+    if t.steps is not None and not t.steps:
+        return "there is no key to recover"
+    if t.composite:
+        return "the ciphertext is not a value map of the image (a lossy colour conversion, or another shape)"
+    if t.spec.unit == "nibble" and t.steps is None:
+        return "4-bit units need declared steps"
+    return None
 
-    The calling convention of the attack registry's named runners (``train_images``, ``progress`` unused).
 
-    ``extra``: queries (crafted images), plan kind, key_map_fraction (share of the true map recovered; with
-    per-image keys, against each test image's own map), exact_decryptions, seconds.
+def facts_of(t: Target) -> SchemeSpec:
+    """The target's declared facts, or (none declared) facts that select the generic plan."""
+    if t.steps is not None:
+        return t.spec
+    return replace(t.spec, steps=(StepSpec("undeclared"),))
+
+
+@register_attack("cpa", Threat.CHOSEN_PLAINTEXT, "crafted images whose values name their own position: one or a "
+                 "few encryptions reveal the whole key map", applies=_cpa_applies,
+                 headline=("key_map_fraction", "queries"))
+def run_cpa(t: Target, test: np.ndarray, train: Optional[np.ndarray], o: AttackOptions) -> AttackResult:
+    """Recover the map with crafted images sent through the target's ``encrypt``; decrypt its ciphertexts of
+    ``test`` (N, H, W, C) uint8. With per-image keys every query is under its own key (the control).
+
+    ``extra``: queries (crafted images), plan kind, seconds.
     """
-    get_scheme(scheme)
-    key = key or Key.generate()
-    cipher = create_cipher(scheme, key, block_size=block_size, per_image=per_image)
-    shape = tuple(int(v) for v in test_images.shape[1:])
-
-    def oracle(images: np.ndarray) -> np.ndarray:
-        return cipher.encrypt(images, cipher.new_nonces(len(images)) if per_image else None)
-
+    shape = tuple(int(v) for v in test.shape[1:])
+    spec = facts_of(t)
     t0 = time.perf_counter()
-    rec, queries = chosen_plaintext_attack(oracle, scheme, block_size, shape)
+    rec, queries = chosen_plaintext_attack(t.encrypt, spec, t.block_size, shape)
     seconds = time.perf_counter() - t0
-    nonces = cipher.new_nonces(len(test_images)) if per_image else None
-    enc = cipher.encrypt(test_images, nonces)
-    dec = decrypt_with(rec, enc, scheme)
-    if per_image:
-        frac = float(np.mean([map_fraction(rec, Cipher.program(cipher, shape, nc).map) for nc in nonces]))
-    else:
-        frac = map_fraction(rec, Cipher.program(cipher, shape).map)
-    exact = float(np.mean([np.array_equal(a, b) for a, b in zip(dec, test_images)]))
-    return AttackResult("cpa", scheme, test_images, enc, dec,
-                        {"queries": queries, "plan": cpa_plan(scheme, block_size, shape)["kind"],
-                         "key_map_fraction": frac, "exact_decryptions": exact, "per_image": per_image,
-                         "seconds": seconds})
+    enc = t.encrypt(test)
+    dec = decrypt_with(rec, enc, spec)
+    return AttackResult("cpa", t.name, test, enc, dec, {"queries": queries, "plan": cpa_plan(spec, t.block_size,
+                                                                                             shape)["kind"],
+                                                         "seconds": seconds}, key_map=rec)
 
 
 __all__ = ["chosen_plaintext_attack", "run_cpa", "cpa_plan"]

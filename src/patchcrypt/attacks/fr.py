@@ -8,10 +8,13 @@ not moved far (pixel-based encryption keeps every pixel in place). No training; 
 from __future__ import annotations
 
 import time
+from typing import Optional
 
 import numpy as np
 
 from .base import AttackResult
+from .registry import AttackOptions, Threat, register_attack
+from .target import Target
 
 
 def fold(images: np.ndarray) -> np.ndarray:
@@ -32,3 +35,9 @@ def fr_attack(plain: np.ndarray, encrypted: np.ndarray, scheme: str) -> AttackRe
     seconds = time.perf_counter() - t0
     return AttackResult("fr", scheme, plain, encrypted, rec,
                         {"seconds": seconds, "ms_per_image": 1000 * seconds / len(plain)})
+
+
+@register_attack("fr", Threat.CIPHERTEXT_ONLY, "fold values so negative-positive flips cancel (Chang et al. 2020)")
+def run_fr(target: Target, test: np.ndarray, train: Optional[np.ndarray], options: AttackOptions) -> AttackResult:
+    """FR on the target's ciphertexts of ``test`` (N, H, W, C) uint8."""
+    return fr_attack(test, target.encrypt(test), target.name)

@@ -24,6 +24,8 @@ from ..errors import PatchcryptError
 from ..metrics import ssim
 from .base import AttackResult, require, scheme_steps
 from .metrics import jigsaw_scores
+from .registry import AttackOptions, Threat, needs_steps, register_attack
+from .target import Target
 from .placement import COLOUR_ORDERS, State, grow, seed_order, state_list, transform
 
 
@@ -160,3 +162,31 @@ def jigsaw_attack(plain: np.ndarray, encrypted: np.ndarray, scheme: str, block_s
     extra = {k: float(np.mean([s[k] for s in scores])) for k in ("dc", "nc", "lc")} if scores else {}
     extra.update(states=len(states), seconds=seconds, seconds_per_image=seconds / len(plain))
     return AttackResult("jigsaw", scheme, plain, encrypted, np.stack(recs), extra)
+
+
+def _jigsaw_applies(t: Target) -> Optional[str]:
+    if t.steps is None:
+        return needs_steps(t)
+    if t.spec.unit == "nibble":
+        return "values are split into 4-bit halves and permuted inside each block, so block edges carry no match"
+    if t.per_image:
+        return "scoring needs one block order (per-image keys: one per image)"
+    if t.composite and not t.has_composite_view:
+        return "the ciphertext is a composite of another shape and the scheme gives no to_composite/from_composite"
+    return why_not_jigsaw(t.steps)
+
+
+@register_attack("jigsaw", Threat.CIPHERTEXT_ONLY, "reassemble scrambled blocks in every allowed state (Chuman "
+                 "et al.)", applies=_jigsaw_applies, headline=("nc",))
+def run_jigsaw(t: Target, test: np.ndarray, train: Optional[np.ndarray], o: AttackOptions) -> AttackResult:
+    """Each image of ``test`` (N, H, W, C) uint8 solved on its own from its ciphertext."""
+    from ..metrics import batch_quality
+
+    enc = t.encrypt(test)
+    if not t.composite:
+        return jigsaw_attack(test, enc, t.name, t.block_size, t.block_source(test.shape[1:]), steps=t.steps)
+    # a composite (etc-gray): the puzzle is the grayscale Y|Cb|Cr image; the solution is converted back to RGB
+    plain_comp = t.cipher.to_composite(test, False)
+    res = jigsaw_attack(plain_comp, enc, t.name, t.block_size, t.block_source(enc.shape[1:]), steps=t.steps)
+    res.extra["composite_ssim"] = float(batch_quality(plain_comp, res.reconstructed)["ssim_mean"])
+    return AttackResult("jigsaw", t.name, test, enc, t.cipher.from_composite(res.reconstructed, False), res.extra)

@@ -55,7 +55,7 @@ def block_map_to_image(sigma: np.ndarray, g: np.ndarray, mask: np.ndarray, shape
     return Map(gi, mi)
 
 
-def decrypt_with(recovered: Map, encrypted: np.ndarray, scheme: str) -> np.ndarray:
+def decrypt_with(recovered: Map, encrypted: np.ndarray, scheme) -> np.ndarray:
     """Decrypt (N, H, W, C) uint8 ``encrypted`` with a recovered map (bytes, or nibbles for le/ele).
 
     x[g[i]] = y[i] XOR m[i]; a map that is not a permutation (a failed recovery) still decrypts, with
@@ -63,7 +63,7 @@ def decrypt_with(recovered: Map, encrypted: np.ndarray, scheme: str) -> np.ndarr
     """
     from .kpa import _from_units, _to_units
 
-    nibble = get_scheme(scheme).unit == "nibble"
+    nibble = (get_scheme(scheme) if isinstance(scheme, str) else scheme).unit == "nibble"
     y = _to_units(np.ascontiguousarray(encrypted).reshape(len(encrypted), -1), nibble)
     if y.shape[1] != recovered.g.size:
         raise PatchcryptError(f"the recovered map covers {recovered.g.size} values; the images have {y.shape[1]}")

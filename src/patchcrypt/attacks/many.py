@@ -22,17 +22,19 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Tuple, Union
 
 import numpy as np
 
 from ..blocks import block_layout
 from ..ciphers import create_cipher, get_scheme, list_ciphers
-from ..ciphers.base import SchemeSpec
+from ..ciphers.base import SchemeSpec, StepSpec
 from ..ciphers.program import Map
 from ..errors import PatchcryptError
 from ..keys import Key
 from .base import AttackResult
+from .registry import AttackOptions, Threat, register_attack
+from .target import Target
 from .many_inblock import block_rows, correlation, recover_flips, recover_permutation
 from .many_jigsaw import COLOUR_ORDERS, Assembler, SideCosts, State, solve, state_list, transform
 
@@ -80,10 +82,22 @@ class ManyImageResult:
     g: np.ndarray
     xor: np.ndarray
     info: Dict[str, Any] = field(default_factory=dict)
+    composite: bool = False
 
     @property
     def map(self) -> Map:
         return Map(self.g, self.xor)
+
+    def with_state(self, state) -> "ManyImageResult":
+        """The map whose decryptions are this map's with one global state applied (see :mod:`.scoring`)."""
+        from .scoring import state_as_map
+
+        perm, mask = state_as_map(state, self.plain_shape)
+        s = Map(perm, mask)
+        s = s.lift_to_nibbles() if self.unit == "nibble" else s
+        fwd = s.inverse().then(self.map)
+        return ManyImageResult(self.scheme, self.block_size, self.plain_shape, self.keyed_shape, self.unit, fwd.g,
+                               fwd.m, dict(self.info), self.composite)
 
     def decrypt(self, ciphertexts: np.ndarray) -> np.ndarray:
         """(N, H', W', C') uint8 ciphertexts → (N, H, W, C) uint8 decryptions under the recovered map."""
@@ -97,7 +111,7 @@ class ManyImageResult:
             x = np.empty_like(y)
             x[:, self.g] = y ^ self.xor
         x = x.reshape(len(y), *self.keyed_shape)
-        if get_scheme(self.scheme).composite:
+        if self.composite:
             return _composite_facts(self.scheme, self.block_size).from_composite(x, False)
         return x
 
@@ -134,19 +148,21 @@ def _global_transform(arr: np.ndarray, rot: int, order) -> np.ndarray:
 
 
 # ------------------------------------------------------------------------------------------------------------
-def many_image_attack(ciphertexts: np.ndarray, public: np.ndarray, scheme: str, block_size: int,
+def many_image_attack(ciphertexts: np.ndarray, public: np.ndarray, scheme: Union[str, SchemeSpec], block_size: int,
                       plain_shape: tuple, progress: Optional[bool] = None) -> ManyImageResult:
     """Recover the key map of ``scheme`` from N ciphertexts under one key and public plain images.
 
     Args:
         ciphertexts: (N, H', W', C') uint8 as the scheme produces them, all under one key.
         public: (P, H, W, C) uint8 plain natural images (resized to ``plain_shape`` if they differ).
-        scheme, block_size: public facts of the scheme.
+        scheme: a registered name or the facts of a scheme (:class:`SchemeSpec`, e.g. a user scheme's, or
+            :func:`generic_spec` when it declared none); block_size: M.
         plain_shape: (H, W, C) of the plain images.
     Returns:
         :class:`ManyImageResult` (the recovered forward map and ``decrypt``).
     """
-    spec = get_scheme(scheme)
+    spec = get_scheme(scheme) if isinstance(scheme, str) else scheme
+    scheme = spec.name
     method = method_for(spec)
     if method is None:
         raise PatchcryptError(f"the many-image attack has no method for scheme {scheme!r} "
@@ -168,6 +184,8 @@ def many_image_attack(ciphertexts: np.ndarray, public: np.ndarray, scheme: str, 
         res = _attack_blocks(ciphertexts, public, scheme, spec, block_size, plain_shape, say)
     res.info["seconds"] = time.perf_counter() - t0
     res.info["n_images"] = int(len(ciphertexts))
+    res.info["method"] = method
+    res.composite = bool(spec.composite)
     return res
 
 
@@ -207,7 +225,7 @@ def _attack_blocks(y: np.ndarray, public: np.ndarray, scheme: str, spec, m: int,
     # 1. in-block: shared shuffle/flip mask (or per block position for step-ps-perblock)
     if "PS" in steps or "BF" in steps:
         t = time.perf_counter()
-        corr_plain = correlation(block_rows(public, m))
+        corr_plain = _blur_plain(correlation(block_rows(public, m)), steps, m, c)
         if "PS" in steps and not steps["PS"]:
             groups = [[k] for k in range(lay.shape[0])]
         else:
@@ -279,6 +297,19 @@ def _attack_blocks(y: np.ndarray, public: np.ndarray, scheme: str, spec, m: int,
     work.K = _global_transform(work.K, rot, order) ^ _inversion(inv)
     fwd = work.forward()
     return ManyImageResult(scheme, m, plain_shape, keyed_shape, "byte", fwd.g, fwd.m, info)
+
+
+def _blur_plain(corr: np.ndarray, steps: Dict[str, bool], m: int, c: int) -> np.ndarray:
+    """The plain in-block correlation as the shared in-block stage sees it: averaged over the per-block
+    rotations/flips and colour orders applied before the shared shuffle (they mix every block's positions)."""
+    from ..ciphers.steps import colour_tables, dihedral_tables
+
+    tables = [np.arange(len(corr))]
+    if "RF" in steps and not steps["RF"]:
+        tables = list(dihedral_tables(m, c))
+    if c == 3 and "CS" in steps and not steps["CS"]:
+        tables = [t[ct] for t in tables for ct in colour_tables(m)]
+    return np.mean([corr[np.ix_(t, t)] for t in tables], axis=0)
 
 
 class _View(_Work):
@@ -588,89 +619,98 @@ def _nibble_forward(g: np.ndarray, k: np.ndarray) -> Tuple[np.ndarray, np.ndarra
 
 
 # ------------------------------------------------------------------------------------------------------------
-def _mirror_index(scheme: str, shape: Tuple[int, int, int], unit: str, block_size: int) -> np.ndarray:
-    """mir[j] = flat index of element j after a left–right mirror of the plain image (in the keyed frame)."""
-    h, w, c = shape
-    idx = np.arange(h * w * c).reshape(h, w, c)
-    if get_scheme(scheme).composite:
-        out = idx.copy()
-        wy = w * 2 // 3 if w * 2 % 3 == 0 and (w * 2 // 3) // 2 * 3 == w else w // 3
-        facts = _composite_facts(scheme, block_size)
-        regions = [(0, wy), (wy, w)] if facts.subsampling == "420" else [(0, w // 3), (w // 3, 2 * w // 3),
-                                                                           (2 * w // 3, w)]
-        for a, b in regions:
-            out[:, a:b] = idx[:, a:b][:, ::-1]
-        mir = out.reshape(-1)
-    else:
-        mir = idx[:, ::-1].reshape(-1)
-    if unit == "nibble":
-        mir = np.stack((2 * mir, 2 * mir + 1), -1).reshape(-1)
-    return mir
-
-
 def score_key_map(recovered: ManyImageResult, cipher, plain_shape: tuple, nonce: bytes = b"") -> Dict[str, Any]:
     """Compare a recovered map with the true one (scoring only: this reads the key).
 
-    Returns the exact key-map fraction (entries where both g and xor are right), whether the map is
-    exact, and whether it is exact up to one left–right mirror of the plain image.
+    Returns ``key_map_fraction`` (entries where both g and xor are right), ``exact_key``, and for nibble
+    schemes ``upper_half_fraction`` (the entries that carry a most significant half).
     """
     from ..ciphers.base import Cipher
 
-    shape = recovered.keyed_shape
-    if get_scheme(recovered.scheme).composite:  # the map is over the composite the keyed steps act on
-        true = Cipher.program(cipher, shape, nonce).map
-    else:
-        true = Cipher.program(cipher, tuple(plain_shape), nonce).map
+    shape = recovered.keyed_shape if recovered.composite else tuple(plain_shape)
+    true = Cipher.program(cipher, shape, nonce).map   # composites: over the composite the keyed steps act on
     g, m = np.asarray(recovered.g), np.asarray(recovered.xor)
     if g.shape != true.g.shape:
         raise PatchcryptError(f"recovered map has {g.size} entries, the true one {true.g.size}")
     ok = (g == true.g) & (m == true.m)
-    mir = _mirror_index(recovered.scheme, shape, recovered.unit, recovered.block_size)
-    ok_m = (g == mir[true.g]) & (m == true.m)
-    out = {"key_fraction": float(ok.mean()), "exact": bool(ok.all()),
-           "key_fraction_up_to_mirror": float(max(ok.mean(), ok_m.mean())),
-           "exact_up_to_mirror": bool(ok.all() or ok_m.all())}
-    if recovered.unit == "nibble":  # entries that carry an upper (most significant) half
-        upper = true.g % 2 == 0
-        out["upper_half_fraction"] = float(ok[upper].mean())
+    out = {"key_map_fraction": float(ok.mean()), "exact_key": bool(ok.all())}
+    if recovered.unit == "nibble":
+        out["upper_half_fraction"] = float(ok[true.g % 2 == 0].mean())
     return out
 
 
 # ------------------------------------------------------------------------------------------------------------
-def run_many_attack(scheme: str, block_size: int, test_images: np.ndarray,
-                    train_images: Optional[np.ndarray] = None, key: Optional[Key] = None, per_image: bool = False,
-                    progress: Optional[bool] = None) -> AttackResult:
-    """Encrypt ``test_images`` (N, H, W, C) under one key (or per-image keys, the control) and attack them.
+# the registered attack: any target, its declared facts choosing the method, or the generic one
+def generic_spec(name: str) -> SchemeSpec:
+    """The facts assumed for a scheme that declares none: every block-local move and flip the block method
+    models at once (blocks scrambled, each block rotated/flipped, negated and colour-shuffled on its own,
+    one in-block pixel shuffle and one flip mask shared by every block). Any scheme of that form -- one
+    fixed permutation and one fixed negation mask over M x M blocks -- is recovered; declaring fewer steps
+    only makes it faster."""
+    return SchemeSpec(name, (StepSpec("BS"), StepSpec("RF"), StepSpec("NP"), StepSpec("CS"), StepSpec("PS", True),
+                             StepSpec("BF", True)), "generic: block-local moves and flips")
 
-    ``train_images`` are the attacker's public plain images (disjoint from the test images). ``extra``
-    holds the key-map scores (against the true key, for scoring), N and the seconds taken.
+
+def _spec_for(t: Target) -> Tuple[Optional[SchemeSpec], Optional[str]]:
+    """(facts the attack runs on, None) or (None, the reason it does not apply)."""
+    if t.steps is not None and not t.steps:
+        return None, "there is no key to recover"
+    if t.composite and not t.registered:
+        return None, "the ciphertext has another shape than the image (a composite); no method without its conversion"
+    if t.steps is None:
+        if t.spec.unit == "nibble":
+            return None, "no method for undeclared steps on 4-bit halves"
+        return generic_spec(t.name), None
+    if method_for(t.spec) is None:
+        return None, ("no method for these steps yet (per-block 4-bit keys, or a step no method models: "
+                      f"{', '.join(sorted(t.steps))}); it handles " + ", ".join(supported()))
+    return t.spec, None
+
+
+def _many_applies(t: Target) -> Optional[str]:
+    return _spec_for(t)[1]
+
+
+# images the global-state ranker looks at
+RANK_IMAGES = 1000
+
+
+@register_attack("many", Threat.CIPHERTEXT_MANY, "N ciphertexts under one key + public plain images: statistics "
+                 "pooled over all N recover one shared permutation and flip mask (no declared facts needed)",
+                 applies=_many_applies, needs_train=True, headline=("global_state_rank", "exact_images",
+                                                                    "key_map_fraction"))
+def run_many(t: Target, test: np.ndarray, train: np.ndarray, o: AttackOptions) -> AttackResult:
+    """Encrypt ``test`` (N, H, W, C) uint8 through the target (one key, or per-image keys: the control),
+    recover the shared map from the ciphertexts and the public images ``train``, and decrypt.
+
+    The map is recovered up to one global state; the public images then rank the 96 states
+    (:func:`.scoring.rank_states`), and where the method's remaining ambiguity is exactly those 96 states
+    the first is applied (otherwise the method's own choice stands and the ranker orders the rest).
     """
-    if train_images is None or len(train_images) < 2:
+    from .scoring import GLOBAL_STATES, apply_state, rank_states
+
+    if train is None or len(train) < 2:
         raise PatchcryptError("the many-image attack needs public plain images (training data)")
-    key = key or Key.generate()
-    cipher = create_cipher(scheme, key, block_size=block_size, per_image=per_image)
-    nonces = cipher.new_nonces(len(test_images)) if per_image else None
-    enc = cipher.encrypt(test_images, nonces)
-    res = many_image_attack(enc, train_images, scheme, block_size, test_images.shape[1:], progress=progress)
-    rec = res.decrypt(enc)
-    extra: Dict[str, Any] = {"n": int(len(test_images)), "seconds": res.info["seconds"], "per_image": per_image}
-    if per_image:  # every image has its own map: score the decryptions instead
-        extra.update(_score_per_image(res, test_images, enc))
-        first = score_key_map(res, cipher, test_images.shape[1:], nonce=nonces[0])
-        extra["key_fraction"] = first["key_fraction"]  # against the first image's own key
-    else:
-        extra.update(score_key_map(res, cipher, test_images.shape[1:]))
-    extra.update({k: v for k, v in res.info.items() if k != "seconds"})
-    return AttackResult("many", scheme, test_images, enc, rec, extra)
+    spec, reason = _spec_for(t)
+    if reason:
+        raise PatchcryptError(f"attack 'many' does not apply to scheme {t.name!r}: {reason}")
+    enc = t.encrypt(test)
+    res = many_image_attack(enc, train, spec, t.block_size, test.shape[1:], progress=o.progress)
+    base = res.decrypt(enc)
+    t0 = time.perf_counter()
+    order = [int(i) for i in rank_states(base[:RANK_IMAGES], train, seed=o.seed)]
+    if res.composite or res.info.get("global_candidates") != len(GLOBAL_STATES):
+        # the method's own choice stands: its ambiguity is not the 96 whole-image states (a composite, a
+        # smaller set the facts allow, or per-channel inversions); the ranker orders the alternatives
+        order = [0] + [i for i in order if i != 0]
+    elif order[0] != 0:
+        res = res.with_state(GLOBAL_STATES[order[0]])
+    rec = base if order[0] == 0 else apply_state(base, GLOBAL_STATES[order[0]])
+    extra: Dict[str, Any] = {k: v for k, v in res.info.items() if isinstance(v, (bool, int, float, str))}
+    extra.update(rank_seconds=time.perf_counter() - t0, facts="declared" if t.steps is not None else "none (generic)")
+    extra["seconds"] = res.info["seconds"] + extra["rank_seconds"]
+    return AttackResult("many", t.name, test, enc, rec, extra, candidates=base, state_order=order, key_map=res.map)
 
 
-def _score_per_image(res: ManyImageResult, plain: np.ndarray, enc: np.ndarray) -> Dict[str, Any]:
-    """Per-image keys: the share of images whose decryption under the recovered map is exact."""
-    rec = res.decrypt(enc)
-    exact = (rec == plain).reshape(len(plain), -1).all(1)
-    return {"exact": bool(exact.all()), "exact_up_to_mirror": bool(
-        (exact | (rec[:, :, ::-1] == plain).reshape(len(plain), -1).all(1)).all()),
-        "exact_images": float(exact.mean())}
-
-
-__all__ = ["many_image_attack", "ManyImageResult", "score_key_map", "run_many_attack", "method_for", "supported"]
+__all__ = ["many_image_attack", "ManyImageResult", "score_key_map", "run_many", "method_for", "supported",
+           "generic_spec"]

@@ -1,18 +1,21 @@
 """The attack registry: every attack declares its threat model and which schemes it applies to.
 
-``register_attack(AttackSpec(name, threat, summary, run=..., applies=...))`` adds one;
+``@register_attack(name, threat, summary, applies=...)`` on a runner (or ``register_attack(AttackSpec(...))``)
+adds one;
 ``run_attack(name, scheme, ...)`` runs it against a registered scheme or a user's scheme class;
 ``run_all(scheme, ...)`` runs every registered attack and says "n/a" with the reason for the rest.
 
-Applicability is decided from the scheme's facts (:class:`~patchcrypt.ciphers.SchemeSpec`: its steps and
-whether each is shared by all blocks, unit, pixel_based, composite; and whether keys are per image), never
-from scheme names, so a user's own scheme is rated by the same rules.
+Every attack runs against a :class:`~patchcrypt.attacks.target.Target` (a black-box ``encrypt`` under one key,
+declared facts, optional ``decrypt``, optional keyed model) and is scored by comparing its output with the
+plain images (:mod:`patchcrypt.attacks.scoring`); attack modules register themselves with the
+``@register_attack(...)`` decorator. Applicability is decided from the scheme's facts
+(:class:`~patchcrypt.ciphers.SchemeSpec`: its steps and whether each is shared by all blocks, unit,
+pixel_based, composite; and whether keys are per image), never from scheme names, so a user's own scheme is
+rated by the same rules.
 """
 
 from __future__ import annotations
 
-import importlib
-import inspect
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
@@ -71,13 +74,12 @@ class AttackSpec:
         threat: the threat model (:class:`Threat`).
         summary: one line: what it does.
         run: ``run(target, test_images, train_images, options) -> AttackResult``; ``test_images`` are the
-            plain images (N, H, W, C) uint8 to encrypt and attack (and score against), ``train_images`` the
-            attacker's own plain images or None.
-        applies: ``applies(target) -> None`` or the reason it does not apply, from the scheme's facts.
+            plain images (N, H, W, C) uint8 to encrypt (through ``target.encrypt``) and attack; scoring
+            compares the result with them. ``train_images``: the attacker's own plain images, or None.
+        applies: ``applies(target) -> None`` or the reason it does not apply, from the target's facts.
         needs_train: needs the attacker's own images.
-        registered_only: the runner rebuilds the cipher from a registered scheme name (and scores against
-            its compiled key map), so a user scheme gets "n/a".
-        headline: metric keys shown in one-line summaries and table columns, most important first.
+        headline: metric keys shown in one-line summaries and table columns, most important first (the
+            up-to-global figures lead every headline).
     """
 
     name: str
@@ -86,21 +88,17 @@ class AttackSpec:
     run: Runner
     applies: Optional[Applies] = None
     needs_train: bool = False
-    registered_only: bool = False
-    headline: Tuple[str, ...] = ("ssim_mean",)
+    headline: Tuple[str, ...] = ("exact_images_global", "ssim_global")
 
     def why_not(self, target: Target) -> Optional[str]:
         """None when the attack applies to ``target``, else the reason."""
-        if self.registered_only and not target.registered:
-            return "its runner needs a registered scheme (it rebuilds the cipher and scores against its key map)"
         return self.applies(target) if self.applies else None
 
 
 ATTACKS: Dict[str, AttackSpec] = {}
 
 
-def register_attack(spec: AttackSpec, replace: bool = False) -> AttackSpec:
-    """Add an attack to the registry (``replace`` to override one of the same name)."""
+def _add(spec: AttackSpec, replace: bool) -> AttackSpec:
     if not isinstance(spec.threat, Threat):
         raise ValueError(f"attack {spec.name!r}: threat must be a Threat, got {spec.threat!r}")
     if spec.name in ATTACKS and not replace:
@@ -109,6 +107,33 @@ def register_attack(spec: AttackSpec, replace: bool = False) -> AttackSpec:
         raise ValueError(f"{spec.name!r} is a command word, not an attack name")
     ATTACKS[spec.name] = spec
     return spec
+
+
+def register_attack(spec: Union[AttackSpec, str], threat: Optional[Threat] = None, summary: str = "", *,
+                    applies: Optional[Applies] = None, needs_train: bool = False,
+                    headline: Tuple[str, ...] = (), replace: bool = False):
+    """Add an attack to the registry.
+
+    Either ``register_attack(AttackSpec(...))``, or as a decorator on the runner (timm's ``@register_model``
+    pattern), in the attack's own module::
+
+        @register_attack("fr", Threat.CIPHERTEXT_ONLY, "fold values so flips cancel", applies=...)
+        def run_fr(target, test_images, train_images, options) -> AttackResult: ...
+
+    ``headline`` keys are shown after the up-to-global figures every attack leads with.
+    """
+    if isinstance(spec, AttackSpec):
+        return _add(spec, replace)
+    if threat is None:
+        raise ValueError(f"attack {spec!r}: a threat model is required")
+    lead = ("exact_images_global", "ssim_global")
+
+    def decorate(fn: Runner) -> Runner:
+        _add(AttackSpec(spec, threat, summary, fn, applies=applies, needs_train=needs_train,
+                        headline=lead + tuple(k for k in headline if k not in lead)), replace)
+        return fn
+
+    return decorate
 
 
 def get_attack(name: str) -> AttackSpec:
@@ -121,27 +146,6 @@ def get_attack(name: str) -> AttackSpec:
 def list_attacks(threat: Optional[Threat] = None) -> List[str]:
     """Registered attack names (only those of one threat model when ``threat`` is given)."""
     return [n for n, a in ATTACKS.items() if threat is None or a.threat == threat]
-
-
-def named_runner(ref: Union[str, Callable], **fixed) -> Runner:
-    """Wrap a runner written as ``fn(scheme, block_size, test_images, train_images, key=None,
-    per_image=False, progress=None, ...)`` (``ref`` is the function or ``"module:function"``, imported on
-    first use). Options it accepts among ``pairs, epochs, device, seed`` and ``options.extra`` are passed
-    on; ``fixed`` keyword arguments always. Such a runner needs ``registered_only=True`` in its spec."""
-
-    def run(target: Target, test: np.ndarray, train: Optional[np.ndarray], opts: AttackOptions) -> AttackResult:
-        fn = ref
-        if isinstance(ref, str):
-            module, _, attr = ref.partition(":")
-            fn = getattr(importlib.import_module(module), attr)
-        params = inspect.signature(fn).parameters
-        offered = {"pairs": opts.pairs, "epochs": opts.epochs, "device": opts.device, "seed": opts.seed,
-                   **opts.extra, **fixed}
-        kwargs = {k: v for k, v in offered.items() if k in params}
-        return fn(target.name, target.block_size, test, train, key=target.key, per_image=target.per_image,
-                  progress=opts.progress, **kwargs)
-
-    return run
 
 
 # -- applicability from the scheme's facts ----------------------------------------------------------------
@@ -213,14 +217,27 @@ def run_attack(name: str, scheme: Union[str, type, Target], block_size: Optional
     if attack.needs_train and (train_images is None or len(train_images) == 0):
         raise PatchcryptError(f"attack {name!r} needs the attacker's own images (training data)")
     opts = AttackOptions(pairs=pairs, epochs=epochs, device=device, seed=seed, progress=progress, extra=extra)
-    return attack.run(target, test_images, train_images, opts)
+    result = attack.run(target, test_images, train_images, opts)
+    if "key_map_fraction" not in result.extra:
+        result.extra["key_map_fraction"] = key_map_score(target, result.key_map, test_images.shape[1:])
+    return result
+
+
+def key_map_score(target: Target, recovered, shape) -> Optional[float]:
+    """Share of a registered scheme's key map that ``recovered`` (a Map, or None) gets right; None where no
+    map was output or none exists to compare with (user schemes, per-image keys). Scoring only."""
+    if recovered is None or not target.registered or target.per_image:
+        return None
+    from .keymaps import map_fraction
+
+    return map_fraction(recovered, target.key_map(shape))
 
 
 def headline_of(name: str, metrics: Dict[str, Any]) -> Dict[str, Any]:
-    """The attack's headline metrics (those present) from its full metrics."""
+    """The attack's headline metrics (those present and not None) from its full metrics."""
     spec = ATTACKS.get(name)
-    keys = spec.headline if spec else ("ssim_mean",)
-    return {k: metrics[k] for k in keys if k in metrics}
+    keys = spec.headline if spec else ("exact_images_global", "ssim_global")
+    return {k: metrics[k] for k in keys if metrics.get(k) is not None}
 
 
 def run_all(scheme: Union[str, type, Target], block_size: Optional[int], test_images: np.ndarray,
@@ -261,20 +278,23 @@ def run_all(scheme: Union[str, type, Target], block_size: Optional[int], test_im
             "per_image": target.per_image, "n_images": int(len(test_images)), "facts": target.facts, "attacks": rows}
 
 
+_LABELS = {"exact_images_global": "exact up to global state", "ssim_global": "SSIM up to global state",
+           "psnr_global": "PSNR up to global state", "global_state_rank": "true state ranked",
+           "exact_images": "exact", "ssim": "SSIM", "psnr": "PSNR", "nc": "Nc", "dc": "Dc", "lc": "Lc",
+           "key_map_fraction": "key map", "queries": "queries",
+           "inblock_fraction_up_to_global": "in-block states up to one global state",
+           "block_order_fraction_up_to_grid_symmetry": "block order up to grid symmetry"}
+
+
 def format_headline(headline: Dict[str, Any]) -> str:
-    """``{"ssim_mean": 0.41, "nc": 0.9}`` -> ``"SSIM 0.410, Nc 0.900"``."""
-    names = {"ssim_mean": "SSIM", "psnr_mean": "PSNR", "nc": "Nc", "dc": "Dc", "lc": "Lc",
-             "key_recovered_fraction": "key", "key_map_fraction": "key", "exact_decryptions": "exact",
-             "inblock_fraction_up_to_global": "in-block states up to one global state",
-             "block_order_fraction_up_to_grid_symmetry": "block order up to grid symmetry",
-             "key_fraction": "key", "key_fraction_up_to_mirror": "key up to mirror"}
+    """``{"exact_images_global": 1.0, "ssim_global": 1.0}`` -> ``"exact up to global state 1.000, ..."``."""
     parts = []
     for k, v in headline.items():
-        label = names.get(k, k)
+        label = _LABELS.get(k, k)
         parts.append(f"{label} {v:.3f}" if isinstance(v, float) else f"{label} {v}")
     return ", ".join(parts)
 
 
 __all__ = ["Threat", "THREAT_HOLDERS", "AttackSpec", "AttackOptions", "ATTACKS", "register_attack", "get_attack",
-           "list_attacks", "named_runner", "run_attack", "run_all", "headline_of", "format_headline", "needs_steps",
+           "list_attacks", "run_attack", "run_all", "headline_of", "format_headline", "needs_steps",
            "needs_key", "needs_shared_key", "needs_pixel_correspondence", "all_of"]

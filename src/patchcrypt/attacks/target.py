@@ -20,8 +20,9 @@ Any class with this interface runs through ``patchcrypt attack all --scheme my_m
 
 Required: ``__init__(key, block_size)`` and ``encrypt``. ``encrypt`` must give the same output for the same
 image under one instance (one key for every image, as a server sees it); per-image keys are the harness's
-job (``--per-image`` makes one instance, i.e. one key, per image). If repeated calls differ, the scheme is
-taken to draw its own key material per image and is rated as a per-image scheme.
+job (``--per-image`` makes one instance, i.e. one key, per image). If repeated calls differ and the class
+does not declare ``per_image = True``, it is refused with one line (a non-deterministic ``encrypt`` is
+almost always a bug: a seed drawn per call, a global random state).
 
 Declared facts (optional class attributes; an attack that needs an undeclared one says "n/a" and why):
 
@@ -32,12 +33,14 @@ Declared facts (optional class attributes; an attack that needs an undeclared on
   "-shared" where one key serves every block (e.g. "PS-shared"). Any other name is a step the solvers do
   not model (e.g. "XOR" for an arbitrary byte mask), so attacks that need to model every step say n/a.
 * ``unit`` ("byte" or "nibble", default "byte"), ``pixel_based`` (bool, default False).
+* ``composite`` (bool, default False): the ciphertext has another shape than the image (e.g. a grayscale
+  composite); without it, a shape change is refused as a bug.
 * ``per_image`` (bool, default False): the scheme gives every image its own key material by itself (e.g.
   from a nonce it draws); attacks that need key material shared across images then say n/a.
 
-Measured, not declared: whether the ciphertext keeps the plain image's shape (if not, it is rated like a
-composite: attacks that need pixel correspondence say n/a), whether ``encrypt`` is deterministic, and
-whether ``decrypt`` (if given) inverts ``encrypt`` exactly.
+Measured, not declared: whether the ciphertext keeps the plain image's shape (if not, and the class declares
+``composite = True``, it is rated like a composite: attacks that need pixel correspondence say n/a), whether
+``encrypt`` is deterministic, and whether ``decrypt`` (if given) inverts ``encrypt`` exactly.
 """
 
 from __future__ import annotations
@@ -66,18 +69,26 @@ class Target:
         block_size: M.
         per_image: every image under its own key material.
         registered: a registered scheme; then ``key`` and ``cipher`` are the patchcrypt ones, and the true
-            key map is available for scoring (:meth:`block_source`).
+            key map is available for scoring (:meth:`key_map`, :meth:`block_source`).
         cipher: the patchcrypt :class:`Cipher`, or the user's scheme instance.
+        decrypt: the owner's exact decryption (None when the scheme has none, or keys are per image); for
+            checks, never handed to an attack as an oracle.
+        keyed_model: ``keyed_model(img_size, channels, seed) -> (plain model, keyed model)`` where a keyed
+            model of the scheme exists (registered schemes that models.keyed absorbs), else None.
     """
 
     def __init__(self, name: str, spec: SchemeSpec, block_size: int, per_image: bool,
                  encrypt: Callable[[np.ndarray], np.ndarray], encrypt_fresh_keys: Callable[[np.ndarray], np.ndarray],
                  cipher: object, registered: bool, key: Optional[Key] = None, steps_declared: bool = True,
-                 facts: Optional[dict] = None):
+                 facts: Optional[dict] = None, decrypt: Optional[Callable[[np.ndarray], np.ndarray]] = None,
+                 keyed_model: Optional[Callable[..., tuple]] = None):
         self.name, self.spec, self.block_size, self.per_image = name, spec, int(block_size), bool(per_image)
         self._encrypt, self._fresh = encrypt, encrypt_fresh_keys
         self.cipher, self.registered, self.key, self.steps_declared = cipher, registered, key, steps_declared
         self.facts = dict(facts or {})   # measured facts of a user scheme (for the report header)
+        self.decrypt = decrypt           # the owner's decryption, when the scheme has one (never an attacker's)
+        # keyed_model(img_size, channels, seed) -> (plain model, keyed model): the server's model, where one exists
+        self.keyed_model = keyed_model
 
     def __repr__(self) -> str:
         kind = "registered" if self.registered else "user"
@@ -107,6 +118,18 @@ class Target:
         """Every image under its own fresh key (what an attacker who knows the algorithm makes for itself)."""
         return self._fresh(images)
 
+    def key_map(self, shape, nonce: bytes = b""):
+        """For scoring only: the compiled key map (:class:`~patchcrypt.ciphers.program.Map`) of a registered
+        scheme for plain images of ``shape`` (the composite's for composite schemes); None for user schemes."""
+        if not self.registered:
+            return None
+        from ..ciphers.base import Cipher
+
+        if self.composite:
+            h, w, c = shape
+            shape = self.cipher.to_composite(np.zeros((1, h, w, c), np.uint8), False).shape[1:]
+        return Cipher.program(self.cipher, tuple(int(v) for v in shape), nonce).map
+
     def block_source(self, shape) -> Optional[np.ndarray]:
         """For scoring only: ``source[k]`` = plain block held by encrypted block k; None for user schemes."""
         if not self.registered:
@@ -134,7 +157,25 @@ def registered_target(scheme: str, block_size: int, key: Optional[Key] = None, p
     def encrypt_fresh(images: np.ndarray) -> np.ndarray:
         return fresh.encrypt(images, fresh.new_nonces(len(images)))
 
-    return Target(scheme, spec, block_size, per_image, encrypt, encrypt_fresh, cipher, True, key=key)
+    keyed = None
+    if spec.keyable is not None and not per_image:
+        def keyed(img_size: int, channels: int, seed: int = 0, model: str = "vit_pico_patch4_32"):
+            """A plain model (random weights, ``seed``) and the keyed model the owner would make from it."""
+            import copy
+
+            from ..models import create_model
+            from ..models.keyed import key_model
+
+            plain = create_model(model, seed=seed, img_size=img_size, in_chans=channels, patch_size=block_size)
+            k_model = copy.deepcopy(plain)
+            key_model(k_model, key, scheme, block_size)
+            return plain, k_model
+
+    def decrypt(images: np.ndarray) -> np.ndarray:
+        return cipher.decrypt(images)
+
+    return Target(scheme, spec, block_size, per_image, encrypt, encrypt_fresh, cipher, True, key=key,
+                  decrypt=None if per_image else decrypt, keyed_model=keyed)
 
 
 # -- user schemes -----------------------------------------------------------------------------------------
@@ -248,11 +289,19 @@ def user_target(cls: Union[type, str], block_size: Optional[int], probe: np.ndar
     first = run(instance, probe)
     deterministic = bool(np.array_equal(first, run(instance, probe)))
     keeps_shape = first.shape == probe.shape
+    if not keeps_shape and not getattr(cls, "composite", False):
+        raise PatchcryptError(f"{label}.encrypt returned shape {first.shape} for images of shape {probe.shape}; a "
+                              "scheme whose ciphertext has another shape declares composite = True")
     decrypt_exact = None
     if callable(getattr(instance, "decrypt", None)):
         decrypt_exact = bool(np.array_equal(run(instance, first, "decrypt"), probe))
+    declared_per_image = bool(getattr(cls, "per_image", False))
+    if not deterministic and not declared_per_image:
+        raise PatchcryptError(f"{label}.encrypt is not deterministic: two calls on the same images under one key "
+                              "gave different ciphertexts (declare per_image = True if it draws key material per "
+                              "call)")
     own_per_image = not deterministic          # the scheme draws key material per call itself
-    per_image = per_image or own_per_image or bool(getattr(cls, "per_image", False))
+    per_image = per_image or own_per_image or declared_per_image
 
     def fresh(images: np.ndarray) -> np.ndarray:
         return np.concatenate([run(make(secrets.token_bytes(32)), images[i:i + 1]) for i in range(len(images))])
@@ -267,8 +316,13 @@ def user_target(cls: Union[type, str], block_size: Optional[int], probe: np.ndar
                       composite=not keeps_shape)
     facts = {"deterministic": deterministic, "keeps_shape": keeps_shape, "decrypt_exact": decrypt_exact,
              "steps": None if steps is None else [s.label for s in steps]}
+    owner_decrypt = None
+    if decrypt_exact and not per_image:
+        def owner_decrypt(images: np.ndarray) -> np.ndarray:
+            return run(instance, images, "decrypt")
+
     return Target(label, spec, int(block_size), per_image, encrypt, fresh, instance, False,
-                  steps_declared=steps is not None, facts=facts)
+                  steps_declared=steps is not None, facts=facts, decrypt=owner_decrypt)
 
 
 def make_target(scheme: Union[str, type, Target], block_size: Optional[int], probe: Optional[np.ndarray] = None,

@@ -28,14 +28,18 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import Dict, Optional, Tuple
+from typing import TYPE_CHECKING, Dict, Optional, Tuple
 
 import numpy as np
-import torch.nn as nn
 
 from ..errors import PatchcryptError
 from ..keys import Key
 from .base import AttackResult, require
+from .registry import AttackOptions, Threat, register_attack
+from .target import Target
+if TYPE_CHECKING:
+    import torch.nn as nn
+
 from .keymaps import (block_map_to_image, decrypt_with, dihedral_colour_states, grid_symmetries, map_fraction,
                       true_key_map)
 
@@ -378,7 +382,7 @@ def run_weights_attack(scheme: str, block_size: int, test_images: np.ndarray,
                        keyed_model: Optional[nn.Module] = None, with_plain: bool = True,
                        reference_model: Optional[nn.Module] = None,
                        model: str = "vit_pico_patch4_32", seed: int = 0, width: float = 1.0,
-                       restarts: int = 8) -> AttackResult:
+                       restarts: int = 8, encrypt=None) -> AttackResult:
     """Recover the key from a keyed model and decrypt ``test_images`` (N, H, W, C) encrypted under it.
 
     The calling convention of the attack registry's named runners; ``train_images`` and ``progress`` are
@@ -393,8 +397,10 @@ def run_weights_attack(scheme: str, block_size: int, test_images: np.ndarray,
         reference_model: for (b), a plain model of the same architecture the attacker trained on public
             images (another seed, other images); its structure is the template for the arrangement.
         width, restarts: of the grid arrangement in (b).
+        encrypt: how ``test_images`` reach the attacker (default: the scheme under ``key``).
     ``extra``: key_map_fraction (exact), key_map_fraction_up_to_global (best over the global symmetry the
-    weights cannot fix), block_order_fraction(_up_to_grid_symmetry), exact_decryptions, seconds.
+    weights cannot fix), block_order_fraction(_up_to_grid_symmetry), seconds; the result's ``key_map`` is
+    the recovered map.
     """
     import copy
 
@@ -455,12 +461,45 @@ def run_weights_attack(scheme: str, block_size: int, test_images: np.ndarray,
     extra["inblock_fraction_up_to_global"] = _inblock_up_to_global(rec, scheme, key, block_size, (h, w, c))
     extra["key_map_fraction_up_to_global"] = (extra["key_map_fraction"] if with_plain else
                                              _score_up_to(rec, truth, (h, w, c), block_size, sigma_known))
-    cipher = create_cipher(scheme, key, block_size=block_size)
-    enc = cipher.encrypt(test_images)
+    enc = encrypt(test_images) if encrypt is not None else create_cipher(scheme, key, block_size=block_size).encrypt(
+        test_images)
     dec = decrypt_with(recovered, enc, scheme)
-    extra["exact_decryptions"] = float(np.mean([np.array_equal(a, b) for a, b in zip(dec, test_images)]))
     extra["seconds"] = seconds
-    return AttackResult("weights", scheme, test_images, enc, dec, extra)
+    name = "weights" if with_plain else "weights-blind"
+    return AttackResult(name, scheme, test_images, enc, dec, extra, key_map=recovered)
+
+
+def _weights_applies(t: Target) -> Optional[str]:
+    if t.keyed_model is not None:
+        return None
+    if t.per_image:
+        return "per-image keys give every image its own transformation: no keyed model exists"
+    if not t.registered:
+        return ("no keyed model: patchcrypt makes keyed models for registered schemes only (models.keyed); "
+                "a user scheme has none to read a key from")
+    return "no keyed model absorbs this scheme (see models.keyed)"
+
+
+def _run_on_target(t: Target, test: np.ndarray, o: AttackOptions, with_plain: bool) -> AttackResult:
+    plain, keyed = t.keyed_model(test.shape[1], test.shape[3], seed=o.seed)
+    return run_weights_attack(t.name, t.block_size, test, key=t.key, plain_model=plain, keyed_model=keyed,
+                              with_plain=with_plain, seed=o.seed, encrypt=t.encrypt)
+
+
+@register_attack("weights", Threat.MODEL_WEIGHTS, "the keyed model and the public plain weights it was made from: "
+                 "match position-embedding rows and patch-embedding columns", applies=_weights_applies,
+                 headline=("key_map_fraction",))
+def run_weights(t: Target, test: np.ndarray, train: Optional[np.ndarray], o: AttackOptions) -> AttackResult:
+    """Attack (a) on the target's keyed model (made from a plain model of random weights, ``o.seed``)."""
+    return _run_on_target(t, test, o, True)
+
+
+@register_attack("weights-blind", Threat.MODEL_WEIGHTS, "the keyed model alone: per-position embeddings compared "
+                 "with one another, position embeddings arranged on the grid", applies=_weights_applies,
+                 headline=("inblock_fraction_up_to_global", "block_order_fraction_up_to_grid_symmetry"))
+def run_weights_blind(t: Target, test: np.ndarray, train: Optional[np.ndarray], o: AttackOptions) -> AttackResult:
+    """Attack (b): the keyed model's weights alone."""
+    return _run_on_target(t, test, o, False)
 
 
 __all__ = ["run_weights_attack", "recover_with_plain", "relative_states", "grid_from_pos_embed",

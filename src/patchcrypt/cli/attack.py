@@ -59,14 +59,18 @@ def attack(
                                              "its own)."),
     data: Optional[Path] = typer.Option(None, "--data", help="Image folder (train/ + test/ splits or one tree) "
                                         "or one image."),
-    key: Optional[Path] = typer.Option(None, "--key", help="Key to encrypt with (default: a fresh one; with a "
-                                       "key of yours, --out's figures leave out the plain column)."),
+    key: Optional[Path] = typer.Option(None, "--key", help="Key to encrypt with (default: a throwaway one made for "
+                                       "this run; with a key of yours, --out saves metrics only unless --figures)."),
     per_image: bool = typer.Option(False, "--per-image", help="Encrypt every image under its own key."),
     pairs: int = typer.Option(1, "--pairs", help="KPA: number of known plain/encrypted pairs."),
     n_images: int = typer.Option(100, "--n-images", help="Images to attack."),
     subset: int = typer.Option(2000, "--subset", help="GAN/ITN/KPA: attacker's training images."),
     epochs: int = typer.Option(5, "--epochs", help="GAN/ITN: training epochs."),
-    out: Optional[Path] = typer.Option(None, "--out", help="Folder for reconstructions and metrics.json."),
+    out: Optional[Path] = typer.Option(None, "--out", help="Folder for metrics.json and (under a throwaway key) "
+                                       "contact sheets of the attacker's top candidates."),
+    figures: bool = typer.Option(False, "--figures", help="With --key: also save the contact sheets. They show "
+                                 "what the attack decrypted of images under your key; when it wins, one sheet "
+                                 "gives the key away."),
     device: Optional[str] = typer.Option(None, "--device"),
     as_json: bool = typer.Option(False, "--json", help="Print the metrics as one JSON object."),
     list_: bool = typer.Option(False, "--list", help="List every attack with its threat model."),
@@ -74,7 +78,7 @@ def attack(
     """Attack images encrypted with a scheme (registered, or your own class); report SSIM/PSNR of the
     reconstructions and attack scores. `all` runs every attack and says n/a, with the reason, where one does
     not apply."""
-    from ..attacks import ATTACKS, format_headline, get_attack, reconstruction_grid, run_all, run_attack
+    from ..attacks import ATTACKS, contact_sheet, format_headline, get_attack, headline_of, run_all, run_attack
     from ..keys import Key
 
     if list_ or name == "list":
@@ -94,49 +98,69 @@ def attack(
     need_train = any(a.needs_train for a in ATTACKS.values()) if name == "all" else get_attack(name).needs_train
     test, train = _load_images(data, n_images, subset, need_train)
     options = dict(pairs=pairs, epochs=epochs, device=device)
+    draw = out is not None and (k is None or figures)
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
+    if draw and k is not None:
+        _warn_figures(out)
 
     if name == "all":
         def save(row, result):
-            if out is not None and result is not None:
-                reconstruction_grid(result, out / f"reconstructions_{row['attack']}.png", show_plain=k is None)
+            if draw and result is not None:
+                contact_sheet(result, out / f"candidates_{row['attack']}.png", show_plain=k is None)
 
         report = run_all(scheme, block_size, test, train, k, per_image, on_result=save, **options)
-        _write(out, {**report, "figure": _figure_note(k is None)})
+        _write(out, {**report, "figure": _figure_note(k is None, draw)})
         if as_json:
             typer.echo(json.dumps(report))
-            return
-        keys = "per-image keys" if report["per_image"] else "one key"
-        typer.echo(f"attacks on {report['scheme']} (M={report['block_size']}, {report['n_images']} images, {keys})")
-        rows = [(r["attack"], r["threat"], format_headline(r["headline"]) if r["applies"] else f"n/a: {r['reason']}")
-                for r in report["attacks"]]
-        w, t = max(len(r[0]) for r in rows + [("attack",)]), max(len(r[1]) for r in rows + [("", "threat model")])
-        typer.echo(f"{'attack':<{w}}  {'threat model':<{t}}  result")
-        for a, th, res in rows:
-            typer.echo(f"{a:<{w}}  {th:<{t}}  {res}")
+        else:
+            _print_table(report)
         return
 
     result = run_attack(name, scheme, block_size, test, train, k, per_image, **options)
     metrics = result.metrics()
-    if out is not None:
-        reconstruction_grid(result, out / "reconstructions.png", show_plain=k is None)
-        _write(out, {**metrics, "figure": _figure_note(k is None)})
+    if draw:
+        contact_sheet(result, out / "candidates.png", show_plain=k is None)
+    _write(out, {**metrics, "figure": _figure_note(k is None, draw)})
     if as_json:
         typer.echo(json.dumps(metrics))
         return
-    typer.echo(f"{name} on {result.scheme} ({metrics['n_images']} images): SSIM "
-               f"{metrics['ssim_mean']:.3f} ± {metrics['ssim_std']:.3f}, PSNR {metrics['psnr_mean']:.2f} dB"
-               + "".join(f", {k} {metrics[k]:.3f}" for k in ("dc", "nc", "lc", "key_recovered_fraction")
-                         if k in metrics))
+    head = format_headline(headline_of(name, metrics))
+    typer.echo(f"{name} on {result.scheme} ({metrics['n_images']} images): {head}"
+               f"; chosen output: exact {metrics['exact_images']:.3f}, SSIM {metrics['ssim']:.3f}, "
+               f"PSNR {metrics['psnr']:.2f} dB (up to global state: up to one whole-image rotation/flip, colour "
+               "order and inversion)")
 
 
-def _figure_note(throwaway: bool) -> str:
-    """What the reconstruction figures show. The plain column only under a fresh key made for this run:
-    beside ciphertexts under the user's key, plain images would be known-plaintext pairs for it."""
+def _warn_figures(out: Path) -> None:
+    typer.echo(f"warning: --figures under your key: {out} will hold the attacks' decryptions of images encrypted "
+               "under it; where an attack wins they are the plain images, and one of them with its ciphertext "
+               "gives the key away. Share them as you would the plain images and the key.", err=True)
+
+
+def _print_table(report: dict) -> None:
+    """One line per attack: its threat model and headline, or n/a with the reason."""
+    from ..attacks import format_headline
+
+    keys = "per-image keys" if report["per_image"] else "one key"
+    typer.echo(f"attacks on {report['scheme']} (M={report['block_size']}, {report['n_images']} images, {keys}); "
+               "'up to global state': up to one whole-image rotation/flip, colour order and inversion")
+    rows = [(r["attack"], r["threat"], format_headline(r["headline"]) if r["applies"] else f"n/a: {r['reason']}")
+            for r in report["attacks"]]
+    w, t = max(len(r[0]) for r in rows + [("attack",)]), max(len(r[1]) for r in rows + [("", "threat model")])
+    typer.echo(f"{'attack':<{w}}  {'threat model':<{t}}  result")
+    for a, th, res in rows:
+        typer.echo(f"{a:<{w}}  {th:<{t}}  {res}")
+
+
+def _figure_note(throwaway: bool, drawn: bool) -> str:
+    """What the contact sheets show. Under the user's own key none are drawn unless asked for (--figures),
+    and never with a plain column: beside ciphertexts under that key, plain images are known pairs for it."""
+    if not drawn:
+        return "none: the images are encrypted under your key (pass --figures to draw them anyway)"
     if throwaway:
-        return "plain | encrypted | reconstructed, under a throwaway key generated for this run"
-    return "encrypted | reconstructed (no plain column: the images are encrypted under your key)"
+        return "plain | encrypted | top candidates, best first, under a throwaway key generated for this run"
+    return "encrypted | top candidates (no plain column: the images are encrypted under your key)"
 
 
 def _write(out: Optional[Path], payload: dict) -> None:

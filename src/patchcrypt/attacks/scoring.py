@@ -1,0 +1,238 @@
+"""One vocabulary for every attack's figures: what the attacker output, compared with the plain images.
+
+Scoring never reads the key. It compares the attacker's chosen output with the plain images, and the same
+*up to the global state*: the 96 whole-image states (8 rotations/flips x 6 colour orders x inversion) that
+no statistic of one image pins down but a person resolves at a glance. A registered scheme may add the
+share of its key map recovered (``key_map_fraction``). The keys of :func:`score` are the schema every
+attack emits (documented in docs/rate-your-scheme.md):
+
+    exact_images, ssim, ssim_std, psnr, psnr_std               of the chosen output
+    exact_images_global, ssim_global, psnr_global              of the best global state of the output
+    global_state, global_state_rank                            that state; its rank in the attacker's order
+    key_map_fraction                                           share of the key map right, or None
+    n_images
+
+The global states come from :mod:`patchcrypt.attacks.globalstate` (``GLOBAL_STATES``, ``apply_state``,
+``up_to_global``, ``rank_states``); until that module exists, a private fallback with the same interface
+below is used.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+
+from ..errors import PatchcryptError
+
+_ORDERS = [(0, 1, 2), (0, 2, 1), (1, 0, 2), (1, 2, 0), (2, 0, 1), (2, 1, 0)]
+# Images used to pick the best global state by SSIM (the choice is one state for the whole batch).
+_SELECT_IMAGES = 128
+
+
+# -- fast batch metrics (the same values as scikit-image's SSIM with its defaults) -------------------------
+def _box(x: np.ndarray, win: int) -> np.ndarray:
+    """Mean over every valid win x win window of (N, H, W, C) float64 -> (N, H-win+1, W-win+1, C)."""
+    c = np.cumsum(np.cumsum(x, axis=1), axis=2)
+    c = np.pad(c, ((0, 0), (1, 0), (1, 0), (0, 0)))
+    s = c[:, win:, win:] - c[:, :-win, win:] - c[:, win:, :-win] + c[:, :-win, :-win]
+    return s / (win * win)
+
+
+def batch_ssim(a: np.ndarray, b: np.ndarray, chunk: int = 256) -> np.ndarray:
+    """Per-image SSIM of two uint8 batches (N, H, W, C): (N,) float64.
+
+    Equal to :func:`patchcrypt.metrics.ssim` (scikit-image: 7x7 uniform window, sample covariance,
+    border of 3 cropped, channels averaged), computed for the whole batch at once.
+    """
+    if a.shape != b.shape or a.ndim != 4:
+        raise PatchcryptError(f"images differ in shape: {a.shape} vs {b.shape}")
+    win = min(7, a.shape[1], a.shape[2])
+    win -= 1 - win % 2
+    if win < 3:
+        raise PatchcryptError(f"images of {a.shape[1]}x{a.shape[2]} are too small for SSIM")
+    c1, c2 = (0.01 * 255) ** 2, (0.03 * 255) ** 2
+    norm = win * win / (win * win - 1.0)
+    out = []
+    for s in range(0, len(a), chunk):
+        x, y = a[s:s + chunk].astype(np.float64), b[s:s + chunk].astype(np.float64)
+        ux, uy = _box(x, win), _box(y, win)
+        vx = norm * (_box(x * x, win) - ux * ux)
+        vy = norm * (_box(y * y, win) - uy * uy)
+        vxy = norm * (_box(x * y, win) - ux * uy)
+        smap = ((2 * ux * uy + c1) * (2 * vxy + c2)) / ((ux * ux + uy * uy + c1) * (vx + vy + c2))
+        out.append(smap.mean(axis=(1, 2)).mean(axis=-1))
+    return np.concatenate(out)
+
+
+def batch_psnr(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Per-image PSNR in dB of two uint8 batches (N, ...): (N,), identical pairs capped at 100 dB."""
+    d = a.reshape(len(a), -1).astype(np.float64) - b.reshape(len(b), -1).astype(np.float64)
+    mse = (d * d).mean(1)
+    with np.errstate(divide="ignore"):
+        p = 10 * np.log10(255.0 ** 2 / mse)
+    return np.minimum(p, 100.0)
+
+
+def exact(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """(N,) bool: image i of ``a`` equals image i of ``b``."""
+    return (a.reshape(len(a), -1) == b.reshape(len(b), -1)).all(1)
+
+
+# -- the fallback global states (used only while patchcrypt.attacks.globalstate is absent) -----------------
+def _fb_states() -> List[Tuple[int, int, bool]]:
+    """(dihedral 0-7, colour order 0-5, inverted); index 0 is the identity."""
+    return [(d, o, inv) for inv in (False, True) for d in range(8) for o in range(6)]
+
+
+def _fb_apply(images: np.ndarray, state) -> np.ndarray:
+    d, o, inv = state
+    out = np.rot90(images, d % 4, axes=(1, 2))
+    if d >= 4:
+        out = out[:, :, ::-1]
+    if out.shape[-1] == 3:
+        out = out[..., list(_ORDERS[o])]
+    out = np.ascontiguousarray(out)
+    return 255 - out if inv else out
+
+
+def _fb_invert(images: np.ndarray, state) -> np.ndarray:
+    d, o, inv = state
+    out = 255 - images if inv else images
+    if out.shape[-1] == 3:
+        out = out[..., list(np.argsort(_ORDERS[o]))]
+    if d >= 4:
+        out = out[:, :, ::-1]
+    return np.ascontiguousarray(np.rot90(out, -(d % 4), axes=(1, 2)))
+
+
+def _fb_up_to_global(pred: np.ndarray, plain: np.ndarray) -> Dict[str, Any]:
+    """Best state by mean SSIM over (up to) 128 images, among the identity and the 4 states of least squared
+    error on 32 (the fallback's shortcut: SSIM of all 96 states of large images is slow)."""
+    sel = np.linspace(0, len(pred) - 1, min(len(pred), _SELECT_IMAGES)).astype(int)
+    few = sel[np.linspace(0, len(sel) - 1, min(len(sel), 32)).astype(int)]
+    errors = []
+    for s in _fb_states():
+        cand = _fb_apply(pred[few], s)
+        if cand.shape == plain[few].shape:
+            errors.append((float(((cand.astype(np.float32) - plain[few]) ** 2).mean()), s))
+    shortlist = [s for _, s in sorted(errors, key=lambda e: e[0])[:4]]
+    shortlist += [] if _fb_states()[0] in shortlist else [_fb_states()[0]]     # never worse than the output
+    best = max(shortlist, key=lambda s: float(batch_ssim(_fb_apply(pred[sel], s), plain[sel]).mean()))
+    out = _fb_apply(pred, best)
+    return {"exact_images_global": float(exact(out, plain).mean()), "ssim_global": float(batch_ssim(out, plain).mean()),
+            "psnr_global": float(batch_psnr(out, plain).mean()), "best_state": best}
+
+
+def _fb_rank(candidates: np.ndarray, public: np.ndarray, *, seed: int = 0) -> List[int]:
+    """The 96 states ordered by how close the statistics of the transformed candidates come to the public
+    images' (mean image, value histograms, channel covariance, mean gradients); a left-right mirror is then
+    decided by the mean horizontal differences alone."""
+    from .many import _fit_public, _summary, _transform_features
+
+    pub = _summary(_fit_public(public, candidates.shape[1:]))
+    cur = _summary(candidates)
+    n, p = cur["n"], pub["n"]
+    states = _fb_states()
+    scores, dx = [], []
+    for d, o, inv in states:
+        if d % 2 and candidates.shape[1] != candidates.shape[2]:
+            scores.append(math.inf)
+            dx.append(math.inf)
+            continue
+        f = _transform_features({k: cur[k][None] for k in ("mean", "hist", "cov")}, d, _ORDERS[o],
+                                (inv,) * candidates.shape[3])
+        total, t_dx = 0.0, 0.0
+        for k in ("mean", "hist", "cov", "dx", "dy"):
+            var = pub[k + "_var"] * (1.0 / n + 1.0 / p) + 1e-6
+            term = float((((f[k][0] - pub[k]) ** 2) / var).mean())
+            total += term
+            t_dx = term if k == "dx" else t_dx
+        scores.append(total)
+        dx.append(t_dx)
+    order = [int(i) for i in np.argsort(scores, kind="stable")]
+    d, o, inv = states[order[0]]
+    partner = states.index(((d + 4) % 8 if d < 4 else (d - 4), o, inv)) if d in (0, 2, 4, 6) else None
+    if partner is not None and dx[partner] < dx[order[0]]:
+        order.remove(partner)
+        order.insert(0, partner)
+    return order
+
+
+try:   # the shared global-state module, when present
+    from .globalstate import GLOBAL_STATES, apply_state, invert_state, rank_states, up_to_global  # noqa: F401
+    FALLBACK = False
+except ImportError:
+    GLOBAL_STATES = _fb_states()
+    apply_state, invert_state, up_to_global, rank_states = _fb_apply, _fb_invert, _fb_up_to_global, _fb_rank
+    FALLBACK = True
+
+
+def state_index(state) -> int:
+    """Index of a state descriptor in ``GLOBAL_STATES``."""
+    return GLOBAL_STATES.index(state)
+
+
+def state_label(state) -> str:
+    """A state descriptor as a short string for JSON."""
+    return str(state)
+
+
+def state_as_map(state, shape: Tuple[int, int, int]) -> Tuple[np.ndarray, np.ndarray]:
+    """A global state as a gather over the flat (H, W, C) image: ``out[p] = x[perm[p]] ^ mask[p]``.
+
+    Read off ``apply_state`` by applying it to images that spell every position's index, so it holds
+    whatever form the state descriptors take. Returns (perm (D,) int64, mask (D,) uint8 0/255).
+    """
+    h, w, c = shape
+    d = h * w * c
+    digits = max(1, math.ceil(math.log(d, 256)))
+    idx = np.arange(d, dtype=np.int64)
+    probe = np.stack([((idx >> (8 * j)) & 255).astype(np.uint8).reshape(h, w, c) for j in range(digits)]
+                     + [np.zeros((h, w, c), np.uint8)])
+    out = apply_state(probe, state)
+    if out.shape[1:] != (h, w, c):
+        raise PatchcryptError(f"global state {state} changes the image shape {shape}")
+    mask = out[-1].reshape(-1)
+    perm = np.zeros(d, np.int64)
+    for j in range(digits):
+        perm |= (out[j].reshape(-1) ^ mask).astype(np.int64) << (8 * j)
+    return perm, mask
+
+
+# -- the schema ------------------------------------------------------------------------------------------------
+SCHEMA = ("n_images", "exact_images", "ssim", "ssim_std", "psnr", "psnr_std", "exact_images_global", "ssim_global",
+          "psnr_global", "global_state", "global_state_rank", "key_map_fraction")
+
+
+def score(plain: np.ndarray, output: np.ndarray, candidates: Optional[np.ndarray] = None,
+          state_order: Optional[Sequence[int]] = None, key_map_fraction: Optional[float] = None) -> Dict[str, Any]:
+    """The figures of one attack (keys: ``SCHEMA``).
+
+    Args:
+        plain: (N, H, W, C) uint8, the truth.
+        output: (N, H, W, C) uint8, the attacker's chosen output.
+        candidates, state_order: the attacker's candidates are ``apply_state(candidates, GLOBAL_STATES[i])``
+            for i in ``state_order`` (best first; ``output`` is the first). Without them, ``output`` is the
+            only candidate.
+        key_map_fraction: share of the key map recovered (registered schemes), else None.
+    """
+    if output.shape != plain.shape:
+        raise PatchcryptError(f"the attack output has shape {output.shape}, the plain images {plain.shape}")
+    s, p = batch_ssim(output, plain), batch_psnr(output, plain)
+    base = output if candidates is None else candidates
+    g = up_to_global(base, plain)
+    best = g["best_state"]
+    order = list(state_order) if state_order is not None else [0]
+    idx = state_index(best)
+    rank = order.index(idx) + 1 if idx in order else None
+    return {"n_images": int(len(plain)), "exact_images": float(exact(output, plain).mean()),
+            "ssim": float(s.mean()), "ssim_std": float(s.std()), "psnr": float(p.mean()), "psnr_std": float(p.std()),
+            "exact_images_global": float(g["exact_images_global"]), "ssim_global": float(g["ssim_global"]),
+            "psnr_global": float(g["psnr_global"]), "global_state": state_label(best), "global_state_rank": rank,
+            "key_map_fraction": None if key_map_fraction is None else float(key_map_fraction)}
+
+
+__all__ = ["GLOBAL_STATES", "apply_state", "invert_state", "up_to_global", "rank_states", "state_index",
+           "state_as_map", "score", "SCHEMA", "batch_ssim", "batch_psnr", "exact"]
