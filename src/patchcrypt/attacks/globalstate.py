@@ -185,7 +185,7 @@ def ssim_batch(a: np.ndarray, b: np.ndarray, data_range: float = 255.0, chunk: i
 
 
 def up_to_global(pred: np.ndarray, plain: np.ndarray, *, data_range: float = 255, sample: int = 32,
-                 shortlist: int = 4) -> Dict[str, object]:
+                 shortlist: int = 4, always: Sequence[int] = (0,)) -> Dict[str, object]:
     """Figures of an attacker's output (N, H, W, C) uint8 against the plain images, up to ONE global state.
 
     A key's global ambiguity is one state for every image, so one state is chosen for the whole batch: the
@@ -193,7 +193,8 @@ def up_to_global(pred: np.ndarray, plain: np.ndarray, *, data_range: float = 255
     large batches (N = 1000 at 32×32, N = 300 at 224×224) the state is chosen on an evenly spaced subsample
     of ``sample`` images: every state that fits the shape is ranked there by mean squared error (on a pixel
     grid), the ``shortlist`` best by mean SSIM (ties: exact images); the chosen state is then scored on the
-    whole batch. Where one state is
+    whole batch. The states in ``always`` (default: the identity, i.e. the output as the attacker chose
+    it) are always on the shortlist, so the figure is never below the chosen output's. Where one state is
     clearly right (any attack that works) this equals the best over all 96 states computed by brute force.
 
     Returns a dict: ``exact_images_global`` (share of images equal to plain after the state),
@@ -212,6 +213,7 @@ def up_to_global(pred: np.ndarray, plain: np.ndarray, *, data_range: float = 255
     sub_pred, sub_plain = pred[idx], plain[idx]
     mse = _mse_by_state(sub_pred, sub_plain, fits)
     short = [fits[i] for i in np.argsort(mse, kind="stable")[:max(1, shortlist)]]
+    short += [int(s) for s in always if int(s) in fits and int(s) not in short]
     best_key, best = None, short[0]
     for s in short:
         out = apply_state(sub_pred, s)
@@ -593,8 +595,8 @@ def score_states(candidates: np.ndarray, public: np.ndarray, *, seed: int = 0,
     if candidates.shape[3] != public.shape[3]:
         raise PatchcryptError(f"candidates have {candidates.shape[3]} channels, the public images "
                               f"{public.shape[3]}")
-    if len(public) < 8 or len(candidates) == 0:
-        raise PatchcryptError("choosing the global state needs at least 8 public images and 1 candidate")
+    if len(public) < 1 or len(candidates) == 0:
+        raise PatchcryptError("choosing the global state needs at least 1 public image and 1 candidate")
     if classifier_steps < 0:
         raise PatchcryptError(f"classifier_steps must be >= 0, got {classifier_steps}")
     cnn, stats = _experts(public, seed, classifier_steps).per_image(candidates)

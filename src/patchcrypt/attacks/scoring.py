@@ -13,8 +13,7 @@ attack emits (documented in docs/rate-your-scheme.md):
     n_images
 
 The global states come from :mod:`patchcrypt.attacks.globalstate` (``GLOBAL_STATES``, ``apply_state``,
-``up_to_global``, ``rank_states``); until that module exists, a private fallback with the same interface
-below is used.
+``up_to_global``, ``rank_states``).
 """
 
 from __future__ import annotations
@@ -25,10 +24,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 import numpy as np
 
 from ..errors import PatchcryptError
-
-_ORDERS = [(0, 1, 2), (0, 2, 1), (1, 0, 2), (1, 2, 0), (2, 0, 1), (2, 1, 0)]
-# Images used to pick the best global state by SSIM (the choice is one state for the whole batch).
-_SELECT_IMAGES = 128
+from .globalstate import GLOBAL_STATES, apply_state, invert_state, rank_states, up_to_global  # noqa: F401
 
 
 # -- fast batch metrics (the same values as scikit-image's SSIM with its defaults) -------------------------
@@ -80,93 +76,6 @@ def exact(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return (a.reshape(len(a), -1) == b.reshape(len(b), -1)).all(1)
 
 
-# -- the fallback global states (used only while patchcrypt.attacks.globalstate is absent) -----------------
-def _fb_states() -> List[Tuple[int, int, bool]]:
-    """(dihedral 0-7, colour order 0-5, inverted); index 0 is the identity."""
-    return [(d, o, inv) for inv in (False, True) for d in range(8) for o in range(6)]
-
-
-def _fb_apply(images: np.ndarray, state) -> np.ndarray:
-    d, o, inv = state
-    out = np.rot90(images, d % 4, axes=(1, 2))
-    if d >= 4:
-        out = out[:, :, ::-1]
-    if out.shape[-1] == 3:
-        out = out[..., list(_ORDERS[o])]
-    out = np.ascontiguousarray(out)
-    return 255 - out if inv else out
-
-
-def _fb_invert(images: np.ndarray, state) -> np.ndarray:
-    d, o, inv = state
-    out = 255 - images if inv else images
-    if out.shape[-1] == 3:
-        out = out[..., list(np.argsort(_ORDERS[o]))]
-    if d >= 4:
-        out = out[:, :, ::-1]
-    return np.ascontiguousarray(np.rot90(out, -(d % 4), axes=(1, 2)))
-
-
-def _fb_up_to_global(pred: np.ndarray, plain: np.ndarray) -> Dict[str, Any]:
-    """Best state by mean SSIM over (up to) 128 images, among the identity and the 4 states of least squared
-    error on 32 (the fallback's shortcut: SSIM of all 96 states of large images is slow)."""
-    sel = np.linspace(0, len(pred) - 1, min(len(pred), _SELECT_IMAGES)).astype(int)
-    few = sel[np.linspace(0, len(sel) - 1, min(len(sel), 32)).astype(int)]
-    errors = []
-    for s in _fb_states():
-        cand = _fb_apply(pred[few], s)
-        if cand.shape == plain[few].shape:
-            errors.append((float(((cand.astype(np.float32) - plain[few]) ** 2).mean()), s))
-    shortlist = [s for _, s in sorted(errors, key=lambda e: e[0])[:4]]
-    shortlist += [] if _fb_states()[0] in shortlist else [_fb_states()[0]]     # never worse than the output
-    best = max(shortlist, key=lambda s: float(batch_ssim(_fb_apply(pred[sel], s), plain[sel]).mean()))
-    out = _fb_apply(pred, best)
-    return {"exact_images_global": float(exact(out, plain).mean()), "ssim_global": float(batch_ssim(out, plain).mean()),
-            "psnr_global": float(batch_psnr(out, plain).mean()), "best_state": best}
-
-
-def _fb_rank(candidates: np.ndarray, public: np.ndarray, *, seed: int = 0) -> List[int]:
-    """The 96 states ordered by how close the statistics of the transformed candidates come to the public
-    images' (mean image, value histograms, channel covariance, mean gradients); a left-right mirror is then
-    decided by the mean horizontal differences alone."""
-    from .many import _fit_public, _summary, _transform_features
-
-    pub = _summary(_fit_public(public, candidates.shape[1:]))
-    cur = _summary(candidates)
-    n, p = cur["n"], pub["n"]
-    states = _fb_states()
-    scores, dx = [], []
-    for d, o, inv in states:
-        if d % 2 and candidates.shape[1] != candidates.shape[2]:
-            scores.append(math.inf)
-            dx.append(math.inf)
-            continue
-        f = _transform_features({k: cur[k][None] for k in ("mean", "hist", "cov")}, d, _ORDERS[o],
-                                (inv,) * candidates.shape[3])
-        total, t_dx = 0.0, 0.0
-        for k in ("mean", "hist", "cov", "dx", "dy"):
-            var = pub[k + "_var"] * (1.0 / n + 1.0 / p) + 1e-6
-            term = float((((f[k][0] - pub[k]) ** 2) / var).mean())
-            total += term
-            t_dx = term if k == "dx" else t_dx
-        scores.append(total)
-        dx.append(t_dx)
-    order = [int(i) for i in np.argsort(scores, kind="stable")]
-    d, o, inv = states[order[0]]
-    partner = states.index(((d + 4) % 8 if d < 4 else (d - 4), o, inv)) if d in (0, 2, 4, 6) else None
-    if partner is not None and dx[partner] < dx[order[0]]:
-        order.remove(partner)
-        order.insert(0, partner)
-    return order
-
-
-try:   # the shared global-state module, when present
-    from .globalstate import GLOBAL_STATES, apply_state, invert_state, rank_states, up_to_global  # noqa: F401
-    FALLBACK = False
-except ImportError:
-    GLOBAL_STATES = _fb_states()
-    apply_state, invert_state, up_to_global, rank_states = _fb_apply, _fb_invert, _fb_up_to_global, _fb_rank
-    FALLBACK = True
 
 
 def state_index(state) -> int:
@@ -222,10 +131,10 @@ def score(plain: np.ndarray, output: np.ndarray, candidates: Optional[np.ndarray
         raise PatchcryptError(f"the attack output has shape {output.shape}, the plain images {plain.shape}")
     s, p = batch_ssim(output, plain), batch_psnr(output, plain)
     base = output if candidates is None else candidates
-    g = up_to_global(base, plain)
-    best = g["best_state"]
     order = list(state_order) if state_order is not None else [0]
-    idx = state_index(best)
+    g = up_to_global(base, plain, always=(0, order[0]))   # never below the output the attacker chose
+    idx = int(g["best_state_index"])
+    best = GLOBAL_STATES[idx]
     rank = order.index(idx) + 1 if idx in order else None
     return {"n_images": int(len(plain)), "exact_images": float(exact(output, plain).mean()),
             "ssim": float(s.mean()), "ssim_std": float(s.std()), "psnr": float(p.mean()), "psnr_std": float(p.std()),
