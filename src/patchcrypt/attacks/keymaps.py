@@ -20,6 +20,25 @@ from ..errors import PatchcryptError
 from ..keys import Key
 
 
+
+def to_units(flat: np.ndarray, nibble: bool) -> np.ndarray:
+    """(N, L) uint8 → the units a key map acts on: the bytes themselves, or with ``nibble`` every byte split
+    into its upper and lower 4-bit halves, (N, 2L) values 0..15 (upper first).
+
+    >>> to_units(np.array([[0xAB, 0x01]], np.uint8), True).tolist()
+    [[10, 11, 0, 1]]
+    """
+    if not nibble:
+        return flat
+    out = np.empty((flat.shape[0], flat.shape[1] * 2), dtype=np.uint8)
+    out[:, 0::2], out[:, 1::2] = flat >> 4, flat & 15
+    return out
+
+
+def from_units(units: np.ndarray, nibble: bool) -> np.ndarray:
+    """The inverse of :func:`to_units`."""
+    return (units[:, 0::2] << 4) | units[:, 1::2] if nibble else units
+
 def true_key_map(scheme: str, key: Key, block_size: int, shape: Tuple[int, int, int]) -> Map:
     """The compiled map of (scheme, key) for plain images of ``shape`` (for scoring only)."""
     cipher = create_cipher(scheme, key, block_size=block_size)
@@ -61,15 +80,13 @@ def decrypt_with(recovered: Map, encrypted: np.ndarray, scheme) -> np.ndarray:
     x[g[i]] = y[i] XOR m[i]; a map that is not a permutation (a failed recovery) still decrypts, with
     collisions resolved arbitrarily and unreached positions left 0.
     """
-    from .kpa import _from_units, _to_units
-
     nibble = (get_scheme(scheme) if isinstance(scheme, str) else scheme).unit == "nibble"
-    y = _to_units(np.ascontiguousarray(encrypted).reshape(len(encrypted), -1), nibble)
+    y = to_units(np.ascontiguousarray(encrypted).reshape(len(encrypted), -1), nibble)
     if y.shape[1] != recovered.g.size:
         raise PatchcryptError(f"the recovered map covers {recovered.g.size} values; the images have {y.shape[1]}")
     x = np.zeros_like(y)
     x[:, recovered.g] = y ^ recovered.m
-    return _from_units(x, nibble).reshape(encrypted.shape)
+    return from_units(x, nibble).reshape(encrypted.shape)
 
 
 def dihedral_colour_states(block_size: int, channels: int, negate: bool = True) -> Tuple[np.ndarray, np.ndarray]:

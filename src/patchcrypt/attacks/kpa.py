@@ -31,20 +31,9 @@ from ..ciphers import SchemeSpec, get_scheme
 from ..ciphers.program import Map
 from ..errors import PatchcryptError
 from .base import AttackResult, require
+from .keymaps import from_units as _from_units, to_units as _to_units
 from .registry import AttackOptions, Threat, needs_key, needs_shared_key, needs_steps, register_attack
 from .target import Target
-
-
-def _to_units(flat: np.ndarray, nibble: bool) -> np.ndarray:
-    if not nibble:
-        return flat
-    out = np.empty((flat.shape[0], flat.shape[1] * 2), dtype=np.uint8)
-    out[:, 0::2], out[:, 1::2] = flat >> 4, flat & 15
-    return out
-
-
-def _from_units(units: np.ndarray, nibble: bool) -> np.ndarray:
-    return (units[:, 0::2] << 4) | units[:, 1::2] if nibble else units
 
 
 def _row_ids(*arrays: np.ndarray):
