@@ -48,6 +48,7 @@ from .inference import predict_logits, to_tensor
 from .keys import Key
 from .models import check_block_size, create_model, list_models, load_checkpoint, save_checkpoint
 from .models.registry import model_entrypoint
+from .models.vit_inv import per_image_warning
 from .record import subsampling_for
 from .runtime import resolve_device, to_nchw, train_epoch
 
@@ -339,6 +340,10 @@ def train(cfg: TrainConfig, show_progress: Optional[bool] = None) -> Dict[str, A
 
     train_set, test_set = _split_sets(cfg)
     pipe, meta = resolve_encryption(cfg, train_set)
+    if meta["per_image"] and dist.main:  # only an invariant model can learn from per-image keys (DESIGN §8)
+        note = per_image_warning(cfg.model, meta["scheme"], cfg.model_kwargs.get("invariance"))
+        if note:
+            warnings.warn(note)
     augment = cfg.augment if cfg.augment != "auto" else ("none" if meta["pre_encrypted"] else "crop-flip")
     model, model_kwargs, keyed = _build_model(cfg, meta, train_set, resume_ckpt, dist)
     head = freeze_backbone(model) if cfg.freeze else None
