@@ -96,7 +96,7 @@ def finetune_source(args) -> Optional[str]:
     src = args.out / "runs" / f"{args.dataset}__{slug(CELLS[0][0])}" / "best.pt"
     if not src.exists():
         return None
-    sd = torch.load(src, map_location="cpu", weights_only=False)["model"]
+    sd = torch.load(src, map_location="cpu", weights_only=False)["state_dict"]
     sd = {k: v for k, v in sd.items() if k != "pos_embed"}
     sd["patch_embed.proj.weight"] = conv_to_matrix(sd["patch_embed.proj.weight"])
     dst = args.out / "runs" / f"{args.dataset}__plain-upstream-as-invariant.pth"
