@@ -132,7 +132,9 @@ def main(argv=None) -> int:
         if (args.only and not any(o in label for o in args.only)) or (args.skip and args.skip in label):
             continue
         cell_file = args.out / f"{args.dataset}__{slug(label)}.json"
-        if cell_file.exists() and json.loads(cell_file.read_text()).get("preset") == args.preset:
+        epochs = args.epochs or PRESETS[args.preset]["epochs"]
+        if cell_file.exists() and (json.loads(cell_file.read_text()).get("preset"), json.loads(
+                cell_file.read_text()).get("epochs")) == (args.preset, epochs):
             continue
         pretrained = None
         if "fine-tuned" in label:
