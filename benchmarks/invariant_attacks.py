@@ -158,7 +158,14 @@ def best_attack(rows: List[Dict]) -> Dict:
 
 def load(out: Path) -> Dict[str, Dict]:
     """variant (or photos128__variant) -> its saved result."""
-    return {p.stem: json.loads(p.read_text()) for p in sorted(out.glob("*.json")) if p.name != "results.json"}
+    order = list(INVARIANT_VARIANTS)
+
+    def rank(p: Path):
+        name = p.stem.split("__")[-1]
+        return ("__" in p.stem, order.index(name) if name in order else len(order), p.stem)
+
+    return {p.stem: json.loads(p.read_text()) for p in sorted(out.glob("*.json"), key=rank)
+            if p.name != "results.json"}
 
 
 def report(out: Path) -> str:
