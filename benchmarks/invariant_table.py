@@ -104,6 +104,33 @@ def finetune_source(args) -> Optional[str]:
     return str(dst)
 
 
+def costs() -> str:
+    """Parameters and patch-embedding multiply-adds per image of the plain and invariant ViT-pico, both data
+    sets (counted from the layer shapes: canonical = key matmul L·G·K + linear L·D per block; pooled =
+    G·H·L + H·D per block; plain = L·D per block)."""
+    from patchcrypt.models import create_model
+
+    lines = ["| data | model | group order G | parameters | embedding MACs per image |", "|---|---|---|---|---|"]
+    for name, ds in DATASETS.items():
+        m = ds["block"]
+        size = 32 if name == "cifar" else 128
+        n, L = (size // m) ** 2, m * m * 3
+        for label, model_name, kw in (("plain ViT", PLAIN_VIT, {}), ("inv, canonical", INV_VIT, {}),
+                                      ("inv, orbit-pooled", INV_VIT, {"inv_embed": "pool"})):
+            model = create_model(model_name, img_size=size, patch_size=m, **kw)
+            d = model.embed_dim
+            if model_name == PLAIN_VIT:
+                g, macs = 1, n * L * d
+            else:
+                g = 96
+                pe = model.patch_embed
+                macs = n * (L * g * pe.canon.n_keys + L * d) if kw == {} else \
+                    n * (g * pe.inner.out_features * L + pe.inner.out_features * d)
+            params = sum(p.numel() for p in model.parameters())
+            lines.append(f"| {name} {size}px M={m} | {label} | {g} | {params:,} | {macs / 1e6:.2f}M |")
+    return "\n".join(lines)
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--dataset", choices=sorted(DATASETS), default="cifar")
@@ -118,7 +145,11 @@ def main(argv=None) -> int:
     ap.add_argument("--skip", default=None, help="skip cells whose label contains this text")
     ap.add_argument("--finetune", action="store_true", help="also fine-tune the invariant ViT (etc group) from "
                     "the plain ViT cell's weights")
+    ap.add_argument("--costs", action="store_true", help="print parameters and embedding cost, train nothing")
     args = ap.parse_args(argv)
+    if args.costs:
+        print(costs())
+        return 0
     ds = DATASETS[args.dataset]
     args.out.mkdir(parents=True, exist_ok=True)
     key_path = args.out / "owner.key"
