@@ -18,7 +18,7 @@ import argparse
 import json
 import sys
 from pathlib import Path
-from typing import Dict, List, Sequence
+from typing import Dict, List, Optional, Sequence
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from invariant_attacks import best_attack, load  # noqa: E402
@@ -39,11 +39,15 @@ CELL_TO_VARIANT = {
 }
 
 
-def frontier_points(table_rows: Sequence[Dict], attacks: Dict[str, Dict], dataset: str = "cifar") -> List[Dict]:
-    """``[{"label", "gap", "ssim", "attack"}]`` from invariant_table rows (with ``gap_to_plain``) and
-    invariant_attacks results (variant → saved result)."""
+def frontier_points(table_rows: Sequence[Dict], attacks: Dict[str, Dict], dataset: str = "cifar",
+                    plain_accuracy: Optional[float] = None) -> List[Dict]:
+    """``[{"label", "gap", "ssim", "attack"}]`` from invariant_table rows and invariant_attacks results
+    (variant → saved result). ``plain_accuracy`` (0..1) stands in for a missing plain-ViT cell of the CPU
+    preset (e.g. the accuracy table's, the same configuration)."""
     plain = {r["preset"]: r["accuracy"] for r in table_rows
              if r["dataset"] == dataset and r["cell"] == "plain ViT, plain images"}
+    if plain_accuracy is not None:
+        plain.setdefault("cpu", plain_accuracy)
     points = []
     for r in table_rows:
         if r["dataset"] != dataset or r["cell"] not in CELL_TO_VARIANT or r["preset"] not in plain:
@@ -91,9 +95,11 @@ def main(argv=None) -> int:
     ap.add_argument("--table", type=Path, default=Path("results/invariant_table"))
     ap.add_argument("--attacks", type=Path, default=Path("results/invariant_attacks"))
     ap.add_argument("--out", type=Path, default=Path("results/invariant_frontier.png"))
+    ap.add_argument("--plain-accuracy", type=float, default=None, help="plain ViT accuracy (0..1) when the "
+                    "table has no plain cell, e.g. 0.475 from benchmarks/accuracy_table.py (same preset)")
     args = ap.parse_args(argv)
     rows = load_rows(args.table)
-    points = frontier_points(rows, load(args.attacks))
+    points = frontier_points(rows, load(args.attacks), plain_accuracy=args.plain_accuracy)
     for p in points:
         print(f"{p['label']}: gap {p['gap']:.2f} points, best attack SSIM {p['ssim']:.3f} ({p['attack']})")
     if points:
