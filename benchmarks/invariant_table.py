@@ -146,9 +146,13 @@ def main(argv=None) -> int:
     ap.add_argument("--finetune", action="store_true", help="also fine-tune the invariant ViT (etc group) from "
                     "the plain ViT cell's weights")
     ap.add_argument("--costs", action="store_true", help="print parameters and embedding cost, train nothing")
+    ap.add_argument("--report", action="store_true", help="print the table of what OUT holds, train nothing")
     args = ap.parse_args(argv)
     if args.costs:
         print(costs())
+        return 0
+    if args.report:
+        report(args.out)
         return 0
     ds = DATASETS[args.dataset]
     args.out.mkdir(parents=True, exist_ok=True)
@@ -186,10 +190,40 @@ def load_rows(out: Path) -> List[Dict]:
     return [json.loads(p.read_text()) for p in sorted(out.glob("*__*.json"))]
 
 
+def unfinished_rows(out: Path) -> List[Dict]:
+    """Cells with epochs done but no result yet (running, or cut off): the last finished epoch's accuracy."""
+    labels = {slug(c[0]): c[0] for c in CELLS}
+    labels[slug("inv ViT (etc group, canonical) fine-tuned from plain ViT, per-image etc")] = \
+        "inv ViT (etc group, canonical) fine-tuned from plain ViT, per-image etc"
+    rows = []
+    for run in sorted((out / "runs").glob("*__*")):
+        dataset, _, cell = run.name.partition("__")
+        if not (run / "metrics.csv").exists() or (out / f"{run.name}.json").exists() or cell not in labels:
+            continue
+        lines = (run / "metrics.csv").read_text().strip().splitlines()
+        if len(lines) < 2:
+            continue
+        cols = lines[0].split(",")
+        epochs = [dict(zip(cols, ln.split(","))) for ln in lines[1:]]
+        planned = _planned_epochs(run)
+        rows.append({"dataset": dataset, "cell": labels[cell], "epochs_done": len(epochs),
+                     "epochs_planned": planned, "accuracy": max(float(e["test_acc"]) for e in epochs),
+                     "last_accuracy": float(epochs[-1]["test_acc"]),
+                     "train_seconds": sum(float(e["seconds"]) for e in epochs)})
+    return rows
+
+
+def _planned_epochs(run: Path) -> Optional[int]:
+    for line in (run / "config.yaml").read_text().splitlines() if (run / "config.yaml").exists() else []:
+        if line.startswith("epochs:"):
+            return int(line.split(":", 1)[1])
+    return None
+
+
 def report(out: Path) -> str:
     rows = load_rows(out)
     md_parts = []
-    for dataset in sorted({r["dataset"] for r in rows}):
+    for dataset in sorted({r["dataset"] for r in rows + unfinished_rows(out)}):
         rs = [r for r in rows if r["dataset"] == dataset]
         plain = {r["preset"]: r["accuracy"] for r in rs if r["cell"] == CELLS[0][0]}
         order = [c[0] for c in CELLS]
@@ -203,7 +237,14 @@ def report(out: Path) -> str:
                           "accuracy %": f"{100 * r['accuracy']:.2f}",
                           "gap to plain (points)": "" if r["gap_to_plain"] is None else f"{r['gap_to_plain']:.2f}",
                           "train s": f"{r['train_seconds']:.0f}"})
-        md = f"### {dataset}\n\n" + markdown_table(table, list(table[0]))
+        md = f"### {dataset}\n\n" + (markdown_table(table, list(table[0])) if table else "(no finished cell yet)")
+        partial = [r for r in unfinished_rows(out) if r["dataset"] == dataset]
+        if partial:
+            md += "\n\nNot finished (best test accuracy so far; the schedule's cosine decay has not ended):\n\n" + \
+                markdown_table([{"cell": r["cell"], "epochs done": f"{r['epochs_done']}/{r['epochs_planned']}",
+                                 "accuracy so far %": f"{100 * r['accuracy']:.2f}",
+                                 "train s": f"{r['train_seconds']:.0f}"} for r in partial],
+                               ["cell", "epochs done", "accuracy so far %", "train s"])
         md_parts.append(md)
         (out / f"table_{dataset}.md").write_text(md + "\n")
     md = "\n\n".join(md_parts)
