@@ -22,7 +22,7 @@ from typing import Dict, List, Optional, Sequence
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from invariant_attacks import best_attack, load  # noqa: E402
-from invariant_table import load_rows  # noqa: E402
+from invariant_table import load_rows, matched_gaps  # noqa: E402
 
 from patchcrypt.atomic import atomic_write  # noqa: E402
 
@@ -99,7 +99,15 @@ def main(argv=None) -> int:
                     "table has no plain cell, e.g. 0.475 from benchmarks/accuracy_table.py (same preset)")
     args = ap.parse_args(argv)
     rows = load_rows(args.table)
-    points = frontier_points(rows, load(args.attacks), plain_accuracy=args.plain_accuracy)
+    attacks = load(args.attacks)
+    points = frontier_points(rows, attacks, plain_accuracy=args.plain_accuracy)
+    done = {p["label"] for p in points}
+    for g in matched_gaps(args.table, "cifar"):        # cells still running: the gap at the same epoch
+        label, variant = CELL_TO_VARIANT.get(g["cell"], (None, None))
+        b = best_attack(attacks.get(variant, {}).get("rows", [])) if variant else {}
+        if label and label not in done and b:
+            points.append({"label": f"{label} (epoch {g['epoch']}/{g['planned']})", "gap": 100 * (g["plain"] -
+                           g["accuracy"]), "ssim": b["ssim_mean"], "attack": b["attack"]})
     for p in points:
         print(f"{p['label']}: gap {p['gap']:.2f} points, best attack SSIM {p['ssim']:.3f} ({p['attack']})")
     if points:

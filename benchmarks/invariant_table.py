@@ -213,6 +213,31 @@ def unfinished_rows(out: Path) -> List[Dict]:
     return rows
 
 
+def _epoch_acc(run: Path) -> List[float]:
+    """Test accuracy after each finished epoch of a run folder (empty if none)."""
+    path = run / "metrics.csv"
+    if not path.exists():
+        return []
+    lines = path.read_text().strip().splitlines()
+    col = lines[0].split(",").index("test_acc")
+    return [float(ln.split(",")[col]) for ln in lines[1:]]
+
+
+def matched_gaps(out: Path, dataset: str) -> List[Dict]:
+    """Every cell against the plain ViT at the same epoch of the same schedule (for runs not finished yet):
+    ``{"cell", "epoch", "planned", "accuracy", "plain", "gap"}``, gap in points."""
+    plain = _epoch_acc(out / "runs" / f"{dataset}__{slug(CELLS[0][0])}")
+    rows = []
+    for label, *_ in CELLS[1:]:
+        run = out / "runs" / f"{dataset}__{slug(label)}"
+        acc = _epoch_acc(run)
+        k = min(len(acc), len(plain))
+        if k:
+            rows.append({"cell": label, "epoch": k, "planned": _planned_epochs(run), "accuracy": acc[k - 1],
+                         "plain": plain[k - 1], "gap": round(100 * (plain[k - 1] - acc[k - 1]), 2)})
+    return rows
+
+
 def _planned_epochs(run: Path) -> Optional[int]:
     for line in (run / "config.yaml").read_text().splitlines() if (run / "config.yaml").exists() else []:
         if line.startswith("epochs:"):
@@ -246,6 +271,13 @@ def report(out: Path) -> str:
                                  "train s": f"{r['train_seconds']:.0f}"} for r in partial],
                                ["cell", "epochs done", "accuracy so far %", "train s"])
         md_parts.append(md)
+        same = matched_gaps(out, dataset)
+        if same:
+            md += "\n\nAt the same epoch of the same schedule as the plain ViT (test accuracy after that epoch):\n\n" + \
+                markdown_table([{"cell": r["cell"], "epoch": f"{r['epoch']}/{r['planned']}",
+                                 "accuracy %": f"{100 * r['accuracy']:.2f}", "plain ViT %": f"{100 * r['plain']:.2f}",
+                                 "gap (points)": f"{r['gap']:.2f}"} for r in same],
+                               ["cell", "epoch", "accuracy %", "plain ViT %", "gap (points)"])
         (out / f"table_{dataset}.md").write_text(md + "\n")
     md = "\n\n".join(md_parts)
     print(md, flush=True)
