@@ -73,9 +73,10 @@ def plot_frontier(points: Sequence[Dict], path: Path, goal_gap: float = 5.0, goa
     fig, ax = plt.subplots(figsize=(7.5, 5))
     ax.axvspan(-100, goal_gap, ymin=0, ymax=goal_ssim / 1.05, color="tab:green", alpha=0.12,
                label=f"goal: gap ≤ {goal_gap:g}, SSIM ≤ {goal_ssim:g}")
-    for p in points:
+    for i, p in enumerate(points):
         ax.scatter(p["gap"], p["ssim"], s=40)
-        ax.annotate(p["label"], (p["gap"], p["ssim"]), fontsize=7, xytext=(4, 3), textcoords="offset points")
+        ax.annotate(p["label"], (p["gap"], p["ssim"]), fontsize=7, xytext=(4, 3 - 10 * (i % 3)),
+                    textcoords="offset points")
     gaps = [p["gap"] for p in points] or [0.0]
     ax.set_xlim(min(-1.0, min(gaps) - 1), max(goal_gap + 1, max(gaps) + 8))
     ax.set_ylim(0, 1.05)
@@ -97,6 +98,9 @@ def main(argv=None) -> int:
     ap.add_argument("--out", type=Path, default=Path("results/invariant_frontier.png"))
     ap.add_argument("--plain-accuracy", type=float, default=None, help="plain ViT accuracy (0..1) when the "
                     "table has no plain cell, e.g. 0.475 from benchmarks/accuracy_table.py (same preset)")
+    ap.add_argument("--point", action="append", default=[], metavar="LABEL=GAP:SSIM",
+                    help="a point measured elsewhere, e.g. 'block-pixel, one key=0.2:1.0' (the accuracy table's "
+                    "gap; SSIM 1.0 where the many-image attack recovers the whole key)")
     args = ap.parse_args(argv)
     rows = load_rows(args.table)
     attacks = load(args.attacks)
@@ -108,6 +112,10 @@ def main(argv=None) -> int:
         if label and label not in done and b:
             points.append({"label": f"{label} (epoch {g['epoch']}/{g['planned']})", "gap": 100 * (g["plain"] -
                            g["accuracy"]), "ssim": b["ssim_mean"], "attack": b["attack"]})
+    for spec in args.point:
+        label, _, rest = spec.rpartition("=")
+        gap, _, ssim_ = rest.partition(":")
+        points.append({"label": label, "gap": float(gap), "ssim": float(ssim_), "attack": "given (--point)"})
     for p in points:
         print(f"{p['label']}: gap {p['gap']:.2f} points, best attack SSIM {p['ssim']:.3f} ({p['attack']})")
     if points:
