@@ -60,6 +60,13 @@ EXPOSURES: Dict[str, Exposure] = {
         "whole key from 10 ciphertexts; one image alone is readable after FR", "8 pairs", "1 image",
         "whole key with the public plain weights", 10),
 }
+# EtC's step subsets (ciphers/variants.py) are meant for per-image keys and an invariant model; under one
+# shared key they fall like etc, whose steps they are a subset of (not measured separately).
+for _variant in ("etc-bs-rf", "etc-bs-rf-np"):
+    EXPOSURES[_variant] = Exposure(
+        "not measured with one key: a subset of etc's steps (etc: whole key from 30 ciphertexts); use per-image "
+        "keys", "not measured (a subset of etc)", "not measured (a subset of etc)",
+        "with per-image keys an invariant model holds no key")
 
 STEP_EXCEPTIONS = {
     "step-ps-perblock": "60% of the key map from 1,000 ciphertexts (SSIM 0.80); not exact",

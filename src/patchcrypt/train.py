@@ -48,6 +48,7 @@ from .inference import predict_logits, to_tensor
 from .keys import Key
 from .models import check_block_size, create_model, list_models, load_checkpoint, save_checkpoint
 from .models.registry import model_entrypoint
+from .models.vit_inv import per_image_warning
 from .record import EncryptionRecord, subsampling_for
 from .runtime import resolve_device, to_nchw, train_epoch
 from .train_data import TrainData, declared_size, open_training_data
@@ -348,6 +349,10 @@ def train(cfg: TrainConfig, show_progress: Optional[bool] = None) -> Dict[str, A
     data = open_training_data(cfg, _split_sets)  # in RAM or streamed, at the model's size
     train_set, test_set = data.train, data.test
     pipe, meta = resolve_encryption(cfg, train_set)
+    if meta["per_image"] and dist.main:  # only an invariant model can learn from per-image keys (docs/invariant.md)
+        note = per_image_warning(cfg.model, meta["scheme"], cfg.model_kwargs.get("invariance"))
+        if note:
+            warnings.warn(note)
     augment = data.choose_augment(cfg.augment, meta["pre_encrypted"])
     model, model_kwargs, keyed = _build_model(cfg, meta, train_set, resume_ckpt, dist)
     head = freeze_backbone(model) if cfg.freeze else None

@@ -30,7 +30,7 @@ def _new_groups(model):
 
 def _variants(name):
     yield {}
-    if not name.startswith("resnet"):
+    if not name.startswith("resnet") and "_inv_" not in name:   # invariant ViTs have no per-position embedding
         yield {"embed": "blockwise"}
 
 
@@ -43,8 +43,8 @@ def test_parameter_groups_as_before(name, frozen):
             freeze_backbone(model)
         decay, no_decay = _old_groups(model)
         assert _new_groups(model) == [decay, no_decay], (name, extra)
-        if name.startswith("vit") and not frozen:
-            assert {"pos_embed", "cls_token"} <= set(no_decay)
+        if name.startswith("vit") and not frozen:   # an invariant ViT has no position embedding
+            assert ({"cls_token"} if "_inv_" in name else {"pos_embed", "cls_token"}) <= set(no_decay)
 
 
 def test_block_size_from_data_is_a_model_attribute():

@@ -3,7 +3,7 @@
 ``create_model(name, **kw)`` and ``list_models(pattern)`` as timm; importing this package registers all.
 """
 
-from . import convmixer, resnet, vit  # noqa: F401  (registration)
+from . import convmixer, resnet, vit, vit_inv  # noqa: F401  (registration)
 from .checkpoint import build_model, load_checkpoint, save_checkpoint
 from .layers import BlockwiseEmbed, InputNorm, embed_matrix, set_embed_matrix
 from .pretrained import load_pretrained

@@ -1,0 +1,289 @@
+"""The price of invariance: plain ViT vs shared-key schemes vs invariant ViTs on per-image-encrypted images.
+
+    .venv/bin/python benchmarks/invariant_table.py                      # small default: a smoke run (minutes)
+    .venv/bin/python benchmarks/invariant_table.py --preset cpu         # CIFAR-10 CPU preset (as accuracy_table)
+    .venv/bin/python benchmarks/invariant_table.py --preset cpu --dataset flowers   # flowers5-128, M = 16
+    .venv/bin/python benchmarks/invariant_table.py --preset cpu --only inv  # only the cells whose label has "inv"
+
+CIFAR-10 CPU preset: 10,000 training images (class-balanced), all 10,000 test images, 10 epochs, batch 128,
+seed 0, lr 2e-3, M = patch = 4 at 32×32, ViT-pico (D = 64, depth 4) — the accuracy table's ViT cell.
+flowers5-128: all 3,426 training and 883 test photos at 128×128, M = patch = 16 (64 tokens, as CIFAR's),
+the same ViT-pico width and depth, 10 epochs, batch 64 (``--epochs`` shortens a run; the table says so).
+
+Rows: plain ViT on plain images; shared-key ``block-pixel`` (shared embedding) and ``etc`` (position-wise
+embedding) as the accuracy table has them; the plain ViT on per-image ``etc`` (what per-image keys cost a
+model that is not invariant); every invariant variant on its per-image ciphertexts (``step-bs``,
+``etc-bs-rf``, ``etc-bs-rf-np``, ``etc``) with the canonicalising embedding; ``etc`` with the orbit-pooled
+embedding; and (``--finetune``) the invariant ViT fine-tuned from the plain ViT's weights.
+
+Resumable: every cell is a run folder OUT/runs/<dataset>__<cell> (a cut-off cell resumes from last.pt) and a
+finished cell is saved as OUT/<dataset>__<cell>.json; results.json and table_<dataset>.md are rewritten
+after every cell. All cells share one key (OUT/owner.key, mode 0600, never printed); per-image cells draw
+every image's key from a fresh nonce under it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Dict, List, Optional
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import markdown_table, write_results  # noqa: E402
+
+from patchcrypt import Key  # noqa: E402
+from patchcrypt.atomic import atomic_write  # noqa: E402
+from patchcrypt.train import TrainConfig, train  # noqa: E402
+
+SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "datasets"
+DATASETS = {
+    "cifar": dict(data=SHARED / "cifar10-jpeg", block=4, batch=128, subset=10000, test_subset=None),
+    "flowers": dict(data=SHARED / "flowers5-128", block=16, batch=64, subset=None, test_subset=None),
+}
+PRESETS = {"quick": dict(epochs=2, subset=1000, test_subset=1000), "cpu": dict(epochs=10)}
+PLAIN_VIT, INV_VIT, LR = "vit_pico_patch4_32", "vit_pico_inv_patch4_32", 2e-3
+
+# label, model, scheme, per_image, model kwargs (patch size added per data set)
+CELLS = [
+    ("plain ViT, plain images", PLAIN_VIT, "plain", False, {}),
+    ("inv ViT (etc group, canonical), per-image etc", INV_VIT, "etc", True, {"invariance": "etc"}),
+    ("inv ViT (bs-rf-np group, canonical), per-image etc-bs-rf-np", INV_VIT, "etc-bs-rf-np", True,
+     {"invariance": "bs-rf-np"}),
+    ("inv ViT (bs-rf group, canonical), per-image etc-bs-rf", INV_VIT, "etc-bs-rf", True, {"invariance": "bs-rf"}),
+    ("inv ViT (bs group), per-image step-bs", INV_VIT, "step-bs", True, {"invariance": "bs"}),
+    ("plain ViT, shared-key block-pixel", PLAIN_VIT, "block-pixel", False, {}),
+    ("plain ViT position-wise, shared-key etc", PLAIN_VIT, "etc", False, {"embed": "blockwise"}),
+    ("plain ViT, per-image etc (not invariant)", PLAIN_VIT, "etc", True, {}),
+    ("inv ViT (etc group, orbit-pooled), per-image etc", INV_VIT, "etc", True,
+     {"invariance": "etc", "inv_embed": "pool"}),
+]
+
+
+def slug(label: str) -> str:
+    keep = "".join(ch if ch.isalnum() else "-" for ch in label.lower())
+    return "-".join(p for p in keep.split("-") if p)
+
+
+def run_cell(args, ds: Dict, label: str, model: str, scheme: str, per_image: bool, kw: Dict,
+             key_path: Path, pretrained: Optional[str] = None) -> Dict:
+    """Train one cell (resuming a cut-off run) and return its row."""
+    p = {**ds, **PRESETS[args.preset]}
+    epochs = args.epochs or p["epochs"]
+    run = args.out / "runs" / f"{args.dataset}__{slug(label)}"
+    kw = {**kw, "patch_size": ds["block"]}
+    cfg = TrainConfig(data=str(args.data or ds["data"]), model=model, out=str(run),
+                      scheme=None if scheme == "plain" else scheme, key=None if scheme == "plain" else str(key_path),
+                      block_size=None if scheme == "plain" else ds["block"], per_image=per_image,
+                      epochs=epochs, batch_size=p["batch"], lr=LR, subset=p["subset"],
+                      test_subset=p["test_subset"], seed=args.seed, device=args.device, model_kwargs=kw,
+                      pretrained=pretrained, resume=(run / "last.pt").exists())
+    summary = train(cfg, show_progress=False)
+    return {"dataset": args.dataset, "cell": label, "model": model, "model_kwargs": kw, "scheme": scheme,
+            "per_image": per_image, "accuracy": summary["best_test_acc"], "final_accuracy": summary["final_test_acc"],
+            "parameters": summary["parameters"], "train_seconds": summary["train_seconds"], "epochs": epochs,
+            "n_train": summary["n_train"], "n_test": summary["n_test"], "preset": args.preset, "run": str(run)}
+
+
+def finetune_source(args) -> Optional[str]:
+    """The plain ViT's best checkpoint as an invariant ViT state dict (position embedding dropped, the
+    patch conv as the canonical embedding's linear map), written beside the runs; None if not trained yet."""
+    import torch
+
+    from patchcrypt.models.layers import conv_to_matrix
+
+    src = args.out / "runs" / f"{args.dataset}__{slug(CELLS[0][0])}" / "best.pt"
+    if not src.exists():
+        return None
+    sd = torch.load(src, map_location="cpu", weights_only=False)["state_dict"]
+    sd = {k: v for k, v in sd.items() if k != "pos_embed"}
+    sd["patch_embed.proj.weight"] = conv_to_matrix(sd["patch_embed.proj.weight"])
+    dst = args.out / "runs" / f"{args.dataset}__plain-upstream-as-invariant.pth"
+    atomic_write(dst, lambda f: torch.save(sd, f))
+    return str(dst)
+
+
+def costs() -> str:
+    """Parameters and patch-embedding multiply-adds per image of the plain and invariant ViT-pico, both data
+    sets (counted from the layer shapes: canonical = key matmul L·G·K + linear L·D per block; pooled =
+    G·H·L + H·D per block; plain = L·D per block)."""
+    from patchcrypt.models import create_model
+
+    lines = ["| data | model | group order G | parameters | embedding MACs per image |", "|---|---|---|---|---|"]
+    for name, ds in DATASETS.items():
+        m = ds["block"]
+        size = 32 if name == "cifar" else 128
+        n, L = (size // m) ** 2, m * m * 3
+        for label, model_name, kw in (("plain ViT", PLAIN_VIT, {}), ("inv, canonical", INV_VIT, {}),
+                                      ("inv, orbit-pooled", INV_VIT, {"inv_embed": "pool"})):
+            model = create_model(model_name, img_size=size, patch_size=m, **kw)
+            d = model.embed_dim
+            if model_name == PLAIN_VIT:
+                g, macs = 1, n * L * d
+            else:
+                g = 96
+                pe = model.patch_embed
+                macs = n * (L * g * pe.canon.n_keys + L * d) if kw == {} else \
+                    n * (g * pe.inner.out_features * L + pe.inner.out_features * d)
+            params = sum(p.numel() for p in model.parameters())
+            lines.append(f"| {name} {size}px M={m} | {label} | {g} | {params:,} | {macs / 1e6:.2f}M |")
+    return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--dataset", choices=sorted(DATASETS), default="cifar")
+    ap.add_argument("--data", default=None, help="override the data folder of --dataset")
+    ap.add_argument("--preset", choices=sorted(PRESETS), default="quick")
+    ap.add_argument("--epochs", type=int, default=None, help="fewer epochs than the preset (labelled as such)")
+    ap.add_argument("--out", type=Path, default=Path("results/invariant_table"))
+    ap.add_argument("--device", default=None)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--only", action="append", default=None, help="run only cells whose label contains this "
+                    "text (repeat for several; several processes may share one --out)")
+    ap.add_argument("--skip", default=None, help="skip cells whose label contains this text")
+    ap.add_argument("--finetune", action="store_true", help="also fine-tune the invariant ViT (etc group) from "
+                    "the plain ViT cell's weights")
+    ap.add_argument("--costs", action="store_true", help="print parameters and embedding cost, train nothing")
+    ap.add_argument("--report", action="store_true", help="print the table of what OUT holds, train nothing")
+    args = ap.parse_args(argv)
+    if args.costs:
+        print(costs())
+        return 0
+    if args.report:
+        report(args.out)
+        return 0
+    ds = DATASETS[args.dataset]
+    args.out.mkdir(parents=True, exist_ok=True)
+    key_path = args.out / "owner.key"
+    if not key_path.exists():
+        Key.generate().save(key_path)
+    cells = list(CELLS)
+    if args.finetune:
+        cells.append(("inv ViT (etc group, canonical) fine-tuned from plain ViT, per-image etc", INV_VIT, "etc",
+                      True, {"invariance": "etc"}))
+    for i, (label, model, scheme, per_image, kw) in enumerate(cells, 1):
+        if (args.only and not any(o in label for o in args.only)) or (args.skip and args.skip in label):
+            continue
+        cell_file = args.out / f"{args.dataset}__{slug(label)}.json"
+        epochs = args.epochs or PRESETS[args.preset]["epochs"]
+        if cell_file.exists() and (json.loads(cell_file.read_text()).get("preset"), json.loads(
+                cell_file.read_text()).get("epochs")) == (args.preset, epochs):
+            continue
+        pretrained = None
+        if "fine-tuned" in label:
+            pretrained = finetune_source(args)
+            if pretrained is None:
+                print(f"[{i}/{len(cells)}] {label}: needs the plain ViT cell first; skipped", flush=True)
+                continue
+        print(f"[{i}/{len(cells)}] {args.dataset}: {label}", flush=True)
+        row = run_cell(args, ds, label, model, scheme, per_image, kw, key_path, pretrained)
+        atomic_write(cell_file, json.dumps(row, indent=1))
+        report(args.out)
+    report(args.out)
+    return 0
+
+
+def load_rows(out: Path) -> List[Dict]:
+    """Every finished cell under ``out`` (one JSON file per cell)."""
+    return [json.loads(p.read_text()) for p in sorted(out.glob("*__*.json"))]
+
+
+def unfinished_rows(out: Path) -> List[Dict]:
+    """Cells with epochs done but no result yet (running, or cut off): the last finished epoch's accuracy."""
+    labels = {slug(c[0]): c[0] for c in CELLS}
+    labels[slug("inv ViT (etc group, canonical) fine-tuned from plain ViT, per-image etc")] = \
+        "inv ViT (etc group, canonical) fine-tuned from plain ViT, per-image etc"
+    rows = []
+    for run in sorted((out / "runs").glob("*__*")):
+        dataset, _, cell = run.name.partition("__")
+        if not (run / "metrics.csv").exists() or (out / f"{run.name}.json").exists() or cell not in labels:
+            continue
+        lines = (run / "metrics.csv").read_text().strip().splitlines()
+        if len(lines) < 2:
+            continue
+        cols = lines[0].split(",")
+        epochs = [dict(zip(cols, ln.split(","))) for ln in lines[1:]]
+        planned = _planned_epochs(run)
+        rows.append({"dataset": dataset, "cell": labels[cell], "epochs_done": len(epochs),
+                     "epochs_planned": planned, "accuracy": max(float(e["test_acc"]) for e in epochs),
+                     "last_accuracy": float(epochs[-1]["test_acc"]),
+                     "train_seconds": sum(float(e["seconds"]) for e in epochs)})
+    return rows
+
+
+def _epoch_acc(run: Path) -> List[float]:
+    """Test accuracy after each finished epoch of a run folder (empty if none)."""
+    path = run / "metrics.csv"
+    if not path.exists():
+        return []
+    lines = path.read_text().strip().splitlines()
+    col = lines[0].split(",").index("test_acc")
+    return [float(ln.split(",")[col]) for ln in lines[1:]]
+
+
+def matched_gaps(out: Path, dataset: str) -> List[Dict]:
+    """Every cell against the plain ViT at the same epoch of the same schedule (for runs not finished yet):
+    ``{"cell", "epoch", "planned", "accuracy", "plain", "gap"}``, gap in points."""
+    plain = _epoch_acc(out / "runs" / f"{dataset}__{slug(CELLS[0][0])}")
+    rows = []
+    for label, *_ in CELLS[1:]:
+        run = out / "runs" / f"{dataset}__{slug(label)}"
+        acc = _epoch_acc(run)
+        k = min(len(acc), len(plain))
+        if k:
+            rows.append({"cell": label, "epoch": k, "planned": _planned_epochs(run), "accuracy": acc[k - 1],
+                         "plain": plain[k - 1], "gap": round(100 * (plain[k - 1] - acc[k - 1]), 2)})
+    return rows
+
+
+def _planned_epochs(run: Path) -> Optional[int]:
+    for line in (run / "config.yaml").read_text().splitlines() if (run / "config.yaml").exists() else []:
+        if line.startswith("epochs:"):
+            return int(line.split(":", 1)[1])
+    return None
+
+
+def report(out: Path) -> str:
+    rows = load_rows(out)
+    md_parts = []
+    for dataset in sorted({r["dataset"] for r in rows + unfinished_rows(out)}):
+        rs = [r for r in rows if r["dataset"] == dataset]
+        plain = {r["preset"]: r["accuracy"] for r in rs if r["cell"] == CELLS[0][0]}
+        order = [c[0] for c in CELLS]
+        rs.sort(key=lambda r: (r["preset"], order.index(r["cell"]) if r["cell"] in order else len(order)))
+        table = []
+        for r in rs:
+            base = plain.get(r["preset"])
+            r["gap_to_plain"] = None if base is None else round(100 * (base - r["accuracy"]), 2)
+            table.append({"cell": r["cell"], "preset": r["preset"], "epochs": r["epochs"],
+                          "train/test": f"{r['n_train']}/{r['n_test']}", "params": r["parameters"],
+                          "accuracy %": f"{100 * r['accuracy']:.2f}",
+                          "gap to plain (points)": "" if r["gap_to_plain"] is None else f"{r['gap_to_plain']:.2f}",
+                          "train s": f"{r['train_seconds']:.0f}"})
+        md = f"### {dataset}\n\n" + (markdown_table(table, list(table[0])) if table else "(no finished cell yet)")
+        partial = [r for r in unfinished_rows(out) if r["dataset"] == dataset]
+        if partial:
+            md += "\n\nNot finished (best test accuracy so far; the schedule's cosine decay has not ended):\n\n" + \
+                markdown_table([{"cell": r["cell"], "epochs done": f"{r['epochs_done']}/{r['epochs_planned']}",
+                                 "accuracy so far %": f"{100 * r['accuracy']:.2f}",
+                                 "train s": f"{r['train_seconds']:.0f}"} for r in partial],
+                               ["cell", "epochs done", "accuracy so far %", "train s"])
+        md_parts.append(md)
+        same = matched_gaps(out, dataset)
+        if same:
+            md += "\n\nAt the same epoch of the same schedule as the plain ViT (test accuracy after that epoch):\n\n" + \
+                markdown_table([{"cell": r["cell"], "epoch": f"{r['epoch']}/{r['planned']}",
+                                 "accuracy %": f"{100 * r['accuracy']:.2f}", "plain ViT %": f"{100 * r['plain']:.2f}",
+                                 "gap (points)": f"{r['gap']:.2f}"} for r in same],
+                               ["cell", "epoch", "accuracy %", "plain ViT %", "gap (points)"])
+        (out / f"table_{dataset}.md").write_text(md + "\n")
+    md = "\n\n".join(md_parts)
+    print(md, flush=True)
+    write_results(out, "invariant_table", {"datasets": sorted(DATASETS)}, rows, md)
+    return md
+
+
+if __name__ == "__main__":
+    sys.exit(main())
