@@ -24,42 +24,18 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 import numpy as np
 
 from ..errors import PatchcryptError
-from .globalstate import GLOBAL_STATES, apply_state, invert_state, rank_states, up_to_global  # noqa: F401
+from .globalstate import GLOBAL_STATES, apply_state, invert_state, rank_states, ssim_batch, up_to_global  # noqa: F401
 
 
 # -- fast batch metrics (the same values as scikit-image's SSIM with its defaults) -------------------------
-def _box(x: np.ndarray, win: int) -> np.ndarray:
-    """Mean over every valid win x win window of (N, H, W, C) float64 -> (N, H-win+1, W-win+1, C)."""
-    c = np.cumsum(np.cumsum(x, axis=1), axis=2)
-    c = np.pad(c, ((0, 0), (1, 0), (1, 0), (0, 0)))
-    s = c[:, win:, win:] - c[:, :-win, win:] - c[:, win:, :-win] + c[:, :-win, :-win]
-    return s / (win * win)
-
-
-def batch_ssim(a: np.ndarray, b: np.ndarray, chunk: int = 256) -> np.ndarray:
+def batch_ssim(a: np.ndarray, b: np.ndarray, chunk: int = 64) -> np.ndarray:
     """Per-image SSIM of two uint8 batches (N, H, W, C): (N,) float64.
 
     Equal to :func:`patchcrypt.metrics.ssim` (scikit-image: 7x7 uniform window, sample covariance,
-    border of 3 cropped, channels averaged), computed for the whole batch at once.
+    border of 3 cropped, channels averaged), computed for the whole batch at once
+    (:func:`patchcrypt.attacks.globalstate.ssim_batch`).
     """
-    if a.shape != b.shape or a.ndim != 4:
-        raise PatchcryptError(f"images differ in shape: {a.shape} vs {b.shape}")
-    win = min(7, a.shape[1], a.shape[2])
-    win -= 1 - win % 2
-    if win < 3:
-        raise PatchcryptError(f"images of {a.shape[1]}x{a.shape[2]} are too small for SSIM")
-    c1, c2 = (0.01 * 255) ** 2, (0.03 * 255) ** 2
-    norm = win * win / (win * win - 1.0)
-    out = []
-    for s in range(0, len(a), chunk):
-        x, y = a[s:s + chunk].astype(np.float64), b[s:s + chunk].astype(np.float64)
-        ux, uy = _box(x, win), _box(y, win)
-        vx = norm * (_box(x * x, win) - ux * ux)
-        vy = norm * (_box(y * y, win) - uy * uy)
-        vxy = norm * (_box(x * y, win) - ux * uy)
-        smap = ((2 * ux * uy + c1) * (2 * vxy + c2)) / ((ux * ux + uy * uy + c1) * (vx + vy + c2))
-        out.append(smap.mean(axis=(1, 2)).mean(axis=-1))
-    return np.concatenate(out)
+    return ssim_batch(a, b, 255.0, chunk)
 
 
 def batch_psnr(a: np.ndarray, b: np.ndarray) -> np.ndarray:
