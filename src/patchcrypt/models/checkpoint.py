@@ -170,6 +170,10 @@ def build_model(ckpt: Dict[str, Any]) -> nn.Module:
                                   f"({type(exc).__name__}: {str(exc).splitlines()[0][:100] if str(exc) else ''})") from None
     if probe is not None:
         _same_shapes(probe, ckpt["state_dict"], name)
+        n_out = getattr(probe, "num_classes", None)
+        if isinstance(n_out, int) and n_out != len(ckpt["classes"]):
+            raise PatchcryptError(f"{source}: damaged checkpoint (its model has {n_out} outputs, it names "
+                                  f"{len(ckpt['classes'])} classes)")
     try:
         model = create_model(name, **kwargs)
         model.load_state_dict(ckpt["state_dict"])
