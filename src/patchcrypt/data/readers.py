@@ -56,15 +56,7 @@ def load_dataset(path, split: Optional[str] = None, subset: Optional[int] = None
     elif _idx_files(path):
         ds = _load_idx(path, _need_split(path, split))
     else:
-        root = path
-        if (path / "train").is_dir() or (path / "test").is_dir():
-            split = _need_split(path, split)
-            root = path / split
-            if not root.is_dir():
-                raise PatchcryptError(f"{path}: has no {split}/ folder")
-        elif split is not None and (path / split).is_dir():
-            root = path / split
-        ds = _load_tree(root, cache=cache, mode=mode)
+        ds = _load_tree(split_root(path, split), cache=cache, mode=mode)
     if len(ds.classes) < min_classes:
         raise PatchcryptError(f"{path}: found {len(ds.classes)} class(es); need at least {min_classes} "
                               "(one sub-folder per class)")
@@ -79,6 +71,20 @@ def has_splits(path) -> bool:
         return False
     return ((path / "train").is_dir() or (path / "test").is_dir() or _is_cifar_batches(path)
             or bool(_idx_files(path)))
+
+
+def split_root(path: Path, split: Optional[str]) -> Path:
+    """The folder of class sub-folders to read for ``split``: ``path/<split>`` when ``path`` holds
+    ``train/``/``test/`` (the split is then required) or the split's folder exists, else ``path`` itself."""
+    if (path / "train").is_dir() or (path / "test").is_dir():
+        split = _need_split(path, split)
+        root = path / split
+        if not root.is_dir():
+            raise PatchcryptError(f"{path}: has no {split}/ folder")
+        return root
+    if split is not None and (path / split).is_dir():
+        return path / split
+    return path
 
 
 def _need_split(path: Path, split: Optional[str]) -> str:

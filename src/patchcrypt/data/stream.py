@@ -239,19 +239,12 @@ def open_files(path: Union[str, Path], split: Optional[str] = None) -> Optional[
     Same root, order and labels as :func:`~patchcrypt.data.load_dataset`.
     """
     from .manifest import read_manifest
-    from .readers import _idx_files, _is_cifar_batches, _need_split, list_images
+    from .readers import _idx_files, _is_cifar_batches, list_images, split_root
 
     path = Path(path)
     if not path.is_dir() or _is_cifar_batches(path) or _idx_files(path):
         return None
-    root = path
-    if (path / "train").is_dir() or (path / "test").is_dir():
-        split = _need_split(path, split)
-        root = path / split
-        if not root.is_dir():
-            raise PatchcryptError(f"{path}: has no {split}/ folder")
-    elif split is not None and (path / split).is_dir():
-        root = path / split
+    root = split_root(path, split)
     classes, items = list_images(root)
     if not items:
         raise PatchcryptError(f"{root}: no images found (expected class sub-folders of image files)")
