@@ -34,6 +34,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import markdown_table, write_results  # noqa: E402
 
+from patchcrypt.record import EncryptionRecord
 from patchcrypt import Key  # noqa: E402
 from patchcrypt.ciphers import create_cipher  # noqa: E402
 from patchcrypt.models.keyed import make_keyed_checkpoint  # noqa: E402
@@ -264,7 +265,7 @@ def _fresh_model(path: Path) -> Path:
 
     torch.manual_seed(0)
     save_checkpoint(path, create_model("vit_pico_patch4_32"), model_name="vit_pico_patch4_32", model_kwargs={},
-                    classes=[str(i) for i in range(10)], scheme="plain")
+                    classes=[str(i) for i in range(10)], record=EncryptionRecord(scheme="plain"))
     return path
 
 

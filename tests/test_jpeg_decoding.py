@@ -86,7 +86,7 @@ def test_training_round_trip_decodes_as_decrypt(etc_tree):
     root, key_path, photos = etc_tree
     plain = load_dataset(root / "plain")
     cfg = TrainConfig(data=str(root / "plain"), scheme="etc", key=str(key_path), block_size=M, jpeg_quality=Q)
-    pipeline, _ = resolve_encryption(cfg, plain)
+    pipeline, *_ = resolve_encryption(cfg, plain)
     x = torch.from_numpy(photos).permute(0, 3, 1, 2).contiguous()
     got = pipeline(x).permute(0, 2, 3, 1).numpy()
     # the same key, quality and subsampling as the encrypted tree: the same JPEG bytes, so the same decode
@@ -105,8 +105,9 @@ def test_server_decodes_as_decrypt(etc_tree, tmp_path, monkeypatch):
     torch.manual_seed(0)
     ckpt = tmp_path / "best.pt"
     save_checkpoint(ckpt, create_model("vit_tiny_patch16_224", depth=1, num_classes=2), model_name="vit_tiny_patch16_224",
-                    model_kwargs={"depth": 1, "num_classes": 2}, classes=["a", "b"], scheme="etc", block_size=M,
-                    key_fingerprint=Key.load(key_path).fingerprint, jpeg_quality=Q)
+                    model_kwargs={"depth": 1, "num_classes": 2}, classes=["a", "b"],
+                    record=EncryptionRecord(scheme="etc", block_size=M, key_fingerprint=Key.load(key_path).fingerprint,
+                                            jpeg_quality=Q))
     seen = []
     submit = serve_app.Batcher.submit
 

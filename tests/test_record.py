@@ -89,3 +89,50 @@ def test_split_tree_manifest_records_class_folders(tmp_path):
     assert manifest["classes"] == ["cat", "dog"]  # not ["test", "train"]
     flat = encrypt_tree(tmp_path / "src" / "train", tmp_path / "enc2", KEY, "block-pixel", 4)
     assert flat["classes"] == ["cat", "dog"]
+
+
+# -- the writers: every file or answer stating these facts is written from a record and read back the same ------
+def test_manifest_written_from_the_record_reads_back(tmp_path):
+    from patchcrypt.data.manifest import build_manifest, read_manifest, write_manifest
+
+    cipher = create_cipher("etc-gray", KEY, block_size=8)
+    rec = EncryptionRecord.from_cipher(cipher, jpeg_quality=80, subsampling="444", image_shape=(32, 32, 3))
+    assert rec.options == {"subsampling": cipher.subsampling, "color": cipher.color}  # scheme options, no key
+    manifest = build_manifest(rec, steps=cipher.describe()["steps"], file_format="jpeg", file_count=0,
+                              classes=None, files={})
+    write_manifest(tmp_path, manifest)
+    back = read_manifest(tmp_path)
+    assert "_root" not in back  # the folder is returned beside the manifest (find_manifest), not inside it
+    assert EncryptionRecord.from_manifest(back) == rec
+    with pytest.raises(PatchcryptError, match="key_fingerprint"):  # the builder checks what it writes
+        build_manifest(rec.replace(key_fingerprint="nope"), steps=[], file_format="png", file_count=0,
+                       classes=None, files={})
+
+
+def test_announcement_and_checkpoint_fields_read_back():
+    rec = EncryptionRecord(scheme="etc", block_size=16, key_fingerprint=KEY.fingerprint, jpeg_quality=90,
+                           recorded_subsampling="444", holder="the model expects")
+    info = {**rec.to_announcement(), "image_size": [32, 32, 3]}
+    assert EncryptionRecord.from_server(info) == rec.replace(image_shape=(32, 32, 3))
+    assert EncryptionRecord.from_checkpoint(rec.checkpoint_fields()) == rec
+
+
+def test_require_same_names_the_first_difference():
+    want = EncryptionRecord(scheme="etc", block_size=16, key_fingerprint=KEY.fingerprint, holder="the model expects")
+    want.require_same(want.replace(jpeg_quality=90, holder="the data was encrypted with"))  # other facts: not asked
+    with pytest.raises(KeyMismatchError, match="^scheme: the data was encrypted with 'pe', but the model expects 'etc'$"):
+        want.require_same(EncryptionRecord(scheme="pe", block_size=8, holder="the data was encrypted with"))
+    with pytest.raises(KeyMismatchError, match=f"key fingerprint: .* none, but the model expects '{KEY.fingerprint}'"):
+        want.require_same(want.replace(key_fingerprint=None))
+
+
+def test_manifests_are_built_in_one_place():
+    """Only data/manifest.py names the manifest format: every writer goes through build_manifest."""
+    from pathlib import Path
+
+    import patchcrypt
+
+    src = Path(patchcrypt.__file__).parent
+    writers = [p.relative_to(src).as_posix() for p in src.rglob("*.py")
+               if "MANIFEST_VERSION" in p.read_text(encoding="utf-8")]
+    assert writers == ["data/manifest.py"]

@@ -11,7 +11,7 @@ import numpy as np
 from .atomic import atomic_write
 from .data import load_dataset
 from .data.readers import has_splits
-from .errors import KeyMismatchError, PatchcryptError
+from .errors import PatchcryptError
 from .inference import predict
 from .models import build_model, load_checkpoint
 from .record import EncryptionRecord
@@ -24,12 +24,7 @@ def prepare_images(ckpt: Dict[str, Any], data, key_path: Optional[str] = None) -
 
     want = EncryptionRecord.from_checkpoint(ckpt)
     if data.manifest is not None:
-        got = EncryptionRecord.from_manifest(data.manifest)
-        for name, field in (("scheme", "scheme"), ("block size", "block_size"),
-                            ("key fingerprint", "key_fingerprint")):
-            if getattr(want, field) != getattr(got, field):
-                raise KeyMismatchError(f"the data's {name} is {getattr(got, field)!r} but the model expects "
-                                       f"{getattr(want, field)!r}")
+        want.require_same(EncryptionRecord.from_manifest(data.manifest))
         return data.images
     if want.is_plain:
         images = data.images

@@ -33,8 +33,8 @@ import numpy as np
 from .ciphers import create_cipher
 from .codec import (IMAGE_SUFFIXES, check_pixels, decode_image, image_bytes, image_size, max_pixels,  # noqa: F401
                     resize_image)  # resize_image is re-exported
-from .data.manifest import (MANIFEST_FORMAT, MANIFEST_MAX_BYTES, MANIFEST_NAME, MANIFEST_VERSION, read_manifest,
-                            validate_manifest)
+from .data.manifest import (MANIFEST_FORMAT, MANIFEST_MAX_BYTES, MANIFEST_NAME, build_manifest, find_manifest,
+                            validate_manifest, write_manifest)
 from .data.readers import has_splits
 from .errors import PatchcryptError
 from .keys import Key
@@ -370,32 +370,28 @@ def encrypt_tree(src: Path, dst: Path, key: Key, scheme: str, block_size: int, f
             _pause_for_test()
             if progress:
                 progress(len(chunk))
-        manifest = {
-            "format": MANIFEST_FORMAT, "version": MANIFEST_VERSION, "scheme": cipher.name, "block_size": block_size,
-            "options": {k: v for k, v in cipher.describe().items()
-                        if k not in ("scheme", "block_size", "key_fingerprint", "per_image", "pad", "steps")},
-            "steps": cipher.describe()["steps"],
-            "image_shape": list(next(iter(shapes))) if len(shapes) == 1 else None,
-            "key_fingerprint": key.fingerprint, "per_image": per_image, "pad": pad,
-            "file_format": file_format, "jpeg_quality": quality if file_format == "jpeg" else None,
-            "subsampling": subsampling if file_format == "jpeg" else None,
-            "file_count": len(rels), "classes": classes, "files": files_meta,
-        }
-        (tmp / MANIFEST_NAME).write_text(json.dumps(manifest, indent=1))
+        is_jpeg = file_format == "jpeg"
+        record = EncryptionRecord.from_cipher(cipher, jpeg_quality=quality if is_jpeg else None,
+                                              subsampling=subsampling if is_jpeg else None,
+                                              image_shape=next(iter(shapes)) if len(shapes) == 1 else None)
+        manifest = build_manifest(record, steps=cipher.describe()["steps"], file_format=file_format,
+                                  file_count=len(rels), classes=classes, files=files_meta)
+        write_manifest(tmp, manifest)
     return manifest
 
 
-def load_manifest_for(src: Path) -> Dict:
-    manifest = read_manifest(src if src.is_dir() else src.parent)
-    if manifest is None:
+def load_manifest_for(src: Path) -> Tuple[Path, Dict]:
+    """(the encrypted tree's root, its manifest) for a tree or a file in one; a one-line error when none."""
+    found = find_manifest(src if src.is_dir() else src.parent)
+    if found is None:
         raise PatchcryptError(f"{src}: no {MANIFEST_NAME} found; was it written by 'patchcrypt encrypt'?")
-    return manifest
+    return found
 
 
-def _foreign_files(manifest: Dict, rels: List[str]) -> List[str]:
+def _foreign_files(root: Path, manifest: Dict, rels: List[str]) -> List[str]:
     """Files in the tree the manifest does not list (version 2 lists every file it wrote)."""
     if manifest.get("version", 1) < 2:
-        warnings.warn(f"{manifest['_root']}: the manifest predates file digests; files cannot be checked")
+        warnings.warn(f"{root}: the manifest predates file digests; files cannot be checked")
         return []
     files_meta = manifest.get("files") or {}
     return [r for r in rels if "sha256" not in files_meta.get(r, {})]
@@ -415,15 +411,14 @@ def decrypt_tree(src: Path, dst: Path, key: Key, scheme: Optional[str] = None, f
     are named in the error and nothing is written (a foreign file would otherwise decrypt to noise).
     """
     src, dst = Path(src), Path(dst)
-    manifest = load_manifest_for(src)
+    root, manifest = load_manifest_for(src)
     record = EncryptionRecord.from_manifest(manifest)
     if scheme is not None and scheme != record.scheme:
         raise PatchcryptError(f"wrong scheme: the data was encrypted with {record.scheme!r}, not {scheme!r}")
     cipher = record.cipher(key)  # refuses a key whose fingerprint is not the manifest's
     per_image = record.per_image
-    root = Path(manifest["_root"])
     _, rels = _list_sources(root)
-    foreign = _foreign_files(manifest, rels)
+    foreign = _foreign_files(root, manifest, rels)
     if foreign:
         _refuse_foreign(root, foreign, "not in its manifest")
     out_rels = _output_names(rels, ".png", root)

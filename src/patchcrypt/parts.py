@@ -34,14 +34,15 @@ import numpy as np
 from .ciphers import create_cipher
 from .ciphers.base import NONCE_BYTES
 from .codec import image_bytes, resize_image
-from .data.manifest import MANIFEST_FORMAT, MANIFEST_NAME, MANIFEST_VERSION
+from .data.manifest import MANIFEST_NAME, write_manifest
+from .data.manifest import build_manifest as manifest_of
 from .data.readers import has_splits
 from .data.shards import SHARD_PATTERN, sample_key, write_shard
 from .errors import PatchcryptError
 from .files import (CHUNK, _check_destination, _class_names, _decode_file, _list_sources, _output_names, _Staging,
                     _sub_batches, _WORKERS)
 from .keys import Key
-from .record import subsampling_for
+from .record import EncryptionRecord, subsampling_for
 
 SALT_NAME = ".patchcrypt-salt"
 SALT_BYTES = 16
@@ -230,22 +231,19 @@ def build_manifest(plan: Plan, cipher, key_fp: str, opts: Dict[str, Any], result
         shapes.update({int(k): tuple(v) for k, v in r["shapes"].items()})
         shards += r["shards"]
     distinct = sorted(set(shapes.values()))
-    desc = cipher.describe()
-    m = {"format": MANIFEST_FORMAT, "version": MANIFEST_VERSION, "scheme": cipher.name,
-         "block_size": opts["block_size"],
-         "options": {k: v for k, v in desc.items()
-                     if k not in ("scheme", "block_size", "key_fingerprint", "per_image", "pad", "steps")},
-         "steps": desc["steps"], "image_shape": list(distinct[0]) if len(distinct) == 1 else None,
-         "key_fingerprint": key_fp, "per_image": opts["per_image"], "pad": opts["pad"], "file_format": opts["fmt"],
-         "jpeg_quality": opts["quality"] if opts["fmt"] == "jpeg" else None,
-         "subsampling": opts["subsampling"] if opts["fmt"] == "jpeg" else None, "file_count": len(plan.rels),
-         "classes": plan.classes, "files": {plan.out_rels[i]: files[i] for i in sorted(files)}}
+    is_jpeg = opts["fmt"] == "jpeg"
+    record = EncryptionRecord.from_cipher(cipher, jpeg_quality=opts["quality"] if is_jpeg else None,
+                                          subsampling=opts["subsampling"] if is_jpeg else None,
+                                          image_shape=distinct[0] if len(distinct) == 1 else None)
+    extra: Dict[str, Any] = {}
     if shards:
-        m["layout"] = "webdataset"
-        m["shards"] = sorted(shards, key=lambda s: [u[0] for u in plan.units].index(s["path"]))
+        extra["layout"] = "webdataset"
+        extra["shards"] = sorted(shards, key=lambda s: [u[0] for u in plan.units].index(s["path"]))
     if opts["per_image"]:
-        m["nonce_salt"] = salt.hex()
-    return m
+        extra["nonce_salt"] = salt.hex()
+    return manifest_of(record.replace(key_fingerprint=key_fp), steps=cipher.describe()["steps"],
+                               file_format=opts["fmt"], file_count=len(plan.rels), classes=plan.classes,
+                               files={plan.out_rels[i]: files[i] for i in sorted(files)}, **extra)
 
 
 
@@ -320,7 +318,7 @@ def encrypt_split(src: Path, dst: Path, key: Key, scheme: str, block_size: int, 
         else:
             manifest = build_manifest(plan, cipher, key.fingerprint, opts, [g["ok"] for g in gathered],
                                       run_salt if per_image else None)
-            (tmp / MANIFEST_NAME).write_text(json.dumps(manifest, indent=1))
+            write_manifest(tmp, manifest)
             staging.__exit__(None, None, None)  # move into place
     if dist:
         dist.barrier()
@@ -474,15 +472,13 @@ def decrypt_shards(src: Path, dst: Path, key: Key, scheme: Optional[str] = None,
     from .data.shards import check_shards, index_shard, shard_records
     from .codec import decode_image
     from .files import DECRYPTED_MARKER, _check_file_shape, _decrypt_batch, load_manifest_for
-    from .record import EncryptionRecord
 
     src, dst = Path(src), Path(dst)
-    manifest = load_manifest_for(src)
+    root, manifest = load_manifest_for(src)
     record = EncryptionRecord.from_manifest(manifest)
     if scheme is not None and scheme != record.scheme:
         raise PatchcryptError(f"wrong scheme: the data was encrypted with {record.scheme!r}, not {scheme!r}")
     cipher = record.cipher(key)
-    root = Path(manifest["_root"])
     records = shard_records(manifest, str(root / MANIFEST_NAME))
     found = sorted(p.relative_to(root).as_posix() for p in root.rglob("*.tar"))
     check_shards(root, manifest, "", found)

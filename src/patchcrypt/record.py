@@ -20,6 +20,14 @@ from typing import Any, Dict, Mapping, Optional, Tuple
 from .errors import KeyMismatchError, PatchcryptError
 
 
+# what Cipher.describe() states that a record holds in its own fields (the rest are scheme options)
+_DESCRIBED = ("scheme", "block_size", "key_fingerprint", "per_image", "pad", "steps")
+
+
+def _shown(value: Any) -> str:
+    return "none" if value is None else repr(value) if isinstance(value, str) else str(value)
+
+
 def subsampling_for(block_size: Optional[int]) -> str:
     """The chroma subsampling an EtC JPEG of block size ``block_size`` uses when none was recorded.
 
@@ -114,6 +122,60 @@ class EncryptionRecord:
         m = check_owner_choice(scheme, block_size, allow_weak_scheme)
         return cls(scheme=scheme, block_size=m, key_fingerprint=key_fingerprint, holder="you chose")
 
+    @classmethod
+    def from_cipher(cls, cipher, *, jpeg_quality: Optional[int] = None, subsampling: Optional[str] = None,
+                    image_shape: Optional[Tuple[int, int, int]] = None,
+                    holder: str = "the data was encrypted with") -> "EncryptionRecord":
+        """From the cipher that encrypts (or encrypted) the images: scheme, block size, key fingerprint,
+        per-image keys, padding and the scheme's further options, as :meth:`Cipher.describe` states them."""
+        desc = cipher.describe()
+        return cls(scheme=cipher.name, block_size=desc["block_size"], key_fingerprint=desc["key_fingerprint"],
+                   per_image=bool(desc["per_image"]), jpeg_quality=jpeg_quality, recorded_subsampling=subsampling,
+                   image_shape=tuple(image_shape) if image_shape else None, pad=bool(desc["pad"]),
+                   options={k: v for k, v in desc.items() if k not in _DESCRIBED}, holder=holder)
+
+    # -- writers: every file or answer that states these facts is written from a record ------------------
+    def to_manifest(self) -> Dict[str, Any]:
+        """The encryption facts of a manifest (``patchcrypt.json``); :func:`patchcrypt.data.manifest.
+        build_manifest` adds the format, the files and the classes. Read back by :meth:`from_manifest`."""
+        return {"scheme": self.scheme, "block_size": self.block_size, "options": dict(self.options),
+                "image_shape": list(self.image_shape) if self.image_shape else None,
+                "key_fingerprint": self.key_fingerprint, "per_image": self.per_image, "pad": self.pad,
+                "jpeg_quality": self.jpeg_quality,
+                "subsampling": self.subsampling if self.jpeg_quality is not None else None}
+
+    def to_announcement(self) -> Dict[str, Any]:
+        """The encryption facts of the server's ``GET /v1/model`` answer (nothing secret); the server adds the
+        model name, classes and image size. Read back by :meth:`from_server`."""
+        return {"scheme": self.scheme, "block_size": self.block_size, "key_fingerprint": self.key_fingerprint,
+                "jpeg_quality": self.jpeg_quality, "per_image": self.per_image,
+                "subsampling": self.subsampling if self.jpeg_quality is not None else None}
+
+    def checkpoint_fields(self) -> Dict[str, Any]:
+        """The encryption facts a checkpoint stores (:func:`patchcrypt.models.save_checkpoint`); read back by
+        :meth:`from_checkpoint`."""
+        return {"scheme": self.scheme, "block_size": self.block_size, "key_fingerprint": self.key_fingerprint,
+                "per_image": self.per_image, "jpeg_quality": self.jpeg_quality,
+                "subsampling": self.recorded_subsampling}
+
+    def require_same(self, other: "EncryptionRecord",
+                     fields: Tuple[str, ...] = ("scheme", "block_size", "key_fingerprint")) -> None:
+        """Raise :class:`KeyMismatchError` (one line, naming the first differing fact) unless ``other`` states
+        the same ``fields`` as this record. ``self`` is what is expected, ``other`` what was found.
+
+        >>> want = EncryptionRecord(scheme="etc", block_size=16, holder="the model expects")
+        >>> got = EncryptionRecord(scheme="etc", block_size=8, holder="the data was encrypted with")
+        >>> want.require_same(got)
+        Traceback (most recent call last):
+        ...
+        patchcrypt.errors.KeyMismatchError: block size: the data was encrypted with 8, but the model expects 16
+        """
+        for name in fields:
+            want, got = getattr(self, name), getattr(other, name)
+            if want != got:
+                raise KeyMismatchError(f"{name.replace('_', ' ')}: {other.holder} {_shown(got)}, "
+                                       f"but {self.holder} {_shown(want)}")
+
     # -- what follows from it ---------------------------------------------------------------------------
     @property
     def subsampling(self) -> str:
@@ -176,8 +238,3 @@ class EncryptionRecord:
 
     def replace(self, **changes: Any) -> "EncryptionRecord":
         return dataclasses.replace(self, **changes)
-
-    def checkpoint_fields(self) -> Dict[str, Any]:
-        """The keyword arguments :func:`patchcrypt.models.save_checkpoint` takes for these facts."""
-        return {"scheme": self.scheme, "block_size": self.block_size, "key_fingerprint": self.key_fingerprint,
-                "per_image": self.per_image, "jpeg_quality": self.jpeg_quality}

@@ -204,8 +204,9 @@ def _split_sets(cfg: TrainConfig) -> Tuple[ImageSet, ImageSet]:
     return train.subset(cfg.subset, cfg.seed), test.subset(cfg.test_subset, cfg.seed)
 
 
-def resolve_encryption(cfg: TrainConfig, train: ImageSet) -> Tuple[Pipeline, Dict[str, Any]]:
-    """Decide the encryption path; returns the pipeline and the metadata a checkpoint records."""
+def resolve_encryption(cfg: TrainConfig, train: ImageSet) -> Tuple[Pipeline, EncryptionRecord, bool]:
+    """Decide the encryption path; returns the pipeline, the record a checkpoint stores (which images the
+    model expects) and whether the data came encrypted (the server's view) rather than encrypted here."""
     manifest = train.manifest
     if manifest is not None:  # pre-encrypted by the data owner: the server's view
         if cfg.key and cfg.init != "keyed":
@@ -218,26 +219,21 @@ def resolve_encryption(cfg: TrainConfig, train: ImageSet) -> Tuple[Pipeline, Dic
         if cfg.augment not in ("auto", "none", "mixup"):
             raise PatchcryptError(f"augmentation {cfg.augment!r} is not valid on encrypted images "
                                   "(use mixup or none)")
-        meta = {"scheme": manifest["scheme"], "block_size": manifest["block_size"],
-                "key_fingerprint": manifest["key_fingerprint"], "per_image": manifest.get("per_image", False),
-                "jpeg_quality": manifest.get("jpeg_quality"), "pre_encrypted": True}
-        return Pipeline(), meta
+        return Pipeline(), EncryptionRecord.from_manifest(manifest), True
     scheme = cfg.scheme or "plain"
     get_scheme(scheme)  # unknown scheme: clear error listing the valid ones
     if scheme == "plain":
-        return Pipeline(jpeg_quality=cfg.jpeg_quality), {
-            "scheme": "plain", "block_size": None, "key_fingerprint": None, "per_image": False,
-            "jpeg_quality": cfg.jpeg_quality, "pre_encrypted": False}
+        return Pipeline(jpeg_quality=cfg.jpeg_quality), EncryptionRecord(scheme="plain", jpeg_quality=cfg.jpeg_quality), False
     if not cfg.key:
         raise PatchcryptError(f"scheme {scheme!r} on plain data needs --key (the data owner's key file)")
     if not cfg.block_size:
         raise PatchcryptError(f"scheme {scheme!r} needs --block-size")
     key = Key.load(cfg.key)
     cipher = create_cipher(scheme, key, block_size=cfg.block_size, per_image=cfg.per_image)
-    upsampling = EncryptionRecord(scheme=scheme, block_size=cfg.block_size).jpeg_upsampling
-    return (Pipeline(cipher, cfg.jpeg_quality, subsampling_for(cfg.block_size), cfg.per_image, upsampling=upsampling),
-            {"scheme": scheme, "block_size": cfg.block_size, "key_fingerprint": key.fingerprint,
-             "per_image": cfg.per_image, "jpeg_quality": cfg.jpeg_quality, "pre_encrypted": False})
+    record = EncryptionRecord(scheme=scheme, block_size=cfg.block_size, key_fingerprint=key.fingerprint,
+                              per_image=cfg.per_image, jpeg_quality=cfg.jpeg_quality, holder="the run encrypts with")
+    return (Pipeline(cipher, cfg.jpeg_quality, record.subsampling, cfg.per_image, upsampling=record.jpeg_upsampling),
+            record, False)
 
 
 # -- fine-tuning ---------------------------------------------------------------------------------------------------
@@ -246,9 +242,10 @@ def _keyed_refusal(reason: str) -> PatchcryptError:
                            "fine-tune the plain weights directly on the encrypted images")
 
 
-def prepare_finetune(model: nn.Module, cfg: TrainConfig, meta: Dict[str, Any],
+def prepare_finetune(model: nn.Module, cfg: TrainConfig, record: EncryptionRecord, pre_encrypted: bool = False,
                      classes: Optional[List[str]] = None) -> Tuple[List[str], Optional[Dict]]:
     """Load ``cfg.pretrained`` into ``model``, centre its input, key it for ``--init keyed`` (all in place).
+    ``record`` states the images it will train on; ``pre_encrypted``: they came encrypted (no key here).
 
     Returns (one-line notes for the log, the ``keyed`` record for the checkpoint or None).
     """
@@ -256,10 +253,10 @@ def prepare_finetune(model: nn.Module, cfg: TrainConfig, meta: Dict[str, Any],
     from .models.pretrained import load_weights
 
     if cfg.init == "keyed":  # refusals that need no weights first: clear before any loading
-        if meta["per_image"]:
+        if record.per_image:
             raise _keyed_refusal("per-image keys give every image its own transformation, which no single set "
                                  "of weights can absorb")
-        if meta["pre_encrypted"] and meta["scheme"] != "plain" and not cfg.key:
+        if pre_encrypted and not record.is_plain and not cfg.key:
             raise _keyed_refusal("the data is already encrypted and the weights can only be transformed with the "
                                  "owner's key (pass --key, the key the tree was encrypted with)")
         if not getattr(model, "is_isotropic", False):
@@ -274,22 +271,19 @@ def prepare_finetune(model: nn.Module, cfg: TrainConfig, meta: Dict[str, Any],
     if not getattr(model, "is_isotropic", False):
         return notes, None
     centre_input(model)  # same function; centred inputs make flips exact sign changes (both inits, like for like)
-    if cfg.init == "keyed" and meta["scheme"] != "plain":
+    if cfg.init == "keyed" and not record.is_plain:
         key = Key.load(cfg.key)
-        if meta["key_fingerprint"] and key.fingerprint != meta["key_fingerprint"]:
-            from .errors import KeyMismatchError
-
-            raise KeyMismatchError(f"--key is {key.fingerprint} but the data was encrypted with "
-                                   f"{meta['key_fingerprint']}")
+        if record.key_fingerprint:
+            record.check_key(key)
         try:
-            maps = block_maps(meta["scheme"], key, meta["block_size"], model.img_size, model.in_chans)
+            maps = block_maps(record.scheme, key, record.block_size, model.img_size, model.in_chans)
             mode = apply_key(model, maps, "auto", centred=True)
         except PatchcryptError as exc:
             raise _keyed_refusal(str(exc)) from None
-        keyed = {"mode": mode, "scheme": meta["scheme"], "block_size": meta["block_size"],
+        keyed = {"mode": mode, "scheme": record.scheme, "block_size": record.block_size,
                  "key_fingerprint": key.fingerprint, "centred": True, "init": "keyed"}
-        notes.append(f"weights keyed for {meta['scheme']} ({mode} embedding)"
-                     + (" — JPEG after encryption makes it a starting point, not exact" if meta["jpeg_quality"]
+        notes.append(f"weights keyed for {record.scheme} ({mode} embedding)"
+                     + (" — JPEG after encryption makes it a starting point, not exact" if record.jpeg_quality
                         else ""))
     return notes, keyed
 
@@ -348,16 +342,16 @@ def train(cfg: TrainConfig, show_progress: Optional[bool] = None) -> Dict[str, A
 
     data = open_training_data(cfg, _split_sets)  # in RAM or streamed, at the model's size
     train_set, test_set = data.train, data.test
-    pipe, meta = resolve_encryption(cfg, train_set)
-    if meta["per_image"] and dist.main:  # only an invariant model can learn from per-image keys (docs/invariant.md)
-        note = per_image_warning(cfg.model, meta["scheme"], cfg.model_kwargs.get("invariance"))
+    pipe, record, pre_encrypted = resolve_encryption(cfg, train_set)
+    if record.per_image and dist.main:  # only an invariant model can learn from per-image keys (docs/invariant.md)
+        note = per_image_warning(cfg.model, record.scheme, cfg.model_kwargs.get("invariance"))
         if note:
             warnings.warn(note)
-    augment = data.choose_augment(cfg.augment, meta["pre_encrypted"])
-    model, model_kwargs, keyed = _build_model(cfg, meta, train_set, resume_ckpt, dist)
+    augment = data.choose_augment(cfg.augment, pre_encrypted)
+    model, model_kwargs, keyed = _build_model(cfg, record, pre_encrypted, train_set, resume_ckpt, dist)
     head = freeze_backbone(model) if cfg.freeze else None
     model = model.to(device)
-    check_block_size(model, meta["block_size"])
+    check_block_size(model, record.block_size)
     n_params = sum(p.numel() for p in model.parameters())
 
     # test set: encrypted once, with the same pipeline (fixed nonces for per-image keys)
@@ -381,9 +375,8 @@ def train(cfg: TrainConfig, show_progress: Optional[bool] = None) -> Dict[str, A
         out.mkdir(parents=True, exist_ok=True)
         _write_text(out / "config.yaml", _yaml(cfg.to_dict()))
 
-    ckpt_meta = dict(model_name=cfg.model, model_kwargs=model_kwargs, classes=train_set.classes,
-                     scheme=meta["scheme"], block_size=meta["block_size"], key_fingerprint=meta["key_fingerprint"],
-                     per_image=meta["per_image"], jpeg_quality=meta["jpeg_quality"], keyed=keyed,
+    ckpt_meta = dict(model_name=cfg.model, model_kwargs=model_kwargs, classes=train_set.classes, record=record,
+                     keyed=keyed,
                      config=cfg.to_dict())
     # progress bar: rank 0 only, and only on a terminal unless asked for
     disable_bar = (None if dist.main else True) if show_progress is None else not show_progress
@@ -426,7 +419,8 @@ def train(cfg: TrainConfig, show_progress: Optional[bool] = None) -> Dict[str, A
 
     # -- summary ----------------------------------------------------------------------------------------------
     summary = {"model": cfg.model, "parameters": n_params, "classes": train_set.classes,
-               "n_train": len(train_set), "n_test": len(test_set), "world_size": dist.world, **meta,
+               "n_train": len(train_set), "n_test": len(test_set), "world_size": dist.world,
+               **record.checkpoint_fields(), "pre_encrypted": pre_encrypted,
                "img_size": data.shape[0], "streaming": data.streaming,
                "final_test_acc": rows[-1]["test_acc"] if rows else None, "best_test_acc": best_acc,
                "epochs": cfg.epochs, "train_seconds": round(sum(r["seconds"] for r in rows), 1),
@@ -456,8 +450,8 @@ def _check_config(cfg: TrainConfig) -> None:
         raise PatchcryptError("--init keyed and --freeze backbone need --pretrained weights")
 
 
-def _build_model(cfg: TrainConfig, meta: Dict[str, Any], train_set: ImageSet, resume_ckpt: Optional[Dict],
-                 dist: Dist) -> Tuple[nn.Module, Dict[str, Any], Optional[Dict]]:
+def _build_model(cfg: TrainConfig, record: EncryptionRecord, pre_encrypted: bool, train_set: ImageSet,
+                 resume_ckpt: Optional[Dict], dist: Dist) -> Tuple[nn.Module, Dict[str, Any], Optional[Dict]]:
     """The model (on the CPU) for the data, fresh, resumed or prepared for fine-tuning.
 
     Returns (model, the keyword arguments that rebuild it, the ``keyed`` checkpoint record or None).
@@ -471,7 +465,7 @@ def _build_model(cfg: TrainConfig, meta: Dict[str, Any], train_set: ImageSet, re
         print(f"{cfg.model} built at {model_kwargs['img_size']}x{model_kwargs['img_size']} (its name says {named}x"
               f"{named}): the images are that size", flush=True)
     if getattr(model_entrypoint(cfg.model), "block_size_from_data", False):
-        model_kwargs.setdefault("block_size", meta["block_size"] or 4)
+        model_kwargs.setdefault("block_size", record.block_size or 4)
     if resume_ckpt is not None:  # the architecture as saved (fine-tuning may have changed embedding/normalisation)
         model_kwargs = dict(resume_ckpt["model_kwargs"])
         return create_model(cfg.model, seed=cfg.seed, **model_kwargs), model_kwargs, resume_ckpt.get("keyed")
@@ -481,8 +475,8 @@ def _build_model(cfg: TrainConfig, meta: Dict[str, Any], train_set: ImageSet, re
     model = create_model(cfg.model, seed=cfg.seed, **dict(model_kwargs, **({"embed": "shared"} if untie else {})))
     if not cfg.pretrained:
         return model, model_kwargs, None
-    check_block_size(model, meta["block_size"])
-    notes, keyed = prepare_finetune(model, cfg, meta, train_set.classes)
+    check_block_size(model, record.block_size)
+    notes, keyed = prepare_finetune(model, cfg, record, pre_encrypted, train_set.classes)
     if untie and model.embed == "shared":
         model.to_blockwise()
         notes.append("patch embedding untied: one copy per position")

@@ -3,6 +3,7 @@
 import pytest
 import torch
 
+from patchcrypt.record import EncryptionRecord
 from patchcrypt.errors import PatchcryptError
 from patchcrypt.models import (build_model, check_block_size, create_model, list_models, load_checkpoint,
                                save_checkpoint)
@@ -63,8 +64,8 @@ def test_geometry_errors():
 def test_checkpoint_round_trip_and_corruption(tmp_path):
     model = create_model("convmixer_128_4_patch4_32", seed=1, depth=1).eval()
     path = save_checkpoint(tmp_path / "m.pt", model, model_name="convmixer_128_4_patch4_32",
-                           model_kwargs={"depth": 1}, classes=list("abcdefghij"), scheme="step-ps", block_size=4,
-                           key_fingerprint="0123456789abcdef")
+                           model_kwargs={"depth": 1}, classes=list("abcdefghij"),
+                           record=EncryptionRecord(scheme="step-ps", block_size=4, key_fingerprint="0123456789abcdef"))
     ckpt = load_checkpoint(path)
     again = build_model(ckpt)
     x = torch.randint(0, 256, (3, 3, 32, 32), dtype=torch.uint8)

@@ -10,6 +10,7 @@ import zipfile
 import pytest
 import torch
 
+from patchcrypt.record import EncryptionRecord
 from patchcrypt.cli import main
 from patchcrypt.errors import PatchcryptError
 from patchcrypt.models import build_model, create_model, load_checkpoint
@@ -28,8 +29,8 @@ def good(tmp_path_factory):
     path = tmp_path_factory.mktemp("ckpt") / "best.pt"
     torch.manual_seed(0)
     save_checkpoint(path, create_model("vit_pico_patch4_32"), model_name="vit_pico_patch4_32", model_kwargs={},
-                    classes=[str(i) for i in range(10)], scheme="block-pixel", block_size=4,
-                    key_fingerprint="0123456789abcdef")
+                    classes=[str(i) for i in range(10)],
+                    record=EncryptionRecord(scheme="block-pixel", block_size=4, key_fingerprint="0123456789abcdef"))
     return path
 
 

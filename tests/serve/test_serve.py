@@ -12,6 +12,7 @@ import httpx
 import numpy as np
 import pytest
 
+from patchcrypt.record import EncryptionRecord
 from patchcrypt import Key
 from patchcrypt.ciphers import create_cipher
 from patchcrypt.cli import main
@@ -42,7 +43,8 @@ def run(tmp_path_factory, key):
     torch.manual_seed(0)
     path = tmp_path_factory.mktemp("run") / "best.pt"
     save_checkpoint(path, create_model("vit_pico_patch4_32"), model_name="vit_pico_patch4_32", model_kwargs={},
-                    classes=CLASSES, scheme="block-pixel", block_size=4, key_fingerprint=key.fingerprint)
+                    classes=CLASSES,
+                    record=EncryptionRecord(scheme="block-pixel", block_size=4, key_fingerprint=key.fingerprint))
     return path
 
 

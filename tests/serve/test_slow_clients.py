@@ -8,6 +8,7 @@ import httpx
 import numpy as np
 import pytest
 
+from patchcrypt.record import EncryptionRecord
 from patchcrypt import Key
 from patchcrypt.ciphers import create_cipher
 from patchcrypt.codec import encode_png
@@ -35,8 +36,8 @@ def run(tmp_path_factory):
     torch.manual_seed(0)
     path = tmp_path_factory.mktemp("run") / "best.pt"
     save_checkpoint(path, create_model("vit_pico_patch4_32"), model_name="vit_pico_patch4_32", model_kwargs={},
-                    classes=[str(i) for i in range(10)], scheme="block-pixel", block_size=4,
-                    key_fingerprint=KEY.fingerprint)
+                    classes=[str(i) for i in range(10)],
+                    record=EncryptionRecord(scheme="block-pixel", block_size=4, key_fingerprint=KEY.fingerprint))
     return path
 
 

@@ -14,9 +14,12 @@ from __future__ import annotations
 import json
 import re
 from pathlib import Path, PurePosixPath
-from typing import Any, Dict, Optional
+from typing import TYPE_CHECKING, Any, Dict, List, Optional, Tuple
 
 from ..errors import PatchcryptError
+
+if TYPE_CHECKING:
+    from ..record import EncryptionRecord
 
 MANIFEST_NAME = "patchcrypt.json"
 MANIFEST_FORMAT = "patchcrypt-dataset"
@@ -25,11 +28,9 @@ MANIFEST_MAX_BYTES = 256 * 1024 * 1024  # ~2 million files' entries; a larger fi
 _HEX = re.compile(r"[0-9a-f]+")
 
 
-def read_manifest(directory) -> Optional[Dict]:
-    """The manifest of an encrypted tree (searching ``directory`` and its parent), or None.
-
-    The returned dict is validated (:func:`validate_manifest`) and carries ``_root``: the folder it was found in.
-    """
+def find_manifest(directory) -> Optional[Tuple[Path, Dict]]:
+    """(the folder holding it, the validated manifest) of an encrypted tree, searching ``directory`` and its
+    parent; None when neither holds one. A bad manifest is a one-line :class:`PatchcryptError`."""
     directory = Path(directory)
     for d in (directory, directory.parent):
         path = d / MANIFEST_NAME
@@ -43,9 +44,37 @@ def read_manifest(directory) -> Optional[Dict]:
             if not isinstance(data, dict) or data.get("format") != MANIFEST_FORMAT:
                 raise PatchcryptError(f"{path}: not a patchcrypt manifest")
             validate_manifest(data, str(path))
-            data["_root"] = str(d)
-            return data
+            return d, data
     return None
+
+
+def read_manifest(directory) -> Optional[Dict]:
+    """The validated manifest of an encrypted tree (searching ``directory`` and its parent), or None."""
+    found = find_manifest(directory)
+    return found[1] if found else None
+
+
+def build_manifest(record: "EncryptionRecord", *, steps: List[str], file_format: str, file_count: int,
+                   classes: Optional[List[str]], files: Dict[str, Dict], **extra: Any) -> Dict[str, Any]:
+    """The manifest of a tree encrypted as ``record`` states (the reader is :func:`read_manifest` and
+    :meth:`EncryptionRecord.from_manifest`); ``files`` maps each written file to its nonce/shape/digest,
+    ``extra`` adds layout fields (shards, nonce salt). Checked by :func:`validate_manifest` before it is returned.
+    """
+    facts = record.to_manifest()
+    m: Dict[str, Any] = {"format": MANIFEST_FORMAT, "version": MANIFEST_VERSION, "scheme": facts.pop("scheme"),
+                         "block_size": facts.pop("block_size"), "options": facts.pop("options"), "steps": list(steps)}
+    m.update(facts)
+    m.update(file_format=file_format, file_count=file_count, classes=classes, files=files)
+    m.update(extra)
+    validate_manifest(m)
+    return m
+
+
+def write_manifest(folder, manifest: Dict[str, Any]) -> Path:
+    """Write ``manifest`` as ``folder/patchcrypt.json``; returns the path."""
+    path = Path(folder) / MANIFEST_NAME
+    path.write_text(json.dumps(manifest, indent=1))
+    return path
 
 
 def _first_line(exc: Exception) -> str:

@@ -161,11 +161,11 @@ def check_shards(root: Path, manifest: Dict, prefix: str, names: Sequence[str]) 
 
 def open_shards(path: Union[str, Path], split: Optional[str] = None, verify: bool = True) -> FileSet:
     """The samples of the shards under ``path`` (``path/split/*.tar`` when that exists) as a FileSet."""
-    from .manifest import read_manifest
+    from .manifest import find_manifest
 
     path = Path(path)
-    manifest = read_manifest(path)
-    root = Path(manifest["_root"]) if manifest else path
+    found = find_manifest(path)
+    root, manifest = found if found else (path, None)
     folder = path / split if split and (path / split).is_dir() else path
     shards = shard_files(folder)
     if not shards:

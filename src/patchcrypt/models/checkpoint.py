@@ -24,27 +24,22 @@ VERSION = 1
 
 
 def save_checkpoint(path, model: nn.Module, *, model_name: str, model_kwargs: Dict[str, Any],
-                    classes: List[str], scheme: Optional[str] = None, block_size: Optional[int] = None,
-                    key_fingerprint: Optional[str] = None, per_image: bool = False,
-                    jpeg_quality: Optional[int] = None, keyed: Optional[Dict] = None,
+                    classes: List[str], record: Optional["EncryptionRecord"] = None, keyed: Optional[Dict] = None,
                     config: Optional[Dict] = None, epoch: Optional[int] = None,
-                    metrics: Optional[Dict] = None, extra: Optional[Dict] = None,
-                    record: Optional["EncryptionRecord"] = None) -> Path:
+                    metrics: Optional[Dict] = None, extra: Optional[Dict] = None) -> Path:
     """Write a checkpoint atomically (temporary file + rename). ``extra`` holds e.g. optimizer state.
 
-    ``record`` (an :class:`~patchcrypt.record.EncryptionRecord`) gives the encryption facts in one argument,
-    in place of ``scheme``, ``block_size``, ``key_fingerprint``, ``per_image`` and ``jpeg_quality``.
+    ``record`` (an :class:`~patchcrypt.record.EncryptionRecord`) states which images the model expects; the
+    checkpoint stores its :meth:`~patchcrypt.record.EncryptionRecord.checkpoint_fields` (none: nothing is
+    recorded, and a server refuses to serve it).
     """
     path = Path(path)
-    subsampling = None
-    if record is not None:
-        scheme, block_size, key_fingerprint = record.scheme, record.block_size, record.key_fingerprint
-        per_image, jpeg_quality, subsampling = record.per_image, record.jpeg_quality, record.recorded_subsampling
+    facts = record.checkpoint_fields() if record is not None else {
+        "scheme": None, "block_size": None, "key_fingerprint": None, "per_image": False, "jpeg_quality": None,
+        "subsampling": None}
     state = {k: v.detach().cpu() for k, v in _unwrap(model).state_dict().items()}
     payload = {"format": FORMAT, "version": VERSION, "model": model_name, "model_kwargs": dict(model_kwargs),
-               "state_dict": state, "classes": list(classes), "scheme": scheme, "block_size": block_size,
-               "key_fingerprint": key_fingerprint, "per_image": bool(per_image), "jpeg_quality": jpeg_quality,
-               "subsampling": subsampling, "keyed": keyed, "config": config, "epoch": epoch, "metrics": metrics, "extra": extra or {}}
+               "state_dict": state, "classes": list(classes), **facts, "keyed": keyed, "config": config, "epoch": epoch, "metrics": metrics, "extra": extra or {}}
     path.parent.mkdir(parents=True, exist_ok=True)
     return atomic_write(path, lambda f: torch.save(payload, f))
 

@@ -73,10 +73,8 @@ def model_info(ckpt: Dict[str, Any], model) -> Dict[str, Any]:
     from ..record import EncryptionRecord
 
     rec = EncryptionRecord.from_checkpoint(ckpt)
-    return {"model": ckpt["model"], "classes": list(ckpt["classes"]), "scheme": rec.scheme,
-            "block_size": rec.block_size, "key_fingerprint": rec.key_fingerprint,
+    return {"model": ckpt["model"], "classes": list(ckpt["classes"]), **rec.to_announcement(),
             "image_size": [int(model.img_size), int(model.img_size), int(model.in_chans)],
-            "jpeg_quality": rec.jpeg_quality, "per_image": rec.per_image,
             "keyed": ckpt.get("keyed") is not None}
 
 

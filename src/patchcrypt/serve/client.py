@@ -27,7 +27,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 import numpy as np
 
 from ..ciphers.policy import check_owner_choice, is_weak_scheme  # noqa: F401 - scheme policy, re-exported
-from ..errors import PatchcryptError
+from ..errors import KeyMismatchError, PatchcryptError
 from ..keys import Key
 from ..record import EncryptionRecord
 from .answers import MAX_ANSWER_BYTES, MAX_ERROR_TEXT, clean_text, model_info_from_server, predictions_from_server
@@ -185,12 +185,10 @@ class Client:
         key fingerprint). Every refusal happens here, before any image is encrypted or sent."""
         if self._cipher is None:
             owner, server = self.owner, EncryptionRecord.from_server(self.info())
-            if server.scheme != owner.scheme:
-                raise PatchcryptError(f"the server announces scheme {server.scheme!r}, you chose {owner.scheme!r}; "
-                                      "refusing to send (check --server and --scheme)")
-            if owner.scheme != "plain" and server.block_size != owner.block_size:
-                raise PatchcryptError(f"the server announces block size {server.block_size}, you chose "
-                                      f"{owner.block_size}; refusing to send")
+            try:
+                owner.require_same(server, ("scheme",) if owner.is_plain else ("scheme", "block_size"))
+            except KeyMismatchError as exc:
+                raise PatchcryptError(f"{exc}; refusing to send (check --server, --scheme and --block-size)") from None
             h, w = server.image_shape[:2]
             if self.image_size is not None and (h, w) != self.image_size:
                 raise PatchcryptError(f"the server announces {h}x{w} images, you chose {self.image_size[0]}x"
