@@ -1,9 +1,12 @@
 """What each scheme protects, against whom: the measured figures behind the README's threat model.
 
 These are measurements, not guarantees: every figure was printed by the benchmark named in ``SOURCES``
-on real CIFAR-10 images (32x32, M=4, unless a figure says 224x224, M=16) and is shown by
-``patchcrypt schemes`` so that nobody picks a scheme without seeing how it falls. Rerun the benchmarks
-to check them; a stronger attack only lowers them.
+and is shown by ``patchcrypt schemes`` so that nobody picks a scheme without seeing how it falls. The
+ciphertext-only figures come from victims and public images of different domains (CIFAR-10 32x32, M=4,
+attacked with flower photos; flower photos at 128 px, M=8 and 16, attacked with CIFAR-10) and count an image
+as read when it is exact up to one whole-image rotation/flip, colour order and inversion (a person reads it).
+The plaintext figures are CIFAR-10 32x32, M=4, unless they say 224x224, M=16. Rerun the benchmarks to check
+them; a stronger attack only lowers them.
 """
 
 from __future__ import annotations
@@ -12,8 +15,8 @@ from dataclasses import dataclass
 from typing import Dict, Optional
 
 SOURCES = {
-    "ciphertexts": "benchmarks/many_image_attack.py --schemes all --max-n 1000 (victims and public images from "
-                   "different data sets; docs/security.md)",
+    "ciphertexts": "benchmarks/many_image_attack.py, the commands in docs/security.md (CIFAR-10 victims with "
+                   "flower photos as public images; flower photos with CIFAR-10 as public images)",
     "known_pairs": "benchmarks/attack_table.py, benchmarks/plaintext_attacks.py",
     "chosen_images": "benchmarks/plaintext_attacks.py",
     "model": "benchmarks/weights_attack.py",
@@ -32,40 +35,42 @@ class Exposure:
     known_pairs: str
     chosen_images: str
     model: str
-    whole_key_from_ciphertexts: Optional[int] = None  # fewest ciphertexts giving the exact key, when reached
+    readable_from_ciphertexts: Optional[int] = None  # fewest ciphertexts measured to read every image, if reached
 
 
 EXPOSURES: Dict[str, Exposure] = {
     "etc": Exposure(
-        "whole key from 30 ciphertexts (up to a left-right mirror from 10; 224x224: 300 / 10)",
-        "1 pair (224x224: 97.8% of the key from 1, all from 2)", "1 image",
+        "every image read from 10-30 ciphertexts (exact up to a whole-image rotation/flip; photos 128 px: from "
+        "30, the fewest tried)", "1 pair (224x224: 97.8% of the key from 1, all from 2)", "1 image",
         "whole key with the public plain weights; alone, every block's state relative to one", 30),
     "etc-gray": Exposure(
-        "the whole luma plane from 30 ciphertexts (SSIM 0.91); chroma blocks not recovered",
+        "the luma plane of every image from 10 ciphertexts (SSIM 0.93-0.96 up to a whole-image state); chroma: no "
+        "method yet, not evidence of strength",
         "not measured (lossy colour conversion)", "not measured", "no keyed model"),
     "block-pixel": Exposure(
-        "whole key from 30 ciphertexts (up to a left-right mirror from 10; 224x224: 300 / 10)",
-        "2 pairs (1 pair: 97%)", "1 image (224x224: 2)",
+        "every image read from 30 ciphertexts (exact up to a whole-image rotation/flip; photos 128 px: from 30, "
+        "the fewest tried)", "2 pairs (1 pair: 97%)", "1 image (224x224: 2)",
         "whole key with the public plain weights; not recovered from the keyed model alone", 30),
     "block-pixel-cs": Exposure(
-        "whole key from 30 ciphertexts (up to a left-right mirror from 10)", "not measured",
+        "every image read from 30 ciphertexts (exact up to a whole-image rotation/flip)", "not measured",
         "1 image (224x224: 2)", "whole key with the public plain weights", 30),
     "le": Exposure(
-        "every upper 4-bit half from 10 ciphertexts (SSIM 0.95); lower halves not recovered",
+        "every upper 4-bit half from 30 ciphertexts (SSIM 0.95 up to a whole-image state); lower halves: no "
+        "method yet, not evidence of strength",
         "16 pairs: 98.8% of the key, 32 pairs: 99.9%", "1 image", "no keyed model"),
     "ele": Exposure(
-        "no many-image attack written yet (per-block nibble keys)", "32 pairs: 99.9% of the key",
+        "no many-image method yet (per-block 4-bit keys): not evidence of strength", "32 pairs: 99.9% of the key",
         "3 images (224x224: 4)", "no keyed model"),
     "pe": Exposure(
-        "whole key from 10 ciphertexts; one image alone is readable after FR", "8 pairs", "1 image",
+        "whole key from 10 ciphertexts (the fewest tried); one image alone is readable after FR", "8 pairs", "1 image",
         "whole key with the public plain weights", 10),
 }
 # EtC's step subsets (ciphers/variants.py) are meant for per-image keys and an invariant model; under one
 # shared key they fall like etc, whose steps they are a subset of (not measured separately).
 for _variant in ("etc-bs-rf", "etc-bs-rf-np"):
     EXPOSURES[_variant] = Exposure(
-        "not measured with one key: a subset of etc's steps (etc: whole key from 30 ciphertexts); use per-image "
-        "keys", "not measured (a subset of etc)", "not measured (a subset of etc)",
+        "not measured with one key: a subset of etc's steps (etc: every image read from 10-30 ciphertexts); use "
+        "per-image keys", "not measured (a subset of etc)", "not measured (a subset of etc)",
         "with per-image keys an invariant model holds no key")
 
 STEP_EXCEPTIONS = {
@@ -73,7 +78,7 @@ STEP_EXCEPTIONS = {
 }
 
 PER_IMAGE = Exposure(
-    "the same attacks fail (SSIM <= 0.21, no image decrypts)", "no pair helps another image",
+    "the many-image attack fails (no image read; SSIM <= 0.04 up to a whole-image state)", "no pair helps another image",
     "no crafted image helps another image", "no keyed model exists")
 
 
