@@ -18,7 +18,7 @@ def test_demo_cipher_stage(tmp_path, capsys):
     # the transformation count can exceed what a 256-bit key selects; the key space cannot
     assert rows["ele"]["log10_transformations"] > 77.06 and rows["ele"]["log10_key_space"] == 77.06
     assert "log10 maps" in text and "log10 keys" in text
-    assert "many images under one key" in text and "whole key from 30 ciphertexts" in text
+    assert "many images under one key" in text and "every image read from 30 ciphertexts" in text
     # pixel-level schemes do not
     assert rows["pe"]["psnr_after_jpeg_db"] < rows["plain"]["psnr_after_jpeg_db"] - 10
     with Image.open(out / "contact_sheet.png") as im:

@@ -40,7 +40,7 @@ def test_schemes_show_what_many_images_under_one_key_give(capsys):
     assert set(list_ciphers()) - {"plain"} <= set(EXPOSURES)
     assert main(["schemes", "--image-size", "32", "--block-size", "4", "--json"]) == 0
     rows = {r["scheme"]: r for r in json.loads(capsys.readouterr().out)["schemes"]}
-    assert "whole key from 30 ciphertexts" in rows["block-pixel"]["many_images_one_key"]
+    assert "every image read from 30 ciphertexts" in rows["block-pixel"]["many_images_one_key"]
     assert rows["plain"]["many_images_one_key"] == "nothing hidden"
     assert main(["schemes", "--image-size", "32", "--block-size", "4"]) == 0
     out = capsys.readouterr().out
