@@ -8,9 +8,10 @@ import numpy as np
 import pytest
 
 from patchcrypt import Key
-from patchcrypt.cli import main
 from patchcrypt.codec import read_image, write_image
 from patchcrypt.metrics import psnr
+
+from cli_helpers import one_line_error, run
 
 
 @pytest.fixture
@@ -21,27 +22,6 @@ def tree(tmp_path, shared_cifar):
         for f in sorted((shared_cifar / "test" / cls).glob("*.jpg"))[:10]:
             shutil.copy(f, root / cls / f.name)
     return root
-
-
-@pytest.fixture
-def key(tmp_path):
-    path = tmp_path / "owner.key"
-    Key.generate().save(path)
-    return path
-
-
-def run(capsys, *args):
-    code = main([str(a) for a in args])
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
-def assert_one_line_error(code, err, match):
-    lines = err.strip().splitlines()
-    assert code != 0, "expected a non-zero exit"
-    assert len(lines) == 1 and lines[0].startswith("error:"), err
-    assert "Traceback" not in err
-    assert match in lines[0], lines[0]
 
 
 @pytest.mark.parametrize("scheme, m, fmt", [("block-pixel", 4, "png"), ("etc", 4, "png"), ("ele", 8, "png"),
@@ -98,15 +78,15 @@ def test_corrupt_truncated_and_non_image(tree, key, tmp_path, capsys):
     good = next((tree / "cat").iterdir())
     (tree / "cat" / "truncated.jpg").write_bytes(good.read_bytes()[:200])
     code, _, err = run(capsys, *encrypt_args(tree, tmp_path / "out", key))
-    assert_one_line_error(code, err, "truncated.jpg")
+    one_line_error(code, err, "truncated.jpg")
     assert not (tmp_path / "out").exists()
     (tree / "cat" / "truncated.jpg").write_bytes(b"\x89PNG\r\n\x1a\n" + os.urandom(100))
     code, _, err = run(capsys, *encrypt_args(tree, tmp_path / "out", key))
-    assert_one_line_error(code, err, "truncated.jpg")
+    one_line_error(code, err, "truncated.jpg")
     notimg = tmp_path / "notes.png"
     notimg.write_text("hello, not an image")
     code, _, err = run(capsys, *encrypt_args(notimg, tmp_path / "out2", key))
-    assert_one_line_error(code, err, "notes.png")
+    one_line_error(code, err, "notes.png")
     assert not list(tmp_path.glob(".out*"))  # no staging folders left behind
 
 
@@ -114,48 +94,48 @@ def test_size_not_multiple_gray_into_colour_and_block_size(tmp_path, key, capsys
     odd = tmp_path / "odd.png"
     write_image(odd, real_photo[:30, :30])
     code, _, err = run(capsys, *encrypt_args(odd, tmp_path / "o1", key, "etc", 4))
-    assert_one_line_error(code, err, "not a multiple of the block size")
+    one_line_error(code, err, "not a multiple of the block size")
     gray = tmp_path / "gray.png"
     write_image(gray, real_photo[:32, :32, :1])
     code, _, err = run(capsys, *encrypt_args(gray, tmp_path / "o2", key, "etc", 4))
-    assert_one_line_error(code, err, "3 channel")
+    one_line_error(code, err, "3 channel")
     code, _, err = run(capsys, *encrypt_args(odd, tmp_path / "o3", key, "etc-gray", 16))
-    assert_one_line_error(code, err, "block size 8")
+    one_line_error(code, err, "block size 8")
 
 
 def test_missing_malformed_and_wrong_key(tree, key, tmp_path, capsys):
     code, _, err = run(capsys, *encrypt_args(tree, tmp_path / "o", tmp_path / "nokey.key"))
-    assert_one_line_error(code, err, "nokey.key")
+    one_line_error(code, err, "nokey.key")
     bad = tmp_path / "bad.key"
     bad.write_text("{not json")
     os.chmod(bad, 0o600)
     code, _, err = run(capsys, *encrypt_args(tree, tmp_path / "o", bad))
-    assert_one_line_error(code, err, "bad.key")
+    one_line_error(code, err, "bad.key")
     enc = tmp_path / "enc"
     assert run(capsys, *encrypt_args(tree, enc, key))[0] == 0
     other = tmp_path / "other.key"
     Key.generate().save(other)
     code, _, err = run(capsys, "decrypt", enc, tmp_path / "dec", "--key", other)
-    assert_one_line_error(code, err, "wrong key")
+    one_line_error(code, err, "wrong key")
     code, _, err = run(capsys, "decrypt", enc, tmp_path / "dec", "--key", key, "--scheme", "etc")
-    assert_one_line_error(code, err, "wrong scheme")
+    one_line_error(code, err, "wrong scheme")
     code, _, err = run(capsys, "decrypt", tree, tmp_path / "dec", "--key", key)
-    assert_one_line_error(code, err, "patchcrypt.json")
+    one_line_error(code, err, "patchcrypt.json")
     assert not (tmp_path / "dec").exists()
 
 
 def test_destination_inside_source_and_populated(tree, key, tmp_path, capsys):
     code, _, err = run(capsys, *encrypt_args(tree, tree / "enc", key))
-    assert_one_line_error(code, err, "inside the source")
+    one_line_error(code, err, "inside the source")
     dst = tmp_path / "busy"
     dst.mkdir()
     (dst / "keep.txt").write_text("mine")
     code, _, err = run(capsys, *encrypt_args(tree, dst, key))
-    assert_one_line_error(code, err, "--force")
+    one_line_error(code, err, "--force")
     assert (dst / "keep.txt").read_text() == "mine"
     # --force replaces only a previous patchcrypt output (one with its manifest), never other folders
     code, _, err = run(capsys, *encrypt_args(tree, dst, key, "block-pixel", 4, "--force"))
-    assert_one_line_error(code, err, "only replaces a previous patchcrypt output")
+    one_line_error(code, err, "only replaces a previous patchcrypt output")
     assert (dst / "keep.txt").read_text() == "mine"
     previous = tmp_path / "previous"
     assert run(capsys, *encrypt_args(tree, previous, key))[0] == 0
@@ -164,7 +144,7 @@ def test_destination_inside_source_and_populated(tree, key, tmp_path, capsys):
     # a file the manifest does not list makes it no longer only our output (issue 19, item 9)
     (previous / "keep.txt").write_text("added later")
     code, _, err = run(capsys, *encrypt_args(tree, previous, key, "block-pixel", 4, "--force"))
-    assert_one_line_error(code, err, "does not list: keep.txt")
+    one_line_error(code, err, "does not list: keep.txt")
     assert (previous / "keep.txt").read_text() == "added later"
 
 
@@ -179,10 +159,10 @@ def test_disk_write_failure_leaves_destination(tree, key, tmp_path, capsys, monk
 
     monkeypatch.setattr(files, "_write", full_disk)
     code, _, err = run(capsys, *encrypt_args(tree, dst, key, "block-pixel", 4, "--force"))
-    assert_one_line_error(code, err, "No space left")
+    one_line_error(code, err, "No space left")
     assert sorted((p.relative_to(dst), p.read_bytes()) for p in dst.rglob("*") if p.is_file()) == before
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".dst")]
     blocker = tmp_path / "a-file"
     blocker.write_text("x")
     code, _, err = run(capsys, *encrypt_args(tree, blocker / "out", key))
-    assert_one_line_error(code, err, "no such folder")
+    one_line_error(code, err, "no such folder")

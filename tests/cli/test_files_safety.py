@@ -12,45 +12,13 @@ import numpy as np
 import pytest
 
 from patchcrypt import Key
-from patchcrypt.cli import main
 from patchcrypt.codec import encode_png, read_image, write_image
+
+from cli_helpers import encrypt_args, make_tree, one_line_error, run
 
 import patchcrypt
 
 SRC = Path(patchcrypt.__file__).resolve().parents[1]  # the copy under test, for the subprocess
-
-
-@pytest.fixture
-def key(tmp_path):
-    path = tmp_path / "owner.key"
-    Key.generate().save(path)
-    return path
-
-
-def make_tree(root: Path, n: int = 6, size: int = 32, classes=("cat", "dog")) -> Path:
-    rng = np.random.default_rng(n)
-    for c in classes:
-        (root / c).mkdir(parents=True, exist_ok=True)
-        for i in range(n):
-            write_image(root / c / f"{i:05d}.png", rng.integers(0, 256, (size, size, 3), dtype=np.uint8))
-    return root
-
-
-def run(capsys, *args):
-    capsys.readouterr()
-    code = main([str(a) for a in args])
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
-def one_line_error(code, err, match):
-    lines = err.strip().splitlines()
-    assert code != 0 and len(lines) == 1 and lines[0].startswith("error:"), err
-    assert match in lines[0], lines[0]
-
-
-def encrypt(src, dst, key, *extra):
-    return ["encrypt", src, dst, "--key", key, "--scheme", "block-pixel", "--block-size", 4, *extra]
 
 
 # -- --force ----------------------------------------------------------------------------------------------
@@ -58,20 +26,20 @@ def test_force_never_removes_the_source_or_its_parents(tmp_path, key, capsys, mo
     victim = tmp_path / "victim"
     photos = make_tree(victim / "photos")
     (victim / "notes.txt").write_text("mine")
-    code, _, err = run(capsys, *encrypt(photos, victim, key, "--force"))
+    code, _, err = run(capsys, *encrypt_args(photos, victim, key, "--force"))
     one_line_error(code, err, "contains the source")
     assert len(list(photos.rglob("*.png"))) == 12 and (victim / "notes.txt").read_text() == "mine"
-    code, _, err = run(capsys, *encrypt(photos / "cat" / "00000.png", victim, key, "--force"))
+    code, _, err = run(capsys, *encrypt_args(photos / "cat" / "00000.png", victim, key, "--force"))
     one_line_error(code, err, "contains the source")
     # the current folder and the home folder are never replaced, even when they hold a manifest
     work = tmp_path / "work"
     work.mkdir()
     (work / "patchcrypt.json").write_text("{}")
     monkeypatch.chdir(work)
-    code, _, err = run(capsys, *encrypt(photos, ".", key, "--force"))
+    code, _, err = run(capsys, *encrypt_args(photos, ".", key, "--force"))
     one_line_error(code, err, "current folder")
     monkeypatch.setenv("HOME", str(work))
-    code, _, err = run(capsys, *encrypt(photos, work, key, "--force"))
+    code, _, err = run(capsys, *encrypt_args(photos, work, key, "--force"))
     one_line_error(code, err, "home folder")
     assert (work / "patchcrypt.json").is_file()
 
@@ -81,12 +49,12 @@ def test_force_replaces_only_previous_outputs(tmp_path, key, capsys):
     other = tmp_path / "other"
     other.mkdir()
     (other / "a.txt").write_text("keep")
-    code, _, err = run(capsys, *encrypt(src, other, key, "--force"))
+    code, _, err = run(capsys, *encrypt_args(src, other, key, "--force"))
     one_line_error(code, err, "only replaces a previous patchcrypt output")
     assert (other / "a.txt").read_text() == "keep"
     enc, dec = tmp_path / "enc", tmp_path / "dec"
-    assert run(capsys, *encrypt(src, enc, key))[0] == 0
-    assert run(capsys, *encrypt(src, enc, key, "--force"))[0] == 0
+    assert run(capsys, *encrypt_args(src, enc, key))[0] == 0
+    assert run(capsys, *encrypt_args(src, enc, key, "--force"))[0] == 0
     assert run(capsys, "decrypt", enc, dec, "--key", key)[0] == 0
     assert run(capsys, "decrypt", enc, dec, "--key", key, "--force")[0] == 0  # a previous decrypt output
     code, _, err = run(capsys, "decrypt", enc, other, "--key", key, "--force")
@@ -100,11 +68,11 @@ def test_same_stem_collision_is_refused(tmp_path, key, capsys):
     src = make_tree(tmp_path / "plain", n=2)
     img = read_image(src / "cat" / "00000.png")
     write_image(src / "cat" / "00000.jpg", img)
-    code, _, err = run(capsys, *encrypt(src, tmp_path / "enc", key))
+    code, _, err = run(capsys, *encrypt_args(src, tmp_path / "enc", key))
     one_line_error(code, err, "would both be written as cat/00000.png")
     assert not (tmp_path / "enc").exists()
     (src / "cat" / "00000.jpg").rename(src / "cat" / "00001.PNG")  # same file on case-insensitive disks
-    code, _, err = run(capsys, *encrypt(src, tmp_path / "enc", key, "--per-image"))
+    code, _, err = run(capsys, *encrypt_args(src, tmp_path / "enc", key, "--per-image"))
     one_line_error(code, err, "would both be written as")
 
 
@@ -112,7 +80,7 @@ def test_same_stem_collision_is_refused(tmp_path, key, capsys):
 def test_foreign_or_changed_files_are_named_and_refused(tmp_path, key, capsys):
     src = make_tree(tmp_path / "plain")
     enc = tmp_path / "enc"
-    assert run(capsys, *encrypt(src, enc, key, "--per-image"))[0] == 0
+    assert run(capsys, *encrypt_args(src, enc, key, "--per-image"))[0] == 0
     manifest = json.loads((enc / "patchcrypt.json").read_text())
     assert manifest["version"] == 2 and len(manifest["files"]) == 12
     assert all(len(m["sha256"]) == 64 for m in manifest["files"].values())
@@ -138,7 +106,6 @@ import signal, sys
 signal.signal(signal.SIGINT, signal.default_int_handler)
 import patchcrypt.files as files
 files.CHUNK = 8   # several steps, so the interrupt lands with chunks still to do
-from patchcrypt.cli import main
 sys.exit(main(sys.argv[1:]))
 """
 
@@ -152,7 +119,7 @@ def test_ctrl_c_exits_130_and_leaves_no_output(tmp_path, key):
     src = make_tree(tmp_path / "plain", n=12)
     dst, marker = tmp_path / "enc", tmp_path / "first-chunk-written"
     env = {**os.environ, "PYTHONPATH": str(SRC), "OMP_NUM_THREADS": "1", PAUSE_ENV: str(marker)}
-    proc = subprocess.Popen([sys.executable, "-c", _SMALL_CHUNKS, *map(str, encrypt(src, dst, key))],
+    proc = subprocess.Popen([sys.executable, "-c", _SMALL_CHUNKS, *map(str, encrypt_args(src, dst, key))],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
     try:
         deadline = time.monotonic() + 300  # only bounds a broken run; a working one signals in about a second
@@ -179,7 +146,7 @@ def test_stale_partial_folder_of_a_killed_run_is_removed(tmp_path, key, capsys):
     stale = tmp_path / f".enc.{dead.pid}.abc123.partial"
     (stale / "cat").mkdir(parents=True)
     (stale / "cat" / "00000.png").write_bytes(b"half")
-    code, _, err = run(capsys, *encrypt(src, tmp_path / "enc", key))
+    code, _, err = run(capsys, *encrypt_args(src, tmp_path / "enc", key))
     assert code == 0 and not stale.exists()
     assert "interrupted run" in err
     assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".enc")) == []

@@ -13,19 +13,8 @@ import pytest
 from PIL import Image
 
 from patchcrypt import Key
-from patchcrypt.cli import main
 
-
-def run(capsys, *args):
-    code = main([str(a) for a in args])
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
-def assert_one_line_error(code, err, match):
-    lines = err.strip().splitlines()
-    assert code == 2, (code, err)
-    assert len(lines) == 1 and lines[0].startswith("error:") and match in lines[0], err
+from cli_helpers import one_line_error, run
 
 # Runs CMD as a child and prints its peak RSS in bytes (Linux reports ru_maxrss in KiB).
 _PEAK = ("import resource, subprocess, sys; r = subprocess.run(sys.argv[1:]); "
@@ -96,7 +85,7 @@ def test_pad_past_the_pixel_limit_is_one_line(tmp_path, capsys, monkeypatch):
     key = tmp_path / "k.key"
     Key.generate().save(key)
     code, _, err = run(capsys, "encrypt", src, tmp_path / "out", "-k", key, "-s", "etc", "-m", "16", "--pad")
-    assert_one_line_error(code, err, "--pad would make it")
+    one_line_error(code, err, "--pad would make it")
     assert not (tmp_path / "out").exists()
 
 
@@ -110,4 +99,4 @@ def test_memory_error_is_one_line(tmp_path, capsys, monkeypatch):
     key = tmp_path / "k.key"
     Key.generate().save(key)
     code, _, err = run(capsys, "encrypt", tmp_path, tmp_path / "out", "-k", key, "-s", "etc", "-m", "16")
-    assert_one_line_error(code, err, "out of memory")
+    one_line_error(code, err, "out of memory")
