@@ -106,6 +106,7 @@ import signal, sys
 signal.signal(signal.SIGINT, signal.default_int_handler)
 import patchcrypt.files as files
 files.CHUNK = 8   # several steps, so the interrupt lands with chunks still to do
+from patchcrypt.cli import main
 sys.exit(main(sys.argv[1:]))
 """
 
