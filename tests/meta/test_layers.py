@@ -43,10 +43,6 @@ Edge = Tuple[str, str]
 # Known violations (importer, imported), to be removed by the module split they wait for. Each is a circle
 # or a rule broken by a lazy import inside a function today.
 KNOWN: Dict[Edge, str] = {
-    # models: registry -> pretrained -> checkpoint -> registry (create_model loads pretrained weights;
-    # pretrained reads patchcrypt checkpoints; checkpoint builds models). Waits for the registry / factory /
-    # checkpoint-I/O split of the models package.
-    ("patchcrypt.models.registry", "patchcrypt.models.pretrained"): "models circle; registry imports models",
     # attacks/__init__ imports target, and Target.block_source reaches back for attacks.block_source. Waits
     # for the attacks package split.
     ("patchcrypt.attacks.target", "patchcrypt.attacks"): "attacks package circle",

@@ -83,3 +83,22 @@ def test_load_weights_adapts_and_names_the_first_misfit(tmp_path):
     torch.save({"x": PatchcryptError("a custom object")}, tmp_path / "objects.pth")
     with pytest.raises(PatchcryptError, match="holds objects other than tensors"):
         load_weights(same, tmp_path / "objects.pth")
+
+
+def test_create_model_pretrained_goes_through_the_one_loader(tmp_path):
+    """``create_model(..., pretrained=)`` reads what ``load_weights`` reads: a patchcrypt checkpoint too, and a
+    file of another architecture is one line naming the tensor and why."""
+    src = create_model("vit_pico_patch4_32", seed=1, num_classes=5, **VIT)
+    save_checkpoint(tmp_path / "up.pt", src, model_name="vit_pico_patch4_32", model_kwargs={"num_classes": 5, **VIT},
+                    classes=list("abcde"))
+    got = create_model("vit_pico_patch4_32", num_classes=5, img_size=64, pretrained=tmp_path / "up.pt", **VIT)
+    ref = create_model("vit_pico_patch4_32", num_classes=5, img_size=64, **VIT)
+    load_weights(ref, tmp_path / "up.pt")
+    assert all(torch.equal(a, b) for a, b in zip(got.state_dict().values(), ref.state_dict().values()))
+    assert torch.equal(got.head.weight, src.head.weight)   # same classes: the head is kept
+    torch.save({"conv1.weight": torch.zeros(1)}, tmp_path / "resnet.pth")
+    with pytest.raises(PatchcryptError, match=r"'conv1.weight' is not in VisionTransformer \(not a timm Vision "
+                                              r"Transformer state dict: no pos_embed / patch_embed\)"):
+        create_model("vit_pico_patch4_32", pretrained=tmp_path / "resnet.pth", **VIT)
+    with pytest.raises(PatchcryptError, match=r"'conv1.weight' is not in ConvMixer \(another architecture\?\)"):
+        create_model("convmixer_128_4_patch4_32", pretrained=tmp_path / "resnet.pth", **CM)

@@ -62,6 +62,43 @@ class SchemeSpec:
     weak: bool = False
 
     @property
+    def lone_step(self) -> bool:
+        """A single step registered for study (``step-*``): weak, unlike the no-encryption baseline it has a
+        step; listings leave these out unless asked."""
+        return self.weak and bool(self.steps)
+
+    def resolve_block_size(self, block_size: Optional[int] = None, default: Optional[int] = None,
+                           substitute: bool = False) -> int:
+        """The block size M this scheme uses when ``block_size`` is asked for (None: not said).
+
+        ``plain`` (no steps, no blocks) takes the size asked for, else ``default``, else 1. Otherwise an
+        unsaid size is the scheme's own when it declares exactly one, else ``default``, else an error asking
+        for ``--block-size``; a size the scheme does not take is an error, or with ``substitute`` its first
+        declared size (listings that show every scheme at one M). Errors are one-line PatchcryptErrors.
+
+        >>> from patchcrypt.ciphers import get_scheme
+        >>> get_scheme("etc-gray").resolve_block_size(), get_scheme("etc").resolve_block_size(16)
+        (8, 16)
+        >>> get_scheme("etc-gray").resolve_block_size(16, substitute=True), get_scheme("plain").resolve_block_size()
+        (8, 1)
+        """
+        if block_size is not None and (isinstance(block_size, bool) or not isinstance(block_size, int)):
+            raise PatchcryptError(f"block size must be a whole number, got {block_size!r}")
+        if not self.steps:
+            return int(block_size or default or 1)
+        if block_size is None:
+            if len(self.block_sizes or ()) == 1:
+                return int(self.block_sizes[0])
+            if default is not None:
+                return int(default)
+            raise PatchcryptError(f"say which block size your {self.name} images use (--block-size)")
+        if substitute and self.block_sizes and block_size not in self.block_sizes:
+            return int(self.block_sizes[0])
+        if block_size < 1 or (self.block_sizes and block_size not in self.block_sizes):
+            raise PatchcryptError(f"block size {block_size} is not valid for scheme {self.name!r}")
+        return int(block_size)
+
+    @property
     def symbols(self) -> frozenset:
         """The step symbols, e.g. {"BS", "PS", "BF"}."""
         return frozenset(s.symbol for s in self.steps)

@@ -26,23 +26,13 @@ def check_owner_choice(scheme: Optional[str], block_size: Optional[int], allow_w
     """Validate the encryption the owner chose (never the server); returns the block size to use.
 
     Raises PatchcryptError when no scheme is given, the scheme is unknown or weak (unless allowed), or the
-    block size is missing or not one the scheme accepts.
+    block size is missing or not one the scheme accepts (:meth:`SchemeSpec.resolve_block_size`).
     """
     if not scheme:
         raise PatchcryptError("say how your images are encrypted: --scheme and --block-size (or a --config file "
                               "with scheme: and block_size:); the server's announcement is not trusted")
     spec = get_scheme(scheme)
     if spec.weak and not allow_weak_scheme:
-        what = "sends images unencrypted" if scheme == "plain" else "is a single step that leaves images legible"
+        what = "is a single step that leaves images legible" if spec.steps else "sends images unencrypted"
         raise PatchcryptError(f"scheme {scheme!r} {what}; refusing (pass --allow-weak-scheme to send them anyway)")
-    if block_size is not None and (isinstance(block_size, bool) or not isinstance(block_size, int)):
-        raise PatchcryptError(f"block size must be a whole number, got {block_size!r}")
-    if scheme == "plain":
-        return int(block_size or 1)
-    if block_size is None:
-        if len(spec.block_sizes or ()) == 1:
-            return int(spec.block_sizes[0])
-        raise PatchcryptError(f"say which block size your {scheme} images use (--block-size)")
-    if int(block_size) < 1 or (spec.block_sizes and int(block_size) not in spec.block_sizes):
-        raise PatchcryptError(f"block size {block_size} is not valid for scheme {scheme!r}")
-    return int(block_size)
+    return spec.resolve_block_size(block_size)

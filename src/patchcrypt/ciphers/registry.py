@@ -77,7 +77,7 @@ for _sym, _shared, _doc in (
 
 def list_ciphers(include_steps: bool = False) -> List[str]:
     """Registered scheme names (single steps only when ``include_steps``)."""
-    return [n for n in SCHEMES if include_steps or not n.startswith("step-")]
+    return [n for n, spec in SCHEMES.items() if include_steps or not spec.lone_step]
 
 
 def get_scheme(name: str) -> SchemeSpec:

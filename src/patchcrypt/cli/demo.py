@@ -41,8 +41,7 @@ def cipher_demo(photos: np.ndarray, key: Key, out_dir: Path, echo=print) -> List
     rows, sheet = [], []
     h, w = photos.shape[1:3]
     for name in DEMO_SCHEMES:
-        spec = get_scheme(name)
-        m = spec.block_sizes[0] if spec.block_sizes else 16
+        m = get_scheme(name).resolve_block_size(None, default=16)
         cipher = create_cipher(name, key, block_size=m)
         enc = cipher.encrypt(photos)
         exact = bool(np.array_equal(cipher.decrypt(enc), photos))

@@ -26,12 +26,11 @@ def scheme_rows(image_size: int, block_size: int, include_steps: bool = False) -
     rows = []
     for name in list_ciphers(include_steps=include_steps):
         spec = get_scheme(name)
-        m = block_size
+        m = spec.resolve_block_size(block_size, substitute=True)
         note = ""
         if spec.pixel_based:
             note = "pixel-based (block size not used)"
-        elif spec.block_sizes and m not in spec.block_sizes:
-            m = spec.block_sizes[0]
+        elif m != block_size:
             note = f"takes M={m} only"
         try:
             cipher = create_cipher(name, key, block_size=m)

@@ -39,7 +39,9 @@ def serve(
     access_log: bool = typer.Option(False, "--access-log", help="Log every request."),
 ) -> None:
     """Serve a model over HTTP. The server never receives a key: clients send encrypted images."""
-    from ..serve.app import ServeConfig, bind_socket, create_app, make_server
+    from ..serve.config import ServeConfig
+    from ..serve.routes import create_app
+    from ..serve.transport import bind_socket, make_server
 
     cfg = ServeConfig(max_batch=max_batch, batch_window_ms=batch_window_ms, max_images=max_images,
                       max_body_bytes=int(max_body_mb * (1 << 20)), device=device, header_timeout_s=header_timeout,

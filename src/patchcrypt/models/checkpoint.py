@@ -1,4 +1,7 @@
-"""Checkpoints: the model, how to rebuild it, and what it expects (scheme, block size, key fingerprint).
+"""Checkpoint I/O: the model, how to rebuild it, and what it expects (scheme, block size, key fingerprint).
+
+``save_checkpoint`` / ``load_checkpoint`` / ``build_model``; models are built from the name registry
+(:mod:`patchcrypt.models.registry`), never from the factory, so checkpoint I/O sits below the weights loader.
 
 A checkpoint is a ``torch.save`` dict with ``"format": "patchcrypt-checkpoint"``; it never holds a key, only
 the key's fingerprint, so it can be handed to a server.
@@ -14,7 +17,7 @@ import torch.nn as nn
 
 from ..atomic import atomic_write
 from ..errors import PatchcryptError
-from .registry import create_model
+from .registry import model_entrypoint
 
 if TYPE_CHECKING:
     from ..record import EncryptionRecord
@@ -155,7 +158,7 @@ def build_model(ckpt: Dict[str, Any]) -> nn.Module:
     name = ckpt["model"]
     try:
         with torch.device("meta"):
-            probe = create_model(name, **kwargs)
+            probe = model_entrypoint(name)(**kwargs)
     except PatchcryptError as exc:
         raise PatchcryptError(f"{source}: {exc}") from None
     except (Exception, RecursionError, MemoryError) as exc:  # noqa: BLE001 - a model's constructor, any error
@@ -170,7 +173,7 @@ def build_model(ckpt: Dict[str, Any]) -> nn.Module:
             raise PatchcryptError(f"{source}: damaged checkpoint (its model has {n_out} outputs, it names "
                                   f"{len(ckpt['classes'])} classes)")
     try:
-        model = create_model(name, **kwargs)
+        model = model_entrypoint(name)(**kwargs)
         model.load_state_dict(ckpt["state_dict"])
     except PatchcryptError:
         raise

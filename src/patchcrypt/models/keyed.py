@@ -50,7 +50,7 @@ from ..keys import Key
 from ..record import EncryptionRecord
 from .checkpoint import build_model, load_checkpoint, save_checkpoint
 from .layers import BlockwiseEmbed, embed_matrix, set_embed_matrix
-from .registry import create_model
+from .factory import create_model
 
 IDENTITY_MEAN, IDENTITY_STD = (0.0,), (1.0 / 255.0,)  # InputNorm that passes 0..255 values through
 CENTRED_MEAN, CENTRED_STD = (0.5,), (0.5,)              # (x/255 − 0.5)/0.5 on every channel: flips are signs

@@ -1,5 +1,8 @@
 """Load pretrained weights from a local file: a timm-layout state dict or a patchcrypt checkpoint.
 
+One loader, :func:`load_weights`, used by ``create_model(..., pretrained=...)``, ``train --pretrained`` and
+``keyed-model`` (a raw state dict).
+
 Sources: ``.pth`` / ``.bin`` / ``.safetensors`` state dicts (with the usual wrappers ``{"model": ...}``,
 ``{"state_dict": ...}`` and ``module.`` prefixes), or a patchcrypt checkpoint / run folder. Shapes are
 adapted where that keeps the weights' meaning: the position embedding is resized to the model's grid
@@ -20,7 +23,10 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ..errors import PatchcryptError
+from .checkpoint import load_checkpoint
 from .layers import conv_to_matrix, resample_patch_kernel
+
+__all__ = ["PretrainedInfo", "load_weights", "read_weights", "read_state_dict", "adapt_state_dict"]
 
 _EMBED_WEIGHTS = ("patch_embed.proj.weight", "stem.0.weight")   # ViT, ConvMixer (timm names)
 _HEAD = ("head.weight", "head.bias")
@@ -63,8 +69,6 @@ def read_state_dict(path) -> Dict[str, torch.Tensor]:
 
 def read_weights(path) -> Tuple[Dict[str, torch.Tensor], Optional[Dict[str, Any]]]:
     """State dict and, for a patchcrypt checkpoint or run folder, the checkpoint's metadata (else None)."""
-    from .checkpoint import load_checkpoint
-
     path = Path(path)
     if not path.exists():
         raise PatchcryptError(f"{path}: no such weights file or run folder")
@@ -133,7 +137,7 @@ def adapt_state_dict(model: nn.Module, sd: Dict[str, torch.Tensor], source: str 
     for k, v in sd.items():  # the first tensor that does not fit, in the file's order
         if k not in own:
             raise PatchcryptError(f"{source}: tensor {k!r} is not in {type(model).__name__} "
-                                  "(another architecture?)")
+                                  f"({_misfit_hint(own, sd)})")
         if v.shape != own[k].shape:
             raise PatchcryptError(f"{source}: tensor {k!r} has shape {tuple(v.shape)}, the model needs "
                                   f"{tuple(own[k].shape)} (different width or depth?)")
@@ -142,6 +146,14 @@ def adapt_state_dict(model: nn.Module, sd: Dict[str, torch.Tensor], source: str 
         raise PatchcryptError(f"{source}: no tensor {missing[0]!r} for {type(model).__name__} "
                               f"({len(missing)} missing; different depth?)")
     return sd, info
+
+
+def _misfit_hint(own: Dict[str, torch.Tensor], sd: Dict[str, torch.Tensor]) -> str:
+    """Why a file's tensor has no place in the model: for a ViT, say when the file is no ViT at all."""
+    if "pos_embed" in own and "patch_embed.proj.weight" in own \
+            and ("pos_embed" not in sd or "patch_embed.proj.weight" not in sd):
+        return "not a timm Vision Transformer state dict: no pos_embed / patch_embed"
+    return "another architecture?"
 
 
 def load_weights(model: nn.Module, path, classes: Optional[List[str]] = None) -> PretrainedInfo:
@@ -162,14 +174,3 @@ def load_weights(model: nn.Module, path, classes: Optional[List[str]] = None) ->
     with torch.no_grad():
         model.load_state_dict(sd, strict=False)
     return info
-
-
-def load_pretrained(model: nn.Module, path) -> nn.Module:
-    """Load timm ViT weights from ``path`` into ``model`` (a :class:`VisionTransformer`), adapting shapes."""
-    sd = read_state_dict(path)
-    if "pos_embed" not in sd or "patch_embed.proj.weight" not in sd or not hasattr(model, "pos_embed"):
-        raise PatchcryptError(f"{path}: not a timm Vision Transformer state dict (no pos_embed / patch_embed)")
-    sd, _ = adapt_state_dict(model, sd, str(path))
-    with torch.no_grad():
-        model.load_state_dict(sd, strict=False)
-    return model

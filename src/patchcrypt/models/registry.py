@@ -1,18 +1,17 @@
-"""Model registry: ``@register_model``, ``create_model(name, **kw)``, ``list_models(pattern)``,
-``model_entrypoint(name)``.
+"""Model registry (names only): ``@register_model``, ``list_models(pattern)``, ``model_entrypoint(name)``.
 
 A registered function takes keyword overrides and returns an ``nn.Module``; its name is the model name
-(sizes in the name, timm style: ``vit_tiny_patch4_32`` = ViT-Tiny, 4×4 patches, 32×32 images).
+(sizes in the name, timm style: ``vit_tiny_patch4_32`` = ViT-Tiny, 4×4 patches, 32×32 images). Building a
+model by name is :func:`patchcrypt.models.factory.create_model`; this module imports nothing else of
+``patchcrypt.models`` (each model family imports it to register itself).
 """
 
 from __future__ import annotations
 
 import fnmatch
 import inspect
-from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional, Union
+from typing import Any, Callable, Dict, List
 
-import torch
 import torch.nn as nn
 
 from ..errors import PatchcryptError
@@ -40,28 +39,6 @@ def model_entrypoint(name: str) -> Callable[..., nn.Module]:
     if name not in _MODELS:
         raise PatchcryptError(f"unknown model {name!r}; valid names: {', '.join(list_models())}")
     return _MODELS[name]
-
-
-def create_model(name: str, *, seed: Optional[int] = None, pretrained: Union[str, Path, None] = None,
-                 **kwargs: Any) -> nn.Module:
-    """Build the registered model ``name``; ``kwargs`` override its defaults (num_classes, img_size, ...).
-
-    Args:
-        seed: if given, initialise the weights deterministically from it (the global torch RNG state is
-            saved and restored, so callers' RNG streams are untouched).
-        pretrained: optional local state-dict file, loaded with :func:`~patchcrypt.models.load_pretrained`.
-    """
-    fn = model_entrypoint(name)
-    if seed is None:
-        model = fn(**kwargs)
-    else:
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)
-            model = fn(**kwargs)
-    if pretrained is not None:
-        from .pretrained import load_pretrained
-        load_pretrained(model, pretrained)
-    return model
 
 
 def build(cls: type, defaults: Dict[str, Any], overrides: Dict[str, Any]) -> nn.Module:

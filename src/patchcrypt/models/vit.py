@@ -4,7 +4,8 @@ Class token, learned position embedding, pre-norm blocks, GELU MLP. State-dict k
 ``VisionTransformer`` (``patch_embed.proj``, ``cls_token``, ``pos_embed``, ``blocks.{i}.norm1``,
 ``blocks.{i}.attn.qkv``, ``blocks.{i}.attn.proj``, ``blocks.{i}.norm2``, ``blocks.{i}.mlp.fc1``,
 ``blocks.{i}.mlp.fc2``, ``norm``, ``head``) plus our ``input_norm.mean`` / ``input_norm.std`` buffers, so timm
-ViT state dicts load with :func:`~patchcrypt.models.load_pretrained`.
+ViT state dicts load with :func:`~patchcrypt.models.pretrained.load_weights` (or ``create_model(...,
+pretrained=path)``).
 
 Default input normalisation: CIFAR-10 mean/std for the 32×32 models, 0.5/0.5 (timm's ViT default) for the
 224×224 ones; override with ``mean=..., std=...``.
