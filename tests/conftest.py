@@ -108,3 +108,13 @@ def key_file(tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("keys") / "owner.key"
     Key.generate().save(path)
     return path
+
+
+@pytest.fixture
+def key(tmp_path) -> Path:
+    """A fresh owner key file in this test's own folder (the CLI tests' ``--key``)."""
+    from patchcrypt import Key
+
+    path = tmp_path / "owner.key"
+    Key.generate().save(path)
+    return path

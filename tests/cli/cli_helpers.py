@@ -1,4 +1,5 @@
-"""Helpers the CLI tests share: run a command in-process, check a one-line error, write a small image tree."""
+"""Helpers the CLI tests share: run a command in-process, check a one-line error, write a small image tree
+(the `key` fixture is in tests/conftest.py)."""
 
 from __future__ import annotations
 

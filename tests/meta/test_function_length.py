@@ -17,8 +17,6 @@ LIMIT = 80
 KNOWN: Dict[str, str] = {
     "attacks/many.py:_attack_blocks": "waits for the attacks/many package split",
     "attacks/weights.py:run_weights_attack": "waits for the attacks/weights package split",
-    "serve/app.py:create_app": "waits for the serve/app split (routes)",
-    "serve/app.py:guarded_protocol": "waits for the serve/app split (transport)",
     "train.py:train": "waits for the train package split",
 }
 
