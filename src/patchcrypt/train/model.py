@@ -80,7 +80,11 @@ def make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
     clip = getattr(cfg, "clip_grad", None)
     if clip:
         params = [p for group in optimizer.param_groups for p in group["params"]]
-        optimizer.register_step_pre_hook(lambda opt, args, kwargs: nn.utils.clip_grad_norm_(params, clip))
+
+        def clip_before_step(opt, args, kwargs) -> None:  # a pre-hook returning None leaves step's arguments
+            nn.utils.clip_grad_norm_(params, clip)
+
+        optimizer.register_step_pre_hook(clip_before_step)
     return optimizer
 
 
