@@ -49,6 +49,7 @@ class TrainConfig:
     amp: bool = False                    # bf16 autocast for forward passes (training and test); float32 loss
     fused: bool = False                  # fused AdamW kernel (CUDA)
     clip_grad: Optional[float] = None    # clip the global gradient norm to this before each step
+    channels_last: bool = False          # the model in channels-last memory format (cuDNN convolutions)
     eval_batch: Optional[int] = None     # test images per forward pass (default 500; streaming: batch_size)
 
     @classmethod

@@ -19,6 +19,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ..augment import random_crop_flip
+from ..data import ImageSet
 from ..errors import PatchcryptError
 from ..inference import predict_logits, to_tensor
 from ..models import check_block_size
@@ -62,14 +63,20 @@ class Setup:
         return torch.autocast(self.device.type, dtype=torch.bfloat16) if self.cfg.amp else nullcontext()
 
 
-def train(cfg: TrainConfig, show_progress: Optional[bool] = None) -> Dict[str, Any]:
-    """Run the training described by ``cfg``; returns the summary (also written to summary.json)."""
+def train(cfg: TrainConfig, show_progress: Optional[bool] = None,
+          sets: Optional[Tuple[ImageSet, ImageSet]] = None) -> Dict[str, Any]:
+    """Run the training described by ``cfg``; returns the summary (also written to summary.json).
+
+    ``sets``: (train, test) images already in memory (e.g. decoded from a pack with
+    :func:`patchcrypt.data.read_pack`) instead of reading ``cfg.data``, which then only names them in the run's
+    config; ``cfg.subset``/``cfg.test_subset`` still apply.
+    """
     check_config(cfg)
     device = resolve_device(cfg.device)
     dist = setup_distributed(device)
     out = Path(cfg.out)
     resume_ckpt = check_run_folder(cfg, out)
-    s = set_up(cfg, device, dist, resume_ckpt)
+    s = set_up(cfg, device, dist, resume_ckpt, sets)
     optimizer = make_optimizer(s.model, cfg)
     steps_per_epoch = math.ceil(len(s.data.train) / dist.world / s.per_rank_batch)
     scheduler = make_scheduler(optimizer, cfg, steps_per_epoch)
@@ -103,10 +110,15 @@ def train(cfg: TrainConfig, show_progress: Optional[bool] = None) -> Dict[str, A
     return summary
 
 
-def set_up(cfg: TrainConfig, device: torch.device, dist: Dist, resume_ckpt: Optional[Dict]) -> Setup:
+def set_up(cfg: TrainConfig, device: torch.device, dist: Dist, resume_ckpt: Optional[Dict],
+           sets: Optional[Tuple[ImageSet, ImageSet]] = None) -> Setup:
     """Data (in RAM, streamed or on the device), encryption, model (fresh, resumed or fine-tuned), the
     encrypted test set: everything before the optimiser."""
-    data = open_training_data(cfg, split_sets)  # in RAM or streamed, at the model's size
+    if sets is not None:  # given in memory: subsets as for a folder
+        data = TrainData(sets[0].subset(cfg.subset, cfg.seed), sets[1].subset(cfg.test_subset, cfg.seed), False,
+                         False, 0, cfg.seed)
+    else:
+        data = open_training_data(cfg, split_sets)  # in RAM or streamed, at the model's size
     train_set, test_set = data.train, data.test
     if cfg.eval_batch:
         data.eval_batch = cfg.eval_batch
@@ -124,6 +136,8 @@ def set_up(cfg: TrainConfig, device: torch.device, dist: Dist, resume_ckpt: Opti
     model, model_kwargs, keyed = build_model(cfg, record, pre_encrypted, train_set, resume_ckpt, dist)
     head = freeze_backbone(model) if cfg.freeze else None
     model = model.to(device)
+    if cfg.channels_last:  # cuDNN's fast layout for convolutions (ConvMixer's depthwise ones)
+        model = model.to(memory_format=torch.channels_last)
     check_block_size(model, record.block_size)
 
     # test set: encrypted once, with the same pipeline (fixed nonces for per-image keys)

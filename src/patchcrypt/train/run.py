@@ -110,6 +110,9 @@ def read_metrics(path: Path) -> List[Dict]:
 
 
 def _yaml(d: Dict) -> str:
-    import yaml
-
+    """``d`` as YAML; as JSON (which YAML reads) where PyYAML is not installed (a bare GPU machine)."""
+    try:
+        import yaml
+    except ImportError:
+        return json.dumps(d, indent=1) + "\n"
     return yaml.safe_dump(d, sort_keys=False)
