@@ -95,3 +95,19 @@ def test_two_epochs_give_the_recorded_weights(name, tiny_tree, owner_key, tmp_pa
     assert digest == again, f"{name}: two runs in one process gave different weights"
     pytest.skip(f"golden hashes were recorded on {GOLDEN_PLATFORM} (CPU capability, torch); this is "
                 f"{platform()}: checked that two runs agree instead")
+
+
+def test_sets_in_memory_train_as_the_folder_does(tiny_tree, owner_key, tmp_path):
+    """``train(cfg, sets=...)`` (images decoded elsewhere, e.g. from a pack) gives the folder run's weights."""
+    from patchcrypt.train import split_sets
+
+    cfg = TrainConfig(data=str(tiny_tree), model="vit_pico_patch4_32", out=str(tmp_path / "mem"), key=str(owner_key),
+                      epochs=2, batch_size=16, lr=1e-3, seed=5, device="cpu", **RUNS["block-pixel"])
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        train(cfg, show_progress=False, sets=split_sets(cfg))
+    finally:
+        torch.set_num_threads(threads)
+    digest = weights_sha256(load_checkpoint(tmp_path / "mem" / "last.pt")["state_dict"])
+    assert digest == run_hash("block-pixel", tiny_tree, owner_key, tmp_path / "folder")
