@@ -12,7 +12,7 @@ import warnings
 from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import torch
 import torch.nn as nn
@@ -189,7 +189,8 @@ def run_epoch(s: Setup, optimizer: torch.optim.Optimizer, scheduler, batches: Li
     return row, test_acc
 
 
-def epoch_loss(s: Setup, gen: torch.Generator):
+def epoch_loss(s: Setup, gen: torch.Generator) -> Tuple[Callable[[Tuple[torch.Tensor, torch.Tensor]],
+                                                                 Tuple[torch.Tensor, int]], List[Any]]:
     """The loss of one batch for :func:`~patchcrypt.runtime.train_epoch`: augment the plain uint8 images
     (N, C, H, W), encrypt them on the device, forward (under bf16 autocast with ``--amp``). Returns (loss_fn,
     a one-element list counting correct answers, on the device). ``loss_fn`` takes (images, labels) as

@@ -71,6 +71,7 @@ def save_epoch(out: Path, model: nn.Module, optimizer: torch.optim.Optimizer, sc
 
 
 def print_epoch(row: Dict[str, Any], epochs: int) -> None:
+    """Rank 0's one line per epoch on stdout."""
     print(f"epoch {row['epoch']}/{epochs}: loss {row['train_loss']:.4f}  train {row['train_acc']:.3f}  "
           f"test {row['test_acc']:.3f}  {row['images_per_s']:.0f} img/s  "
           f"encryption {100 * row['encrypt_fraction']:.2f}% of the step", flush=True)
@@ -86,6 +87,7 @@ def summarize(rows: List[Dict], best_acc: float, facts: Dict[str, Any], epochs: 
 
 
 def write_summary(out: Path, summary: Dict[str, Any]) -> None:
+    """``out/summary.json``, written atomically."""
     write_text(out / "summary.json", json.dumps(summary, indent=1))
 
 
