@@ -5,10 +5,15 @@
     PYTHONPATH=src python3 benchmarks/gpu_accuracy.py --quick --pack P --out OUT   # same code, CPU, < 1 min
     PYTHONPATH=src python3 benchmarks/gpu_accuracy.py --table --out OUT            # re-print OUT's table
 
-All 50,000 training and 10,000 test images, decoded once from the pack into uint8 tensors on the device.
-Every training step runs on the device: batch gather, augmentation (random crop with 4 pixels of edge
-padding, horizontal flip), encryption (the cipher's compiled gather + XOR on the device's tensors), then the
-model under bf16 autocast. Models: ``vit_small_depth7_patch4_32`` (D=384, depth 7, 6 heads, 12.5M parameters)
+A grid over :func:`patchcrypt.train.train`: every cell is one library run with the GPU recipe of
+:class:`~patchcrypt.train.TrainConfig` (``data_on_device``, ``amp``, ``fused``, ``clip_grad``,
+``channels_last`` for ConvMixer on CUDA). All 50,000 training and 10,000 test images are decoded once from
+the pack and handed to every run (``train(..., sets=...)``), which keeps them as uint8 tensors on the device;
+every training step runs there: batch gather, augmentation (random crop with 4 pixels of edge padding,
+horizontal flip: :func:`patchcrypt.augment.random_crop_flip`), encryption (the cipher's compiled gather +
+XOR on the device's tensors), then the model under bf16 autocast; AdamW (fused on CUDA; no weight decay on
+norms, biases, position embedding and class token: the library's rule) with gradient clipping at 1.0,
+warm-up + cosine. Models: ``vit_small_depth7_patch4_32`` (D=384, depth 7, 6 heads, 12.5M parameters)
 and ConvMixer-256/8 with 4×4 patches; M = patch = 4 at 32×32, one key for every cell.
 
 Cells, per model: plain; block-pixel; etc with the shared patch embedding; etc with position-wise
@@ -22,20 +27,30 @@ model gets the same epochs, so plain and encrypted compare at equal training; a 
 ConvMixer cell's time, since a ViT trained from scratch needs more epochs). A cell that would still end
 past the budget (plus ``--slack-s``) is skipped and recorded as such. After every finished cell,
 ``OUT/results.json`` (the project's results format) and ``OUT/table.md`` are rewritten atomically, so a run
-cut off at any point still leaves every finished cell. The key lives in memory only; outputs name its
-fingerprint.
+cut off at any point still leaves every finished cell. Without ``--key`` the key is a fresh one in a private
+temporary file, and the runs' folders are temporary too; with ``--key FILE`` they are kept in
+``OUT/runs/<cell>`` and a second invocation reuses every finished cell (same epochs) and resumes a cut-off
+one (``--resume``). Outputs name the key's fingerprint, never the key.
 
-Only torch, numpy and Pillow are imported (no package needs installing on the GPU machine).
+Only torch, numpy and Pillow are needed (no package needs installing on the GPU machine): without tqdm the
+library's progress bar is replaced by a silent one, without PyYAML a run's config.yaml is written as JSON.
 """
 
 from __future__ import annotations
 
 import argparse
 import copy
+import csv
+import importlib.machinery
+import importlib.util
 import json
 import math
+import re
+import shutil
 import sys
+import tempfile
 import time
+import types
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, List, Optional, Tuple
@@ -50,13 +65,49 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(1, str(REPO / "src"))  # PYTHONPATH=src wins when set; this makes a bare run work too
 from _common import markdown_table, write_results  # noqa: E402
 
+
+def _silent_progress_bar() -> None:
+    """Where tqdm is not installed (the bare GPU machine), a silent stand-in for the library's progress bar
+    (the bars are off in this script anyway: ``show_progress=False``)."""
+    try:
+        if importlib.util.find_spec("tqdm") is not None and __import__("tqdm") is not None:
+            return
+    except (ImportError, ValueError):
+        pass
+
+    class _Bar:
+        def __init__(self, *args, **kwargs) -> None:
+            pass
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc) -> None:
+            return None
+
+        def update(self, n: int = 1) -> None:
+            pass
+
+        def set_postfix(self, *args, **kwargs) -> None:
+            pass
+
+    module = types.ModuleType("tqdm", "a silent stand-in for tqdm (benchmarks/gpu_accuracy.py)")
+    module.__spec__ = importlib.machinery.ModuleSpec("tqdm", None)  # find_spec("tqdm") must answer, not raise
+    module.tqdm = _Bar  # type: ignore[attr-defined]
+    sys.modules["tqdm"] = module
+
+
+_silent_progress_bar()
+
 from patchcrypt import Key, PatchcryptError  # noqa: E402
+from patchcrypt.augment import random_crop_flip as crop_flip  # noqa: E402,F401  (the grid's augmentation)
 from patchcrypt.ciphers import create_cipher  # noqa: E402
 from patchcrypt.data import read_pack  # noqa: E402
-from patchcrypt.models import create_model  # noqa: E402
+from patchcrypt.models import create_model, load_checkpoint  # noqa: E402
 from patchcrypt.models.keyed import key_model  # noqa: E402
 from patchcrypt.runtime import to_nchw  # noqa: E402
 from patchcrypt.atomic import atomic_write  # noqa: E402
+from patchcrypt.train import TrainConfig, train  # noqa: E402
 
 BLOCK = 4
 
@@ -111,28 +162,6 @@ KEYED = [("block-pixel", "plain-trained, keyed for block-pixel (shared embedding
 ROW_ORDER = ["plain", "block-pixel", "etc, shared embedding", "etc, position-wise embeddings"] + [k for _, k in KEYED]
 
 
-# -- the device-side pipeline ------------------------------------------------------------------------------------
-def crop_flip(x: torch.Tensor, gen: torch.Generator, pad: int = 4) -> torch.Tensor:
-    """Random crop with ``pad`` pixels of edge padding, then a random horizontal flip, all on x's device.
-
-    Args:
-        x: uint8 (N, C, H, W) on any device; ``gen`` a generator on that device (no host round trip).
-
-    Returns a new uint8 (N, C, H, W). Padding is edge replication (as ``patchcrypt.train``), done by clamping
-    the gather indices, so no padded copy is made.
-    """
-    n, c, h, w = x.shape
-    dev = x.device
-    dy = torch.randint(0, 2 * pad + 1, (n, 1), device=dev, generator=gen)
-    dx = torch.randint(0, 2 * pad + 1, (n, 1), device=dev, generator=gen)
-    rows = (dy - pad + torch.arange(h, device=dev)).clamp_(0, h - 1)              # (N, H)
-    cols = (dx - pad + torch.arange(w, device=dev)).clamp_(0, w - 1)              # (N, W)
-    flip = torch.rand((n, 1), device=dev, generator=gen) < 0.5
-    cols = torch.where(flip, cols.flip(1), cols)
-    out = x.gather(2, rows[:, None, :, None].expand(n, c, h, w))
-    return out.gather(3, cols[:, None, None, :].expand(n, c, h, w))
-
-
 class Budget:
     """Wall-clock accounting from the start of the script."""
 
@@ -152,53 +181,40 @@ def sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
+def slug(cell: "Cell") -> str:
+    """A cell's run folder name: ``ViT-etc-blockwise``."""
+    return re.sub(r"[^A-Za-z0-9-]+", "-", f"{cell.model}-{cell.scheme}-{cell.embed}")
+
+
 class Runner:
-    """Holds the data on the device, the ciphers and the settings; trains and evaluates cells."""
+    """The data (decoded once), the key and the settings; trains every cell with :func:`patchcrypt.train.train`
+    and evaluates the keyed rows."""
 
     def __init__(self, args: argparse.Namespace, device: torch.device, models: Dict[str, ModelSpec],
-                 x_train: torch.Tensor, y_train: torch.Tensor, x_test: torch.Tensor, y_test: torch.Tensor,
-                 key: Key) -> None:
-        self.args, self.device, self.models = args, device, models
-        self.x_train, self.y_train, self.x_test, self.y_test = x_train, y_train, x_test, y_test
+                 sets: Tuple, key: Key, key_path: Path, runs: Path) -> None:
+        self.args, self.device, self.models, self.sets = args, device, models, sets
+        self.key_path, self.runs = key_path, runs
+        self.x_test = to_nchw(sets[1].images).to(device)             # for the keyed rows
+        self.y_test = torch.from_numpy(sets[1].labels).to(device)
         self.ciphers = {s: create_cipher(s, key, block_size=BLOCK) for s in ("block-pixel", "etc")}
         self.amp = device.type in ("cuda", "cpu") and not args.no_amp
         self.batch = args.batch
-        self.steps_per_epoch = max(1, len(x_train) // self.batch)  # whole batches only: one shape for cuDNN
+        self.steps_per_epoch = math.ceil(len(sets[0]) / self.batch)
 
     # -- pieces ------------------------------------------------------------------------------------------------
-    def build(self, model_key: str, embed: str) -> nn.Module:
-        spec = self.models[model_key]
-        model = create_model(spec.name, seed=self.args.seed, embed=embed, num_classes=10, img_size=32,
-                             **spec.kwargs).to(self.device)
-        if self.device.type == "cuda" and model_key == "ConvMixer":
-            model = model.to(memory_format=torch.channels_last)  # cuDNN's fast layout for depthwise convs
-        return model
-
-    def optimizer(self, model: nn.Module, spec: ModelSpec) -> torch.optim.Optimizer:
-        decay = [p for n, p in model.named_parameters() if p.ndim > 1 and n not in ("pos_embed", "cls_token")]
-        rest = [p for n, p in model.named_parameters() if not (p.ndim > 1 and n not in ("pos_embed", "cls_token"))]
-        kw = {"fused": True} if self.device.type == "cuda" else {}
-        return torch.optim.AdamW([{"params": decay, "weight_decay": spec.weight_decay},
-                                  {"params": rest, "weight_decay": 0.0}], lr=spec.lr, **kw)
-
-    def encrypt(self, x: torch.Tensor, scheme: str) -> torch.Tensor:
-        return x if scheme == "plain" else self.ciphers[scheme].encrypt(x)
-
-    def step(self, model: nn.Module, opt: torch.optim.Optimizer, sched, idx: torch.Tensor, scheme: str,
-             gen: torch.Generator) -> torch.Tensor:
-        """One optimisation step on the training images ``idx``; returns the loss as a device tensor (no sync)."""
-        x = self.encrypt(crop_flip(self.x_train[idx], gen), scheme)
-        y = self.y_train[idx]
-        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp):
-            logits = model(x)
-        loss = F.cross_entropy(logits.float(), y, label_smoothing=0.1)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
-        if sched is not None:
-            sched.step()
-        return loss.detach()
+    def config(self, model_key: str, scheme: str, embed: str, epochs: int, out: Path,
+               max_steps: Optional[int] = None, resume: bool = False) -> TrainConfig:
+        """The library run of one cell: the GPU recipe, the model's optimiser settings, one key for all cells."""
+        spec, enc = self.models[model_key], scheme != "plain"
+        cuda = self.device.type == "cuda"
+        return TrainConfig(data=str(self.args.pack), model=spec.name, out=str(out), scheme=scheme if enc else None,
+                           key=str(self.key_path) if enc else None, block_size=BLOCK if enc else None,
+                           epochs=epochs, batch_size=self.batch, lr=spec.lr, weight_decay=spec.weight_decay,
+                           warmup_epochs=1.0, label_smoothing=0.1, augment="crop-flip", seed=self.args.seed,
+                           device=str(self.device), model_kwargs=dict(spec.kwargs, embed=embed),
+                           max_steps=max_steps, resume=resume, data_on_device=True, amp=self.amp, fused=cuda,
+                           clip_grad=1.0, channels_last=cuda and model_key == "ConvMixer",
+                           eval_batch=self.args.eval_batch)
 
     @torch.no_grad()
     def predict(self, model: nn.Module, x: torch.Tensor, amp: bool) -> torch.Tensor:
@@ -214,75 +230,71 @@ class Runner:
         return float((logits.argmax(1) == self.y_test).float().mean())
 
     # -- timing ------------------------------------------------------------------------------------------------
+    def _timed_run(self, model_key: str, embed: str, out: Path, steps: int) -> float:
+        """Wall seconds of a whole library run of ``steps`` steps of etc training (set-up to summary)."""
+        sync(self.device)
+        t0 = time.perf_counter()
+        train(self.config(model_key, "etc", embed, 1, out, max_steps=steps), show_progress=False, sets=self.sets)
+        sync(self.device)
+        return time.perf_counter() - t0
+
     def time_variant(self, model_key: str, embed: str) -> Dict[str, float]:
-        """Seconds per training step (etc encryption, the dearest scheme) and per test-set evaluation."""
-        model = self.build(model_key, embed)
-        opt = self.optimizer(model, self.models[model_key])
-        gen = torch.Generator(device=self.device).manual_seed(self.args.seed)
-        idx = torch.randperm(len(self.x_train), device=self.device, generator=gen)[:self.batch]
-        model.train()
-        for _ in range(self.args.warmup_steps):  # cuDNN autotuning, allocator, cipher tables onto the device
-            self.step(model, opt, None, idx, "etc", gen)
-        sync(self.device)
-        if self.device.type == "cuda" and self.args.sync_debug:
-            torch.cuda.set_sync_debug_mode("warn")  # any host sync inside a step is printed
-        t0 = time.perf_counter()
-        for _ in range(self.args.timed_steps):
-            loss = self.step(model, opt, None, idx, "etc", gen)
-        sync(self.device)
-        step_s = (time.perf_counter() - t0) / self.args.timed_steps
-        if self.device.type == "cuda":
-            torch.cuda.set_sync_debug_mode(0)
-        t0 = time.perf_counter()
-        self.predict(model, self.encrypt(self.x_test, "etc"), self.amp)
-        sync(self.device)
-        eval_s = time.perf_counter() - t0
-        if not torch.isfinite(loss):
-            raise PatchcryptError(f"{model_key} ({embed}): loss {float(loss)} while timing")
-        return {"step_s": step_s, "eval_s": eval_s, "epoch_s": step_s * self.steps_per_epoch}
+        """Seconds per training step (etc encryption, the dearest scheme), of a run's fixed part (set-up, one
+        test-set evaluation, one checkpoint; ``eval_s``) and per epoch (its steps plus that fixed part, which
+        the library repeats each epoch), from two library runs: ``--warmup-steps`` steps, then warm-up +
+        ``--timed-steps`` steps (the difference is the timed steps alone)."""
+        w, t = self.args.warmup_steps, self.args.timed_steps
+        with tempfile.TemporaryDirectory(dir=self.runs) as tmp:
+            short = self._timed_run(model_key, embed, Path(tmp) / "warmup", w)
+            if self.device.type == "cuda" and self.args.sync_debug:
+                torch.cuda.set_sync_debug_mode("warn")  # any host sync inside a step is printed
+            try:
+                long = self._timed_run(model_key, embed, Path(tmp) / "timed", w + t)
+            finally:
+                if self.device.type == "cuda":
+                    torch.cuda.set_sync_debug_mode(0)
+        step_s = max(long - short, 0.0) / t
+        eval_s = max(short - w * step_s, 0.0)
+        return {"step_s": step_s, "eval_s": eval_s, "epoch_s": step_s * self.steps_per_epoch + eval_s}
 
     # -- one cell ------------------------------------------------------------------------------------------------
+    def _finished(self, out: Path, epochs: int) -> Optional[Dict]:
+        """The summary of a finished run of ``epochs`` epochs in ``out`` (a second invocation with --key)."""
+        path = out / "summary.json"
+        if path.is_file():
+            summary = json.loads(path.read_text())
+            if summary.get("epochs") == epochs:
+                return summary
+            shutil.rmtree(out)  # another length of run: train again
+        return None
+
     def train_cell(self, cell: Cell, epochs: int, log) -> Tuple[Dict, nn.Module]:
         spec = self.models[cell.model]
-        model = self.build(cell.model, cell.embed)
-        opt = self.optimizer(model, spec)
-        total = epochs * self.steps_per_epoch
-        warmup = max(1, min(self.steps_per_epoch, total // 10))
-
-        def lr_factor(step: int) -> float:  # linear warm-up, cosine to zero
-            if step < warmup:
-                return (step + 1) / warmup
-            return 0.5 * (1 + math.cos(math.pi * min(1.0, (step - warmup) / max(1, total - warmup))))
-
-        sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_factor)
-        # the same seed in every cell: same initial weights, batch order and crops for plain and encrypted
-        gen = torch.Generator(device=self.device).manual_seed(self.args.seed)
-        x_test = self.encrypt(self.x_test, cell.scheme)
-        sync(self.device)
-        t0 = time.perf_counter()
-        losses = []
-        for epoch in range(1, epochs + 1):
-            model.train()
-            perm = torch.randperm(len(self.x_train), device=self.device, generator=gen)
-            loss_sum = torch.zeros((), device=self.device)
-            for i in range(self.steps_per_epoch):
-                loss_sum += self.step(model, opt, sched, perm[i * self.batch:(i + 1) * self.batch], cell.scheme, gen)
-            mean_loss = float(loss_sum) / self.steps_per_epoch  # the one host sync per epoch
-            if not math.isfinite(mean_loss):
-                raise PatchcryptError(f"{spec.label} on {cell.label}: loss became {mean_loss} in epoch {epoch}")
-            losses.append(round(mean_loss, 4))
-            if epoch == 1 or epoch == epochs or epoch % max(1, epochs // 5) == 0:
-                log(f"    epoch {epoch}/{epochs}: train loss {mean_loss:.4f}  {time.perf_counter() - t0:.1f} s")
-        train_s = time.perf_counter() - t0
-        acc = self.accuracy(self.predict(model, x_test, self.amp))
+        out = self.runs / slug(cell)
+        summary = self._finished(out, epochs)
+        if summary is None:
+            resume = (out / "last.pt").is_file()
+            if resume:
+                log(f"  resuming {out}")
+            elif out.exists():
+                shutil.rmtree(out)  # no checkpoint yet: nothing to resume
+            summary = train(self.config(cell.model, cell.scheme, cell.embed, epochs, out, resume=resume),
+                            show_progress=False, sets=self.sets)
+        else:
+            log(f"  {out} holds this cell already ({epochs} epochs): reused")
+        with open(out / "metrics.csv") as f:
+            losses = [round(float(r["train_loss"]), 4) for r in csv.DictReader(f)]
+        ckpt = load_checkpoint(out / "last.pt")
+        model = create_model(spec.name, **ckpt["model_kwargs"])
+        model.load_state_dict(ckpt["state_dict"])
+        acc = summary["final_test_acc"]
         row = {"kind": "trained", "model": spec.label, "registry_name": spec.name, "model_kwargs": spec.kwargs,
                "cell": cell.label, "scheme": cell.scheme, "embed": cell.embed, "status": "done",
                "accuracy": round(acc, 5), "epochs": epochs, "batch": self.batch, "lr": spec.lr,
-               "weight_decay": spec.weight_decay, "parameters": sum(p.numel() for p in model.parameters()),
-               "train_seconds": round(train_s, 2),
-               "images_per_s": round(epochs * self.steps_per_epoch * self.batch / max(train_s, 1e-9), 1),
+               "weight_decay": spec.weight_decay, "parameters": summary["parameters"],
+               "train_seconds": summary["train_seconds"], "images_per_s": summary["images_per_s"],
                "train_loss": losses}
-        return row, model
+        return row, model.to(self.device)
 
     # -- keyed rows ------------------------------------------------------------------------------------------------
     def keyed_rows(self, model_key: str, plain: nn.Module, key: Key, wrong: Key) -> List[Dict]:
@@ -419,6 +431,9 @@ def main(argv=None) -> int:
     ap.add_argument("--quick", action="store_true",
                     help="smoke run of the same code: CPU, 256 training / 128 test images, toy models, 1 epoch")
     ap.add_argument("--table", action="store_true", help="only re-print the table from OUT/results.json")
+    ap.add_argument("--key", type=Path, default=None,
+                    help="the owner's key file: keeps each cell's run in OUT/runs so that a second invocation "
+                         "reuses finished cells and resumes a cut-off one (default: a fresh temporary key)")
     args = ap.parse_args(argv)
     if args.table:
         path = args.out / "results.json"
@@ -455,26 +470,39 @@ def run(args: argparse.Namespace) -> int:
     log(f"torch {torch.__version__} on {device_name}; reading {args.pack}")
 
     sets = read_pack(args.pack, ("train", "test"))
-    train, test = sets["train"].subset(n_train, args.seed), sets["test"].subset(n_test, args.seed)
-    if train.shape != (32, 32, 3):
-        raise PatchcryptError(f"{args.pack}: images are {train.shape}; this benchmark takes 32x32 RGB (CIFAR-10)")
-    to_dev = lambda a: to_nchw(a).to(device)  # noqa: E731
-    x_train, x_test = to_dev(train.images), to_dev(test.images)
-    y_train, y_test = torch.from_numpy(train.labels).to(device), torch.from_numpy(test.labels).to(device)
-    if len(x_train) < args.batch:
-        raise PatchcryptError(f"{len(x_train)} training images are fewer than one batch of {args.batch}")
-    log(f"decoded {len(x_train):,} training and {len(x_test):,} test images onto {device} as uint8")
-
-    key, wrong = Key.generate(), Key.generate()  # in memory only; outputs carry the fingerprint
-    runner = Runner(args, device, models, x_train, y_train, x_test, y_test, key)
-    header = (f"CIFAR-10 from {args.pack.name}: {len(x_train):,} training / {len(x_test):,} test images, "
-              f"batch {args.batch}, AdamW + cosine, label smoothing 0.1, crop (pad 4) + flip, "
-              f"{'bf16 autocast' if runner.amp else 'float32'}, M = patch = 4 at 32×32, seed {args.seed}; "
-              f"{device_name}, torch {torch.__version__}" + ("; --quick smoke run" if args.quick else ""))
-    config = {"header": header, "device": device_name, "torch": torch.__version__, "n_train": len(x_train),
-              "n_test": len(x_test), "batch": args.batch, "budget_s": args.budget_s, "seed": args.seed,
-              "amp": runner.amp, "quick": args.quick, "key_fingerprint": key.fingerprint}
+    train_set, test_set = sets["train"].subset(n_train, args.seed), sets["test"].subset(n_test, args.seed)
+    if train_set.shape != (32, 32, 3):
+        raise PatchcryptError(f"{args.pack}: images are {train_set.shape}; this benchmark takes 32x32 RGB (CIFAR-10)")
+    if len(train_set) < args.batch:
+        raise PatchcryptError(f"{len(train_set)} training images are fewer than one batch of {args.batch}")
+    log(f"decoded {len(train_set):,} training and {len(test_set):,} test images; every cell keeps them on "
+        f"{device} as uint8")
     args.out.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="gpu_accuracy-") as tmp:
+        if args.key is not None:  # the owner's key: run folders kept in OUT/runs, a second invocation resumes
+            key, key_path, runs = Key.load(args.key), args.key, args.out / "runs"
+        else:  # a fresh key in a private temporary file, removed with the runs at the end
+            key, runs = Key.generate(), Path(tmp) / "runs"
+            key_path = key.save(Path(tmp) / "owner.key")
+        runs.mkdir(parents=True, exist_ok=True)
+        runner = Runner(args, device, models, (train_set, test_set), key, key_path, runs)
+        return grid(args, runner, budget, log, device_name, key)
+
+
+def grid(args: argparse.Namespace, runner: Runner, budget: Budget, log, device_name: str, key: Key) -> int:
+    """Time the model variants, choose the epochs, train every cell (and the keyed rows), saving after each."""
+    models = runner.models
+    wrong = Key.generate()  # in memory only
+    n_train, n_test = len(runner.sets[0]), len(runner.sets[1])
+    header = (f"CIFAR-10 from {args.pack.name}: {n_train:,} training / {n_test:,} test images, "
+              f"batch {args.batch}, patchcrypt.train: AdamW + cosine, gradient clipping 1.0, label smoothing 0.1, "
+              f"crop (pad 4) + flip, {'bf16 autocast' if runner.amp else 'float32'}, M = patch = 4 at 32×32, "
+              f"seed {args.seed}; {device_name}, torch {torch.__version__}"
+              + ("; --quick smoke run" if args.quick else ""))
+    config = {"header": header, "device": device_name, "torch": torch.__version__, "n_train": n_train,
+              "n_test": n_test, "batch": args.batch, "budget_s": args.budget_s, "seed": args.seed,
+              "amp": runner.amp, "quick": args.quick, "key_fingerprint": key.fingerprint,
+              "trainer": "patchcrypt.train"}
     rows: List[Dict] = []
 
     timings = {}
@@ -482,7 +510,7 @@ def run(args: argparse.Namespace) -> int:
         timings[(m, embed)] = runner.time_variant(m, embed)
         t = timings[(m, embed)]
         log(f"timed {models[m].label} ({embed} embedding): {1000 * t['step_s']:.1f} ms/step, "
-            f"{t['epoch_s']:.1f} s/epoch, test-set evaluation {t['eval_s']:.2f} s")
+            f"{t['epoch_s']:.1f} s/epoch, set-up + test + checkpoint {t['eval_s']:.2f} s")
     if args.epochs:
         epochs = {m: args.epochs for m in models}
     else:

@@ -57,6 +57,7 @@ class TrainData:
     random_crop: bool = False  # training images as random-resized crops (--augment resized-crop)
     eval_batch: int = 500      # test images per forward pass (streaming: the training batch size, so that
                                # activations, not only pixels, stay bounded)
+    device: Any = None         # where in-RAM training images are held (None: the host); batches are made there
 
     def choose_augment(self, augment: str, pre_encrypted: bool) -> str:
         """``--augment`` with ``auto`` resolved: none on encrypted data, a random-resized crop for resized
@@ -78,6 +79,8 @@ class TrainData:
             return
         if not hasattr(self, "_x"):
             self._x, self._y = to_nchw(self.train.images), torch.from_numpy(self.train.labels)
+            if self.device is not None:  # copied once; index batches on the device gather there
+                self._x, self._y = self._x.to(self.device), self._y.to(self.device)
         for b in batches:
             if self.random_crop:
                 imgs, size = self.train.images, self.train.images.shape[1]

@@ -10,23 +10,29 @@
 
 :class:`Encrypt` is the same cipher as ``patchcrypt encrypt`` (bit for bit), applied on the tensor's own
 device: the compiled index map and XOR mask are moved to the device once and the batch never visits the
-host. :class:`EncryptedImageFolder` wraps an ImageFolder tree with on-the-fly encryption for a
+host. :class:`JpegRoundTrip` compresses and decodes a batch as EtC JPEGs are (after :class:`Encrypt`, as
+``patchcrypt train --jpeg-quality`` does). :class:`EncryptedImageFolder` wraps an ImageFolder tree with on-the-fly encryption for a
 ``DataLoader``.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Callable, List, Optional, Sequence, Tuple, Union
+from typing import TYPE_CHECKING, Callable, List, Optional, Sequence, Tuple, Union
 
 import torch
 import torch.nn as nn
 
 from .ciphers import create_cipher
+from .codec import jpeg_roundtrip
 from .errors import PatchcryptError
 from .keys import Key
+from .runtime import to_nchw
 
-__all__ = ["Encrypt", "EncryptedImageFolder"]
+if TYPE_CHECKING:
+    from .record import EncryptionRecord
+
+__all__ = ["Encrypt", "JpegRoundTrip", "EncryptedImageFolder"]
 
 
 class Encrypt(nn.Module):
@@ -112,3 +118,41 @@ class EncryptedImageFolder(torch.utils.data.Dataset):
         if self.encrypt is not None:
             x = self.encrypt(x)
         return x, self.labels[i]
+
+
+class JpegRoundTrip(nn.Module):
+    """Encode every image as a JPEG and decode it again: what EtC images look like after JPEG compression.
+
+    Args:
+        quality: JPEG quality 1..100.
+        subsampling: chroma subsampling "444", "422" or "420" (an EtC record's ``subsampling``).
+        upsampling: how chroma is decoded, as :func:`patchcrypt.codec.decode_image` takes it: "block" for
+            EtC JPEGs whose blocks are whole 4:2:0 macroblocks (as ``patchcrypt decrypt`` decodes them),
+            "fancy" (libjpeg's default) otherwise. :meth:`for_record` picks both from an encryption record.
+
+    Shape:
+        uint8 (C, H, W) or (N, C, H, W) on any device → the same shape and device (the codec runs on the host).
+    """
+
+    def __init__(self, quality: int, subsampling: str = "444", upsampling: str = "fancy") -> None:
+        super().__init__()
+        self.quality, self.subsampling, self.upsampling = int(quality), subsampling, upsampling
+
+    @classmethod
+    def for_record(cls, record: "EncryptionRecord") -> "JpegRoundTrip":
+        """The round trip of ``record``'s EtC JPEGs: its quality, subsampling and decoding rule."""
+        if record.jpeg_quality is None:
+            raise PatchcryptError("the record has no JPEG quality: its images are not JPEG compressed")
+        return cls(record.jpeg_quality, record.subsampling, record.jpeg_upsampling)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not isinstance(x, torch.Tensor) or x.dtype != torch.uint8:
+            raise PatchcryptError("JpegRoundTrip takes uint8 torch tensors (C, H, W) or (N, C, H, W)")
+        batch = x if x.ndim == 4 else x[None]
+        arr = jpeg_roundtrip(batch.permute(0, 2, 3, 1).cpu().numpy(), self.quality, self.subsampling,
+                             self.upsampling)
+        out = to_nchw(arr).to(x.device)
+        return out if x.ndim == 4 else out[0]
+
+    def extra_repr(self) -> str:
+        return f"quality={self.quality}, subsampling={self.subsampling!r}, upsampling={self.upsampling!r}"
