@@ -17,7 +17,6 @@ LIMIT = 80
 KNOWN: Dict[str, str] = {
     "attacks/many.py:_attack_blocks": "waits for the attacks/many package split",
     "attacks/weights.py:run_weights_attack": "waits for the attacks/weights package split",
-    "train.py:train": "waits for the train package split",
 }
 
 

@@ -102,6 +102,24 @@ def test_gpu_recipe_runs_on_the_cpu(tmp_path):
     train(TrainConfig(out=str(tmp_path / "r2"), **kw), show_progress=False)
     again = load_checkpoint(tmp_path / "r2" / "last.pt")["state_dict"]
     assert all(torch.equal(again[k], v) for k, v in ckpt["state_dict"].items())
+    # the same run from the command line: every option has a flag, and gives the same weights
+    from patchcrypt.cli import main
+
+    assert main(["train", "--data", kw["data"], "--out", str(tmp_path / "r3"), "--model", kw["model"], "--epochs", "2",
+                 "--batch-size", "8", "--device", "cpu", "--data-on-device", "--amp", "--fused", "--clip-grad", "1.0",
+                 "--eval-batch", "3", "--config", str(_yaml(tmp_path, model_kwargs=kw["model_kwargs"]))]) == 0
+    flags = load_checkpoint(tmp_path / "r3" / "last.pt")
+    assert {k: flags["config"][k] for k in ("data_on_device", "amp", "fused", "clip_grad", "eval_batch")} == \
+        {"data_on_device": True, "amp": True, "fused": True, "clip_grad": 1.0, "eval_batch": 3}
+    assert all(torch.equal(flags["state_dict"][k], v) for k, v in ckpt["state_dict"].items())
+
+
+def _yaml(tmp_path, **values):
+    import json
+
+    path = tmp_path / "cfg.yaml"
+    path.write_text(json.dumps(values))  # JSON is YAML
+    return path
 
 
 def test_gpu_recipe_refusals_and_old_runs_resume(tmp_path):

@@ -44,6 +44,14 @@ def train(
                                           "DataLoader workers, or all into RAM first (default: stream when the "
                                           "decoded set exceeds $PATCHCRYPT_MEMORY_BUDGET, 1G)."),
     workers: Optional[int] = typer.Option(None, "--workers", help="DataLoader workers when streaming."),
+    data_on_device: Optional[bool] = typer.Option(None, "--data-on-device/--data-on-host", help="Hold the training images on the "
+                                                  "device; batches, crops and flips are made there (GPU)."),
+    amp: Optional[bool] = typer.Option(None, "--amp/--no-amp", help="bf16 autocast for forward passes (loss in float32)."),
+    fused: Optional[bool] = typer.Option(None, "--fused/--no-fused", help="The fused AdamW kernel (CUDA)."),
+    clip_grad: Optional[float] = typer.Option(None, "--clip-grad", help="Clip the global gradient norm to this."),
+    channels_last: Optional[bool] = typer.Option(None, "--channels-last/--no-channels-last", help="Channels-last memory format "
+                                                 "(convolutions on a GPU)."),
+    eval_batch: Optional[int] = typer.Option(None, "--eval-batch", help="Test images per forward pass."),
     config: Optional[Path] = typer.Option(None, "--config", help="YAML file of options (flags override it)."),
 ) -> None:
     """Train a model on encrypted (or plain) images; writes config, metrics, summary and checkpoints."""
@@ -54,7 +62,9 @@ def train(
                      jpeg_quality=jpeg_quality, epochs=epochs, batch_size=batch_size, lr=lr,
                      weight_decay=weight_decay, augment=augment, subset=subset, test_subset=test_subset, seed=seed,
                      device=device, pretrained=str(pretrained) if pretrained else None, init=init, freeze=freeze,
-                     resume=resume or None, max_steps=max_steps, img_size=img_size, stream=stream, workers=workers)
+                     resume=resume or None, max_steps=max_steps, img_size=img_size, stream=stream, workers=workers,
+                     data_on_device=data_on_device, amp=amp, fused=fused, clip_grad=clip_grad,
+                     channels_last=channels_last, eval_batch=eval_batch)
     cfg = TrainConfig.from_sources(config, overrides)
     if not cfg.data:
         from ..errors import PatchcryptError

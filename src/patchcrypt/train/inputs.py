@@ -86,17 +86,16 @@ def resolve_encryption(cfg: TrainConfig, train: ImageSet) -> Tuple[Pipeline, Enc
                                   "(use mixup or none)")
         return Pipeline(), EncryptionRecord.from_manifest(manifest), True
     scheme = cfg.scheme or "plain"
-    get_scheme(scheme)  # unknown scheme: clear error listing the valid ones
+    spec = get_scheme(scheme)  # unknown scheme: clear error listing the valid ones
     if scheme == "plain":
         record = EncryptionRecord(scheme="plain", jpeg_quality=cfg.jpeg_quality)
         return Pipeline(jpeg=_round_trip(record)), record, False
     if not cfg.key:
         raise PatchcryptError(f"scheme {scheme!r} on plain data needs --key (the data owner's key file)")
-    if not cfg.block_size:
-        raise PatchcryptError(f"scheme {scheme!r} needs --block-size")
+    block_size = spec.resolve_block_size(cfg.block_size)  # the one rule: a scheme's own size, else asked for
     key = Key.load(cfg.key)
-    encrypt = Encrypt(key, scheme, block_size=cfg.block_size, per_image=cfg.per_image)
-    record = EncryptionRecord(scheme=scheme, block_size=cfg.block_size, key_fingerprint=key.fingerprint,
+    encrypt = Encrypt(key, scheme, block_size=block_size, per_image=cfg.per_image)
+    record = EncryptionRecord(scheme=scheme, block_size=block_size, key_fingerprint=key.fingerprint,
                               per_image=cfg.per_image, jpeg_quality=cfg.jpeg_quality, holder="the run encrypts with")
     return Pipeline(encrypt, _round_trip(record)), record, False
 
