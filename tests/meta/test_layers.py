@@ -4,9 +4,9 @@ Layers, lowest first; a module may import its own layer and the ones below, neve
 
     0 errors, atomic, runtime, security
     1 keys, blocks, codec, metrics
-    2 ciphers, data, record, augment (device-side augmentation kernels, when added)
-    3 models, attacks, files, inference, transforms
-    4 train, serve, report
+    2 ciphers, data, record, augment (device-side augmentation kernels)
+    3 models, attacks, files, parts, inference, transforms
+    4 train, train_data, serve, report
     5 evaluate
     6 cli, __main__, the package root (the public façade)
 
