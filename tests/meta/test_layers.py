@@ -47,9 +47,6 @@ KNOWN: Dict[Edge, str] = {
     # pretrained reads patchcrypt checkpoints; checkpoint builds models). Waits for the registry / factory /
     # checkpoint-I/O split of the models package.
     ("patchcrypt.models.registry", "patchcrypt.models.pretrained"): "models circle; registry imports models",
-    # attacks/__init__ imports target, and Target.block_source reaches back for attacks.block_source. Waits
-    # for the attacks package split.
-    ("patchcrypt.attacks.target", "patchcrypt.attacks"): "attacks package circle",
 }
 
 
