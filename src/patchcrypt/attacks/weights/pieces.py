@@ -42,6 +42,7 @@ def keyed_tensors(model: nn.Module) -> Tuple[np.ndarray, Optional[np.ndarray]]:
 
 
 def unit_columns(w: np.ndarray) -> np.ndarray:
+    """(..., D, L) float with every column scaled to unit length (zero columns stay zero)."""
     return w / np.maximum(np.linalg.norm(w, axis=-2, keepdims=True), 1e-30)
 
 
@@ -73,6 +74,7 @@ def match_rows(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 
 def masks(s: np.ndarray) -> np.ndarray:
+    """Signs (any shape, ±1.0) → XOR masks of the same shape, uint8: 255 where the value is flipped, else 0."""
     return np.where(s < 0, 255, 0).astype(np.uint8)
 
 
