@@ -146,5 +146,5 @@ def grid_symmetries(gh: int, gw: int) -> np.ndarray:
     return np.unique(np.stack(out), axis=0)
 
 
-__all__ = ["to_units", "from_units", "unit_indices", "true_key_map", "block_source", "map_fraction", "block_map_to_image", "decrypt_with", "dihedral_colour_states",
-           "grid_symmetries"]
+__all__ = ["to_units", "from_units", "unit_indices", "true_key_map", "block_source", "map_fraction",
+           "block_map_to_image", "decrypt_with", "dihedral_colour_states", "grid_symmetries"]
