@@ -123,12 +123,12 @@ def block_states(spec: SchemeSpec, block_size: int, channels: int) -> Tuple[np.n
     from ..ciphers.steps import colour_tables, dihedral_tables
 
     L = block_size * block_size * channels
-    rf = dihedral_tables(block_size, channels) if any(s.rotates_blocks for s in spec.steps) else np.arange(L)[None]
-    cs = (colour_tables(block_size) if any(s.shuffles_colours for s in spec.steps) and channels == 3
-          else np.arange(L)[None])
+    rotate, colour, negate = (any(getattr(s, f) for s in spec.steps)
+                              for f in ("rotates_blocks", "shuffles_colours", "inverts_blocks"))
+    rf = dihedral_tables(block_size, channels) if rotate else np.arange(L)[None]
+    cs = colour_tables(block_size) if colour and channels == 3 else np.arange(L)[None]
     gathers = np.stack([r[c] for r in rf for c in cs])
-    masks = [np.zeros(L, np.uint8)] + ([np.full(L, 255, np.uint8)] if any(s.inverts_blocks for s in spec.steps)
-                                       else [])
+    masks = [np.zeros(L, np.uint8)] + ([np.full(L, 255, np.uint8)] if negate else [])
     return (np.concatenate([gathers] * len(masks)),
             np.concatenate([np.broadcast_to(m, gathers.shape) for m in masks]))
 
