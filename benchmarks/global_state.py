@@ -11,7 +11,7 @@ plain images from ANOTHER source:
 
 For each setting and N (victims per trial) it reports the share of trials whose true state is ranked first,
 the same up to a left–right mirror (the one ambiguity natural photos barely break), the mean rank, and the
-same figures for the public-statistics match that many.py used before (the baseline, run on the same
+same figures for the public-statistics match that attacks/many used before (the baseline, run on the same
 trials). Each finished cell is saved as results/global_state/<setting>_N<n>.json and skipped on a rerun.
 
   PYTHONPATH=src .venv/bin/python benchmarks/global_state.py                # small: 10 trials, N = 30, 100
@@ -42,7 +42,7 @@ MIRROR = GlobalState(4)
 
 
 # ------------------------------------------------------------------------------------------------------------
-# baseline: many.py's global stage before this benchmark (mean image, channel histograms, channel covariance
+# baseline: attacks/many's global stage before this benchmark (mean image, channel histograms, channel covariance
 # and mean differences matched to the public images' by z-scores; a mirror decided by the horizontal
 # differences alone), copied here so that the comparison survives its replacement
 def _features(x: np.ndarray) -> Dict[str, np.ndarray]:

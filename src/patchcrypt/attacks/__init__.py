@@ -16,6 +16,7 @@ from typing import Callable
 import numpy as np
 
 from .base import AttackResult
+from .keymaps import block_source
 from .registry import (ATTACKS, THREAT_HOLDERS, AttackOptions, AttackSpec, Threat, all_of, format_headline,
                        get_attack, headline_of, list_attacks, needs_key, needs_pixel_correspondence,
                        needs_shared_key, needs_steps, register_attack, run_all, run_attack)
@@ -30,20 +31,6 @@ def create_attack(name: str, **defaults) -> Callable[..., AttackResult]:
     """The runner for one attack, with default options bound (see :func:`run_attack`)."""
     get_attack(name)
     return partial(run_attack, name, **defaults)
-
-
-def block_source(cipher, shape, block_size: int) -> np.ndarray:
-    """For scoring: ``source[k]`` = the plain block that encrypted block k holds, read off the compiled map.
-
-    ``shape`` is the (H, W, C) the keyed steps act on (for etc-gray, its grayscale composite).
-    """
-    from ..blocks import block_layout, locate_in_blocks
-    from ..ciphers.base import Cipher
-
-    h, w, c = (int(v) for v in shape)
-    layout = block_layout(h, w, c, block_size)
-    block_of, _ = locate_in_blocks(layout)
-    return block_of[Cipher.program(cipher, (h, w, c)).map.g[layout[:, 0]]]
 
 
 def contact_sheet(result: AttackResult, path, rows: int = 6, candidates: int = 4, show_plain: bool = True) -> None:

@@ -36,12 +36,10 @@ from ..ciphers.base import SchemeSpec, StepSpec
 from ..ciphers.program import Map
 from ..errors import PatchcryptError
 from .base import AttackResult, require
-from .keymaps import decrypt_with
+from .keymaps import decrypt_with, from_units, to_units, unit_indices
 from .registry import AttackOptions, Threat, register_attack
 from .target import Target
 
-BLOCK_LOCAL = {"BS", "RF", "NP", "BF", "CS", "PS", "LE", "NPV"}   # steps that keep every value inside its block
-PIXEL_STEPS = {"BS", "RF", "NP", "CS"}     # move whole pixels, shuffle a block's colours, negate whole blocks
 # the "pixel" code's value ranges (byte values below 128): channel 0 in [0, 64), 1 in [64, 96), 2 in [96, 128)
 _R0, _R1, _R2 = 64, 96, 128
 
@@ -85,10 +83,7 @@ def _pixel_decode(blocks: np.ndarray, m: int) -> Tuple[np.ndarray, np.ndarray, n
 
 def _unit_layout(shape, block: int, nibble: bool) -> np.ndarray:
     """(n, Lu) unit index of every in-block unit (bytes, or 2 halves per byte in (value, half) order)."""
-    layout = block_layout(*shape, block)
-    if not nibble:
-        return layout
-    return np.stack((2 * layout, 2 * layout + 1), axis=-1).reshape(layout.shape[0], -1)
+    return unit_indices(block_layout(*shape, block), nibble)
 
 
 def _spec(scheme: Union[str, SchemeSpec]) -> SchemeSpec:
@@ -107,13 +102,13 @@ def cpa_plan(scheme: Union[str, SchemeSpec], block_size: int, plain_shape: Tuple
     n = (h // block) * (w // block)
     lu = block * block * c * (2 if nibble else 1)
     steps = spec.steps
-    symbols = {s.symbol for s in steps}
-    moves = "BS" in symbols
-    if (symbols and symbols <= PIXEL_STEPS and not nibble and c == 3 and block <= 32
+    moves = any(s.moves_blocks for s in steps)
+    # whole pixels moved, a block's colours shuffled, whole blocks negated (BS, RF, NP, CS)
+    if (steps and all(s.block_state for s in steps) and not nibble and c == 3 and block <= 32
             and n <= _pixel_ids(block)):
         return {"kind": "pixel", "queries": 1, "bits": bits}
-    if symbols and symbols <= BLOCK_LOCAL:
-        shared = all(s.shared or s.symbol == "BF" for s in steps)
+    if steps and all(s.value_map for s in steps):   # every value stays inside its block
+        shared = all(s.same_for_every_block for s in steps)
         if shared and not moves:
             digits = max(1, math.ceil(math.log(lu, base)))
             return {"kind": "shared", "queries": math.ceil(digits / n), "digits": digits, "bits": bits}
@@ -128,18 +123,6 @@ def _digits(codes: np.ndarray, base: int, count: int) -> np.ndarray:
     return np.stack([(codes // base ** d) % base for d in range(count)])
 
 
-def _to_bytes(units: np.ndarray, nibble: bool) -> np.ndarray:
-    return ((units[..., 0::2] << 4) | units[..., 1::2]).astype(np.uint8) if nibble else units.astype(np.uint8)
-
-
-def _from_bytes(flat: np.ndarray, nibble: bool) -> np.ndarray:
-    if not nibble:
-        return flat
-    out = np.empty(flat.shape[:-1] + (flat.shape[-1] * 2,), np.uint8)
-    out[..., 0::2], out[..., 1::2] = flat >> 4, flat & 15
-    return out
-
-
 def chosen_plaintext_attack(encrypt_oracle: Callable[[np.ndarray], np.ndarray], scheme: Union[str, SchemeSpec],
                             block_size: int, plain_shape: Tuple[int, int, int]) -> Tuple[Map, int]:
     """Recover the key map with crafted images sent to ``encrypt_oracle``.
@@ -148,7 +131,7 @@ def chosen_plaintext_attack(encrypt_oracle: Callable[[np.ndarray], np.ndarray], 
         encrypt_oracle: (Q, H, W, C) uint8 → (Q, H, W, C) uint8, the scheme under the secret key.
         plain_shape: (H, W, C) of the images to decrypt later.
     Returns the recovered :class:`Map` (over bytes, or 4-bit halves for nibble schemes, like
-    ``Cipher.program(...).map``) and the number of crafted images used.
+    ``cipher.key_map(shape)``) and the number of crafted images used.
     """
     spec = _spec(scheme)
     scheme = spec.name
@@ -160,6 +143,7 @@ def chosen_plaintext_attack(encrypt_oracle: Callable[[np.ndarray], np.ndarray], 
     bits, q = int(plan["bits"]), int(plan["queries"])
     base, full = 2 ** bits, (15 if nibble else 255)
     block = 1 if spec.pixel_based else block_size
+    moves = any(s.moves_blocks for s in spec.steps)
     if plan["kind"] == "pixel":
         layout = block_layout(h, w, c, block)
         crafted = np.empty(h * w * c, np.uint8)
@@ -185,14 +169,14 @@ def chosen_plaintext_attack(encrypt_oracle: Callable[[np.ndarray], np.ndarray], 
         which = np.arange(q * n) % count
         units[:, ul] = _digits(np.arange(lu), base, count)[which].reshape(q, n, lu)
     else:
-        offset = np.arange(n)[:, None] if "BS" in {s.symbol for s in spec.steps} else 0
+        offset = np.arange(n)[:, None] if moves else 0
         codes = (offset + np.arange(lu)[None]) if plan["kind"] == "block-local" else ul
         units[:, ul] = _digits(codes, base, q)
-    crafted = _to_bytes(units, nibble).reshape(q, h, w, c)
+    crafted = from_units(units, nibble).reshape(q, h, w, c)
     enc = np.asarray(encrypt_oracle(crafted))
     if enc.shape != crafted.shape or enc.dtype != np.uint8:
         raise PatchcryptError(f"the oracle returned {enc.shape} {enc.dtype} for {crafted.shape} uint8 images")
-    out = _from_bytes(enc.reshape(q, -1), nibble)[:, ul]          # (q, n, Lu) in output block order
+    out = to_units(enc.reshape(q, -1), nibble)[:, ul]          # (q, n, Lu) in output block order
     flipped = out >= base
     digit = np.where(flipped, out ^ full, out).astype(np.int64)
     mask = np.where(flipped[0], full, 0).astype(np.uint8)         # (n, Lu)
@@ -209,9 +193,8 @@ def chosen_plaintext_attack(encrypt_oracle: Callable[[np.ndarray], np.ndarray], 
         if plan["kind"] == "generic":
             g[ul[0]] = np.clip(code[0], 0, ul.size - 1)
         else:
-            src = code.min(1) if "BS" in {s.symbol for s in spec.steps} else np.arange(n)
-            src = np.clip(src, 0, n - 1)
-            local = np.clip(code - (src[:, None] if "BS" in {s.symbol for s in spec.steps} else 0), 0, lu - 1)
+            src = np.clip(code.min(1) if moves else np.arange(n), 0, n - 1)
+            local = np.clip(code - (src[:, None] if moves else 0), 0, lu - 1)
             g[ul] = ul[src[:, None], local]
         m[ul] = mask
     return Map(g, m), q

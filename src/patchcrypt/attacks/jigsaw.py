@@ -15,11 +15,12 @@ closest to the plain image is taken, as the literature scores jigsaw attacks.
 from __future__ import annotations
 
 import time
-from typing import AbstractSet, Dict, List, Optional, Tuple, Union
+from typing import AbstractSet, Dict, Iterable, List, Optional, Tuple, Union
 
 import numpy as np
 
 from ..blocks import merge_blocks, split_blocks
+from ..ciphers.base import StepSpec
 from ..errors import PatchcryptError
 from ..metrics import ssim
 from .base import AttackResult, require, scheme_steps
@@ -29,15 +30,17 @@ from .target import Target
 from .placement import COLOUR_ORDERS, State, grow, seed_order, state_list, transform
 
 
-# The per-block states the solver models; any other keyed step changes values inside a block.
-STATE_STEPS = frozenset({"BS", "RF", "NP", "CS"})
+def _facts(symbols: Iterable[str]) -> List[StepSpec]:
+    """The steps of these symbols, whose facts (``block_state``, ``rotates_blocks``, ...) the solver reads."""
+    return [StepSpec(s) for s in symbols]
 
 
 def states_for(scheme: Union[str, AbstractSet[str]]) -> List[State]:
     """The per-block states (dihedral, negated, colour order) the scheme (a name or its step symbols) can
     produce."""
-    steps = scheme_steps(scheme) if isinstance(scheme, str) else set(scheme)
-    return state_list("RF" in steps, "NP" in steps, "CS" in steps)
+    steps = _facts(scheme_steps(scheme) if isinstance(scheme, str) else set(scheme))
+    return state_list(any(s.rotates_blocks for s in steps), any(s.inverts_blocks for s in steps),
+                      any(s.shuffles_colours for s in steps))
 
 
 def _edges(variants: np.ndarray) -> Dict[str, np.ndarray]:
@@ -125,9 +128,11 @@ def _global_candidates(img: np.ndarray, piece: np.ndarray, states):
 
 def why_not_jigsaw(steps: AbstractSet[str]) -> Optional[str]:
     """None when the solver models every step in ``steps``, else the reason it does not apply."""
-    if "BS" not in steps:
+    facts = _facts(set(steps))
+    if not any(s.moves_blocks for s in facts):
         return "there are no scrambled blocks to reassemble"
-    others = sorted(set(steps) - STATE_STEPS)
+    # the solver models block moves and the per-block states; any other step changes values inside a block
+    others = sorted(s.symbol for s in facts if not s.block_state)
     if others:
         return (f"values inside each block are shuffled or changed individually ({', '.join(others)}), so block "
                 "edges carry no match")

@@ -12,7 +12,7 @@ from typing import Tuple
 
 import numpy as np
 
-from ..blocks import block_layout
+from ..blocks import block_layout, locate_in_blocks
 from ..ciphers import create_cipher, get_scheme
 from ..ciphers.base import Cipher
 from ..ciphers.program import Map
@@ -20,29 +20,57 @@ from ..errors import PatchcryptError
 from ..keys import Key
 
 
-
 def to_units(flat: np.ndarray, nibble: bool) -> np.ndarray:
-    """(N, L) uint8 → the units a key map acts on: the bytes themselves, or with ``nibble`` every byte split
-    into its upper and lower 4-bit halves, (N, 2L) values 0..15 (upper first).
+    """(..., L) uint8 → the units a key map acts on: the bytes themselves, or with ``nibble`` every byte split
+    into its upper and lower 4-bit halves, (..., 2L) uint8 values 0..15 (upper first). The one nibble packer
+    of the attacks (with :func:`from_units` and :func:`unit_indices`).
 
     >>> to_units(np.array([[0xAB, 0x01]], np.uint8), True).tolist()
     [[10, 11, 0, 1]]
     """
     if not nibble:
         return flat
-    out = np.empty((flat.shape[0], flat.shape[1] * 2), dtype=np.uint8)
-    out[:, 0::2], out[:, 1::2] = flat >> 4, flat & 15
+    out = np.empty(flat.shape[:-1] + (flat.shape[-1] * 2,), dtype=np.uint8)
+    out[..., 0::2], out[..., 1::2] = flat >> 4, flat & 15
     return out
 
 
 def from_units(units: np.ndarray, nibble: bool) -> np.ndarray:
-    """The inverse of :func:`to_units`."""
-    return (units[:, 0::2] << 4) | units[:, 1::2] if nibble else units
+    """The inverse of :func:`to_units`: (..., 2L) halves 0..15 → (..., L) bytes (units as they are without
+    ``nibble``).
+
+    >>> from_units(np.array([[10, 11, 0, 1]], np.uint8), True).tolist()
+    [[171, 1]]
+    """
+    return (units[..., 0::2] << 4) | units[..., 1::2] if nibble else units
+
+
+def unit_indices(index: np.ndarray, nibble: bool) -> np.ndarray:
+    """Byte indices (..., L) → the indices of their units (..., 2L): byte i is halves 2i (upper) and 2i + 1,
+    in the order of :func:`to_units` (the indices themselves without ``nibble``).
+
+    >>> unit_indices(np.array([[0, 5]]), True).tolist()
+    [[0, 1, 10, 11]]
+    """
+    if not nibble:
+        return index
+    return np.stack((2 * index, 2 * index + 1), axis=-1).reshape(index.shape[:-1] + (-1,))
+
 
 def true_key_map(scheme: str, key: Key, block_size: int, shape: Tuple[int, int, int]) -> Map:
     """The compiled map of (scheme, key) for plain images of ``shape`` (for scoring only)."""
-    cipher = create_cipher(scheme, key, block_size=block_size)
-    return Cipher.program(cipher, tuple(shape)).map
+    return create_cipher(scheme, key, block_size=block_size).key_map(tuple(shape))
+
+
+def block_source(cipher: Cipher, shape: Tuple[int, int, int], block_size: int) -> np.ndarray:
+    """For scoring: ``source[k]`` = the plain block that encrypted block k holds, read off the key map.
+
+    ``shape`` is the (H, W, C) the keyed steps act on (for etc-gray, its grayscale composite).
+    """
+    h, w, c = (int(v) for v in shape)
+    layout = block_layout(h, w, c, block_size)
+    block_of, _ = locate_in_blocks(layout)
+    return block_of[cipher.key_map((h, w, c)).g[layout[:, 0]]]
 
 
 def map_fraction(recovered: Map, truth: Map) -> float:
@@ -118,5 +146,5 @@ def grid_symmetries(gh: int, gw: int) -> np.ndarray:
     return np.unique(np.stack(out), axis=0)
 
 
-__all__ = ["true_key_map", "map_fraction", "block_map_to_image", "decrypt_with", "dihedral_colour_states",
-           "grid_symmetries"]
+__all__ = ["to_units", "from_units", "unit_indices", "true_key_map", "block_source", "map_fraction",
+           "block_map_to_image", "decrypt_with", "dihedral_colour_states", "grid_symmetries"]

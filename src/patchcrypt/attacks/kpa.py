@@ -112,10 +112,7 @@ def structured(spec: SchemeSpec) -> bool:
     """Whether the structured solver fits: byte values, blocks (not pixels), and every step either block
     scrambling or one in-block map shared by all blocks (block-pixel, PS, BF, shared CS/RF)."""
     return (bool(spec.steps) and spec.unit == "byte" and not spec.pixel_based and spec.value_map
-            and all(s.symbol == "BS" or s.same_for_every_block for s in spec.steps))
-
-
-BLOCK_STEPS = frozenset({"BS", "RF", "NP", "CS"})
+            and all(s.moves_blocks or s.same_for_every_block for s in spec.steps))
 
 
 def block_states(spec: SchemeSpec, block_size: int, channels: int) -> Tuple[np.ndarray, np.ndarray]:
@@ -125,12 +122,13 @@ def block_states(spec: SchemeSpec, block_size: int, channels: int) -> Tuple[np.n
     """
     from ..ciphers.steps import colour_tables, dihedral_tables
 
-    steps = spec.symbols
     L = block_size * block_size * channels
-    rf = dihedral_tables(block_size, channels) if "RF" in steps else np.arange(L)[None]
-    cs = colour_tables(block_size) if "CS" in steps and channels == 3 else np.arange(L)[None]
+    rotate, colour, negate = (any(getattr(s, f) for s in spec.steps)
+                              for f in ("rotates_blocks", "shuffles_colours", "inverts_blocks"))
+    rf = dihedral_tables(block_size, channels) if rotate else np.arange(L)[None]
+    cs = colour_tables(block_size) if colour and channels == 3 else np.arange(L)[None]
     gathers = np.stack([r[c] for r in rf for c in cs])
-    masks = [np.zeros(L, np.uint8)] + ([np.full(L, 255, np.uint8)] if "NP" in steps else [])
+    masks = [np.zeros(L, np.uint8)] + ([np.full(L, 255, np.uint8)] if negate else [])
     return (np.concatenate([gathers] * len(masks)),
             np.concatenate([np.broadcast_to(m, gathers.shape) for m in masks]))
 
@@ -139,7 +137,7 @@ def block_matching(spec: SchemeSpec) -> bool:
     """Whether the block-matching solver fits: byte values, blocks (not pixels), block scrambling and per-block
     RF / NP / CS only (etc and its single steps), and not already the structured case."""
     return (bool(spec.steps) and spec.unit == "byte" and not spec.pixel_based and spec.value_map
-            and spec.symbols <= BLOCK_STEPS and not structured(spec))
+            and all(s.block_state for s in spec.steps) and not structured(spec))
 
 
 def solve_blocks(x: np.ndarray, y: np.ndarray, shape, m_blk: int, spec: SchemeSpec

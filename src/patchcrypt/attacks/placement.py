@@ -1,5 +1,5 @@
 """Jigsaw pieces and their greedy placement, shared by the single-image (jigsaw.py) and many-image
-(many_jigsaw.py) solvers.
+(many/jigsaw.py) solvers.
 
 A piece is one block; its *state* is what the per-block steps of ciphers/steps.py may have done to it:
 one of the 8 dihedral states (RF), an inversion (NP) and one of the 6 colour orders (CS). A *variant* is a

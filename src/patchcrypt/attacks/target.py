@@ -57,6 +57,7 @@ import numpy as np
 from ..ciphers import SchemeSpec, StepSpec, create_cipher, get_scheme
 from ..errors import PatchcryptError
 from ..keys import Key
+from .keymaps import block_source
 
 
 class Target:
@@ -123,19 +124,15 @@ class Target:
         scheme for plain images of ``shape`` (the composite's for composite schemes); None for user schemes."""
         if not self.registered:
             return None
-        from ..ciphers.base import Cipher
-
+        shape = tuple(int(v) for v in shape)
         if self.composite:
-            h, w, c = shape
-            shape = self.cipher.to_composite(np.zeros((1, h, w, c), np.uint8), False).shape[1:]
-        return Cipher.program(self.cipher, tuple(int(v) for v in shape), nonce).map
+            shape = self.cipher.encrypted_shape(*shape)
+        return self.cipher.key_map(shape, nonce)
 
     def block_source(self, shape) -> Optional[np.ndarray]:
         """For scoring only: ``source[k]`` = plain block held by encrypted block k; None for user schemes."""
         if not self.registered:
             return None
-        from . import block_source
-
         return block_source(self.cipher, shape, self.block_size)
 
 

@@ -19,8 +19,45 @@ NONCE_BYTES = 16
 
 
 @dataclass(frozen=True)
+class StepFacts:
+    """What one keyed step does to an image (DESIGN §3), for the solvers that model it.
+
+    A symbol outside :data:`STEP_FACTS` (a user's own step, e.g. "XOR") has every fact False: no solver models it.
+    """
+
+    moves_blocks: bool = False      # BS: whole blocks change places
+    rotates_blocks: bool = False    # RF: a block turned and/or mirrored (one of its 8 dihedral states)
+    inverts_blocks: bool = False    # NP: a whole block inverted (v -> 255 - v)
+    flip_mask: bool = False         # BF: one mask of inverted in-block positions, the same for every block
+    inverts_values: bool = False    # NPV: every value its own inversion bit (pixel-based encryption)
+    shuffles_colours: bool = False  # CS: the 3 channels of a block (or pixel) reordered
+    shuffles_pixels: bool = False   # PS: the values of a block permuted
+    nibbles: bool = False           # LE: acts on 4-bit halves (shuffled and flipped), not on bytes
+    value_map: bool = False         # only moves values or flips them: one gather plus one XOR mask
+    one_key: bool = False           # one key for all blocks whatever ``shared`` says (BF: one mask of L bits)
+
+
+STEP_FACTS: Dict[str, StepFacts] = {
+    "BS": StepFacts(moves_blocks=True, value_map=True),
+    "RF": StepFacts(rotates_blocks=True, value_map=True),
+    "NP": StepFacts(inverts_blocks=True, value_map=True),
+    "BF": StepFacts(flip_mask=True, value_map=True, one_key=True),
+    "NPV": StepFacts(inverts_values=True, value_map=True),
+    "CS": StepFacts(shuffles_colours=True, value_map=True),
+    "PS": StepFacts(shuffles_pixels=True, value_map=True),
+    "LE": StepFacts(nibbles=True, value_map=True),
+}
+_NO_FACTS = StepFacts()
+
+
+@dataclass(frozen=True)
 class StepSpec:
-    """One step of a scheme: its symbol and whether its key is shared by all blocks."""
+    """One step of a scheme: its symbol, whether its key is shared by all blocks, and what it does (its
+    :class:`StepFacts`, read off the symbol, as attributes: ``step.moves_blocks``, ``step.shuffles_pixels``, ...).
+
+    >>> StepSpec("PS", shared=True).shuffles_pixels, StepSpec("BS").block_state, StepSpec("XOR").value_map
+    (True, True, False)
+    """
 
     symbol: str
     shared: bool = False
@@ -30,16 +67,79 @@ class StepSpec:
         return f"{self.symbol}{'-shared' if self.shared else ''}"
 
     @property
+    def facts(self) -> StepFacts:
+        return STEP_FACTS.get(self.symbol, _NO_FACTS)
+
+    @property
+    def moves_blocks(self) -> bool:
+        """Whole blocks change places (BS)."""
+        return self.facts.moves_blocks
+
+    @property
+    def rotates_blocks(self) -> bool:
+        """A block turned and/or mirrored (RF)."""
+        return self.facts.rotates_blocks
+
+    @property
+    def inverts_blocks(self) -> bool:
+        """A whole block inverted (NP)."""
+        return self.facts.inverts_blocks
+
+    @property
+    def flip_mask(self) -> bool:
+        """One mask of inverted in-block positions (BF)."""
+        return self.facts.flip_mask
+
+    @property
+    def inverts_values(self) -> bool:
+        """Every value its own inversion bit (NPV)."""
+        return self.facts.inverts_values
+
+    @property
+    def shuffles_colours(self) -> bool:
+        """The channels of a block reordered (CS)."""
+        return self.facts.shuffles_colours
+
+    @property
+    def shuffles_pixels(self) -> bool:
+        """The values of a block permuted: pixel shuffle (PS)."""
+        return self.facts.shuffles_pixels
+
+    @property
+    def nibbles(self) -> bool:
+        """Acts on 4-bit halves (LE)."""
+        return self.facts.nibbles
+
+    @property
+    def value_map(self) -> bool:
+        """Only moves or flips values."""
+        return self.facts.value_map
+
+    @property
+    def inverts(self) -> bool:
+        """Whether the step inverts values (v -> 255 - v): whole blocks (NP), a shared mask (BF) or each value (NPV)."""
+        f = self.facts
+        return f.inverts_blocks or f.flip_mask or f.inverts_values
+
+    @property
+    def block_state(self) -> bool:
+        """Whether the step keeps every block whole: moves it (BS) or gives it one of the jigsaw piece states
+        (rotation/flip RF, inversion NP, colour order CS), so whole pixels stay together."""
+        f = self.facts
+        return f.moves_blocks or f.rotates_blocks or f.inverts_blocks or f.shuffles_colours
+
+    @property
     def same_for_every_block(self) -> bool:
         """Whether every block gets the same key material from this step (BF has one mask by definition)."""
-        return self.shared or self.symbol in SAME_FOR_EVERY_BLOCK
+        return self.shared or self.facts.one_key
 
 
+# Derived from STEP_FACTS, kept for readers of the old names.
 # Steps whose key is one for all blocks whatever ``shared`` says (DESIGN §3: BF is one mask of L bits).
-SAME_FOR_EVERY_BLOCK = frozenset({"BF"})
+SAME_FOR_EVERY_BLOCK = frozenset(s for s, f in STEP_FACTS.items() if f.one_key)
 # Steps that only move values or flip them (v -> full - v): with these the scheme is one gather plus one XOR
 # mask over the flattened image (DESIGN §3), which is what a known-plaintext solver models.
-MOVE_OR_FLIP_STEPS = frozenset({"BS", "RF", "NP", "BF", "CS", "PS", "LE", "NPV"})
+MOVE_OR_FLIP_STEPS = frozenset(s for s, f in STEP_FACTS.items() if f.value_map)
 
 
 @dataclass(frozen=True)
@@ -106,7 +206,7 @@ class SchemeSpec:
     @property
     def value_map(self) -> bool:
         """Whether the scheme is one gather plus one XOR mask (0 or all ones) over the flattened image."""
-        return not self.composite and self.symbols <= MOVE_OR_FLIP_STEPS
+        return not self.composite and all(s.value_map for s in self.steps)
 
     @property
     def keyable(self) -> Optional[str]:
@@ -115,7 +215,7 @@ class SchemeSpec:
         None (nibble values, a colour conversion in front, or no key at all)."""
         if not self.steps or self.unit != "byte" or not self.value_map:
             return None
-        in_block = [s for s in self.steps if s.symbol != "BS"]
+        in_block = [s for s in self.steps if not s.moves_blocks]
         return "shared" if all(s.same_for_every_block for s in in_block) else "position-wise"
 
 
@@ -231,6 +331,16 @@ class Cipher:
 
     def _compile_map(self, shape: Tuple[int, int, int], nonce: bytes) -> Map:
         """The scheme as one flat map in image (H, W, C) order (see :meth:`program`)."""
+        return self.key_map(shape, nonce)
+
+    def key_map(self, shape: Tuple[int, int, int], nonce: bytes = b"") -> Map:
+        """The key as one map y[i] = x[g[i]] ^ m[i] (:class:`~.program.Map`: ``g`` int index, ``m`` uint8 mask)
+        over the flat (H, W, C) input of the keyed steps, in bytes or, for nibble schemes, 4-bit halves.
+
+        ``shape`` = (H, W, C) is what the keyed steps act on: the plain image, or for a composite scheme
+        (etc-gray) its grayscale composite, ``encrypted_shape(H, W, C)``. ``nonce``: a per-image nonce (b"" for
+        one key for every image). The map *is* the key: for scoring and tests, never for output.
+        """
         return self.program(shape, nonce).map
 
     def program(self, shape: Tuple[int, int, int], nonce: bytes = b"") -> Program:

@@ -22,7 +22,7 @@ the library's summation order and flips values that fall on a .5 tie.
 
 from __future__ import annotations
 
-from typing import Tuple
+from typing import Optional, Tuple
 
 import numpy as np
 
@@ -70,13 +70,76 @@ def _ops(torch_in: bool):
     return np.concatenate, np.clip, lambda b: b.astype(np.int64), lambda a: a.astype(np.uint8)
 
 
+# -- the public colour conversion (no key) -----------------------------------------------------------------
+SUBSAMPLINGS = ("420", "444")
+DEFAULT_SUBSAMPLING = "420"
+
+
+def _check_subsampling(subsampling: str) -> None:
+    if subsampling not in SUBSAMPLINGS:
+        raise PatchcryptError(f"etc-gray subsampling must be 420 or 444, not {subsampling!r}")
+
+
+def composite_shape(height: int, width: int, subsampling: str = DEFAULT_SUBSAMPLING) -> Tuple[int, int]:
+    """(Hc, Wc) of the grayscale composite of an RGB ``height`` x ``width`` image."""
+    _check_subsampling(subsampling)
+    return (height, width + width // 2) if subsampling == "420" else (height, 3 * width)
+
+
+def to_composite(batch, subsampling: str = DEFAULT_SUBSAMPLING, torch_in: Optional[bool] = None):
+    """RGB uint8 batch → its Y|Cb|Cr composite, uint8: numpy (N, H, W, 3) → (N, H, Wc, 1), torch (N, 3, H, W) →
+    (N, 1, H, Wc) (``torch_in``: the layout, read off the type when None). The public, keyless part of etc-gray;
+    4:2:0 needs even H and W.
+
+    >>> to_composite(np.full((1, 2, 2, 3), 200, np.uint8))[0, :, :, 0].tolist()   # grey: Y | Cb over Cr
+    [[200, 200, 128], [200, 200, 128]]
+    """
+    _check_subsampling(subsampling)
+    torch_in = _is_torch(batch) if torch_in is None else torch_in
+    cat, clip, as_int, as_u8 = _ops(torch_in)
+    x = as_int(batch)
+    ycc = clip(_round_div(_mix(x, _RGB2YCC_INT, (0, _CHROMA_OFFSET * _SCALE, _CHROMA_OFFSET * _SCALE),
+                               cat), _SCALE, torch_in), 0, 255)
+    y, cb, cr = ycc[..., 0:1], ycc[..., 1:2], ycc[..., 2:3]
+    if subsampling == "420":
+        n, h, w, _ = ycc.shape
+        cb = _round_div(cb.reshape(n, h // 2, 2, w // 2, 2, 1).sum((2, 4)), 4, torch_in)
+        cr = _round_div(cr.reshape(n, h // 2, 2, w // 2, 2, 1).sum((2, 4)), 4, torch_in)
+        out = cat([y, cat([cb, cr], 1)], 2)
+    else:
+        out = cat([y, cb, cr], 2)
+    return as_u8(out)
+
+
+def from_composite(comp, subsampling: str = DEFAULT_SUBSAMPLING, torch_in: Optional[bool] = None):
+    """Composite uint8 batch → RGB uint8 batch (numpy NHWC / torch NCHW), the inverse of :func:`to_composite`
+    up to the rounding of the 8-bit YCbCr conversion (and the 2x2 chroma means of 4:2:0)."""
+    _check_subsampling(subsampling)
+    torch_in = _is_torch(comp) if torch_in is None else torch_in
+    cat, clip, as_int, as_u8 = _ops(torch_in)
+    z = as_int(comp)
+    n, h, wc, _ = z.shape
+    if subsampling == "420":
+        w = wc * 2 // 3
+        y, c = z[:, :, :w], z[:, :, w:]
+        cb, cr = c[:, : h // 2], c[:, h // 2:]
+        up = (lambda a: a.repeat_interleave(2, 1).repeat_interleave(2, 2)) if torch_in else \
+            (lambda a: a.repeat(2, axis=1).repeat(2, axis=2))
+        cb, cr = up(cb), up(cr)
+    else:
+        w = wc // 3
+        y, cb, cr = z[:, :, :w], z[:, :, w:2 * w], z[:, :, 2 * w:]
+    ycc = cat([y, cb - _CHROMA_OFFSET, cr - _CHROMA_OFFSET], 3)
+    rgb = clip(_round_div(_mix(ycc, _YCC2RGB_INT, (0, 0, 0), cat), _SCALE, torch_in), 0, 255)
+    return as_u8(rgb)
+
+
 class EtcGrayCipher(Cipher):
     """``etc-gray``: options ``subsampling`` ("420" default, or "444") and ``color`` (False for gray input)."""
 
     def __init__(self, spec: SchemeSpec, key, block_size: int, per_image: bool = False, pad: bool = False,
-                 subsampling: str = "420", color: bool = True):
-        if subsampling not in ("420", "444"):
-            raise PatchcryptError(f"etc-gray subsampling must be 420 or 444, not {subsampling!r}")
+                 subsampling: str = DEFAULT_SUBSAMPLING, color: bool = True):
+        _check_subsampling(subsampling)
         super().__init__(spec, key, block_size, per_image=per_image, pad=pad)
         self.subsampling = subsampling
         self.color = bool(color)
@@ -94,7 +157,7 @@ class EtcGrayCipher(Cipher):
     def composite_shape(self, height: int, width: int) -> Tuple[int, int]:
         if not self.color:
             return height, width
-        return (height, width + width // 2) if self.subsampling == "420" else (height, 3 * width)
+        return composite_shape(height, width, self.subsampling)
 
     def encrypted_shape(self, height: int, width: int, channels: int) -> Tuple[int, int, int]:
         return (*self.composite_shape(height, width), 1)
@@ -115,39 +178,13 @@ class EtcGrayCipher(Cipher):
 
     # -- colour conversion (numpy NHWC or torch NCHW uint8 in, same layout uint8 out; integer arithmetic) --
     def to_composite(self, batch, torch_in: bool):
-        """RGB uint8 batch → composite uint8 batch (numpy (N, H, Wc, 1) / torch (N, 1, H, Wc))."""
-        cat, clip, as_int, as_u8 = _ops(torch_in)
-        x = as_int(batch)
-        ycc = clip(_round_div(_mix(x, _RGB2YCC_INT, (0, _CHROMA_OFFSET * _SCALE, _CHROMA_OFFSET * _SCALE),
-                                   cat), _SCALE, torch_in), 0, 255)
-        y, cb, cr = ycc[..., 0:1], ycc[..., 1:2], ycc[..., 2:3]
-        if self.subsampling == "420":
-            n, h, w, _ = ycc.shape
-            cb = _round_div(cb.reshape(n, h // 2, 2, w // 2, 2, 1).sum((2, 4)), 4, torch_in)
-            cr = _round_div(cr.reshape(n, h // 2, 2, w // 2, 2, 1).sum((2, 4)), 4, torch_in)
-            out = cat([y, cat([cb, cr], 1)], 2)
-        else:
-            out = cat([y, cb, cr], 2)
-        return as_u8(out)
+        """RGB uint8 batch → composite uint8 batch (numpy (N, H, Wc, 1) / torch (N, 1, H, Wc)); see
+        :func:`to_composite` (the same conversion, without a key)."""
+        return to_composite(batch, self.subsampling, torch_in)
 
     def from_composite(self, comp, torch_in: bool):
         """Composite uint8 batch → RGB uint8 batch (inverse of :meth:`to_composite` up to rounding)."""
-        cat, clip, as_int, as_u8 = _ops(torch_in)
-        z = as_int(comp)
-        n, h, wc, _ = z.shape
-        if self.subsampling == "420":
-            w = wc * 2 // 3
-            y, c = z[:, :, :w], z[:, :, w:]
-            cb, cr = c[:, : h // 2], c[:, h // 2:]
-            up = (lambda a: a.repeat_interleave(2, 1).repeat_interleave(2, 2)) if torch_in else \
-                (lambda a: a.repeat(2, axis=1).repeat(2, axis=2))
-            cb, cr = up(cb), up(cr)
-        else:
-            w = wc // 3
-            y, cb, cr = z[:, :, :w], z[:, :, w:2 * w], z[:, :, 2 * w:]
-        ycc = cat([y, cb - _CHROMA_OFFSET, cr - _CHROMA_OFFSET], 3)
-        rgb = clip(_round_div(_mix(ycc, _YCC2RGB_INT, (0, 0, 0), cat), _SCALE, torch_in), 0, 255)
-        return as_u8(rgb)
+        return from_composite(comp, self.subsampling, torch_in)
 
     # -- application -------------------------------------------------------------------------------------
     def _apply(self, batch, direction, nonces, shape, torch_in):

@@ -11,7 +11,7 @@ Costs are tabulated once per pair of piece *sides* rather than per pair of piece
 i against side q of piece j under a relative colour order, relative inversion and relative reading
 direction (squared errors do not change when both pieces get the same colour order or inversion). A state
 then only says which side faces which way. A greedy placer grows the assembly from the most confident
-matches (as in jigsaw.py), from a few seeds, keeping the one with the lowest total cost.
+matches (as in attacks/jigsaw.py), from a few seeds, keeping the one with the lowest total cost.
 """
 
 from __future__ import annotations
@@ -20,10 +20,12 @@ from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 
-from ..errors import PatchcryptError
-from .placement import COLOUR_ORDERS, State, grow, seed_order, state_list, transform
+from ...errors import PatchcryptError
+from ..placement import COLOUR_ORDERS, State, grow, seed_order, state_list, transform
 
 FACES = ("top", "right", "bottom", "left")
+# Images used for the jigsaw's edge costs: its cost grows with them, and a few hundred leave no doubt.
+JIGSAW_FLOP_BUDGET = 6e10
 
 
 def _sides(block: np.ndarray) -> List[Tuple[np.ndarray, np.ndarray]]:
@@ -164,4 +166,4 @@ def solve(asm: Assembler, gh: int, gw: int, fixed: bool, seeds: int = 4,
     return best[1]
 
 
-__all__ = ["SideCosts", "Assembler", "solve", "State", "state_list", "transform", "COLOUR_ORDERS"]
+__all__ = ["JIGSAW_FLOP_BUDGET", "SideCosts", "Assembler", "solve", "State", "state_list", "transform", "COLOUR_ORDERS"]

@@ -7,7 +7,8 @@ changed by the flips. Natural-image positions in a block are all positively corr
 
 * the flips are the signs of the leading eigenvector (up to one global inversion), and
 * σ is the permutation that best matches the unflipped matrix to one computed from public plain images:
-  a quadratic assignment problem, solved by the Frank–Wolfe "FAQ" method from several starts.
+  a quadratic assignment problem, solved by the Frank–Wolfe "FAQ" method from several starts and polished
+  by the pairwise-swap search of :mod:`patchcrypt.attacks.qap`.
 
 The answer is exact up to the symmetries of the plain correlation matrix (the block's dihedral group,
 colour orders), which the later stages settle.
@@ -18,6 +19,8 @@ from __future__ import annotations
 from typing import Optional, Tuple
 
 import numpy as np
+
+from ..qap import climb, objective
 
 # Rows of pooled blocks used for a correlation matrix: more changes nothing but the time.
 MAX_ROWS = 30_000
@@ -75,7 +78,7 @@ def recover_permutation(corr_enc: np.ndarray, corr_plain: np.ndarray, starts: in
                                        options=dict(maximize=True, rng=np.random.default_rng(rng.integers(2**31)),
                                                     P0=init))
         sigma = np.asarray(res.col_ind, dtype=np.int64)
-        val = _objective(a, b, sigma)
+        val = objective(a, b, sigma)
         if best is not None and abs(val - best[1]) <= 1e-4 * abs(best[1]):
             agree += 1          # the same optimum again (up to the symmetries): enough starts
             if agree >= 1 and start >= 2:
@@ -83,39 +86,4 @@ def recover_permutation(corr_enc: np.ndarray, corr_plain: np.ndarray, starts: in
         if best is None or val > best[1] + 1e-9:
             best = (sigma, val)
             agree = 0
-    sigma = _polish(a, b, best[0])
-    return sigma, _objective(a, b, sigma)
-
-
-def _objective(a: np.ndarray, b: np.ndarray, sigma: np.ndarray) -> float:
-    return float((a * b[np.ix_(sigma, sigma)]).sum())
-
-
-def _swap_gains(a: np.ndarray, b: np.ndarray, sigma: np.ndarray) -> np.ndarray:
-    """(L, L) objective change of swapping σ[i] and σ[j], for every pair at once (A, B symmetric).
-
-    Δ(i,j) = 2 Σ_{k∉{i,j}} (a[i,k]−a[j,k]) (bs[j,k]−bs[i,k]) + (a[i,i]−a[j,j]) (bs[j,j]−bs[i,i]),
-    bs = B[σ][:, σ]; the sum over all k is one matrix product, the two excluded terms are subtracted.
-    """
-    bs = b[np.ix_(sigma, sigma)]
-    p = a @ bs
-    d = np.diag(p)
-    full = p + p.T - d[:, None] - d[None, :]
-    ad, bd = np.diag(a), np.diag(bs)
-    t_i = (ad[:, None] - a) * (bs - bd[:, None])
-    t_j = (a - ad[None, :]) * (bd[None, :] - bs)
-    gain = 2 * (full - t_i - t_j) + (ad[:, None] - ad[None, :]) * (bd[None, :] - bd[:, None])
-    np.fill_diagonal(gain, 0.0)
-    return gain
-
-
-def _polish(a: np.ndarray, b: np.ndarray, sigma: np.ndarray, max_swaps: int = 400) -> np.ndarray:
-    """Best-improvement pairwise swaps of σ while the objective rises."""
-    sigma = sigma.copy()
-    for _ in range(max_swaps):
-        gain = _swap_gains(a, b, sigma)
-        i, j = np.unravel_index(int(np.argmax(gain)), gain.shape)
-        if gain[i, j] <= 1e-9 * max(1.0, abs(_objective(a, b, sigma))):
-            break
-        sigma[i], sigma[j] = sigma[j], sigma[i]
-    return sigma
+    return climb(a, b, best[0], max_swaps=400, tol=1e-9)

@@ -1,0 +1,118 @@
+"""The global stage of the many-image attack: what no edge can tell (one rotation/flip of the whole image, a
+colour order, an inversion), chosen by matching statistics of the decryptions to public plain images.
+
+The statistics are the mean image, per-channel value histograms, channel correlations, and the mean
+horizontal and vertical differences; each candidate state is scored by z-scores against the public images'.
+"""
+
+from __future__ import annotations
+
+from typing import Dict
+
+import numpy as np
+
+from .result import WorkMap
+
+
+def global_transform(arr: np.ndarray, rot: int, order) -> np.ndarray:
+    """A whole-image dihedral state then colour order on (..., H, W, C) arrays."""
+    out = np.rot90(arr, rot % 4, axes=(-3, -2))
+    if rot >= 4:
+        out = out[..., :, ::-1, :]
+    if out.shape[-1] == 3:
+        out = out[..., list(order)]
+    return np.ascontiguousarray(out)
+
+
+def features(x: np.ndarray) -> Dict[str, np.ndarray]:
+    """Per-image statistics of (N, H, W, C) uint8: mean image, channel histograms, channel correlations."""
+    xf = x.astype(np.float32)
+    c = x.shape[3]
+    codes = (np.arange(len(x))[:, None, None] * c + np.arange(c)[None, None, :]) * 16 + \
+        (x.reshape(len(x), -1, c) >> 4)
+    hist = np.bincount(codes.reshape(-1), minlength=len(x) * c * 16).reshape(len(x), c, 16).astype(np.float64)
+    hist /= x.shape[1] * x.shape[2]
+    flat = xf.reshape(len(x), -1, c)
+    cen = flat - flat.mean(1, keepdims=True)
+    cov = np.einsum("npa,npb->nab", cen, cen) / flat.shape[1]
+    return {"mean": xf, "hist": hist, "cov": cov, **gradients(xf)}
+
+
+def gradients(mean: np.ndarray) -> Dict[str, np.ndarray]:
+    """Horizontal and vertical differences of (..., H, W, C) arrays. Of a mean image they are the mean
+    differences, which in natural images are small and steady: weighted by their own (small) variance they
+    tell a left–right mirror far better than the mean image does."""
+    return {"dx": mean[..., :, 1:, :] - mean[..., :, :-1, :], "dy": mean[..., 1:, :, :] - mean[..., :-1, :, :]}
+
+
+def inversion(inv) -> np.ndarray:
+    """XOR mask over the channel axis for a per-channel inversion tuple."""
+    return np.where(np.asarray(inv, dtype=bool), 255, 0).astype(np.uint8)
+
+
+def transform_features(f: Dict[str, np.ndarray], rot: int, order, inv) -> Dict[str, np.ndarray]:
+    """Features of the images after a global state (inv: one bool per output channel)."""
+    mean = global_transform(f["mean"], rot, order)
+    hist, cov = f["hist"], f["cov"]
+    if mean.shape[-1] == 3:
+        hist = hist[..., list(order), :]
+        cov = cov[..., list(order), :][..., list(order)]
+    flip = np.asarray(inv, dtype=bool)
+    if flip.any():
+        mean = np.where(flip, 255.0 - mean, mean)
+        hist = np.where(flip[:, None], hist[..., ::-1], hist)
+        sgn = np.where(flip, -1.0, 1.0)
+        cov = cov * sgn[:, None] * sgn[None, :]
+    return {"mean": mean, "hist": hist, "cov": cov, **gradients(mean)}
+
+
+def summary(x: np.ndarray, chunk: int = 256) -> Dict[str, np.ndarray]:
+    """Means over images of the features (and their variances, for z-scores)."""
+    sums, sq, n = {}, {}, 0
+    for a in range(0, len(x), chunk):
+        f = features(x[a:a + chunk])
+        for k, v in f.items():
+            sums[k] = sums.get(k, 0) + v.sum(0)
+            sq[k] = sq.get(k, 0) + (v.astype(np.float64) ** 2).sum(0)
+        n += len(f["mean"])
+    return {k: sums[k] / n for k in sums} | {k + "_var": sq[k] / n - (sums[k] / n) ** 2 for k in sums} | {"n": n}
+
+
+FEATURES = ("mean", "hist", "cov", "dx", "dy")
+
+
+def choose_global(work: WorkMap, y: np.ndarray, public: np.ndarray, rots, orders, inverts):
+    """The global state whose decryption statistics are closest to the public images'; ranked candidates."""
+    pub = summary(public)
+    cur = summary(apply_chunks(work, y))
+    n, p = cur["n"], pub["n"]
+    ranked, dx_score = [], {}
+    for rot in rots:
+        for order in orders:
+            for inv in inverts:
+                f = transform_features({"mean": cur["mean"][None], "hist": cur["hist"][None],
+                                         "cov": cur["cov"][None]}, rot, order, inv)
+                score = 0.0
+                for k in FEATURES:
+                    var = pub[k + "_var"] * (1.0 / n + 1.0 / p) + 1e-6
+                    term = float((((f[k][0] - pub[k]) ** 2) / var).mean())
+                    score += term
+                    if k == "dx":
+                        dx_score[(rot, tuple(order), inv)] = term
+                ranked.append((score, (rot, tuple(order), inv)))
+    ranked.sort(key=lambda r: r[0])
+    best = ranked[0][1]
+    # the left-right mirror changes only the odd part of the statistics; the mean horizontal differences
+    # carry it, the rest only adds noise to that one choice
+    partner = ((best[0] + 4) % 8, best[1], best[2])
+    if partner in dx_score and dx_score[partner] < dx_score[best]:
+        best = partner
+    return best, ranked
+
+
+def apply_chunks(work: WorkMap, y: np.ndarray, chunk: int = 512) -> np.ndarray:
+    return np.concatenate([work.apply(y[a:a + chunk]) for a in range(0, len(y), chunk)])
+
+
+__all__ = ["global_transform", "features", "inversion", "transform_features", "summary", "FEATURES", "choose_global",
+           "apply_chunks"]
