@@ -140,10 +140,7 @@ class Target:
 def registered_target(scheme: str, block_size: int, key: Optional[Key] = None, per_image: bool = False) -> Target:
     """A registered scheme under ``key`` (a fresh one when None)."""
     spec = get_scheme(scheme)
-    if block_size is None:
-        if not spec.block_sizes:
-            raise PatchcryptError(f"scheme {scheme!r} needs a block size (--block-size)")
-        block_size = spec.block_sizes[0]
+    block_size = spec.resolve_block_size(block_size, default=spec.block_sizes[0] if spec.block_sizes else None)
     key = key or Key.generate()
     cipher = create_cipher(scheme, key, block_size=block_size, per_image=per_image)
     fresh = create_cipher(scheme, Key.generate(), block_size=block_size, per_image=True)
