@@ -21,7 +21,7 @@ from patchcrypt.models.keyed import block_maps, apply_key, centre_input
 from patchcrypt.inference import predict_logits
 from patchcrypt.train import TrainConfig, make_optimizer, train
 
-TINY = {"depth": 1, "embed_dim": 32, "num_heads": 2}
+from train_helpers import TINY, tiny_config
 
 
 def synthetic_images(n: int, classes: int, seed: int = 0):
@@ -70,10 +70,7 @@ def assert_same_weights(a, b, atol=1e-5):
 
 
 def cfg(data, out, **kw):
-    base = dict(data=str(data), model="vit_pico_patch4_32", out=str(out), epochs=2, batch_size=16, lr=2e-3,
-                model_kwargs=dict(TINY), seed=5)
-    base.update(kw)
-    return TrainConfig(**base)
+    return tiny_config(data, out, **{"epochs": 2, "lr": 2e-3, "seed": 5, **kw})
 
 
 @pytest.mark.slow

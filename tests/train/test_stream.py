@@ -14,21 +14,15 @@ import torch
 from patchcrypt.cli import main
 from patchcrypt.codec import write_image
 from patchcrypt.models import load_checkpoint
-from patchcrypt.train import TrainConfig, train
+from patchcrypt.train import train
 
-TINY = {"depth": 1, "embed_dim": 32, "num_heads": 2}
+from train_helpers import copy_cifar, tiny_config as cfg
 
 
 @pytest.fixture(scope="module")
 def small_tree(tmp_path_factory, shared_cifar):
     """3 classes of real CIFAR images: 24 train and 8 test each."""
-    root = tmp_path_factory.mktemp("cifar-small")
-    for split, n in (("train", 24), ("test", 8)):
-        for cls in ("airplane", "frog", "truck"):
-            (root / split / cls).mkdir(parents=True)
-            for f in sorted((shared_cifar / split / cls).glob("*.jpg"))[:n]:
-                shutil.copy(f, root / split / cls / f.name)
-    return root
+    return copy_cifar(tmp_path_factory.mktemp("cifar-small"), shared_cifar)
 
 
 @pytest.fixture(scope="module")
@@ -47,13 +41,6 @@ def photo_tree(tmp_path_factory):
             r, c = rng.integers(0, p.shape[0] - h), rng.integers(0, p.shape[1] - w)
             write_image(root / cls / f"{i}.jpg", np.ascontiguousarray(p[r:r + h, c:c + w]), quality=90)
     return root
-
-
-def cfg(data, out, **kw):
-    base = dict(data=str(data), model="vit_pico_patch4_32", out=str(out), epochs=1, batch_size=16, lr=1e-3,
-                model_kwargs=dict(TINY), seed=3)
-    base.update(kw)
-    return TrainConfig(**base)
 
 
 def _same_weights(a, b):

@@ -13,16 +13,13 @@ import torch
 
 from patchcrypt.models import load_checkpoint
 
+from train_helpers import copy_cifar
+
 
 @pytest.fixture(scope="module")
 def tree(tmp_path_factory, shared_cifar):
-    root = tmp_path_factory.mktemp("cifar")
-    for split, n in (("train", 16), ("test", 4)):
-        for cls in ("airplane", "frog"):
-            (root / split / cls).mkdir(parents=True)
-            for f in sorted((shared_cifar / split / cls).glob("*.jpg"))[:n]:
-                shutil.copy(f, root / split / cls / f.name)
-    return root
+    return copy_cifar(tmp_path_factory.mktemp("cifar"), shared_cifar, ("airplane", "frog"),
+                      (("train", 16), ("test", 4)))
 
 
 def _free_port() -> int:

@@ -17,26 +17,13 @@ from patchcrypt.codec import write_image
 from patchcrypt.models import load_checkpoint
 from patchcrypt.train import TrainConfig, augment_crop_flip, train
 
-TINY = {"depth": 1, "embed_dim": 32, "num_heads": 2}
+from train_helpers import copy_cifar, tiny_config as cfg
 
 
 @pytest.fixture(scope="module")
 def cifar_tree(tmp_path_factory, shared_cifar):
     """A small real CIFAR ImageFolder: 3 classes, 24 train and 8 test images each."""
-    root = tmp_path_factory.mktemp("cifar")
-    for split, n in (("train", 24), ("test", 8)):
-        for cls in ("airplane", "frog", "truck"):
-            (root / split / cls).mkdir(parents=True)
-            for f in sorted((shared_cifar / split / cls).glob("*.jpg"))[:n]:
-                shutil.copy(f, root / split / cls / f.name)
-    return root
-
-
-def cfg(data, out, **kw):
-    base = dict(data=str(data), model="vit_pico_patch4_32", out=str(out), epochs=1, batch_size=16, lr=1e-3,
-                model_kwargs=dict(TINY), seed=3)
-    base.update(kw)
-    return TrainConfig(**base)
+    return copy_cifar(tmp_path_factory.mktemp("cifar"), shared_cifar)
 
 
 @pytest.mark.slow
