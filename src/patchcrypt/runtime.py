@@ -52,7 +52,7 @@ def progress(iterable: Optional[Iterable[T]] = None, total: Optional[int] = None
 
 def train_epoch(loss_fn, optimizer: "torch.optim.Optimizer", batches: Iterable, *, desc: str = "train",
                 total: Optional[int] = None, scheduler=None,
-                disable: Optional[bool] = None) -> dict:
+                disable: Optional[bool] = None, check_every: Optional[int] = None) -> dict:
     """The one optimisation loop of the project (trainer, GAN/ITN attacks): one pass over ``batches``.
 
     Args:
@@ -60,30 +60,49 @@ def train_epoch(loss_fn, optimizer: "torch.optim.Optimizer", batches: Iterable, 
             GAN discriminator) but must return the loss to minimise with ``optimizer``.
         optimizer: stepped once per batch after ``loss.backward()``; ``scheduler`` (optional) likewise.
         batches: an iterable of batches; ``total`` = number of items (images) for the progress bar.
+        check_every: read the loss on the host (finite? progress bar) every this many steps. Default: every
+            step for a loss on the CPU (a diverged loss is refused before its step is taken); 32 on an
+            accelerator, where each read waits for the device: the running sum stays on the device and a
+            loss that became inf/NaN is refused at the next read (and at the end of the epoch).
 
     Returns:
         ``{"loss": mean loss per item, "items": count, "seconds": wall time, "items_per_s": throughput}``.
     """
     import time
 
-    import torch
-
     t0 = time.perf_counter()
-    total_loss, items = 0.0, 0
+    total_loss, items, step, every = 0.0, 0, 0, check_every
+    pending = None  # the loss sum since the last read, on the device (accelerators)
     with progress(total=total, desc=desc, disable=disable) as bar:
-        for batch in batches:
+        for step, batch in enumerate(batches, 1):
             optimizer.zero_grad(set_to_none=True)
             loss, n = loss_fn(batch)
-            if not torch.isfinite(loss):
-                raise PatchcryptError(f"{desc}: loss became {loss.item()} (diverged); lower the learning rate")
+            if every is None:
+                every = 1 if loss.device.type == "cpu" else 32
+            if every == 1:
+                total_loss += _finite(loss.detach(), desc) * n  # one read per step: before the step is taken
+            else:
+                pending = loss.detach() * n if pending is None else pending + loss.detach() * n
             loss.backward()
             optimizer.step()
             if scheduler is not None:
                 scheduler.step()
-            total_loss += float(loss.detach()) * n
             items += n
             bar.update(n)
-            bar.set_postfix(loss=f"{total_loss / max(items, 1):.4f}", refresh=False)
+            if pending is not None and step % every == 0:
+                total_loss, pending = total_loss + _finite(pending, desc), None
+            if step % (every or 1) == 0:
+                bar.set_postfix(loss=f"{total_loss / max(items, 1):.4f}", refresh=False)
+        if pending is not None:
+            total_loss += _finite(pending, desc)
     seconds = time.perf_counter() - t0
     return {"loss": total_loss / max(items, 1), "items": items, "seconds": seconds,
             "items_per_s": items / seconds if seconds > 0 else 0.0}
+
+
+def _finite(value: "torch.Tensor", desc: str) -> float:
+    """``value`` as a Python float (one host read); a one-line error if the loss diverged (inf or NaN)."""
+    out = float(value)
+    if out != out or out in (float("inf"), float("-inf")):
+        raise PatchcryptError(f"{desc}: loss became {out} (diverged); lower the learning rate")
+    return out
