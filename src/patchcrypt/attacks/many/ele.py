@@ -36,6 +36,7 @@ from .result import ManyImageResult, WorkMap, lift_to_nibbles
 # FAQ starts per block position for the upper halves (their QAP has near-optimal wrong answers; four starts
 # miss the best one at some positions)
 UPPER_STARTS = 16
+LARGE_BLOCK = 192      # values per block (M·M·C) above which a position gets at most 3 starts
 # Rounds (at most): the first matches each position's upper halves to the public images' correlations; the
 # next to the correlations of the victims themselves, read off the round before's decryptions (closer to the
 # victims' own statistics, whatever the public images are); they stop when a round changes nothing.
@@ -99,6 +100,8 @@ def per_position_map(y: np.ndarray, cp_u: np.ndarray, cp_l: np.ndarray, m: int,
     lay = block_layout(h, w, c, m)
     half_lay = unit_indices(lay, True)                                   # (blocks, 2L)
     yh = to_units(y.reshape(n, -1), True)
+    if len(cp_u) > LARGE_BLOCK:       # large blocks: each FAQ start costs far more, and they agree sooner
+        upper_starts = min(upper_starts, 3) if upper_starts else 0
     g = np.arange(yh.shape[1], dtype=np.int64)
     k = np.zeros(yh.shape[1], dtype=np.uint8)
     for q in range(len(lay)):
