@@ -31,8 +31,6 @@ from .blocks import BlockSteps, _global_stage, _jigsaw_stage
 from .inblock import block_rows, correlation, recover_flips, recover_permutation
 from .result import ManyImageResult, WorkMap, lift_to_nibbles
 
-# What the jigsaw and global stages see after the per-position stage: blocks moved, each with a rotation/flip,
-# colour order and inversion of its own (the symmetries the in-block correlations cannot tell).
 # FAQ starts per block position for the upper halves (their QAP has near-optimal wrong answers; four starts
 # miss the best one at some positions)
 UPPER_STARTS = 16
@@ -41,7 +39,9 @@ LARGE_BLOCK = 192      # values per block (M·M·C) above which a position gets 
 # next to the correlations of the victims themselves, read off the round before's decryptions (closer to the
 # victims' own statistics, whatever the public images are); they stop when a round changes nothing.
 ROUNDS = 3
-MAX_REFERENCE = 5000
+MAX_REFERENCE = 5000       # decrypted images the next round's reference correlations are read from
+# What the jigsaw and global stages see after the per-position stage: blocks moved, each with a rotation/flip,
+# colour order and inversion of its own (the symmetries the in-block correlations cannot tell).
 _AFTER_INBLOCK = BlockSteps(moves=True, rotate=False, negate=True, flips=False, colour=False, shuffle=None,
                             inverts=True)
 
@@ -133,9 +133,9 @@ def attack_ele(y: np.ndarray, public: np.ndarray, scheme: str, m: int, plain_sha
         info["inblock_seconds"] = info.get("inblock_seconds", 0.0) + time.perf_counter() - t
         say(f"round {rnd + 1}: per-position 4-bit maps of {(h // m) * (w // m)} blocks in "
             f"{time.perf_counter() - t:.1f} s")
-        z = _decrypt_halves(dec, y)
         if last is not None and np.array_equal(dec.g, last.g) and np.array_equal(dec.m, last.m):
             break      # the same map as the round before: the jigsaw's answer too
+        z = _decrypt_halves(dec, y)
         work, last = WorkMap((h, w, c)), dec
         _jigsaw_stage(work, z, steps, m, info, say)
         if rnd + 1 < ROUNDS:   # the victims' own upper-half correlations, from blocks put in order
