@@ -59,7 +59,8 @@ EXPOSURES: Dict[str, Exposure] = {
         "method yet, not evidence of strength",
         "16 pairs: 98.8% of the key, 32 pairs: 99.9%", "1 image", "no keyed model"),
     "ele": Exposure(
-        "no many-image method yet (per-block 4-bit keys): not evidence of strength", "32 pairs: 99.9% of the key",
+        "every upper 4-bit half from 1000 ciphertexts (97.5% from 100, 99.4% from 300; SSIM 0.93-0.95 up to a "
+        "whole-image state); lower halves: no method yet, not evidence of strength", "32 pairs: 99.9% of the key",
         "3 images (224x224: 4)", "no keyed model"),
     "pe": Exposure(
         "whole key from 10 ciphertexts (the fewest tried); one image alone is readable after FR", "8 pairs", "1 image",

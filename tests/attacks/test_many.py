@@ -12,8 +12,9 @@ import pytest
 
 from patchcrypt import Key
 from patchcrypt.attacks import run_attack
-from patchcrypt.attacks.many import many_image_attack, score_key_map
-from patchcrypt.ciphers import create_cipher
+from patchcrypt.attacks.many import many_image_attack, method_for, score_key_map
+from patchcrypt.attacks.scoring import GLOBAL_STATES, SCHEMA, apply_state
+from patchcrypt.ciphers import create_cipher, get_scheme
 
 CIFAR = (Path(os.environ.get("PATCHCRYPT_SHARED") or Path(__file__).resolve().parents[2].parent / "shared")
          / "datasets" / "cifar10-jpeg")
@@ -118,7 +119,7 @@ def test_bad_input_is_one_line_error(victims_and_public):
     with pytest.raises(PatchcryptError):
         many_image_attack(victims[:1], public, "block-pixel", 4, victims.shape[1:])
     with pytest.raises(PatchcryptError):
-        many_image_attack(victims, public, "ele", 4, victims.shape[1:])
+        many_image_attack(victims, public, "plain", 4, victims.shape[1:])
 
 
 def test_methods_follow_scheme_facts():
@@ -130,7 +131,57 @@ def test_methods_follow_scheme_facts():
 
     assert set(supported()) == {"block-pixel", "block-pixel-cs", "etc", "etc-gray", "le", "pe", "step-bs", "step-rf",
                                 "step-rf-shared", "step-np", "step-bf", "step-cs", "step-cs-shared", "step-ps",
-                                "step-ps-perblock", "etc-bs-rf", "etc-bs-rf-np"}
-    assert method_for(get_scheme("ele")) is None and method_for(get_scheme("plain")) is None
+                                "step-ps-perblock", "etc-bs-rf", "etc-bs-rf-np", "ele"}
+    assert method_for(get_scheme("plain")) is None
     assert method_for(replace(get_scheme("etc-gray"), name="renamed")) == "composite"
     assert method_for(replace(get_scheme("pe"), name="renamed")) == "pixel"
+
+
+# ele: block scrambling + a 4-bit map per block position. Per block position, the N images' halves give that
+# position's upper-half map; a jigsaw puts the blocks in order.
+
+@pytest.fixture(scope="module")
+def crops():
+    """(victims (200, 32, 32, 3), public (595, 32, 32, 3)) uint8, disjoint crops of scikit-image photos."""
+    c = _photo_crops()
+    order = np.random.default_rng(0).permutation(len(c))
+    return c[order[:200]], c[order[200:]]
+
+
+def upper_halves_right(plain: np.ndarray, candidates: np.ndarray) -> float:
+    """Share of values whose upper 4-bit half is right, under the best of the 96 whole-image states."""
+    return max(float(((apply_state(candidates, s) >> 4) == (plain >> 4)).mean()) for s in GLOBAL_STATES)
+
+
+def test_ele_has_a_method_read_off_its_facts():
+    assert method_for(get_scheme("ele")) == "nibble-blocks"
+    assert method_for(get_scheme("le")) == "nibble"
+
+
+def test_ele_upper_halves_fall_with_one_key_not_with_per_image_keys(crops):
+    victims, public = crops
+    one = run_attack("many", "ele", 4, victims, public, key=KEY)
+    control = run_attack("many", "ele", 4, victims, public, key=KEY, per_image=True)
+    m, c = one.metrics(), control.metrics()
+    assert set(SCHEMA) <= set(m) and set(SCHEMA) <= set(c)          # the standard score schema
+    assert m["method"] == "nibble-blocks" and c["key_map_fraction"] is None
+    got, chance = upper_halves_right(victims, one.candidates), upper_halves_right(victims, control.candidates)
+    assert got > 0.8 and chance < 0.2, (got, chance)     # measured: 0.94 and 0.09
+    assert m["ssim_global"] > 0.5 and c["ssim_global"] < 0.1
+    true = create_cipher("ele", KEY, block_size=4).key_map(victims.shape[1:])   # the compiled form, 4-bit halves
+    assert one.key_map.g.shape == true.g.shape and one.key_map.m.dtype == true.m.dtype
+    assert np.array_equal(np.sort(one.key_map.g), np.arange(true.g.size)) and int(one.key_map.m.max()) <= 15
+
+
+def test_with_state_on_a_4bit_map_is_the_state_applied_to_its_decryptions(crops):
+    """A recovered map over 4-bit halves turned by one global state decrypts to the turned decryptions."""
+    from patchcrypt.attacks.many import ManyImageResult
+
+    victims = crops[0][:8]
+    cipher = create_cipher("ele", KEY, block_size=4)
+    true = cipher.key_map(victims.shape[1:])
+    res = ManyImageResult("ele", 4, victims.shape[1:], victims.shape[1:], "nibble", true.g, true.m)
+    enc = cipher.encrypt(victims)
+    assert np.array_equal(res.decrypt(enc), victims)
+    for state in (GLOBAL_STATES[1], GLOBAL_STATES[-1]):
+        assert np.array_equal(res.with_state(state).decrypt(enc), apply_state(victims, state))

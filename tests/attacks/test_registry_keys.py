@@ -43,5 +43,7 @@ def test_many_image_attack_registered_with_its_threat_model():
     from patchcrypt.attacks import get_attack, run_all
 
     assert get_attack("many").threat.value == "ciphertext-only, many images"
+    out = run_all("plain", 4, _images(), names=["many"], train_images=_images(3))
+    assert not out["attacks"][0]["applies"] and "no key" in out["attacks"][0]["reason"]
     out = run_all("ele", 4, _images(), names=["many"], train_images=_images(3))
-    assert not out["attacks"][0]["applies"] and "no method" in out["attacks"][0]["reason"]
+    assert out["attacks"][0]["applies"] and out["attacks"][0]["metrics"]["method"] == "nibble-blocks"

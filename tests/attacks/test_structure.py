@@ -43,7 +43,7 @@ def test_many_image_methods_read_off_the_flags():
     from patchcrypt.attacks.many import method_for, supported
 
     want = {"plain": None, "etc": "blocks", "etc-gray": "composite", "block-pixel": "blocks",
-            "block-pixel-cs": "blocks", "le": "nibble", "ele": None, "pe": "pixel"}
+            "block-pixel-cs": "blocks", "le": "nibble", "ele": "nibble-blocks", "pe": "pixel"}
     assert {n: method_for(get_scheme(n)) for n in want} == want
     assert set(supported()) >= {"etc", "etc-gray", "block-pixel", "le", "pe", "step-ps-perblock", "step-bf"}
 

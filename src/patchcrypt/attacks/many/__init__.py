@@ -5,7 +5,8 @@ is shared across images then shows in statistics pooled over all of them:
 
 1. **In-block stage** (block-pixel, block-pixel-cs, step-ps, step-bf): the shared pixel shuffle and flip
    mask from the correlations of in-block positions over every block of every image (:mod:`.inblock`);
-   step-ps-perblock: the same per block position, pooled over the images.
+   step-ps-perblock: the same per block position, pooled over the images; ele: a 4-bit map per block
+   position, pooled over the images (:mod:`.ele`).
 2. **Jigsaw stage** (block scrambling, per-block states): one block order and one state per block for all
    images, with edge costs summed over the images (:mod:`.jigsaw`).
 3. **Global stage**: what no edge can tell — one rotation/flip of the whole image, colour order and
@@ -14,7 +15,7 @@ is shared across images then shows in statistics pooled over all of them:
    thing to fall.
 
 Modules, by concept: :mod:`.facts` (which method a scheme's step facts call for), :mod:`.blocks` (the
-three stages for block schemes), :mod:`.composite` (etc-gray), :mod:`.pixel` (pe), :mod:`.nibble` (le),
+three stages for block schemes), :mod:`.composite` (etc-gray), :mod:`.pixel` (pe), :mod:`.nibble` (le), :mod:`.ele` (ele: a 4-bit map per block position, then the jigsaw),
 :mod:`.result` (the recovered map), :mod:`.attack` (:func:`many_image_attack`, :func:`score_key_map`),
 :mod:`.runner` (the registered ``many`` attack). The recovered key is returned in the compiled form of
 :class:`~patchcrypt.ciphers.program.Map` (y[i] = x[g[i]] XOR m[i] over the flattened image), so it can be

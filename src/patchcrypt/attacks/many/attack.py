@@ -13,6 +13,7 @@ from ...ciphers.base import SchemeSpec
 from ...errors import PatchcryptError
 from .blocks import attack_blocks
 from .composite import attack_gray
+from .ele import attack_ele
 from .facts import method_for, supported
 from .nibble import attack_le
 from .pixel import attack_pe
@@ -49,6 +50,8 @@ def many_image_attack(ciphertexts: np.ndarray, public: np.ndarray, scheme: Union
         res = attack_gray(ciphertexts, public, scheme, block_size, plain_shape, say)
     elif method == "pixel":
         res = attack_pe(ciphertexts, public, scheme, plain_shape, say)
+    elif method == "nibble-blocks":
+        res = attack_ele(ciphertexts, public, scheme, block_size, plain_shape, say)
     elif method == "nibble":
         res = attack_le(ciphertexts, public, scheme, block_size, plain_shape, say)
     else:

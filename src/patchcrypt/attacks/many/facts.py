@@ -29,19 +29,26 @@ def pixel_models(step: StepSpec) -> bool:
 
 
 def nibble_models(step: StepSpec) -> bool:
-    """LE with one key for every block (le; per-block maps, ele, are out of reach)."""
+    """LE with one key for every block (le)."""
     return step.nibbles and step.same_for_every_block
+
+
+def nibble_blocks_models(step: StepSpec) -> bool:
+    """LE with a key per block position, and block moves (ele): every block position sees one 4-bit map."""
+    return step.nibbles or (step.moves_blocks and step.value_map and not step.inverts_values)
 
 
 def method_for(spec: SchemeSpec) -> Optional[str]:
     """Which method of this package recovers the scheme's key, read off its facts: "composite", "pixel",
-    "nibble", "blocks", or None (no key, per-block nibble keys, or steps no method models)."""
+    "nibble", "nibble-blocks", "blocks", or None (no key, or steps no method models)."""
     if not spec.steps:
         return None
     if spec.composite:
         method, models = "composite", composite_models
     elif spec.pixel_based:
         method, models = "pixel", pixel_models
+    elif spec.unit == "nibble" and not all(nibble_models(s) for s in spec.steps):
+        method, models = "nibble-blocks", nibble_blocks_models
     elif spec.unit == "nibble":
         method, models = "nibble", nibble_models
     else:
@@ -75,10 +82,10 @@ def spec_for(t: Target) -> Tuple[Optional[SchemeSpec], Optional[str]]:
             return None, "no method for undeclared steps on 4-bit halves"
         return generic_spec(t.name), None
     if method_for(t.spec) is None:
-        return None, ("no method for these steps yet (per-block 4-bit keys, or a step no method models: "
+        return None, ("no method for these steps yet (a step no method models: "
                       f"{', '.join(sorted(t.steps))}); it handles " + ", ".join(supported()))
     return t.spec, None
 
 
 __all__ = ["method_for", "supported", "generic_spec", "spec_for", "blocks_models", "composite_models",
-           "pixel_models", "nibble_models"]
+           "pixel_models", "nibble_models", "nibble_blocks_models"]

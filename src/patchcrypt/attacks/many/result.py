@@ -40,7 +40,7 @@ class ManyImageResult:
 
         perm, mask = state_as_map(state, self.plain_shape)
         s = Map(perm, mask)
-        s = s.lift_to_nibbles() if self.unit == "nibble" else s
+        s = lift_to_nibbles(s) if self.unit == "nibble" else s
         fwd = s.inverse().then(self.map)
         return ManyImageResult(self.scheme, self.block_size, self.plain_shape, self.keyed_shape, self.unit, fwd.g,
                                fwd.m, dict(self.info), self.composite)
@@ -55,6 +55,16 @@ class ManyImageResult:
         if self.composite:   # the public colour conversion of the composite scheme (etc-gray), no key
             return from_composite(x, torch_in=False)
         return x
+
+
+def lift_to_nibbles(byte_map: Map) -> Map:
+    """A map over bytes as the same map over their 4-bit halves (byte i → halves 2i, 2i + 1; the mask split
+    into its upper and lower halves)."""
+    g = np.asarray(byte_map.g, dtype=np.int64)
+    m = np.asarray(byte_map.m, dtype=np.uint8)
+    g2 = np.stack((2 * g, 2 * g + 1), axis=-1).reshape(-1)
+    m2 = np.stack((m >> 4, m & 15), axis=-1).reshape(-1).astype(np.uint8)
+    return Map(g2, m2)
 
 
 class WorkMap:
@@ -83,4 +93,4 @@ class WorkView(WorkMap):
         self.shape, self.G, self.K = g.shape, g, k
 
 
-__all__ = ["ManyImageResult", "WorkMap", "WorkView"]
+__all__ = ["ManyImageResult", "WorkMap", "WorkView", "lift_to_nibbles"]
