@@ -185,3 +185,49 @@ def test_with_state_on_a_4bit_map_is_the_state_applied_to_its_decryptions(crops)
     assert np.array_equal(res.decrypt(enc), victims)
     for state in (GLOBAL_STATES[1], GLOBAL_STATES[-1]):
         assert np.array_equal(res.with_state(state).decrypt(enc), apply_state(victims, state))
+
+
+# etc-gray: the luma is a jigsaw of its own; each 4:2:0 chroma block covers a 2x2 group of luma blocks, so
+# the placed luma tells where each chroma block goes.
+
+def test_etc_gray_chroma_placed_by_the_luma_beats_its_own_jigsaw_and_per_image_keys(crops):
+    from patchcrypt.attacks.many.chroma import chroma_blocks_right
+    from patchcrypt.attacks.many.composite import attack_gray
+
+    victims, public = crops
+    one = run_attack("many", "etc-gray", 8, victims, public, key=KEY)
+    control = run_attack("many", "etc-gray", 8, victims, public, key=KEY, per_image=True)
+    assert one.metrics()["chroma_method"] == "luma"
+    cipher = create_cipher("etc-gray", KEY, block_size=8)
+    enc = cipher.encrypt(victims)
+    old = attack_gray(enc, public, "etc-gray", 8, victims.shape[1:], None, chroma="jigsaw")
+    old.composite = True
+    got = chroma_blocks_right(victims, one.candidates, 8)
+    before = chroma_blocks_right(victims, old.decrypt(enc), 8)
+    chance = chroma_blocks_right(victims, control.candidates, 8)
+    assert got > 0.9 and before < 0.5 and chance < 0.2, (got, before, chance)
+    assert one.metrics()["ssim_global"] > 0.95 > control.metrics()["ssim_global"] + 0.5
+
+
+def test_chroma_blocks_right_is_blind_to_the_whole_image_state_only(crops):
+    from patchcrypt.attacks.many.chroma import chroma_blocks_right
+
+    victims = crops[0][:20]
+    dec = create_cipher("etc-gray", KEY, block_size=8).decrypt(create_cipher("etc-gray", KEY, block_size=8)
+                                                                  .encrypt(victims))
+    assert chroma_blocks_right(victims, dec, 8) > 0.97                        # the RGB round trip: near 1
+    turned = next(s for s in GLOBAL_STATES if s.dihedral == 5 and s.colour == 0 and s.invert)
+    assert chroma_blocks_right(victims, apply_state(dec, turned), 8) > 0.97     # turned, mirrored and inverted
+    swapped = dec.copy()
+    swapped[:, :16], swapped[:, 16:] = dec[:, 16:], dec[:, :16]              # halves of every image swapped
+    assert chroma_blocks_right(victims, swapped, 8) < 0.35                   # measured: 0.20
+
+
+def test_attack_gray_refuses_an_unknown_chroma_method(crops):
+    from patchcrypt.attacks.many.composite import attack_gray
+    from patchcrypt.errors import PatchcryptError
+
+    victims, public = crops[0][:4], crops[1][:4]
+    with pytest.raises(PatchcryptError, match="chroma method"):
+        attack_gray(create_cipher("etc-gray", KEY, block_size=8).encrypt(victims), public, "etc-gray", 8,
+                    victims.shape[1:], None, chroma="nearest")
