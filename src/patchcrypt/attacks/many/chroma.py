@@ -2,11 +2,11 @@
 
 With 4:2:0 chroma, an M×M chroma block (Cb or Cr) covers the image area of a 2×2 group of luma blocks. Once
 the luma is placed, each ciphertext chroma block is matched to the area whose luma it follows: edges of the
-chroma and of the luma (2× averaged) co-occur, so the correlation of their gradient magnitudes, pooled over
+chroma and of the luma (2× averaged) co-occur, so the correlation of their gradient magnitudes, averaged over
 the N images under the key, is high at the block's true area and dihedral state (a gradient magnitude is
-blind to the block's inversion). An assignment puts two blocks on each area. Which of the two is Cb and
-which Cr, and each one's inversion, are then read off a Gaussian model of (luma, Cb, Cr) triples fitted on
-the public images' composites; the same model also says whether the luma's own inversion should flip.
+blind to the block's inversion), and so is the squared correlation of the values, image by image. An
+assignment puts two blocks on each area. Which of the two is Cb and which Cr, and each one's inversion,
+are then read off a Gaussian model of (luma, Cb, Cr) triples fitted on the public images' composites; the same model also says whether the luma's own inversion should flip.
 """
 
 from __future__ import annotations
@@ -19,6 +19,8 @@ from .jigsaw import State, transform
 
 # images whose features the matching and the Cb/Cr model look at (their cost grows with them)
 CHROMA_IMAGES = 2000
+# entries of one per-image correlation table (images × pieces × areas) held at a time
+_SCORE_BUFFER = 1 << 24
 
 
 def _grad(x: np.ndarray) -> np.ndarray:
@@ -28,10 +30,13 @@ def _grad(x: np.ndarray) -> np.ndarray:
     return np.sqrt(dx * dx + dy * dy)
 
 
-def _standard(f: np.ndarray) -> np.ndarray:
-    """Rows of (R, L) float arrays centred and scaled to unit norm (Pearson correlation by dot product)."""
-    f = f - f.mean(1, keepdims=True)
-    return f / np.maximum(np.linalg.norm(f, axis=1, keepdims=True), 1e-9)
+def _per_image(x: np.ndarray) -> np.ndarray:
+    """(..., N, R, C) float arrays → (N, ..., R·C) float32, each image's block centred and scaled to about unit
+    norm (a flat block stays near zero), so a dot product is that image's correlation."""
+    f = x.reshape(*x.shape[:-2], -1).astype(np.float32)
+    f = f - f.mean(-1, keepdims=True)
+    f = f / (np.linalg.norm(f, axis=-1, keepdims=True) + 1.0)
+    return np.moveaxis(f, -2, 0)
 
 
 def luma_areas(luma: np.ndarray, m: int) -> np.ndarray:
@@ -46,21 +51,30 @@ def luma_areas(luma: np.ndarray, m: int) -> np.ndarray:
 def match_areas(pieces: np.ndarray, areas: np.ndarray) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Assign 2A chroma pieces (2A, N, M, M) uint8 to A luma areas (A, N, M, M), two per area.
 
-    Returns (area per piece (2A,), dihedral state per piece (2A,), correlation table (2A, 8, A)).
+    The score of a piece in a dihedral state at an area, summed over two cues, each one image at a time so
+    that no image's contrast outweighs the others: the mean over images of the squared correlation of the
+    values (a chroma edge beside a luma edge, whatever its sign or the piece's inversion) and the mean
+    correlation of the gradient magnitudes.
+    Returns (area per piece (2A,), dihedral state per piece (2A,), score table (2A, 8, A)).
     """
     from scipy.optimize import linear_sum_assignment
 
-    b, a = len(pieces), len(areas)
-    lum = _standard(_grad(areas).reshape(a, -1))
-    corr = np.empty((b, 8, a), np.float32)
-    for rot in range(8):
-        cand = transform(pieces[..., None].astype(np.float32), State(rot))[..., 0]
-        corr[:, rot] = _standard(_grad(cand).reshape(b, -1)) @ lum.T
-    best = corr.max(1)                                   # (B, A)
+    b, a, n = len(pieces), len(areas), pieces.shape[1]
+    score = np.zeros((b, 8, a), np.float32)
+    step = max(1, _SCORE_BUFFER // (b * a))                  # images at a time: bounded (N, 2A, A) tables
+    for i in range(0, n, step):
+        ar = areas[:, i:i + step]
+        lum, lum_g = _per_image(ar).transpose(0, 2, 1), _per_image(_grad(ar)).transpose(0, 2, 1)  # (n, L, A)
+        for rot in range(8):
+            cand = transform(pieces[:, i:i + step, :, :, None].astype(np.float32), State(rot))[..., 0]
+            r = np.matmul(_per_image(cand), lum)             # (n, 2A, A): per-image correlations
+            score[:, rot] += (r * r).sum(0) + np.matmul(_per_image(_grad(cand)), lum_g).sum(0)
+    score /= n
+    best = score.max(1)                                      # (2A, A)
     rows, cols = linear_sum_assignment(-np.concatenate([best, best], 1))
     area = np.empty(b, np.int64)
     area[rows] = cols % a
-    return area, corr[np.arange(b), :, area].argmax(1), corr
+    return area, score[np.arange(b), :, area].argmax(1), score
 
 
 def ycc_model(comp_pub: np.ndarray, w: int) -> Tuple[np.ndarray, np.ndarray]:
@@ -139,7 +153,7 @@ def place_chroma(blocks: np.ndarray, ids: np.ndarray, luma: np.ndarray, comp_pub
         cb, cr = members[a][first], members[a][1 - first]
         cells[(r, c)] = (int(ids[cb]), State(int(rot[cb]), bool(inv_b)))
         cells[(h // (2 * m) + r, c)] = (int(ids[cr]), State(int(rot[cr]), bool(inv_r)))
-    info = {"chroma_match_corr": float(corr.max((1, 2)).mean()), "chroma_images": k}
+    info = {"chroma_match_score": float(corr.max((1, 2)).mean()), "chroma_images": k}
     return cells, bool(flip), info
 
 
