@@ -15,9 +15,9 @@ is shared across images then shows in statistics pooled over all of them:
    thing to fall.
 
 Modules, by concept: :mod:`.facts` (which method a scheme's step facts call for), :mod:`.blocks` (the
-three stages for block schemes), :mod:`.composite` (etc-gray: the luma by the jigsaw), :mod:`.chroma` (etc-gray: 4:2:0 chroma
-placed by the luma), :mod:`.pixel` (pe), :mod:`.nibble` (le), :mod:`.ele` (ele: a 4-bit map per block
-position, then the jigsaw),
+three stages for block schemes), :mod:`.composite` (etc-gray: the luma by the jigsaw), :mod:`.chroma`
+(etc-gray: 4:2:0 chroma placed by the luma), :mod:`.pixel` (pe), :mod:`.nibble` (le), :mod:`.ele` (ele: a
+4-bit map per block position, then the jigsaw),
 :mod:`.result` (the recovered map), :mod:`.attack` (:func:`many_image_attack`, :func:`score_key_map`),
 :mod:`.runner` (the registered ``many`` attack). The recovered key is returned in the compiled form of
 :class:`~patchcrypt.ciphers.program.Map` (y[i] = x[g[i]] XOR m[i] over the flattened image), so it can be

@@ -6,7 +6,8 @@ chroma and of the luma (2× averaged) co-occur, so the correlation of their grad
 the N images under the key, is high at the block's true area and dihedral state (a gradient magnitude is
 blind to the block's inversion), and so is the squared correlation of the values, image by image. An
 assignment puts two blocks on each area. Which of the two is Cb and which Cr, and each one's inversion,
-are then read off a Gaussian model of (luma, Cb, Cr) triples fitted on the public images' composites; the same model also says whether the luma's own inversion should flip.
+are then read off a Gaussian model of (luma, Cb, Cr) triples fitted on the public images' composites; the
+same model also says whether the luma's own inversion should flip.
 """
 
 from __future__ import annotations
