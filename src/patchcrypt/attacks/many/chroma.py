@@ -22,6 +22,8 @@ from .jigsaw import State, transform
 CHROMA_IMAGES = 2000
 # entries of one per-image correlation table (images × pieces × areas) held at a time
 _SCORE_BUFFER = 1 << 24
+# (luma, Cb, Cr) triples of public images the Cb/Cr model is fitted on, at most
+_MODEL_TRIPLES = 1 << 21
 
 
 def _grad(x: np.ndarray) -> np.ndarray:
@@ -81,7 +83,9 @@ def match_areas(pieces: np.ndarray, areas: np.ndarray) -> Tuple[np.ndarray, np.n
 def ycc_model(comp_pub: np.ndarray, w: int) -> Tuple[np.ndarray, np.ndarray]:
     """Mean (3,) and inverse covariance (3, 3) of (2×2-mean luma, Cb, Cr) triples of public composites
     (P, H, W + W/2, 1) uint8."""
-    p, h = comp_pub.shape[:2]
+    h = comp_pub.shape[1]
+    comp_pub = comp_pub[: max(2, _MODEL_TRIPLES // (h * w // 4))]   # enough triples for a 3x3 covariance
+    p = len(comp_pub)
     y = comp_pub[:, :, :w, 0].astype(np.float64).reshape(p, h // 2, 2, w // 2, 2).mean((2, 4))
     cb = comp_pub[:, : h // 2, w:, 0].astype(np.float64)
     cr = comp_pub[:, h // 2:, w:, 0].astype(np.float64)
