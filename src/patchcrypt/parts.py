@@ -249,14 +249,16 @@ def build_manifest(plan: Plan, cipher, key_fp: str, opts: Dict[str, Any], result
 
 
 def _torch_dist():
-    """torch.distributed (gloo, initialised here if needed) when torchrun started several processes, else None."""
+    """(torch.distributed, whether this call initialised it) when torchrun started several processes, else
+    (None, False). The group is gloo; one initialised here is destroyed by the caller when the run ends."""
     if "RANK" not in os.environ or int(os.environ.get("WORLD_SIZE", "1")) < 2:
-        return None
+        return None, False
     import torch.distributed as dist
 
-    if not dist.is_initialized():
-        dist.init_process_group("gloo")
-    return dist
+    if dist.is_initialized():
+        return dist, False
+    dist.init_process_group("gloo")
+    return dist, True
 
 
 def _options(fmt: str, quality: int, subsampling: Optional[str], block_size: int, resize, pad: bool,
@@ -281,7 +283,18 @@ def encrypt_split(src: Path, dst: Path, key: Key, scheme: str, block_size: int, 
     plan = make_plan(src, ".jpg" if opts["fmt"] == "jpeg" else ".png", shard_size)
     if part is not None:
         return _encrypt_part(plan, src, dst, cipher, key, opts, part, salt, progress)
-    dist = _torch_dist()
+    dist, owned = _torch_dist()
+    try:
+        return _encrypt_ranks(dist, plan, src, dst, cipher, key, opts, salt, force, progress)
+    finally:
+        if owned:  # gloo's threads end with the group, not at interpreter exit (an abort there, under load)
+            dist.destroy_process_group()
+
+
+def _encrypt_ranks(dist, plan: Plan, src: Path, dst: Path, cipher, key: Key, opts: Dict[str, Any],
+                   salt: Optional[bytes], force: bool, progress: Optional[Callable[[int], None]]) -> Dict[str, Any]:
+    """This rank's share of the run (all of it in one process); rank 0 writes the manifest and moves the staged
+    output into place once every rank has finished. Returns the manifest (``{}`` on other ranks)."""
     rank, world = (dist.get_rank(), dist.get_world_size()) if dist else (0, 1)
     box: List[Any] = [None]
     staging = None
@@ -317,7 +330,7 @@ def encrypt_split(src: Path, dst: Path, key: Key, scheme: str, block_size: int, 
             shutil.rmtree(tmp, ignore_errors=True)
         else:
             manifest = build_manifest(plan, cipher, key.fingerprint, opts, [g["ok"] for g in gathered],
-                                      run_salt if per_image else None)
+                                      run_salt if opts["per_image"] else None)
             write_manifest(tmp, manifest)
             staging.__exit__(None, None, None)  # move into place
     if dist:

@@ -13,6 +13,7 @@ import torch.nn as nn
 class Dist:
     rank: int = 0
     world: int = 1
+    owned: bool = False  # the process group was initialised here, so it is destroyed here when the run ends
 
     @property
     def main(self) -> bool:
@@ -34,9 +35,19 @@ def setup_distributed(device: torch.device) -> Dist:
         return Dist()
     import torch.distributed as dist
 
-    if not dist.is_initialized():
+    owned = not dist.is_initialized()
+    if owned:
         dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
-    return Dist(dist.get_rank(), dist.get_world_size())
+    return Dist(dist.get_rank(), dist.get_world_size(), owned)
+
+
+def teardown_distributed(dist: Dist) -> None:
+    """Destroy the process group :func:`setup_distributed` initialised (its threads end with it, not at
+    interpreter exit, where gloo can abort a rank under load); a group the caller made is left alone."""
+    if dist.owned:
+        import torch.distributed
+
+        torch.distributed.destroy_process_group()
 
 
 def wrap_ddp(model: nn.Module, dist: Dist, device: torch.device) -> nn.Module:

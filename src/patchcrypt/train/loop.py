@@ -28,7 +28,7 @@ from ..record import EncryptionRecord
 from ..runtime import resolve_device, train_epoch
 from ..train_data import TrainData, open_training_data
 from .config import TrainConfig, check_config
-from .dist import Dist, setup_distributed, wrap_ddp
+from .dist import Dist, setup_distributed, teardown_distributed, wrap_ddp
 from .finetune import freeze_backbone
 from .inputs import Pipeline, resolve_encryption, split_sets
 from .model import build_model, make_optimizer, make_scheduler
@@ -74,6 +74,15 @@ def train(cfg: TrainConfig, show_progress: Optional[bool] = None,
     check_config(cfg)
     device = resolve_device(cfg.device)
     dist = setup_distributed(device)
+    try:
+        return _train(cfg, device, dist, show_progress, sets)
+    finally:
+        teardown_distributed(dist)
+
+
+def _train(cfg: TrainConfig, device: torch.device, dist: Dist, show_progress: Optional[bool],
+           sets: Optional[Tuple[ImageSet, ImageSet]]) -> Dict[str, Any]:
+    """:func:`train` once the device and the process group are set up."""
     out = Path(cfg.out)
     resume_ckpt = check_run_folder(cfg, out)
     s = set_up(cfg, device, dist, resume_ckpt, sets)
