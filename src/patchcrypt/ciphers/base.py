@@ -50,6 +50,11 @@ STEP_FACTS: Dict[str, StepFacts] = {
 _NO_FACTS = StepFacts()
 
 
+def _fact(name: str, doc: str) -> property:
+    """A read-only StepSpec attribute that is its symbol's :class:`StepFacts` field ``name``."""
+    return property(lambda self: getattr(self.facts, name), doc=doc)
+
+
 @dataclass(frozen=True)
 class StepSpec:
     """One step of a scheme: its symbol, whether its key is shared by all blocks, and what it does (its
@@ -70,50 +75,16 @@ class StepSpec:
     def facts(self) -> StepFacts:
         return STEP_FACTS.get(self.symbol, _NO_FACTS)
 
-    @property
-    def moves_blocks(self) -> bool:
-        """Whole blocks change places (BS)."""
-        return self.facts.moves_blocks
-
-    @property
-    def rotates_blocks(self) -> bool:
-        """A block turned and/or mirrored (RF)."""
-        return self.facts.rotates_blocks
-
-    @property
-    def inverts_blocks(self) -> bool:
-        """A whole block inverted (NP)."""
-        return self.facts.inverts_blocks
-
-    @property
-    def flip_mask(self) -> bool:
-        """One mask of inverted in-block positions (BF)."""
-        return self.facts.flip_mask
-
-    @property
-    def inverts_values(self) -> bool:
-        """Every value its own inversion bit (NPV)."""
-        return self.facts.inverts_values
-
-    @property
-    def shuffles_colours(self) -> bool:
-        """The channels of a block reordered (CS)."""
-        return self.facts.shuffles_colours
-
-    @property
-    def shuffles_pixels(self) -> bool:
-        """The values of a block permuted: pixel shuffle (PS)."""
-        return self.facts.shuffles_pixels
-
-    @property
-    def nibbles(self) -> bool:
-        """Acts on 4-bit halves (LE)."""
-        return self.facts.nibbles
-
-    @property
-    def value_map(self) -> bool:
-        """Only moves or flips values."""
-        return self.facts.value_map
+    # what the step does, read off its symbol's StepFacts (a user's own symbol: all False)
+    moves_blocks = _fact("moves_blocks", "Whole blocks change places (BS).")
+    rotates_blocks = _fact("rotates_blocks", "A block turned and/or mirrored (RF).")
+    inverts_blocks = _fact("inverts_blocks", "A whole block inverted (NP).")
+    flip_mask = _fact("flip_mask", "One mask of inverted in-block positions (BF).")
+    inverts_values = _fact("inverts_values", "Every value its own inversion bit (NPV).")
+    shuffles_colours = _fact("shuffles_colours", "The channels of a block reordered (CS).")
+    shuffles_pixels = _fact("shuffles_pixels", "The values of a block permuted: pixel shuffle (PS).")
+    nibbles = _fact("nibbles", "Acts on 4-bit halves (LE).")
+    value_map = _fact("value_map", "Only moves or flips values.")
 
     @property
     def inverts(self) -> bool:
