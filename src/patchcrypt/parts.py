@@ -35,7 +35,7 @@ from .ciphers import create_cipher
 from .ciphers.base import NONCE_BYTES
 from .codec import image_bytes, resize_image
 from .data.manifest import MANIFEST_NAME, write_manifest
-from .data.manifest import build_manifest as manifest_of
+from .data.manifest import build_manifest
 from .data.readers import has_splits
 from .data.shards import SHARD_PATTERN, sample_key, write_shard
 from .errors import PatchcryptError
@@ -219,7 +219,7 @@ class _Encryptor:
         return {"files": self.files, "shards": self.shards, "shapes": self.shapes}
 
 
-def build_manifest(plan: Plan, cipher, key_fp: str, opts: Dict[str, Any], results: List[Dict[str, Any]],
+def run_manifest(plan: Plan, cipher, key_fp: str, opts: Dict[str, Any], results: List[Dict[str, Any]],
                    salt: Optional[bytes]) -> Dict[str, Any]:
     """The manifest of the whole run from every rank's or part's results (the fields of ``encrypt_tree``'s,
     in its order; plus ``layout``/``shards`` for shards and ``nonce_salt`` for salted per-image nonces)."""
@@ -241,7 +241,7 @@ def build_manifest(plan: Plan, cipher, key_fp: str, opts: Dict[str, Any], result
         extra["shards"] = sorted(shards, key=lambda s: [u[0] for u in plan.units].index(s["path"]))
     if opts["per_image"]:
         extra["nonce_salt"] = salt.hex()
-    return manifest_of(record.replace(key_fingerprint=key_fp), steps=cipher.describe()["steps"],
+    return build_manifest(record.replace(key_fingerprint=key_fp), steps=cipher.describe()["steps"],
                                file_format=opts["fmt"], file_count=len(plan.rels), classes=plan.classes,
                                files={plan.out_rels[i]: files[i] for i in sorted(files)}, **extra)
 
@@ -329,7 +329,7 @@ def _encrypt_ranks(dist, plan: Plan, src: Path, dst: Path, cipher, key: Key, opt
         if errors:
             shutil.rmtree(tmp, ignore_errors=True)
         else:
-            manifest = build_manifest(plan, cipher, key.fingerprint, opts, [g["ok"] for g in gathered],
+            manifest = run_manifest(plan, cipher, key.fingerprint, opts, [g["ok"] for g in gathered],
                                       run_salt if opts["per_image"] else None)
             write_manifest(tmp, manifest)
             staging.__exit__(None, None, None)  # move into place
@@ -389,7 +389,7 @@ def _encrypt_part(plan: Plan, src: Path, dst: Path, cipher, key: Key, opts: Dict
                 os.replace(Path(dirpath) / f, dst / rel)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-    record = build_manifest(plan, cipher, key.fingerprint, opts, [enc.result()],
+    record = run_manifest(plan, cipher, key.fingerprint, opts, [enc.result()],
                             run_salt if opts["per_image"] else None)
     doc = {"format": "patchcrypt-part", "part": i, "parts": n, "units": [units.start, units.stop],
            "unit_count": len(plan.units), "record": record}
@@ -541,5 +541,5 @@ def decrypt_shards(src: Path, dst: Path, key: Key, scheme: Optional[str] = None,
     return n
 
 
-__all__ = ["parse_part", "parse_salt", "salted_nonce", "make_plan", "my_units", "build_manifest", "encrypt_split",
+__all__ = ["parse_part", "parse_salt", "salted_nonce", "make_plan", "my_units", "run_manifest", "encrypt_split",
            "merge_manifests", "decrypt_shards", "SALT_NAME"]

@@ -26,7 +26,6 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
-from ..ciphers.policy import check_owner_choice, is_weak_scheme  # noqa: F401 - scheme policy, re-exported
 from ..errors import KeyMismatchError, PatchcryptError
 from ..keys import Key
 from ..record import EncryptionRecord
