@@ -67,3 +67,30 @@ def test_every_registered_attack_emits_the_schema(photos):
         assert 0.0 <= m["exact_images"] <= m["exact_images_global"] <= 1.0
         assert m["ssim"] <= m["ssim_global"] + 1e-9 and m["attack"] == name
         assert m["key_map_fraction"] is None or 0.0 <= m["key_map_fraction"] <= 1.0
+
+
+def test_outputs_that_need_no_attack_read_nothing(photos):
+    """A flat image, the ciphertext's block-mean thumbnail or the ciphertext itself handed back as a
+    "reconstruction" reads 0 images; the plain images and a lightly damaged copy read all of them."""
+    from patchcrypt.attacks.scoring import trivial_outputs
+
+    plain = photos
+    kept_means = plain.reshape(6, 8, 4, 8, 4, 3)[:, :, :, :, ::-1].reshape(plain.shape)  # block means stay in place
+    for enc in (kept_means, np.random.default_rng(2).integers(0, 256, plain.shape, dtype=np.uint8)):
+        for name, out in trivial_outputs(plain, enc, 4).items():
+            m = score(plain, np.ascontiguousarray(out), encrypted=enc, block_size=4)
+            assert m["readable"] == 0.0, name
+            assert m["ssim_gain"] <= 1e-9
+        assert set(m["baselines"]) == {"flat", "ciphertext", "block_means"}
+    flat = np.full_like(plain, 128)
+    assert score(plain, flat)["readable"] == 0.0
+    assert score(plain, plain, encrypted=kept_means, block_size=4)["readable"] == 1.0
+    noisy = np.clip(plain.astype(int) + np.random.default_rng(3).integers(-6, 7, plain.shape), 0, 255).astype(np.uint8)
+    m = score(plain, noisy, encrypted=kept_means, block_size=4)
+    assert m["exact_images_global"] == 0.0 and m["readable"] == 1.0
+
+
+def test_per_image_keys_give_every_image_its_own_global_state(photos):
+    out = np.stack([apply_state(p[None], GLOBAL_STATES[s])[0] for p, s in zip(photos, (0, 5, 17, 40, 63, 90))])
+    assert score(photos, out, per_image=True)["exact_images_global"] == 1.0
+    assert score(photos, out)["exact_images_global"] < 1.0

@@ -199,7 +199,9 @@ def up_to_global(pred: np.ndarray, plain: np.ndarray, *, data_range: float = 255
 
     Returns a dict: ``exact_images_global`` (share of images equal to plain after the state),
     ``ssim_global`` and ``psnr_global`` (means over images; PSNR of an identical pair counts as 100 dB, as
-    :func:`patchcrypt.metrics.batch_quality`), ``best_state`` (its ``str``), ``best_state_index``.
+    :func:`patchcrypt.metrics.batch_quality`), ``best_state`` (its ``str``), ``best_state_index``, and
+    ``per_image``: ``{"exact": (N,) bool, "ssim": (N,) float64}`` after that state (the readable rule of
+    :mod:`patchcrypt.attacks.scoring` reads them).
     """
     pred, plain = _images(pred, "pred"), _images(plain, "plain")
     if len(pred) != len(plain) or len(pred) == 0 or pred.shape[3] != plain.shape[3]:
@@ -226,7 +228,7 @@ def up_to_global(pred: np.ndarray, plain: np.ndarray, *, data_range: float = 255
     psnrs = np.array([min(psnr(o, p, data_range), 100.0) for o, p in zip(out, plain)])
     return {"exact_images_global": float(exact.mean()), "ssim_global": float(ssims.mean()),
             "psnr_global": float(psnrs.mean()), "best_state": str(GLOBAL_STATES[best]),
-            "best_state_index": int(best)}
+            "best_state_index": int(best), "per_image": {"exact": exact, "ssim": ssims}}
 
 
 def _mse_by_state(pred: np.ndarray, plain: np.ndarray, states: Sequence[int]) -> np.ndarray:

@@ -14,6 +14,7 @@ closest to the plain image is taken, as the literature scores jigsaw attacks.
 
 from __future__ import annotations
 
+import sys
 import time
 from typing import AbstractSet, Dict, Iterable, List, Optional, Tuple, Union
 
@@ -140,10 +141,12 @@ def why_not_jigsaw(steps: AbstractSet[str]) -> Optional[str]:
 
 
 def jigsaw_attack(plain: np.ndarray, encrypted: np.ndarray, scheme: str, block_size: int,
-                  block_source: Optional[np.ndarray] = None, steps: Optional[AbstractSet[str]] = None) -> AttackResult:
-    """Solve every encrypted image uint8 (N, H, W, C); ``block_source[k]`` = plain block of encrypted block k
-    (for the Dc/Nc/Lc scores; without it only SSIM/PSNR). ``steps``: the scheme's step symbols (default: read
-    off the registered scheme ``scheme``)."""
+                  block_source: Optional[np.ndarray] = None, steps: Optional[AbstractSet[str]] = None,
+                  progress: Optional[bool] = None) -> AttackResult:
+    """Solve every encrypted image uint8 (N, H, W, C), each on its own (so per-image keys change nothing);
+    ``block_source[k]`` = plain block of encrypted block k (for the Dc/Nc/Lc scores; without it only
+    SSIM/PSNR). ``steps``: the scheme's step symbols (default: read off the registered scheme ``scheme``).
+    ``progress``: a line per image on stderr with the time left."""
     steps = scheme_steps(scheme) if steps is None else set(steps)
     reason = why_not_jigsaw(steps)
     require(reason is None, "jigsaw", scheme, reason or "")
@@ -163,35 +166,47 @@ def jigsaw_attack(plain: np.ndarray, encrypted: np.ndarray, scheme: str, block_s
         if block_source is not None:
             scores.append(jigsaw_scores(block_source[cand_piece.reshape(-1)], gh, gw))
         recs.append(cand)
+        if progress:
+            done, spent = len(recs), time.perf_counter() - t0
+            print(f"  jigsaw: {done}/{len(plain)} images, about {spent / done * (len(plain) - done):.0f} s left",
+                  file=sys.stderr, flush=True)
     seconds = time.perf_counter() - t0
     extra = {k: float(np.mean([s[k] for s in scores])) for k in ("dc", "nc", "lc")} if scores else {}
     extra.update(states=len(states), seconds=seconds, seconds_per_image=seconds / len(plain))
     return AttackResult("jigsaw", scheme, plain, encrypted, np.stack(recs), extra)
 
 
+# what the solver assumes of a scheme that declares nothing: blocks moved, each in any of the 96 states
+ALL_BLOCK_STATES = frozenset({"BS", "RF", "NP", "CS"})
+
+
 def _jigsaw_applies(t: Target) -> Optional[str]:
     if t.steps is None:
-        return needs_steps(t)
+        return None if not t.composite else needs_steps(t)   # undeclared: every block state is tried
     if t.spec.unit == "nibble":
         return "values are split into 4-bit halves and permuted inside each block, so block edges carry no match"
-    if t.per_image:
-        return "scoring needs one block order (per-image keys: one per image)"
     if t.composite and not t.has_composite_view:
         return "the ciphertext is a composite of another shape and the scheme gives no to_composite/from_composite"
     return why_not_jigsaw(t.steps)
 
 
-@register_attack("jigsaw", Threat.CIPHERTEXT_ONLY, "reassemble scrambled blocks in every allowed state (Chuman "
-                 "et al.)", applies=_jigsaw_applies, headline=("nc",))
+@register_attack("jigsaw", Threat.CIPHERTEXT_ONLY, "reassemble scrambled blocks in every allowed state, each "
+                 "image alone (Chuman et al.); every block state when the scheme declares none",
+                 applies=_jigsaw_applies, headline=("nc",), single=True)
 def run_jigsaw(t: Target, test: np.ndarray, train: Optional[np.ndarray], o: AttackOptions) -> AttackResult:
-    """Each image of ``test`` (N, H, W, C) uint8 solved on its own from its ciphertext."""
+    """Each image of ``test`` (N, H, W, C) uint8 solved on its own from its ciphertext (under its own key
+    with per-image keys: the attack needs nothing shared)."""
     from ..metrics import batch_quality
 
+    steps = ALL_BLOCK_STATES if t.steps is None else t.steps
     enc = t.encrypt(test)
+    source = None if t.per_image else t.block_source
     if not t.composite:
-        return jigsaw_attack(test, enc, t.name, t.block_size, t.block_source(test.shape[1:]), steps=t.steps)
+        return jigsaw_attack(test, enc, t.name, t.block_size, source and source(test.shape[1:]), steps=steps,
+                             progress=o.progress)
     # a composite (etc-gray): the puzzle is the grayscale Y|Cb|Cr image; the solution is converted back to RGB
     plain_comp = t.cipher.to_composite(test, False)
-    res = jigsaw_attack(plain_comp, enc, t.name, t.block_size, t.block_source(enc.shape[1:]), steps=t.steps)
+    res = jigsaw_attack(plain_comp, enc, t.name, t.block_size, source and source(enc.shape[1:]), steps=steps,
+                        progress=o.progress)
     res.extra["composite_ssim"] = float(batch_quality(plain_comp, res.reconstructed)["ssim_mean"])
     return AttackResult("jigsaw", t.name, test, enc, t.cipher.from_composite(res.reconstructed, False), res.extra)

@@ -16,6 +16,8 @@ rated by the same rules.
 
 from __future__ import annotations
 
+import sys
+import time
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
@@ -80,6 +82,8 @@ class AttackSpec:
         needs_train: needs the attacker's own images.
         headline: metric keys shown in one-line summaries and table columns, most important first (the
             up-to-global figures lead every headline).
+        single: solves every image alone at a cost per image (the jigsaw): ``run_all`` hands it at most
+            ``max_single`` of the images, evenly spaced, and says so.
     """
 
     name: str
@@ -88,7 +92,8 @@ class AttackSpec:
     run: Runner
     applies: Optional[Applies] = None
     needs_train: bool = False
-    headline: Tuple[str, ...] = ("exact_images_global", "ssim_global")
+    headline: Tuple[str, ...] = ("readable", "exact_images_global", "ssim_global")
+    single: bool = False
 
     def why_not(self, target: Target) -> Optional[str]:
         """None when the attack applies to ``target``, else the reason."""
@@ -111,7 +116,7 @@ def _add(spec: AttackSpec, replace: bool) -> AttackSpec:
 
 def register_attack(spec: Union[AttackSpec, str], threat: Optional[Threat] = None, summary: str = "", *,
                     applies: Optional[Applies] = None, needs_train: bool = False,
-                    headline: Tuple[str, ...] = (), replace: bool = False):
+                    headline: Tuple[str, ...] = (), single: bool = False, replace: bool = False):
     """Add an attack to the registry.
 
     Either ``register_attack(AttackSpec(...))``, or as a decorator on the runner (timm's ``@register_model``
@@ -120,17 +125,17 @@ def register_attack(spec: Union[AttackSpec, str], threat: Optional[Threat] = Non
         @register_attack("fr", Threat.CIPHERTEXT_ONLY, "fold values so flips cancel", applies=...)
         def run_fr(target, test_images, train_images, options) -> AttackResult: ...
 
-    ``headline`` keys are shown after the up-to-global figures every attack leads with.
+    ``headline`` keys are shown after the readable share and the up-to-global figures every attack leads with.
     """
     if isinstance(spec, AttackSpec):
         return _add(spec, replace)
     if threat is None:
         raise ValueError(f"attack {spec!r}: a threat model is required")
-    lead = ("exact_images_global", "ssim_global")
+    lead = ("readable", "exact_images_global", "ssim_global")
 
     def decorate(fn: Runner) -> Runner:
         _add(AttackSpec(spec, threat, summary, fn, applies=applies, needs_train=needs_train,
-                        headline=lead + tuple(k for k in headline if k not in lead)), replace)
+                        headline=lead + tuple(k for k in headline if k not in lead), single=single), replace)
         return fn
 
     return decorate
@@ -218,6 +223,7 @@ def run_attack(name: str, scheme: Union[str, type, Target], block_size: Optional
         raise PatchcryptError(f"attack {name!r} needs the attacker's own images (training data)")
     opts = AttackOptions(pairs=pairs, epochs=epochs, device=device, seed=seed, progress=progress, extra=extra)
     result = attack.run(target, test_images, train_images, opts)
+    result.block_size, result.per_image = target.block_size, target.per_image
     if "key_map_fraction" not in result.extra:
         result.extra["key_map_fraction"] = key_map_score(target, result.key_map, test_images.shape[1:])
     return result
@@ -236,49 +242,129 @@ def key_map_score(target: Target, recovered, shape) -> Optional[float]:
 def headline_of(name: str, metrics: Dict[str, Any]) -> Dict[str, Any]:
     """The attack's headline metrics (those present and not None) from its full metrics."""
     spec = ATTACKS.get(name)
-    keys = spec.headline if spec else ("exact_images_global", "ssim_global")
+    keys = spec.headline if spec else ("readable", "exact_images_global", "ssim_global")
     return {k: metrics[k] for k in keys if metrics.get(k) is not None}
+
+
+def _say(progress: Optional[bool], text: str) -> None:
+    if progress:
+        print(text, file=sys.stderr, flush=True)
+
+
+def single_sample(n: int, max_single: Optional[int]) -> np.ndarray:
+    """Indices of at most ``max_single`` of ``n`` images, evenly spaced (all of them when None)."""
+    if max_single is None or max_single >= n:
+        return np.arange(n)
+    return np.unique(np.linspace(0, n - 1, max(1, int(max_single))).round().astype(np.int64))
 
 
 def run_all(scheme: Union[str, type, Target], block_size: Optional[int], test_images: np.ndarray,
             train_images: Optional[np.ndarray] = None, key: Optional[Key] = None, per_image: bool = False,
             names: Optional[Sequence[str]] = None, on_result: Optional[Callable[[dict, Optional[AttackResult]], None]]
-            = None, **options) -> Dict[str, Any]:
-    """Every registered attack (or ``names``) against one scheme under one key.
+            = None, max_single: Optional[int] = None, progress: Optional[bool] = None,
+            **options) -> Dict[str, Any]:
+    """Every registered attack (or ``names``) against one scheme under one key, and the verdict.
 
-    Returns ``{"scheme", "block_size", "per_image", "n_images", "facts", "attacks": [row, ...]}`` with one
-    row per attack: ``{"attack", "threat", "applies": True, "headline": {...}, "metrics": {...}}`` or
-    ``{"attack", "threat", "applies": False, "reason": "..."}``. ``on_result(row, result)`` is called as each
-    finishes (result None when n/a).
+    Returns ``{"verdict", "scheme", "block_size", "per_image", "n_images", "facts", "attacks": [row, ...]}``
+    with one row per attack: ``{"attack", "threat", "applies": True, "headline": {...}, "metrics": {...}}`` or
+    ``{"attack", "threat", "applies": False, "reason": "..."}``; ``verdict`` is :func:`verdict` of the rows.
+    Attacks that solve every image alone (``single``) get at most ``max_single`` of the images, evenly
+    spaced (their row says ``sampled``). ``on_result(row, result)`` is called as each finishes (result None
+    when n/a); ``progress`` prints a line per attack on stderr.
     """
     target = make_target(scheme, block_size, test_images, key=key, per_image=per_image)
     _check_geometry(target, test_images)
     rows = []
-    for name in (names or list(ATTACKS)):
+    todo = list(names or ATTACKS)
+    t_all = time.perf_counter()
+    for k, name in enumerate(todo):
         attack = get_attack(name)
         row: Dict[str, Any] = {"attack": name, "threat": attack.threat.value}
         result = None
         reason = attack.why_not(target)
         if not reason and attack.needs_train and (train_images is None or len(train_images) == 0):
             reason = "needs the attacker's own images (training data)"
+        images = test_images[single_sample(len(test_images), max_single)] if attack.single else test_images
         if not reason:
+            _say(progress, f"attack {k + 1}/{len(todo)}: {name} ({attack.threat.value}) on {len(images)} images, "
+                           f"{time.perf_counter() - t_all:.0f} s so far")
+            t0 = time.perf_counter()
             try:
-                result = run_attack(name, target, target.block_size, test_images, train_images, **options)
-            except PatchcryptError as exc:   # e.g. too few training images for this attack
+                result = run_attack(name, target, target.block_size, images, train_images, progress=progress,
+                                    **options)
+            except PatchcryptError as exc:   # e.g. probing found the scheme is not of the kind it models
                 reason = str(exc)
         if reason:
             row.update(applies=False, reason=reason)
         else:
             metrics = result.metrics()
-            row.update(applies=True, headline=headline_of(name, metrics), metrics=metrics)
+            row.update(applies=True, headline=headline_of(name, metrics), metrics=metrics,
+                       seconds=round(time.perf_counter() - t0, 2))
+            if len(images) < len(test_images):
+                row["sampled"] = f"{len(images)} of {len(test_images)} images (at most --max-single)"
+            _say(progress, f"attack {k + 1}/{len(todo)}: {name} done in {row['seconds']:.1f} s: "
+                           f"{100 * metrics['readable']:.0f}% of {metrics['n_images']} images readable")
         rows.append(row)
         if on_result:
             on_result(row, result)
-    return {"scheme": target.name, "registered": target.registered, "block_size": target.block_size,
-            "per_image": target.per_image, "n_images": int(len(test_images)), "facts": target.facts, "attacks": rows}
+    return {"verdict": verdict(rows), "scheme": target.name, "registered": target.registered,
+            "block_size": target.block_size, "per_image": target.per_image, "n_images": int(len(test_images)),
+            "facts": target.facts, "attacks": rows}
 
 
-_LABELS = {"exact_images_global": "exact up to global state", "ssim_global": "SSIM up to global state",
+# -- the verdict ------------------------------------------------------------------------------------------
+BROKEN_AT = 0.5   # some attack reads at least this share of the images it attacked
+# which breaking attack the verdict names first: the one that needs the least (one ciphertext before many,
+# before the model, before known pairs, before chosen images)
+THREAT_ORDER = (Threat.CIPHERTEXT_ONLY, Threat.CIPHERTEXT_MANY, Threat.MODEL_WEIGHTS, Threat.KNOWN_PLAINTEXT,
+                Threat.CHOSEN_PLAINTEXT)
+
+
+def verdict(rows: Sequence[Dict[str, Any]]) -> Dict[str, Any]:
+    """One verdict from the rows of :func:`run_all`.
+
+    Broken: some attack read at least ``BROKEN_AT`` of the images it attacked (the ``readable`` rule of
+    :mod:`patchcrypt.attacks.scoring`); ``by`` names the one that needs the least (``THREAT_ORDER``), then
+    reads the most. Not broken says which attacks ran and which could not, and is never evidence of
+    strength. Returns ``{"broken", "by", "threat", "readable", "n_images", "queries", "pairs", "broken_by",
+    "ran", "not_run": [{"attack", "reason"}], "line"}``.
+    """
+    ran = [r for r in rows if r.get("applies")]
+    not_run = [{"attack": r["attack"], "reason": r["reason"]} for r in rows if not r.get("applies")]
+    rank = {t.value: i for i, t in enumerate(THREAT_ORDER)}
+    breaking = [r for r in ran if (r["metrics"].get("readable") or 0.0) >= BROKEN_AT]
+    pool = breaking or ran
+    best = min(pool, key=lambda r: (rank.get(r["threat"], len(rank)) if breaking else 0,
+                                    -(r["metrics"].get("readable") or 0.0))) if pool else None
+    m = best["metrics"] if best else {}
+    out = {"broken": bool(breaking), "by": best["attack"] if breaking else None,
+           "threat": best["threat"] if breaking else None,
+           "readable": float(m.get("readable") or 0.0) if best else 0.0,
+           "n_images": int(m["n_images"]) if best else 0,
+           "queries": m.get("queries") if breaking else None,
+           "pairs": (m.get("pairs_needed") or m.get("pairs")) if breaking else None,
+           "broken_by": [r["attack"] for r in breaking], "ran": [r["attack"] for r in ran], "not_run": not_run}
+    out["line"] = verdict_line(out)
+    return out
+
+
+def verdict_line(v: Dict[str, Any]) -> str:
+    """The verdict in words, as ``attack all`` prints it first."""
+    if v["broken"]:
+        extra = f", {v['queries']} chosen images" if v.get("queries") else ""
+        extra += f", {v['pairs']} known pairs" if v.get("pairs") and not v.get("queries") else ""
+        others = [a for a in v["broken_by"] if a != v["by"]]
+        also = f" (also broken by {', '.join(others)})" if others else ""
+        return (f"BROKEN by {v['by']} ({v['threat']}): {100 * v['readable']:.0f}% of {v['n_images']} images "
+                f"readable{extra}{also}")
+    reasons = "; ".join(f"{r['attack']}: {r['reason']}" for r in v["not_run"])
+    could_not = f"; {len(v['not_run'])} could not run ({reasons})" if v["not_run"] else ""
+    return (f"NOT BROKEN by the {len(v['ran'])} attacks that ran ({', '.join(v['ran']) or 'none'}){could_not} "
+            "— this is not evidence of strength")
+
+
+_LABELS = {"readable": "readable", "exact_images_global": "exact up to global state",
+           "ssim_global": "SSIM up to global state",
            "psnr_global": "PSNR up to global state", "global_state_rank": "true state ranked",
            "exact_images": "exact", "ssim": "SSIM", "psnr": "PSNR", "nc": "Nc", "dc": "Dc", "lc": "Lc",
            "key_map_fraction": "key map", "queries": "queries",
@@ -296,5 +382,5 @@ def format_headline(headline: Dict[str, Any]) -> str:
 
 
 __all__ = ["Threat", "THREAT_HOLDERS", "AttackSpec", "AttackOptions", "ATTACKS", "register_attack", "get_attack",
-           "list_attacks", "run_attack", "run_all", "headline_of", "format_headline", "needs_steps",
-           "needs_key", "needs_shared_key", "needs_pixel_correspondence", "all_of"]
+           "list_attacks", "run_attack", "run_all", "verdict", "verdict_line", "single_sample", "headline_of",
+           "format_headline", "needs_steps", "needs_key", "needs_shared_key", "needs_pixel_correspondence", "all_of"]

@@ -10,6 +10,8 @@ attack emits (documented in docs/rate-your-scheme.md):
     exact_images_global, ssim_global, psnr_global              of the best global state of the output
     global_state, global_state_rank                            that state; its rank in the attacker's order
     key_map_fraction                                           share of the key map right, or None
+    readable                                                   share of images read (:func:`readable`)
+    baseline_ssim, baselines, ssim_gain                        what needs no attack, and the gain over it
     n_images
 
 The global states come from :mod:`patchcrypt.attacks.globalstate` (``GLOBAL_STATES``, ``apply_state``,
@@ -86,13 +88,79 @@ def state_as_map(state, shape: Tuple[int, int, int]) -> Tuple[np.ndarray, np.nda
     return perm, mask
 
 
+# -- readable: only what beats the outputs that need no attack counts ----------------------------------------
+READ_SSIM = 0.5   # an image is read when its output reaches this SSIM up to the global state ...
+READ_GAIN = 0.2   # ... and beats the best output that needs no attack by this much (or is exact)
+
+
+def trivial_outputs(plain: np.ndarray, encrypted: Optional[np.ndarray] = None,
+                    block_size: Optional[int] = None) -> Dict[str, np.ndarray]:
+    """What anyone outputs with no attack, each (N, H, W, C) uint8 like ``plain``.
+
+    ``flat``: every pixel the mean colour of the images (a domain's mean is public); ``block_means``: the
+    ciphertext's own M×M block means (what a scheme that keeps block means in place gives away without an
+    attack); ``ciphertext``: the ciphertext itself. The last two only where the ciphertext has the plain
+    images' shape.
+    """
+    mean = plain.reshape(-1, plain.shape[-1]).mean(0)
+    out = {"flat": np.broadcast_to(np.round(mean).astype(np.uint8), plain.shape)}
+    if encrypted is not None and encrypted.shape == plain.shape:
+        out["ciphertext"] = encrypted
+        m = int(block_size or 0)
+        n, h, w, c = plain.shape
+        if m > 1 and h % m == 0 and w % m == 0:
+            blocks = encrypted.reshape(n, h // m, m, w // m, m, c).mean((2, 4), keepdims=True)
+            out["block_means"] = np.broadcast_to(np.round(blocks), (n, h // m, m, w // m, m, c)).astype(
+                np.uint8).reshape(plain.shape)
+    return out
+
+
+def _global_per_image(pred: np.ndarray, plain: np.ndarray, always: Sequence[int] = (0,)) -> Dict[str, Any]:
+    """:func:`up_to_global` with one state per image (per-image keys: each image has its own ambiguity)."""
+    rows = [up_to_global(pred[i:i + 1], plain[i:i + 1], sample=1, always=always) for i in range(len(pred))]
+    return {"per_image": {"exact": np.concatenate([r["per_image"]["exact"] for r in rows]),
+                          "ssim": np.concatenate([r["per_image"]["ssim"] for r in rows])},
+            "psnr_global": float(np.mean([r["psnr_global"] for r in rows])),
+            "best_state_index": int(np.bincount([r["best_state_index"] for r in rows]).argmax())}
+
+
+def _up_to_global(pred: np.ndarray, plain: np.ndarray, per_image: bool, always: Sequence[int] = (0,)):
+    return _global_per_image(pred, plain, always) if per_image else up_to_global(pred, plain, always=always)
+
+
+def readable(plain: np.ndarray, exact_global: np.ndarray, ssim_global: np.ndarray,
+             encrypted: Optional[np.ndarray] = None, block_size: Optional[int] = None,
+             per_image: bool = False) -> Dict[str, Any]:
+    """Which images an attack read: exact up to the global state, or recognisable beyond what needs no attack.
+
+    Image i is read when ``exact_global[i]``, or when ``ssim_global[i] >= READ_SSIM`` and
+    ``ssim_global[i] - baseline[i] >= READ_GAIN``, where ``baseline[i]`` is the best SSIM (up to the global
+    state, as the attack's) of the :func:`trivial_outputs`. A flat grey image, the block-mean thumbnail or
+    the ciphertext handed back as a "reconstruction" therefore reads 0.
+
+    Returns ``readable`` (share of images read), ``read`` ((N,) bool), ``baseline_ssim`` (mean of the
+    per-image best), ``baselines`` ({name: mean SSIM up to the global state}), ``ssim_gain`` (mean of
+    ``ssim_global - baseline``).
+    """
+    scores = {name: _up_to_global(out, plain, per_image)["per_image"]["ssim"]
+              for name, out in trivial_outputs(plain, encrypted, block_size).items()}
+    best = np.max(np.stack(list(scores.values())), axis=0)
+    read = exact_global | ((ssim_global >= READ_SSIM) & (ssim_global - best >= READ_GAIN))
+    return {"readable": float(read.mean()), "read": read, "baseline_ssim": float(best.mean()),
+            "baselines": {k: float(v.mean()) for k, v in scores.items()},
+            "ssim_gain": float((ssim_global - best).mean())}
+
+
 # -- the schema ------------------------------------------------------------------------------------------------
 SCHEMA = ("n_images", "exact_images", "ssim", "ssim_std", "psnr", "psnr_std", "exact_images_global", "ssim_global",
-          "psnr_global", "global_state", "global_state_rank", "key_map_fraction")
+          "psnr_global", "global_state", "global_state_rank", "key_map_fraction", "readable", "baseline_ssim",
+          "baselines", "ssim_gain")
 
 
 def score(plain: np.ndarray, output: np.ndarray, candidates: Optional[np.ndarray] = None,
-          state_order: Optional[Sequence[int]] = None, key_map_fraction: Optional[float] = None) -> Dict[str, Any]:
+          state_order: Optional[Sequence[int]] = None, key_map_fraction: Optional[float] = None, *,
+          encrypted: Optional[np.ndarray] = None, block_size: Optional[int] = None,
+          per_image: bool = False) -> Dict[str, Any]:
     """The figures of one attack (keys: ``SCHEMA``).
 
     Args:
@@ -102,22 +170,29 @@ def score(plain: np.ndarray, output: np.ndarray, candidates: Optional[np.ndarray
             for i in ``state_order`` (best first; ``output`` is the first). Without them, ``output`` is the
             only candidate.
         key_map_fraction: share of the key map recovered (registered schemes), else None.
+        encrypted, block_size: the ciphertexts the attacker saw and M, for the outputs that need no attack
+            (:func:`readable`); without them only the flat image is a baseline.
+        per_image: every image under its own key, so every image gets its own global state.
     """
     if output.shape != plain.shape:
         raise PatchcryptError(f"the attack output has shape {output.shape}, the plain images {plain.shape}")
     s, p = batch_ssim(output, plain), batch_psnr(output, plain)
     base = output if candidates is None else candidates
     order = list(state_order) if state_order is not None else [0]
-    g = up_to_global(base, plain, always=(0, order[0]))   # never below the output the attacker chose
+    g = _up_to_global(base, plain, per_image, always=(0, order[0]))   # never below the output the attacker chose
     idx = int(g["best_state_index"])
     best = GLOBAL_STATES[idx]
     rank = order.index(idx) + 1 if idx in order else None
+    ex, ss = g["per_image"]["exact"], g["per_image"]["ssim"]
+    read = readable(plain, ex, ss, encrypted, block_size, per_image)
     return {"n_images": int(len(plain)), "exact_images": float(exact(output, plain).mean()),
             "ssim": float(s.mean()), "ssim_std": float(s.std()), "psnr": float(p.mean()), "psnr_std": float(p.std()),
-            "exact_images_global": float(g["exact_images_global"]), "ssim_global": float(g["ssim_global"]),
+            "exact_images_global": float(ex.mean()), "ssim_global": float(ss.mean()),
             "psnr_global": float(g["psnr_global"]), "global_state": state_label(best), "global_state_rank": rank,
-            "key_map_fraction": None if key_map_fraction is None else float(key_map_fraction)}
+            "key_map_fraction": None if key_map_fraction is None else float(key_map_fraction),
+            **{k: v for k, v in read.items() if k != "read"}}
 
 
 __all__ = ["GLOBAL_STATES", "apply_state", "invert_state", "up_to_global", "rank_states", "state_index",
-           "state_as_map", "score", "SCHEMA", "batch_ssim", "batch_psnr", "exact"]
+           "state_as_map", "score", "SCHEMA", "batch_ssim", "batch_psnr", "exact", "readable", "trivial_outputs",
+           "READ_SSIM", "READ_GAIN"]

@@ -18,22 +18,6 @@ from ..errors import PatchcryptError
 from .app import app
 
 
-def _load_images(data: Path, n_images: int, subset: int, need_train: bool):
-    """(test images, attacker's own images or None), uint8 (N, H, W, C)."""
-    from ..data import load_dataset
-    from ..data.readers import has_splits
-
-    has_split = has_splits(data)
-    test = load_dataset(data, "test" if has_split else None).subset(n_images)
-    if not need_train:
-        return test.images, None
-    if has_split:
-        return test.images, load_dataset(data, "train").subset(subset).images
-    full = load_dataset(data)   # one pool of images: the attacker's own are the ones not attacked
-    train = full.take(list(range(len(test), min(len(full), len(test) + subset)))) if len(full) > len(test) else test
-    return test.images, train.images
-
-
 def _list(as_json: bool) -> None:
     from ..attacks import ATTACKS
 
@@ -57,13 +41,21 @@ def attack(
                                          "module:Class or path/to/file.py:Class."),
     block_size: Optional[int] = typer.Option(None, "--block-size", help="Block size M (a user scheme may declare "
                                              "its own)."),
-    data: Optional[Path] = typer.Option(None, "--data", help="Image folder (train/ + test/ splits or one tree) "
-                                        "or one image."),
+    data: Optional[Path] = typer.Option(None, "--data", help="Image folder (train/ + test/ or val/, or one tree; "
+                                        "photos of any size with --img-size), one image, or an encrypted tree "
+                                        "(its ciphertexts attacked as stored; needs the owner's --key)."),
     key: Optional[Path] = typer.Option(None, "--key", help="Key to encrypt with (default: a throwaway one made for "
                                        "this run; with a key of yours, --out saves metrics only unless --figures)."),
     per_image: bool = typer.Option(False, "--per-image", help="Encrypt every image under its own key."),
     pairs: int = typer.Option(1, "--pairs", help="KPA: number of known plain/encrypted pairs."),
     n_images: int = typer.Option(100, "--n-images", help="Images to attack."),
+    img_size: Optional[int] = typer.Option(None, "--img-size", help="Bring every photo to SxS first (shorter side "
+                                           "resized, centre crop: the rule of train and evaluate); needed for a "
+                                           "folder of mixed sizes."),
+    public: Optional[Path] = typer.Option(None, "--public", help="The attacker's own plain images (default: the "
+                                          "training split of --data); give a folder of another domain."),
+    max_single: int = typer.Option(4, "--max-single", help="Attacks that solve every image alone (the jigsaw) "
+                                   "get at most this many of the images, evenly spaced; the table says so."),
     subset: int = typer.Option(2000, "--subset", help="GAN/ITN/KPA: attacker's training images."),
     epochs: int = typer.Option(5, "--epochs", help="GAN/ITN: training epochs."),
     out: Optional[Path] = typer.Option(None, "--out", help="Folder for metrics.json and (under a throwaway key) "
@@ -73,12 +65,13 @@ def attack(
                                  "gives the key away."),
     device: Optional[str] = typer.Option(None, "--device"),
     as_json: bool = typer.Option(False, "--json", help="Print the metrics as one JSON object."),
+    quiet: bool = typer.Option(False, "--quiet", help="No progress lines on stderr."),
     list_: bool = typer.Option(False, "--list", help="List every attack with its threat model."),
 ) -> None:
     """Attack images encrypted with a scheme (registered, or your own class); report SSIM/PSNR of the
     reconstructions and attack scores. `all` runs every attack and says n/a, with the reason, where one does
     not apply."""
-    from ..attacks import ATTACKS, contact_sheet, format_headline, get_attack, headline_of, run_all, run_attack
+    from ..attacks import ATTACKS, get_attack
     from ..keys import Key
 
     if list_ or name == "list":
@@ -88,36 +81,63 @@ def attack(
         raise PatchcryptError("name an attack, 'all' or 'list' (see `patchcrypt attack --help`)")
     if name != "all":
         get_attack(name)
-    if scheme is None:
-        raise PatchcryptError("--scheme is required (a registered scheme, module:Class or file.py:Class)")
     if data is None:
         raise PatchcryptError("--data is required (an image folder or one image)")
     if n_images < 1:
         raise PatchcryptError(f"--n-images must be positive, got {n_images}")
+    if img_size is not None and img_size < 1:
+        raise PatchcryptError(f"--img-size must be positive, got {img_size}")
+    if max_single < 1:
+        raise PatchcryptError(f"--max-single must be positive, got {max_single}")
     k = Key.load(key) if key else None
     need_train = any(a.needs_train for a in ATTACKS.values()) if name == "all" else get_attack(name).needs_train
-    test, train = _load_images(data, n_images, subset, need_train)
-    options = dict(pairs=pairs, epochs=epochs, device=device)
+    target, test, train, note = _victims(data, scheme, block_size, k, per_image, n_images, img_size, need_train,
+                                         subset, public)
     draw = out is not None and (k is None or figures)
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
     if draw and k is not None:
         _warn_figures(out)
 
-    if name == "all":
-        def save(row, result):
-            if draw and result is not None:
-                contact_sheet(result, out / f"candidates_{row['attack']}.png", show_plain=k is None)
+    if name == "all" and not quiet:
+        typer.echo(f"note: {note}", err=True)
+    run = _all if name == "all" else _one
+    run(name, target, block_size, test, train, k, per_image, max_single, not quiet, out, draw, as_json,
+        dict(pairs=pairs, epochs=epochs, device=device))
+    if name != "all" and not quiet:   # after the run: an attack that does not apply says only that
+        typer.echo(f"note: {note}", err=True)
 
-        report = run_all(scheme, block_size, test, train, k, per_image, on_result=save, **options)
-        _write(out, {**report, "figure": _figure_note(k is None, draw)})
-        if as_json:
-            typer.echo(json.dumps(report))
-        else:
-            _print_table(report)
-        return
 
-    result = run_attack(name, scheme, block_size, test, train, k, per_image, **options)
+def _all(name, target, block_size, test, train, k, per_image, max_single, progress, out, draw, as_json,
+         options) -> None:
+    """``attack all``: every attack, the verdict first."""
+    from ..attacks import contact_sheet, run_all
+
+    def save(row, result):
+        if draw and result is not None:
+            contact_sheet(result, out / f"candidates_{row['attack']}.png", show_plain=k is None)
+
+    report = run_all(target, block_size, test, train, k, per_image, on_result=save, max_single=max_single,
+                     progress=progress, **options)
+    _write(out, {**report, "figure": _figure_note(k is None, draw)})
+    if as_json:
+        typer.echo(json.dumps(report))
+    else:
+        _print_table(report)
+
+
+def _one(name, target, block_size, test, train, k, per_image, max_single, progress, out, draw, as_json,
+         options) -> None:
+    """``attack NAME``: one attack's figures."""
+    from ..attacks import contact_sheet, format_headline, get_attack, headline_of, run_attack
+    from ..attacks.registry import single_sample
+    from ..attacks.scoring import READ_GAIN, READ_SSIM
+
+    if get_attack(name).single and len(test) > max_single:
+        test = test[single_sample(len(test), max_single)]
+        typer.echo(f"note: {name} solves every image alone: {len(test)} of the images, evenly spaced "
+                   "(--max-single)", err=True)
+    result = run_attack(name, target, block_size, test, train, k, per_image, progress=progress, **options)
     metrics = result.metrics()
     if draw:
         contact_sheet(result, out / "candidates.png", show_plain=k is None)
@@ -129,7 +149,36 @@ def attack(
     typer.echo(f"{name} on {result.scheme} ({metrics['n_images']} images): {head}"
                f"; chosen output: exact {metrics['exact_images']:.3f}, SSIM {metrics['ssim']:.3f}, "
                f"PSNR {metrics['psnr']:.2f} dB (up to global state: up to one whole-image rotation/flip, colour "
-               "order and inversion)")
+               f"order and inversion; readable: exact up to it, or SSIM >= {READ_SSIM} and {READ_GAIN} above what "
+               "needs no attack)")
+
+
+def _victims(data: Path, scheme: str, block_size: Optional[int], key, per_image: bool, n_images: int,
+             img_size: Optional[int], need_train: bool, subset: int, public: Optional[Path]):
+    """(target, victims, the attacker's own images, a note on them): a plain folder encrypted here, or an
+    encrypted tree's ciphertexts as stored (the owner's key decrypts them for scoring; nothing is re-encrypted)."""
+    from ..attacks import make_target
+    from ..attacks.images import held_target, is_encrypted_tree, load_folder, load_held, load_victims
+
+    if is_encrypted_tree(data):
+        if img_size:
+            raise PatchcryptError("--img-size: encrypted images cannot be resized (that cuts through the blocks)")
+        record, plain, enc, _ = load_held(data, n_images, key)
+        if scheme not in (None, record.scheme):
+            raise PatchcryptError(f"--scheme {scheme}: {data} was encrypted with {record.scheme!r}")
+        own = None
+        if need_train:
+            if public is None:
+                raise PatchcryptError(f"{data} is an encrypted tree: give the attacker's own plain images with "
+                                      "--public DIR (another domain)")
+            own = load_folder(public, subset, plain.shape[1], "train" if (public / "train").is_dir() else None)
+        note = (f"attacking {len(enc)} ciphertexts of {data.name} as stored ({record.scheme}, M={record.block_size}); "
+                "scored against the key holder's decryptions")
+        return held_target(record, key, plain, enc), plain, own, note
+    if scheme is None:
+        raise PatchcryptError("--scheme is required (a registered scheme, module:Class or file.py:Class)")
+    test, train, note = load_victims(data, n_images, img_size, need_train, subset, public)
+    return make_target(scheme, block_size, test, key=key, per_image=per_image), test, train, note
 
 
 def _warn_figures(out: Path) -> None:
@@ -139,14 +188,16 @@ def _warn_figures(out: Path) -> None:
 
 
 def _print_table(report: dict) -> None:
-    """One line per attack: its threat model and headline, or n/a with the reason."""
+    """The verdict first, then one line per attack: its threat model and headline, or n/a with the reason."""
     from ..attacks import format_headline
 
+    typer.echo(report["verdict"]["line"])
     keys = "per-image keys" if report["per_image"] else "one key"
     typer.echo(f"attacks on {report['scheme']} (M={report['block_size']}, {report['n_images']} images, {keys}); "
                "'up to global state': up to one whole-image rotation/flip, colour order and inversion")
-    rows = [(r["attack"], r["threat"], format_headline(r["headline"]) if r["applies"] else f"n/a: {r['reason']}")
-            for r in report["attacks"]]
+    rows = [(r["attack"], r["threat"], (format_headline(r["headline"]) + (f" ({r['sampled']})" if r.get("sampled")
+                                                                          else "")) if r["applies"]
+             else f"n/a: {r['reason']}") for r in report["attacks"]]
     w, t = max(len(r[0]) for r in rows + [("attack",)]), max(len(r[1]) for r in rows + [("", "threat model")])
     typer.echo(f"{'attack':<{w}}  {'threat model':<{t}}  result")
     for a, th, res in rows:

@@ -3,6 +3,7 @@ key map out (the method chosen by the scheme's facts, :mod:`.facts`)."""
 
 from __future__ import annotations
 
+import sys
 import time
 from typing import Any, Dict, Optional, Tuple, Union
 
@@ -44,7 +45,7 @@ def many_image_attack(ciphertexts: np.ndarray, public: np.ndarray, scheme: Union
         raise PatchcryptError("ciphertexts must be (N, H, W, C) uint8 with N >= 2")
     plain_shape = tuple(int(v) for v in plain_shape)
     public = _fit_public(np.asarray(public), plain_shape)
-    say = (lambda *a: print("many-image attack:", *a, flush=True)) if progress else (lambda *a: None)
+    say = (lambda *a: print("many-image attack:", *a, file=sys.stderr, flush=True)) if progress else (lambda *a: None)
     t0 = time.perf_counter()
     if method == "composite":
         res = attack_gray(ciphertexts, public, scheme, block_size, plain_shape, say)
