@@ -94,3 +94,17 @@ def test_per_image_keys_give_every_image_its_own_global_state(photos):
     out = np.stack([apply_state(p[None], GLOBAL_STATES[s])[0] for p, s in zip(photos, (0, 5, 17, 40, 63, 90))])
     assert score(photos, out, per_image=True)["exact_images_global"] == 1.0
     assert score(photos, out)["exact_images_global"] < 1.0
+
+
+def test_recognisability_counts_only_what_beats_the_outputs_that_need_no_attack(photos):
+    """A reference classifier's agreement on the output minus its best agreement on a trivial output."""
+    def classify(images):        # a stand-in reference classifier: the brightest channel of the centre
+        return images[:, 12:20, 12:20].reshape(len(images), -1, 3).mean(1).argmax(1)
+
+    plain = photos
+    m = score(plain, plain, classify=classify)
+    assert m["recognised"] == 1.0 and m["recognisability"] == 1.0 - m["recognised_baseline"]
+    flat = np.ascontiguousarray(np.broadcast_to(plain.reshape(-1, 3).mean(0).round().astype(np.uint8), plain.shape))
+    f = score(plain, flat, classify=classify)
+    assert f["recognisability"] <= 0.0 and f["readable"] == 0.0
+    assert score(plain, plain)["recognisability"] is None           # no reference classifier given

@@ -36,6 +36,7 @@ class AttackResult:
     key_map: Optional[Any] = None    # the recovered Map (y[i] = x[g[i]] ^ m[i]) when the attack outputs one
     block_size: Optional[int] = None  # M, for the outputs that need no attack (set by the harness)
     per_image: bool = False           # every image under its own key: a global state per image (set by the harness)
+    classify: Optional[Any] = None    # a reference classifier of the domain, images -> labels (set by the harness)
 
     def metrics(self) -> Dict[str, Any]:
         """The schema of :mod:`patchcrypt.attacks.scoring` (``SCHEMA``) plus the attack's own figures."""
@@ -45,7 +46,7 @@ class AttackResult:
         m.update({k: v for k, v in self.extra.items() if k != "key_map_fraction"})
         m.update(score(self.plain, self.reconstructed, self.candidates, self.state_order,
                        self.extra.get("key_map_fraction"), encrypted=self.encrypted, block_size=self.block_size,
-                       per_image=self.per_image))
+                       per_image=self.per_image, classify=self.classify))
         return m
 
     def top_candidates(self, count: int = 4) -> List[np.ndarray]:

@@ -73,17 +73,38 @@ def load_folder(path: Path, n: Optional[int], img_size: Optional[int], split: Op
         raise
 
 
+def _all_splits(data: Path, n: int, img_size: Optional[int], seed: int) -> np.ndarray:
+    """Up to ``n`` images drawn (seeded) from every split folder of ``data`` together."""
+    parts = [load_folder(data, None, img_size, s, seed) for s in ("train",) + EVAL_SPLITS if (data / s).is_dir()]
+    if len({p.shape[1:] for p in parts}) > 1:
+        raise PatchcryptError(f"{data}: its splits hold images of several sizes; pass --img-size S")
+    pool = np.concatenate(parts)
+    if n >= len(pool):
+        return pool
+    return pool[np.sort(np.random.default_rng(seed).choice(len(pool), n, replace=False))]
+
+
 def load_victims(data: Path, n_images: int, img_size: Optional[int], need_train: bool, subset: int,
-                 public: Optional[Path] = None, seed: int = 0) -> Tuple[np.ndarray, Optional[np.ndarray], str]:
+                 public: Optional[Path] = None, seed: int = 0,
+                 split: Optional[str] = None) -> Tuple[np.ndarray, Optional[np.ndarray], str]:
     """(victims, the attacker's own images or None, a note on where they came from).
 
-    Victims: the evaluation split (``test/``, ``val/`` or ``validation/``) of ``data``, or all of it. The
+    Victims: ``split`` of ``data`` (a folder name, or ``"all"``: every split together), by default its
+    evaluation split (``test/``, ``val/`` or ``validation/``), or all of a tree without splits. The
     attacker's own: ``public`` when given (another domain), else the training split of ``data``, else the
     images of ``data`` that are not attacked. ``n_images`` more than there are: all of them, and it says so.
     """
     data = Path(data)
-    split = _eval_split(data) if data.is_dir() else None
-    victims = load_folder(data, n_images, img_size, split, seed)
+    if split == "all":
+        if need_train and public is None:
+            raise PatchcryptError("--split all attacks every image of --data: give the attacker's own images "
+                                  "with --public DIR (another domain)")
+        victims = _all_splits(data, n_images, img_size, seed)
+    else:
+        if split is not None and not (data / split).is_dir():
+            raise PatchcryptError(f"--split {split}: {data} has no {split}/ folder")
+        split = split or (_eval_split(data) if data.is_dir() else None)
+        victims = load_folder(data, n_images, img_size, split, seed)
     note = f"{len(victims)} victims from {data.name}/{split or ''}".rstrip("/")
     if len(victims) < n_images:
         _say(f"note: --n-images {n_images}: {data} has {len(victims)} images to attack; attacking them all")
@@ -169,4 +190,29 @@ def held_target(record, key: Key, plain: np.ndarray, enc: np.ndarray) -> Target:
                   facts={"ciphertexts": "as stored in the encrypted tree", "jpeg_quality": record.jpeg_quality})
 
 
-__all__ = ["load_victims", "load_folder", "is_encrypted_tree", "load_held", "held_target", "EVAL_SPLITS"]
+def reference_classifier(path: Path, shape: Tuple[int, int, int]):
+    """``classify(images) -> labels`` of a model trained on plain images of the victims' domain (a checkpoint
+    or run folder of ``patchcrypt train``), for the recognisability figure; refused in one line when it was
+    trained on encrypted images or expects another image size."""
+    from ..inference import predict
+    from ..models.checkpoint import build_model, load_checkpoint
+    from ..record import EncryptionRecord
+
+    ckpt = load_checkpoint(path)
+    record = EncryptionRecord.from_checkpoint(ckpt)
+    if not record.is_plain:
+        raise PatchcryptError(f"--reference {path}: trained on {record.scheme} images; the reference classifier "
+                              "must be trained on plain images of the domain")
+    size = (ckpt.get("model_kwargs") or {}).get("img_size")
+    if size and int(size) != shape[0]:
+        raise PatchcryptError(f"--reference {path}: the model takes {size}x{size} images, the victims are "
+                              f"{shape[1]}x{shape[0]} (pass --img-size {size})")
+    model = build_model(ckpt)
+
+    def classify(images: np.ndarray) -> np.ndarray:
+        return predict(model, np.ascontiguousarray(images), device="cpu").argmax(1)
+
+    return classify
+
+
+__all__ = ["reference_classifier", "load_victims", "load_folder", "is_encrypted_tree", "load_held", "held_target", "EVAL_SPLITS"]

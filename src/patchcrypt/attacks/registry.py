@@ -205,13 +205,15 @@ def _check_geometry(target: Target, images: np.ndarray) -> None:
 def run_attack(name: str, scheme: Union[str, type, Target], block_size: Optional[int], test_images: np.ndarray,
                train_images: Optional[np.ndarray] = None, key: Optional[Key] = None, per_image: bool = False,
                pairs: int = 1, epochs: int = 5, device: Optional[str] = None, seed: int = 0,
-               progress: Optional[bool] = None, **extra) -> AttackResult:
+               progress: Optional[bool] = None, classify: Optional[Callable[[np.ndarray], np.ndarray]] = None,
+               **extra) -> AttackResult:
     """Encrypt ``test_images`` uint8 (N, H, W, C) with (scheme, key) and attack them.
 
     ``scheme``: a registered name, a user scheme (``"module:Class"``, ``"file.py:Class"`` or the class), or
     a :class:`Target`. ``train_images`` are the attacker's own images: plain/encrypted training data for
     GAN/ITN, the known pairs for KPA (the first ``pairs`` of them). A fresh key is drawn when ``key`` is None.
-    Raises PatchcryptError (one line) when the attack does not apply, saying why.
+    ``classify`` (uint8 images -> labels): a reference classifier of the domain, for the recognisability
+    figure of the scoring. Raises PatchcryptError (one line) when the attack does not apply, saying why.
     """
     attack = get_attack(name)
     target = make_target(scheme, block_size, test_images, key=key, per_image=per_image)
@@ -223,7 +225,7 @@ def run_attack(name: str, scheme: Union[str, type, Target], block_size: Optional
         raise PatchcryptError(f"attack {name!r} needs the attacker's own images (training data)")
     opts = AttackOptions(pairs=pairs, epochs=epochs, device=device, seed=seed, progress=progress, extra=extra)
     result = attack.run(target, test_images, train_images, opts)
-    result.block_size, result.per_image = target.block_size, target.per_image
+    result.block_size, result.per_image, result.classify = target.block_size, target.per_image, classify
     if "key_map_fraction" not in result.extra:
         result.extra["key_map_fraction"] = key_map_score(target, result.key_map, test_images.shape[1:])
     return result

@@ -12,6 +12,7 @@ attack emits (documented in docs/rate-your-scheme.md):
     key_map_fraction                                           share of the key map right, or None
     readable                                                   share of images read (:func:`readable`)
     baseline_ssim, baselines, ssim_gain                        what needs no attack, and the gain over it
+    recognisability (recognised, recognised_baseline)          a reference classifier's agreement gain, or None
     n_images
 
 The global states come from :mod:`patchcrypt.attacks.globalstate` (``GLOBAL_STATES``, ``apply_state``,
@@ -21,7 +22,7 @@ The global states come from :mod:`patchcrypt.attacks.globalstate` (``GLOBAL_STAT
 from __future__ import annotations
 
 import math
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -119,7 +120,8 @@ def _global_per_image(pred: np.ndarray, plain: np.ndarray, always: Sequence[int]
     """:func:`up_to_global` with one state per image (per-image keys: each image has its own ambiguity)."""
     rows = [up_to_global(pred[i:i + 1], plain[i:i + 1], sample=1, always=always) for i in range(len(pred))]
     return {"per_image": {"exact": np.concatenate([r["per_image"]["exact"] for r in rows]),
-                          "ssim": np.concatenate([r["per_image"]["ssim"] for r in rows])},
+                          "ssim": np.concatenate([r["per_image"]["ssim"] for r in rows]),
+                          "state": np.array([r["best_state_index"] for r in rows])},
             "psnr_global": float(np.mean([r["psnr_global"] for r in rows])),
             "best_state_index": int(np.bincount([r["best_state_index"] for r in rows]).argmax())}
 
@@ -128,9 +130,36 @@ def _up_to_global(pred: np.ndarray, plain: np.ndarray, per_image: bool, always: 
     return _global_per_image(pred, plain, always) if per_image else up_to_global(pred, plain, always=always)
 
 
+def _after_state(pred: np.ndarray, g: Dict[str, Any]) -> np.ndarray:
+    """``pred`` under the global state(s) :func:`_up_to_global` chose (one for the batch, or one per image)."""
+    states = g["per_image"].get("state")
+    if states is None:
+        return apply_state(pred, GLOBAL_STATES[int(g["best_state_index"])])
+    return np.concatenate([apply_state(p[None], GLOBAL_STATES[int(s)]) for p, s in zip(pred, states)])
+
+
+Classify = Callable[[np.ndarray], np.ndarray]   # uint8 (N, H, W, C) -> (N,) int labels
+
+
+def recognised(plain: np.ndarray, output: np.ndarray, classify: Classify,
+               baselines: Dict[str, np.ndarray]) -> Dict[str, Any]:
+    """The recognisability figure: how often a reference classifier (trained on plain images of the domain)
+    gives the output the label it gives the plain image, minus the same for the best output that needs no
+    attack. ``output`` and ``baselines`` are already in their chosen global states.
+
+    Returns ``recognised`` (agreement on the output), ``recognised_baseline`` (best agreement of a baseline)
+    and ``recognisability`` (the difference; 0 or below: the classifier recognises nothing an attack added).
+    """
+    truth = np.asarray(classify(plain))
+    agree = float((np.asarray(classify(output)) == truth).mean())
+    base = max(float((np.asarray(classify(np.ascontiguousarray(b))) == truth).mean()) for b in baselines.values())
+    return {"recognised": agree, "recognised_baseline": base, "recognisability": agree - base}
+
+
 def readable(plain: np.ndarray, exact_global: np.ndarray, ssim_global: np.ndarray,
              encrypted: Optional[np.ndarray] = None, block_size: Optional[int] = None,
-             per_image: bool = False) -> Dict[str, Any]:
+             per_image: bool = False, output: Optional[np.ndarray] = None,
+             classify: Optional[Classify] = None) -> Dict[str, Any]:
     """Which images an attack read: exact up to the global state, or recognisable beyond what needs no attack.
 
     Image i is read when ``exact_global[i]``, or when ``ssim_global[i] >= READ_SSIM`` and
@@ -140,27 +169,33 @@ def readable(plain: np.ndarray, exact_global: np.ndarray, ssim_global: np.ndarra
 
     Returns ``readable`` (share of images read), ``read`` ((N,) bool), ``baseline_ssim`` (mean of the
     per-image best), ``baselines`` ({name: mean SSIM up to the global state}), ``ssim_gain`` (mean of
-    ``ssim_global - baseline``).
+    ``ssim_global - baseline``). With ``classify`` (and ``output``, in its chosen global state) also the
+    figures of :func:`recognised`; without, ``recognisability`` is None.
     """
-    scores = {name: _up_to_global(out, plain, per_image)["per_image"]["ssim"]
-              for name, out in trivial_outputs(plain, encrypted, block_size).items()}
+    trivial = trivial_outputs(plain, encrypted, block_size)
+    globals_ = {name: _up_to_global(out, plain, per_image) for name, out in trivial.items()}
+    scores = {name: g["per_image"]["ssim"] for name, g in globals_.items()}
     best = np.max(np.stack(list(scores.values())), axis=0)
     read = exact_global | ((ssim_global >= READ_SSIM) & (ssim_global - best >= READ_GAIN))
-    return {"readable": float(read.mean()), "read": read, "baseline_ssim": float(best.mean()),
-            "baselines": {k: float(v.mean()) for k, v in scores.items()},
-            "ssim_gain": float((ssim_global - best).mean())}
+    out = {"readable": float(read.mean()), "read": read, "baseline_ssim": float(best.mean()),
+           "baselines": {k: float(v.mean()) for k, v in scores.items()},
+           "ssim_gain": float((ssim_global - best).mean()), "recognisability": None}
+    if classify is not None and output is not None:
+        out.update(recognised(plain, output, classify,
+                              {k: _after_state(trivial[k], g) for k, g in globals_.items()}))
+    return out
 
 
 # -- the schema ------------------------------------------------------------------------------------------------
 SCHEMA = ("n_images", "exact_images", "ssim", "ssim_std", "psnr", "psnr_std", "exact_images_global", "ssim_global",
           "psnr_global", "global_state", "global_state_rank", "key_map_fraction", "readable", "baseline_ssim",
-          "baselines", "ssim_gain")
+          "baselines", "ssim_gain", "recognisability")
 
 
 def score(plain: np.ndarray, output: np.ndarray, candidates: Optional[np.ndarray] = None,
           state_order: Optional[Sequence[int]] = None, key_map_fraction: Optional[float] = None, *,
           encrypted: Optional[np.ndarray] = None, block_size: Optional[int] = None,
-          per_image: bool = False) -> Dict[str, Any]:
+          per_image: bool = False, classify: Optional[Classify] = None) -> Dict[str, Any]:
     """The figures of one attack (keys: ``SCHEMA``).
 
     Args:
@@ -173,6 +208,7 @@ def score(plain: np.ndarray, output: np.ndarray, candidates: Optional[np.ndarray
         encrypted, block_size: the ciphertexts the attacker saw and M, for the outputs that need no attack
             (:func:`readable`); without them only the flat image is a baseline.
         per_image: every image under its own key, so every image gets its own global state.
+        classify: a reference classifier of the domain, for the recognisability figure (:func:`recognised`).
     """
     if output.shape != plain.shape:
         raise PatchcryptError(f"the attack output has shape {output.shape}, the plain images {plain.shape}")
@@ -184,7 +220,8 @@ def score(plain: np.ndarray, output: np.ndarray, candidates: Optional[np.ndarray
     best = GLOBAL_STATES[idx]
     rank = order.index(idx) + 1 if idx in order else None
     ex, ss = g["per_image"]["exact"], g["per_image"]["ssim"]
-    read = readable(plain, ex, ss, encrypted, block_size, per_image)
+    chosen = _after_state(base, g) if classify is not None else None
+    read = readable(plain, ex, ss, encrypted, block_size, per_image, chosen, classify)
     return {"n_images": int(len(plain)), "exact_images": float(exact(output, plain).mean()),
             "ssim": float(s.mean()), "ssim_std": float(s.std()), "psnr": float(p.mean()), "psnr_std": float(p.std()),
             "exact_images_global": float(ex.mean()), "ssim_global": float(ss.mean()),
@@ -194,5 +231,5 @@ def score(plain: np.ndarray, output: np.ndarray, candidates: Optional[np.ndarray
 
 
 __all__ = ["GLOBAL_STATES", "apply_state", "invert_state", "up_to_global", "rank_states", "state_index",
-           "state_as_map", "score", "SCHEMA", "batch_ssim", "batch_psnr", "exact", "readable", "trivial_outputs",
+           "state_as_map", "score", "SCHEMA", "batch_ssim", "batch_psnr", "exact", "readable", "trivial_outputs", "recognised",
            "READ_SSIM", "READ_GAIN"]

@@ -54,6 +54,13 @@ def attack(
                                            "folder of mixed sizes."),
     public: Optional[Path] = typer.Option(None, "--public", help="The attacker's own plain images (default: the "
                                           "training split of --data); give a folder of another domain."),
+    split: Optional[str] = typer.Option(None, "--split", help="Which images of --data to attack: a split folder "
+                                        "(default: test/, val/ or validation/), or 'all' (every split; the "
+                                        "attacker's own images then come from --public)."),
+    reference: Optional[Path] = typer.Option(None, "--reference", help="A model trained on plain images of the "
+                                             "victims' domain (checkpoint or run folder): adds the recognisability "
+                                             "figure (its label agreement on reconstructions beyond what needs no "
+                                             "attack)."),
     max_single: int = typer.Option(4, "--max-single", help="Attacks that solve every image alone (the jigsaw) "
                                    "get at most this many of the images, evenly spaced; the table says so."),
     subset: int = typer.Option(2000, "--subset", help="GAN/ITN/KPA: attacker's training images."),
@@ -83,16 +90,13 @@ def attack(
         get_attack(name)
     if data is None:
         raise PatchcryptError("--data is required (an image folder or one image)")
-    if n_images < 1:
-        raise PatchcryptError(f"--n-images must be positive, got {n_images}")
-    if img_size is not None and img_size < 1:
-        raise PatchcryptError(f"--img-size must be positive, got {img_size}")
-    if max_single < 1:
-        raise PatchcryptError(f"--max-single must be positive, got {max_single}")
+    for flag, value in (("--n-images", n_images), ("--img-size", img_size), ("--max-single", max_single)):
+        if value is not None and value < 1:
+            raise PatchcryptError(f"{flag} must be positive, got {value}")
     k = Key.load(key) if key else None
     need_train = any(a.needs_train for a in ATTACKS.values()) if name == "all" else get_attack(name).needs_train
     target, test, train, note = _victims(data, scheme, block_size, k, per_image, n_images, img_size, need_train,
-                                         subset, public)
+                                         subset, public, split)
     draw = out is not None and (k is None or figures)
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
@@ -101,9 +105,13 @@ def attack(
 
     if name == "all" and not quiet:
         typer.echo(f"note: {note}", err=True)
+    options = dict(pairs=pairs, epochs=epochs, device=device)
+    if reference is not None:
+        from ..attacks.images import reference_classifier
+
+        options["classify"] = reference_classifier(reference, test.shape[1:])
     run = _all if name == "all" else _one
-    run(name, target, block_size, test, train, k, per_image, max_single, not quiet, out, draw, as_json,
-        dict(pairs=pairs, epochs=epochs, device=device))
+    run(name, target, block_size, test, train, k, per_image, max_single, not quiet, out, draw, as_json, options)
     if name != "all" and not quiet:   # after the run: an attack that does not apply says only that
         typer.echo(f"note: {note}", err=True)
 
@@ -154,7 +162,8 @@ def _one(name, target, block_size, test, train, k, per_image, max_single, progre
 
 
 def _victims(data: Path, scheme: str, block_size: Optional[int], key, per_image: bool, n_images: int,
-             img_size: Optional[int], need_train: bool, subset: int, public: Optional[Path]):
+             img_size: Optional[int], need_train: bool, subset: int, public: Optional[Path],
+             split: Optional[str] = None):
     """(target, victims, the attacker's own images, a note on them): a plain folder encrypted here, or an
     encrypted tree's ciphertexts as stored (the owner's key decrypts them for scoring; nothing is re-encrypted)."""
     from ..attacks import make_target
@@ -177,7 +186,7 @@ def _victims(data: Path, scheme: str, block_size: Optional[int], key, per_image:
         return held_target(record, key, plain, enc), plain, own, note
     if scheme is None:
         raise PatchcryptError("--scheme is required (a registered scheme, module:Class or file.py:Class)")
-    test, train, note = load_victims(data, n_images, img_size, need_train, subset, public)
+    test, train, note = load_victims(data, n_images, img_size, need_train, subset, public, split=split)
     return make_target(scheme, block_size, test, key=key, per_image=per_image), test, train, note
 
 
