@@ -31,21 +31,10 @@ from ..ciphers import SchemeSpec, get_scheme
 from ..ciphers.program import Map
 from ..errors import PatchcryptError
 from .base import AttackResult, require
+from .blackbox import row_ids as _row_ids
 from .keymaps import from_units as _from_units, to_units as _to_units
 from .registry import AttackOptions, Threat, needs_key, needs_shared_key, needs_steps, register_attack
 from .target import Target
-
-
-def _row_ids(*arrays: np.ndarray):
-    """Shared integer ids for equal rows across arrays (rows as byte strings)."""
-    stacked = np.ascontiguousarray(np.concatenate(arrays))
-    view = stacked.view(np.dtype((np.void, stacked.dtype.itemsize * stacked.shape[1]))).ravel()
-    _, inverse = np.unique(view, return_inverse=True)
-    out, start = [], 0
-    for a in arrays:
-        out.append(inverse[start:start + len(a)])
-        start += len(a)
-    return out
 
 
 def _match_rows(x: np.ndarray, x_flipped: np.ndarray, y: np.ndarray, full: int
