@@ -43,7 +43,7 @@ from ..ciphers.program import Map
 from ..errors import PatchcryptError
 from .base import AttackResult, require
 from .blackbox import CountingOracle, probe_value_model
-from .keymaps import decrypt_with, from_units, to_units, unit_indices
+from .keymaps import decrypt_with, encrypt_with, from_units, to_units, unit_indices
 from .registry import AttackOptions, Threat, register_attack
 from .target import Target
 
@@ -232,18 +232,12 @@ def _declared_plan(t: Target, spec: SchemeSpec, shape: Tuple[int, int, int]) -> 
     return None if kind == "generic" and spec.unit != "nibble" else kind
 
 
-def map_encrypt(rec: Map, images: np.ndarray, nibble: bool) -> np.ndarray:
-    """Encrypt (N, ...) uint8 images with a key map (bytes, or 4-bit halves): y[i] = x[g[i]] XOR m[i]."""
-    units = to_units(images.reshape(len(images), -1), nibble)
-    return from_units(units[:, rec.g] ^ rec.m, nibble).reshape(images.shape)
-
-
 def _declared_map(query: CountingOracle, spec: SchemeSpec, block_size: int, shape: Tuple[int, int, int],
                   seed: int) -> Tuple[Map, bool]:
     """The declared plan's map and whether it reproduces the oracle's ciphertext of one random image."""
     rec, _ = chosen_plaintext_attack(query, spec, block_size, shape)
     probe = np.random.default_rng(seed).integers(0, 256, (1,) + tuple(shape), dtype=np.uint8)
-    return rec, bool(np.array_equal(map_encrypt(rec, probe, spec.unit == "nibble"), query(probe)))
+    return rec, bool(np.array_equal(encrypt_with(rec, probe, spec), query(probe)))
 
 
 @register_attack("cpa", Threat.CHOSEN_PLAINTEXT, "crafted images reveal the moves and value maps: a few with "
@@ -288,4 +282,4 @@ def run_cpa(t: Target, test: np.ndarray, train: Optional[np.ndarray], o: AttackO
                         key_map=model.to_map())
 
 
-__all__ = ["chosen_plaintext_attack", "run_cpa", "cpa_plan", "map_encrypt"]
+__all__ = ["chosen_plaintext_attack", "run_cpa", "cpa_plan"]
