@@ -23,14 +23,15 @@ def photos32():
 def test_cpa_recovers_every_scheme_exactly(photos32, scheme):
     res = run_attack("cpa", scheme, 4, photos32, key=KEY)
     assert res.extra["key_map_fraction"] == 1.0 and res.metrics()["exact_images"] == 1.0
-    # one crafted image for everything but the nibble scheme with a key per block
-    assert res.extra["queries"] == (3 if scheme == "ele" else 1)
+    # one crafted image for everything but the nibble scheme with a key per block, plus one random image that
+    # checks the map the declared steps gave
+    assert res.extra["queries"] == (3 if scheme == "ele" else 1) + 1 and res.extra["verified"]
 
 
 @pytest.mark.parametrize("scheme", ["etc", "block-pixel", "le", "ele", "pe"])
 def test_cpa_fails_on_per_image_keys(photos32, scheme):
     m = run_attack("cpa", scheme, 4, photos32, key=KEY, per_image=True).metrics()
-    assert m["exact_images_global"] == 0.0 and m["key_map_fraction"] is None
+    assert m["exact_images_global"] == 0.0 and m["key_map_fraction"] is None and m["verified"] is False
 
 
 def test_one_image_reveals_etc_at_the_papers_block_size():

@@ -145,10 +145,10 @@ def test_undeclared_and_unmodelled_facts_say_why(photos):
     t = make_target(Minimal, 4, photos[:2])
     assert not t.steps_declared and t.facts["decrypt_exact"] is None
     assert get_attack("jigsaw").why_not(t) is None        # undeclared: the solver tries every block state
-    assert "does not declare its steps" in get_attack("kpa").why_not(t)
+    assert get_attack("kpa").why_not(t) is None           # the black-box solver needs no declared steps
     assert get_attack("fr").why_not(t) is None
     c = make_target(CustomStep, None, photos[:2])
-    assert "XOR" in get_attack("kpa").why_not(c) and "XOR" in get_attack("jigsaw").why_not(c)
+    assert get_attack("kpa").why_not(c) is None and "XOR" in get_attack("jigsaw").why_not(c)
     with pytest.raises(PatchcryptError, match="not deterministic"):      # a bug unless it says so
         make_target(Random, None, photos[:2])
     r = make_target(type("Declared", (Random,), {"per_image": True}), None, photos[:2])

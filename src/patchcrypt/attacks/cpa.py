@@ -17,8 +17,14 @@ per query (bytes) or 3 bits (halves). How many crafted images are needed follows
   tells its source block, pixel and channel;
 * anything else: a unique code per unit of the whole image, ⌈log(D) / bits⌉ images.
 
-Per-image keys are the control: each query is encrypted under its own key, so the map it reveals decrypts
-nothing else. A scheme that declares no steps gets the generic plan: only its encrypt is used.
+Declared steps only make the attack faster. The map they give is checked on one random image (its
+ciphertext under the map must equal the oracle's); where none is declared, the declared steps are not ones
+these plans model, or the check fails, the attack learns the scheme from the black box
+(:func:`patchcrypt.attacks.blackbox.probe_value_model`: 256 constant images give every coordinate's value
+map, ⌈log256 D⌉ position-coded images the moves), and where probing shows the scheme is not block-local it
+says so (PatchcryptError, an n/a row) instead of scoring. Per-image keys are the control: each query is
+encrypted under its own key, so the map the declared plan reveals decrypts nothing else (reported with
+``verified`` False).
 """
 
 from __future__ import annotations
@@ -36,7 +42,8 @@ from ..ciphers.base import SchemeSpec, StepSpec
 from ..ciphers.program import Map
 from ..errors import PatchcryptError
 from .base import AttackResult, require
-from .keymaps import decrypt_with, from_units, to_units, unit_indices
+from .blackbox import CountingOracle, probe_value_model
+from .keymaps import decrypt_with, encrypt_with, from_units, to_units, unit_indices
 from .registry import AttackOptions, Threat, register_attack
 from .target import Target
 
@@ -217,25 +224,62 @@ def facts_of(t: Target) -> SchemeSpec:
     return replace(t.spec, steps=(StepSpec("undeclared"),))
 
 
-@register_attack("cpa", Threat.CHOSEN_PLAINTEXT, "crafted images whose values name their own position: one or a "
-                 "few encryptions reveal the whole key map", applies=_cpa_applies,
+def _declared_plan(t: Target, spec: SchemeSpec, shape: Tuple[int, int, int]) -> Optional[str]:
+    """The plan kind the declared steps give, or None when there are none or no plan models them (bytes)."""
+    if t.steps is None:
+        return None
+    kind = str(cpa_plan(spec, t.block_size, shape)["kind"])
+    return None if kind == "generic" and spec.unit != "nibble" else kind
+
+
+def _declared_map(query: CountingOracle, spec: SchemeSpec, block_size: int, shape: Tuple[int, int, int],
+                  seed: int) -> Tuple[Map, bool]:
+    """The declared plan's map and whether it reproduces the oracle's ciphertext of one random image."""
+    rec, _ = chosen_plaintext_attack(query, spec, block_size, shape)
+    probe = np.random.default_rng(seed).integers(0, 256, (1,) + tuple(shape), dtype=np.uint8)
+    return rec, bool(np.array_equal(encrypt_with(rec, probe, spec), query(probe)))
+
+
+@register_attack("cpa", Threat.CHOSEN_PLAINTEXT, "crafted images reveal the moves and value maps: a few with "
+                 "declared steps, about 258 from the black box", applies=_cpa_applies,
                  headline=("key_map_fraction", "queries"))
 def run_cpa(t: Target, test: np.ndarray, train: Optional[np.ndarray], o: AttackOptions) -> AttackResult:
-    """Recover the map with crafted images sent through the target's ``encrypt``; decrypt its ciphertexts of
-    ``test`` (N, H, W, C) uint8. With per-image keys every query is under its own key (the control).
+    """Recover the scheme with crafted images sent through the target's ``encrypt``; decrypt its ciphertexts
+    of ``test`` (N, H, W, C) uint8. With per-image keys every query is under its own key (the control).
 
-    ``extra``: queries (crafted images), plan kind, seconds.
+    ``extra``: queries (every image sent), plan kind ("black-box" when learned from the black box),
+    verified (the recovered scheme reproduced random images), seconds; from the black box also value_maps
+    (share of coordinates whose value map is the identity, a XOR, an addition, another table).
+    Raises PatchcryptError ("probing: ...") where probing shows the scheme is not block-local.
     """
     shape = tuple(int(v) for v in test.shape[1:])
     spec = facts_of(t)
+    nibble = spec.unit == "nibble"
+    query = CountingOracle(t.encrypt, shape)
     t0 = time.perf_counter()
-    rec, queries = chosen_plaintext_attack(t.encrypt, spec, t.block_size, shape)
+    kind = _declared_plan(t, spec, shape)
+    if kind is not None:
+        rec, verified = _declared_map(query, spec, t.block_size, shape, o.seed)
+        if not verified and nibble and not t.per_image:
+            raise PatchcryptError("probing: the map the declared 4-bit steps give does not reproduce a random "
+                                  "image's ciphertext, and the black-box plan models byte values only")
+        if verified or t.per_image:
+            seconds = time.perf_counter() - t0
+            enc = t.encrypt(test)
+            return AttackResult("cpa", t.name, test, enc, decrypt_with(rec, enc, spec),
+                                {"queries": query.count, "plan": kind, "verified": verified, "seconds": seconds},
+                                key_map=rec)
+    try:
+        model, _ = probe_value_model(query, shape, seed=o.seed)
+    except PatchcryptError as exc:
+        note = " (the map the declared steps give did not reproduce a random image either)" if kind else ""
+        raise PatchcryptError(f"{exc}{note}") from None
     seconds = time.perf_counter() - t0
     enc = t.encrypt(test)
-    dec = decrypt_with(rec, enc, spec)
-    return AttackResult("cpa", t.name, test, enc, dec, {"queries": queries, "plan": cpa_plan(spec, t.block_size,
-                                                                                             shape)["kind"],
-                                                         "seconds": seconds}, key_map=rec)
+    dec = model.decrypt(enc.reshape(len(enc), -1)).reshape(test.shape)
+    return AttackResult("cpa", t.name, test, enc, dec, {"queries": query.count, "plan": "black-box", "verified": True,
+                                                        "value_maps": model.value_maps(), "seconds": seconds},
+                        key_map=model.to_map())
 
 
 __all__ = ["chosen_plaintext_attack", "run_cpa", "cpa_plan"]

@@ -117,6 +117,16 @@ def decrypt_with(recovered: Map, encrypted: np.ndarray, scheme) -> np.ndarray:
     return from_units(x, nibble).reshape(encrypted.shape)
 
 
+def encrypt_with(recovered: Map, images: np.ndarray, scheme) -> np.ndarray:
+    """Encrypt (N, ...) uint8 ``images`` with a recovered map (bytes, or nibbles for le/ele): y[i] = x[g[i]]
+    XOR m[i]. What checks a recovered map against ciphertexts the attacker knows the plain images of."""
+    nibble = (get_scheme(scheme) if isinstance(scheme, str) else scheme).unit == "nibble"
+    x = to_units(np.ascontiguousarray(images).reshape(len(images), -1), nibble)
+    if x.shape[1] != recovered.g.size:
+        raise PatchcryptError(f"the recovered map covers {recovered.g.size} values; the images have {x.shape[1]}")
+    return from_units(x[:, recovered.g] ^ recovered.m, nibble).reshape(images.shape)
+
+
 def dihedral_colour_states(block_size: int, channels: int, negate: bool = True) -> Tuple[np.ndarray, np.ndarray]:
     """All in-block signed permutations of the rotation/flip × colour order × negation group.
 
@@ -147,4 +157,4 @@ def grid_symmetries(gh: int, gw: int) -> np.ndarray:
 
 
 __all__ = ["to_units", "from_units", "unit_indices", "true_key_map", "block_source", "map_fraction",
-           "block_map_to_image", "decrypt_with", "dihedral_colour_states", "grid_symmetries"]
+           "block_map_to_image", "decrypt_with", "encrypt_with", "dihedral_colour_states", "grid_symmetries"]

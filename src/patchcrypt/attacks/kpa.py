@@ -14,6 +14,11 @@ halves for le/ele, masks 0/15). Three solvers, all vectorised:
   encrypted block is compared with every plain block in every state. One pair pins every block whose
   content is not symmetric or repeated; further pairs intersect the candidates of the ambiguous ones.
 
+* black box (no steps declared, steps no solver models, or a declared solver's map that does not reproduce
+  the pairs): any block-local scheme (moves, then a bijective value map per coordinate: XOR with any byte,
+  addition, a substitution table), learned by :func:`patchcrypt.attacks.blackbox.known_plaintext_model` from
+  the partition every coordinate induces on the pairs; ``pairs_needed`` says how many pairs it took.
+
 ``determined_fraction`` is the share of output positions whose source and mask the pairs determine uniquely
 (the attacker's own certainty); ``key_map_fraction`` (scored by the registry against a registered scheme's
 map) the share that is right.
@@ -31,21 +36,10 @@ from ..ciphers import SchemeSpec, get_scheme
 from ..ciphers.program import Map
 from ..errors import PatchcryptError
 from .base import AttackResult, require
-from .keymaps import from_units as _from_units, to_units as _to_units
-from .registry import AttackOptions, Threat, needs_key, needs_shared_key, needs_steps, register_attack
+from .blackbox import known_plaintext_model, row_ids as _row_ids
+from .keymaps import encrypt_with, from_units as _from_units, to_units as _to_units
+from .registry import AttackOptions, Threat, needs_key, needs_shared_key, register_attack
 from .target import Target
-
-
-def _row_ids(*arrays: np.ndarray):
-    """Shared integer ids for equal rows across arrays (rows as byte strings)."""
-    stacked = np.ascontiguousarray(np.concatenate(arrays))
-    view = stacked.view(np.dtype((np.void, stacked.dtype.itemsize * stacked.shape[1]))).ravel()
-    _, inverse = np.unique(view, return_inverse=True)
-    out, start = [], 0
-    for a in arrays:
-        out.append(inverse[start:start + len(a)])
-        start += len(a)
-    return out
 
 
 def _match_rows(x: np.ndarray, x_flipped: np.ndarray, y: np.ndarray, full: int
@@ -221,26 +215,61 @@ def kpa_attack(pairs_plain: np.ndarray, pairs_enc: np.ndarray, plain: np.ndarray
     return AttackResult("kpa", scheme, plain, encrypted, rec, extra, key_map=key_map)
 
 
+def blackbox_kpa_attack(pairs_plain: np.ndarray, pairs_enc: np.ndarray, plain: np.ndarray, encrypted: np.ndarray,
+                        scheme: str, target: float = 0.99) -> AttackResult:
+    """Learn a block-local scheme from the pairs with no declared steps and decrypt ``encrypted``.
+
+    All arrays uint8 (N, H, W, C) of one shape. ``extra``: pairs, solver "black-box", pairs_needed (the
+    smallest k on the doubling ladder 1, 2, 4, ... at which ≥ ``target`` of the outputs match one input only;
+    None when all the pairs do not), determined_fraction (that share with all the pairs), unique_by_pairs
+    (the share at each rung tried), seen_fraction (share of the value tables' entries the pairs show),
+    filled (share of coordinates whose unseen entries came from a XOR or an addition of a constant, one
+    shared table, or the nearest seen value), seconds. Raises PatchcryptError ("pairs: ...") when the pairs
+    show that values mix across positions.
+    """
+    if len(pairs_plain) < 1:
+        raise PatchcryptError("the known-plaintext attack needs at least one plain/encrypted pair (--pairs)")
+    t0 = time.perf_counter()
+    k = len(pairs_plain)
+    fit = known_plaintext_model(pairs_plain.reshape(k, -1), pairs_enc.reshape(k, -1), target)
+    rec = fit.model.decrypt(encrypted.reshape(len(encrypted), -1)).reshape(plain.shape)
+    extra = {"pairs": k, "solver": "black-box", "pairs_needed": fit.pairs_needed,
+             "determined_fraction": fit.unique_fraction, "unique_by_pairs": {str(r): u for r, u in fit.ladder.items()},
+             "seen_fraction": fit.seen_fraction, "filled": fit.filled, "seconds": time.perf_counter() - t0}
+    return AttackResult("kpa", scheme, plain, encrypted, rec, extra, key_map=fit.model.to_map())
+
+
+def _declared_solver_fits(t: Target) -> bool:
+    """Whether the target declares steps the structured, block-matching or value solvers model."""
+    return t.steps is not None and bool(t.steps) and t.spec.value_map
+
+
 def _kpa_applies(t: Target) -> Optional[str]:
-    reason = needs_shared_key(t) or needs_steps(t) or needs_key(t)
+    reason = needs_shared_key(t) or needs_key(t)
     if reason:
         return reason
     if t.composite:
         return "the colour conversion in front is lossy; not a value map"
-    if not t.spec.value_map:
-        from ..ciphers.base import MOVE_OR_FLIP_STEPS
-
-        odd = sorted(t.steps - MOVE_OR_FLIP_STEPS)
-        return f"step(s) {', '.join(odd)} are not moves or v -> 255 - v flips, which is all the solver models"
+    if t.spec.unit == "nibble" and not _declared_solver_fits(t):
+        return "4-bit units need declared steps the solvers model (the black-box solver models byte values)"
     return None
 
 
-@register_attack("kpa", Threat.KNOWN_PLAINTEXT, "recover the key map from k plain/encrypted pairs, decrypt the "
-                 "rest", applies=_kpa_applies, needs_train=True, headline=("key_map_fraction",))
+@register_attack("kpa", Threat.KNOWN_PLAINTEXT, "recover the key map from k plain/encrypted pairs (declared steps, "
+                 "or any block-local scheme from the black box), decrypt the rest", applies=_kpa_applies,
+                 needs_train=True, headline=("key_map_fraction", "pairs_needed"))
 def run_kpa(t: Target, test: np.ndarray, train: np.ndarray, o: AttackOptions) -> AttackResult:
     """The first ``o.pairs`` of the attacker's images as known pairs; the target's ciphertexts of ``test``
-    decrypted with the map they give."""
+    decrypted with the map they give. Declared steps pick a solver; its map must reproduce ≥ 99% of the pairs'
+    ciphertext values (``verified``), else (and with no declared steps) the black-box solver runs."""
     if o.pairs < 1 or o.pairs > len(train):
         raise PatchcryptError(f"--pairs must be between 1 and {len(train)}, got {o.pairs}")
     known = train[:o.pairs]
-    return kpa_attack(known, t.encrypt(known), test, t.encrypt(test), t.name, t.block_size, spec=t.spec)
+    known_enc, enc = t.encrypt(known), t.encrypt(test)
+    if _declared_solver_fits(t):
+        res = kpa_attack(known, known_enc, test, enc, t.name, t.block_size, spec=t.spec)
+        agree = float((encrypt_with(res.key_map, known, t.spec) == known_enc).mean())
+        res.extra["verified"] = agree >= 0.99
+        if res.extra["verified"] or t.spec.unit == "nibble":
+            return res
+    return blackbox_kpa_attack(known, known_enc, test, enc, t.name)
