@@ -3,6 +3,7 @@
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 from PIL import Image
 
@@ -103,3 +104,69 @@ def test_a_real_key_saves_metrics_only_unless_figures_are_asked_for(photo_dir, t
     assert (fig_out / "candidates.png").is_file() and "warning: --figures under your key" in err
     with Image.open(fig_out / "candidates.png") as im:     # no plain column: encrypted + 1 candidate per row
         assert im.width < 3 * 96
+
+
+VALUES = Path(__file__).resolve().parents[2] / "examples" / "value_schemes.py"
+
+
+def test_verdict_comes_first_and_names_what_broke_it(photo_dir, capsys):
+    """A block-local class outside the step vocabulary, declaring nothing: broken by the chosen images."""
+    assert main(["attack", "all", "--scheme", f"{VALUES}:XorBlocks", "--data", str(photo_dir), "--n-images", "3",
+                 "--epochs", "1", "--json", "--quiet"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    v = report["verdict"]
+    assert v["broken"] and v["readable"] >= 0.5 and v["line"].startswith("BROKEN by ")
+    assert "cpa" in v["broken_by"] and "kpa" in v["ran"]
+    rows = {r["attack"]: r for r in report["attacks"]}
+    assert rows["cpa"]["metrics"]["exact_images"] == 1.0 and rows["cpa"]["metrics"]["queries"] <= 260
+    assert rows["jigsaw"]["applies"]                          # undeclared: every block state tried
+    assert all("readable" in r["metrics"] and "baselines" in r["metrics"] for r in rows.values() if r["applies"])
+    assert main(["attack", "all", "--scheme", "etc", "--block-size", "4", "--per-image", "--data", str(photo_dir),
+                 "--n-images", "3", "--epochs", "1", "--quiet", "--pairs", "1"]) == 0
+    first = capsys.readouterr().out.splitlines()[0]
+    assert first.startswith("NOT BROKEN by the ") and first.endswith("this is not evidence of strength")
+
+
+def test_photos_of_mixed_sizes_and_an_encrypted_tree_as_stored(tmp_path, key_file, capsys):
+    """--img-size brings a train/ + val/ folder of mixed sizes to one geometry; an encrypted tree is attacked
+    as stored (JPEG ciphertexts, not re-encrypted), and only with the owner's key."""
+    rng = np.random.default_rng(0)
+    photos = sample_photos(64)
+    for split, sizes in (("train", [(48, 64), (64, 80)]), ("val", [(70, 52), (64, 64), (40, 60)])):
+        (tmp_path / "mixed" / split / "c").mkdir(parents=True)
+        for i, (h, w) in enumerate(sizes):
+            im = Image.fromarray(photos[i % len(photos)]).resize((w, h))
+            im.save(tmp_path / "mixed" / split / "c" / f"{i}.png")
+    mixed = tmp_path / "mixed"
+    assert main(["attack", "fr", "--scheme", "etc", "--block-size", "4", "--data", str(mixed), "--json"]) == 2
+    assert "--img-size" in capsys.readouterr().err
+    assert main(["attack", "fr", "--scheme", "etc", "--block-size", "4", "--data", str(mixed), "--img-size", "32",
+                 "--json"]) == 0
+    captured = capsys.readouterr()
+    assert json.loads(captured.out)["n_images"] == 3 and "from mixed/val" in captured.err
+    plain = tmp_path / "plain" / "c"
+    plain.mkdir(parents=True)
+    for i, im in enumerate(sample_photos(32)[:4]):
+        Image.fromarray(np.clip(im.astype(int) + rng.integers(-3, 4, im.shape), 0, 255).astype(np.uint8)).save(
+            plain / f"{i}.png")
+    enc = tmp_path / "enc"
+    assert main(["encrypt", str(tmp_path / "plain"), str(enc), "--key", str(key_file), "--scheme", "etc",
+                 "--block-size", "16", "--format", "jpeg", "--quality", "75"]) == 0
+    capsys.readouterr()
+    assert main(["attack", "fr", "--data", str(enc), "--json"]) == 2
+    assert "--key" in capsys.readouterr().err
+    assert main(["attack", "cpa", "--data", str(enc), "--key", str(key_file), "--json"]) == 0
+    captured = capsys.readouterr()
+    m = json.loads(captured.out)
+    assert "as stored" in captured.err and m["n_images"] == 4
+    # the stored JPEG ciphertexts, not fresh lossless ones: the key holder's decryption is what is scored,
+    # and the chosen-plaintext attack reads it exactly from the stored ciphertexts
+    assert m["exact_images"] == 1.0
+    from patchcrypt import Key
+    from patchcrypt.attacks.images import held_target, load_held
+
+    key = Key.load(key_file)
+    record, plain_imgs, stored, _ = load_held(enc, 10, key)
+    target = held_target(record, key, plain_imgs, stored)
+    assert np.array_equal(target.encrypt(plain_imgs[::-1]), stored[::-1])          # as stored, in any order
+    assert not np.array_equal(target.cipher.encrypt(plain_imgs), stored)           # a re-encryption would differ
