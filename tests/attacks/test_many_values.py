@@ -90,3 +90,19 @@ def test_one_substitution_is_ordered_by_its_cooccurrences(crops):
     dec = found.apply(scheme.encrypt(victims)).astype(np.int64)
     err = min(np.abs(dec - victims).mean(), np.abs(255 - dec - victims).mean())
     assert err < 2.0, err
+
+
+def test_steps_outside_the_vocabulary_take_the_value_stage(crops):
+    """Declared steps with one of the scheme's own ("XOR") run the generic facts after the value stage;
+    registered schemes and vocabulary steps never do."""
+    from patchcrypt.attacks.many.facts import outside_vocabulary, spec_for
+    from patchcrypt.attacks.target import make_target
+
+    base = type(_scheme("XorBlocks"))
+    declared = type("XorDeclared", (base,), {"steps": ("BS", "XOR")})
+    vocabulary = type("BsDeclared", (base,), {"steps": ("BS",)})
+    probe = crops[0][:4]
+    own = make_target(declared, 4, probe)
+    assert outside_vocabulary(own) and spec_for(own)[1] is None
+    assert not outside_vocabulary(make_target(vocabulary, 4, probe))
+    assert not outside_vocabulary(make_target("block-pixel", 4))

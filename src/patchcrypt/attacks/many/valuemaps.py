@@ -6,25 +6,30 @@ by a map of its own. Values of one block stay in one block, so the partners of a
 coordinates whose plain values are its neighbours' -- are found among the other coordinates of its block,
 by a similarity each kind of map leaves unchanged:
 
-* **xor** (y = x ^ c_i): the top bit planes of y are those of x, each flipped or not, so the absolute
-  correlations of bit planes are the plain ones. For a partner pair the histogram of y_i ^ y_j over the N
-  images is the plain neighbours' XOR histogram (peaked at 0: neighbours are often equal) moved to
-  c_i ^ c_j.
+* **xor** (y = x ^ c_i): every bit plane of y is that of x, flipped or not, so absolute bit-plane
+  correlations are the plain ones, and the signs of each plane's leading eigenvector give the high bits
+  (planes 7..4) up to one constant. For a partner pair the histogram of y_i ^ y_j over the images is the
+  plain neighbours' XOR histogram (peaked at 0: neighbours are often equal) moved to c_i ^ c_j; the low
+  bits come from those relations (a Z2 synchronisation per bit, then coordinate ascent).
 * **add** (y = x + c_i mod 256): on the circle z = exp(2πi·y/256) an additive mask is a rotation, so the
-  modulus of the complex covariance is the plain one; y_i − y_j mod 256 peaks at c_i − c_j.
+  modulus of the complex correlation is the plain one and the angles of its leading eigenvector give the
+  masks up to one constant; y_i − y_j mod 256 peaks at c_i − c_j.
 * **subst** (y = S[x], one table): equal plain values give equal cipher values, so how often two
   coordinates are equal is the plain rate; the co-occurrence of cipher values over partner pairs is
-  concentrated near the diagonal once the values are put in plain order, which a spectral seriation
-  (the Fiedler vector of the 256-value co-occurrence graph) recovers, polished by local search.
+  concentrated near the diagonal once the values are put in plain order, which a spectral seriation (the
+  Fiedler vector of the 256-value co-occurrence graph) recovers up to reversal.
 
-For xor and add every pair's relation is scored over all 256 offsets against the public images' neighbour
-statistics; the relative masks of a block come from a spectral synchronisation of those relations
-(Z2 per bit for xor, angles for add), polished by coordinate ascent, and each block's one free constant is
-the one whose decryptions look most like public plain images (value histogram and neighbour differences).
-What remains is a global inversion (xor, subst) or, per block, an inversion the jigsaw settles (xor).
+Where one mask serves every block (its top bit plane or angles stay as correlated pooled over the blocks
+as within one) the statistics of all blocks are pooled: N·(H/M)·(W/M) samples per coordinate instead of N,
+which is what makes the lowest bits certain. What no relation fixes -- one constant per block, and per
+group of coordinates only spatial-looking pairs join (a photo's channels) -- is the one whose decryptions
+have the most likely values and neighbour differences under the public images. What remains is a global
+inversion (xor, subst) or, per block, an inversion the jigsaw settles (xor masks that differ by block).
 
-The kind is the one whose decryptions have the smoothest partner pairs; a map that only flips values
-(0/255) is no value map: the block method models those itself.
+The kind is the one whose decryptions have the smoothest partner pairs; a mask that only flips values
+(0/255) is no value map: the block method models those itself. After stripping, the block method runs on
+the generic block-local moves, with an in-block shuffle only where the stripped in-block correlations
+do not already match the public images' as they stand.
 """
 
 from __future__ import annotations
