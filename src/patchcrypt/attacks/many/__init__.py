@@ -14,8 +14,12 @@ is shared across images then shows in statistics pooled over all of them:
    plain images (:mod:`.statistics`). A left–right mirror changes these only slightly: it is the last
    thing to fall.
 
+Before these, for a block-local scheme whose value maps are not in the step vocabulary (no declared steps,
+or a step of its own such as "XOR"), the **value-map stage** recovers per-coordinate XOR or additive
+masks, or one substitution table, from the ciphertexts alone and strips them (:mod:`.valuemaps`).
+
 Modules, by concept: :mod:`.facts` (which method a scheme's step facts call for), :mod:`.blocks` (the
-three stages for block schemes), :mod:`.composite` (etc-gray: the luma by the jigsaw), :mod:`.chroma`
+three stages for block schemes), :mod:`.valuemaps` (value maps of a scheme's own), :mod:`.composite` (etc-gray: the luma by the jigsaw), :mod:`.chroma`
 (etc-gray: 4:2:0 chroma placed by the luma), :mod:`.pixel` (pe), :mod:`.nibble` (le), :mod:`.ele` (ele: a
 4-bit map per block position, then the jigsaw),
 :mod:`.result` (the recovered map), :mod:`.attack` (:func:`many_image_attack`, :func:`score_key_map`),

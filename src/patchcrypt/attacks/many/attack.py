@@ -19,10 +19,11 @@ from .facts import method_for, supported
 from .nibble import attack_le
 from .pixel import attack_pe
 from .result import ManyImageResult
+from .valuemaps import attack_value_maps
 
 
 def many_image_attack(ciphertexts: np.ndarray, public: np.ndarray, scheme: Union[str, SchemeSpec], block_size: int,
-                      plain_shape: tuple, progress: Optional[bool] = None) -> ManyImageResult:
+                      plain_shape: tuple, progress: Optional[bool] = None, value_maps: bool = False) -> ManyImageResult:
     """Recover the key map of ``scheme`` from N ciphertexts under one key and public plain images.
 
     Args:
@@ -31,6 +32,9 @@ def many_image_attack(ciphertexts: np.ndarray, public: np.ndarray, scheme: Union
         scheme: a registered name or the facts of a scheme (:class:`SchemeSpec`, e.g. a user scheme's, or
             :func:`generic_spec` when it declared none); block_size: M.
         plain_shape: (H, W, C) of the plain images.
+        value_maps: first recover and strip value maps of the scheme's own (per-coordinate XOR or additive
+            masks, one substitution table; :mod:`.valuemaps`), for block schemes whose steps are not declared
+            in the vocabulary.
     Returns:
         :class:`ManyImageResult` (the recovered forward map and ``decrypt``).
     """
@@ -55,6 +59,8 @@ def many_image_attack(ciphertexts: np.ndarray, public: np.ndarray, scheme: Union
         res = attack_ele(ciphertexts, public, scheme, block_size, plain_shape, say)
     elif method == "nibble":
         res = attack_le(ciphertexts, public, scheme, block_size, plain_shape, say)
+    elif value_maps:
+        res = attack_value_maps(ciphertexts, public, scheme, spec, block_size, plain_shape, say)
     else:
         res = attack_blocks(ciphertexts, public, scheme, spec, block_size, plain_shape, say)
     res.info["seconds"] = time.perf_counter() - t0

@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Optional, Tuple
 
 from ...ciphers import get_scheme, list_ciphers
-from ...ciphers.base import SchemeSpec, StepSpec
+from ...ciphers.base import STEP_FACTS, SchemeSpec, StepSpec
 from ..target import Target
 
 
@@ -71,12 +71,33 @@ def generic_spec(name: str) -> SchemeSpec:
                              StepSpec("BF", True)), "generic: block-local moves and flips")
 
 
+def outside_vocabulary(t: Target) -> bool:
+    """Whether a target's value maps are unknown to the step vocabulary: it declares no steps, or a step no
+    method models (a user's "XOR", "SUBST"); the value-map stage (:mod:`.valuemaps`) then runs first."""
+    if t.steps is None:
+        return True
+    return any(s.symbol not in STEP_FACTS for s in t.spec.steps) and t.spec.unit == "byte" and \
+        not t.spec.pixel_based and not t.composite
+
+
+def moves_spec(name: str, invert_blocks: bool, shuffle: bool) -> SchemeSpec:
+    """The facts assumed once value maps are stripped: every block-local move (blocks scrambled, each
+    rotated/flipped and colour-shuffled on its own; with ``shuffle``, one in-block pixel shuffle for every
+    block), and per-block inversions where the stripped values are known only up to one (``invert_blocks``:
+    an xor mask per block)."""
+    steps = (StepSpec("BS"), StepSpec("RF"), StepSpec("CS")) + ((StepSpec("PS", True),) if shuffle else ())
+    return SchemeSpec(name, steps + ((StepSpec("NP"),) if invert_blocks else ()),
+                      "generic: block-local moves after value maps")
+
+
 def spec_for(t: Target) -> Tuple[Optional[SchemeSpec], Optional[str]]:
     """(facts the attack runs on, None) or (None, the reason it does not apply)."""
     if t.steps is not None and not t.steps:
         return None, "there is no key to recover"
     if t.composite and not t.registered:
         return None, "the ciphertext has another shape than the image (a composite); no method without its conversion"
+    if t.steps is not None and method_for(t.spec) is None and outside_vocabulary(t):
+        return generic_spec(t.name), None
     if t.steps is None:
         if t.spec.unit == "nibble":
             return None, "no method for undeclared steps on 4-bit halves"
@@ -87,5 +108,5 @@ def spec_for(t: Target) -> Tuple[Optional[SchemeSpec], Optional[str]]:
     return t.spec, None
 
 
-__all__ = ["method_for", "supported", "generic_spec", "spec_for", "blocks_models", "composite_models",
+__all__ = ["method_for", "supported", "generic_spec", "spec_for", "outside_vocabulary", "moves_spec", "blocks_models", "composite_models",
            "pixel_models", "nibble_models", "nibble_blocks_models"]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Dict, Tuple
+from typing import Any, Dict, Optional, Tuple
 
 import numpy as np
 
@@ -18,6 +18,8 @@ class ManyImageResult:
 
     ``g``/``xor``: the forward map over the flat keyed image (HWC order; 4-bit halves for ``le``; the
     Y|Cb|Cr composite for composite schemes such as ``etc-gray``), in the form of ``cipher.key_map(shape)``.
+    ``values``: for schemes with value maps of their own (:mod:`.valuemaps`), a (D, 256) uint8 table undone
+    first: ciphertext value v at flat coordinate i reads ``values[i, v]``, then ``g``/``xor`` apply.
     """
 
     scheme: str
@@ -29,10 +31,17 @@ class ManyImageResult:
     xor: np.ndarray
     info: Dict[str, Any] = field(default_factory=dict)
     composite: bool = False
+    values: Optional[np.ndarray] = None
 
     @property
-    def map(self) -> Map:
-        return Map(self.g, self.xor)
+    def map(self) -> Optional[Map]:
+        """The recovered forward map (y[i] = x[g[i]] ^ m[i]); None where a value table is no XOR mask."""
+        if self.values is None:
+            return Map(self.g, self.xor)
+        k = self.values[:, 0]
+        if not np.array_equal(self.values, np.arange(256, dtype=np.uint8)[None, :] ^ k[:, None]):
+            return None
+        return Map(self.g, np.asarray(self.xor, dtype=np.uint8) ^ k)
 
     def with_state(self, state) -> "ManyImageResult":
         """The map whose decryptions are this map's with one global state applied (see :mod:`..scoring`)."""
@@ -41,14 +50,17 @@ class ManyImageResult:
         perm, mask = state_as_map(state, self.plain_shape)
         s = Map(perm, mask)
         s = lift_to_nibbles(s) if self.unit == "nibble" else s
-        fwd = s.inverse().then(self.map)
+        fwd = s.inverse().then(Map(self.g, self.xor))
         return ManyImageResult(self.scheme, self.block_size, self.plain_shape, self.keyed_shape, self.unit, fwd.g,
-                               fwd.m, dict(self.info), self.composite)
+                               fwd.m, dict(self.info), self.composite, self.values)
 
     def decrypt(self, ciphertexts: np.ndarray) -> np.ndarray:
         """(N, H', W', C') uint8 ciphertexts → (N, H, W, C) uint8 decryptions under the recovered map."""
         nibble = self.unit == "nibble"
-        y = to_units(np.ascontiguousarray(ciphertexts).reshape(len(ciphertexts), -1), nibble)
+        flat = np.ascontiguousarray(ciphertexts).reshape(len(ciphertexts), -1)
+        if self.values is not None:
+            flat = self.values[np.arange(flat.shape[1])[None, :], flat]
+        y = to_units(flat, nibble)
         x = np.empty_like(y)
         x[:, self.g] = y ^ self.xor
         x = from_units(x, nibble).reshape(len(y), *self.keyed_shape)

@@ -13,7 +13,7 @@ from ..base import AttackResult
 from ..registry import AttackOptions, Threat, register_attack
 from ..target import Target
 from .attack import many_image_attack
-from .facts import spec_for
+from .facts import outside_vocabulary, spec_for
 
 
 def _many_applies(t: Target) -> Optional[str]:
@@ -44,7 +44,8 @@ def run_many(t: Target, test: np.ndarray, train: np.ndarray, o: AttackOptions) -
     if reason:
         raise PatchcryptError(f"attack 'many' does not apply to scheme {t.name!r}: {reason}")
     enc = t.encrypt(test)
-    res = many_image_attack(enc, train, spec, t.block_size, test.shape[1:], progress=o.progress)
+    res = many_image_attack(enc, train, spec, t.block_size, test.shape[1:], progress=o.progress,
+                            value_maps=outside_vocabulary(t))
     base = res.decrypt(enc)
     t0 = time.perf_counter()
     order = [int(i) for i in rank_states(base[:RANK_IMAGES], train, seed=o.seed)]
@@ -56,7 +57,9 @@ def run_many(t: Target, test: np.ndarray, train: np.ndarray, o: AttackOptions) -
         res = res.with_state(GLOBAL_STATES[order[0]])
     rec = base if order[0] == 0 else apply_state(base, GLOBAL_STATES[order[0]])
     extra: Dict[str, Any] = {k: v for k, v in res.info.items() if isinstance(v, (bool, int, float, str))}
-    extra.update(rank_seconds=time.perf_counter() - t0, facts="declared" if t.steps is not None else "none (generic)")
+    facts = "none (generic)" if t.steps is None else ("declared, outside the vocabulary (generic)"
+                                                     if outside_vocabulary(t) else "declared")
+    extra.update(rank_seconds=time.perf_counter() - t0, facts=facts)
     extra["seconds"] = res.info["seconds"] + extra["rank_seconds"]
     return AttackResult("many", t.name, test, enc, rec, extra, candidates=base, state_order=order, key_map=res.map)
 
