@@ -31,6 +31,7 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import numpy as np
 
+from .bounded import MANIFEST_MAX, METADATA_MAX, SHARD_MAX, open_bounded, read_text_bounded
 from .ciphers import create_cipher
 from .ciphers.base import NONCE_BYTES
 from .codec import image_bytes, resize_image
@@ -353,7 +354,7 @@ def _shared_salt(dst: Path, salt: Optional[bytes]) -> bytes:
             pass
         finally:
             tmp.unlink(missing_ok=True)
-    have = parse_salt(path.read_text().strip())
+    have = parse_salt(read_text_bounded(path, METADATA_MAX, "salt file").strip())
     if salt is not None and have != salt:
         raise PatchcryptError(f"{path}: the other parts used another salt than --salt")
     return have
@@ -427,9 +428,9 @@ def merge_manifests(dst: Path) -> Dict[str, Any]:
             raise PatchcryptError(f"{dst}: part {i}/{n} missing (no patchcrypt.part-{i}-of-{n}.json); run "
                                   f"'encrypt --part {i}/{n}' first")
         try:
-            doc = json.loads(found[(i, n)].read_text())
+            doc = json.loads(read_text_bounded(found[(i, n)], MANIFEST_MAX, "part manifest"))
             doc["record"]["files"], doc["units"]  # noqa: B018 - the fields every part has
-        except (OSError, ValueError, KeyError, TypeError) as exc:
+        except (ValueError, KeyError, TypeError) as exc:
             raise PatchcryptError(f"{found[(i, n)]}: unreadable part manifest ({exc})") from None
         docs.append(doc)
     return _merge(dst, docs, n, atomic_write)
@@ -512,7 +513,7 @@ def decrypt_shards(src: Path, dst: Path, key: Key, scheme: Optional[str] = None,
     n, written = 0, []
     with _Staging(dst) as tmp:
         for name, samples in plan:
-            with open(root / name, "rb") as f:
+            with open_bounded(root / name, SHARD_MAX, "shard") as f:
                 items = []
                 for smp in samples:
                     rel = smp["meta"]["path"]

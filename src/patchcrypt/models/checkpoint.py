@@ -16,6 +16,7 @@ import torch
 import torch.nn as nn
 
 from ..atomic import atomic_write
+from ..bounded import open_bounded
 from ..errors import PatchcryptError
 from .registry import model_entrypoint
 
@@ -24,6 +25,7 @@ if TYPE_CHECKING:
 
 FORMAT = "patchcrypt-checkpoint"
 VERSION = 1
+CHECKPOINT_MAX = 16 << 30  # 2**31 weights of float32 (the weights bound below) and some room; checked before reading
 
 
 def save_checkpoint(path, model: nn.Module, *, model_name: str, model_kwargs: Dict[str, Any],
@@ -87,7 +89,10 @@ def load_checkpoint(path) -> Dict[str, Any]:
     if not path.is_file():
         raise PatchcryptError(f"{path}: no such checkpoint")
     try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+        with open_bounded(path, CHECKPOINT_MAX, "checkpoint") as f:  # never a FIFO or a device
+            ckpt = torch.load(f, map_location="cpu", weights_only=True)
+    except PatchcryptError:
+        raise
     except (Exception, RecursionError, MemoryError) as exc:  # noqa: BLE001 - torch raises many types
         raise _not_readable(path, exc) from None
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
