@@ -286,10 +286,32 @@ def encrypt_split(src: Path, dst: Path, key: Key, scheme: str, block_size: int, 
         return _encrypt_part(plan, src, dst, cipher, key, opts, part, salt, progress)
     dist, owned = _torch_dist()
     try:
+        if dist:  # before rank 0 checks or stages anything: nothing is written unless every rank agrees
+            _ranks_agree(dist, {"key fingerprint": key.fingerprint, "scheme": scheme, "block size": block_size,
+                                "salt": salt.hex() if salt else None, "options": repr(sorted(opts.items())),
+                                "source files": f"{len(plan.rels)} ({_names_digest(plan.rels)})"})
         return _encrypt_ranks(dist, plan, src, dst, cipher, key, opts, salt, force, progress)
     finally:
         if owned:  # gloo's threads end with the group, not at interpreter exit (an abort there, under load)
             dist.destroy_process_group()
+
+
+def _names_digest(names: List[str]) -> str:
+    """A short digest of a list of names, to compare what ranks see without sending every name."""
+    return hashlib.sha256("\n".join(names).encode()).hexdigest()[:12]
+
+
+def _ranks_agree(dist, facts: Dict[str, Any]) -> None:
+    """Stop every rank with one line unless all ranks hold the same ``facts`` (key fingerprint, scheme, block
+    size, salt, options, source). Ranks holding different keys used to write one tree of two keys, named in
+    its manifest by rank 0's, whose other half decrypted to garbage."""
+    gathered: List[Any] = [None] * dist.get_world_size()
+    dist.all_gather_object(gathered, facts)
+    for name, mine in gathered[0].items():
+        for rank, other in enumerate(gathered[1:], 1):
+            if other.get(name) != mine:
+                raise PatchcryptError(f"torchrun ranks disagree on the {name} (rank 0: {mine}, rank {rank}: "
+                                      f"{other.get(name)}); give every rank the same arguments. Nothing was written")
 
 
 def _encrypt_ranks(dist, plan: Plan, src: Path, dst: Path, cipher, key: Key, opts: Dict[str, Any],
