@@ -117,7 +117,24 @@ def _index_members(f, size: int, samples: List[Dict]) -> None:
                 s["image"], s["ext"] = (m.offset_data, m.size), ext
             elif ext in ("cls", "json") and m.size <= 1 << 16:
                 text = tar.extractfile(m).read().decode("utf-8")
-                s["cls" if ext == "cls" else "meta"] = int(text.strip()) if ext == "cls" else json.loads(text)
+                s["cls" if ext == "cls" else "meta"] = _member_value(m.name, ext, text)
+
+
+MAX_CLASS = 100_000  # the same bound as a checkpoint's num_classes
+
+
+def _member_value(name: str, ext: str, text: str):
+    """A sample's ``.cls`` (an int in [0, MAX_CLASS)) or ``.json`` (an object); anything else a ValueError,
+    so hostile metadata is one line, not an AttributeError or an OverflowError far from the shard."""
+    if ext == "json":
+        meta = json.loads(text)
+        if not isinstance(meta, dict) or not isinstance(meta.get("path", ""), str):
+            raise ValueError(f"member {name!r} is not a JSON object with a text path")
+        return meta
+    cls = int(text.strip())
+    if not 0 <= cls < MAX_CLASS:
+        raise ValueError(f"member {name!r}: class {text.strip()[:20]} is outside 0..{MAX_CLASS - 1}")
+    return cls
 
 
 def shard_files(folder: Path) -> List[Path]:
