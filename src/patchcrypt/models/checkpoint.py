@@ -146,7 +146,10 @@ def check_model_kwargs(kwargs: Any, source: str = "checkpoint") -> Dict[str, Any
             raise PatchcryptError(f"{source}: model option {k[:40]!r} is not a plain value")
         if k in KWARG_BOUNDS:
             lo, hi = KWARG_BOUNDS[k]
-            if isinstance(v, bool) or not isinstance(v, (int, float)) or not lo <= v <= hi:
+            if isinstance(v, bool) or not isinstance(v, (int, float)):  # "32" is a damaged file, not a size
+                raise PatchcryptError(f"{source}: model option {k} is not a number (a {type(v).__name__}: "
+                                      f"{str(v)[:40]!r})")
+            if not lo <= v <= hi:
                 raise PatchcryptError(f"{source}: model option {k}={str(v)[:40]} is out of bounds ({lo} to {hi})")
     return dict(kwargs)
 
