@@ -29,6 +29,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from .atomic import atomic_write
+from .bounded import image_file_max, read_bounded
 from .errors import PatchcryptError
 
 # Pillow's `subsampling` argument: 0 = 4:4:4, 1 = 4:2:2, 2 = 4:2:0
@@ -251,16 +252,15 @@ def read_image(path: PathLike, mode: Optional[str] = None, upsampling: str = "fa
     """Read an image file to uint8 (H, W, C) (C = 3, or 1 for grayscale files unless ``mode="RGB"``);
     ``upsampling`` as in :func:`decode_image`; ``limit``: most pixels its header may declare (default
     :func:`max_pixels`)."""
-    path = Path(path)
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        raise PatchcryptError(f"{path}: no such file") from None
-    except IsADirectoryError:
-        raise PatchcryptError(f"{path}: is a directory, not an image") from None
-    except OSError as exc:
-        raise PatchcryptError(f"{path}: cannot read ({exc.strerror or exc})") from None
+    data = read_image_file(path, limit)
     return decode_image(data, mode, name=str(path), upsampling=upsampling, limit=limit)
+
+
+def read_image_file(path: PathLike, limit: Optional[int] = None) -> bytes:
+    """The encoded bytes of an image file, undecoded: a regular file (or a link to one) of at most
+    :func:`patchcrypt.bounded.image_file_max` bytes for ``limit`` pixels (default :func:`max_pixels`), checked
+    before a byte is read, opened so that a FIFO cannot hang (``/dev/zero`` or a FIFO is one error line)."""
+    return read_bounded(path, image_file_max(max_pixels() if limit is None else limit), "image")
 
 
 def image_bytes(img: np.ndarray, fmt: str = "png", quality: int = 90,

@@ -31,8 +31,9 @@ from typing import Callable, Dict, List, Optional, Tuple
 import numpy as np
 
 from .ciphers import create_cipher
+from .bounded import read_bounded
 from .codec import (IMAGE_SUFFIXES, check_pixels, decode_image, image_bytes, image_size, max_pixels,  # noqa: F401
-                    resize_image)  # resize_image is re-exported
+                    read_image_file, resize_image)  # resize_image is re-exported
 from .data.manifest import (MANIFEST_FORMAT, MANIFEST_MAX_BYTES, MANIFEST_NAME, build_manifest, find_manifest,
                             validate_manifest, write_manifest)
 from .data.readers import has_splits
@@ -148,11 +149,11 @@ def _tree_entries(d: Path) -> List[str]:
 
 
 def _read_json(path: Path) -> Optional[object]:
+    """The JSON of a previous output's manifest or marker; None when it is not a readable one of ours (also a
+    FIFO, a device or an oversized file: checked before reading, so none of them hangs or fills memory)."""
     try:
-        if path.stat().st_size > MANIFEST_MAX_BYTES:
-            return None
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+        return json.loads(read_bounded(path, MANIFEST_MAX_BYTES, "manifest"))
+    except (PatchcryptError, ValueError):
         return None
 
 
@@ -275,11 +276,7 @@ def _clean_stale(parent: Path, name: str) -> None:
 
 
 def _decode_file(path: Path, resize: Optional[Tuple[int, int]]) -> np.ndarray:
-    try:
-        data = path.read_bytes()
-    except OSError as exc:
-        raise PatchcryptError(f"{path}: cannot read ({exc.strerror or exc})") from None
-    img = decode_image(data, name=str(path))
+    img = decode_image(read_image_file(path), name=str(path))
     return img if resize is None else resize_image(img, resize)
 
 
@@ -431,7 +428,7 @@ def decrypt_tree(src: Path, dst: Path, key: Key, scheme: Optional[str] = None, f
     with _Staging(dst) as tmp, ThreadPoolExecutor(_WORKERS) as pool:
         for start in range(0, len(rels), CHUNK):
             chunk, out_chunk = rels[start:start + CHUNK], out_rels[start:start + CHUNK]
-            datas = [(root / r).read_bytes() for r in chunk]
+            datas = [read_image_file(root / r) for r in chunk]
             if verify:
                 digests = list(pool.map(lambda d: hashlib.sha256(d).hexdigest(), datas))
                 changed += [r for r, dg in zip(chunk, digests) if files_meta[r]["sha256"] != dg]

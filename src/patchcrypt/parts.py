@@ -31,6 +31,7 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import numpy as np
 
+from .bounded import MANIFEST_MAX, METADATA_MAX, SHARD_MAX, open_bounded, read_text_bounded
 from .ciphers import create_cipher
 from .ciphers.base import NONCE_BYTES
 from .codec import image_bytes, resize_image
@@ -285,10 +286,32 @@ def encrypt_split(src: Path, dst: Path, key: Key, scheme: str, block_size: int, 
         return _encrypt_part(plan, src, dst, cipher, key, opts, part, salt, progress)
     dist, owned = _torch_dist()
     try:
+        if dist:  # before rank 0 checks or stages anything: nothing is written unless every rank agrees
+            _ranks_agree(dist, {"key fingerprint": key.fingerprint, "scheme": scheme, "block size": block_size,
+                                "salt": salt.hex() if salt else None, "options": repr(sorted(opts.items())),
+                                "source files": f"{len(plan.rels)} ({_names_digest(plan.rels)})"})
         return _encrypt_ranks(dist, plan, src, dst, cipher, key, opts, salt, force, progress)
     finally:
         if owned:  # gloo's threads end with the group, not at interpreter exit (an abort there, under load)
             dist.destroy_process_group()
+
+
+def _names_digest(names: List[str]) -> str:
+    """A short digest of a list of names, to compare what ranks see without sending every name."""
+    return hashlib.sha256("\n".join(names).encode()).hexdigest()[:12]
+
+
+def _ranks_agree(dist, facts: Dict[str, Any]) -> None:
+    """Stop every rank with one line unless all ranks hold the same ``facts`` (key fingerprint, scheme, block
+    size, salt, options, source). Ranks holding different keys used to write one tree of two keys, named in
+    its manifest by rank 0's, whose other half decrypted to garbage."""
+    gathered: List[Any] = [None] * dist.get_world_size()
+    dist.all_gather_object(gathered, facts)
+    for name, mine in gathered[0].items():
+        for rank, other in enumerate(gathered[1:], 1):
+            if other.get(name) != mine:
+                raise PatchcryptError(f"torchrun ranks disagree on the {name} (rank 0: {mine}, rank {rank}: "
+                                      f"{other.get(name)}); give every rank the same arguments. Nothing was written")
 
 
 def _encrypt_ranks(dist, plan: Plan, src: Path, dst: Path, cipher, key: Key, opts: Dict[str, Any],
@@ -353,7 +376,7 @@ def _shared_salt(dst: Path, salt: Optional[bytes]) -> bytes:
             pass
         finally:
             tmp.unlink(missing_ok=True)
-    have = parse_salt(path.read_text().strip())
+    have = parse_salt(read_text_bounded(path, METADATA_MAX, "salt file").strip())
     if salt is not None and have != salt:
         raise PatchcryptError(f"{path}: the other parts used another salt than --salt")
     return have
@@ -427,9 +450,9 @@ def merge_manifests(dst: Path) -> Dict[str, Any]:
             raise PatchcryptError(f"{dst}: part {i}/{n} missing (no patchcrypt.part-{i}-of-{n}.json); run "
                                   f"'encrypt --part {i}/{n}' first")
         try:
-            doc = json.loads(found[(i, n)].read_text())
+            doc = json.loads(read_text_bounded(found[(i, n)], MANIFEST_MAX, "part manifest"))
             doc["record"]["files"], doc["units"]  # noqa: B018 - the fields every part has
-        except (OSError, ValueError, KeyError, TypeError) as exc:
+        except (ValueError, KeyError, TypeError) as exc:
             raise PatchcryptError(f"{found[(i, n)]}: unreadable part manifest ({exc})") from None
         docs.append(doc)
     return _merge(dst, docs, n, atomic_write)
@@ -512,7 +535,7 @@ def decrypt_shards(src: Path, dst: Path, key: Key, scheme: Optional[str] = None,
     n, written = 0, []
     with _Staging(dst) as tmp:
         for name, samples in plan:
-            with open(root / name, "rb") as f:
+            with open_bounded(root / name, SHARD_MAX, "shard") as f:
                 items = []
                 for smp in samples:
                     rel = smp["meta"]["path"]

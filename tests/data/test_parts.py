@@ -109,3 +109,30 @@ def test_torchrun_writes_exactly_the_files_one_process_writes(tree, key_file, tm
         assert res.stdout.count("encrypted ") == 1  # rank 0 speaks
     assert digests(tmp_path / "two") == digests(tmp_path / "one")
     assert digests(tmp_path / "two-files") == digests(tmp_path / "one-files")
+
+
+@pytest.mark.slow
+def test_torchrun_ranks_with_different_keys_stop_before_writing(tree, key_file, tmp_path):
+    """Issue 27, item 3: rank 1 holding another key used to exit 0 with a manifest naming rank 0's key and
+    half the images under the other one. Now every rank stops with one line and nothing is written."""
+    from patchcrypt import Key
+
+    other = tmp_path / "other.key"
+    Key.generate().save(other)
+    script = tmp_path / "rank.py"  # each rank its own --key, as a misconfigured job would give them
+    script.write_text("import os, sys\nfrom patchcrypt.cli import main\n"
+                      f"keys = [{str(key_file)!r}, {str(other)!r}]\n"
+                      f"sys.exit(main(['encrypt', {str(tree)!r}, {str(tmp_path / 'out')!r}, '--key', "
+                      "keys[int(os.environ['RANK'])], '--scheme', 'etc', '--block-size', '4']))\n")
+    torchrun = Path(sys.executable).with_name("torchrun")
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(Path(__file__).resolve().parents[2] / "src")}
+    for _ in range(3):
+        cmd = [str(torchrun), "--nproc-per-node=2", "--master-addr", "127.0.0.1", "--master-port", str(_free_port()),
+               str(script)]
+        res = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env)
+        if "EADDRINUSE" not in res.stderr:
+            break
+    assert res.returncode != 0, res.stderr[-3000:]
+    assert "torchrun ranks disagree on the key fingerprint" in res.stderr, res.stderr[-3000:]
+    assert not (tmp_path / "out").exists()
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".out")]  # no staging folder left either

@@ -180,3 +180,31 @@ def test_a_sample_of_another_size_than_the_manifest_is_refused_before_decoding(s
     out = tmp_path / "dec"
     err = one_error(capsys, ["decrypt", work, out, "--key", key_file])
     assert "64x64" in err and "manifest" in err and not out.exists(), err
+
+
+@pytest.mark.parametrize("member,text", [("json", "[1, 2]"), ("json", '{"path": 7}'), ("cls", "1" + "0" * 23),
+                                         ("cls", "-1")], ids=["json list", "json path", "cls 1e23", "cls -1"])
+def test_hostile_shard_metadata_is_one_line(tmp_path, key_file, capsys, member, text):
+    """Issue 27, item 5: a plain shard whose ``.json`` is a list or whose ``.cls`` is 10**23 ended in a raw
+    AttributeError / OverflowError (exit 1) in encrypt and train; now one line naming the shard, exit 2."""
+    from patchcrypt.codec import encode_png
+
+    src = tmp_path / "src"
+    src.mkdir()
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.USTAR_FORMAT) as tar:
+        for i in range(3):
+            members = {"png": encode_png(np.full((32, 32, 3), 40 * i, np.uint8)), "cls": str(i % 2).encode(),
+                       "json": json.dumps({"path": f"c/{i}.png"}).encode()}
+            if i == 1:
+                members[member] = text.encode()
+            for ext, data in members.items():
+                info = tarfile.TarInfo(f"{i:04d}.{ext}")
+                info.size = len(data)
+                tar.addfile(info, io.BytesIO(data))
+    (src / "shard-000000.tar").write_bytes(buf.getvalue())
+    err = one_error(capsys, ["encrypt", src, tmp_path / "enc", "--key", key_file, "--scheme", "block-pixel",
+                             "--block-size", "4"])
+    assert "shard-000000.tar" in err and not (tmp_path / "enc").exists(), err
+    err = one_error(capsys, ["train", "--data", src, "--out", tmp_path / "run", "--epochs", "1"])
+    assert "shard-000000.tar" in err and not (tmp_path / "run").exists(), err

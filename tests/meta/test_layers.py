@@ -2,7 +2,7 @@
 
 Layers, lowest first; a module may import its own layer and the ones below, never one above:
 
-    0 errors, atomic, runtime, security
+    0 errors, atomic, bounded, runtime, security
     1 keys, blocks, codec, metrics
     2 ciphers, data, record, augment (device-side augmentation kernels)
     3 models, attacks, files, parts, inference, transforms
@@ -30,7 +30,7 @@ SRC = Path(__file__).resolve().parents[2] / "src"
 ROOT = "patchcrypt"
 
 LAYERS: Dict[str, int] = {
-    "errors": 0, "atomic": 0, "runtime": 0, "security": 0,
+    "errors": 0, "atomic": 0, "bounded": 0, "runtime": 0, "security": 0,
     "keys": 1, "blocks": 1, "codec": 1, "metrics": 1,
     "ciphers": 2, "data": 2, "record": 2, "augment": 2,
     "models": 3, "attacks": 3, "files": 3, "parts": 3, "inference": 3, "transforms": 3,

@@ -105,3 +105,11 @@ def test_the_bound_comes_before_any_allocation(good, tmp_path):
     with pytest.raises(PatchcryptError, match="pos_embed.*ask for"):
         build_model(ckpt)
     assert build_model(load_checkpoint(good)).img_size == 32
+
+
+def test_a_text_size_is_named_as_text_not_out_of_bounds(good, tmp_path, capsys):
+    """Issue 27, item 8: ``img_size: "32"`` (text) read "out of bounds (1 to 8192)", which 32 is not."""
+    path = _variant(good, tmp_path, model_kwargs={"img_size": "32"})
+    assert main(["serve", str(path), *NO_SERVE]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "img_size is not a number" in err[0] and "out of bounds" not in err[0], err

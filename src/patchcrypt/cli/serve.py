@@ -71,11 +71,12 @@ def _client_config(path: Optional[Path]) -> dict:
         return {}
     import yaml
 
+    from ..bounded import METADATA_MAX, read_text_bounded
     from ..errors import PatchcryptError
 
     try:
-        doc = yaml.safe_load(Path(path).read_text()) or {}
-    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+        doc = yaml.safe_load(read_text_bounded(path, METADATA_MAX, "config")) or {}
+    except yaml.YAMLError as exc:
         raise PatchcryptError(f"{path}: cannot read the config ({str(exc).splitlines()[0]})") from None
     if not isinstance(doc, dict):
         raise PatchcryptError(f"{path}: a config must be a mapping of option: value")

@@ -16,6 +16,7 @@ import re
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any, Dict, List, Optional, Tuple
 
+from ..bounded import MANIFEST_MAX, read_text_bounded
 from ..errors import PatchcryptError
 
 if TYPE_CHECKING:
@@ -24,7 +25,7 @@ if TYPE_CHECKING:
 MANIFEST_NAME = "patchcrypt.json"
 MANIFEST_FORMAT = "patchcrypt-dataset"
 MANIFEST_VERSION = 2
-MANIFEST_MAX_BYTES = 256 * 1024 * 1024  # ~2 million files' entries; a larger file is not ours
+MANIFEST_MAX_BYTES = MANIFEST_MAX  # ~2 million files' entries; a larger file is not ours
 _HEX = re.compile(r"[0-9a-f]+")
 
 
@@ -36,10 +37,8 @@ def find_manifest(directory) -> Optional[Tuple[Path, Dict]]:
         path = d / MANIFEST_NAME
         if path.is_file():
             try:
-                if path.stat().st_size > MANIFEST_MAX_BYTES:
-                    raise ValueError(f"larger than {MANIFEST_MAX_BYTES:,} bytes")
-                data = json.loads(path.read_text(encoding="utf-8"))
-            except (OSError, ValueError) as exc:
+                data = json.loads(read_text_bounded(path, MANIFEST_MAX_BYTES, "manifest"))
+            except ValueError as exc:
                 raise PatchcryptError(f"{path}: unreadable manifest ({_first_line(exc)})") from None
             if not isinstance(data, dict) or data.get("format") != MANIFEST_FORMAT:
                 raise PatchcryptError(f"{path}: not a patchcrypt manifest")

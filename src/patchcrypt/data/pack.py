@@ -31,7 +31,8 @@ from typing import Dict, Optional, Sequence, Union
 import numpy as np
 
 from ..atomic import atomic_write
-from ..codec import check_pixels, max_pixels
+from ..bounded import SHARD_MAX, open_bounded
+from ..codec import check_pixels, max_pixels, read_image_file
 from ..errors import PatchcryptError
 from .imageset import ImageSet
 from .readers import list_images
@@ -63,10 +64,7 @@ def write_pack(root: PathLike, out: PathLike, splits: Sequence[str] = ("train", 
         elif cls != classes:
             raise PatchcryptError(f"{folder}: classes {cls} differ from the first split's {classes}")
         for rel, ci in items:
-            try:
-                blobs.append((folder / rel).read_bytes())
-            except OSError as exc:
-                raise PatchcryptError(f"{folder / rel}: cannot read ({exc.strerror or exc})") from None
+            blobs.append(read_image_file(folder / rel))
             labels.append(ci)
             split_idx.append(s)
         counts[name] = len(items)
@@ -86,6 +84,7 @@ def write_pack(root: PathLike, out: PathLike, splits: Sequence[str] = ("train", 
 
 
 def _open(path: Path):
+    open_bounded(path, SHARD_MAX, "pack").close()  # a FIFO or a device is refused, never waited on
     try:
         z = np.load(path, allow_pickle=False)
     except (OSError, ValueError) as exc:

@@ -22,6 +22,7 @@ from typing import List, Optional, Tuple
 
 import numpy as np
 
+from ..bounded import open_bounded
 from ..atomic import atomic_write
 from ..codec import IMAGE_SUFFIXES, check_pixels, read_image
 from ..errors import PatchcryptError
@@ -31,6 +32,8 @@ from .manifest import MANIFEST_NAME, read_manifest
 
 FASHION_CLASSES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag",
                    "Ankle boot"]
+
+CIFAR_BATCH_MAX = 512 * 1024 * 1024  # a batch of 10,000 32x32 images is 31 MB; 60,000 in one is 185 MB
 
 
 def load_dataset(path, split: Optional[str] = None, subset: Optional[int] = None, cache: bool = True,
@@ -272,7 +275,7 @@ def _latin1_encode(text, encoding: str = "latin1", errors: str = "strict") -> by
 
 def _unpickle(path: Path) -> dict:
     try:
-        with open(path, "rb") as f:
+        with open_bounded(path, CIFAR_BATCH_MAX, "CIFAR-10 batch") as f:
             data = _BatchUnpickler(f, encoding="bytes").load()
     except (OSError, pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError, KeyError,
             IndexError, MemoryError) as exc:

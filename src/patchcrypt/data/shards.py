@@ -23,6 +23,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import os
 import re
 import tarfile
 from pathlib import Path
@@ -30,6 +31,7 @@ from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
+from ..bounded import MANIFEST_MAX, SHARD_MAX, open_bounded, read_text_bounded
 from ..codec import IMAGE_SUFFIXES
 from ..errors import PatchcryptError
 from .stream import FileSet
@@ -78,30 +80,10 @@ def file_digest(path: Path) -> str:
 def index_shard(path: Path) -> List[Dict]:
     """The samples of one shard, in order: ``{"key", "image": (offset, size), "ext", "cls": int|None,
     "meta": dict|None}``. A truncated or non-tar file, or members that are not files, is one clear error."""
-    size = path.stat().st_size
     samples: List[Dict] = []
     try:
-        with tarfile.open(path, mode="r:") as tar:
-            for m in tar:
-                if not m.isfile():
-                    raise ValueError(f"member {m.name!r} is not a file")
-                if m.offset_data + m.size > size:
-                    raise ValueError("truncated")
-                base = m.name.rsplit("/", 1)[-1]
-                if "." not in base:
-                    continue
-                key = m.name[:len(m.name) - len(base)] + base.split(".", 1)[0]
-                ext = base.split(".", 1)[1].lower()
-                if not samples or samples[-1]["key"] != key:
-                    samples.append({"key": key, "image": None, "ext": None, "cls": None, "meta": None})
-                s = samples[-1]
-                if ext in _IMAGE_EXTS and s["image"] is None:
-                    if m.size > MAX_MEMBER_BYTES:
-                        raise ValueError(f"member {m.name!r} is {m.size:,} bytes")
-                    s["image"], s["ext"] = (m.offset_data, m.size), ext
-                elif ext in ("cls", "json") and m.size <= 1 << 16:
-                    text = tar.extractfile(m).read().decode("utf-8")
-                    s["cls" if ext == "cls" else "meta"] = int(text.strip()) if ext == "cls" else json.loads(text)
+        with open_bounded(path, SHARD_MAX, "shard") as f:  # a FIFO or a device is refused, never waited on
+            _index_members(f, os.fstat(f.fileno()).st_size, samples)
     except (tarfile.TarError, OSError, ValueError, UnicodeDecodeError, EOFError) as exc:
         reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise PatchcryptError(f"{path}: not a readable WebDataset shard ({reason})") from None
@@ -111,6 +93,48 @@ def index_shard(path: Path) -> List[Dict]:
     if missing:
         raise PatchcryptError(f"{path}: sample {missing[0]!r} has no image member")
     return samples
+
+
+def _index_members(f, size: int, samples: List[Dict]) -> None:
+    """Append the samples of the tar stream ``f`` (``size`` bytes) to ``samples`` (see :func:`index_shard`)."""
+    with tarfile.open(fileobj=f, mode="r:") as tar:
+        for m in tar:
+            if not m.isfile():
+                raise ValueError(f"member {m.name!r} is not a file")
+            if m.offset_data + m.size > size:
+                raise ValueError("truncated")
+            base = m.name.rsplit("/", 1)[-1]
+            if "." not in base:
+                continue
+            key = m.name[:len(m.name) - len(base)] + base.split(".", 1)[0]
+            ext = base.split(".", 1)[1].lower()
+            if not samples or samples[-1]["key"] != key:
+                samples.append({"key": key, "image": None, "ext": None, "cls": None, "meta": None})
+            s = samples[-1]
+            if ext in _IMAGE_EXTS and s["image"] is None:
+                if m.size > MAX_MEMBER_BYTES:
+                    raise ValueError(f"member {m.name!r} is {m.size:,} bytes")
+                s["image"], s["ext"] = (m.offset_data, m.size), ext
+            elif ext in ("cls", "json") and m.size <= 1 << 16:
+                text = tar.extractfile(m).read().decode("utf-8")
+                s["cls" if ext == "cls" else "meta"] = _member_value(m.name, ext, text)
+
+
+MAX_CLASS = 100_000  # the same bound as a checkpoint's num_classes
+
+
+def _member_value(name: str, ext: str, text: str):
+    """A sample's ``.cls`` (an int in [0, MAX_CLASS)) or ``.json`` (an object); anything else a ValueError,
+    so hostile metadata is one line, not an AttributeError or an OverflowError far from the shard."""
+    if ext == "json":
+        meta = json.loads(text)
+        if not isinstance(meta, dict) or not isinstance(meta.get("path", ""), str):
+            raise ValueError(f"member {name!r} is not a JSON object with a text path")
+        return meta
+    cls = int(text.strip())
+    if not 0 <= cls < MAX_CLASS:
+        raise ValueError(f"member {name!r}: class {text.strip()[:20]} is outside 0..{MAX_CLASS - 1}")
+    return cls
 
 
 def shard_files(folder: Path) -> List[Path]:
@@ -124,8 +148,8 @@ def is_shard_folder(path: Union[str, Path], split: Optional[str] = None) -> bool
     manifest = path / "patchcrypt.json"
     if manifest.is_file():
         try:
-            return json.loads(manifest.read_text()).get("layout") == "webdataset"
-        except (OSError, ValueError):
+            return json.loads(read_text_bounded(manifest, MANIFEST_MAX, "manifest")).get("layout") == "webdataset"
+        except (PatchcryptError, ValueError, AttributeError):
             return False
     return bool(shard_files(path / split if split and (path / split).is_dir() else path))
 

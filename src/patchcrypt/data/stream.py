@@ -22,7 +22,8 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
-from ..codec import decode_image
+from ..bounded import SHARD_MAX, open_bounded
+from ..codec import decode_image, read_image_file
 from ..errors import PatchcryptError
 from .imageset import ImageSet
 from .resize import centre_crop_resize, random_resized_crop, sample_rng
@@ -111,9 +112,9 @@ class FileSet:
         """The encoded bytes of image ``i`` (a file, or a slice of a shard read by offset)."""
         try:
             if self.spans is None:
-                return (Path(self.root) / self.files[i]).read_bytes()
+                return read_image_file(Path(self.root) / self.files[i])
             s, off, n = (int(v) for v in self.spans[i])
-            with open(Path(self.root) / self.shards[s], "rb") as f:
+            with open_bounded(Path(self.root) / self.shards[s], SHARD_MAX, "shard") as f:
                 f.seek(off)
                 data = f.read(n)
             if len(data) != n:

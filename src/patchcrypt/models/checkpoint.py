@@ -16,6 +16,7 @@ import torch
 import torch.nn as nn
 
 from ..atomic import atomic_write
+from ..bounded import open_bounded
 from ..errors import PatchcryptError
 from .registry import model_entrypoint
 
@@ -24,6 +25,7 @@ if TYPE_CHECKING:
 
 FORMAT = "patchcrypt-checkpoint"
 VERSION = 1
+CHECKPOINT_MAX = 16 << 30  # 2**31 weights of float32 (the weights bound below) and some room; checked before reading
 
 
 def save_checkpoint(path, model: nn.Module, *, model_name: str, model_kwargs: Dict[str, Any],
@@ -87,7 +89,10 @@ def load_checkpoint(path) -> Dict[str, Any]:
     if not path.is_file():
         raise PatchcryptError(f"{path}: no such checkpoint")
     try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+        with open_bounded(path, CHECKPOINT_MAX, "checkpoint") as f:  # never a FIFO or a device
+            ckpt = torch.load(f, map_location="cpu", weights_only=True)
+    except PatchcryptError:
+        raise
     except (Exception, RecursionError, MemoryError) as exc:  # noqa: BLE001 - torch raises many types
         raise _not_readable(path, exc) from None
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
@@ -141,7 +146,10 @@ def check_model_kwargs(kwargs: Any, source: str = "checkpoint") -> Dict[str, Any
             raise PatchcryptError(f"{source}: model option {k[:40]!r} is not a plain value")
         if k in KWARG_BOUNDS:
             lo, hi = KWARG_BOUNDS[k]
-            if isinstance(v, bool) or not isinstance(v, (int, float)) or not lo <= v <= hi:
+            if isinstance(v, bool) or not isinstance(v, (int, float)):  # "32" is a damaged file, not a size
+                raise PatchcryptError(f"{source}: model option {k} is not a number (a {type(v).__name__}: "
+                                      f"{str(v)[:40]!r})")
+            if not lo <= v <= hi:
                 raise PatchcryptError(f"{source}: model option {k}={str(v)[:40]} is out of bounds ({lo} to {hi})")
     return dict(kwargs)
 

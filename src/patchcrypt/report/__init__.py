@@ -8,13 +8,14 @@ Inputs, each a path:
     a folder of those   (e.g. ``make demo``'s output): every run and results file inside, two levels deep.
 
 A report is made to be shared, so no plain image on a page ever has its ciphertext under a real key on the
-same page, whatever the inputs (one such pair recovers a ``block-pixel`` key): examples are split by image
+same page or on any other report page, whatever the inputs (one such pair recovers a ``block-pixel`` key): examples are split by image
 content (:func:`patchcrypt.report.examples.content_side`). It reads no key unless one is passed
 (``key_path``), no data folder unless it is named (``data``; a run's config naming its data is not enough),
 and embeds only figure files inside its input folders. Examples are plain | encrypted | decrypted under a
 throwaway key generated for the page; with the run's key passed, ciphertext only, of images on the cipher
-side; an already encrypted data set (the server's view) shows ciphertext only, and only on a page without
-plain images unless the key tells its plain content. Captions say which. See docs/limits-and-safety.md.
+side; an already encrypted data set (the server's view) shows ciphertext only, and only with its key, which
+tells its plain content (without it, no example: another page may show the same images in plain).
+Captions say which. See docs/limits-and-safety.md.
 
 One file per part: ``inputs`` (finding runs and results), ``markup`` (HTML pieces), ``results`` and ``run``
 (one section each), ``examples`` (a run's example images), ``page`` (the whole page).

@@ -6,8 +6,9 @@ Plain pixels (a plain run's examples, the plain column of a throwaway-key trio) 
 plain side; ciphertexts under a real key (a run's key passed with ``--key``, or an encrypted tree the key
 decrypts) only of images whose plain content is on the cipher side. A margin between the sides keeps a
 re-encoded (JPEG) or resized copy of an image on its side, and images inside it are shown in neither.
-Ciphertexts whose plain content the report cannot know (an encrypted tree without its key) are shown only
-on a page that shows no plain image at all.
+Ciphertexts whose plain content the report cannot know (an encrypted tree without its key, or with
+per-image keys) are never shown: another page (a plain run's, on the same photos) may show them in plain,
+and the rule must hold across every page a user makes, not only within one.
 
 Example images come only from data folders the user names (``data_roots``, ``report --data``): a run's
 ``config.yaml`` is not trusted to name a folder the report may read.
@@ -61,13 +62,12 @@ def content_side(image: np.ndarray) -> int:
 @dataclass
 class ExamplePlan:
     """What a run's section will show. ``kind``: ``none`` (a note only), ``plain`` (a plain run's images),
-    ``throwaway`` (plain | encrypted | decrypted under a throwaway key), ``real`` (ciphertext under the
-    run's key of images whose plain content is known) or ``server`` (an encrypted tree's ciphertexts, plain
-    content unknown)."""
+    ``throwaway`` (plain | encrypted | decrypted under a throwaway key) or ``real`` (ciphertext under the
+    run's key of cipher-side images; ``extra["server"]`` when they come from an encrypted tree)."""
 
     kind: str
     note: str = ""
-    images: Optional[np.ndarray] = None          # plain content (plain, throwaway, real) or ciphertext (server)
+    images: Optional[np.ndarray] = None          # plain content (plain, throwaway, real; None for a tree's)
     shown: Optional[np.ndarray] = None           # what a ``real`` plan displays: the ciphertexts
     record: Optional[EncryptionRecord] = None
     key_fingerprint: str = ""
@@ -139,8 +139,13 @@ def plan_examples(config: Dict, record: EncryptionRecord, key, data_roots: Seque
 
 
 def _plan_encrypted_tree(ds, key, n: int) -> ExamplePlan:
-    """The server's view. With the key that decrypts it, ciphertexts of cipher-side images; without it (or
-    for per-image or padded trees), ciphertexts whose plain content is unknown."""
+    """The server's view: with the key that decrypts it, ciphertexts of cipher-side images only.
+
+    Without that key (or for per-image or padded trees) no example at all: the report cannot tell which
+    side these images' plain content is on, so it cannot keep them apart from the plain images another page
+    (another ``report`` of a plain run on the same photos) shows; one such pair across two pages gives the
+    key away as surely as one on a page.
+    """
     rec = EncryptionRecord.from_manifest(ds.manifest)
     if key is not None and key.fingerprint == rec.key_fingerprint and not rec.per_image and not rec.pad:
         try:
@@ -150,12 +155,17 @@ def _plan_encrypted_tree(ds, key, n: int) -> ExamplePlan:
                                extra={"server": True})
         except PatchcryptError:
             pass
-    order = _order(len(ds))[:n]
-    return ExamplePlan("server", images=ds.images[np.sort(order)], record=rec)
+    why = ("per-image keys or padding hide which" if key is not None and key.fingerprint == rec.key_fingerprint
+           else "without the tree's key (--key) the report cannot tell which")
+    return ExamplePlan("none", f"examples: not shown. This is an encrypted data set; {why} of its images may be "
+                               "shown encrypted without pairing one with a plain copy on this or another report "
+                               "page, and one such pair gives the key away. Pass --key to show ciphertexts of "
+                               "images that no report shows in plain.")
 
 
 def render_examples(plan: ExamplePlan, page_shows_plain: bool) -> str:
-    """The HTML of a plan; ``page_shows_plain``: whether any part of the page shows plain images."""
+    """The HTML of a plan. ``page_shows_plain`` (whether any part of the page shows plain images) no longer
+    changes what is shown: the rule holds across pages, so it cannot depend on one page's contents."""
     from ..codec import as_display, encode_png
 
     if plan.kind == "none":
@@ -165,19 +175,14 @@ def render_examples(plan: ExamplePlan, page_shows_plain: bool) -> str:
                 + "".join(_img_tag(encode_png(_big(x)), "plain example") for x in plan.images))
     if plan.kind == "throwaway":
         return _render_throwaway(plan)
-    if plan.kind == "server" and page_shows_plain:
-        return ('<p class="note">examples: left out. This page shows plain images, and without the run\'s key '
-                "(--key) the report cannot tell whether these ciphertexts are of the same images; one plain image "
-                "beside its ciphertext under a real key gives the key away. Pass --key, or report this run on its "
-                "own page.</p>")
-    if not len(plan.shown if plan.kind == "real" else plan.images):
+    if not len(plan.shown):
         return '<p class="note">examples: no image of this data set may be shown (see the report\'s rule)</p>'
-    if plan.kind == "server" or plan.extra.get("server"):
-        images = plan.images if plan.kind == "server" else plan.shown
+    if plan.extra.get("server"):
         return ("<h3>Examples as the server sees them: ciphertext only</h3><p class=note>the run's data, encrypted "
-                "under its key; no plain image of these appears in this report</p>"
+                f"under its key ({html.escape(plan.key_fingerprint)}); only images whose plain content no report "
+                "shows in plain</p>"
                 + "".join(_img_tag(encode_png(_big(as_display(x))), "encrypted example (ciphertext only)")
-                          for x in images))
+                          for x in plan.shown))
     shown = [_big(_pad(as_display(e, x.shape))) for x, e in zip(plan.images, plan.shown)]
     return (f"<h3>Examples under the run's key: ciphertext only</h3><p class=note>encrypted under the run's "
             f"key ({html.escape(plan.key_fingerprint)}); no plain image of these appears in this report, since "

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, List, Sequence
 
+from ..bounded import METADATA_MAX, read_text_bounded
 from ..errors import PatchcryptError
 
 KNOWN_KINDS = {
@@ -76,8 +77,6 @@ def _classify(p: Path, depth: int) -> List[Item]:
 
 def _read_json(p: Path):
     try:
-        return json.loads(p.read_text())
-    except (OSError, UnicodeDecodeError) as exc:
-        raise PatchcryptError(f"{p}: cannot read ({getattr(exc, 'strerror', None) or exc})") from None
+        return json.loads(read_text_bounded(p, METADATA_MAX, "results file"))
     except json.JSONDecodeError as exc:
         raise PatchcryptError(f"{p}: not valid JSON (line {exc.lineno})") from None

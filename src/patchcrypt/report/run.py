@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import csv
 import html
+import io
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 
+from ..bounded import METADATA_MAX, read_text_bounded
 from ..errors import PatchcryptError
 from ..record import EncryptionRecord
 from .examples import ExamplePlan, plan_examples, render_examples
@@ -58,9 +60,9 @@ def _pct(v, digits: int = 1):
 
 def _read_metrics(path: Path) -> List[Dict[str, float]]:
     try:
-        with open(path, newline="") as f:
-            return [{k: float(v) for k, v in r.items() if v not in (None, "")} for r in csv.DictReader(f)]
-    except (OSError, ValueError) as exc:
+        text = read_text_bounded(path, METADATA_MAX, "metrics")
+        return [{k: float(v) for k, v in r.items() if v not in (None, "")} for r in csv.DictReader(io.StringIO(text))]
+    except (PatchcryptError, ValueError) as exc:
         raise PatchcryptError(f"{path}: unreadable metrics ({exc})") from None
 
 
@@ -70,8 +72,8 @@ def _read_config(path: Path) -> Dict:
     import yaml
 
     try:
-        data = yaml.safe_load(path.read_text())
-    except (OSError, yaml.YAMLError):
+        data = yaml.safe_load(read_text_bounded(path, METADATA_MAX, "config"))
+    except (PatchcryptError, yaml.YAMLError):
         return {}
     return data if isinstance(data, dict) else {}
 

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, Optional
 
+from ..bounded import METADATA_MAX, read_text_bounded
 from ..errors import PatchcryptError
 from ..models import list_models
 
@@ -60,8 +61,8 @@ class TrainConfig:
             import yaml
 
             try:
-                loaded = yaml.safe_load(Path(yaml_path).read_text()) or {}
-            except (OSError, yaml.YAMLError) as exc:
+                loaded = yaml.safe_load(read_text_bounded(yaml_path, METADATA_MAX, "config")) or {}
+            except yaml.YAMLError as exc:
                 raise PatchcryptError(f"{yaml_path}: cannot read the config ({str(exc).splitlines()[0]})") from None
             if not isinstance(loaded, dict):
                 raise PatchcryptError(f"{yaml_path}: a config must be a mapping of option: value")
