@@ -168,3 +168,22 @@ def test_photos_of_mixed_sizes_and_an_encrypted_tree_as_stored(tmp_path, key_fil
     assert np.array_equal(target.encrypt(plain_imgs[::-1]), stored[::-1])          # as stored, in any order
     fresh = target.cipher.encrypt(plain_imgs, target.cipher.new_nonces(4))
     assert not np.array_equal(fresh, stored)                                       # a re-encryption differs
+
+
+def test_cifar_python_batches_attack_the_test_batch_with_the_training_batches_as_own(tmp_path, capsys):
+    import pickle
+
+    d = tmp_path / "cifar-10-batches-py"
+    d.mkdir()
+    photos = sample_photos(32)
+    for name, imgs in (("test_batch", photos[:3]), ("data_batch_1", photos[3:])):
+        with open(d / name, "wb") as f:
+            pickle.dump({b"data": imgs.transpose(0, 3, 1, 2).reshape(len(imgs), -1),
+                         b"labels": [0] * len(imgs)}, f)
+    with open(d / "batches.meta", "wb") as f:
+        pickle.dump({b"label_names": [b"a"]}, f)
+    assert main(["attack", "itn", "--scheme", "block-pixel", "--block-size", "4", "--data", str(tmp_path),
+                 "--epochs", "1", "--json"]) == 0
+    captured = capsys.readouterr()
+    assert json.loads(captured.out)["n_images"] == 3 and "3 victims" in captured.err
+    assert "own images: 3 from" in captured.err              # the training batches, not the attacked ones

@@ -41,6 +41,13 @@ def _files(path: Path, split: Optional[str]):
     return open_files(path)
 
 
+def _is_batches(path: Path) -> bool:
+    """CIFAR-10 python batches or idx files: train and test read whole, no split folders."""
+    from ..data.readers import has_splits
+
+    return has_splits(path) and not any((path / s).is_dir() for s in ("train",) + EVAL_SPLITS)
+
+
 def _say(text: str) -> None:
     print(text, file=sys.stderr, flush=True)
 
@@ -54,7 +61,9 @@ def load_folder(path: Path, n: Optional[int], img_size: Optional[int], split: Op
     path = Path(path)
     files = _files(path, split) if path.is_dir() else None
     if files is None:   # CIFAR-10 batches, idx files, one image: read whole
-        ds = load_dataset(path, "test" if split in EVAL_SPLITS else split)
+        from ..data.readers import has_splits
+
+        ds = load_dataset(path, "test" if split in EVAL_SPLITS or (split is None and has_splits(path)) else split)
         images = ds.subset(n, seed).images
         if img_size and images.shape[1:3] != (img_size, img_size):
             from ..data.resize import centre_crop_resize
@@ -114,7 +123,7 @@ def load_victims(data: Path, n_images: int, img_size: Optional[int], need_train:
     if public is not None:
         own = load_folder(Path(public), subset, size, "train" if (Path(public) / "train").is_dir() else None, seed)
         return victims, own, note + f"; the attacker's own images: {len(own)} from {Path(public).name}"
-    if data.is_dir() and split != "train" and (data / "train").is_dir():
+    if data.is_dir() and split != "train" and ((data / "train").is_dir() or _is_batches(data)):
         own = load_folder(data, subset, size, "train", seed)
         return victims, own, note + f"; the attacker's own images: {len(own)} from {data.name}/train (same domain)"
     pool = load_folder(data, n_images + subset, img_size, split, seed)
