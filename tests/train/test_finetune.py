@@ -121,39 +121,36 @@ def _pair():
 @pytest.mark.slow
 def test_uncentred_keying_does_not_follow_and_position_wise_differs(key_file):
     """Why the centred re-expression: keying on raw 0..255 inputs is exact for inference but its fine-tuning
-    leaves the plain trajectory. And per-block keys (etc): each position's embedding sees only its own
-    gradient, so keyed etc fine-tuning equals position-wise plain fine-tuning, not shared plain fine-tuning."""
+    leaves the plain trajectory. Per-block keys (etc) are a gather in front of the one plain embedding, so
+    keyed etc fine-tuning follows shared plain fine-tuning too; a model keyed position by position (one
+    embedding per position: each sees only its own gradient) follows position-wise plain fine-tuning instead."""
     key = Key.load(key_file)
     images, labels = synthetic_images(64, 3, 2)
     x = torch.from_numpy(images).permute(0, 3, 1, 2).contiguous()
     y = torch.from_numpy(labels)
     c = TrainConfig(lr=2e-3)
     results = {}
-    for scheme, centred in (("block-pixel", True), ("block-pixel", False), ("etc", True)):
+    for scheme, centred, per_position in (("block-pixel", True, False), ("block-pixel", False, False),
+                                          ("etc", True, False), ("etc", True, True)):
         cipher = create_cipher(scheme, key, block_size=4)
         plain, keyed = _pair()
         centre_input(plain)
-        maps = block_maps(scheme, key, 4, 32)
-        apply_key(keyed, maps, centred=centred)
+        if per_position:
+            keyed.to_blockwise()
+            plain.to_blockwise()   # the exact counterpart: position-wise plain fine-tuning on plain images
+        apply_key(keyed, block_maps(scheme, key, 4, 32), centred=centred)
         batches = [(x[i:i + 16], y[i:i + 16]) for i in range(0, 64, 16)]
         enc = [(cipher.encrypt(b), t) for b, t in batches]
         with torch.no_grad():
             assert (keyed.eval()(enc[0][0]) - plain.eval()(batches[0][0])).abs().max() < 1e-3  # exact at step 0
-        shared_ref = _steps(plain, batches, c)
+        ref = _steps(plain, batches, c)
         _steps(keyed, enc, c)
         with torch.no_grad():
-            results[scheme, centred] = float((keyed(cipher.encrypt(x)) - shared_ref(x)).abs().max())
-        if scheme == "etc":  # the position-wise plain model on plain images is the exact counterpart
-            plain_pw, _ = _pair()
-            centre_input(plain_pw)
-            plain_pw.to_blockwise()
-            _steps(plain_pw, batches, c)
-            with torch.no_grad():
-                results["etc-vs-position-wise-plain"] = float((keyed(cipher.encrypt(x)) - plain_pw(x)).abs().max())
-    assert results["block-pixel", True] <= 1e-3
-    assert results["block-pixel", False] > 1e-2          # uncentred: the keyed model leaves the plain path
-    assert results["etc-vs-position-wise-plain"] <= 1e-3
-    assert results["etc", True] > 1e-3                   # untied embeddings: a different trajectory
+            results[scheme, centred, per_position] = float((keyed(cipher.encrypt(x)) - ref(x)).abs().max())
+    assert results["block-pixel", True, False] <= 1e-3
+    assert results["block-pixel", False, False] > 1e-2          # uncentred: the keyed model leaves the plain path
+    assert results["etc", True, False] <= 1e-3
+    assert results["etc", True, True] <= 1e-3
 
 
 def test_refusals_name_the_reason_and_the_alternative(tree, key_file, pretrained, tmp_path):
@@ -215,14 +212,14 @@ def test_resume_continues_a_finetuning_run_exactly(tree, key_file, pretrained, t
     train(cfg(tree, tmp_path / "split", **dict(k, epochs=1)))
     train(cfg(tree, tmp_path / "split", **dict(k, resume=True)))
     a, b = load_checkpoint(tmp_path / "straight"), load_checkpoint(tmp_path / "split")
-    assert a["model_kwargs"]["embed"] == "blockwise" and a["keyed"]["mode"] == "position-wise"
+    assert a["model_kwargs"]["embed"] == "keyed" and a["keyed"]["mode"] == "position-wise"
     for name in a["state_dict"]:
         assert torch.equal(a["state_dict"][name], b["state_dict"][name]), name
 
 
 @pytest.mark.slow
 def test_cli_finetune_under_torchrun_equals_one_process(tree, key_file, pretrained, tmp_path, capsys):
-    """The CLI under torchrun (2 processes, gloo): keyed init on etc, position-wise embedding; the same steps
+    """The CLI under torchrun (2 processes, gloo): keyed init on etc, a keyed gather; the same steps
     as one process on the union of both ranks' batches."""
     (tmp_path / "tiny.yaml").write_text("model_kwargs: {depth: 1, embed_dim: 32, num_heads: 2}\n")
     args = ["train", "--data", str(tree), "--model", "vit_pico_patch4_32", "--config", str(tmp_path / "tiny.yaml"),
@@ -238,7 +235,7 @@ def test_cli_finetune_under_torchrun_equals_one_process(tree, key_file, pretrain
     assert res.stdout.count("head replaced: 5 → 3 classes") == 1          # rank 0 speaks, once
     assert main([*args, "--out", str(tmp_path / "one")]) == 0
     a, b = load_checkpoint(tmp_path / "ddp"), load_checkpoint(tmp_path / "one")
-    assert a["keyed"]["mode"] == "position-wise" and a["model_kwargs"]["embed"] == "blockwise"
+    assert a["keyed"]["mode"] == "position-wise" and a["model_kwargs"]["embed"] == "keyed"
     assert_same_weights(a["state_dict"], b["state_dict"])
     # mismatching weights through the CLI: one line naming the tensor
     capsys.readouterr()

@@ -11,7 +11,7 @@ than its runner-up (Gallagher-style greedy growth).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
 
 import numpy as np
 
@@ -71,6 +71,46 @@ def seed_order(cost_to: CostTo, n: int, s: int) -> np.ndarray:
     return np.argsort(conf)
 
 
+class _Slots:
+    """The open slots of a growth, in the order the greedy scan visits them (insertion order, as a dict keeps
+    it), each with its slot cost reduced per piece: the best state's cost (n,) and that state (n,).
+
+    The best variant of a slot over unused pieces is its cheapest unused piece in that piece's best state
+    (ties: the lowest piece, then the lowest state, as ``argmin`` over all n·S variants picks), so the scan
+    looks at n values per slot instead of n·S."""
+
+    def __init__(self, n: int, s: int) -> None:
+        self.n, self.s = n, s
+        self.best: Dict[Tuple[int, int], np.ndarray] = {}    # slot -> (n,) cheapest state's cost per piece
+        self.state: Dict[Tuple[int, int], np.ndarray] = {}   # slot -> (n,) that state
+        self.count: Dict[Tuple[int, int], int] = {}
+
+    def put(self, slot: Tuple[int, int], cost: np.ndarray, count: int) -> None:
+        """Set a slot's cost vector (n·S,) (an existing slot keeps its place in the scan order)."""
+        per_piece = cost.reshape(self.n, self.s)
+        self.state[slot] = per_piece.argmin(1)
+        self.best[slot] = np.take_along_axis(per_piece, self.state[slot][:, None], 1)[:, 0]
+        self.count[slot] = count
+
+    def drop(self, slot: Tuple[int, int]) -> None:
+        del self.best[slot], self.state[slot], self.count[slot]
+
+    def candidates(self, used: np.ndarray) -> Iterator[Tuple[Tuple[int, int], int, Any, Any, int]]:
+        """Per open slot, in scan order: (slot, best variant, its cost, the best other unused piece's cost,
+        neighbour count), every open slot reduced at once."""
+        slots = list(self.best)
+        if not slots:
+            return
+        costs = np.stack([self.best[k] for k in slots])                     # (slots, n)
+        costs[:, used] = np.inf
+        piece = costs.argmin(1)
+        two = np.partition(costs, 1, axis=1)[:, :2] if self.n > 1 else np.concatenate([costs, costs + np.inf], 1)
+        for i, slot in enumerate(slots):
+            p = int(piece[i])
+            # the runner-up of another piece: the second smallest, unless the best value is shared
+            yield slot, p * self.s + int(self.state[slot][p]), costs[i, p], two[i, 1], self.count[slot]
+
+
 def grow(cost_to: CostTo, seed: int, n: int, s: int, gh: int, gw: int,
          home: Optional[Tuple[int, int]] = None, dtype=np.float64) -> np.ndarray:
     """Greedy growth from variant ``seed``; the (gh, gw) grid of placed variants.
@@ -82,25 +122,20 @@ def grow(cost_to: CostTo, seed: int, n: int, s: int, gh: int, gw: int,
     state is chosen. ``dtype``: the accumulation type of the slot costs.
     """
     fixed = home is not None
-    if fixed:
-        hh, ww = gh, gw
-        cy, cx = home
-    else:
-        hh, ww = 2 * gh - 1, 2 * gw - 1
-        cy, cx = gh - 1, gw - 1
+    hh, ww = (gh, gw) if fixed else (2 * gh - 1, 2 * gw - 1)
+    cy, cx = home if fixed else (gh - 1, gw - 1)
     grid = -np.ones((hh, ww), dtype=np.int64)
     used = np.zeros(n, dtype=bool)
     grid[cy, cx] = seed
     used[seed // s] = True
-    rows, cols = [cy], [cx]
-    slot_cost: Dict[Tuple[int, int], np.ndarray] = {}
-    slot_count: Dict[Tuple[int, int], int] = {}
+    box = [cy, cy, cx, cx]                                   # rows and columns the assembly spans
+    slots = _Slots(n, s)
     piece_of = np.arange(n * s) // s
 
     def inside(y: int, x: int) -> bool:
         if not (0 <= y < hh and 0 <= x < ww):
             return False
-        return (max(rows + [y]) - min(rows + [y]) < gh) and (max(cols + [x]) - min(cols + [x]) < gw)
+        return max(box[1], y) - min(box[0], y) < gh and max(box[3], x) - min(box[2], x) < gw
 
     def refresh(y: int, x: int) -> None:
         total, count = np.zeros(n * s, dtype=dtype), 0
@@ -111,26 +146,20 @@ def grow(cost_to: CostTo, seed: int, n: int, s: int, gh: int, gw: int,
                 count += 1
         if fixed:  # only the piece that belongs here
             total = np.where(piece_of == y * gw + x, total, np.inf)
-        slot_cost[(y, x)] = total / count
-        slot_count[(y, x)] = count
+        slots.put((y, x), total / count, count)
 
     for dy, dx in _OFFSETS:
         if inside(cy + dy, cx + dx):
             refresh(cy + dy, cx + dx)
     for _ in range(n - 1):
+        for slot in [k for k in slots.best if grid[k] >= 0 or not inside(*k)]:
+            slots.drop(slot)
         best = None
-        mask = np.repeat(used, s)
-        for (y, x), cost in list(slot_cost.items()):
-            if grid[y, x] >= 0 or not inside(y, x):
-                del slot_cost[(y, x)]
-                continue
-            cc = np.where(mask, np.inf, cost)
-            k = int(np.argmin(cc))
+        for (y, x), k, c_k, c_other, count in slots.candidates(used):
             if fixed:  # fill where most neighbours are known
-                score = -float(slot_count[(y, x)]) * 1e12 + cc[k]
+                score = -float(count) * 1e12 + c_k
             else:  # best match clearly better than the runner-up (another piece); surer with more neighbours
-                others = np.where(piece_of == piece_of[k], np.inf, cc)
-                score = ((cc[k] + 1.0) / (others.min() + 1.0)) ** slot_count[(y, x)]
+                score = ((c_k + 1.0) / (c_other + 1.0)) ** count
             if best is None or score < best[0]:
                 best = (score, y, x, k)
         if best is None:
@@ -138,15 +167,13 @@ def grow(cost_to: CostTo, seed: int, n: int, s: int, gh: int, gw: int,
         _, y, x, k = best
         grid[y, x] = k
         used[k // s] = True
-        rows.append(y)
-        cols.append(x)
-        del slot_cost[(y, x)]
+        box[:] = [min(box[0], y), max(box[1], y), min(box[2], x), max(box[3], x)]
+        slots.drop((y, x))
         for dy, dx in _OFFSETS:
             ny, nx = y + dy, x + dx
             if inside(ny, nx) and grid[ny, nx] < 0:
                 refresh(ny, nx)
-    y0, x0 = min(rows), min(cols)
-    return grid[y0:y0 + gh, x0:x0 + gw]
+    return grid[box[0]:box[0] + gh, box[2]:box[2] + gw]
 
 
 __all__ = ["State", "state_list", "transform", "COLOUR_ORDERS", "seed_order", "grow"]

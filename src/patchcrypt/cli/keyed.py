@@ -19,7 +19,7 @@ def keyed_model(
     out: Path = typer.Option(..., "-o", "--out", help="Checkpoint file to write."),
     scheme: Optional[str] = typer.Option(None, "--scheme", help="Scheme of the encrypted images."),
     block_size: Optional[int] = typer.Option(None, "--block-size", help="Block size M (= patch size)."),
-    mode: str = typer.Option("auto", "--mode", help="auto, shared or position-wise (one embedding per block)."),
+    mode: str = typer.Option("auto", "--mode", help="auto, shared or position-wise (a per-block key state in front of the one embedding)."),
     rekey: Optional[Path] = typer.Option(None, "--rekey", help="Move a keyed model to this new key file."),
     model: Optional[str] = typer.Option(None, "--model", help="Registry name for a raw timm state dict."),
     force: bool = typer.Option(False, "--force", help="Replace OUT."),
@@ -31,5 +31,6 @@ def keyed_model(
     new = Key.load(rekey) if rekey else None
     info = make_keyed_checkpoint(run, out, old, scheme, block_size, mode, new, model, force)
     extra = f", {info['added_parameters']:,} parameters added" if info.get("added_parameters") else ""
+    extra += f", {info['added_buffers']:,} key indices added" if info.get("added_buffers") else ""
     typer.echo(f"wrote {out}: {info['scheme']} M={info['block_size']}, {info['mode']} embedding, key "
                f"{info['key_fingerprint']}{extra}")

@@ -33,7 +33,8 @@ class ConvMixer(IsotropicMixin, nn.Module):
 
     Args:
         kernel_size: depthwise kernel (``padding="same"``).
-        embed: "shared" (one stem conv) or "blockwise" (one embedding per patch position).
+        embed: "shared" (one stem conv), "blockwise" (one embedding per patch position) or "keyed" (the one
+            stem conv behind a per-position key gather).
     """
 
     def __init__(self, dim: int = 256, depth: int = 8, kernel_size: int = 5, patch_size: int = 4,

@@ -13,8 +13,14 @@ ViT is equivariant to token order and reads the class token, so its logits are t
 
 * shared mode: S_k and t_k are the same for every block (block-pixel, PS, BF, shared CS/RF): one embedding,
   the architecture unchanged (ViT; ConvMixer when σ is the identity).
-* position-wise mode: per-block keys (etc: RF, NP, CS per block; pe per pixel): one embedding per block
-  position (:class:`~patchcrypt.models.layers.BlockwiseEmbed`), the rest of the model unchanged.
+* position-wise mode: per-block keys (etc: RF, NP, CS per block; pe per pixel). The model keeps its one
+  plain embedding and holds the key as a per-position state, the inverse in-block map of every block
+  (:class:`~patchcrypt.models.layers.KeyedEmbed`): each encrypted patch is gathered back to its plain block
+  (flips undone) before the shared embedding, which computes exactly W′_k u′_k + b′_k. The keyed model is
+  the plain model plus n·L int32 indices (ViT-Ti at 224, M = 16: 1.03× the plain size, where one embedding
+  per position was 6.2×); re-keying rewrites the indices. A model that already has one embedding per
+  position (:class:`~patchcrypt.models.layers.BlockwiseEmbed`, trained so) is keyed position by position,
+  as before, and keyed checkpoints saved that way still load.
 
 Centred re-expression (for fine-tuning, ``centred=True``): first rewrite the plain model, as the same
 function, to read ``z = (x/255 − 0.5)/0.5`` on every channel, folding its old normalisation into the
@@ -49,7 +55,7 @@ from ..errors import KeyMismatchError, PatchcryptError
 from ..keys import Key
 from ..record import EncryptionRecord
 from .checkpoint import build_model, load_checkpoint, save_checkpoint
-from .layers import BlockwiseEmbed, embed_matrix, set_embed_matrix
+from .layers import BlockwiseEmbed, KeyedEmbed, embed_matrix, set_embed_matrix, shared_embed_matrix
 from .factory import create_model
 
 IDENTITY_MEAN, IDENTITY_STD = (0.0,), (1.0 / 255.0,)  # InputNorm that passes 0..255 values through
@@ -154,6 +160,56 @@ def _is_vit(model: nn.Module) -> bool:
     return hasattr(model, "pos_embed") and hasattr(model, "cls_token")
 
 
+def inverse_state(maps: BlockMaps) -> Optional[Tuple[np.ndarray, np.ndarray]]:
+    """Every block's inverse in-block map: plain element j of encrypted block k is encrypted element
+    ``source[k, j]``, negated where ``flip[k, j]``. (n, L) int64 and bool; None if some g[k] is no permutation."""
+    n, L = maps.g.shape
+    if not (np.sort(maps.g, axis=1) == np.arange(L)).all():
+        return None
+    source = np.empty_like(maps.g)
+    np.put_along_axis(source, maps.g, np.broadcast_to(np.arange(L), (n, L)), axis=1)
+    return source, np.take_along_axis(maps.s < 0, source, axis=1)
+
+
+def _one_normalisation(model: nn.Module) -> bool:
+    """True if every channel has the same input mean and std (then a channel shuffle commutes with it)."""
+    mean, std = model.input_norm.mean, model.input_norm.std
+    return bool((mean == mean[0]).all()) and bool((std == std[0]).all())
+
+
+def _flip_value(model: nn.Module) -> float:
+    """What v → 255 − v is in the model's input coordinates, z → flip − z; needs one normalisation for all
+    channels (channel shuffles would otherwise change the scale)."""
+    mean, std = model.input_norm.mean.double(), model.input_norm.std.double()
+    if not _one_normalisation(model):
+        raise PatchcryptError("a keyed gather needs one input normalisation for every channel")
+    return float((1.0 - 2.0 * mean[0]) / std[0])
+
+
+def _permute_positions(model: nn.Module, order: np.ndarray) -> None:
+    """Patch rows of the position embedding: row 1+k ← row 1+order[k] (class-token row unchanged)."""
+    pos = model.pos_embed.data
+    pos[:, 1:] = pos[:, 1:][:, torch.from_numpy(order)]
+
+
+@torch.no_grad()
+def _apply_gather(model: nn.Module, maps: BlockMaps, state: Tuple[np.ndarray, np.ndarray], centred: bool) -> None:
+    """Key a shared-embedding model by a per-position gather in front of its plain embedding (in place)."""
+    if centred:  # flips are exact sign changes in these coordinates: flip_to = 0
+        centre_input(model)
+    elif not _one_normalisation(model):  # folded into the embedding; the model then reads raw 0..255 values
+        w0, b0 = folded_embedding(model)
+        model.input_norm.mean.copy_(torch.tensor(IDENTITY_MEAN).expand_as(model.input_norm.mean))
+        model.input_norm.std.copy_(torch.tensor(IDENTITY_STD).expand_as(model.input_norm.std))
+        dtype = model.input_norm.mean.dtype
+        set_embed_matrix(model.patch_embedding, w0.to(dtype), b0.to(dtype))
+    model.to_keyed()
+    emb = model.patch_embedding
+    source, flip = state
+    emb.set_state(torch.from_numpy(source).to(emb.state.device), torch.from_numpy(flip).to(emb.state.device),
+                  _flip_value(model))
+
+
 @torch.no_grad()
 def apply_key(model: nn.Module, maps: BlockMaps, mode: str = "auto", centred: bool = False) -> str:
     """Transform ``model`` in place so it classifies images encrypted with ``maps``; returns the mode used.
@@ -167,6 +223,9 @@ def apply_key(model: nn.Module, maps: BlockMaps, mode: str = "auto", centred: bo
     if maps.moves_blocks and not _is_vit(model):
         raise PatchcryptError("block scrambling cannot be absorbed by ConvMixer: its depthwise convolutions mix "
                               "neighbouring patches, so moving blocks changes what it computes")
+    if isinstance(model.patch_embedding, KeyedEmbed):
+        raise PatchcryptError("this model is already keyed; re-key it (rekey_model, or 'patchcrypt keyed-model "
+                              "--rekey') instead of keying it twice")
     blockwise_in = isinstance(model.patch_embedding, BlockwiseEmbed)
     if mode == "auto":
         mode = "shared" if maps.shared and not blockwise_in else "position-wise"
@@ -174,6 +233,12 @@ def apply_key(model: nn.Module, maps: BlockMaps, mode: str = "auto", centred: bo
         raise PatchcryptError("this scheme gives every block its own key; use the position-wise mode")
     if mode == "shared" and blockwise_in:
         raise PatchcryptError("this model has a position-wise embedding; use the position-wise mode")
+    state = inverse_state(maps) if mode == "position-wise" and not blockwise_in else None
+    if state is not None:  # the plain embedding stays, behind each position's inverse map
+        _apply_gather(model, maps, state, centred)
+        if maps.moves_blocks:
+            _permute_positions(model, maps.sigma)
+        return mode
     if centred:
         centre_input(model)
         w0, b0 = (v.double() for v in embed_matrix(model.patch_embedding))   # acts on z, where flips are signs
@@ -202,15 +267,26 @@ def apply_key(model: nn.Module, maps: BlockMaps, mode: str = "auto", centred: bo
             model.to_blockwise()
         set_embed_matrix(model.patch_embedding, w_new.to(dtype), b_new.to(dtype))
     if maps.moves_blocks:
-        pos = model.pos_embed.data
-        patch_rows = pos[:, 1:][:, torch.from_numpy(maps.sigma)]
-        pos[:, 1:] = patch_rows
+        _permute_positions(model, maps.sigma)
     return mode
 
 
 @torch.no_grad()
 def remove_key(model: nn.Module, maps: BlockMaps) -> None:
-    """Undo :func:`apply_key` in place (the model then takes plain images, raw 0..255, position-wise)."""
+    """Undo :func:`apply_key` in place (the model then takes plain images). A keyed gather is simply dropped
+    (the plain embedding stays, in the coordinates it was keyed in); otherwise the model reads raw 0..255
+    values, position-wise."""
+    inv = np.empty_like(maps.sigma)
+    inv[maps.sigma] = np.arange(len(maps.sigma))
+    emb = model.patch_embedding
+    if isinstance(emb, KeyedEmbed):
+        w, b = shared_embed_matrix(emb)
+        conv = nn.Conv2d(emb.in_chans, emb.embed_dim, emb.patch_size, emb.patch_size).to(w.device, w.dtype)
+        set_embed_matrix(conv, w, b)
+        model.set_patch_embedding(conv)
+        if maps.moves_blocks:
+            _permute_positions(model, inv)
+        return
     w, b = folded_embedding(model)
     n, L = maps.g.shape
     if w.dim() == 2:
@@ -221,8 +297,6 @@ def remove_key(model: nn.Module, maps: BlockMaps) -> None:
     b0 = b + (w * t[:, None, :]).sum(-1)
     w0 = torch.empty_like(w)
     w0.scatter_(2, g[:, None, :].expand(-1, w.shape[1], -1), w * s[:, None, :])
-    inv = np.empty_like(maps.sigma)
-    inv[maps.sigma] = np.arange(len(maps.sigma))
     w0, b0 = w0[torch.from_numpy(inv)], b0[torch.from_numpy(inv)]   # back to plain positions
     model.input_norm.mean.copy_(torch.tensor(IDENTITY_MEAN).expand_as(model.input_norm.mean))
     model.input_norm.std.copy_(torch.tensor(IDENTITY_STD).expand_as(model.input_norm.std))
@@ -233,24 +307,29 @@ def remove_key(model: nn.Module, maps: BlockMaps) -> None:
     else:
         set_embed_matrix(model.patch_embedding, w0[0].to(dtype), b0[0].to(dtype))
     if maps.moves_blocks:
-        pos = model.pos_embed.data
-        pos[:, 1:] = pos[:, 1:][:, torch.from_numpy(inv)]
+        _permute_positions(model, inv)
 
 
 def key_model(model: nn.Module, key: Key, scheme: str, block_size: int, mode: str = "auto",
               per_image: bool = False, centred: bool = False) -> Dict:
     """Key a plain-trained isotropic model in place for images encrypted with (key, scheme, block_size).
 
-    ``centred=True`` gives the fine-tuning starting point (see :func:`apply_key`). Returns the ``keyed`` record for the checkpoint: mode, scheme, block size, key fingerprint, and the
-    parameter count added by a position-wise embedding.
+    ``centred=True`` gives the fine-tuning starting point (see :func:`apply_key`). Returns the ``keyed`` record
+    for the checkpoint: mode, scheme, block size, key fingerprint, and the parameters and buffer entries the
+    keying added (a position-wise key adds n·L indices and no parameters).
     """
     _check_model(model, block_size)
-    before = sum(p.numel() for p in model.parameters())
+    before = model_size(model)
     maps = block_maps(scheme, key, block_size, model.img_size, model.in_chans, per_image)
     used = apply_key(model, maps, mode, centred)
-    after = sum(p.numel() for p in model.parameters())
+    after = model_size(model)
     return {"mode": used, "scheme": scheme, "block_size": block_size, "key_fingerprint": key.fingerprint,
-            "added_parameters": after - before, "centred": centred}
+            "added_parameters": after[0] - before[0], "added_buffers": after[1] - before[1], "centred": centred}
+
+
+def model_size(model: nn.Module) -> Tuple[int, int]:
+    """(parameter entries, buffer entries) of ``model``."""
+    return sum(p.numel() for p in model.parameters()), sum(b.numel() for b in model.buffers())
 
 
 def rekey_model(model: nn.Module, old_key: Key, new_key: Key, scheme: str, block_size: int,
@@ -259,9 +338,12 @@ def rekey_model(model: nn.Module, old_key: Key, new_key: Key, scheme: str, block
     _check_model(model, block_size)
     remove_key(model, block_maps(scheme, old_key, block_size, model.img_size, model.in_chans))
     maps = block_maps(scheme, new_key, block_size, model.img_size, model.in_chans)
-    if mode == "auto" and isinstance(model.patch_embedding, BlockwiseEmbed) and maps.shared:
+    if mode == "auto" and isinstance(model.patch_embedding, BlockwiseEmbed):
+        # one embedding copied per position (a keyed model saved that way): back to one shared embedding,
+        # so the new key is a gather (or a shared map), not n copies. Equal up to the float rounding of keying.
         w, b = embed_matrix(model.patch_embedding)
-        if bool((w == w[0]).all()) and bool((b == b[0]).all()):
+        tol = 1e-6 * float(w.abs().max())
+        if float((w - w[0]).abs().max()) <= tol and float((b - b[0]).abs().max()) <= 1e-6 * float(b.abs().max()):
             conv = nn.Conv2d(model.in_chans, w.shape[1], model.patch_size, model.patch_size)
             set_embed_matrix(conv, w[0], b[0])
             model.set_patch_embedding(conv.to(w.device))
@@ -329,4 +411,4 @@ def make_keyed_checkpoint(source: Path, out: Path, key: Key, scheme: Optional[st
 
 
 __all__ = ["block_maps", "apply_key", "remove_key", "key_model", "rekey_model", "folded_embedding", "centre_input",
-           "keyed_model_kwargs", "make_keyed_checkpoint", "BlockMaps"]
+           "keyed_model_kwargs", "make_keyed_checkpoint", "BlockMaps", "inverse_state", "model_size"]

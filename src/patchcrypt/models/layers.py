@@ -27,7 +27,7 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 HALF = (0.5,)  # broadcast to every channel: (x - 0.5) / 0.5, the timm "inception" ViT normalisation
 
-PatchEmbedding = Union[nn.Conv2d, "BlockwiseEmbed"]
+PatchEmbedding = Union[nn.Conv2d, "BlockwiseEmbed", "KeyedEmbed"]
 
 
 class InputNorm(nn.Module):
@@ -156,6 +156,92 @@ class BlockwiseEmbed(nn.Module):
                f"patch_size={self.patch_size}"
 
 
+class KeyedEmbed(nn.Module):
+    """The plain (shared) patch embedding behind a per-position in-block gather: a keyed model's embedding.
+
+    Each encrypted patch k is first mapped back to the plain block it came from, by its own inverse in-block
+    map (a gather, with negative–positive flips undone), then embedded by the one shared ``weight``, ``bias``.
+    The key's per-position state is the buffer ``state`` (n, L) int32: plain element j of patch k is
+    encrypted element ``state[k, j]`` when ``state[k, j] < L``, else ``flip_to − u′[state[k, j] − L]``
+    (flipped). ``flip_to`` (a 0-d buffer) is what 255 is in the model's input coordinates: 255 for raw
+    values, 0 for the centred ones. Re-keying rewrites ``state``; the weights stay, and the model is as big
+    as the plain one plus n·L indices. Parameter names and shapes are those of the plain ``nn.Conv2d``.
+
+    Shape:
+        (N, C, H, W) float → (N, D, H/p, W/p), with (H/p)·(W/p) == n. ``weight`` (D, C, p, p), ``bias`` (D,).
+    """
+
+    def __init__(self, num_patches: int, in_chans: int, embed_dim: int, patch_size: int) -> None:
+        super().__init__()
+        self.num_patches, self.in_chans = num_patches, in_chans
+        self.embed_dim, self.patch_size = embed_dim, patch_size
+        conv = nn.Conv2d(in_chans, embed_dim, patch_size, patch_size)  # the default init, as a shared embedding
+        self.weight, self.bias = conv.weight, conv.bias
+        L = patch_size * patch_size * in_chans
+        self.register_buffer("state", torch.arange(L, dtype=torch.int32).expand(num_patches, L).clone())
+        self.register_buffer("flip_to", torch.tensor(255.0))
+
+    @classmethod
+    def from_shared(cls, conv: nn.Conv2d, num_patches: int) -> "KeyedEmbed":
+        """Wrap a shared patch conv with the identity state (outputs identical to ``conv``)."""
+        p = _conv_patch_size(conv)
+        m = cls(num_patches, conv.in_channels, conv.out_channels, p).to(conv.weight.device, conv.weight.dtype)
+        w, b = embed_matrix(conv)
+        set_embed_matrix(m, w, b)
+        return m
+
+    def set_state(self, source: torch.Tensor, flip: torch.Tensor, flip_to: float) -> None:
+        """Install a key: plain element j of patch k is encrypted element ``source[k, j]``, negated where
+        ``flip[k, j]`` (v → flip_to − v). source (n, L) int, flip (n, L) bool."""
+        if tuple(source.shape) != tuple(self.state.shape) or tuple(flip.shape) != tuple(self.state.shape):
+            raise PatchcryptError(f"a keyed state of shape {tuple(source.shape)} does not fit this embedding "
+                                  f"{tuple(self.state.shape)}")
+        L = self.state.shape[1]
+        with torch.no_grad():
+            self.state.copy_((source.long() + L * flip.long()).to(torch.int32))
+            self.flip_to.fill_(float(flip_to))
+
+    def source_and_flip(self) -> Tuple[torch.Tensor, torch.Tensor]:
+        """The installed state as (source (n, L) int64, flip (n, L) bool)."""
+        L = self.state.shape[1]
+        st = self.state.long()
+        return st % L, st >= L
+
+    def plain_blocks(self, x: torch.Tensor) -> torch.Tensor:
+        """(N, C, H, W) encrypted images (model coordinates) → (N, n, L): every patch as its plain block."""
+        n_img, _, h, w = x.shape
+        p = self.patch_size
+        if (h // p) * (w // p) != self.num_patches or h % p or w % p:
+            raise PatchcryptError(
+                f"keyed embedding has {self.num_patches} positions; a {h}x{w} image has a different grid")
+        source, flip = self.source_and_flip()
+        u = patchify(x, p)                                                      # (N, n, L)
+        v = torch.gather(u, 2, source.expand(n_img, -1, -1))
+        return torch.where(flip, self.flip_to.to(v.dtype) - v, v)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        gh, gw = x.shape[-2] // self.patch_size, x.shape[-1] // self.patch_size
+        y = F.linear(self.plain_blocks(x), conv_to_matrix(self.weight), self.bias)   # (N, n, D)
+        return y.transpose(1, 2).reshape(x.shape[0], self.embed_dim, gh, gw)
+
+    def effective_matrix(self) -> Tuple[torch.Tensor, torch.Tensor]:
+        """The per-position affine maps this embedding computes on encrypted patches, as a position-wise
+        embedding would store them: W′ (n, D, L), b′ (n, D) (a copy, detached; n times the plain size)."""
+        w = conv_to_matrix(self.weight.detach())                                # (D, L)
+        b = self.bias.detach()
+        source, flip = self.source_and_flip()
+        n, L = source.shape
+        signed = w.unsqueeze(0) * torch.where(flip, -1.0, 1.0).to(w.dtype).unsqueeze(1)   # (n, D, L) at plain j
+        w_eff = torch.zeros(n, w.shape[0], L, dtype=w.dtype, device=w.device)
+        w_eff.scatter_(2, source.unsqueeze(1).expand(-1, w.shape[0], -1), signed)
+        b_eff = b + self.flip_to.to(w.dtype) * (w.unsqueeze(0) * flip.to(w.dtype).unsqueeze(1)).sum(-1)
+        return w_eff, b_eff
+
+    def extra_repr(self) -> str:
+        return f"num_patches={self.num_patches}, in_chans={self.in_chans}, embed_dim={self.embed_dim}, " \
+               f"patch_size={self.patch_size}"
+
+
 def _conv_patch_size(conv: nn.Conv2d) -> int:
     k, s = conv.kernel_size, conv.stride
     if k[0] != k[1] or tuple(k) != tuple(s) or conv.groups != 1 or conv.padding not in ((0, 0), "valid"):
@@ -172,6 +258,8 @@ def embed_matrix(module: PatchEmbedding) -> Tuple[torch.Tensor, torch.Tensor]:
     """
     if isinstance(module, BlockwiseEmbed):
         return module.weight.detach().clone(), module.bias.detach().clone()
+    if isinstance(module, KeyedEmbed):
+        return module.effective_matrix()
     if isinstance(module, nn.Conv2d):
         _conv_patch_size(module)
         w = conv_to_matrix(module.weight.detach()).clone()
@@ -181,8 +269,11 @@ def embed_matrix(module: PatchEmbedding) -> Tuple[torch.Tensor, torch.Tensor]:
 
 
 def set_embed_matrix(module: PatchEmbedding, weight: torch.Tensor, bias: torch.Tensor) -> None:
-    """Write W, b (shapes as returned by :func:`embed_matrix`) back into the embedding, in place."""
-    cur_w, cur_b = embed_matrix(module)
+    """Write W, b (shapes as returned by :func:`embed_matrix`) back into the embedding, in place.
+
+    A :class:`KeyedEmbed` takes its shared plain W (D, L), b (D,) (see :func:`shared_embed_matrix`); its key
+    state is left alone."""
+    cur_w, cur_b = shared_embed_matrix(module) if isinstance(module, KeyedEmbed) else embed_matrix(module)
     if weight.shape != cur_w.shape or bias.shape != cur_b.shape:
         raise PatchcryptError(f"embedding matrix shapes {tuple(weight.shape)}, {tuple(bias.shape)} do not match "
                               f"{tuple(cur_w.shape)}, {tuple(cur_b.shape)}")
@@ -191,21 +282,34 @@ def set_embed_matrix(module: PatchEmbedding, weight: torch.Tensor, bias: torch.T
             module.weight.copy_(weight)
             module.bias.copy_(bias)
             return
-        module.weight.copy_(matrix_to_conv(weight, module.in_channels, module.kernel_size[0]))
+        p = module.patch_size if isinstance(module, KeyedEmbed) else module.kernel_size[0]
+        module.weight.copy_(matrix_to_conv(weight, module.weight.shape[1], p))
         if module.bias is not None:
             module.bias.copy_(bias)
         elif bool(bias.ne(0).any()):
             raise PatchcryptError("this patch conv has no bias; cannot set a non-zero bias")
 
 
+def shared_embed_matrix(module: PatchEmbedding) -> Tuple[torch.Tensor, torch.Tensor]:
+    """The one shared embedding of a conv or a :class:`KeyedEmbed` (without its key): W (D, L), b (D,)."""
+    if isinstance(module, KeyedEmbed):
+        return conv_to_matrix(module.weight.detach()).clone(), module.bias.detach().clone()
+    if isinstance(module, nn.Conv2d):
+        return embed_matrix(module)
+    raise PatchcryptError(f"{type(module).__name__} holds one embedding per position, not one shared embedding")
+
+
 def make_patch_embed(embed: str, in_chans: int, embed_dim: int, patch_size: int, num_patches: int) -> nn.Module:
-    """``embed="shared"`` → ``nn.Conv2d`` (kernel = stride = p); ``"blockwise"`` → :class:`BlockwiseEmbed`."""
+    """``embed="shared"`` → ``nn.Conv2d`` (kernel = stride = p); ``"blockwise"`` → :class:`BlockwiseEmbed`;
+    ``"keyed"`` → :class:`KeyedEmbed` (identity state until a key is installed or loaded)."""
     if embed == "shared":
         return nn.Conv2d(in_chans, embed_dim, kernel_size=patch_size, stride=patch_size)
     if embed == "blockwise":
         return BlockwiseEmbed.from_shared(
             nn.Conv2d(in_chans, embed_dim, kernel_size=patch_size, stride=patch_size), num_patches)
-    raise PatchcryptError(f"embed must be 'shared' or 'blockwise', got {embed!r}")
+    if embed == "keyed":
+        return KeyedEmbed(num_patches, in_chans, embed_dim, patch_size)
+    raise PatchcryptError(f"embed must be 'shared', 'blockwise' or 'keyed', got {embed!r}")
 
 
 # -- the isotropic contract ---------------------------------------------------------------------------------
@@ -222,7 +326,7 @@ class IsotropicMixin:
 
     @property
     def patch_embedding(self) -> PatchEmbedding:
-        """The embedding module: ``nn.Conv2d`` (shared) or :class:`BlockwiseEmbed`."""
+        """The embedding module: ``nn.Conv2d`` (shared), :class:`BlockwiseEmbed` or :class:`KeyedEmbed`."""
         return self.get_submodule(self._embed_path)
 
     def set_patch_embedding(self, module: nn.Module) -> None:
@@ -232,16 +336,17 @@ class IsotropicMixin:
 
     @property
     def patch_embed_conv(self) -> nn.Conv2d:
-        """The shared patch conv (kernel = stride = patch_size); error if the embedding is blockwise."""
+        """The shared patch conv (kernel = stride = patch_size); error if the embedding is blockwise or keyed."""
         m = self.patch_embedding
         if not isinstance(m, nn.Conv2d):
-            raise PatchcryptError("this model has a blockwise patch embedding, not one shared conv")
+            raise PatchcryptError(f"this model has a {self.embed} patch embedding, not one shared conv")
         return m
 
     @property
     def embed(self) -> str:
-        """``"shared"`` or ``"blockwise"``."""
-        return "blockwise" if isinstance(self.patch_embedding, BlockwiseEmbed) else "shared"
+        """``"shared"``, ``"blockwise"`` or ``"keyed"``."""
+        m = self.patch_embedding
+        return "blockwise" if isinstance(m, BlockwiseEmbed) else "keyed" if isinstance(m, KeyedEmbed) else "shared"
 
     def to_blockwise(self):
         """Replace the shared patch conv by a :class:`BlockwiseEmbed` copying it to every position (in place).
@@ -249,8 +354,24 @@ class IsotropicMixin:
         Outputs are unchanged; afterwards each position's embedding can be changed separately.
         Returns ``self``.
         """
+        if self.embed == "keyed":  # its effective per-position maps, as a position-wise embedding stores them
+            w, b = embed_matrix(self.patch_embedding)
+            blockwise = BlockwiseEmbed(self.grid_size ** 2, self.in_chans, w.shape[1], self.patch_size).to(w.device,
+                                                                                                          w.dtype)
+            set_embed_matrix(blockwise, w, b)
+            self.set_patch_embedding(blockwise)
         if self.embed == "shared":
             self.set_patch_embedding(BlockwiseEmbed.from_shared(self.patch_embed_conv, self.grid_size ** 2))
+        return self
+
+    def to_keyed(self):
+        """Replace the shared patch conv by a :class:`KeyedEmbed` with the identity state (in place; outputs
+        unchanged). Returns ``self``."""
+        if self.embed == "shared":
+            self.set_patch_embedding(KeyedEmbed.from_shared(self.patch_embed_conv, self.grid_size ** 2))
+        elif self.embed != "keyed":
+            raise PatchcryptError("this model has one embedding per position; it cannot take a keyed gather in "
+                                  "front of one shared embedding")
         return self
 
 

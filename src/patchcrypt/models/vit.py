@@ -78,7 +78,8 @@ class Block(nn.Module):
 
 
 class PatchEmbed(nn.Module):
-    """(N, C, H, W) → (N, n, D) tokens; ``proj`` is the shared conv or a :class:`BlockwiseEmbed`."""
+    """(N, C, H, W) → (N, n, D) tokens; ``proj`` is the shared conv, a :class:`BlockwiseEmbed` or a
+    :class:`KeyedEmbed`."""
 
     def __init__(self, img_size: int, patch_size: int, in_chans: int, embed_dim: int, embed: str) -> None:
         super().__init__()
@@ -96,7 +97,8 @@ class VisionTransformer(IsotropicMixin, nn.Module):
     Args:
         img_size, patch_size: square images and patches; ``patch_size`` must divide ``img_size`` and equal
             the encryption block size M.
-        embed: ``"shared"`` (one conv, the isotropic ViT) or ``"blockwise"`` (one embedding per position).
+        embed: ``"shared"`` (one conv, the isotropic ViT), ``"blockwise"`` (one embedding per position) or
+            ``"keyed"`` (one conv behind a per-position key gather, :class:`~patchcrypt.models.layers.KeyedEmbed`).
         mean, std: input normalisation in 0..1 units (see :class:`InputNorm`).
         drop_rate: dropout after the position embedding, in attention output and MLP, and before the head.
     """
