@@ -54,6 +54,22 @@ def encode_label(parts: Iterable[LabelPart]) -> bytes:
     return struct.pack(">I", len(parts)) + b"".join(_encode_part(p) for p in parts)
 
 
+class LabelPrefix:
+    """The hash state after domain ‖ label (no key, no nonce): a label encoded once and copied per stream.
+
+    Per-image keys derive one stream per image and step from the same few labels; starting each from a
+    copy of this state gives the same stream as :class:`KeyStream` over the label itself.
+    """
+
+    __slots__ = ("state",)
+
+    def __init__(self, label: Iterable[LabelPart]):
+        h = hashlib.shake_256()
+        h.update(_DOMAIN)
+        h.update(encode_label(label))
+        self.state = h
+
+
 class KeyStream:
     """A deterministic stream of key material: SHAKE-256 over domain ‖ label ‖ nonce ‖ key.
 
@@ -71,12 +87,10 @@ class KeyStream:
     [0, 5, 7, 1, 0]
     """
 
-    _CHUNK = 1 << 16
+    _CHUNK = 1 << 10  # first draw; doubled as needed (SHAKE recomputes from the start on each digest)
 
-    def __init__(self, key_bytes: bytes, label: Iterable[LabelPart], nonce: bytes = b""):
-        h = hashlib.shake_256()
-        h.update(_DOMAIN)
-        h.update(encode_label(label))
+    def __init__(self, key_bytes: bytes, label: Union[Iterable[LabelPart], LabelPrefix], nonce: bytes = b""):
+        h = (label if isinstance(label, LabelPrefix) else LabelPrefix(label)).state.copy()
         h.update(struct.pack(">I", len(nonce)) + nonce)
         h.update(key_bytes)
         self._shake = h
@@ -217,8 +231,8 @@ class Key:
         """First 16 hex digits of SHA-256("patchcrypt/v1/fingerprint" ‖ key); safe to show and store."""
         return hashlib.sha256(_FP_DOMAIN + self._bytes).hexdigest()[:16]
 
-    def stream(self, label: Iterable[LabelPart], nonce: bytes = b"") -> KeyStream:
-        """The key stream for ``label`` (and per-image ``nonce``)."""
+    def stream(self, label: Union[Iterable[LabelPart], LabelPrefix], nonce: bytes = b"") -> KeyStream:
+        """The key stream for ``label`` (or its :class:`LabelPrefix`) and per-image ``nonce``."""
         return KeyStream(self._bytes, label, nonce)
 
     def __eq__(self, other: object) -> bool:

@@ -11,8 +11,8 @@ import numpy as np
 
 from ..blocks import check_geometry
 from ..errors import PatchcryptError
-from ..keys import Key
-from .program import BlockMap, Map, Program, apply_many
+from ..keys import Key, LabelPrefix
+from .program import _BAND, BlockMap, Map, Program, apply_blockwise
 from .steps import STEP_FUNCTIONS, Geometry, effective_key_space_log10, transformations_log10
 
 NONCE_BYTES = 16
@@ -226,6 +226,7 @@ class Cipher:
         self.per_image = bool(per_image)
         self.pad = bool(pad)
         self._programs: "OrderedDict[tuple, Program]" = OrderedDict()
+        self._prefixes: Dict[tuple, LabelPrefix] = {}
 
     # -- description ---------------------------------------------------------------------------------
     @property
@@ -283,13 +284,23 @@ class Cipher:
     def _label(self, symbol: str, shape: Tuple[int, int, int]) -> tuple:
         return ("scheme", self.name, "step", symbol, "block", self._block(), "shape", *shape)
 
+    def _prefix(self, symbol: str, shape: Tuple[int, int, int]) -> LabelPrefix:
+        """The encoded label of one step for one shape, kept (one per step and shape, no key material)."""
+        cache = self.__dict__.setdefault("_prefixes", {})
+        k = (symbol, tuple(shape))
+        if k not in cache:
+            if len(cache) > 256:
+                cache.clear()
+            cache[k] = LabelPrefix(self._label(symbol, shape))
+        return cache[k]
+
     def _compile_blocks(self, shape: Tuple[int, int, int], nonce: bytes) -> BlockMap:
         """Every step of the scheme composed into one compact block map (block order)."""
         h, w, c = shape
         geo = self._geometry(h, w, c)
         total: Optional[BlockMap] = None
         for step in self.spec.steps:
-            stream = self.key.stream(self._label(step.symbol, shape), nonce)
+            stream = self.key.stream(self._prefix(step.symbol, shape), nonce)
             fn = STEP_FUNCTIONS[step.symbol]
             step_map = fn(stream, geo, shared=step.shared) if "shared" in fn.__code__.co_varnames else fn(stream, geo)
             if self.spec.unit == "nibble" and step.symbol != "LE":
@@ -316,10 +327,7 @@ class Cipher:
 
     def program(self, shape: Tuple[int, int, int], nonce: bytes = b"") -> Program:
         """The compiled map for plain images of ``shape`` = (H, W, C) (cached)."""
-        shape = tuple(int(v) for v in shape)
-        if shape[2] not in self.spec.channels:
-            want = " or ".join(map(str, self.spec.channels))
-            raise PatchcryptError(f"scheme '{self.name}' needs images with {want} channel(s), got {shape[2]}")
+        shape = self._check_channels(shape)
         k = (shape, nonce)
         prog = self._programs.get(k)
         if prog is None:
@@ -329,6 +337,13 @@ class Cipher:
         else:
             self._programs.move_to_end(k)
         return prog
+
+    def _check_channels(self, shape) -> Tuple[int, int, int]:
+        shape = tuple(int(v) for v in shape)
+        if shape[2] not in self.spec.channels:
+            want = " or ".join(map(str, self.spec.channels))
+            raise PatchcryptError(f"scheme '{self.name}' needs images with {want} channel(s), got {shape[2]}")
+        return shape
 
     def _trim_cache(self) -> None:
         """Keep at most ``_CACHE`` programs and, beyond the newest, at most ``_CACHE_BYTES`` of tables: a large
@@ -394,25 +409,41 @@ class Cipher:
         n = batch.shape[0]
         h, w, c = shape
         nonce_list = self._nonce_list(nonces, n)
-        progs = [self.program(shape, nc) for nc in nonce_list]
-        if torch_in:
-            flat = batch.reshape(n, -1)
-            if len(progs) == 1:
-                out = progs[0].apply_torch(flat, direction)
-            else:
-                out = apply_many(progs, flat, direction, channels_first=True)
-            return out.reshape(n, c, h, w)
-        flat = np.ascontiguousarray(batch).reshape(n, -1)
-        if len(progs) == 1:
-            out = progs[0].apply_numpy(flat, direction)
-        else:
-            out = apply_many(progs, flat, direction, channels_first=False)
-        return out.reshape(n, h, w, c)
+        if len(nonce_list) > 1 and h * w * c <= _BAND:
+            return self._apply_per_image(batch, direction, nonce_list, shape, torch_in)
+        flat = batch.reshape(n, -1) if torch_in else np.ascontiguousarray(batch).reshape(n, -1)
+        if len(nonce_list) == 1:
+            prog = self.program(shape, nonce_list[0])
+            out = prog.apply_torch(flat, direction) if torch_in else prog.apply_numpy(flat, direction)
+        else:  # per-image keys on large images: one image at a time, each in bands (no batch of tables)
+            parts = [self._apply(batch[i:i + 1], direction, [nc], shape, torch_in)
+                     for i, nc in enumerate(nonce_list)]
+            return torch_cat(parts) if torch_in else np.concatenate(parts)
+        return out.reshape(n, c, h, w) if torch_in else out.reshape(n, h, w, c)
+
+    def _apply_per_image(self, batch, direction: str, nonce_list, shape, torch_in: bool):
+        """Per-image keys on small images: each image's compact block map, one batched gather (no program
+        cache: fresh nonces would only evict the shared-key programs)."""
+        h, w, c = shape
+        shape = self._check_channels(shape)
+        maps = [self._compile_blocks(shape, nc) for nc in nonce_list]
+        if direction == "dec":
+            maps = [bm.inverse() for bm in maps]
+        flat = batch.reshape(len(maps), -1) if torch_in else np.ascontiguousarray(batch).reshape(len(maps), -1)
+        out = apply_blockwise(maps, flat, shape, self._block(), self.spec.unit, channels_first=torch_in)
+        return out.reshape(len(maps), c, h, w) if torch_in else out.reshape(len(maps), h, w, c)
 
     def __getstate__(self):
         state = self.__dict__.copy()
         state["_programs"] = OrderedDict()  # recompiled on demand; keeps pickles small
+        state["_prefixes"] = {}  # hash states do not pickle
         return state
+
+
+def torch_cat(parts):
+    import torch
+
+    return torch.cat(parts)
 
 
 def _to_batch(x, torch_in: bool):

@@ -402,41 +402,72 @@ class Program:
         return state
 
 
-def apply_many(programs, flat, direction: str, channels_first: bool):
-    """Apply a different program to every row of ``flat`` (per-image keys) in one vectorised gather.
+def apply_blockwise(maps, flat, shape: Tuple[int, int, int], block: int, unit: str, channels_first: bool):
+    """Apply a different compact :class:`BlockMap` to every row of ``flat`` (per-image keys).
 
-    The per-image tables are stacked to (N, D) and applied with ``take_along_axis`` / ``gather``; numpy
-    arrays and CPU tensors share the numpy path.
+    The gather tables of the whole batch are built at once from the stacked block orders, in-block gathers
+    and masks (no per-image flat map, layout conversion or table cache), then applied in one
+    ``take_along_axis`` / ``gather``; numpy arrays and CPU tensors share the numpy path. For images of up
+    to a million values (see :class:`Cipher`, which takes another path above that).
     """
+    tabs = _batch_tables(maps, shape, block, 2 if unit == "nibble" else 1, channels_first)
     torch_in = not isinstance(flat, np.ndarray)
     device = None if not torch_in or flat.device.type == "cpu" else flat.device
     host = flat.contiguous().numpy() if torch_in and device is None else flat
-    per_prog = [p.tables(direction, channels_first) for p in programs]
-    if programs[0].unit == "byte":  # a missing mask (all zero) must still stack beside real ones
-        per_prog = [(g, np.zeros(g.size, np.uint8) if m is None else m) for g, m in per_prog]
-    stacked = [np.stack(t) for t in zip(*per_prog)]
     if device is not None:
         import torch
 
-        stacked = [None if t is None else torch.from_numpy(t.astype(np.int64) if t.dtype == _IDX else t).to(device)
-                   for t in stacked]
+        tabs = [torch.from_numpy(t).to(device) for t in tabs]
         take = lambda idx: torch.gather(flat, 1, idx)  # noqa: E731
     else:
         take = lambda idx: np.take_along_axis(host, idx, axis=1)  # noqa: E731
-    if programs[0].unit == "nibble":
-        bh, sh, bl, sl, m = stacked
+    if unit == "nibble":
+        bh, sh, bl, sl, m = tabs
         out = ((take(bh) << sh) & 0xF0) | ((take(bl) >> sl) & 0x0F)
-        out ^= m
     else:
-        g, m = stacked
+        g, m = tabs
         out = take(g)
-        if m is not None:
-            out ^= m
+    out ^= m
     if torch_in and device is None:
         import torch
 
         return torch.from_numpy(out)
     return out
+
+
+def _batch_tables(maps, shape: Tuple[int, int, int], block: int, unit: int, channels_first: bool) -> list:
+    """(N, D) gather indices (int64) and masks of N block maps, in HWC or CHW flat order; byte tables for
+    nibble maps as :func:`_nibble_tables` builds them."""
+    h, w, c = shape
+    n, L, count = maps[0].n, maps[0].L, len(maps)
+    src = np.empty((count, n), dtype=np.int64)
+    local = np.empty((count, n, L), dtype=local_dtype(L))
+    mask = np.zeros((count, n, L), dtype=np.uint8)
+    for i, bm in enumerate(maps):
+        src[i] = np.arange(n) if bm.src is None else bm.src
+        local[i] = np.arange(L) if bm.local is None else bm.local
+        if bm.mask is not None:
+            mask[i] = bm.mask
+    per_row = w // block
+    base = _block_base(np.arange(n, dtype=np.int64), per_row, w, c, block, unit)
+    offsets = _block_offsets(w, c, block, unit)
+    dst = (base[:, None] + offsets[None, :]).reshape(-1)
+    g = np.empty((count, dst.size), dtype=np.int64)
+    m = np.empty((count, dst.size), dtype=np.uint8)
+    g[:, dst] = (base[src][:, :, None] + offsets[local]).reshape(count, -1)
+    m[:, dst] = mask.reshape(count, -1)
+    if channels_first:
+        p = _chw_order(shape)
+        if unit == 2:
+            p = np.stack((2 * p, 2 * p + 1), axis=1).reshape(-1)
+        inv = np.empty_like(p)
+        inv[p] = np.arange(p.size)
+        g, m = inv[g[:, p]], m[:, p]
+    if unit == 1:
+        return [g, m]
+    gh, gl = g[:, 0::2], g[:, 1::2]
+    return [gh >> 1, ((gh & 1) * 4).astype(np.uint8), gl >> 1, ((1 - (gl & 1)) * 4).astype(np.uint8),
+            ((m[:, 0::2] << 4) | m[:, 1::2]).astype(np.uint8)]
 
 
 def _is_identity(mp: Map) -> bool:
