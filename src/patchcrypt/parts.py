@@ -507,7 +507,7 @@ def decrypt_shards(src: Path, dst: Path, key: Key, scheme: Optional[str] = None,
     """
     from .data.shards import check_shards, index_shard, shard_records
     from .codec import decode_image
-    from .files import DECRYPTED_MARKER, _check_file_shape, _decrypt_batch, load_manifest_for
+    from .files import _check_file_shape, _decrypt_batch, load_manifest_for, write_decrypt_marker
 
     src, dst = Path(src), Path(dst)
     root, manifest = load_manifest_for(src)
@@ -532,7 +532,7 @@ def decrypt_shards(src: Path, dst: Path, key: Key, scheme: Optional[str] = None,
         plan.append((name, samples))
     _check_destination(root, dst, force)
     upsampling = record.jpeg_upsampling  # the one rule for EtC JPEGs (decrypt, server, training)
-    n, written = 0, []
+    n, written = 0, {}
     with _Staging(dst) as tmp:
         for name, samples in plan:
             with open_bounded(root / name, SHARD_MAX, "shard") as f:
@@ -554,13 +554,13 @@ def decrypt_shards(src: Path, dst: Path, key: Key, scheme: Optional[str] = None,
             for (rel, *_), out in zip(items, _decrypt_batch(cipher, items, record.per_image)):
                 path = tmp / Path(rel).with_suffix(".png")
                 path.parent.mkdir(parents=True, exist_ok=True)
-                path.write_bytes(image_bytes(out, "png"))
-                written.append(Path(rel).with_suffix(".png").as_posix())
+                data = image_bytes(out, "png")
+                path.write_bytes(data)
+                written[Path(rel).with_suffix(".png").as_posix()] = hashlib.sha256(data).hexdigest()
             n += len(items)
             if progress:
                 progress(len(items))
-        (tmp / DECRYPTED_MARKER).write_text(json.dumps({"format": "patchcrypt-decrypted", "file_count": n,
-                                                        "key_fingerprint": key.fingerprint, "files": written}))
+        write_decrypt_marker(tmp, key.fingerprint, written)
     return n
 
 
