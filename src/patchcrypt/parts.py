@@ -523,8 +523,8 @@ def _check_same_run(dst: Path, docs: List[Dict], n: int) -> None:
                                   "(names or sizes differ); parts of different data are never merged. Nothing "
                                   "was written")
         rec = doc["record"]
-        diff = [k for k in first["record"] if k not in ("files", "shards", "image_shape")
-                and rec.get(k) != first["record"][k]]
+        keys = [k for k in {**first["record"], **rec} if k not in ("files", "shards", "image_shape")]
+        diff = [k for k in keys if rec.get(k) != first["record"].get(k)]
         diff += ["unit_count"] if doc["unit_count"] != first["unit_count"] else []
         if diff:
             raise PatchcryptError(f"{dst}: part {i}/{n} does not match part 1/{n} ({', '.join(diff)} differ): "
@@ -589,7 +589,8 @@ def _write_merged(dst: Path, merged: Dict[str, Any], n: int) -> None:
         atomic_write(dst / MANIFEST_NAME, text)
         os.chmod(dst / MANIFEST_NAME, 0o644)
     except OSError as exc:
-        raise PatchcryptError(f"cannot write {dst / MANIFEST_NAME} ({exc.strerror or exc}); the parts were kept")
+        raise PatchcryptError(f"cannot write {dst / MANIFEST_NAME} ({exc.strerror or exc}); the parts were "
+                              "kept") from None
     why = _readable(dst, json.loads(text))
     if why:
         (dst / MANIFEST_NAME).unlink(missing_ok=True)
