@@ -97,7 +97,10 @@ class Plan:
         """A digest of the source's file names and sizes: the same for every part of one source, another for
         other data (a file added, removed, renamed or of another size). Stats every file, reads none."""
         if self.source is None:
-            sizes = [os.stat(self.root / r).st_size for r in self.rels]
+            try:
+                sizes = [os.stat(self.root / r).st_size for r in self.rels]
+            except OSError as exc:
+                raise PatchcryptError(f"{exc.filename}: cannot read ({exc.strerror or exc})") from None
         else:
             sizes = [int(s) for s in self.source.spans[:, 2]]
         lines = sorted(f"{r}\t{n}" for r, n in zip(self.rels, sizes))
