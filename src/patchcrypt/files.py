@@ -8,8 +8,10 @@ the destination only when complete, so a failed or interrupted run leaves the de
 ``.partial`` folder left by a killed run is removed by the next run into the same destination.
 
 ``--force`` replaces only a previous patchcrypt output: a folder whose ``patchcrypt.json`` (or the marker
-``decrypt`` writes) parses and which holds no file it does not list; never the source or a folder
-containing it, the current folder, the home folder or a folder above them. ``decrypt`` checks every file
+``decrypt`` writes) parses, which holds no file it does not list, and whose every listed file has the
+SHA-256 recorded when patchcrypt wrote it (a name alone never is enough: a crafted manifest could list a
+user's files); never the source or a folder containing it, the current folder, the home folder or a folder
+above them. ``decrypt`` checks every file
 against the manifest's digests and refuses, naming them, files that do not belong to the tree, and reads
 every file's size from its header against the manifest before decoding it.
 """
@@ -21,6 +23,7 @@ import json
 import os
 import re
 import shutil
+import stat
 import tempfile
 import time
 import warnings
@@ -31,7 +34,7 @@ from typing import Callable, Dict, List, Optional, Tuple
 import numpy as np
 
 from .ciphers import create_cipher
-from .bounded import read_bounded
+from .bounded import SHARD_MAX, open_bounded, read_bounded
 from .codec import (IMAGE_SUFFIXES, check_pixels, decode_image, image_bytes, image_size, max_pixels,  # noqa: F401
                     read_image_file, resize_image)  # resize_image is re-exported
 from .data.manifest import (MANIFEST_FORMAT, MANIFEST_MAX_BYTES, MANIFEST_NAME, build_manifest, find_manifest,
@@ -157,8 +160,9 @@ def _read_json(path: Path) -> Optional[object]:
         return None
 
 
-def _listed_files(d: Path, present: List[str]) -> Tuple[Optional[set], str]:
-    """The files a previous output in ``d`` says it wrote, or (None, why it is not one of ours)."""
+def _listed_files(d: Path, present: List[str]) -> Tuple[Optional[Dict[str, Optional[str]]], str]:
+    """What a previous output in ``d`` says it wrote: {file: the SHA-256 recorded when it was written, or None
+    when none was}, its manifest or marker included (as None); or (None, why it is not one of ours)."""
     if MANIFEST_NAME in present:
         data = _read_json(d / MANIFEST_NAME)
         if not isinstance(data, dict) or data.get("format") != MANIFEST_FORMAT:
@@ -167,36 +171,91 @@ def _listed_files(d: Path, present: List[str]) -> Tuple[Optional[set], str]:
             validate_manifest(data, MANIFEST_NAME)
         except PatchcryptError as exc:
             return None, f"has a {MANIFEST_NAME} that does not parse ({exc})"
-        if data.get("version", 1) >= 2:
-            return set(data.get("files") or {}) | {MANIFEST_NAME}, ""
-        suffix = ".jpg" if data.get("file_format") == "jpeg" else ".png"  # version 1 listed no files
-        return {r for r in present if r.endswith(suffix)} | {MANIFEST_NAME}, ""
+        return {MANIFEST_NAME: None, **_manifest_digests(data, present)}, ""
     if DECRYPTED_MARKER in present:
         data = _read_json(d / DECRYPTED_MARKER)
         if not isinstance(data, dict) or data.get("format") != "patchcrypt-decrypted":
             return None, f"has a {DECRYPTED_MARKER} that is not one patchcrypt wrote"
-        files = data.get("files")
-        if isinstance(files, list) and all(isinstance(f, str) for f in files):
-            return set(files) | {DECRYPTED_MARKER}, ""
-        count = data.get("file_count")  # markers before file lists: only its count of PNG files
-        pngs = {r for r in present if r.endswith(".png")}
-        if isinstance(count, int) and not isinstance(count, bool) and count == len(pngs):
-            return pngs | {DECRYPTED_MARKER}, ""
-        return None, f"has a {DECRYPTED_MARKER} that does not list the files beside it"
+        listed = _marker_digests(data, present)
+        if listed is None:
+            return None, f"has a {DECRYPTED_MARKER} that does not list the files beside it"
+        return {DECRYPTED_MARKER: None, **listed}, ""
     return None, f"has no {MANIFEST_NAME}"
+
+
+def _digest_or_none(v: object) -> Optional[str]:
+    return v if isinstance(v, str) and len(v) == 64 and re.fullmatch(r"[0-9a-f]+", v) else None
+
+
+def _manifest_digests(data: Dict, present: List[str]) -> Dict[str, Optional[str]]:
+    """{file: recorded SHA-256} of an encrypted tree (its files) or shard set (its shards); version 1 listed no
+    files, so its images are listed without digests."""
+    if data.get("version", 1) < 2:
+        suffix = ".jpg" if data.get("file_format") == "jpeg" else ".png"
+        return {r: None for r in present if r.endswith(suffix)}
+    out = {rel: _digest_or_none(meta.get("sha256")) for rel, meta in (data.get("files") or {}).items()}
+    for rec in data.get("shards") or []:
+        if isinstance(rec, dict) and isinstance(rec.get("path"), str):
+            out[rec["path"]] = _digest_or_none(rec.get("sha256"))
+    return out
+
+
+def _marker_digests(data: Dict, present: List[str]) -> Optional[Dict[str, Optional[str]]]:
+    """{file: recorded SHA-256} of a decrypt marker; markers before digests list names (or only a count of PNG
+    files) and give None for each. None when the marker lists nothing usable."""
+    files = data.get("files")
+    if isinstance(files, dict) and all(isinstance(f, str) and isinstance(m, dict) for f, m in files.items()):
+        return {f: _digest_or_none(m.get("sha256")) for f, m in files.items()}
+    if isinstance(files, list) and all(isinstance(f, str) for f in files):
+        return {f: None for f in files}
+    count = data.get("file_count")
+    pngs = [r for r in present if r.endswith(".png")]
+    if isinstance(count, int) and not isinstance(count, bool) and count == len(pngs):
+        return {r: None for r in pngs}
+    return None
+
+
+def _file_sha256(path: Path) -> Optional[str]:
+    """The SHA-256 of a regular file (not a link, a FIFO or a device: None, never read)."""
+    try:
+        if not stat.S_ISREG(os.lstat(path).st_mode):
+            return None
+        h = hashlib.sha256()
+        with open_bounded(path, SHARD_MAX, "file") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                h.update(block)
+        return h.hexdigest()
+    except (OSError, PatchcryptError):
+        return None
+
+
+def _unverified(d: Path, listed: Dict[str, Optional[str]], present: List[str]) -> List[str]:
+    """The listed files in ``d`` whose content is not what patchcrypt recorded writing (no digest recorded, or
+    another one): a crafted manifest or marker may list a user's files by name; a name alone is not enough."""
+    todo = [r for r in present if r not in (MANIFEST_NAME, DECRYPTED_MARKER)]
+    with ThreadPoolExecutor(_WORKERS) as pool:
+        found = list(pool.map(lambda r: _file_sha256(d / r) if listed.get(r) else None, todo))
+    return sorted(r for r, got in zip(todo, found) if got is None or got != listed.get(r))
+
+
+def _shown(names: List[str]) -> str:
+    return ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
 
 
 def _not_our_output(d: Path) -> Optional[str]:
     """None when ``d`` is a previous encrypt or decrypt output holding only the files it lists (plus its
-    manifest); else why not, naming files it does not list."""
+    manifest), each with the content digest recorded when it was written; else why not, naming files."""
     present = _tree_entries(d)
     listed, why = _listed_files(d, present)
     if listed is None:
         return why
-    extra = sorted(set(present) - listed)
+    extra = sorted(set(present) - set(listed))
     if extra:
-        shown = ", ".join(extra[:5]) + (f" and {len(extra) - 5} more" if len(extra) > 5 else "")
-        return f"holds {len(extra)} file(s) its manifest does not list: {shown}"
+        return f"holds {len(extra)} file(s) its manifest does not list: {_shown(extra)}"
+    bad = _unverified(d, listed, present)
+    if bad:
+        return (f"lists {len(bad)} file(s) patchcrypt cannot show it wrote (no digest recorded when written, or "
+                f"the content differs): {_shown(bad)}; nothing was deleted")
     return None
 
 
@@ -424,6 +483,7 @@ def decrypt_tree(src: Path, dst: Path, key: Key, scheme: Optional[str] = None, f
     verify = manifest.get("version", 1) >= 2
     upsampling = record.jpeg_upsampling
     changed: List[str] = []
+    written: Dict[str, str] = {}  # output file -> SHA-256 of its bytes, for the marker
     n = 0
     with _Staging(dst) as tmp, ThreadPoolExecutor(_WORKERS) as pool:
         for start in range(0, len(rels), CHUNK):
@@ -452,16 +512,25 @@ def decrypt_tree(src: Path, dst: Path, key: Key, scheme: Optional[str] = None, f
             del images
             decoded = _decrypt_batch(cipher, outputs, per_image)
             del outputs
-            encoded = pool.map(lambda o: image_bytes(o, "png"), decoded)
+            encoded = list(pool.map(lambda o: image_bytes(o, "png"), decoded))
+            written.update(zip(out_chunk, pool.map(lambda e: hashlib.sha256(e).hexdigest(), encoded)))
             list(pool.map(lambda pair: _write(tmp / pair[0], pair[1]), zip(out_chunk, encoded)))
             n += len(chunk)
             if progress:
                 progress(len(chunk))
         if changed:
             _refuse_foreign(root, changed, "changed since encryption: digest differs")
-        (tmp / DECRYPTED_MARKER).write_text(json.dumps({"format": "patchcrypt-decrypted", "file_count": n,
-                                                        "key_fingerprint": key.fingerprint, "files": out_rels}))
+        write_decrypt_marker(tmp, key.fingerprint, written)
     return n
+
+
+def write_decrypt_marker(folder: Path, key_fingerprint: str, written: Dict[str, str]) -> None:
+    """The marker of a decrypt output: every file written, with the SHA-256 of its bytes, so that ``--force``
+    later replaces these files and nothing else (a file of the same name with other content stays)."""
+    files = {rel: {"sha256": digest} for rel, digest in written.items()}
+    (folder / DECRYPTED_MARKER).write_text(json.dumps({"format": "patchcrypt-decrypted", "version": 2,
+                                                       "file_count": len(files), "key_fingerprint": key_fingerprint,
+                                                       "files": files}))
 
 
 def _check_file_shape(cipher, manifest: Dict, meta: Dict, data: bytes, name: Path) -> Optional[int]:

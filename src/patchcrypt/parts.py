@@ -5,8 +5,9 @@
   (named by rank 0 and broadcast), rank 0 writes the manifest after all ranks report and moves the folder into
   place. The output is byte-identical to one process (shared keys; per-image keys given the same ``--salt``).
 - ``encrypt --part I/N`` (Slurm arrays, Kubernetes jobs, anything without torchrun): part I of N writes its
-  range into DST and ``patchcrypt.part-I-of-N.json``; :func:`merge_manifests` joins the parts into
-  ``patchcrypt.json`` and refuses missing, overlapping or mismatched parts.
+  range into DST and ``patchcrypt.part-I-of-N.json`` (with an identity of the source: its file names and
+  sizes); :func:`merge_manifests` joins the parts into ``patchcrypt.json`` and refuses missing, overlapping or
+  mismatched parts, parts of different sources, and any name the manifest reader refuses, before writing.
 - ``encrypt --shard-size K``: DST/<split>/shard-NNNNNN.tar of K samples each (:mod:`patchcrypt.data.shards`);
   the manifest lists every shard with its digest and sample count, and every file's nonce and digest.
 
@@ -14,6 +15,8 @@ Per-image keys: the nonce of file i is SHA-256("patchcrypt/v1/nonce" â€– salt â€
 drawn once per run (rank 0 draws it and broadcasts it; the first part writes ``.patchcrypt-salt`` and the
 others read it; or ``--salt HEX``). Nonces are then unique across ranks (distinct i) and across runs and data
 sets (distinct salts); the index alone would give image i of every data set under one key the same key.
+The salt file also records the source it was drawn for; a part that finds it recorded for other data (a
+file left behind, or ``--salt`` reused) warns that nonces repeat across the two data sets.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ import os
 import re
 import secrets
 import shutil
+import warnings
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,10 +39,10 @@ from .bounded import MANIFEST_MAX, METADATA_MAX, SHARD_MAX, open_bounded, read_t
 from .ciphers import create_cipher
 from .ciphers.base import NONCE_BYTES
 from .codec import image_bytes, resize_image
-from .data.manifest import MANIFEST_NAME, write_manifest
+from .data.manifest import MANIFEST_FORMAT, MANIFEST_NAME, find_manifest, validate_manifest, write_manifest
 from .data.manifest import build_manifest
 from .data.readers import has_splits
-from .data.shards import SHARD_PATTERN, sample_key, write_shard
+from .data.shards import SHARD_PATTERN, sample_key, shard_records, write_shard
 from .errors import PatchcryptError
 from .files import (CHUNK, _check_destination, _class_names, _decode_file, _list_sources, _output_names, _Staging,
                     _sub_batches, _WORKERS)
@@ -88,6 +92,19 @@ class Plan:
     classes: Optional[List[str]]
     units: List[Tuple[Optional[str], List[int]]]  # (shard path or None for one file, file indices)
     source: Any = None  # the source's FileSet when it is a user's plain WebDataset shards, else None
+
+    def identity(self) -> str:
+        """A digest of the source's file names and sizes: the same for every part of one source, another for
+        other data (a file added, removed, renamed or of another size). Stats every file, reads none."""
+        if self.source is None:
+            try:
+                sizes = [os.stat(self.root / r).st_size for r in self.rels]
+            except OSError as exc:
+                raise PatchcryptError(f"{exc.filename}: cannot read ({exc.strerror or exc})") from None
+        else:
+            sizes = [int(s) for s in self.source.spans[:, 2]]
+        lines = sorted(f"{r}\t{n}" for r, n in zip(self.rels, sizes))
+        return hashlib.sha256("\n".join(lines).encode()).hexdigest()[:32]
 
     def read(self, i: int, resize) -> np.ndarray:
         """Source image ``i`` decoded (and resized), uint8 (H, W, C)."""
@@ -363,23 +380,41 @@ def _encrypt_ranks(dist, plan: Plan, src: Path, dst: Path, cipher, key: Key, opt
     return manifest
 
 
-def _shared_salt(dst: Path, salt: Optional[bytes]) -> bytes:
+def _shared_salt(dst: Path, salt: Optional[bytes], source: str) -> bytes:
     """The parts' common salt: ``dst/.patchcrypt-salt`` if a part wrote it, else ``salt`` or a fresh one,
-    written there atomically (a hard link fails if another part got there first; then that one is read)."""
+    written there atomically (a hard link fails if another part got there first; then that one is read).
+
+    The file records, beside the salt, the identity of the source it was drawn for: a salt file left behind
+    by another data set's parts, or a ``--salt`` used there, would give image i of both the same nonce (the
+    same key), which is worth a warning."""
     path = dst / SALT_NAME
     if not path.exists():
         tmp = dst / f".{SALT_NAME}.{os.getpid()}.tmp"
-        tmp.write_text((salt or secrets.token_bytes(SALT_BYTES)).hex())
+        tmp.write_text(f"{(salt or secrets.token_bytes(SALT_BYTES)).hex()}\nsource {source}\n")
         try:
             os.link(tmp, path)
         except FileExistsError:
             pass
         finally:
             tmp.unlink(missing_ok=True)
-    have = parse_salt(read_text_bounded(path, METADATA_MAX, "salt file").strip())
+    have, used_for = _read_salt_file(path)
     if salt is not None and have != salt:
         raise PatchcryptError(f"{path}: the other parts used another salt than --salt")
+    if used_for is not None and used_for != source:
+        warnings.warn(f"{path}: this salt was used on other source files (names or sizes differ); per-image "
+                      "nonces repeat across the two data sets (remove the salt file or give a fresh --salt)")
     return have
+
+
+def _read_salt_file(path: Path) -> Tuple[bytes, Optional[str]]:
+    """(the salt, the source identity it was recorded for, or None in a file written before sources were)."""
+    lines = read_text_bounded(path, METADATA_MAX, "salt file").split("\n")
+    try:
+        salt = parse_salt(lines[0].strip())
+    except PatchcryptError:
+        raise PatchcryptError(f"{path}: not a salt file (want {2 * SALT_BYTES} hex digits)") from None
+    found = [ln.split()[1] for ln in lines[1:] if len(ln.split()) == 2 and ln.split()[0] == "source"]
+    return salt, (found[0] if found else None)
 
 
 def _encrypt_part(plan: Plan, src: Path, dst: Path, cipher, key: Key, opts: Dict[str, Any], part: Tuple[int, int],
@@ -397,7 +432,8 @@ def _encrypt_part(plan: Plan, src: Path, dst: Path, cipher, key: Key, opts: Dict
     else:
         _check_destination(src, dst, False)
     dst.mkdir(parents=True, exist_ok=True)
-    run_salt = _shared_salt(dst, salt) if opts["per_image"] else b""
+    source = plan.identity()
+    run_salt = _shared_salt(dst, salt, source) if opts["per_image"] else b""
     staging = dst / f".part-{i}-of-{n}.partial"
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir()
@@ -415,7 +451,7 @@ def _encrypt_part(plan: Plan, src: Path, dst: Path, cipher, key: Key, opts: Dict
     record = run_manifest(plan, cipher, key.fingerprint, opts, [enc.result()],
                             run_salt if opts["per_image"] else None)
     doc = {"format": "patchcrypt-part", "part": i, "parts": n, "units": [units.start, units.stop],
-           "unit_count": len(plan.units), "record": record}
+           "unit_count": len(plan.units), "source": source, "record": record}
     from .atomic import atomic_write
 
     atomic_write(dst / f"patchcrypt.part-{i}-of-{n}.json", json.dumps(doc, indent=1))
@@ -424,9 +460,9 @@ def _encrypt_part(plan: Plan, src: Path, dst: Path, cipher, key: Key, opts: Dict
 
 def merge_manifests(dst: Path) -> Dict[str, Any]:
     """Join ``dst/patchcrypt.part-I-of-N.json`` into ``dst/patchcrypt.json``; refuses a missing part, parts of
-    different runs (any record field other than the files differs), overlaps and gaps. Returns the manifest."""
-    from .atomic import atomic_write
-
+    different runs or sources (any record field other than the files differs, or the source's identity),
+    overlaps, gaps and any name the manifest reader refuses, before writing anything. The parts are removed
+    only once the merged manifest is written and reads back. Returns the manifest."""
     dst = Path(dst)
     if not dst.is_dir():
         raise PatchcryptError(f"{dst}: no such folder")
@@ -449,25 +485,61 @@ def merge_manifests(dst: Path) -> Dict[str, Any]:
         if (i, n) not in found:
             raise PatchcryptError(f"{dst}: part {i}/{n} missing (no patchcrypt.part-{i}-of-{n}.json); run "
                                   f"'encrypt --part {i}/{n}' first")
-        try:
-            doc = json.loads(read_text_bounded(found[(i, n)], MANIFEST_MAX, "part manifest"))
-            doc["record"]["files"], doc["units"]  # noqa: B018 - the fields every part has
-        except (ValueError, KeyError, TypeError) as exc:
-            raise PatchcryptError(f"{found[(i, n)]}: unreadable part manifest ({exc})") from None
-        docs.append(doc)
-    return _merge(dst, docs, n, atomic_write)
+        docs.append(_read_part(found[(i, n)], i, n))
+    merged = _merge(dst, docs, n)
+    _write_merged(dst, merged, n)
+    return merged
 
 
-def _merge(dst: Path, docs: List[Dict], n: int, atomic_write) -> Dict[str, Any]:
-    first = docs[0]["record"]
-    same = {k: v for k, v in first.items() if k not in ("files", "shards", "image_shape")}
-    at, files, shards, shapes = 0, {}, [], set()
-    for i, doc in enumerate(docs, 1):
+def _is_count(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool) and v >= 0
+
+
+def _read_part(path: Path, i: int, n: int) -> Dict[str, Any]:
+    """A part manifest, every field checked, its record by the rules the data set manifest's reader applies
+    (a name with ``..`` or an absolute path is refused here, before anything is written)."""
+    try:
+        doc = json.loads(read_text_bounded(path, MANIFEST_MAX, "part manifest"))
+    except ValueError as exc:
+        raise PatchcryptError(f"{path}: unreadable part manifest ({exc})") from None
+    units = doc.get("units") if isinstance(doc, dict) else None
+    ok = (isinstance(doc, dict) and doc.get("format", "patchcrypt-part") == "patchcrypt-part"
+          and doc.get("part", i) == i and doc.get("parts", n) == n and _is_count(doc.get("unit_count"))
+          and isinstance(units, list) and len(units) == 2 and all(_is_count(u) for u in units)
+          and units[0] <= units[1] and isinstance(doc.get("source", ""), str)
+          and isinstance(doc.get("record"), dict) and doc["record"].get("format") == MANIFEST_FORMAT)
+    if not ok:
+        raise PatchcryptError(f"{path}: malformed part manifest (format, part, units, unit_count, source or "
+                              "record); nothing was merged")
+    validate_manifest(doc["record"], str(path))
+    shard_records(doc["record"], str(path))
+    return doc
+
+
+def _check_same_run(dst: Path, docs: List[Dict], n: int) -> None:
+    """Every part was written by one run over one source: same record fields (scheme, block size, options, key
+    fingerprint, salt, ...), same unit count and the same source identity."""
+    first = docs[0]
+    for i, doc in enumerate(docs[1:], 2):
+        if doc.get("source") != first.get("source"):
+            raise PatchcryptError(f"{dst}: part {i}/{n} was encrypted from other source files than part 1/{n} "
+                                  "(names or sizes differ); parts of different data are never merged. Nothing "
+                                  "was written")
         rec = doc["record"]
-        diff = [k for k in same if rec.get(k) != same[k]] + (["unit_count"] if doc["unit_count"] != docs[0]["unit_count"] else [])
+        keys = [k for k in {**first["record"], **rec} if k not in ("files", "shards", "image_shape")]
+        diff = [k for k in keys if rec.get(k) != first["record"].get(k)]
+        diff += ["unit_count"] if doc["unit_count"] != first["unit_count"] else []
         if diff:
             raise PatchcryptError(f"{dst}: part {i}/{n} does not match part 1/{n} ({', '.join(diff)} differ): "
                                   "parts of different runs")
+
+
+def _merge(dst: Path, docs: List[Dict], n: int) -> Dict[str, Any]:
+    """The merged manifest of checked parts (nothing written)."""
+    _check_same_run(dst, docs, n)
+    at, files, shards, shapes = 0, {}, [], set()
+    for i, doc in enumerate(docs, 1):
+        rec = doc["record"]
         start, stop = doc["units"]
         if start < at:
             raise PatchcryptError(f"{dst}: part {i}/{n} overlaps the part before it (units {start}..{at - 1})")
@@ -485,17 +557,65 @@ def _merge(dst: Path, docs: List[Dict], n: int, atomic_write) -> Dict[str, Any]:
     missing = [r for r in (shards and [s["path"] for s in shards] or list(files)) if not (dst / r).is_file()]
     if missing:
         raise PatchcryptError(f"{dst}: {missing[0]} listed by a part is missing")
-    merged = dict(first)
+    merged = dict(docs[0]["record"])
     merged["image_shape"] = json.loads(shapes.pop()) if len(shapes) == 1 else None
     merged["files"] = files
     if shards:
         merged["shards"] = shards
-    atomic_write(dst / MANIFEST_NAME, json.dumps(merged, indent=1))
-    os.chmod(dst / MANIFEST_NAME, 0o644)
+    return merged
+
+
+def _readable(dst: Path, expected: Dict[str, Any]) -> Optional[str]:
+    """None when ``dst``'s manifest reads back (by the readers ``decrypt``, training and the server use) as
+    ``expected``; else why not."""
+    try:
+        found = find_manifest(dst)
+        if found is None or found[0] != dst or found[1] != expected:
+            return "it does not read back as written"
+        EncryptionRecord.from_manifest(found[1])
+        shard_records(found[1], str(dst / MANIFEST_NAME))
+    except PatchcryptError as exc:
+        return str(exc)
+    return None
+
+
+def _write_merged(dst: Path, merged: Dict[str, Any], n: int) -> None:
+    """Write the merged manifest; remove the parts (and the salt file) only once it reads back. A manifest
+    that does not is removed again, the parts kept."""
+    from .atomic import atomic_write
+
+    text = json.dumps(merged, indent=1)
+    why = _readable_text(text, dst)
+    if why:
+        raise PatchcryptError(f"{dst}: the merged manifest would not read back ({why}); nothing was written")
+    try:
+        atomic_write(dst / MANIFEST_NAME, text)
+        os.chmod(dst / MANIFEST_NAME, 0o644)
+    except OSError as exc:
+        raise PatchcryptError(f"cannot write {dst / MANIFEST_NAME} ({exc.strerror or exc}); the parts were "
+                              "kept") from None
+    why = _readable(dst, json.loads(text))
+    if why:
+        (dst / MANIFEST_NAME).unlink(missing_ok=True)
+        raise PatchcryptError(f"{dst}: the merged manifest does not read back ({why}); removed it, the parts "
+                              "were kept")
     for i in range(1, n + 1):
         (dst / f"patchcrypt.part-{i}-of-{n}.json").unlink()
     (dst / SALT_NAME).unlink(missing_ok=True)
-    return merged
+
+
+def _readable_text(text: str, dst: Path) -> Optional[str]:
+    """Why the manifest ``text`` would be refused by the reader, before it is written (None when it is not)."""
+    m = json.loads(text)
+    try:
+        if m.get("format") != MANIFEST_FORMAT:
+            return "not a patchcrypt manifest"
+        validate_manifest(m, str(dst / MANIFEST_NAME))
+        EncryptionRecord.from_manifest(m)
+        shard_records(m, str(dst / MANIFEST_NAME))
+    except PatchcryptError as exc:
+        return str(exc)
+    return None
 
 
 def decrypt_shards(src: Path, dst: Path, key: Key, scheme: Optional[str] = None, force: bool = False,
@@ -505,9 +625,9 @@ def decrypt_shards(src: Path, dst: Path, key: Key, scheme: Optional[str] = None,
     Every shard is checked against the manifest (digest, sample count) and every image against its file
     digest before anything is written; a truncated, foreign or changed shard is named and nothing is written.
     """
-    from .data.shards import check_shards, index_shard, shard_records
+    from .data.shards import check_shards, index_shard
     from .codec import decode_image
-    from .files import DECRYPTED_MARKER, _check_file_shape, _decrypt_batch, load_manifest_for
+    from .files import _check_file_shape, _decrypt_batch, load_manifest_for, write_decrypt_marker
 
     src, dst = Path(src), Path(dst)
     root, manifest = load_manifest_for(src)
@@ -532,7 +652,7 @@ def decrypt_shards(src: Path, dst: Path, key: Key, scheme: Optional[str] = None,
         plan.append((name, samples))
     _check_destination(root, dst, force)
     upsampling = record.jpeg_upsampling  # the one rule for EtC JPEGs (decrypt, server, training)
-    n, written = 0, []
+    n, written = 0, {}
     with _Staging(dst) as tmp:
         for name, samples in plan:
             with open_bounded(root / name, SHARD_MAX, "shard") as f:
@@ -554,13 +674,13 @@ def decrypt_shards(src: Path, dst: Path, key: Key, scheme: Optional[str] = None,
             for (rel, *_), out in zip(items, _decrypt_batch(cipher, items, record.per_image)):
                 path = tmp / Path(rel).with_suffix(".png")
                 path.parent.mkdir(parents=True, exist_ok=True)
-                path.write_bytes(image_bytes(out, "png"))
-                written.append(Path(rel).with_suffix(".png").as_posix())
+                data = image_bytes(out, "png")
+                path.write_bytes(data)
+                written[Path(rel).with_suffix(".png").as_posix()] = hashlib.sha256(data).hexdigest()
             n += len(items)
             if progress:
                 progress(len(items))
-        (tmp / DECRYPTED_MARKER).write_text(json.dumps({"format": "patchcrypt-decrypted", "file_count": n,
-                                                        "key_fingerprint": key.fingerprint, "files": written}))
+        write_decrypt_marker(tmp, key.fingerprint, written)
     return n
 
 
