@@ -76,6 +76,112 @@ def redigest(tree: Path) -> None:
     (tree / "patchcrypt.json").write_text(json.dumps(manifest))
 
 
+# -- item 6: digests --------------------------------------------------------------------------------------
+@pytest.mark.parametrize("stream", ["--in-memory", "--stream"])
+def test_files_swapped_between_classes_are_refused(enc, tmp_path, capsys, stream):
+    work = tmp_path / "work"
+    shutil.copytree(enc, work)
+    a, b = work / "train/a/0.png", work / "train/b/0.png"
+    data_a = a.read_bytes()
+    a.write_bytes(b.read_bytes())
+    b.write_bytes(data_a)
+    err = train_error(capsys, work, tmp_path / "run", stream)
+    assert "train/a/0.png" in err and "digest differs from the manifest" in err, err
+
+
+@pytest.mark.parametrize("stream", ["--in-memory", "--stream"])
+def test_a_file_moved_to_another_class_folder_is_not_in_the_manifest(enc, tmp_path, capsys, stream):
+    work = tmp_path / "work"
+    shutil.copytree(enc, work)
+    (work / "train/a/0.png").rename(work / "train/b/9.png")
+    err = train_error(capsys, work, tmp_path / "run", stream)
+    assert "b/9.png" in err and "not in the manifest" in err, err
+
+
+def test_evaluate_checks_the_digests_too(enc, tmp_path, capsys):
+    run = tmp_path / "run"
+    assert main(["train", "--data", str(enc), "--out", str(run), *TRAIN]) == 0
+    capsys.readouterr()
+    work = tmp_path / "work"
+    shutil.copytree(enc, work)
+    a, b = work / "test/a/1.png", work / "test/b/0.png"
+    data_a = a.read_bytes()
+    a.write_bytes(b.read_bytes())
+    b.write_bytes(data_a)
+    err = one_error(capsys, ["evaluate", run, "--data", work])
+    assert "test/a/1.png" in err and "digest" in err, err
+
+
+def test_a_swapped_shard_member_is_refused_by_its_digest(enc_shards, tmp_path, capsys):
+    """Even when the shard's own digest was brought up to date, the member's recorded digest names it."""
+    work = tmp_path / "work"
+    shutil.copytree(enc_shards, work)
+    shard = work / "train/shard-000000.tar"
+    members = []
+    with tarfile.open(shard) as tar:
+        for m in tar.getmembers():
+            members.append((m, tar.extractfile(m).read()))
+    pngs = [i for i, (m, _) in enumerate(members) if m.name.endswith(".png")]
+    members[pngs[0]], members[pngs[1]] = (members[pngs[0]][0], members[pngs[1]][1]), \
+        (members[pngs[1]][0], members[pngs[0]][1])
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.USTAR_FORMAT) as tar:
+        for m, data in members:
+            m.size = len(data)
+            tar.addfile(m, io.BytesIO(data))
+    shard.write_bytes(buf.getvalue())
+    manifest = json.loads((work / "patchcrypt.json").read_text())
+    for rec in manifest["shards"]:
+        if rec["path"] == "train/shard-000000.tar":
+            rec["bytes"], rec["sha256"] = shard.stat().st_size, hashlib.sha256(shard.read_bytes()).hexdigest()
+    (work / "patchcrypt.json").write_text(json.dumps(manifest))
+    err = train_error(capsys, work, tmp_path / "run")
+    assert "shard-000000.tar" in err and "digest differs from the manifest" in err, err
+
+
+# -- item 6: never resized --------------------------------------------------------------------------------
+@pytest.mark.parametrize("stream", ["--in-memory", "--stream"])
+@pytest.mark.parametrize("victim,side", [("train/a/3.png", 32), ("train/b/2.png", 8), ("train/a/0.png", 32)],
+                         ids=["larger", "smaller", "the first"])
+def test_an_encrypted_image_of_another_size_is_never_resized(enc, tmp_path, capsys, stream, victim, side):
+    """The manifest's digests brought up to date, so only the size rule stands between the file and training
+    (streamed, it was centre-crop-resized; the first file's size set the size of the whole run)."""
+    work = tmp_path / "work"
+    shutil.copytree(enc, work)
+    write_image(work / victim, np.full((side, side, 3), 7, np.uint8))
+    redigest(work)
+    err = train_error(capsys, work, tmp_path / "run", stream)
+    assert victim in err and f"{side}x{side}" in err and "never resized" in err, err
+
+
+def test_an_encrypted_shard_sample_of_another_size_is_never_resized(enc_shards, tmp_path, capsys):
+    work = tmp_path / "work"
+    shutil.copytree(enc_shards, work)
+    shard = work / "train/shard-000000.tar"
+    big = encode_png(np.zeros((32, 32, 3), np.uint8))
+    buf, swapped, pngs = io.BytesIO(), None, 0
+    with tarfile.open(shard) as src, tarfile.open(fileobj=buf, mode="w", format=tarfile.USTAR_FORMAT) as dst:
+        for m in src.getmembers():
+            data = src.extractfile(m).read()
+            if m.name.endswith(".json") and m.name.startswith(str(swapped)):
+                swapped = json.loads(data)["path"]
+            pngs = pngs + 1 if m.name.endswith(".png") else pngs
+            if swapped is None and pngs == 3:  # the third sample, not the first (which sets nothing here)
+                swapped, data = m.name.split(".")[0], big
+                m.size = len(data)
+            dst.addfile(m, io.BytesIO(data))
+    shard.write_bytes(buf.getvalue())
+    manifest = json.loads((work / "patchcrypt.json").read_text())
+    manifest["files"][swapped]["sha256"] = hashlib.sha256(big).hexdigest()
+    for rec in manifest["shards"]:
+        if rec["path"] == "train/shard-000000.tar":
+            rec["bytes"], rec["sha256"] = shard.stat().st_size, hashlib.sha256(shard.read_bytes()).hexdigest()
+    (work / "patchcrypt.json").write_text(json.dumps(manifest))
+    for stream in ("--stream", "--in-memory"):
+        err = train_error(capsys, work, tmp_path / f"run{stream}", stream)
+        assert swapped in err and "32x32" in err and "never resized" in err, err
+
+
 # -- item 8: a manifest that is not a regular file; values of the wrong type ------------------------------
 @pytest.mark.parametrize("kind", ["folder", "fifo", "link to a device", "dangling link"])
 def test_a_manifest_that_is_not_a_regular_file_is_refused(enc, tmp_path, capsys, kind):

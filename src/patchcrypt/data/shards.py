@@ -194,6 +194,7 @@ def check_shards(root: Path, manifest: Dict, prefix: str, names: Sequence[str]) 
 def open_shards(path: Union[str, Path], split: Optional[str] = None, verify: bool = True) -> FileSet:
     """The samples of the shards under ``path`` (``path/split/*.tar`` when that exists) as a FileSet."""
     from .manifest import find_manifest
+    from .readers import expected_digests
 
     path = Path(path)
     found = find_manifest(path)
@@ -222,7 +223,8 @@ def open_shards(path: Union[str, Path], split: Optional[str] = None, verify: boo
     if len(labels_arr) and (labels_arr.min() < 0 or labels_arr.max() >= max(1, len(classes))):
         raise PatchcryptError(f"{folder}: shard samples need a .cls label within the {len(classes)} classes")
     return FileSet(str(root), files, labels_arr, classes, manifest=manifest, source=str(folder),
-                   spans=np.asarray(spans, dtype=np.int64).reshape(-1, 3), shards=names)
+                   spans=np.asarray(spans, dtype=np.int64).reshape(-1, 3), shards=names,
+                   digests=expected_digests(manifest, "", files, folder) if verify else None)
 
 
 __all__ = ["write_shard", "index_shard", "open_shards", "is_shard_folder", "check_shards", "shard_files",
