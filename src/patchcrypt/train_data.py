@@ -10,7 +10,9 @@ streamed).
 Image size (timm's convention): ``--img-size`` or, by default, the size the model's name declares
 (``vit_pico_patch4_32`` → 32). Plain photos of another size are resized on load: a random-resized crop for
 training (``--augment resized-crop``, chosen by ``auto``), resize + centre crop for testing. Encrypted data
-is never resized (that would cut through the blocks); its model is built at the data's size.
+is never resized (that would cut through the blocks); its model is built at the data's size, and an image of
+another size than its manifest's (or, where the manifest records none, the first image's) is an error naming
+it. Where the manifest records digests, every file is checked against its digest as its bytes are read.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ import numpy as np
 import torch
 
 from .data import ImageSet
-from .data.readers import has_splits
+from .data.readers import encrypted_size, has_splits, other_size
 from .data.shards import is_shard_folder, open_shards
 from .data.resize import random_resized_crop, sample_rng
 from .data.stream import FileSet, StreamDataset, default_workers, make_loader, memory_budget, open_files
@@ -124,11 +126,25 @@ def _split_files(path: Path, seed: int) -> Optional[Tuple[FileSet, FileSet]]:
     return full.take(np.flatnonzero(~is_test)), full.take(np.flatnonzero(is_test))
 
 
-def _target_size(cfg: Any, probe: Tuple[int, int, int], encrypted: bool) -> int:
-    h, w, _ = probe
-    if encrypted:
+def _encrypted_side(files: FileSet, probe: Tuple[int, int, int]) -> int:
+    """The side of an encrypted set's square images: its manifest's size (the first image, ``probe``, must
+    have it), else the first image's. Never a size to resize to: every image must have it exactly."""
+    h, w = probe[:2]
+    want = encrypted_size(files.manifest)
+    if want is not None and (h, w) != want:
+        raise other_size(files.name(0), (h, w), want)
+    if h != w:
+        raise PatchcryptError(f"{files.source or files.root}: the encrypted images are {w}x{h}; the models take "
+                              "square images (encrypted images are never resized)")
+    return h
+
+
+def _target_size(cfg: Any, files: FileSet, probe: Tuple[int, int, int]) -> int:
+    h = probe[0]
+    if files.manifest is not None:
+        h = _encrypted_side(files, probe)
         if cfg.img_size and cfg.img_size != h:
-            raise PatchcryptError(f"--img-size {cfg.img_size}: the data is encrypted at {w}x{h} and encrypted "
+            raise PatchcryptError(f"--img-size {cfg.img_size}: the data is encrypted at {h}x{h} and encrypted "
                                   "images cannot be resized (resize the plain images before encrypting)")
         return h
     return int(cfg.img_size or declared_size(cfg.model, cfg.model_kwargs) or h)
@@ -158,7 +174,7 @@ def open_training_data(cfg: Any, load_in_ram) -> TrainData:
                               "per class)")
     train, test = train.subset(cfg.subset, cfg.seed), test.subset(cfg.test_subset, cfg.seed)
     probe = train.probe()
-    size = _target_size(cfg, probe, train.manifest is not None)
+    size = _target_size(cfg, train, probe)
     resized = probe[:2] != (size, size)
     shape = (size, size, probe[2])
     train, test = replace(train, shape=shape), replace(test, shape=shape)
@@ -195,7 +211,7 @@ def open_eval_stream(path: Union[str, Path], split: Optional[str], img_size: Opt
     if files is None:
         return None
     h, w, c = files.probe()
-    size = h if files.manifest is not None or not img_size else img_size
+    size = _encrypted_side(files, (h, w, c)) if files.manifest is not None else img_size or h
     resize = (h, w) != (size, size)
     if not (stream or files.spans is not None or resize or len(files) * size * size * c > memory_budget()):
         return None

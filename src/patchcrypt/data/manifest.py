@@ -31,11 +31,12 @@ _HEX = re.compile(r"[0-9a-f]+")
 
 def find_manifest(directory) -> Optional[Tuple[Path, Dict]]:
     """(the folder holding it, the validated manifest) of an encrypted tree, searching ``directory`` and its
-    parent; None when neither holds one. A bad manifest is a one-line :class:`PatchcryptError`."""
+    parent; None when neither holds one. A bad manifest, or one that is not a regular file, is a one-line
+    :class:`PatchcryptError`."""
     directory = Path(directory)
     for d in (directory, directory.parent):
         path = d / MANIFEST_NAME
-        if path.is_file():
+        if path.exists() or path.is_symlink():  # a folder, FIFO or dangling link is refused below, never plain data
             try:
                 data = json.loads(read_text_bounded(path, MANIFEST_MAX_BYTES, "manifest"))
             except ValueError as exc:

@@ -18,17 +18,18 @@ import pickle
 import struct
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import List, Optional, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
 from ..bounded import open_bounded
 from ..atomic import atomic_write
-from ..codec import IMAGE_SUFFIXES, check_pixels, read_image
+from ..codec import IMAGE_SUFFIXES, check_pixels, decode_image, image_size, read_image, read_image_file
 from ..errors import PatchcryptError
+from ..keys import Key
 from ..record import EncryptionRecord
 from .imageset import ImageSet
-from .manifest import MANIFEST_NAME, read_manifest
+from .manifest import MANIFEST_NAME, find_manifest
 
 FASHION_CLASSES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag",
                    "Ankle boot"]
@@ -115,6 +116,57 @@ def list_images(root: Path) -> Tuple[List[str], List[Tuple[str, int]]]:
     return classes, items
 
 
+# -- what an encrypted tree's manifest says about its files ---------------------------------------------------
+def tree_manifest(root: Path) -> Tuple[Optional[Dict], str]:
+    """(the manifest over the folder ``root``, the prefix of ``root``'s files in its ``files``: "" when the
+    manifest is in ``root``, "train/" when it is in the parent of ``root`` = ``.../train``), or (None, "")."""
+    found = find_manifest(root)
+    if found is None:
+        return None, ""
+    return found[1], "" if found[0] == Path(root) else Path(root).name + "/"
+
+
+def expected_digests(manifest: Optional[Dict], prefix: str, rels: Sequence[str], where) -> Optional[List[str]]:
+    """The SHA-256 the manifest records for each of ``rels`` (``prefix`` + rel in its ``files``), or None when
+    there is no manifest or it predates digests (version 1). A file it does not list (added, or moved from
+    another class folder) is refused here, before anything is read."""
+    if manifest is None or manifest.get("version", 1) < 2:
+        return None
+    files = manifest.get("files") or {}
+    digests = [(files.get(prefix + r) or {}).get("sha256") for r in rels]
+    bad = [r for r, d in zip(rels, digests) if d is None]
+    if bad:
+        shown = ", ".join(bad[:5]) + (f" and {len(bad) - 5} more" if len(bad) > 5 else "")
+        raise PatchcryptError(f"{where}: {len(bad)} file(s) are not in the manifest of this encrypted data set "
+                              f"(added, or moved from another folder): {shown}; refused")
+    return digests
+
+
+def check_digest(data: bytes, digest: Optional[str], name) -> None:
+    """Refuse ``data`` (the bytes of the file ``name``) when its SHA-256 is not ``digest`` (None: unchecked)."""
+    if digest is not None and hashlib.sha256(data).hexdigest() != digest:
+        raise PatchcryptError(f"{name}: the file's digest differs from the manifest (changed since encryption, "
+                              "or swapped with another file); refused")
+
+
+def encrypted_size(manifest: Optional[Dict]) -> Optional[Tuple[int, int]]:
+    """(H, W) of every file of an encrypted data set, from its manifest's image shape (padded to the block
+    grid under ``pad``; the grayscale composite for etc-gray); None when no manifest or no one shape."""
+    shape = (manifest or {}).get("image_shape")
+    if not shape:
+        return None
+    # only the scheme's geometry is asked for: a fixed throwaway key, whose key material is never derived
+    cipher = EncryptionRecord.from_manifest(manifest).cipher(Key.from_bytes(bytes(32)), verify=False)
+    h, w = cipher.padded_size(int(shape[0]), int(shape[1]))
+    return tuple(cipher.encrypted_shape(h, w, int(shape[2]))[:2])  # type: ignore[return-value]
+
+
+def other_size(name, got: Tuple[int, int], want: Tuple[int, int], whose: str = "its manifest says") -> PatchcryptError:
+    """The error for an encrypted file of another size than the data set's: never resized or cropped."""
+    return PatchcryptError(f"{name}: the file is {got[1]}x{got[0]} pixels, {whose} {want[1]}x{want[0]}; "
+                           "encrypted images are never resized")
+
+
 CACHE_VERSION = 2  # version 1 keyed a tree by count, total size, newest mtime and first/last name only
 
 
@@ -168,13 +220,16 @@ def _load_tree(root: Path, cache: bool = True, mode: Optional[str] = None) -> Im
     classes, items = list_images(root)
     if not items:
         raise PatchcryptError(f"{root}: no images found (expected class sub-folders of image files)")
-    manifest = read_manifest(root)
+    manifest, prefix = tree_manifest(root)
     files = [rel for rel, _ in items]
+    digests = expected_digests(manifest, prefix, files, root)
     labels = np.array([c for _, c in items], dtype=np.int64)
     if cache:
         _check_cache_dirs()
     upsampling = EncryptionRecord.from_manifest(manifest).jpeg_upsampling if manifest else "fancy"
-    key = _tree_signature(root, items) + (f"-{mode}" if mode else "") + ("-block" if upsampling == "block" else "")
+    # "-checked": the entry was written by a decode that verified every digest, so a hit needs no re-read
+    key = _tree_signature(root, items) + (f"-{mode}" if mode else "") + ("-block" if upsampling == "block" else "") \
+        + ("-checked" if digests else "")
     cached = _cache_dir() / f"tree-{key}.npy"
     if cache and cached.is_file():
         try:
@@ -183,23 +238,37 @@ def _load_tree(root: Path, cache: bool = True, mode: Optional[str] = None) -> Im
                 return ImageSet(images, labels, classes, str(root), manifest, files)
         except (OSError, ValueError):
             pass  # a damaged cache entry is rebuilt below
-    images = _decode_all([root / f for f in files], mode, upsampling)
+    images = _decode_all([root / f for f in files], mode, upsampling, digests, encrypted_size(manifest))
     if cache:
         _save_cache(cached, images)
     return ImageSet(images, labels, classes, str(root), manifest, files)
 
 
-def _decode_all(paths: List[Path], mode: Optional[str], upsampling: str = "fancy") -> np.ndarray:
+def _read_checked(path: Path, mode: Optional[str], upsampling: str, limit: Optional[int],
+                  digest: Optional[str], size: Optional[Tuple[int, int]] = None) -> np.ndarray:
+    """One image file decoded, its bytes checked against ``digest`` (None: unchecked) as they are read, and
+    its header against ``size`` (an encrypted set's (H, W); None: unchecked) before any pixel is decoded."""
+    data = read_image_file(path, limit)
+    check_digest(data, digest, path)
+    if size is not None and image_size(data, str(path)) != tuple(size):
+        raise other_size(path, image_size(data, str(path)), size)
+    return decode_image(data, mode, name=str(path), upsampling=upsampling, limit=limit)
+
+
+def _decode_all(paths: List[Path], mode: Optional[str], upsampling: str = "fancy",
+                digests: Optional[List[str]] = None, size: Optional[Tuple[int, int]] = None) -> np.ndarray:
+    """Every image of ``paths`` (each checked against ``digests``, when given), all of the first one's size,
+    which must be ``size`` (an encrypted data set's, from its manifest) when given."""
     from ..runtime import progress
 
-    first = read_image(paths[0], mode, upsampling)
+    first = _read_checked(paths[0], mode, upsampling, None, digests[0] if digests else None, size)
     out = np.empty((len(paths),) + first.shape, dtype=np.uint8)
     out[0] = first
 
     def load(i: int) -> None:
         # no larger than the first: a 40 MP file among 32x32 ones is refused from its header, not decoded
-        img = read_image(paths[i], mode if mode else ("L" if first.shape[2] == 1 else "RGB"), upsampling,
-                         limit=first.shape[0] * first.shape[1])
+        img = _read_checked(paths[i], mode if mode else ("L" if first.shape[2] == 1 else "RGB"), upsampling,
+                            first.shape[0] * first.shape[1], digests[i] if digests else None, size)
         if img.shape != first.shape:
             raise PatchcryptError(f"{paths[i]}: image is {img.shape[1]}x{img.shape[0]}, others are "
                                   f"{first.shape[1]}x{first.shape[0]} (resize the data set first)")

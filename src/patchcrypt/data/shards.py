@@ -79,12 +79,13 @@ def file_digest(path: Path) -> str:
 
 def index_shard(path: Path) -> List[Dict]:
     """The samples of one shard, in order: ``{"key", "image": (offset, size), "ext", "cls": int|None,
-    "meta": dict|None}``. A truncated or non-tar file, or members that are not files, is one clear error."""
+    "meta": {"path": str}|{}|None}``. A truncated or non-tar file, members that are not files, or hostile
+    ``.cls``/``.json`` members are one clear error."""
     samples: List[Dict] = []
     try:
         with open_bounded(path, SHARD_MAX, "shard") as f:  # a FIFO or a device is refused, never waited on
             _index_members(f, os.fstat(f.fileno()).st_size, samples)
-    except (tarfile.TarError, OSError, ValueError, UnicodeDecodeError, EOFError) as exc:
+    except (tarfile.TarError, OSError, ValueError, UnicodeDecodeError, EOFError, RecursionError) as exc:
         reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise PatchcryptError(f"{path}: not a readable WebDataset shard ({reason})") from None
     if not samples:
@@ -103,6 +104,8 @@ def _index_members(f, size: int, samples: List[Dict]) -> None:
                 raise ValueError(f"member {m.name!r} is not a file")
             if m.offset_data + m.size > size:
                 raise ValueError("truncated")
+            if len(m.name) > MAX_NAME:  # a pax header may carry a name of any length; every key is kept
+                raise ValueError(f"member name of {len(m.name):,} characters")
             base = m.name.rsplit("/", 1)[-1]
             if "." not in base:
                 continue
@@ -121,16 +124,21 @@ def _index_members(f, size: int, samples: List[Dict]) -> None:
 
 
 MAX_CLASS = 100_000  # the same bound as a checkpoint's num_classes
+MAX_NAME = 4096  # characters in a member name or a sample's path (PATH_MAX)
 
 
 def _member_value(name: str, ext: str, text: str):
-    """A sample's ``.cls`` (an int in [0, MAX_CLASS)) or ``.json`` (an object); anything else a ValueError,
-    so hostile metadata is one line, not an AttributeError or an OverflowError far from the shard."""
+    """A sample's ``.cls`` (an int in [0, MAX_CLASS)) or ``.json`` (an object; only its ``path`` is kept, so
+    a shard of many 64 kB members holds no more in memory than one of small ones); anything else a
+    ValueError, so hostile metadata is one line, not an AttributeError or an OverflowError far from the shard."""
     if ext == "json":
         meta = json.loads(text)
         if not isinstance(meta, dict) or not isinstance(meta.get("path", ""), str):
             raise ValueError(f"member {name!r} is not a JSON object with a text path")
-        return meta
+        path = meta.get("path")
+        if path is not None and len(path) > MAX_NAME:
+            raise ValueError(f"member {name!r}: a path of {len(path):,} characters")
+        return {} if path is None else {"path": path}
     cls = int(text.strip())
     if not 0 <= cls < MAX_CLASS:
         raise ValueError(f"member {name!r}: class {text.strip()[:20]} is outside 0..{MAX_CLASS - 1}")
@@ -186,6 +194,7 @@ def check_shards(root: Path, manifest: Dict, prefix: str, names: Sequence[str]) 
 def open_shards(path: Union[str, Path], split: Optional[str] = None, verify: bool = True) -> FileSet:
     """The samples of the shards under ``path`` (``path/split/*.tar`` when that exists) as a FileSet."""
     from .manifest import find_manifest
+    from .readers import expected_digests
 
     path = Path(path)
     found = find_manifest(path)
@@ -206,12 +215,16 @@ def open_shards(path: Union[str, Path], split: Optional[str] = None, verify: boo
             spans.append((si, *s["image"]))
     labels_arr = np.asarray(labels, dtype=np.int64)
     classes = list((manifest or {}).get("classes") or [])
+    if len(classes) > MAX_CLASS:  # a model gets one output per class: bounded before anything is built
+        raise PatchcryptError(f"{root / 'patchcrypt.json'}: names {len(classes):,} classes, more than the "
+                              f"{MAX_CLASS:,} allowed")
     if not classes and len(labels_arr) and labels_arr.max() >= 0:
         classes = [str(i) for i in range(int(labels_arr.max()) + 1)]
     if len(labels_arr) and (labels_arr.min() < 0 or labels_arr.max() >= max(1, len(classes))):
         raise PatchcryptError(f"{folder}: shard samples need a .cls label within the {len(classes)} classes")
     return FileSet(str(root), files, labels_arr, classes, manifest=manifest, source=str(folder),
-                   spans=np.asarray(spans, dtype=np.int64).reshape(-1, 3), shards=names)
+                   spans=np.asarray(spans, dtype=np.int64).reshape(-1, 3), shards=names,
+                   digests=expected_digests(manifest, "", files, folder) if verify else None)
 
 
 __all__ = ["write_shard", "index_shard", "open_shards", "is_shard_folder", "check_shards", "shard_files",

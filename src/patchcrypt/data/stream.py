@@ -23,7 +23,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 import numpy as np
 
 from ..bounded import SHARD_MAX, open_bounded
-from ..codec import decode_image, read_image_file
+from ..codec import decode_image, image_size, read_image_file
 from ..errors import PatchcryptError
 from .imageset import ImageSet
 from .resize import centre_crop_resize, random_resized_crop, sample_rng
@@ -72,6 +72,10 @@ class FileSet:
         manifest: the ``patchcrypt.json`` of an encrypted tree or shard set, else None.
         spans: int64 (N, 3) = (shard index, byte offset, byte length) for members of tar shards, else None.
         shards: shard paths relative to ``root`` (with ``spans``).
+        digests: the SHA-256 the manifest records for every image (checked as its bytes are read), or None.
+
+    An encrypted set (one with a manifest) is never resized: with :attr:`shape` set, an image of another
+    size is an error naming it, found from its header before any pixel is decoded.
     """
 
     root: str
@@ -83,6 +87,7 @@ class FileSet:
     source: str = ""
     spans: Optional[np.ndarray] = field(default=None, repr=False)
     shards: Optional[List[str]] = None
+    digests: Optional[List[str]] = field(default=None, repr=False)
 
     def __len__(self) -> int:
         return len(self.files)
@@ -91,7 +96,8 @@ class FileSet:
         """The images at ``index`` (an int array), keeping everything else."""
         index = np.asarray(index, dtype=np.int64)
         return replace(self, files=[self.files[i] for i in index], labels=self.labels[index],
-                       spans=None if self.spans is None else self.spans[index])
+                       spans=None if self.spans is None else self.spans[index],
+                       digests=None if self.digests is None else [self.digests[i] for i in index])
 
     def subset(self, n: Optional[int], seed: int = 0) -> "FileSet":
         """Class-balanced deterministic subset, the same images :meth:`ImageSet.subset` picks."""
@@ -109,7 +115,15 @@ class FileSet:
         return f"{Path(self.root) / self.shards[int(self.spans[i, 0])]}:{self.files[i]}"
 
     def read_bytes(self, i: int) -> bytes:
-        """The encoded bytes of image ``i`` (a file, or a slice of a shard read by offset)."""
+        """The encoded bytes of image ``i`` (a file, or a slice of a shard read by offset), checked against
+        the manifest's digest where it records one."""
+        from .readers import check_digest
+
+        data = self._read(i)
+        check_digest(data, None if self.digests is None else self.digests[i], self.name(i))
+        return data
+
+    def _read(self, i: int) -> bytes:
         try:
             if self.spans is None:
                 return read_image_file(Path(self.root) / self.files[i])
@@ -124,8 +138,20 @@ class FileSet:
             raise PatchcryptError(f"{self.name(i)}: cannot read ({getattr(exc, 'strerror', None) or exc})") from None
 
     def decode(self, i: int, mode: Optional[str] = None) -> np.ndarray:
-        """Image ``i`` decoded, uint8 (H, W, C), at its own size."""
-        return decode_image(self.read_bytes(i), mode, name=self.name(i))
+        """Image ``i`` decoded, uint8 (H, W, C), at its own size (an encrypted one: exactly :attr:`shape`)."""
+        data, limit = self.read_bytes(i), None
+        if self.manifest is not None and self.shape is not None:
+            limit = self._exact_size(i, data)
+        return decode_image(data, mode, name=self.name(i), limit=limit)
+
+    def _exact_size(self, i: int, data: bytes) -> int:
+        """Pixels of encrypted image ``i``, whose header must declare :attr:`shape` (else one error line)."""
+        from .readers import other_size
+
+        h, w = image_size(data, self.name(i))
+        if (h, w) != tuple(self.shape[:2]):
+            raise other_size(self.name(i), (h, w), tuple(self.shape[:2]), "the data set's images are")
+        return h * w
 
     def probe(self) -> Tuple[int, int, int]:
         """(H, W, C) of the first image (decoded)."""
@@ -239,8 +265,7 @@ def open_files(path: Union[str, Path], split: Optional[str] = None) -> Optional[
 
     Same root, order and labels as :func:`~patchcrypt.data.load_dataset`.
     """
-    from .manifest import read_manifest
-    from .readers import _idx_files, _is_cifar_batches, list_images, split_root
+    from .readers import _idx_files, _is_cifar_batches, expected_digests, list_images, split_root, tree_manifest
 
     path = Path(path)
     if not path.is_dir() or _is_cifar_batches(path) or _idx_files(path):
@@ -250,8 +275,10 @@ def open_files(path: Union[str, Path], split: Optional[str] = None) -> Optional[
     if not items:
         raise PatchcryptError(f"{root}: no images found (expected class sub-folders of image files)")
     labels = np.array([c for _, c in items], dtype=np.int64)
-    return FileSet(str(root), [rel for rel, _ in items], labels, classes, manifest=read_manifest(root),
-                   source=str(root))
+    manifest, prefix = tree_manifest(root)
+    files = [rel for rel, _ in items]
+    return FileSet(str(root), files, labels, classes, manifest=manifest, source=str(root),
+                   digests=expected_digests(manifest, prefix, files, root))
 
 
 __all__ += ["open_files"]

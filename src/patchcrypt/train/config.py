@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, Optional
@@ -10,6 +11,7 @@ from typing import Any, Dict, Optional
 from ..bounded import METADATA_MAX, read_text_bounded
 from ..errors import PatchcryptError
 from ..models import list_models
+from ..models.checkpoint import check_model_kwargs
 
 # fields that may change on --resume without changing the result
 RESUME_FREE = {"epochs", "device", "workers", "resume", "config", "out", "stream"}
@@ -78,8 +80,32 @@ class TrainConfig:
         return dataclasses.asdict(self)
 
 
+# what each option's value may be (a --config file or a saved run may hold text where a number belongs)
+_TYPES = {"str": ((str, os.PathLike), "text"), "int": ((int,), "a whole number"), "float": ((int, float), "a number"),
+          "bool": ((bool,), "true or false"), "Dict[str, Any]": ((dict,), "a mapping")}
+
+
+def check_types(cfg: TrainConfig) -> None:
+    """One line naming the first option whose value has the wrong type (``img_size: "32"``), before any
+    comparison with it; ``model_kwargs`` as a checkpoint's model options (types and bounds)."""
+    for f in dataclasses.fields(cfg):
+        v, kind = getattr(cfg, f.name), str(f.type)
+        optional = kind.startswith("Optional[")
+        kind = kind[len("Optional["):-1] if optional else kind
+        if v is None and optional:
+            continue
+        types, want = _TYPES[kind]
+        if not isinstance(v, types) or (isinstance(v, bool) and kind != "bool"):
+            got = type(v).__name__
+            article = "an" if got[0] in "aeiou" else "a"
+            raise PatchcryptError(f"config option {f.name} has the wrong type: {article} {got} ({str(v)[:40]!r}), "
+                                  f"not {want}")
+    check_model_kwargs(cfg.model_kwargs, "config option model_kwargs")
+
+
 def check_config(cfg: TrainConfig) -> None:
     """One-line errors for options that no run can use."""
+    check_types(cfg)
     if cfg.model not in list_models():
         raise PatchcryptError(f"unknown model {cfg.model!r}; valid: {', '.join(list_models())}")
     if cfg.epochs < 1 or cfg.batch_size < 1 or cfg.lr <= 0:

@@ -11,6 +11,7 @@ import torch.nn as nn
 from ..data import ImageSet
 from ..errors import PatchcryptError
 from ..models import check_block_size, create_model
+from ..models.checkpoint import KWARG_BOUNDS
 from ..models.registry import model_entrypoint
 from ..record import EncryptionRecord
 from ..train_data import declared_size
@@ -26,6 +27,10 @@ def build_model(cfg: TrainConfig, record: EncryptionRecord, pre_encrypted: bool,
     Returns (model, the keyword arguments that rebuild it, the ``keyed`` checkpoint record or None).
     """
     h, w, c = train_set.shape
+    most = KWARG_BOUNDS["num_classes"][1]
+    if len(train_set.classes) > most:  # one output per class: refused before a head of that size is allocated
+        raise PatchcryptError(f"{cfg.data}: {len(train_set.classes):,} classes, more than the {most:,} a model may "
+                              "have")
     if h != w:
         raise PatchcryptError(f"images are {h}x{w}; the models take square images (use --resize when encrypting)")
     model_kwargs = {"num_classes": len(train_set.classes), "img_size": h, "in_chans": c, **cfg.model_kwargs}

@@ -48,13 +48,26 @@ def start_run(cfg: TrainConfig, out: Path) -> None:
 
 def restore(ckpt: Dict, model: nn.Module, optimizer: torch.optim.Optimizer, scheduler,
             out: Path) -> Tuple[int, float, List[Dict]]:
-    """Load ``last.pt``'s weights, optimiser and schedule; returns (first epoch to run, best accuracy, rows)."""
-    model.load_state_dict(ckpt["state_dict"])
+    """Load ``last.pt``'s weights, optimiser and schedule; returns (first epoch to run, best accuracy, rows).
+    A field of the wrong type or shape is one line naming it (a damaged file), never a KeyError."""
     extra = ckpt.get("extra") or {}
-    optimizer.load_state_dict(extra["optimizer"])
-    scheduler.load_state_dict(extra["scheduler"])
-    start_epoch = int(ckpt["epoch"]) + 1
-    return start_epoch, float(extra.get("best_acc", -1.0)), read_metrics(out / "metrics.csv")[:start_epoch - 1]
+    best = extra.get("best_acc", -1.0)
+    for name, ok in (("epoch", isinstance(ckpt.get("epoch"), int)),
+                     ("optimizer", isinstance(extra.get("optimizer"), dict)),
+                     ("scheduler", isinstance(extra.get("scheduler"), dict)),
+                     ("best_acc", isinstance(best, (int, float)) and not isinstance(best, bool))):
+        if not ok:
+            raise PatchcryptError(f"{out / 'last.pt'}: damaged checkpoint ({name} is missing or has the wrong type); "
+                                  "cannot resume")
+    try:
+        model.load_state_dict(ckpt["state_dict"])
+        optimizer.load_state_dict(extra["optimizer"])
+        scheduler.load_state_dict(extra["scheduler"])
+    except (KeyError, ValueError, TypeError, RuntimeError, AttributeError, IndexError) as exc:
+        first = str(exc).strip().splitlines()[0][:120] if str(exc).strip() else type(exc).__name__
+        raise PatchcryptError(f"{out / 'last.pt'}: damaged checkpoint, cannot resume ({first})") from None
+    start_epoch = ckpt["epoch"] + 1
+    return start_epoch, float(best), read_metrics(out / "metrics.csv")[:start_epoch - 1]
 
 
 def save_epoch(out: Path, model: nn.Module, optimizer: torch.optim.Optimizer, scheduler, rows: List[Dict],
