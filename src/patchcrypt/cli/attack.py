@@ -15,7 +15,7 @@ from typing import Optional
 import typer
 
 from ..errors import PatchcryptError
-from .app import app
+from .app import app, no_cache_option
 
 
 def _list(as_json: bool) -> None:
@@ -74,6 +74,7 @@ def attack(
     as_json: bool = typer.Option(False, "--json", help="Print the metrics as one JSON object."),
     quiet: bool = typer.Option(False, "--quiet", help="No progress lines on stderr."),
     list_: bool = typer.Option(False, "--list", help="List every attack with its threat model."),
+    no_cache: bool = no_cache_option(),
 ) -> None:
     """Attack images encrypted with a scheme (registered, or your own class); report SSIM/PSNR of the
     reconstructions and attack scores. `all` runs every attack and says n/a, with the reason, where one does
