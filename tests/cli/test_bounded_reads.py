@@ -31,6 +31,8 @@ def cli(tmp_path: Path, *args, timeout: float = 30, env: dict = None) -> Tuple[i
     def limit():  # in the child, before exec
         resource.setrlimit(resource.RLIMIT_AS, (AS_LIMIT, AS_LIMIT))
 
+    # a cache folder made before, as on any machine after its first run: no first-write note on stderr
+    (tmp_path / "cache" / "trees").mkdir(mode=0o700, parents=True, exist_ok=True)
     err_path = tmp_path / f"stderr-{time.monotonic_ns()}"
     with open(err_path, "wb") as err:
         t0 = time.monotonic()

@@ -87,3 +87,55 @@ def test_cache_root_of_another_user_is_refused(tmp_path, monkeypatch):
     monkeypatch.setattr(os, "getuid", lambda: cache.stat().st_uid + 1)
     with pytest.raises(PatchcryptError, match="belongs to another user"):
         load_dataset(make_tree(tmp_path / "tree"))
+
+
+# -- issue 27, item 10: say so, and let it be turned off ----------------------------------------------------
+def test_cache_off_writes_nothing(tmp_path, monkeypatch):
+    """PATCHCRYPT_CACHE=off: no file anywhere, neither in the home folder nor in a folder named "off"."""
+    home = tmp_path / "home"
+    home.mkdir()
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.setenv("PATCHCRYPT_CACHE", "off")
+    monkeypatch.chdir(tmp_path)
+    root = make_tree(tmp_path / "tree")
+    before = sorted(tmp_path.rglob("*"))
+    ds = load_dataset(root)
+    check_against_files(ds, root)
+    assert sorted(tmp_path.rglob("*")) == before
+
+
+def test_notice_once_when_the_cache_folder_is_made(tmp_path, monkeypatch, capsys):
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("PATCHCRYPT_CACHE", str(cache))
+    root = make_tree(tmp_path / "tree")
+    load_dataset(root)
+    err = capsys.readouterr().err
+    assert err.count("note: caching decoded plain images in") == 1, err
+    assert str(cache / "trees") in err and "--no-cache or PATCHCRYPT_CACHE=off" in err
+    assert "0.0 MB for this data set" in err  # 10 images of 8x8x3 bytes
+    assert any((cache / "trees").iterdir())
+    load_dataset(root)  # reuse: served from the cache
+    load_dataset(root, mode="L")  # a new entry in the folder that now exists
+    assert "note:" not in capsys.readouterr().err
+
+
+def test_no_cache_option_on_every_command_that_loads_trees(tmp_path, monkeypatch, capsys):
+    """``report --no-cache`` reads the run's data folder for its examples and writes no cache entry; train,
+    evaluate, attack and demo take the option too."""
+    from patchcrypt.cli import main
+
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("PATCHCRYPT_CACHE", str(cache))  # restored after the test, whatever the CLI sets
+    root = make_tree(tmp_path / "tree")
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "metrics.csv").write_text("epoch,train_loss\n1,2.0\n")
+    (run / "config.yaml").write_text(f"data: {root}\nscheme: plain\n")
+    out = tmp_path / "r.html"
+    assert main(["report", str(run), "--data", str(root), "-o", str(out), "--no-cache"]) == 0
+    assert "Examples (plain run" in out.read_text()  # the tree was read
+    assert not cache.exists()
+    assert "note: caching" not in capsys.readouterr().err
+    for command in ("train", "evaluate", "attack", "demo"):
+        assert main([command, "--help"]) == 0
+        assert "--no-cache" in capsys.readouterr().out, command

@@ -170,6 +170,20 @@ class SchemeSpec:
         return int(block_size)
 
     @property
+    def survives_lossy(self) -> bool:
+        """Whether ciphertexts stored lossily (JPEG) still decrypt to the image, up to that format's loss: every
+        step keeps blocks whole (moves, turns or inverts a block, reorders its colours: EtC's steps), so an
+        aligned block's DCT coefficients only move or change sign. Steps inside a block (pixel shuffle, bit
+        masks, 4-bit values, per-value inversion) leave high frequencies that the quantiser ruins, and a
+        user's own step is not known to survive. ``ciphers.lossy.LOSSY_PSNR`` has the measured cost.
+
+        >>> from patchcrypt.ciphers import get_scheme
+        >>> get_scheme("etc").survives_lossy, get_scheme("block-pixel").survives_lossy
+        (True, False)
+        """
+        return self.unit == "byte" and all(s.block_state for s in self.steps)
+
+    @property
     def symbols(self) -> frozenset:
         """The step symbols, e.g. {"BS", "PS", "BF"}."""
         return frozenset(s.symbol for s in self.steps)

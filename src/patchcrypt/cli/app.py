@@ -16,3 +16,18 @@ app = typer.Typer(
 @app.callback()
 def _root() -> None:
     """Block-wise image encryption for privacy-preserving classification with isotropic networks."""
+
+
+def _no_cache(value: bool) -> bool:
+    if value:
+        from ..data.readers import turn_cache_off
+
+        turn_cache_off()  # before the command reads anything; DataLoader workers inherit it
+    return value
+
+
+def no_cache_option():
+    """The ``--no-cache`` option of every command that loads image trees through the decode cache."""
+    return typer.Option(False, "--no-cache", callback=_no_cache, is_eager=True,
+                        help="Keep no decoded copy of the images in the cache (~/.cache/patchcrypt/trees, or "
+                             "$PATCHCRYPT_CACHE/trees); the same as PATCHCRYPT_CACHE=off.")

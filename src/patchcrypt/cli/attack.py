@@ -15,7 +15,7 @@ from typing import Optional
 import typer
 
 from ..errors import PatchcryptError
-from .app import app
+from .app import app, no_cache_option
 
 
 def _list(as_json: bool) -> None:
@@ -74,6 +74,7 @@ def attack(
     as_json: bool = typer.Option(False, "--json", help="Print the metrics as one JSON object."),
     quiet: bool = typer.Option(False, "--quiet", help="No progress lines on stderr."),
     list_: bool = typer.Option(False, "--list", help="List every attack with its threat model."),
+    no_cache: bool = no_cache_option(),
 ) -> None:
     """Attack images encrypted with a scheme (registered, or your own class); report SSIM/PSNR of the
     reconstructions and attack scores. `all` runs every attack and says n/a, with the reason, where one does
@@ -90,9 +91,7 @@ def attack(
         get_attack(name)
     if data is None:
         raise PatchcryptError("--data is required (an image folder or one image)")
-    for flag, value in (("--n-images", n_images), ("--img-size", img_size), ("--max-single", max_single)):
-        if value is not None and value < 1:
-            raise PatchcryptError(f"{flag} must be positive, got {value}")
+    _check_positive(("--n-images", n_images), ("--img-size", img_size), ("--max-single", max_single))
     k = Key.load(key) if key else None
     need_train = any(a.needs_train for a in ATTACKS.values()) if name == "all" else get_attack(name).needs_train
     target, test, train, note = _victims(data, scheme, block_size, k, per_image, n_images, img_size, need_train,
@@ -114,6 +113,12 @@ def attack(
     run(name, target, block_size, test, train, k, per_image, max_single, not quiet, out, draw, as_json, options)
     if name != "all" and not quiet:   # after the run: an attack that does not apply says only that
         typer.echo(f"note: {note}", err=True)
+
+
+def _check_positive(*flags) -> None:
+    for flag, value in flags:
+        if value is not None and value < 1:
+            raise PatchcryptError(f"{flag} must be positive, got {value}")
 
 
 def _all(name, target, block_size, test, train, k, per_image, max_single, progress, out, draw, as_json,

@@ -24,7 +24,7 @@ from ..errors import PatchcryptError
 from ..keys import Key
 from ..metrics import psnr
 from ..record import EncryptionRecord
-from .app import app
+from .app import app, no_cache_option
 
 SHEET_CAPTION = ("plain | encrypted | decrypted for every scheme, under a throwaway key generated for this sheet "
                  "and never saved, not the owner's key: a plain image beside its ciphertext under a real key "
@@ -106,6 +106,7 @@ def demo(
     data: Optional[Path] = typer.Option(None, "--data", help="CIFAR-10 ImageFolder root for the training "
                                         "stage (default: scikit-learn's digits, shipped with the package)."),
     quick: bool = typer.Option(False, "--quick", help="Cipher stage only."),
+    no_cache: bool = no_cache_option(),
 ) -> None:
     """The main job: encrypt real photos with every scheme, compress, decrypt, compare; then train."""
     from ..data import sample_photos

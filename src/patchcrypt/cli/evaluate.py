@@ -8,7 +8,7 @@ from typing import Optional
 
 import typer
 
-from .app import app
+from .app import app, no_cache_option
 
 
 @app.command()
@@ -19,6 +19,7 @@ def evaluate(
     split: str = typer.Option("test", "--split", help="Split to use where the data has train/ and test/."),
     device: Optional[str] = typer.Option(None, "--device"),
     as_json: bool = typer.Option(False, "--json", help="Print the result as one JSON object."),
+    no_cache: bool = no_cache_option(),
 ) -> None:
     """Evaluate a trained model; refuses data encrypted for another scheme, block size or key."""
     from ..evaluate import evaluate_checkpoint

@@ -9,6 +9,7 @@ from typing import Optional
 
 import typer
 
+from ..ciphers.lossy import check_lossy_format
 from ..codec import MAX_PIXELS_ENV
 from ..files import decrypt_tree, encrypt_tree, parse_size
 from ..errors import PatchcryptError
@@ -61,11 +62,14 @@ def encrypt(
                                        "merge-manifests DST')."),
     salt: Optional[str] = typer.Option(None, "--salt", help="Per-image keys: the run's nonce salt (32 hex "
                                        "digits; default: drawn once per run)."),
+    allow_lossy: bool = typer.Option(False, "--allow-lossy", help="Write JPEG even for a scheme whose decryption "
+                                     "JPEG ruins (refused otherwise)."),
 ) -> None:
     """Encrypt images with a key; writes DST and its manifest (never the key).
 
     Under torchrun every process encrypts its share of the files and rank 0 writes the manifest.
     """
+    check_lossy_format(scheme, block_size, fmt, subsampling, allow_lossy)
     _set_max_pixels(max_pixels)
     k = Key.load(key)
     from ..data.shards import is_shard_folder

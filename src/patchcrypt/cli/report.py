@@ -7,7 +7,7 @@ from typing import List, Optional
 
 import typer
 
-from .app import app
+from .app import app, no_cache_option
 
 
 @app.command()
@@ -20,6 +20,7 @@ def report(
                                     "(repeatable). A run's config naming its data is not enough: without this, "
                                     "runs show no examples."),
     title: str = typer.Option("patchcrypt report", "--title"),
+    no_cache: bool = no_cache_option(),
 ) -> None:
     """Write a self-contained HTML report (images embedded): tables, curves, examples."""
     from ..report import build_report

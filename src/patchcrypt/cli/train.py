@@ -7,7 +7,7 @@ from typing import Optional
 
 import typer
 
-from .app import app
+from .app import app, no_cache_option
 
 
 @app.command()
@@ -53,6 +53,7 @@ def train(
                                                  "(convolutions on a GPU)."),
     eval_batch: Optional[int] = typer.Option(None, "--eval-batch", help="Test images per forward pass."),
     config: Optional[Path] = typer.Option(None, "--config", help="YAML file of options (flags override it)."),
+    no_cache: bool = no_cache_option(),
 ) -> None:
     """Train a model on encrypted (or plain) images; writes config, metrics, summary and checkpoints."""
     from ..train import TrainConfig, is_main_process, train as run_train

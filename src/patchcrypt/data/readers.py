@@ -5,7 +5,8 @@ Decoded ImageFolder trees are cached as ``.npy`` in ``<cache>/trees/`` (``<cache
 ``~/.cache/patchcrypt``), keyed by a digest of every file's relative path, size and mtime (nanoseconds), so a
 second load of CIFAR-10 is a file read and any moved, renamed or rewritten file gives a fresh decode. The
 cache holds plain images: its files are written 0600 in 0700 folders, and a cache folder that is a symbolic
-link or belongs to another user is refused.
+link or belongs to another user is refused. ``PATCHCRYPT_CACHE=off`` (the CLI's ``--no-cache``) turns it off;
+the first write into a new cache folder says so on stderr, once.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import json
 import os
 import pickle
 import struct
+import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
@@ -180,6 +182,16 @@ def _tree_signature(root: Path, items) -> str:
     return h.hexdigest()[:32]
 
 
+def cache_enabled() -> bool:
+    """Whether tree loads may use the decode cache: not when ``$PATCHCRYPT_CACHE`` is ``off``."""
+    return os.environ.get("PATCHCRYPT_CACHE", "").strip().lower() != "off"
+
+
+def turn_cache_off() -> None:
+    """No decode cache for this process and the worker processes it starts (the CLI's ``--no-cache``)."""
+    os.environ["PATCHCRYPT_CACHE"] = "off"
+
+
 def _cache_root() -> Path:
     return Path(os.environ.get("PATCHCRYPT_CACHE") or Path.home() / ".cache" / "patchcrypt")
 
@@ -202,18 +214,28 @@ def _check_cache_dirs() -> None:
             how = "belongs to another user"
         if how:
             raise PatchcryptError(f"{d}: the decode cache folder {how}; refused (set PATCHCRYPT_CACHE to a "
-                                  "folder of your own, or load without the cache)")
+                                  "folder of your own, or to off: no cache)")
 
 
-def _private_dir(path: Path) -> None:
-    """Create ``path`` (and a missing cache root) readable by the owner only; tighten it if it exists."""
+def _private_dir(path: Path) -> bool:
+    """Create ``path`` (and a missing cache root) readable by the owner only; tighten it if it exists.
+    Returns whether ``path`` was created now."""
     root = _cache_root()
     if not root.exists():
         root.mkdir(mode=0o700, parents=True)
         os.chmod(root, 0o700)  # mkdir's mode is filtered by the umask; be explicit
+    created = not path.exists()
     path.mkdir(mode=0o700, exist_ok=True)
     if path.stat().st_mode & 0o077:
         os.chmod(path, 0o700)
+    return created
+
+
+def _cache_notice(folder: Path, nbytes: int, what: str) -> None:
+    """Say once, when a cache folder is first made, that decoded copies of the images are kept and how to stop it."""
+    print(f"note: caching decoded {what} images in {folder} ({nbytes / 1e6:,.1f} MB for this data set; a file "
+          "per data set, no size limit, kept until you delete it); --no-cache or PATCHCRYPT_CACHE=off to turn off",
+          file=sys.stderr, flush=True)
 
 
 def _load_tree(root: Path, cache: bool = True, mode: Optional[str] = None) -> ImageSet:
@@ -224,6 +246,7 @@ def _load_tree(root: Path, cache: bool = True, mode: Optional[str] = None) -> Im
     files = [rel for rel, _ in items]
     digests = expected_digests(manifest, prefix, files, root)
     labels = np.array([c for _, c in items], dtype=np.int64)
+    cache = cache and cache_enabled()
     if cache:
         _check_cache_dirs()
     upsampling = EncryptionRecord.from_manifest(manifest).jpeg_upsampling if manifest else "fancy"
@@ -240,7 +263,7 @@ def _load_tree(root: Path, cache: bool = True, mode: Optional[str] = None) -> Im
             pass  # a damaged cache entry is rebuilt below
     images = _decode_all([root / f for f in files], mode, upsampling, digests, encrypted_size(manifest))
     if cache:
-        _save_cache(cached, images)
+        _save_cache(cached, images, "encrypted" if manifest else "plain")
     return ImageSet(images, labels, classes, str(root), manifest, files)
 
 
@@ -284,10 +307,11 @@ def _decode_all(paths: List[Path], mode: Optional[str], upsampling: str = "fancy
     return out
 
 
-def _save_cache(path: Path, images: np.ndarray) -> None:
-    """Write decoded (plain) images as mode 0600 in a 0700 folder, atomically."""
+def _save_cache(path: Path, images: np.ndarray, what: str = "plain") -> None:
+    """Write decoded images (``what``: plain or encrypted) as mode 0600 in a 0700 folder, atomically."""
     try:
-        _private_dir(path.parent)
+        if _private_dir(path.parent):
+            _cache_notice(path.parent, images.nbytes, what)
         atomic_write(path, lambda f: np.save(f, images), mode=0o600)
         # earlier versions kept entries beside the root, readable by others: drop this tree's old copy
         (_cache_root() / path.name).unlink(missing_ok=True)

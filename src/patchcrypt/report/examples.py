@@ -25,7 +25,7 @@ import numpy as np
 
 from ..errors import PatchcryptError
 from ..record import EncryptionRecord
-from .markup import _img_tag
+from .markup import _img_tag, scrub_paths
 
 PLAIN_SIDE, CIPHER_SIDE, NEITHER = -1, 1, 0
 MARGIN = 3.0  # grey levels (of 255) between the sides: far above what JPEG or a resize moves a cell mean
@@ -121,7 +121,7 @@ def plan_examples(config: Dict, record: EncryptionRecord, key, data_roots: Seque
     try:
         ds = load_dataset(root, "test" if (root / "test").is_dir() else None)
     except PatchcryptError as exc:
-        return ExamplePlan("none", f"examples: {exc}")
+        return ExamplePlan("none", f"examples: {scrub_paths(str(exc), root)}")
     if ds.manifest is not None:
         return _plan_encrypted_tree(ds, key, n)
     if record.is_plain:

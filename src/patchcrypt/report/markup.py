@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import html
+import os
 from pathlib import Path
 from typing import Dict, List, Optional
 
@@ -12,6 +13,35 @@ def _img_tag(png: bytes, alt: str, width: Optional[int] = None) -> str:
     w = f' style="max-width:{width}px"' if width else ""
     return (f'<img alt="{html.escape(alt)}"{w} src="data:image/png;base64,'
             f'{base64.b64encode(png).decode()}">')
+
+
+def shown_path(path) -> str:
+    """How a page names a folder or file: relative to the working directory when it lies inside it, else by its
+    last component. A page is made to be shared; the machine's folder layout (home folder, user name, where
+    the private photos are) stays off it.
+
+    >>> shown_path(Path.cwd() / "runs" / "bp"), shown_path("/home/someone/photos")
+    ('runs/bp', 'photos')
+    """
+    full, cwd = Path(os.path.abspath(path)), Path.cwd()
+    if cwd != Path(cwd.anchor):
+        for a, b in ((full, cwd), (full.resolve(), cwd.resolve())):
+            if a.is_relative_to(b):
+                return a.relative_to(b).as_posix() or "."
+    return full.name or "."
+
+
+def scrub_paths(text: str, *paths) -> str:
+    """``text`` (an error message, a command line) with each of ``paths`` named as :func:`shown_path` names it,
+    the working directory left out and the home folder written ``~``."""
+    for p in paths:
+        forms = {os.path.abspath(p), str(Path(p).resolve())}
+        for form in sorted(forms, key=len, reverse=True):
+            text = text.replace(form, shown_path(p))
+    cwd, home = str(Path.cwd()), str(Path.home())
+    if cwd != Path(cwd).anchor:
+        text = text.replace(cwd + os.sep, "")
+    return text.replace(home, "~") if home != Path(home).anchor else text
 
 
 MAX_FIGURE_BYTES = 32 << 20  # one embedded figure file

@@ -7,7 +7,7 @@ from pathlib import Path, PurePath
 from typing import List
 
 from .inputs import KNOWN_KINDS, Item
-from .markup import _file_img, _rows_table, markdown_to_html
+from .markup import _file_img, _rows_table, markdown_to_html, scrub_paths, shown_path
 
 
 def figure_names(item: Item) -> List[str]:
@@ -27,9 +27,9 @@ def _relative(name: str) -> bool:
 def results_section(item: Item) -> str:
     d = item.data
     title = KNOWN_KINDS.get(item.kind, item.kind.replace("_", " "))
-    parts = [f"<h2>{html.escape(title)}</h2>", f'<p class="src">{html.escape(str(item.path))}']
+    parts = [f"<h2>{html.escape(title)}</h2>", f'<p class="src">{html.escape(shown_path(item.path))}']
     if d.get("command"):
-        parts[-1] += f" — measured by <code>{html.escape(str(d['command']))}</code>"
+        parts[-1] += f" — measured by <code>{html.escape(scrub_paths(str(d['command'])))}</code>"
     parts[-1] += "</p>"
     rows = d.get("rows") if isinstance(d.get("rows"), list) else []
     rows = [r for r in rows if isinstance(r, dict)]
@@ -39,7 +39,7 @@ def results_section(item: Item) -> str:
     ok = figure_names(item)
     for fig in d.get("figures") if isinstance(d.get("figures"), list) else []:
         if fig not in ok:
-            shown = html.escape(str(fig)[:80])
+            shown = html.escape(PurePath(str(fig)).name[:80])  # not the rest: it may be a path on the machine
             parts.append(f'<p class="note">figure {shown} skipped: a report embeds only files inside its input '
                          "folders (a relative name, no '..')</p>")
             continue

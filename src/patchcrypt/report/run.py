@@ -13,7 +13,7 @@ from ..errors import PatchcryptError
 from ..record import EncryptionRecord
 from .examples import ExamplePlan, plan_examples, render_examples
 from .inputs import Item, _read_json
-from .markup import _fig_png, _file_img, _img_tag
+from .markup import _fig_png, _file_img, _img_tag, shown_path
 
 
 def run_record(run: Path) -> Tuple[Dict, Dict, EncryptionRecord]:
@@ -42,7 +42,7 @@ def run_section(item: Item, plan: Optional[ExamplePlan] = None, page_shows_plain
              "epochs": len(rows), "best test accuracy": _pct(summary.get("best_test_acc")),
              "final test accuracy": _pct(summary.get("final_test_acc")),
              "encryption share of a step": _pct(summary.get("encrypt_fraction"), 2)}
-    parts = [f"<h2>Run {html.escape(run.name)}</h2>", f'<p class="src">{html.escape(str(run))}</p>',
+    parts = [f"<h2>Run {html.escape(run.name)}</h2>", f'<p class="src">{html.escape(shown_path(run))}</p>',
              "<table class=facts>" + "".join(f"<tr><th>{html.escape(k)}</th><td>{html.escape(str(v))}</td></tr>"
                                             for k, v in facts.items() if v not in (None, "")) + "</table>"]
     if rows:
