@@ -156,7 +156,7 @@ def _read_json(path: Path) -> Optional[object]:
     FIFO, a device or an oversized file: checked before reading, so none of them hangs or fills memory)."""
     try:
         return json.loads(read_bounded(path, MANIFEST_MAX_BYTES, "manifest"))
-    except (PatchcryptError, ValueError):
+    except (PatchcryptError, ValueError, RecursionError):
         return None
 
 

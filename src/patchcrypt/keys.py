@@ -196,7 +196,7 @@ class Key:
             if doc.get("version") != KEY_VERSION:
                 raise ValueError(f"unsupported key file version {doc.get('version')!r}")
             raw = base64.b64decode(doc["key"], validate=True)
-        except (ValueError, KeyError, TypeError) as exc:
+        except (ValueError, KeyError, TypeError, RecursionError) as exc:
             raise PatchcryptError(f"malformed key file {path}: {exc}") from None
         if len(raw) != KEY_BYTES:
             raise PatchcryptError(f"malformed key file {path}: key is {len(raw)} bytes, expected {KEY_BYTES}")

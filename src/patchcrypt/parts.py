@@ -500,7 +500,7 @@ def _read_part(path: Path, i: int, n: int) -> Dict[str, Any]:
     (a name with ``..`` or an absolute path is refused here, before anything is written)."""
     try:
         doc = json.loads(read_text_bounded(path, MANIFEST_MAX, "part manifest"))
-    except ValueError as exc:
+    except (ValueError, RecursionError) as exc:  # RecursionError: JSON nested past the parser's depth
         raise PatchcryptError(f"{path}: unreadable part manifest ({exc})") from None
     units = doc.get("units") if isinstance(doc, dict) else None
     ok = (isinstance(doc, dict) and doc.get("format", "patchcrypt-part") == "patchcrypt-part"

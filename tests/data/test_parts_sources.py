@@ -124,3 +124,20 @@ def test_a_salt_reused_on_other_data_warns(tree, key_file, tmp_path, capsys):
     # --salt given again, on other data, into a folder holding the salt file it was recorded in: the same warning
     lines = enc(capsys, other, d2, key_file, "--per-image", "--part", "2/2", "--salt", salt).strip().splitlines()
     assert len(lines) == 1 and "nonces repeat" in lines[0], lines
+
+
+def test_json_nested_past_the_parser_depth_is_one_line(tree, key_file, tmp_path, capsys):
+    """A part manifest or a data set manifest of 100,000 nested brackets: one line, exit 2 (was RecursionError)."""
+    out = tmp_path / "out"
+    for i in (1, 2):
+        assert main(["encrypt", str(tree), str(out), "--key", str(key_file), "--scheme", "etc",
+                     "--block-size", "4", "--part", f"{i}/2"]) == 0
+    (out / "patchcrypt.part-1-of-2.json").write_text("[" * 100_000)
+    capsys.readouterr()
+    assert main(["merge-manifests", str(out)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "part manifest" in err[0] and (out / "patchcrypt.part-2-of-2.json").exists()
+    (out / "patchcrypt.json").write_text("[" * 100_000)
+    assert main(["decrypt", str(out), str(tmp_path / "back"), "--key", str(key_file)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "manifest" in err[0] and not (tmp_path / "back").exists()

@@ -39,7 +39,7 @@ def find_manifest(directory) -> Optional[Tuple[Path, Dict]]:
         if path.exists() or path.is_symlink():  # a folder, FIFO or dangling link is refused below, never plain data
             try:
                 data = json.loads(read_text_bounded(path, MANIFEST_MAX_BYTES, "manifest"))
-            except ValueError as exc:
+            except (ValueError, RecursionError) as exc:  # RecursionError: JSON nested past the parser's depth
                 raise PatchcryptError(f"{path}: unreadable manifest ({_first_line(exc)})") from None
             if not isinstance(data, dict) or data.get("format") != MANIFEST_FORMAT:
                 raise PatchcryptError(f"{path}: not a patchcrypt manifest")

@@ -157,7 +157,7 @@ def is_shard_folder(path: Union[str, Path], split: Optional[str] = None) -> bool
     if manifest.is_file():
         try:
             return json.loads(read_text_bounded(manifest, MANIFEST_MAX, "manifest")).get("layout") == "webdataset"
-        except (PatchcryptError, ValueError, AttributeError):
+        except (PatchcryptError, ValueError, AttributeError, RecursionError):
             return False
     return bool(shard_files(path / split if split and (path / split).is_dir() else path))
 

@@ -80,3 +80,5 @@ def _read_json(p: Path):
         return json.loads(read_text_bounded(p, METADATA_MAX, "results file"))
     except json.JSONDecodeError as exc:
         raise PatchcryptError(f"{p}: not valid JSON (line {exc.lineno})") from None
+    except RecursionError:
+        raise PatchcryptError(f"{p}: not valid JSON (nested past the parser's depth)") from None
