@@ -77,14 +77,19 @@ def redigest(tree: Path) -> None:
 
 
 # -- item 6: digests --------------------------------------------------------------------------------------
-@pytest.mark.parametrize("stream", ["--in-memory", "--stream"])
-def test_files_swapped_between_classes_are_refused(enc, tmp_path, capsys, stream):
-    work = tmp_path / "work"
+def _swapped_copy(enc, work, first: str, second: str):
+    """A copy of the encrypted tree ``enc`` in ``work`` with the contents of two files swapped."""
     shutil.copytree(enc, work)
-    a, b = work / "train/a/0.png", work / "train/b/0.png"
+    a, b = work / first, work / second
     data_a = a.read_bytes()
     a.write_bytes(b.read_bytes())
     b.write_bytes(data_a)
+    return work
+
+
+@pytest.mark.parametrize("stream", ["--in-memory", "--stream"])
+def test_files_swapped_between_classes_are_refused(enc, tmp_path, capsys, stream):
+    work = _swapped_copy(enc, tmp_path / "work", "train/a/0.png", "train/b/0.png")
     err = train_error(capsys, work, tmp_path / "run", stream)
     assert "train/a/0.png" in err and "digest differs from the manifest" in err, err
 
@@ -102,12 +107,7 @@ def test_evaluate_checks_the_digests_too(enc, tmp_path, capsys):
     run = tmp_path / "run"
     assert main(["train", "--data", str(enc), "--out", str(run), *TRAIN]) == 0
     capsys.readouterr()
-    work = tmp_path / "work"
-    shutil.copytree(enc, work)
-    a, b = work / "test/a/1.png", work / "test/b/0.png"
-    data_a = a.read_bytes()
-    a.write_bytes(b.read_bytes())
-    b.write_bytes(data_a)
+    work = _swapped_copy(enc, tmp_path / "work", "test/a/1.png", "test/b/0.png")
     err = one_error(capsys, ["evaluate", run, "--data", work])
     assert "test/a/1.png" in err and "digest" in err, err
 

@@ -300,7 +300,7 @@ class Cipher:
 
     def _prefix(self, symbol: str, shape: Tuple[int, int, int]) -> LabelPrefix:
         """The encoded label of one step for one shape, kept (one per step and shape, no key material)."""
-        cache = self.__dict__.setdefault("_prefixes", {})
+        cache = self._prefixes
         k = (symbol, tuple(shape))
         if k not in cache:
             if len(cache) > 256:

@@ -273,8 +273,9 @@ def _read_checked(path: Path, mode: Optional[str], upsampling: str, limit: Optio
     its header against ``size`` (an encrypted set's (H, W); None: unchecked) before any pixel is decoded."""
     data = read_image_file(path, limit)
     check_digest(data, digest, path)
-    if size is not None and image_size(data, str(path)) != tuple(size):
-        raise other_size(path, image_size(data, str(path)), size)
+    got = None if size is None else image_size(data, str(path))
+    if got is not None and got != tuple(size):
+        raise other_size(path, got, size)
     return decode_image(data, mode, name=str(path), upsampling=upsampling, limit=limit)
 
 
