@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from patchcrypt.attacks import globalstate as gs
+from patchcrypt.attacks.globalstate import choice, classifier
 from patchcrypt.attacks.globalstate import (GLOBAL_STATES, GlobalState, apply_state, compose, distinct_states,
                                             invert_state, inverse, rank_of_true, rank_states, ssim_batch,
                                             up_to_global)
@@ -161,8 +162,8 @@ def _mirror_equal(a: int, b: int) -> bool:
 
 
 def test_rank_states_finds_the_state_up_to_a_mirror_across_a_change_of_domain(monkeypatch):
-    monkeypatch.setattr(gs, "_CNN_BATCH", 16)  # the optional classifier runs, the test stays fast
-    monkeypatch.setattr(gs, "_CACHE", {})
+    monkeypatch.setattr(classifier, "_CNN_BATCH", 16)  # the optional classifier runs, the test stays fast
+    monkeypatch.setattr(choice, "_CACHE", {})
     public = _scenes(120, 48, 0)
     victims = _scenes(40, 32, 1, sky=(0.6, 0.7, 0.9), ground=(0.3, 0.35, 0.2))  # other size, other palette
     rng = np.random.default_rng(2)
@@ -172,15 +173,15 @@ def test_rank_states_finds_the_state_up_to_a_mirror_across_a_change_of_domain(mo
         assert _mirror_equal(order[0], true), (str(GLOBAL_STATES[order[0]]), str(GLOBAL_STATES[true]))
         assert rank_of_true(order, true) <= 2
     first = rank_states(victims, public, seed=3, classifier_steps=8)
-    gs._CACHE.clear()
+    choice._CACHE.clear()
     assert rank_states(victims, public, seed=3, classifier_steps=8) == first  # deterministic, refitted
     scores = gs.score_states(victims, public, seed=3, classifier_steps=8)
     assert np.abs(scores["cnn"]).sum() > 0 and np.allclose(scores["total"], scores["cnn"] + scores["stats"])
 
 
 def test_rank_states_one_channel_and_non_square(monkeypatch):
-    monkeypatch.setattr(gs, "_CNN_BATCH", 16)
-    monkeypatch.setattr(gs, "_CACHE", {})
+    monkeypatch.setattr(classifier, "_CNN_BATCH", 16)
+    monkeypatch.setattr(choice, "_CACHE", {})
     gray = _scenes(40, 24, 4).mean(-1, keepdims=True).astype(np.uint8)
     order = rank_states(gray[:20, :, :16], gray[20:], seed=0, classifier_steps=5)
     groups = [order[i:i + 6] for i in range(0, 96, 6)]  # the 6 colour orders of a state stay together
