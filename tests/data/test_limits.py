@@ -113,12 +113,12 @@ def test_pixel_limit_can_be_raised(tmp_path, monkeypatch):
 
 def test_server_refuses_any_size_but_the_models_before_decoding():
     pytest.importorskip("starlette")
-    from patchcrypt.serve.app import HTTPError, _decode_all
+    from patchcrypt.serve.routes import HTTPError, decode_images
 
     for data in (png_bomb(BOMB, BOMB), jpeg_bomb(BOMB, BOMB), png_bomb(33, 32)):
-        err = refused_quickly(lambda: _decode_all([("x", data)], (32, 32, 3)), "expected", HTTPError)
+        err = refused_quickly(lambda: decode_images([("x", data)], (32, 32, 3)), "expected", HTTPError)
         assert err.status == 400
-    assert _decode_all([("ok", encode_png(np.ones((32, 32, 3), np.uint8)))], (32, 32, 3)).shape == (1, 32, 32, 3)
+    assert decode_images([("ok", encode_png(np.ones((32, 32, 3), np.uint8)))], (32, 32, 3)).shape == (1, 32, 32, 3)
 
 
 # -- key files -------------------------------------------------------------------------------------------

@@ -15,10 +15,8 @@ Settings for all of them are one :class:`~patchcrypt.serve.config.ServeConfig`.
 from .batcher import Batcher
 from .config import API, ServeConfig
 from .model import load_served_model, model_info
-# the request helpers too (``_decode_all`` is tested on hostile files): the same objects, re-exported
-from .routes import HTTPError, _decode_all, _images_from_body, _read_body, create_app  # noqa: F401
-from .transport import (ConnectionBook, _raw_response, bind_socket, guarded_protocol,  # noqa: F401
-                        make_server, running_server)
+from .routes import HTTPError, create_app
+from .transport import ConnectionBook, bind_socket, guarded_protocol, make_server, running_server
 
 __all__ = ["API", "Batcher", "ConnectionBook", "HTTPError", "ServeConfig", "bind_socket", "create_app",
            "guarded_protocol", "load_served_model", "make_server", "model_info", "running_server"]

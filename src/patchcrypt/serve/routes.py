@@ -27,7 +27,7 @@ from .config import API, ServeConfig
 from .model import load_served_model, model_info
 from .transport import ConnectionBook
 
-__all__ = ["HTTPError", "create_app"]
+__all__ = ["HTTPError", "create_app", "decode_images"]
 
 
 class HTTPError(Exception):
@@ -124,7 +124,7 @@ def _add_routes(app, cfg: ServeConfig, info: Dict[str, Any], state: Dict[str, An
             raise HTTPError(422, f"top_k must be between 1 and {len(classes)}")
         body = await _read_body(request, cfg.max_body_bytes, cfg.body_timeout_s)
         blobs = await _images_from_body(request, body, cfg.max_images)
-        images = await run_in_threadpool(_decode_all, blobs, (h, w, c), upsampling)
+        images = await run_in_threadpool(decode_images, blobs, (h, w, c), upsampling)
         probs = await state["batcher"].submit(images)
         k = min(top_k, len(classes))
         order = np.argsort(-probs, axis=1)[:, :k]
@@ -201,7 +201,10 @@ async def _images_from_body(request, body: bytes, max_images: int) -> List[Tuple
     return blobs
 
 
-def _decode_all(blobs: List[Tuple[str, bytes]], shape: Tuple[int, int, int], upsampling: str = "fancy") -> np.ndarray:
+def decode_images(blobs: List[Tuple[str, bytes]], shape: Tuple[int, int, int], upsampling: str = "fancy") -> np.ndarray:
+    """The uploaded files ``(name, bytes)`` of one request as (N, H, W, C) uint8, each exactly the model's
+    ``shape`` (H, W, C); an empty, unreadable, oversized or wrong-sized file is an :class:`HTTPError` (400 or
+    422) naming it, never a decoder's traceback."""
     from ..codec import decode_image
 
     h, w, c = shape
