@@ -17,23 +17,19 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from ..models.layers import BlockAdaptation
 from ..runtime import resolve_device, to_nchw, train_epoch
 from .base import AttackResult
 
 
-class BlockGenerator(nn.Module):
-    """Per-block generator: (N, C, H, W) uint8-range input → (N, C_out, H', W') in 0..255."""
+class BlockGenerator(BlockAdaptation):
+    """Per-block generator: (N, C, H, W) uint8-range input → (N, C_out, H', W') in 0..255; the block-wise
+    network of :class:`~patchcrypt.models.layers.BlockAdaptation`, ``width_factor`` times wider."""
 
     def __init__(self, block_size: int, in_chans: int = 3, out_chans: int = 3, width_factor: int = 2,
                  depth: int = 2, out_block: Optional[int] = None) -> None:
-        super().__init__()
-        m, mo = block_size, out_block or block_size
-        width = width_factor * in_chans * m * m
-        layers = [nn.Conv2d(in_chans, width, m, m), nn.BatchNorm2d(width), nn.ReLU()]
-        for _ in range(depth - 1):
-            layers += [nn.Conv2d(width, width, 1), nn.BatchNorm2d(width), nn.ReLU()]
-        layers += [nn.Conv2d(width, out_chans * mo * mo, 1), nn.PixelShuffle(mo)]
-        self.net = nn.Sequential(*layers)
+        super().__init__(block_size, in_chans, depth, out_chans, width_factor * in_chans * block_size * block_size,
+                         out_block)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return 255.0 * torch.sigmoid(self.net(x.float() / 127.5 - 1.0))

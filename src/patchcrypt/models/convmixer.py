@@ -12,8 +12,8 @@ from typing import Any, Sequence, Set
 import torch
 import torch.nn as nn
 
-from .layers import CIFAR10_MEAN, CIFAR10_STD, IMAGENET_MEAN, IMAGENET_STD, InputNorm, IsotropicMixin, \
-    check_image_input, check_patch_geometry, make_patch_embed
+from .layers import (CIFAR10_MEAN, CIFAR10_STD, IMAGENET_MEAN, IMAGENET_STD, ClassifierMixin, InputNorm,
+                     IsotropicMixin, check_image_input, check_patch_geometry, make_patch_embed)
 from .registry import build, register_model
 
 __all__ = ["ConvMixer"]
@@ -28,7 +28,7 @@ class Residual(nn.Module):
         return self.fn(x) + x
 
 
-class ConvMixer(IsotropicMixin, nn.Module):
+class ConvMixer(IsotropicMixin, ClassifierMixin, nn.Module):
     """ConvMixer-``dim``/``depth`` classifier: (N, C, img_size, img_size) in 0..255 → (N, num_classes).
 
     Args:
@@ -59,13 +59,6 @@ class ConvMixer(IsotropicMixin, nn.Module):
         """Parameter names trained without weight decay besides the biases and norms (1-D): none."""
         return set()
 
-    def get_classifier(self) -> nn.Module:
-        return self.head
-
-    def reset_classifier(self, num_classes: int) -> None:
-        self.num_classes = num_classes
-        self.head = nn.Linear(self.num_features, num_classes) if num_classes > 0 else nn.Identity()
-
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         check_image_input(x, self.in_chans, self.patch_size, self.img_size)
         return self.blocks(self.stem(self.input_norm(x)))
@@ -73,9 +66,6 @@ class ConvMixer(IsotropicMixin, nn.Module):
     def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
         x = self.pooling(x).flatten(1)
         return x if pre_logits else self.head(x)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.forward_head(self.forward_features(x))
 
 
 _CIFAR = dict(img_size=32, patch_size=4, num_classes=10)

@@ -1,4 +1,5 @@
-"""Pieces shared by the model zoo: input normalisation, patch embeddings, block-vector layout helpers.
+"""Pieces shared by the model zoo: input normalisation, patch embeddings, block-vector layout helpers, the
+classifier contract every model keeps (:class:`ClassifierMixin`) and the block-wise network (:class:`BlockAdaptation`).
 
 Block-vector order (DESIGN §2): an M×M block of a C-channel image flattens to L = M·M·C values with index
 ``l = (r*M + c)*C + ch`` (row, column, channel). A ``nn.Conv2d`` patch embedding stores its weight as
@@ -71,6 +72,17 @@ def check_image_input(x: torch.Tensor, in_chans: int, patch_size: Optional[int] 
         raise PatchcryptError(f"model takes {img_size}x{img_size} images, got {h}x{w}")
     if patch_size is not None and (h % patch_size or w % patch_size):
         raise PatchcryptError(f"image size {h}x{w} is not a multiple of the patch size {patch_size}")
+
+
+def check_block_size(model: nn.Module, block_size: Optional[int]) -> None:
+    """Clear error unless the model's patch size equals the cipher's block size (isotropic models)."""
+    patch = getattr(model, "patch_size", None)
+    if block_size is None or patch is None:
+        return
+    if patch != block_size:
+        kind = "patch size" if getattr(model, "is_isotropic", False) else "adaptation block size"
+        raise PatchcryptError(f"the model's {kind} is {patch} but the data's block size is {block_size}; "
+                              "they must be equal")
 
 
 def check_patch_geometry(img_size: int, patch_size: int) -> int:
@@ -310,6 +322,57 @@ def make_patch_embed(embed: str, in_chans: int, embed_dim: int, patch_size: int,
     if embed == "keyed":
         return KeyedEmbed(num_patches, in_chans, embed_dim, patch_size)
     raise PatchcryptError(f"embed must be 'shared', 'blockwise' or 'keyed', got {embed!r}")
+
+
+# -- the classifier contract, as timm's ------------------------------------------------------------------------
+class ClassifierMixin:
+    """``forward = forward_head ∘ forward_features``, ``get_classifier`` and ``reset_classifier``, shared by
+    every model of the zoo. A subclass defines ``forward_features`` and ``forward_head`` and sets
+    ``num_features`` and ``num_classes``; its head is the attribute named ``head_attr`` (``"head"`` as timm's
+    ViT and ConvMixer; the CIFAR ResNet keeps ``"fc"``, so state-dict names stay)."""
+
+    head_attr = "head"
+    num_features: int
+    num_classes: int
+
+    def get_classifier(self) -> nn.Module:
+        """The final classifier module (the part ``--freeze backbone`` trains)."""
+        return getattr(self, self.head_attr)
+
+    def reset_classifier(self, num_classes: int) -> None:
+        """Replace the head by a fresh ``Linear(num_features, num_classes)`` (``Identity`` if 0)."""
+        self.num_classes = num_classes
+        setattr(self, self.head_attr, nn.Linear(self.num_features, num_classes) if num_classes > 0 else nn.Identity())
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.forward_head(self.forward_features(x))
+
+
+# -- the block-wise network ---------------------------------------------------------------------------------
+class BlockAdaptation(nn.Module):
+    """Block-wise network: (N, C, H, W) → (N, C_out, H·M'/M, W·M'/M), each M×M block mapped independently.
+
+    A conv with kernel = stride = M maps each block to ``width`` features, ``depth - 1`` 1×1 convs (BN,
+    ReLU) mix them within the block, and a last 1×1 conv and a pixel shuffle write an M'×M' block of
+    ``out_chans`` channels back. With the defaults (width = M·M·C, C_out = C, M' = M) it is the adaptation
+    network of Tanaka 2018 / Madono et al. 2020 in front of a ResNet; the learned attacks' per-block
+    generator is the same network, wider.
+    """
+
+    def __init__(self, block_size: int, in_chans: int = 3, hidden_layers: int = 2, out_chans: Optional[int] = None,
+                 width: Optional[int] = None, out_block: Optional[int] = None) -> None:
+        super().__init__()
+        m, mo = block_size, out_block or block_size
+        self.block_size = block_size
+        width = width or in_chans * m * m
+        layers: list = [nn.Conv2d(in_chans, width, m, m), nn.BatchNorm2d(width), nn.ReLU()]
+        for _ in range(hidden_layers - 1):
+            layers += [nn.Conv2d(width, width, 1), nn.BatchNorm2d(width), nn.ReLU()]
+        layers += [nn.Conv2d(width, (out_chans or in_chans) * mo * mo, 1), nn.PixelShuffle(mo)]
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
 
 
 # -- the isotropic contract ---------------------------------------------------------------------------------

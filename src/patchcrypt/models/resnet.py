@@ -16,7 +16,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ..errors import PatchcryptError
-from .layers import CIFAR10_MEAN, CIFAR10_STD, InputNorm, check_image_input
+from .layers import CIFAR10_MEAN, CIFAR10_STD, BlockAdaptation, ClassifierMixin, InputNorm, check_image_input
 from .registry import build, register_model
 
 __all__ = ["ResNetCifar", "BlockAdaptation"]
@@ -39,27 +39,11 @@ class BasicBlock(nn.Module):
         return F.relu(out + (x if self.downsample is None else self.downsample(x)))
 
 
-class BlockAdaptation(nn.Module):
-    """Block-wise adaptation network: (N, C, H, W) → (N, C, H, W), each M×M block mapped independently."""
-
-    def __init__(self, block_size: int, in_chans: int = 3, hidden_layers: int = 2) -> None:
-        super().__init__()
-        self.block_size = block_size
-        width = in_chans * block_size * block_size
-        layers: list = [nn.Conv2d(in_chans, width, block_size, block_size), nn.BatchNorm2d(width), nn.ReLU()]
-        for _ in range(hidden_layers - 1):
-            layers += [nn.Conv2d(width, width, 1), nn.BatchNorm2d(width), nn.ReLU()]
-        layers += [nn.Conv2d(width, width, 1), nn.PixelShuffle(block_size)]
-        self.net = nn.Sequential(*layers)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net(x)
-
-
-class ResNetCifar(nn.Module):
+class ResNetCifar(ClassifierMixin, nn.Module):
     """ResNet-18 for 32×32 images in 0..255, optionally behind a :class:`BlockAdaptation` (``block_size``)."""
 
     is_isotropic = False
+    head_attr = "fc"  # the torchvision / CIFAR ResNet name, kept for state dicts
 
     def __init__(self, num_classes: int = 10, img_size: int = 32, in_chans: int = 3, width: int = 64,
                  layers: Sequence[int] = (2, 2, 2, 2), block_size: int = 0,
@@ -95,8 +79,10 @@ class ResNetCifar(nn.Module):
         x = F.relu(self.bn1(self.conv1(x)))
         return self.layer4(self.layer3(self.layer2(self.layer1(x))))
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fc(F.adaptive_avg_pool2d(self.forward_features(x), 1).flatten(1))
+    def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
+        """(N, num_features, h, w) feature maps → (N, num_classes) logits (or the pooled (N, num_features))."""
+        x = F.adaptive_avg_pool2d(x, 1).flatten(1)
+        return x if pre_logits else self.fc(x)
 
 
 @register_model

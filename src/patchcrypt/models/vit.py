@@ -20,8 +20,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ..errors import PatchcryptError
-from .layers import (CIFAR10_MEAN, CIFAR10_STD, HALF, DropPath, InputNorm, IsotropicMixin, check_image_input,
-                     check_patch_geometry, make_patch_embed)
+from .layers import (CIFAR10_MEAN, CIFAR10_STD, HALF, ClassifierMixin, DropPath, InputNorm, IsotropicMixin,
+                     check_image_input, check_patch_geometry, make_patch_embed)
 from .registry import build, register_model
 
 __all__ = ["VisionTransformer"]
@@ -91,7 +91,7 @@ class PatchEmbed(nn.Module):
         return self.proj(x).flatten(2).transpose(1, 2)
 
 
-class VisionTransformer(IsotropicMixin, nn.Module):
+class VisionTransformer(IsotropicMixin, ClassifierMixin, nn.Module):
     """ViT classifier taking images in 0..255 (uint8 or float), (N, C, img_size, img_size) → (N, num_classes).
 
     Args:
@@ -143,14 +143,6 @@ class VisionTransformer(IsotropicMixin, nn.Module):
         """Parameter names trained without weight decay besides every bias and norm (1-D), as timm's ViT."""
         return {"pos_embed", "cls_token"}
 
-    def get_classifier(self) -> nn.Module:
-        return self.head
-
-    def reset_classifier(self, num_classes: int) -> None:
-        """Replace the head by a fresh ``Linear(embed_dim, num_classes)`` (``Identity`` if 0)."""
-        self.num_classes = num_classes
-        self.head = nn.Linear(self.embed_dim, num_classes) if num_classes > 0 else nn.Identity()
-
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """(N, C, H, W) images in 0..255 → (N, 1 + n, D) normalised tokens (class token first)."""
         check_image_input(x, self.in_chans, self.patch_size, self.img_size)
@@ -162,9 +154,6 @@ class VisionTransformer(IsotropicMixin, nn.Module):
         """(N, 1 + n, D) tokens → (N, num_classes) logits from the class token (or (N, D) if pre_logits)."""
         x = self.head_drop(x[:, 0])
         return x if pre_logits else self.head(x)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.forward_head(self.forward_features(x))
 
 
 _CIFAR = dict(img_size=32, patch_size=4, num_classes=10)

@@ -66,7 +66,7 @@ def prepare_finetune(model: nn.Module, cfg: TrainConfig, record: EncryptionRecor
 
 def freeze_backbone(model: nn.Module) -> nn.Module:
     """Linear probe: every parameter but the head's stops training. Returns the head."""
-    head = model.get_classifier() if hasattr(model, "get_classifier") else getattr(model, "fc", None)
+    head = model.get_classifier() if hasattr(model, "get_classifier") else None  # every model of the zoo has it
     if head is None:
         raise PatchcryptError(f"{type(model).__name__} has no head to train alone; --freeze backbone needs one")
     keep = {id(p) for p in head.parameters()}
