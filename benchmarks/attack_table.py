@@ -26,7 +26,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import markdown_table, write_results  # noqa: E402
 
 from patchcrypt import Key  # noqa: E402
-from patchcrypt.attacks import ATTACKS, format_headline, headline_of, list_attacks, run_attack  # noqa: E402
+from patchcrypt.attacks import ATTACKS, list_attacks, run_attack  # noqa: E402
+from patchcrypt.attacks.registry import column_head, result_cell  # noqa: E402
 from patchcrypt.ciphers import create_cipher  # noqa: E402
 from patchcrypt.data import load_dataset, sample_photos  # noqa: E402
 from patchcrypt.errors import PatchcryptError  # noqa: E402
@@ -161,10 +162,10 @@ def render(rows, n_test, n_train, epochs) -> str:
         })
         for name in later:
             m = r.get(name)
-            table[-1][name] = "n/a" if not m or "not_applicable" in m else format_headline(headline_of(name, m))
+            table[-1][name] = result_cell(name, None if not m or "not_applicable" in m else m)
     cols = ["scheme", "encrypted", "FR", "GAN", "ITN", "KPA, 1 pair", "KPA pairs for the full key",
             "jigsaw SSIM / Nc", *later]
-    heads = cols[:8] + [f"{n} ({ATTACKS[n].threat.value})" if n in ATTACKS else n for n in later]
+    heads = cols[:8] + [column_head(n) for n in later]
     return (f"SSIM of the attacker's reconstruction against the plain image, up to the global state (one "
             f"whole-image rotation/flip, colour order and inversion: what a person resolves at a glance), then "
             f"the chosen output's mean ± std; {n_test} CIFAR-10 test "

@@ -383,6 +383,39 @@ def format_headline(headline: Dict[str, Any]) -> str:
     return ", ".join(parts)
 
 
+# -- the result table ---------------------------------------------------------------------------------------
+def result_cell(name: str, metrics: Optional[Dict[str, Any]] = None, *, reason: Optional[str] = None,
+                sampled: Optional[str] = None) -> str:
+    """One attack's result in words, as every table of attack results shows it: its headline figures
+    (:func:`headline_of`, :func:`format_headline`) and, when it ran on part of the images, which part; or
+    ``n/a`` (with ``reason`` when given) when it did not run (``metrics`` None)."""
+    if metrics is None:
+        return f"n/a: {reason}" if reason else "n/a"
+    return format_headline(headline_of(name, metrics)) + (f" ({sampled})" if sampled else "")
+
+
+def column_head(name: str) -> str:
+    """An attack's column heading: its name and threat model, e.g. ``many (ciphertext-only, many images)``."""
+    return f"{name} ({ATTACKS[name].threat.value})" if name in ATTACKS else name
+
+
+def report_table(report: Dict[str, Any]) -> str:
+    """The table of a :func:`run_all` report, as ``attack all`` prints it: the verdict first, then what was
+    attacked, then one line per attack: its threat model and headline, or n/a with the reason."""
+    keys = "per-image keys" if report["per_image"] else "one key"
+    lines = [report["verdict"]["line"],
+             f"attacks on {report['scheme']} (M={report['block_size']}, {report['n_images']} images, {keys}); "
+             "'up to global state': up to one whole-image rotation/flip, colour order and inversion"]
+    rows = [(r["attack"], r["threat"], result_cell(r["attack"], r["metrics"] if r["applies"] else None,
+                                                   reason=r.get("reason"), sampled=r.get("sampled")))
+            for r in report["attacks"]]
+    w, t = max(len(r[0]) for r in rows + [("attack",)]), max(len(r[1]) for r in rows + [("", "threat model")])
+    lines.append(f"{'attack':<{w}}  {'threat model':<{t}}  result")
+    lines += [f"{a:<{w}}  {th:<{t}}  {res}" for a, th, res in rows]
+    return "\n".join(lines)
+
+
 __all__ = ["Threat", "THREAT_HOLDERS", "AttackSpec", "AttackOptions", "ATTACKS", "register_attack", "get_attack",
            "list_attacks", "run_attack", "run_all", "verdict", "verdict_line", "single_sample", "headline_of",
-           "format_headline", "needs_steps", "needs_key", "needs_shared_key", "needs_pixel_correspondence", "all_of"]
+           "format_headline", "result_cell", "column_head", "report_table", "needs_steps", "needs_key",
+           "needs_shared_key", "needs_pixel_correspondence", "all_of"]

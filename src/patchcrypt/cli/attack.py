@@ -136,14 +136,16 @@ def _all(name, target, block_size, test, train, k, per_image, max_single, progre
     if as_json:
         typer.echo(json.dumps(report))
     else:
-        _print_table(report)
+        from ..attacks.registry import report_table
+
+        typer.echo(report_table(report))
 
 
 def _one(name, target, block_size, test, train, k, per_image, max_single, progress, out, draw, as_json,
          options) -> None:
     """``attack NAME``: one attack's figures."""
-    from ..attacks import contact_sheet, format_headline, get_attack, headline_of, run_attack
-    from ..attacks.registry import single_sample
+    from ..attacks import contact_sheet, get_attack, run_attack
+    from ..attacks.registry import result_cell, single_sample
     from ..attacks.scoring import READ_GAIN, READ_SSIM
 
     if get_attack(name).single and len(test) > max_single:
@@ -158,8 +160,7 @@ def _one(name, target, block_size, test, train, k, per_image, max_single, progre
     if as_json:
         typer.echo(json.dumps(metrics))
         return
-    head = format_headline(headline_of(name, metrics))
-    typer.echo(f"{name} on {result.scheme} ({metrics['n_images']} images): {head}"
+    typer.echo(f"{name} on {result.scheme} ({metrics['n_images']} images): {result_cell(name, metrics)}"
                f"; chosen output: exact {metrics['exact_images']:.3f}, SSIM {metrics['ssim']:.3f}, "
                f"PSNR {metrics['psnr']:.2f} dB (up to global state: up to one whole-image rotation/flip, colour "
                f"order and inversion; readable: exact up to it, or SSIM >= {READ_SSIM} and {READ_GAIN} above what "
@@ -199,23 +200,6 @@ def _warn_figures(out: Path) -> None:
     typer.echo(f"warning: --figures under your key: {out} will hold the attacks' decryptions of images encrypted "
                "under it; where an attack wins they are the plain images, and one of them with its ciphertext "
                "gives the key away. Share them as you would the plain images and the key.", err=True)
-
-
-def _print_table(report: dict) -> None:
-    """The verdict first, then one line per attack: its threat model and headline, or n/a with the reason."""
-    from ..attacks import format_headline
-
-    typer.echo(report["verdict"]["line"])
-    keys = "per-image keys" if report["per_image"] else "one key"
-    typer.echo(f"attacks on {report['scheme']} (M={report['block_size']}, {report['n_images']} images, {keys}); "
-               "'up to global state': up to one whole-image rotation/flip, colour order and inversion")
-    rows = [(r["attack"], r["threat"], (format_headline(r["headline"]) + (f" ({r['sampled']})" if r.get("sampled")
-                                                                          else "")) if r["applies"]
-             else f"n/a: {r['reason']}") for r in report["attacks"]]
-    w, t = max(len(r[0]) for r in rows + [("attack",)]), max(len(r[1]) for r in rows + [("", "threat model")])
-    typer.echo(f"{'attack':<{w}}  {'threat model':<{t}}  result")
-    for a, th, res in rows:
-        typer.echo(f"{a:<{w}}  {th:<{t}}  {res}")
 
 
 def _figure_note(throwaway: bool, drawn: bool) -> str:
