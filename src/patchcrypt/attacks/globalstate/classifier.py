@@ -72,7 +72,8 @@ def _batch(pool, gen, batch: int, size: int):
 
 def train_classifier(pool_np: np.ndarray, seed: int, steps: int, size: int):
     """A tiny CNN predicting which (dihedral, colour order, inversion) was applied to a natural image crop
-    (rotation prediction, the standard self-supervised task, with two more heads)."""
+    (rotation prediction, the standard self-supervised task, with two more heads), trained for ``steps``
+    steps on random crops of ``pool_np`` (N, T, T, C) uint8 resized to ``size``² (the network's input)."""
     import torch
     import torch.nn.functional as F
 
@@ -102,7 +103,8 @@ def _split_heads(logits, channels: int):
 
 def classifier_log_probs(net, small: np.ndarray, mix: float) -> np.ndarray:
     """Per-image log-probability (N, 96) that each state fixes the image, from the classifier's three heads,
-    averaged over the 8 dihedral views of each image (test-time augmentation)."""
+    averaged over the 8 dihedral views of each image (test-time augmentation); ``small`` is (N, S, S, C) uint8
+    at the network's input size, and each head's probabilities are mixed with ``mix`` of the uniform."""
     import torch
 
     c = small.shape[3]
