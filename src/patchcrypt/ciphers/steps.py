@@ -219,6 +219,14 @@ def effective_key_space_log10(transformations: float) -> float:
     return min(transformations, KEY_BITS_LOG10)
 
 
+def step_map(symbol: str, stream: KeyStream, geo: Geometry, shared: bool = False) -> BlockMap:
+    """The map of step ``symbol`` drawn from ``stream``. Only the steps in :data:`SHAREABLE_STEPS` take
+    ``shared``; the others have one meaning (BS one block order, NP a bit per block, BF one mask for every
+    block, NPV a bit per value) and ignore it, so a spec's ``shared`` never changes their key material."""
+    fn = STEP_FUNCTIONS[symbol]
+    return fn(stream, geo, shared=shared) if symbol in SHAREABLE_STEPS else fn(stream, geo)
+
+
 STEP_FUNCTIONS = {
     "BS": block_scramble,
     "RF": rotate_flip,
@@ -229,3 +237,6 @@ STEP_FUNCTIONS = {
     "PS": pixel_shuffle,
     "LE": learnable,
 }
+
+# Steps with a per-block and a shared form (their function's ``shared`` argument).
+SHAREABLE_STEPS = frozenset({"RF", "CS", "PS", "LE"})
