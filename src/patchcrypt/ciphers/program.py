@@ -502,19 +502,26 @@ def _band(tabs: tuple, a: int, b: int) -> tuple:
     return tuple(None if t is None else t[a:b] for t in tabs)
 
 
+# Gathers use mode="wrap": every table is a permutation of in-range indices, so the mode never changes a
+# value, and numpy buffers ``out`` (a second copy of the output) and checks each index only in its default
+# "raise" mode: "wrap" gathers 224x224 batches about 2.4x faster (benchmarks/costs.py --rows speed).
+_TAKE = "wrap"
+
+
 def _apply_bytes_np(flat: np.ndarray, out: np.ndarray, tabs: tuple) -> None:
     g, m = tabs
-    np.take(flat, g, axis=1, out=out)
+    np.take(flat, g, axis=1, out=out, mode=_TAKE)
     if m is not None:
         np.bitwise_xor(out, m, out=out)
 
 
 def _apply_nibbles_np(flat: np.ndarray, out: np.ndarray, tabs: tuple) -> None:
     bh, sh, bl, sl, m = tabs
-    np.take(flat, bh, axis=1, out=out)
+    np.take(flat, bh, axis=1, out=out, mode=_TAKE)
     np.left_shift(out, sh, out=out)
     np.bitwise_and(out, 0xF0, out=out)
-    lo = np.take(flat, bl, axis=1)
+    lo = np.empty_like(out)
+    np.take(flat, bl, axis=1, out=lo, mode=_TAKE)
     np.right_shift(lo, sl, out=lo)
     np.bitwise_and(lo, 0x0F, out=lo)
     np.bitwise_or(out, lo, out=out)
