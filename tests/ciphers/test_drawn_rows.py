@@ -73,6 +73,8 @@ def test_a_program_with_drawn_rows_pickles(small_bands):
     cipher = create_cipher("ele", KEY, block_size=4)
     prog = cipher.program((32, 32, 3))
     back = pickle.loads(pickle.dumps(prog))
+    assert back._compact.local.same_draw(back._compact.mask)  # the stream bytes travel once, shared
+    assert back.nbytes == prog.nbytes
     assert np.array_equal(back.apply_numpy(x.reshape(1, -1), "enc"), cipher.encrypt(x).reshape(1, -1))
 
 

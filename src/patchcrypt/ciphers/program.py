@@ -208,8 +208,13 @@ class DrawnRows:
 
     def __init__(self, data, count: int, width: int, part: str, rows: Optional[np.ndarray] = None,
                  inverted: bool = False):
-        self.data, self.count, self.width, self.part = data, int(count), int(width), part
+        self.source = data if isinstance(data, _StreamBytes) else _StreamBytes(data)
+        self.count, self.width, self.part = int(count), int(width), part
         self.rows, self.inverted = rows, inverted
+
+    @property
+    def data(self):
+        return self.source.data
 
     @property
     def shape(self) -> Tuple[int, int]:
@@ -225,18 +230,18 @@ class DrawnRows:
         return len(self.data) if self.part == "local" else 0
 
     def same_draw(self, other) -> bool:
-        return (isinstance(other, DrawnRows) and other.data is self.data and other.rows is self.rows
+        return (isinstance(other, DrawnRows) and other.source is self.source and other.rows is self.rows
                 and other.inverted == self.inverted)
 
     def with_part(self, part: str) -> "DrawnRows":
-        return DrawnRows(self.data, self.count, self.width, part, self.rows, self.inverted)
+        return DrawnRows(self.source, self.count, self.width, part, self.rows, self.inverted)
 
     def inverse(self, rows: Optional[np.ndarray]) -> "DrawnRows":
         """The inverse map's table when its output block b' reads forward block ``rows[b']``."""
         if rows is not None and self.rows is not None:
             rows = self.rows[rows]
-        return DrawnRows(self.data, self.count, self.width, self.part, rows if rows is not None else self.rows,
-                         inverted=True)
+        return DrawnRows(self.source, self.count, self.width, self.part,
+                         rows if rows is not None else self.rows, inverted=True)
 
     def pair(self, a: int, b: int) -> Tuple[np.ndarray, np.ndarray]:
         """(local, mask) of output blocks a..b: (b - a, width) int16 and uint8."""
@@ -246,8 +251,8 @@ class DrawnRows:
         perm = np.argsort(band.astype(np.uint64), axis=1, kind="stable")
         flips = np.frombuffer(self.data, dtype=np.uint8, offset=8 * self.count * self.width)
         if self.width % 8 == 0:  # every row starts on a byte (any even M)
-            rows = flips.reshape(self.count, self.width // 8)
-            mask = np.unpackbits(rows[a:b] if self.rows is None else rows[r], axis=1) * np.uint8(15)
+            by_row = flips.reshape(self.count, self.width // 8)
+            mask = np.unpackbits(by_row[a:b] if self.rows is None else by_row[r], axis=1) * np.uint8(15)
         else:
             pos = r[:, None] * self.width + np.arange(self.width, dtype=np.int64)[None, :]  # bit positions
             mask = ((flips[pos >> 3] >> (7 - (pos & 7)).astype(np.uint8)) & 1) * np.uint8(15)
@@ -262,10 +267,7 @@ class DrawnRows:
             a, b, _ = key.indices(self.shape[0])
             return self.pair(a, b)[0 if self.part == "local" else 1]
         rows = np.arange(self.shape[0])[key] if self.rows is None else self.rows[key]
-        return DrawnRows(self.data, self.count, self.width, self.part, np.asarray(rows), self.inverted)
-
-    def __reduce__(self):  # a memoryview does not pickle: the bytes travel
-        return (DrawnRows, (bytes(self.data), self.count, self.width, self.part, self.rows, self.inverted))
+        return DrawnRows(self.source, self.count, self.width, self.part, np.asarray(rows), self.inverted)
 
     def __array__(self, dtype=None, copy=None):
         out = np.empty(self.shape, dtype=self.dtype)
@@ -273,6 +275,19 @@ class DrawnRows:
         for a in range(0, self.shape[0], step):
             out[a:a + step] = self[a:a + step]
         return out if dtype is None else out.astype(dtype)
+
+
+class _StreamBytes:
+    """The stream bytes that the local and mask :class:`DrawnRows` of one draw share (pickled once, as bytes:
+    a memoryview does not pickle)."""
+
+    __slots__ = ("data",)
+
+    def __init__(self, data):
+        self.data = data
+
+    def __reduce__(self):
+        return (_StreamBytes, (bytes(self.data),))
 
 
 def _block_base(blocks: np.ndarray, per_row: int, width: int, channels: int, block: int, unit: int) -> np.ndarray:
@@ -366,7 +381,7 @@ class Program:
         for bm in (self._compact, self._compact_dec):
             for t in () if bm is None else (bm.src, bm.local, bm.mask):
                 if isinstance(t, DrawnRows):  # both directions read the same stream bytes
-                    arrays[id(t.data)] = t.data
+                    arrays[id(t.source)] = np.frombuffer(t.data, dtype=np.uint8)
                 elif t is not None:
                     arrays[id(t)] = t
         return sum(a.nbytes for a in arrays.values())
