@@ -117,3 +117,24 @@ def test_reserve_and_view_give_the_same_bytes_in_one_call():
     s.reserve(70_003)
     got = [bytes(s.view(70_000)), s.read(3)]
     assert got == want[1:] and len(calls) == 2 and calls[-1] == 70_008
+
+
+def test_a_tree_of_large_images_of_two_sizes_holds_one_stream_at_a_time(monkeypatch):
+    """The cached program of the last size (its stream bytes) is dropped before the next size compiles: it
+    would be evicted once the new one is cached anyway, and the two streams are never held together."""
+    monkeypatch.setattr(steps, "DRAWN_ABOVE", 1 << 20)
+    monkeypatch.setattr(program, "_BAND", 1 << 16)
+    monkeypatch.setattr(base, "_BAND", 1 << 16)
+    cipher = create_cipher("ele", KEY, block_size=16)
+    cipher._CACHE_BYTES = 1 << 20
+    stream_bytes = 512 * 512 * 3 * 2 * 8
+    tracemalloc.start()  # before the first size: its bytes count while they are held
+    try:
+        assert cipher.program((512, 512, 3)).nbytes > stream_bytes
+        tracemalloc.reset_peak()
+        cipher.program((512, 544, 3))
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert list(k[0] for k in cipher._programs) == [(512, 544, 3)]
+    assert peak < 1.2 * stream_bytes * 544 / 512

@@ -224,6 +224,7 @@ class Cipher:
 
     _CACHE = 32
     _CACHE_BYTES = 256 << 20
+    _LARGE = 1 << 18  # values per image from which the program cache is bounded by bytes too
 
     def __init__(self, spec: SchemeSpec, key: Key, block_size: int, per_image: bool = False,
                  pad: bool = False):
@@ -344,6 +345,11 @@ class Cipher:
         k = (shape, nonce)
         prog = self._programs.get(k)
         if prog is None:
+            if int(np.prod(shape)) >= self._LARGE:
+                # a program over the byte budget is evicted once a large one is cached (_trim_cache): drop it
+                # before compiling, not after, so a tree of large images of several sizes holds one at a time
+                for old in [key for key, p in self._programs.items() if p.nbytes > self._CACHE_BYTES]:
+                    del self._programs[old]
             prog = Program.from_blocks(self._compile_blocks(shape, nonce), self.spec.unit, shape, self._block())
             self._programs[k] = prog
             self._trim_cache()
@@ -365,7 +371,7 @@ class Cipher:
         while len(self._programs) > self._CACHE:
             self._programs.popitem(last=False)
         newest = next(reversed(self._programs.values()))
-        if int(np.prod(newest.shape_in)) < 1 << 18:  # small images: the count bounds it (32 x a few MB)
+        if int(np.prod(newest.shape_in)) < self._LARGE:  # small images: the count bounds it (32 x a few MB)
             return
         while len(self._programs) > 1 and sum(p.nbytes for p in self._programs.values()) > self._CACHE_BYTES:
             self._programs.popitem(last=False)
