@@ -17,13 +17,26 @@ Rows:
 * perimage: per-image ``etc`` encryption of a batch of 128 32×32 images (``Encrypt(..., per_image=True)``'s
   cipher, torch NCHW) as a share of one ``vit_pico_patch4_32`` training step on the same batch (the median of
   15 of each, interleaved), and a sha256 of the ciphertexts under fixed nonces (the same on both trees means
-  the same encryption).
+  the same encryption);
+* speed (before = c0fbc4a): fixed-key numpy encryption of a batch of 224×224 images (M = 16) by etc,
+  block-pixel, pe, le and ele as a ratio to ``np.copyto`` of the same batch in the same process (the
+  measurement of ``encrypt_speed.py``); the trees alternate ``--repeats`` times, each keeping its best ratio
+  per scheme, and the load average before and after each run is reported (``--batch``);
+* elemem (before = c0fbc4a): peak resident memory of ``patchcrypt encrypt`` and ``decrypt`` of one
+  ``--size`` gradient PNG (default 4992×8000, 39.9 MP) with ``ele`` at M = 16, each a fresh process measured
+  as ``memory_per_pixel.py`` does, and a sha256 of the encrypted file (the same on both trees means the same
+  ciphertext).
+
+    PYTHONPATH=src .venv/bin/python benchmarks/costs.py --rows speed --repeats 3
+    PYTHONPATH=src .venv/bin/python benchmarks/costs.py --rows elemem                # two ~40 MP images, heavy
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
+import os
 import subprocess
 import sys
 import tarfile
@@ -35,6 +48,8 @@ from _common import markdown_table, write_results  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 BEFORE = "b936564"
+# Rows of the second part of issue 28 (ele's key material, the gathers): before = the commit before that work.
+ROW_BEFORE = {"speed": "c0fbc4a", "elemem": "c0fbc4a"}
 
 _KEYED = """
 import json, torch
@@ -98,6 +113,35 @@ print(json.dumps({"enc_ms": 1e3 * med(enc), "step_ms": 1e3 * med(stp), "share": 
 """
 
 
+_SPEED = """
+import json, os, sys, time
+import numpy as np
+from patchcrypt import Key
+from patchcrypt.ciphers import create_cipher
+size, m, n, rounds = (int(v) for v in sys.argv[1:5])
+schemes = sys.argv[5:]
+x = np.random.default_rng(0).integers(0, 256, (n, size, size, 3), dtype=np.uint8)
+buf = np.empty_like(x)
+ciphers = {s: create_cipher(s, Key.from_bytes(bytes(range(32))), block_size=m) for s in schemes}
+work = {"memcpy": lambda: np.copyto(buf, x), **{s: (lambda c=c: c.encrypt(x)) for s, c in ciphers.items()}}
+best = dict.fromkeys(work, float("inf"))
+cpu = dict.fromkeys(work, float("inf"))
+load = [os.getloadavg()[0]]
+for _ in range(rounds):  # rounds of every scheme, memcpy among them: load changes hit all alike
+    for name, fn in work.items():
+        fn()
+        for _ in range(3):
+            t, c = time.perf_counter(), time.process_time()
+            fn()
+            best[name] = min(best[name], time.perf_counter() - t)
+            cpu[name] = min(cpu[name], time.process_time() - c)
+load.append(os.getloadavg()[0])
+print(json.dumps({"ratio": {s: best["memcpy"] / best[s] for s in schemes},
+                  "cpu_ratio": {s: cpu["memcpy"] / cpu[s] for s in schemes}, "memcpy_s": best["memcpy"],
+                  "load": load}))
+"""
+
+
 def before_tree(ref: str, into: Path) -> Path:
     """``src`` of commit ``ref`` unpacked under ``into``; returns the folder to put on PYTHONPATH."""
     archive = into / "before.tar"
@@ -107,16 +151,16 @@ def before_tree(ref: str, into: Path) -> Path:
     return into / "src"
 
 
-def child(code: str, src: Path) -> dict:
+def child(code: str, src: Path, args=()) -> dict:
     """Run ``code`` in a fresh interpreter importing patchcrypt from ``src``; its last stdout line as JSON."""
     env = {"PYTHONPATH": str(src), "PATH": "/usr/bin:/bin"}
-    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=3600)
+    res = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, env=env, timeout=3600)
     if res.returncode:
         raise SystemExit(f"child failed on {src}:\n{res.stderr[-2000:]}")
     return json.loads(res.stdout.strip().splitlines()[-1])
 
 
-def keyed_row(trees: dict) -> dict:
+def keyed_row(trees: dict, opts=None) -> dict:
     got = {name: child(_KEYED, src) for name, src in trees.items()}
     b, n = got["before"], got["now"]
     return {"cost": "keyed etc ViT-Ti at 224 (M = 16): parameters + buffers vs plain",
@@ -127,7 +171,7 @@ def keyed_row(trees: dict) -> dict:
             "raw": got}
 
 
-def jigsaw_row(trees: dict) -> dict:
+def jigsaw_row(trees: dict, opts=None) -> dict:
     got = {name: child(_JIGSAW, src) for name, src in trees.items()}
     b, n = got["before"], got["now"]
     same = "same reconstruction" if b["reconstruction"] == n["reconstruction"] else "DIFFERENT reconstruction"
@@ -136,7 +180,7 @@ def jigsaw_row(trees: dict) -> dict:
             "note": f"{same}, SSIM {n['ssim']:.3f}", "raw": got}
 
 
-def perimage_row(trees: dict) -> dict:
+def perimage_row(trees: dict, opts=None) -> dict:
     got = {name: child(_PERIMAGE, src) for name, src in trees.items()}
     b, n = got["before"], got["now"]
     same = "same ciphertexts" if b["ciphertexts"] == n["ciphertexts"] else "DIFFERENT ciphertexts"
@@ -146,18 +190,89 @@ def perimage_row(trees: dict) -> dict:
             "goal": "≤ 3%", "note": same, "raw": got}
 
 
-ROWS = {"keyed": keyed_row, "jigsaw": jigsaw_row, "perimage": perimage_row}
+SPEED_SCHEMES = ["etc", "block-pixel", "pe", "le", "ele"]
+
+
+def speed_row(trees: dict, opts) -> dict:
+    """Fixed-key numpy encryption at 224 (M = 16) against np.copyto of the batch, in the same process; the two
+    trees alternate ``opts.repeats`` times and each keeps its best ratio per scheme (the least disturbed)."""
+    args = ["224", "16", str(opts.batch), "5", *SPEED_SCHEMES]
+    runs = {name: [] for name in trees}
+    for _ in range(opts.repeats):
+        for name, src in trees.items():
+            runs[name].append(child(_SPEED, src, args))
+    best = {name: {s: max(r["ratio"][s] for r in got) for s in SPEED_SCHEMES} for name, got in runs.items()}
+    cpu = {name: {s: max(r["cpu_ratio"][s] for r in got) for s in SPEED_SCHEMES} for name, got in runs.items()}
+    load = [v for got in runs.values() for r in got for v in r["load"]]
+    fmt = lambda b: ", ".join(f"{s} {b[s]:.3f}" for s in SPEED_SCHEMES)  # noqa: E731
+    low = min(best["now"].values())
+    return {"cost": f"fixed-key encryption at 224 vs memcpy (numpy, batch {opts.batch}, same process)",
+            "before": fmt(best["before"]), "now": fmt(best["now"]), "goal": "every scheme ≥ 0.10",
+            "note": (f"{'met' if low >= 0.10 else 'NOT met on this machine'}: lowest {low:.3f}. In CPU time "
+                     f"(robust to other load) before: {fmt(cpu['before'])}; now: {fmt(cpu['now'])}. "
+                     f"memcpy {min(r['memcpy_s'] for got in runs.values() for r in got) * 1e3:.2f} ms; "
+                     f"load average {min(load):.1f}–{max(load):.1f} on {os.cpu_count()} cores"),
+            "raw": runs, "best": best, "cpu": cpu}
+
+
+def elemem_row(trees: dict, opts) -> dict:
+    """Peak RSS of `patchcrypt encrypt` and `decrypt` of one gradient PNG of ``opts.size`` with ele (M = 16),
+    each a fresh process on each tree (memory_per_pixel.py's measurement)."""
+    from memory_per_pixel import gradient, peak_kib
+
+    from patchcrypt import Key
+    from patchcrypt.codec import encode_png
+
+    h, w = (int(v) for v in opts.size.lower().split("x"))
+    got = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        (tmp / "src").mkdir()
+        (tmp / "src" / "img.png").write_bytes(encode_png(gradient(h, w)))
+        Key.generate().save(tmp / "k.key")
+        for name, src in trees.items():
+            env = {"PYTHONPATH": str(src), "PATH": "/usr/bin:/bin"}
+            enc, dec = tmp / f"enc-{name}", tmp / f"dec-{name}"
+            e = peak_kib([sys.executable, "-m", "patchcrypt", "encrypt", tmp / "src", enc, "-k", tmp / "k.key",
+                          "-s", "ele", "-m", "16"], env)
+            d = peak_kib([sys.executable, "-m", "patchcrypt", "decrypt", enc, dec, "-k", tmp / "k.key"], env)
+            got[name] = {"encrypt_mb": e / 1024, "decrypt_mb": d / 1024, "b_per_px": max(e, d) * 1024 / (h * w),
+                         "ciphertext": hashlib.sha256(next(enc.rglob("img.*")).read_bytes()).hexdigest()[:16]}
+    b, n = got["before"], got["now"]
+    # GB here as in memory_per_pixel.py's MB: 2^30 bytes
+    cell = lambda g: (f"{g['encrypt_mb'] / 1024:.2f} GB encrypt, {g['decrypt_mb'] / 1024:.2f} GB decrypt "  # noqa: E731
+                      f"({g['b_per_px']:.0f} B/px)")
+    same = "same" if b["ciphertext"] == n["ciphertext"] else "DIFFERENT"
+    return {"cost": f"ele encrypt of one {h * w / 1e6:.0f} MP image ({w}x{h}), peak memory", "before": cell(b),
+            "now": cell(n), "goal": "≤ 1.5 GB, ≤ 35 B/px",
+            "note": (f"{'met' if n['b_per_px'] <= 35 else 'NOT met'}; {same} ciphertext; the key stream alone is "
+                     f"{h * w * 3 * 16 / 2 ** 30:.2f} GB (16 B per value, 48 B/px)"), "raw": got}
+
+
+ROWS = {"keyed": keyed_row, "jigsaw": jigsaw_row, "perimage": perimage_row, "speed": speed_row,
+        "elemem": elemem_row}
 
 
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--before", default=BEFORE, help="commit whose src gives the 'before' figures")
+    own = f"{BEFORE} or, for {', '.join(ROW_BEFORE)}, {', '.join(set(ROW_BEFORE.values()))}"
+    ap.add_argument("--before", help=f"commit whose src gives the 'before' figures (default: each row's own, {own})")
     ap.add_argument("--rows", nargs="+", default=list(ROWS), choices=list(ROWS))
+    ap.add_argument("--batch", type=int, default=32, help="speed: images per batch (default 32)")
+    ap.add_argument("--repeats", type=int, default=3, help="speed: runs of each tree, alternating (default 3)")
+    ap.add_argument("--size", default="4992x8000", help="elemem: HxW of the image (default 4992x8000, 39.9 MP)")
     ap.add_argument("--out", type=Path, default=ROOT / "results" / "costs")
     args = ap.parse_args(argv)
     with tempfile.TemporaryDirectory() as tmp:
-        trees = {"before": before_tree(args.before, Path(tmp)), "now": ROOT / "src"}
-        rows = [ROWS[r](trees) for r in args.rows]
+        rows = []
+        for r in args.rows:
+            ref = args.before or ROW_BEFORE.get(r, BEFORE)
+            unpacked = Path(tmp) / ref
+            if not unpacked.is_dir():
+                unpacked.mkdir()
+                before_tree(ref, unpacked)
+            trees = {"before": unpacked / "src", "now": ROOT / "src"}
+            rows.append(dict(ROWS[r](trees, args), before_commit=ref))
     table = markdown_table(rows, ["cost", "before", "now", "goal", "note"])
     print(table)
     write_results(args.out, "costs", {"before": args.before, "rows": args.rows}, rows, table)

@@ -36,10 +36,10 @@ _WRAPPER = ("import resource, subprocess, sys; r = subprocess.run(sys.argv[1:]);
             "file=sys.stderr); sys.exit(r.returncode)")
 
 
-def peak_kib(cmd) -> int:
-    """Run ``cmd``; return its peak RSS in KiB (raises if it fails)."""
+def peak_kib(cmd, env=None) -> int:
+    """Run ``cmd`` (in environment ``env``, else this one); return its peak RSS in KiB (raises if it fails)."""
     full = ["/usr/bin/time", "-v", *cmd] if Path("/usr/bin/time").exists() else [sys.executable, "-c", _WRAPPER, *cmd]
-    done = subprocess.run([str(c) for c in full], capture_output=True, text=True)
+    done = subprocess.run([str(c) for c in full], capture_output=True, text=True, env=env)
     if done.returncode != 0:
         raise RuntimeError(done.stderr.strip().splitlines()[-1] if done.stderr.strip() else "failed")
     return int(re.search(r"Maximum resident set size \(kbytes\): (\d+)", done.stderr).group(1))

@@ -97,16 +97,37 @@ class KeyStream:
         self._buf = b""
         self._pos = 0  # bytes consumed from the start of the stream
         self._produced = 0
+        self._until = 0  # end of the draws announced by :meth:`reserve`
+
+    def reserve(self, n: int) -> None:
+        """Announce that the next ``n`` bytes will be read, in draws of any size: they are then produced by
+        one SHAKE call of exactly that length when first needed, not by doubling (which, for a stream as
+        large as a 40 MP image's per-block key, computed it several times and held up to twice its size).
+        The bytes are the same either way."""
+        self._until = max(self._until, self._pos + int(n))
 
     def read(self, n: int) -> bytes:
         """The next ``n`` bytes of the stream."""
         end = self._pos + n
         if end > self._produced:
             # SHAKE is an XOF: digest(k) is a prefix of digest(k') for k < k', so extend and slice.
-            want = max(end, self._produced * 2, self._CHUNK)
+            want = self._until if self._until >= end else max(end, self._produced * 2, self._CHUNK)
+            self._buf, self._produced = b"", 0  # the old prefix is not needed while the longer one is made
             self._buf = self._shake.digest(want)
             self._produced = want
         out = self._buf[self._pos:end]
+        self._pos = end
+        return out
+
+    def view(self, n: int) -> memoryview:
+        """The next ``n`` bytes as a read-only view of the stream's own buffer (no copy; it keeps that buffer
+        alive): for key material drawn from its bytes later, a band at a time."""
+        end = self._pos + n
+        if end > self._produced:  # produce them (in one SHAKE call), then hand out the same bytes as a view
+            self.reserve(n)
+            self.read(n)
+            self._pos -= n
+        out = memoryview(self._buf)[self._pos:end]
         self._pos = end
         return out
 

@@ -13,7 +13,7 @@ from ..blocks import check_geometry
 from ..errors import PatchcryptError
 from ..keys import Key, LabelPrefix
 from .program import _BAND, BlockMap, Map, Program, apply_blockwise
-from .steps import STEP_FUNCTIONS, Geometry, effective_key_space_log10, transformations_log10
+from .steps import Geometry, effective_key_space_log10, step_map, transformations_log10
 
 NONCE_BYTES = 16
 
@@ -224,6 +224,7 @@ class Cipher:
 
     _CACHE = 32
     _CACHE_BYTES = 256 << 20
+    _LARGE = 1 << 18  # values per image from which the program cache is bounded by bytes too
 
     def __init__(self, spec: SchemeSpec, key: Key, block_size: int, per_image: bool = False,
                  pad: bool = False):
@@ -315,12 +316,11 @@ class Cipher:
         total: Optional[BlockMap] = None
         for step in self.spec.steps:
             stream = self.key.stream(self._prefix(step.symbol, shape), nonce)
-            fn = STEP_FUNCTIONS[step.symbol]
-            step_map = fn(stream, geo, shared=step.shared) if "shared" in fn.__code__.co_varnames else fn(stream, geo)
+            one = step_map(step.symbol, stream, geo, step.shared)
             if self.spec.unit == "nibble" and step.symbol != "LE":
-                step_map = step_map.lift_to_nibbles()
-            total = step_map if total is None else total.then(step_map)
-            del step_map, stream  # a per-value step's stream is as large as the image
+                one = one.lift_to_nibbles()
+            total = one if total is None else total.then(one)
+            del one, stream  # a per-value step's stream is as large as the image
         if total is None:
             total = BlockMap(geo.n, geo.L * (2 if self.spec.unit == "nibble" else 1))
         return total
@@ -345,6 +345,11 @@ class Cipher:
         k = (shape, nonce)
         prog = self._programs.get(k)
         if prog is None:
+            if int(np.prod(shape)) >= self._LARGE:
+                # a program over the byte budget is evicted once a large one is cached (_trim_cache): drop it
+                # before compiling, not after, so a tree of large images of several sizes holds one at a time
+                for old in [key for key, p in self._programs.items() if p.nbytes > self._CACHE_BYTES]:
+                    del self._programs[old]
             prog = Program.from_blocks(self._compile_blocks(shape, nonce), self.spec.unit, shape, self._block())
             self._programs[k] = prog
             self._trim_cache()
@@ -366,7 +371,7 @@ class Cipher:
         while len(self._programs) > self._CACHE:
             self._programs.popitem(last=False)
         newest = next(reversed(self._programs.values()))
-        if int(np.prod(newest.shape_in)) < 1 << 18:  # small images: the count bounds it (32 x a few MB)
+        if int(np.prod(newest.shape_in)) < self._LARGE:  # small images: the count bounds it (32 x a few MB)
             return
         while len(self._programs) > 1 and sum(p.nbytes for p in self._programs.values()) > self._CACHE_BYTES:
             self._programs.popitem(last=False)
@@ -420,6 +425,12 @@ class Cipher:
         return unbatch(out)
 
     def _apply(self, batch, direction: str, nonces, shape, torch_in: bool):
+        """Encrypt or decrypt a 4-D batch of ``shape`` = (H, W, C) images. A subclass that converts images
+        around its keyed steps (etc-gray's colour composite) overrides this and calls :meth:`_apply_keyed`."""
+        return self._apply_keyed(batch, direction, nonces, shape, torch_in)
+
+    def _apply_keyed(self, batch, direction: str, nonces, shape, torch_in: bool):
+        """The keyed steps alone (the compiled map or its inverse) on a 4-D batch whose images have ``shape``."""
         n = batch.shape[0]
         h, w, c = shape
         nonce_list = self._nonce_list(nonces, n)
@@ -430,7 +441,7 @@ class Cipher:
             prog = self.program(shape, nonce_list[0])
             out = prog.apply_torch(flat, direction) if torch_in else prog.apply_numpy(flat, direction)
         else:  # per-image keys on large images: one image at a time, each in bands (no batch of tables)
-            parts = [self._apply(batch[i:i + 1], direction, [nc], shape, torch_in)
+            parts = [self._apply_keyed(batch[i:i + 1], direction, [nc], shape, torch_in)
                      for i, nc in enumerate(nonce_list)]
             return torch_cat(parts) if torch_in else np.concatenate(parts)
         return out.reshape(n, c, h, w) if torch_in else out.reshape(n, h, w, c)

@@ -197,11 +197,11 @@ class EtcGrayCipher(Cipher):
             self._check(h, w)
             comp = self._banded(self.to_composite, batch, torch_in, h, to_comp=True) if self.color else batch
             hc, wc = self.composite_shape(h, w)
-            return super()._apply(comp, "enc", nonces, (hc, wc, 1), torch_in)
+            return self._apply_keyed(comp, "enc", nonces, (hc, wc, 1), torch_in)
         # decrypt: input is the encrypted composite
         if c != 1:
             raise PatchcryptError(f"etc-gray ciphertexts are grayscale, got {c} channels")
-        comp = super()._apply(batch, "dec", nonces, (h, w, 1), torch_in)
+        comp = self._apply_keyed(batch, "dec", nonces, (h, w, 1), torch_in)
         return self._banded(self.from_composite, comp, torch_in, h, to_comp=False) if self.color else comp
 
     # Rows converted at a time on large numpy images: the exact integer conversion works in int64, 8 bytes
@@ -235,7 +235,7 @@ class EtcGrayCipher(Cipher):
         shape = (*batch.shape[2:], batch.shape[1]) if torch_in else batch.shape[1:]
         if shape[2] != 1:
             raise PatchcryptError(f"a composite is grayscale, got {shape[2]} channels")
-        return unbatch(Cipher._apply(self, batch, direction, nonces, tuple(shape), torch_in))
+        return unbatch(self._apply_keyed(batch, direction, nonces, tuple(shape), torch_in))
 
     def encrypt_components(self, composite, nonces=None):
         """The exact keyed bijection on a grayscale composite (numpy (N, Hc, Wc, 1) or torch (N, 1, Hc, Wc))."""

@@ -80,6 +80,9 @@ class BlockMap:
         """The map that applies ``self`` first and ``other`` second (same n and L)."""
         if (self.n, self.L) != (other.n, other.L):
             raise ValueError(f"cannot compose block maps of {self.n}x{self.L} and {other.n}x{other.L}")
+        self = self.materialized()
+        if self.local is not None or self.mask is not None:
+            other = other.materialized()  # its rows are read through ours: drawn tables pass through only alone
         if self.src is None:
             src = other.src
         else:
@@ -111,6 +114,9 @@ class BlockMap:
             src = np.empty_like(self.src)
             src[self.src] = np.arange(self.n, dtype=self.src.dtype)
             rows = src  # output block b' of the inverse is input block src[b'] of the forward map
+        if isinstance(self.local, DrawnRows) and self.local.same_draw(self.mask) and not self.local.inverted:
+            return BlockMap(self.n, self.L, src, self.local.inverse(rows), self.mask.inverse(rows))
+        self = self.materialized()
         local = _rows(self.local, rows)
         mask = _rows(self.mask, rows)
         if local is not None:
@@ -125,6 +131,13 @@ class BlockMap:
 
     def is_identity(self) -> bool:
         return self.src is None and self.local is None and self.mask is None
+
+    def materialized(self) -> "BlockMap":
+        """The same map with any :class:`DrawnRows` table written out as an array (as large as the image)."""
+        if not isinstance(self.local, DrawnRows) and not isinstance(self.mask, DrawnRows):
+            return self
+        whole = lambda t: np.asarray(t) if isinstance(t, DrawnRows) else t  # noqa: E731
+        return BlockMap(self.n, self.L, self.src, whole(self.local), whole(self.mask))
 
     def to_image(self, height: int, width: int, channels: int, block: int, unit: int = 1) -> Map:
         """The flat :class:`Map` in image (H, W, C) order, built a band of blocks at a time.
@@ -166,14 +179,115 @@ class BlockMap:
         dst = _block_base(np.arange(a, b, dtype=np.int64), per_row, width, channels, block, unit)
         src = dst if self.src is None else _block_base(self.src[a:b].astype(np.int64), per_row, width,
                                                        channels, block, unit)
-        if self.local is None:
-            loc = offsets[None, :]
-        else:
-            loc = offsets[self.local[a:b] if self.local.shape[0] > 1 else self.local[:1]]
+        local, mask = self._band_tables(a, b)
+        loc = offsets[None, :] if local is None else offsets[local]
         dst = dst[:, None] + (offsets[None, :] - shift)
         g[dst] = src[:, None] + loc
-        if self.mask is not None:
-            m[dst] = self.mask[a:b] if self.mask.shape[0] > 1 else self.mask[:1]
+        if mask is not None:
+            m[dst] = mask
+
+    def _band_tables(self, a: int, b: int) -> tuple:
+        """(local, mask) rows of blocks a..b (one shared row, or None, as stored)."""
+        if isinstance(self.local, DrawnRows) and self.local.same_draw(self.mask):
+            return self.local.pair(a, b)
+        pick = lambda t: t if t is None else (t[a:b] if t.shape[0] > 1 else t[:1])  # noqa: E731
+        return pick(self.local), pick(self.mask)
+
+
+class DrawnRows:
+    """A per-block in-block permutation and flip mask (LE with a key per block) kept as the key-stream bytes
+    they are drawn from, and drawn a band of rows at a time when a band is gathered: no table of the whole
+    image exists besides the stream bytes themselves.
+
+    ``data`` holds ``count * width`` big-endian 64-bit words (row r's permutation is the stable argsort of
+    words ``r * width .. (r + 1) * width``, as :meth:`~patchcrypt.keys.KeyStream.permutations` draws it) and
+    then ``count * width`` bits (row r's flips, 15 where set). Block b reads row ``rows[b]`` (row b when
+    ``rows`` is None); ``inverted`` gives the tables of the inverse map. A :class:`BlockMap` holds two of these
+    over the same draw, one as ``local`` and one as ``mask`` (``part``); the pair of a band is drawn at once.
+    """
+
+    def __init__(self, data, count: int, width: int, part: str, rows: Optional[np.ndarray] = None,
+                 inverted: bool = False):
+        self.source = data if isinstance(data, _StreamBytes) else _StreamBytes(data)
+        self.count, self.width, self.part = int(count), int(width), part
+        self.rows, self.inverted = rows, inverted
+
+    @property
+    def data(self):
+        return self.source.data
+
+    @property
+    def shape(self) -> Tuple[int, int]:
+        return (self.count if self.rows is None else len(self.rows), self.width)
+
+    @property
+    def dtype(self):
+        return local_dtype(self.width) if self.part == "local" else np.dtype(np.uint8)
+
+    @property
+    def nbytes(self) -> int:
+        """The stream bytes, counted once for the pair (on ``local``)."""
+        return len(self.data) if self.part == "local" else 0
+
+    def same_draw(self, other) -> bool:
+        return (isinstance(other, DrawnRows) and other.source is self.source and other.rows is self.rows
+                and other.inverted == self.inverted)
+
+    def with_part(self, part: str) -> "DrawnRows":
+        return DrawnRows(self.source, self.count, self.width, part, self.rows, self.inverted)
+
+    def inverse(self, rows: Optional[np.ndarray]) -> "DrawnRows":
+        """The inverse map's table when its output block b' reads forward block ``rows[b']``."""
+        if rows is not None and self.rows is not None:
+            rows = self.rows[rows]
+        return DrawnRows(self.source, self.count, self.width, self.part,
+                         rows if rows is not None else self.rows, inverted=True)
+
+    def pair(self, a: int, b: int) -> Tuple[np.ndarray, np.ndarray]:
+        """(local, mask) of output blocks a..b: (b - a, width) int16 and uint8."""
+        r = np.arange(a, b, dtype=np.int64) if self.rows is None else np.asarray(self.rows[a:b], np.int64)
+        words = np.frombuffer(self.data, dtype=">u8", count=self.count * self.width).reshape(self.count, self.width)
+        band = words[a:b] if self.rows is None else words[r]
+        perm = np.argsort(band.astype(np.uint64), axis=1, kind="stable")
+        flips = np.frombuffer(self.data, dtype=np.uint8, offset=8 * self.count * self.width)
+        if self.width % 8 == 0:  # every row starts on a byte (any even M)
+            by_row = flips.reshape(self.count, self.width // 8)
+            mask = np.unpackbits(by_row[a:b] if self.rows is None else by_row[r], axis=1) * np.uint8(15)
+        else:
+            pos = r[:, None] * self.width + np.arange(self.width, dtype=np.int64)[None, :]  # bit positions
+            mask = ((flips[pos >> 3] >> (7 - (pos & 7)).astype(np.uint8)) & 1) * np.uint8(15)
+        if self.inverted:  # x[perm[l]] = y[l] ^ mask[l]: y[inv[l']] ^ mask[inv[l']] gives x[l']
+            inv = np.empty_like(perm)
+            np.put_along_axis(inv, perm, np.arange(self.width, dtype=perm.dtype)[None, :], axis=1)
+            perm, mask = inv, np.take_along_axis(mask, inv, axis=1)
+        return perm.astype(local_dtype(self.width)), mask.astype(np.uint8, copy=False)
+
+    def __getitem__(self, key):
+        if isinstance(key, slice) and key.step in (None, 1):
+            a, b, _ = key.indices(self.shape[0])
+            return self.pair(a, b)[0 if self.part == "local" else 1]
+        rows = np.arange(self.shape[0])[key] if self.rows is None else self.rows[key]
+        return DrawnRows(self.source, self.count, self.width, self.part, np.asarray(rows), self.inverted)
+
+    def __array__(self, dtype=None, copy=None):
+        out = np.empty(self.shape, dtype=self.dtype)
+        step = max(1, _BAND // self.width)
+        for a in range(0, self.shape[0], step):
+            out[a:a + step] = self[a:a + step]
+        return out if dtype is None else out.astype(dtype)
+
+
+class _StreamBytes:
+    """The stream bytes that the local and mask :class:`DrawnRows` of one draw share (pickled once, as bytes:
+    a memoryview does not pickle)."""
+
+    __slots__ = ("data",)
+
+    def __init__(self, data):
+        self.data = data
+
+    def __reduce__(self):
+        return (_StreamBytes, (bytes(self.data),))
 
 
 def _block_base(blocks: np.ndarray, per_row: int, width: int, channels: int, block: int, unit: int) -> np.ndarray:
@@ -264,8 +378,13 @@ class Program:
         for key, tabs in self._tables.items():
             if key[2] is None:
                 arrays.update({id(t): t for t in tabs if t is not None})
-        compact = sum(0 if bm is None else bm.nbytes for bm in (self._compact, self._compact_dec))
-        return compact + sum(a.nbytes for a in arrays.values())
+        for bm in (self._compact, self._compact_dec):
+            for t in () if bm is None else (bm.src, bm.local, bm.mask):
+                if isinstance(t, DrawnRows):  # both directions read the same stream bytes
+                    arrays[id(t.source)] = np.frombuffer(t.data, dtype=np.uint8)
+                elif t is not None:
+                    arrays[id(t)] = t
+        return sum(a.nbytes for a in arrays.values())
 
     def _direction_compact(self, direction: str) -> BlockMap:
         if direction == "enc":
@@ -502,19 +621,26 @@ def _band(tabs: tuple, a: int, b: int) -> tuple:
     return tuple(None if t is None else t[a:b] for t in tabs)
 
 
+# Gathers use mode="wrap": every table is a permutation of in-range indices, so the mode never changes a
+# value, and numpy buffers ``out`` (a second copy of the output) and checks each index only in its default
+# "raise" mode (benchmarks/costs.py --rows speed: etc and le about 1.5x less CPU time at 224).
+_TAKE = "wrap"
+
+
 def _apply_bytes_np(flat: np.ndarray, out: np.ndarray, tabs: tuple) -> None:
     g, m = tabs
-    np.take(flat, g, axis=1, out=out)
+    np.take(flat, g, axis=1, out=out, mode=_TAKE)
     if m is not None:
         np.bitwise_xor(out, m, out=out)
 
 
 def _apply_nibbles_np(flat: np.ndarray, out: np.ndarray, tabs: tuple) -> None:
     bh, sh, bl, sl, m = tabs
-    np.take(flat, bh, axis=1, out=out)
+    np.take(flat, bh, axis=1, out=out, mode=_TAKE)
     np.left_shift(out, sh, out=out)
     np.bitwise_and(out, 0xF0, out=out)
-    lo = np.take(flat, bl, axis=1)
+    lo = np.empty_like(out)
+    np.take(flat, bl, axis=1, out=lo, mode=_TAKE)
     np.right_shift(lo, sl, out=lo)
     np.bitwise_and(lo, 0x0F, out=lo)
     np.bitwise_or(out, lo, out=out)

@@ -19,7 +19,7 @@ import numpy as np
 
 from ..errors import PatchcryptError
 from ..keys import KeyStream
-from .program import BlockMap, local_dtype
+from .program import BlockMap, DrawnRows, local_dtype
 
 LOG10_2 = math.log10(2)
 COLOUR_ORDERS = np.array(list(itertools.permutations(range(3))), dtype=np.int64)  # the 6 orders
@@ -162,9 +162,35 @@ def learnable(stream: KeyStream, geo: Geometry, shared: bool = True) -> BlockMap
     """
     count = 1 if shared else geo.n
     two_l = 2 * geo.L
+    size = count * two_l * 8 + (count * two_l + 7) // 8  # the permutations' words, then the flip bits
+    if count > 1 and count * two_l > DRAWN_ABOVE:
+        # a large image: keep the stream bytes, draw each band's rows when it is gathered (DrawnRows)
+        data = stream.view(size)
+        local = DrawnRows(data, count, two_l, "local")
+        return BlockMap(geo.n, two_l, local=local, mask=local.with_part("mask"))
+    stream.reserve(size)  # one SHAKE call for the whole draw
     perms = _row_permutations(stream, count, two_l)
-    flips = stream.bits(count * two_l).reshape(count, two_l)
-    return BlockMap(geo.n, two_l, local=perms, mask=flips.view(np.uint8) * np.uint8(15))
+    return BlockMap(geo.n, two_l, local=perms, mask=_flip_rows(stream, count, two_l))
+
+
+# Per-block LE tables of more values than this are drawn a band at a time from the kept stream (DrawnRows):
+# the stream is 8 bytes per 4-bit half, so tables written out besides it would add 3 more.
+DRAWN_ABOVE = 1 << 22
+
+
+def _flip_rows(stream: KeyStream, count: int, width: int) -> np.ndarray:
+    """``stream.bits(count * width)`` as a (count, width) mask of 0 or 15, drawn a band of rows at a time.
+
+    A band is a multiple of 8 rows, so it starts on a byte of the stream: the same bytes are read in the same
+    order, and only one band's bits exist at once besides the mask (not three arrays as large as the image).
+    """
+    out = np.empty((count, width), dtype=np.uint8)
+    rows = 8 * max(1, _DRAW_BAND // (8 * width))
+    for a in range(0, count, rows):
+        b = min(count, a + rows)
+        bits = stream.bits((b - a) * width)
+        np.multiply(bits.reshape(b - a, width), np.uint8(15), out=out[a:b], dtype=np.uint8)
+    return out
 
 
 # A key is 256 bits (keys.KEY_BYTES): however many transformations a scheme has, a key selects at most
@@ -219,6 +245,14 @@ def effective_key_space_log10(transformations: float) -> float:
     return min(transformations, KEY_BITS_LOG10)
 
 
+def step_map(symbol: str, stream: KeyStream, geo: Geometry, shared: bool = False) -> BlockMap:
+    """The map of step ``symbol`` drawn from ``stream``. Only the steps in :data:`SHAREABLE_STEPS` take
+    ``shared``; the others have one meaning (BS one block order, NP a bit per block, BF one mask for every
+    block, NPV a bit per value) and ignore it, so a spec's ``shared`` never changes their key material."""
+    fn = STEP_FUNCTIONS[symbol]
+    return fn(stream, geo, shared=shared) if symbol in SHAREABLE_STEPS else fn(stream, geo)
+
+
 STEP_FUNCTIONS = {
     "BS": block_scramble,
     "RF": rotate_flip,
@@ -229,3 +263,6 @@ STEP_FUNCTIONS = {
     "PS": pixel_shuffle,
     "LE": learnable,
 }
+
+# Steps with a per-block and a shared form (their function's ``shared`` argument).
+SHAREABLE_STEPS = frozenset({"RF", "CS", "PS", "LE"})
