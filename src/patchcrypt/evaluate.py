@@ -10,7 +10,7 @@ import numpy as np
 
 from .atomic import atomic_write
 from .data import load_dataset
-from .data.readers import has_splits
+from .data.readers import has_splits, split_root
 from .errors import PatchcryptError
 from .inference import predict
 from .models import build_model, load_checkpoint
@@ -70,12 +70,24 @@ def evaluate_checkpoint(run, data_path, key: Optional[str] = None, split: Option
                  for i, c in enumerate(classes)}
     result = {"accuracy": float((pred == labels).mean()), "per_class": per_class, "n_images": int(len(labels)),
               "confusion": confusion.tolist(), "classes": classes, "checkpoint": ckpt["path"],
-              "data": str(path), "scheme": ckpt.get("scheme"), "block_size": ckpt.get("block_size")}
+              "data": str(path), "split": _split_name(path, split if has_split else None),
+              "scheme": ckpt.get("scheme"), "block_size": ckpt.get("block_size")}
     if out_dir is not None:
         out_dir = Path(out_dir)
         atomic_write(out_dir / "evaluation.json", json.dumps(result, indent=1).encode())
         _confusion_png(confusion, classes, out_dir / "confusion.png", result["accuracy"])
     return result
+
+
+def _split_name(path: Path, split: Optional[str]) -> Optional[str]:
+    """The folder evaluated, in words: ``val/`` where ``--split test`` falls back to it (train/ + val/ trees)."""
+    if split is None or not path.is_dir():
+        return None
+    try:
+        root = split_root(path, split)
+    except PatchcryptError:
+        return split
+    return f"{root.name}/" if root != path else split
 
 
 def _confusion_png(confusion: np.ndarray, classes, path: Path, accuracy: float) -> None:
