@@ -40,6 +40,7 @@ from .codec import (IMAGE_SUFFIXES, check_pixels, decode_image, image_bytes, ima
 from .data.manifest import (MANIFEST_FORMAT, MANIFEST_MAX_BYTES, MANIFEST_NAME, build_manifest, find_manifest,
                             validate_manifest, write_manifest)
 from .data.readers import has_splits
+from .data.resize import fit_image, resize_fields
 from .errors import PatchcryptError
 from .keys import Key
 from .record import EncryptionRecord, subsampling_for
@@ -335,8 +336,10 @@ def _clean_stale(parent: Path, name: str) -> None:
 
 
 def _decode_file(path: Path, resize: Optional[Tuple[int, int]]) -> np.ndarray:
+    """The image at ``path``; with ``--resize``, brought to that size by the one rule train and evaluate use
+    (:func:`~patchcrypt.data.resize.fit_image`: aspect kept, centre crop), never squashed."""
     img = decode_image(read_image_file(path), name=str(path))
-    return img if resize is None else resize_image(img, resize)
+    return img if resize is None else fit_image(img, resize)
 
 
 def _write(path: Path, data: bytes) -> None:
@@ -431,7 +434,8 @@ def encrypt_tree(src: Path, dst: Path, key: Key, scheme: str, block_size: int, f
                                               subsampling=subsampling if is_jpeg else None,
                                               image_shape=next(iter(shapes)) if len(shapes) == 1 else None)
         manifest = build_manifest(record, steps=cipher.describe()["steps"], file_format=file_format,
-                                  file_count=len(rels), classes=classes, files=files_meta)
+                                  file_count=len(rels), classes=classes, files=files_meta,
+                                  **resize_fields(resize))
         write_manifest(tmp, manifest)
     return manifest
 

@@ -38,9 +38,10 @@ import numpy as np
 from .bounded import MANIFEST_MAX, METADATA_MAX, SHARD_MAX, open_bounded, read_text_bounded
 from .ciphers import create_cipher
 from .ciphers.base import NONCE_BYTES
-from .codec import image_bytes, resize_image
+from .codec import image_bytes
 from .data.manifest import MANIFEST_FORMAT, MANIFEST_NAME, find_manifest, validate_manifest, write_manifest
 from .data.manifest import build_manifest
+from .data.resize import fit_image, resize_fields
 from .data.readers import has_splits
 from .data.shards import SHARD_PATTERN, sample_key, shard_records, write_shard
 from .errors import PatchcryptError
@@ -111,7 +112,7 @@ class Plan:
         if self.source is None:
             return _decode_file(self.root / self.rels[i], resize)
         img = self.source.decode(i)
-        return img if resize is None else resize_image(img, resize)
+        return img if resize is None else fit_image(img, resize)  # the one rule (data.resize), as files.py
 
 
 def _plain_shards(src: Path):
@@ -259,6 +260,7 @@ def run_manifest(plan: Plan, cipher, key_fp: str, opts: Dict[str, Any], results:
         extra["shards"] = sorted(shards, key=lambda s: [u[0] for u in plan.units].index(s["path"]))
     if opts["per_image"]:
         extra["nonce_salt"] = salt.hex()
+    extra.update(resize_fields(opts["resize"]))
     return build_manifest(record.replace(key_fingerprint=key_fp), steps=cipher.describe()["steps"],
                                file_format=opts["fmt"], file_count=len(plan.rels), classes=plan.classes,
                                files={plan.out_rels[i]: files[i] for i in sorted(files)}, **extra)

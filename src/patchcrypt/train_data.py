@@ -29,7 +29,7 @@ import torch
 from .data import ImageSet
 from .data.readers import encrypted_size, eval_folder, has_splits, other_size, val_folder
 from .data.shards import is_shard_folder, open_shards
-from .data.resize import random_resized_crop, sample_rng
+from .data.resize import RESIZE_RULE, random_resized_crop, sample_rng
 from .data.stream import FileSet, StreamDataset, default_workers, make_loader, memory_budget, open_files
 from .errors import PatchcryptError
 from .runtime import to_nchw
@@ -71,6 +71,18 @@ class TrainData:
             augment = "none" if pre_encrypted else "resized-crop" if self.resized else "crop-flip"
         self.random_crop = augment == "resized-crop"
         return augment
+
+    def preprocessing(self) -> str:
+        """How the images were brought to the model's size, in words (the run's summary records it)."""
+        manifest = getattr(self.train, "manifest", None)
+        if manifest is not None:
+            pre = manifest.get("preprocessing")
+            done = f"; encrypt --resize: {pre.get('rule')}" if isinstance(pre, dict) and pre.get("rule") else ""
+            return f"none: encrypted images used as stored{done}"
+        if not self.resized:
+            return "none: the images are at the model's size"
+        train = "random-resized crop and flip" if self.random_crop else RESIZE_RULE
+        return f"to {self.shape[0]}: training {train}; test and validation {RESIZE_RULE}"
 
     @property
     def shape(self) -> Tuple[int, int, int]:

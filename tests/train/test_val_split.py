@@ -46,6 +46,8 @@ def test_train_and_val_folders_train_and_test_on_val(tmp_path):
     assert s["validation"] is None and s["selected_by"] == "last epoch" and s["selected_epoch"] == 2
     assert s["test_acc"] == float(_metrics(out)[-1]["test_acc"])
     assert load_checkpoint(out / "best.pt")["epoch"] == 2
+    assert s["preprocessing"] == ("to 32: training random-resized crop and flip; test and validation resize the "
+                                  "short side to size/0.875, centre crop")
 
 
 def test_held_out_share_chooses_the_checkpoint(tmp_path):

@@ -50,7 +50,9 @@ def encrypt(
     quality: int = typer.Option(90, "--quality", help="JPEG quality 1..100."),
     subsampling: Optional[str] = typer.Option(None, "--subsampling",
                                               help="444 or 420 (default: 420 when M is a multiple of 16)."),
-    resize: Optional[str] = typer.Option(None, "--resize", help="Resize every image to HxW first."),
+    resize: Optional[str] = typer.Option(None, "--resize", help="Bring every image to N (NxN) or HxW first, by "
+                                         "the rule train and evaluate use: aspect ratio kept, the short side "
+                                         "resized to N/0.875, the centre cut out (recorded in the manifest)."),
     pad: bool = typer.Option(False, "--pad", help="Pad to a multiple of M by edge replication (recorded)."),
     per_image: bool = typer.Option(False, "--per-image", help="A fresh nonce (key) per image, stored in the "
                                    "manifest."),

@@ -163,7 +163,8 @@ def set_up(cfg: TrainConfig, device: torch.device, dist: Dist, resume_ckpt: Opti
              "classes": train_set.classes, "n_train": len(train_set), "n_test": len(test_set),
              "world_size": dist.world, **record.checkpoint_fields(), "pre_encrypted": pre_encrypted,
              "img_size": data.shape[0], "streaming": data.streaming, "test_split": data.test_name,
-             "validation": data.val_name, "n_val": len(data.val) if data.val is not None else 0}
+             "validation": data.val_name, "n_val": len(data.val) if data.val is not None else 0,
+             "preprocessing": data.preprocessing()}
     return Setup(cfg, device, dist, data, pipe, record, augment, model, wrap_ddp(model, dist, device), head,
                  x_test, y_test, x_val, y_val, ckpt_meta, facts)
 
