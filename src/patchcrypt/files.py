@@ -342,6 +342,33 @@ def _decode_file(path: Path, resize: Optional[Tuple[int, int]]) -> np.ndarray:
     return img if resize is None else fit_image(img, resize)
 
 
+def _decode_or_bad(path: Path, resize: Optional[Tuple[int, int]], bad: List[str]) -> Optional[np.ndarray]:
+    """:func:`_decode_file`, or None with the file's one-line reason added to ``bad`` (a file that is not an
+    image, truncated, or over the pixel limit): every bad file is named, not only the first."""
+    try:
+        return _decode_file(path, resize)
+    except PatchcryptError as exc:
+        bad.append(str(exc))
+        return None
+
+
+def _report_bad(bad: List[str], skip_bad: bool, total: int) -> None:
+    """All the files that could not be read, in one line: an error, or with ``--skip-bad`` a warning."""
+    if not bad:
+        return
+    listed = "; ".join(bad)
+    if not skip_bad or len(bad) == total:
+        hint = "none could be read" if len(bad) == total else "fix or remove them, or pass --skip-bad to go on"
+        raise PatchcryptError(f"{len(bad)} of {total} file(s) cannot be read ({hint}): {listed}")
+    warnings.warn(f"--skip-bad: left out {len(bad)} of {total} file(s) that cannot be read: {listed}")
+
+
+def _readable(chunk: List[str], out_chunk: List[str], images: List[Optional[np.ndarray]]):
+    """The chunk without the files that could not be read (None images)."""
+    keep = [i for i, img in enumerate(images) if img is not None]
+    return [chunk[i] for i in keep], [out_chunk[i] for i in keep], [images[i] for i in keep]
+
+
 def _write(path: Path, data: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "wb") as f:
@@ -374,8 +401,9 @@ def _sub_batches(idx: List[int], per_image: bool) -> List[List[int]]:
 def encrypt_tree(src: Path, dst: Path, key: Key, scheme: str, block_size: int, file_format: str = "png",
                  quality: int = 90, subsampling: Optional[str] = None, resize: Optional[Tuple[int, int]] = None,
                  pad: bool = False, per_image: bool = False, force: bool = False,
-                 progress: Optional[Callable[[int], None]] = None) -> Dict:
-    """Encrypt an image file or tree ``src`` into the folder ``dst``; returns the manifest."""
+                 progress: Optional[Callable[[int], None]] = None, skip_bad: bool = False) -> Dict:
+    """Encrypt an image file or tree ``src`` into the folder ``dst``; returns the manifest. Files that cannot
+    be read are all named in one error (nothing is written), or left out with ``skip_bad``."""
     src, dst = Path(src), Path(dst)
     file_format = file_format.lower()
     if file_format not in ("png", "jpeg", "jpg"):
@@ -392,9 +420,12 @@ def encrypt_tree(src: Path, dst: Path, key: Key, scheme: str, block_size: int, f
     shapes = set()
     classes = _class_names(src, rels)
     with _Staging(dst) as tmp, ThreadPoolExecutor(_WORKERS) as pool:
+        bad: List[str] = []
         for start in range(0, len(rels), CHUNK):
             chunk, out_chunk = rels[start:start + CHUNK], out_rels[start:start + CHUNK]
-            images = list(pool.map(lambda r: _decode_file(root / r, resize), chunk))
+            images = list(pool.map(lambda r: _decode_or_bad(root / r, resize, bad), chunk))
+            n_read = len(chunk)
+            chunk, out_chunk, images = _readable(chunk, out_chunk, images)
             groups: Dict[tuple, List[int]] = {}
             for i, img in enumerate(images):
                 groups.setdefault(img.shape, []).append(i)
@@ -428,13 +459,14 @@ def encrypt_tree(src: Path, dst: Path, key: Key, scheme: str, block_size: int, f
             list(pool.map(lambda pair: _write(tmp / pair[0], pair[1]), zip(out_chunk, encoded)))
             _pause_for_test()
             if progress:
-                progress(len(chunk))
+                progress(n_read)
+        _report_bad(bad, skip_bad, len(rels))
         is_jpeg = file_format == "jpeg"
         record = EncryptionRecord.from_cipher(cipher, jpeg_quality=quality if is_jpeg else None,
                                               subsampling=subsampling if is_jpeg else None,
                                               image_shape=next(iter(shapes)) if len(shapes) == 1 else None)
         manifest = build_manifest(record, steps=cipher.describe()["steps"], file_format=file_format,
-                                  file_count=len(rels), classes=classes, files=files_meta,
+                                  file_count=len(files_meta), classes=classes, files=files_meta,
                                   **resize_fields(resize))
         write_manifest(tmp, manifest)
     return manifest

@@ -76,3 +76,18 @@ def test_resize_that_is_not_a_size_is_one_line(tmp_path, capsys, key):
     src = photos(tmp_path / "photos", n=1)
     code, _, err = run(capsys, *encrypt_args(src, tmp_path / "enc", key, "--resize", "big"))
     one_line_error(code, err, "--resize must look like HxW")
+
+
+def test_every_bad_file_is_named_and_skip_bad_goes_on(tmp_path, capsys, key):
+    src = photos(tmp_path / "photos", n=2)
+    (src / "train" / "ants" / "broken.jpg").write_bytes(b"\xff\xd8\xff not a jpeg")
+    (src / "val" / "bees" / "empty.png").write_bytes(b"")
+    code, _, err = run(capsys, *encrypt_args(src, tmp_path / "enc", key, "--resize", "32"))
+    one_line_error(code, err, "2 of 10 file(s) cannot be read (fix or remove them, or pass --skip-bad to go on)")
+    assert "broken.jpg" in err and "empty.png" in err and not (tmp_path / "enc").exists()
+    code, out, err = run(capsys, *encrypt_args(src, tmp_path / "enc", key, "--resize", "32", "--skip-bad"))
+    assert code == 0 and "encrypted 8 file(s)" in out, err
+    warning = [line for line in err.splitlines() if "--skip-bad" in line]
+    assert len(warning) == 1 and "broken.jpg" in warning[0] and "empty.png" in warning[0]
+    manifest = json.loads((tmp_path / "enc" / "patchcrypt.json").read_text())
+    assert manifest["file_count"] == len(manifest["files"]) == 8
