@@ -63,7 +63,7 @@ def evaluate_checkpoint(run, data_path, key: Optional[str] = None, split: Option
         data = load_dataset(path, split if has_split else None)
         if data.classes and data.classes != classes:
             raise PatchcryptError(f"the data's classes {data.classes} differ from the model's {classes}")
-        logits, labels = predict(model, prepare_images(ckpt, data, key), device=device), data.labels
+        logits, labels = predict(model, prepare_images(ckpt, data, key), device=device, desc="evaluate"), data.labels
     pred = logits.argmax(1)
     k = len(classes)
     confusion = np.zeros((k, k), dtype=np.int64)

@@ -32,7 +32,7 @@ from .data.shards import is_shard_folder, open_shards
 from .data.resize import RESIZE_RULE, random_resized_crop, sample_rng
 from .data.stream import FileSet, StreamDataset, default_workers, make_loader, memory_budget, open_files
 from .errors import PatchcryptError
-from .runtime import to_nchw
+from .runtime import progress, to_nchw
 
 Images = Union[ImageSet, FileSet]
 
@@ -320,11 +320,14 @@ def stream_logits(files: FileSet, logits_of, batch_size: int = 256, workers: Opt
     n = len(files)
     batches = [list(range(i, min(i + batch_size, n))) for i in range(0, n, batch_size)]
     out, labels = [], []
-    for x, y in make_loader(StreamDataset(files), batches, default_workers() if workers is None else workers):
-        batch = ImageSet(x.permute(0, 2, 3, 1).contiguous().numpy(), y.numpy(), files.classes, files.source,
-                         files.manifest)
-        out.append(logits_of(batch))
-        labels.append(y.numpy())
+    loader = make_loader(StreamDataset(files), batches, default_workers() if workers is None else workers)
+    with progress(total=n, desc="evaluate") as bar:  # a bar on a terminal
+        for x, y in loader:
+            batch = ImageSet(x.permute(0, 2, 3, 1).contiguous().numpy(), y.numpy(), files.classes, files.source,
+                             files.manifest)
+            out.append(logits_of(batch))
+            labels.append(y.numpy())
+            bar.update(len(y))
     return np.concatenate(out), np.concatenate(labels)
 
 

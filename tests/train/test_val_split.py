@@ -96,8 +96,11 @@ def test_cli_closing_line_and_evaluate_read_val(tmp_path, capsys):
     capsys.readouterr()
     code = main(["train", "--data", str(data), "--out", str(out), "--img-size", "32", "--epochs", "1",
                  "--batch-size", "8", "--val-split", "0.2"])
-    text = capsys.readouterr().out
+    text, err = capsys.readouterr()
     assert code == 0 and "chosen on the validation split, 20% of train/ held out (4 images)" in text
+    # off a terminal no bar: one line per epoch on stderr, before the epoch's work
+    assert [line for line in err.splitlines() if line.startswith("epoch ")] == \
+        ["epoch 1/1: training on 16 images, then validation and test"]
     assert "test split val/ (8 images)" in text and "best test accuracy" not in text
     code = main(["evaluate", str(out), "--data", str(data), "--json"])
     result = json.loads(capsys.readouterr().out)

@@ -8,6 +8,7 @@ from ``(seed, epoch)``, so ``--resume`` replays a run exactly.
 from __future__ import annotations
 
 import math
+import sys
 import warnings
 from contextlib import nullcontext
 from dataclasses import dataclass
@@ -108,6 +109,9 @@ def _train(cfg: TrainConfig, device: torch.device, dist: Dist, show_progress: Op
             batches, steps_left = batches[:max(0, steps_left)], steps_left - len(batches)
             if not batches:
                 break
+        if dist.main and not sys.stderr.isatty() and show_progress is None:  # no bar: one line per epoch
+            print(f"epoch {epoch}/{cfg.epochs}: training on {sum(len(b) for b in batches)} images, then "
+                  f"{'validation and ' if s.data.val is not None else ''}test", file=sys.stderr, flush=True)
         row, _ = run_epoch(s, optimizer, scheduler, batches, gen, epoch, disable_bar)
         rows.append(row)
         if dist.main:
@@ -249,7 +253,8 @@ def test(s: Setup, logits: Optional[torch.Tensor] = None, labels: Optional[torch
     ``labels``); NaN for an empty one."""
     y = s.y_test if labels is None else labels
     if logits is None:
-        logits = predict_logits(s.model, s.x_test if x is None else x, s.device, s.data.eval_batch)
+        logits = predict_logits(s.model, s.x_test if x is None else x, s.device, s.data.eval_batch,
+                                desc=("test" if x is None else "validation") if s.dist.main else None)
     test_loss = float(F.cross_entropy(logits, y)) if len(y) else float("nan")
     test_acc = float((logits.argmax(1) == y).float().mean()) if len(y) else float("nan")
     return test_loss, test_acc
