@@ -39,7 +39,7 @@ from .codec import (IMAGE_SUFFIXES, check_pixels, decode_image, image_bytes, ima
                     read_image_file, resize_image)  # resize_image is re-exported
 from .data.manifest import (MANIFEST_FORMAT, MANIFEST_MAX_BYTES, MANIFEST_NAME, build_manifest, find_manifest,
                             validate_manifest, write_manifest)
-from .data.readers import has_splits
+from .data.readers import EVAL_FOLDERS, has_splits
 from .data.resize import fit_image, resize_fields
 from .errors import PatchcryptError
 from .keys import Key
@@ -71,28 +71,34 @@ def parse_size(text: Optional[str]) -> Optional[Tuple[int, int]]:
     return parts[0], parts[1]
 
 
-def _list_sources(src: Path) -> Tuple[Path, List[str]]:
+def _list_sources(src: Path, warn_other: bool = False) -> Tuple[Path, List[str]]:
+    """(root, the image files under ``src`` relative to it); ``warn_other``: say which other files are left out."""
     if src.is_file():
         return src.parent, [src.name]
     if not src.is_dir():
         raise PatchcryptError(f"{src}: no such file or folder")
-    rels = []
+    rels, other = [], []
     for dirpath, dirnames, filenames in os.walk(src):
         dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
         base = Path(dirpath).relative_to(src)
-        rels += [(base / f).as_posix() for f in sorted(filenames)
-                 if f.lower().endswith(IMAGE_SUFFIXES) and not f.startswith(".")]
+        visible = [f for f in sorted(filenames) if not f.startswith(".") and f != MANIFEST_NAME]
+        rels += [(base / f).as_posix() for f in visible if f.lower().endswith(IMAGE_SUFFIXES)]
+        other += [(base / f).as_posix() for f in visible if not f.lower().endswith(IMAGE_SUFFIXES)]
     if not rels:
         raise PatchcryptError(f"{src}: no image files found")
+    if other and warn_other:  # never a silent skip: a .gif among the photos is left out, and said
+        shown = ", ".join(other[:10]) + (f" and {len(other) - 10} more" if len(other) > 10 else "")
+        warnings.warn(f"{src}: {len(other)} file(s) without an image suffix ({', '.join(IMAGE_SUFFIXES)}) "
+                      f"left out: {shown}")
     return src, rels
 
 
 def _class_names(src: Path, rels: List[str]) -> Optional[List[str]]:
     """The class names a reader of the tree sees (None without class folders): the first-level folders, or,
-    in a tree split into ``train/`` and ``test/``, the folders inside those (never "train" and "test")."""
+    in a tree split into ``train/`` and ``test/`` (or ``val/``, ``validation/``), the folders inside those."""
     parts = [r.split("/") for r in rels]
     if has_splits(src):
-        names = {p[1] for p in parts if len(p) > 2 and p[0] in ("train", "test")}
+        names = {p[1] for p in parts if len(p) > 2 and p[0] in ("train",) + EVAL_FOLDERS}
     else:
         names = {p[0] for p in parts if len(p) > 1}
     return sorted(names) or None
@@ -412,7 +418,7 @@ def encrypt_tree(src: Path, dst: Path, key: Key, scheme: str, block_size: int, f
     cipher = create_cipher(scheme, key, block_size=block_size, per_image=per_image, pad=pad)
     if subsampling is None:
         subsampling = subsampling_for(block_size)
-    root, rels = _list_sources(src)
+    root, rels = _list_sources(src, warn_other=True)
     suffix = ".jpg" if file_format == "jpeg" else ".png"
     out_rels = _output_names(rels, suffix, root)
     _check_destination(src, dst, force)

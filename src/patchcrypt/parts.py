@@ -42,7 +42,7 @@ from .codec import image_bytes
 from .data.manifest import MANIFEST_FORMAT, MANIFEST_NAME, find_manifest, validate_manifest, write_manifest
 from .data.manifest import build_manifest
 from .data.resize import fit_image, resize_fields
-from .data.readers import has_splits
+from .data.readers import EVAL_FOLDERS, has_splits
 from .data.shards import SHARD_PATTERN, sample_key, shard_records, write_shard
 from .errors import PatchcryptError
 from .files import (CHUNK, _check_destination, _class_names, _decode_file, _list_sources, _output_names, _Staging,
@@ -120,7 +120,7 @@ def _plain_shards(src: Path):
     sample becomes ``[<split>/]<class>/<key>.<ext>``, so outputs form an ImageFolder tree."""
     from .data.shards import open_shards
 
-    splits = [s for s in ("train", "test") if (src / s).is_dir()] or [None]
+    splits = [s for s in ("train",) + EVAL_FOLDERS if (src / s).is_dir()] or [None]
     sets = [(s, open_shards(src, s)) for s in splits]
     classes = sorted({c for _, fs in sets for c in fs.classes}, key=lambda c: (len(c), c))
     rels = [f"{s + '/' if s else ''}{fs.classes[int(y)]}/{Path(f).name}" for s, fs in sets
@@ -159,8 +159,8 @@ def make_plan(src: Path, suffix: str, shard_size: Optional[int]) -> Plan:
         raise PatchcryptError(f"--shard-size must be positive, got {shard_size}")
     groups: Dict[str, List[int]] = {}
     for i, r in enumerate(rels):
-        groups.setdefault(r.split("/")[0] + "/" if split_tree and r.split("/")[0] in ("train", "test") else "",
-                          []).append(i)
+        top = r.split("/")[0]
+        groups.setdefault(top + "/" if split_tree and top in ("train",) + EVAL_FOLDERS else "", []).append(i)
     units = []
     for prefix, idx in groups.items():
         for k, start in enumerate(range(0, len(idx), shard_size)):

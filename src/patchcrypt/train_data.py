@@ -126,8 +126,8 @@ def _split_files(path: Path, seed: int) -> Optional[Tuple[FileSet, FileSet]]:
     """Train and test :class:`FileSet` (a stratified 90/10 split of a tree without train/test, the same as
     the in-RAM split), or None when the source is not a tree of image files."""
     if is_shard_folder(path, "train"):  # WebDataset shards: encrypted (with a manifest) or a user's plain ones
-        if (path / "train").is_dir():
-            return open_shards(path, "train"), open_shards(path, "test")
+        if (path / "train").is_dir():  # the test shards: test/, else val/ or validation/
+            return open_shards(path, "train"), open_shards(path, eval_folder(path) or "test")
         full = open_shards(path)
     elif has_splits(path):
         train = open_files(path, "train")
@@ -169,7 +169,8 @@ def hold_out(labels: np.ndarray, share: float, seed: int) -> np.ndarray:
     return mask
 
 
-def split_validation(cfg: Any, path: Path, train: Images, in_ram: bool) -> Tuple[Images, Optional[Images], Optional[str]]:
+def split_validation(cfg: Any, path: Path, train: Images,
+                     in_ram: bool) -> Tuple[Images, Optional[Images], Optional[str]]:
     """(train, validation, what the validation is) for ``cfg.val_split``: a folder of ``path`` (``auto``: a
     ``val/``/``validation/`` beside ``test/``), a held-out share of ``train`` (``0.1``), or none. The test split
     never chooses a checkpoint: a folder that is this data's test split is refused."""
@@ -302,6 +303,8 @@ def open_eval_stream(path: Union[str, Path], split: Optional[str], img_size: Opt
     if stream is False:
         return None
     if is_shard_folder(path, split):
+        if split == "test" and path.is_dir():
+            split = eval_folder(path) or split  # train/ + val/: the test shards are in val/
         files = open_shards(path, split if split and (path / split).is_dir() else None)
     else:
         files = open_files(path, split if has_splits(path) else None)
@@ -331,4 +334,5 @@ def stream_logits(files: FileSet, logits_of, batch_size: int = 256, workers: Opt
     return np.concatenate(out), np.concatenate(labels)
 
 
-__all__ = ["TrainData", "open_training_data", "split_validation", "hold_out", "val_fraction", "declared_size", "open_eval_stream", "stream_logits"]
+__all__ = ["TrainData", "open_training_data", "split_validation", "hold_out", "val_fraction", "declared_size",
+           "open_eval_stream", "stream_logits"]

@@ -91,3 +91,11 @@ def test_every_bad_file_is_named_and_skip_bad_goes_on(tmp_path, capsys, key):
     assert len(warning) == 1 and "broken.jpg" in warning[0] and "empty.png" in warning[0]
     manifest = json.loads((tmp_path / "enc" / "patchcrypt.json").read_text())
     assert manifest["file_count"] == len(manifest["files"]) == 8
+
+
+def test_files_without_an_image_suffix_are_named(tmp_path, capsys, key):
+    src = photos(tmp_path / "photos", n=1)
+    (src / "train" / "ants" / "imageNotFound.gif").write_bytes(b"GIF89a")
+    code, out, err = run(capsys, *encrypt_args(src, tmp_path / "enc", key, "--resize", "32"))
+    assert code == 0 and "encrypted 4 file(s)" in out
+    assert "1 file(s) without an image suffix" in err and "train/ants/imageNotFound.gif" in err
