@@ -53,7 +53,7 @@ def test_train_help_defaults_are_the_config_defaults():
     assert shown["val_split"] == "auto" and shown["epochs"] == "10"
 
 
-@pytest.mark.parametrize("command", ["train", "evaluate"])
-def test_help_prints_defaults(capsys, command):
+@pytest.mark.parametrize("command,shown", [("train", "--val-split"), ("evaluate", "validation/")])
+def test_help_prints_defaults_and_the_splits(capsys, command, shown):
     code, out, _ = run(capsys, command, "--help")
-    assert code == 0 and "default" in out
+    assert code == 0 and "default" in out and shown in out
