@@ -8,7 +8,6 @@ from ``(seed, epoch)``, so ``--resume`` replays a run exactly.
 from __future__ import annotations
 
 import math
-import sys
 import warnings
 from contextlib import nullcontext
 from dataclasses import dataclass
@@ -109,9 +108,6 @@ def _train(cfg: TrainConfig, device: torch.device, dist: Dist, show_progress: Op
             batches, steps_left = batches[:max(0, steps_left)], steps_left - len(batches)
             if not batches:
                 break
-        if dist.main and not sys.stderr.isatty() and show_progress is None:  # no bar: one line per epoch
-            print(f"epoch {epoch}/{cfg.epochs}: training on {sum(len(b) for b in batches)} images, then "
-                  f"{'validation and ' if s.data.val is not None else ''}test", file=sys.stderr, flush=True)
         row, _ = run_epoch(s, optimizer, scheduler, batches, gen, epoch, disable_bar)
         rows.append(row)
         if dist.main:
