@@ -123,7 +123,7 @@ def main(argv=None) -> int:
         summary = train(cfg, show_progress=False)
         done[(model_label, scheme_label)] = {
             "model": model_label, "scheme": scheme_label, "registry_name": name, "model_kwargs": kw,
-            "accuracy": summary["best_test_acc"], "final_accuracy": summary["final_test_acc"],
+            "accuracy": summary["test_acc"], "best_test_accuracy": summary["best_test_acc"], "final_accuracy": summary["final_test_acc"],
             "parameters": summary["parameters"], "train_seconds": summary["train_seconds"],
             "encrypt_fraction": summary["encrypt_fraction"], "run": str(run)}
         report(args.out, header, preset, done)

@@ -81,7 +81,7 @@ def run_cell(args, ds: Dict, label: str, model: str, scheme: str, per_image: boo
                       pretrained=pretrained, resume=(run / "last.pt").exists())
     summary = train(cfg, show_progress=False)
     return {"dataset": args.dataset, "cell": label, "model": model, "model_kwargs": kw, "scheme": scheme,
-            "per_image": per_image, "accuracy": summary["best_test_acc"], "final_accuracy": summary["final_test_acc"],
+            "per_image": per_image, "accuracy": summary["test_acc"], "best_test_accuracy": summary["best_test_acc"], "final_accuracy": summary["final_test_acc"],
             "parameters": summary["parameters"], "train_seconds": summary["train_seconds"], "epochs": epochs,
             "n_train": summary["n_train"], "n_test": summary["n_test"], "preset": args.preset, "run": str(run)}
 

@@ -10,7 +10,8 @@ import numpy as np
 
 from .atomic import atomic_write
 from .data import load_dataset
-from .data.readers import has_splits
+from .data.readers import has_splits, split_root
+from .data.resize import RESIZE_RULE
 from .errors import PatchcryptError
 from .inference import predict
 from .models import build_model, load_checkpoint
@@ -53,6 +54,7 @@ def evaluate_checkpoint(run, data_path, key: Optional[str] = None, split: Option
     classes = ckpt["classes"]
     model = build_model(ckpt)
     files = open_eval_stream(path, split if has_split else None, (ckpt.get("model_kwargs") or {}).get("img_size"))
+    resized = files is not None and files.manifest is None and files.probe()[:2] != files.shape[:2]
     if files is not None:  # shards, a tree past the memory budget, or photos to resize: decoded batch by batch
         if files.classes and files.classes != classes:
             raise PatchcryptError(f"the data's classes {files.classes} differ from the model's {classes}")
@@ -61,7 +63,7 @@ def evaluate_checkpoint(run, data_path, key: Optional[str] = None, split: Option
         data = load_dataset(path, split if has_split else None)
         if data.classes and data.classes != classes:
             raise PatchcryptError(f"the data's classes {data.classes} differ from the model's {classes}")
-        logits, labels = predict(model, prepare_images(ckpt, data, key), device=device), data.labels
+        logits, labels = predict(model, prepare_images(ckpt, data, key), device=device, desc="evaluate"), data.labels
     pred = logits.argmax(1)
     k = len(classes)
     confusion = np.zeros((k, k), dtype=np.int64)
@@ -70,12 +72,25 @@ def evaluate_checkpoint(run, data_path, key: Optional[str] = None, split: Option
                  for i, c in enumerate(classes)}
     result = {"accuracy": float((pred == labels).mean()), "per_class": per_class, "n_images": int(len(labels)),
               "confusion": confusion.tolist(), "classes": classes, "checkpoint": ckpt["path"],
-              "data": str(path), "scheme": ckpt.get("scheme"), "block_size": ckpt.get("block_size")}
+              "data": str(path), "split": _split_name(path, split if has_split else None),
+              "preprocessing": f"to {files.shape[0]}: {RESIZE_RULE}" if resized else "none",
+              "scheme": ckpt.get("scheme"), "block_size": ckpt.get("block_size")}
     if out_dir is not None:
         out_dir = Path(out_dir)
         atomic_write(out_dir / "evaluation.json", json.dumps(result, indent=1).encode())
         _confusion_png(confusion, classes, out_dir / "confusion.png", result["accuracy"])
     return result
+
+
+def _split_name(path: Path, split: Optional[str]) -> Optional[str]:
+    """The folder evaluated, in words: ``val/`` where ``--split test`` falls back to it (train/ + val/ trees)."""
+    if split is None or not path.is_dir():
+        return None
+    try:
+        root = split_root(path, split)
+    except PatchcryptError:
+        return split
+    return f"{root.name}/" if root != path else split
 
 
 def _confusion_png(confusion: np.ndarray, classes, path: Path, accuracy: float) -> None:

@@ -39,7 +39,8 @@ from .codec import (IMAGE_SUFFIXES, check_pixels, decode_image, image_bytes, ima
                     read_image_file, resize_image)  # resize_image is re-exported
 from .data.manifest import (MANIFEST_FORMAT, MANIFEST_MAX_BYTES, MANIFEST_NAME, build_manifest, find_manifest,
                             validate_manifest, write_manifest)
-from .data.readers import has_splits
+from .data.readers import EVAL_FOLDERS, has_splits
+from .data.resize import fit_image, resize_fields
 from .errors import PatchcryptError
 from .keys import Key
 from .record import EncryptionRecord, subsampling_for
@@ -70,28 +71,34 @@ def parse_size(text: Optional[str]) -> Optional[Tuple[int, int]]:
     return parts[0], parts[1]
 
 
-def _list_sources(src: Path) -> Tuple[Path, List[str]]:
+def _list_sources(src: Path, warn_other: bool = False) -> Tuple[Path, List[str]]:
+    """(root, the image files under ``src`` relative to it); ``warn_other``: say which other files are left out."""
     if src.is_file():
         return src.parent, [src.name]
     if not src.is_dir():
         raise PatchcryptError(f"{src}: no such file or folder")
-    rels = []
+    rels, other = [], []
     for dirpath, dirnames, filenames in os.walk(src):
         dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
         base = Path(dirpath).relative_to(src)
-        rels += [(base / f).as_posix() for f in sorted(filenames)
-                 if f.lower().endswith(IMAGE_SUFFIXES) and not f.startswith(".")]
+        visible = [f for f in sorted(filenames) if not f.startswith(".") and f != MANIFEST_NAME]
+        rels += [(base / f).as_posix() for f in visible if f.lower().endswith(IMAGE_SUFFIXES)]
+        other += [(base / f).as_posix() for f in visible if not f.lower().endswith(IMAGE_SUFFIXES)]
     if not rels:
         raise PatchcryptError(f"{src}: no image files found")
+    if other and warn_other:  # never a silent skip: a .gif among the photos is left out, and said
+        shown = ", ".join(other[:10]) + (f" and {len(other) - 10} more" if len(other) > 10 else "")
+        warnings.warn(f"{src}: {len(other)} file(s) without an image suffix ({', '.join(IMAGE_SUFFIXES)}) "
+                      f"left out: {shown}")
     return src, rels
 
 
 def _class_names(src: Path, rels: List[str]) -> Optional[List[str]]:
     """The class names a reader of the tree sees (None without class folders): the first-level folders, or,
-    in a tree split into ``train/`` and ``test/``, the folders inside those (never "train" and "test")."""
+    in a tree split into ``train/`` and ``test/`` (or ``val/``, ``validation/``), the folders inside those."""
     parts = [r.split("/") for r in rels]
     if has_splits(src):
-        names = {p[1] for p in parts if len(p) > 2 and p[0] in ("train", "test")}
+        names = {p[1] for p in parts if len(p) > 2 and p[0] in ("train",) + EVAL_FOLDERS}
     else:
         names = {p[0] for p in parts if len(p) > 1}
     return sorted(names) or None
@@ -335,8 +342,37 @@ def _clean_stale(parent: Path, name: str) -> None:
 
 
 def _decode_file(path: Path, resize: Optional[Tuple[int, int]]) -> np.ndarray:
+    """The image at ``path``; with ``--resize``, brought to that size by the one rule train and evaluate use
+    (:func:`~patchcrypt.data.resize.fit_image`: aspect kept, centre crop), never squashed."""
     img = decode_image(read_image_file(path), name=str(path))
-    return img if resize is None else resize_image(img, resize)
+    return img if resize is None else fit_image(img, resize)
+
+
+def _decode_or_bad(path: Path, resize: Optional[Tuple[int, int]], bad: List[str]) -> Optional[np.ndarray]:
+    """:func:`_decode_file`, or None with the file's one-line reason added to ``bad`` (a file that is not an
+    image, truncated, or over the pixel limit): every bad file is named, not only the first."""
+    try:
+        return _decode_file(path, resize)
+    except PatchcryptError as exc:
+        bad.append(str(exc))
+        return None
+
+
+def _report_bad(bad: List[str], skip_bad: bool, total: int) -> None:
+    """All the files that could not be read, in one line: an error, or with ``--skip-bad`` a warning."""
+    if not bad:
+        return
+    listed = "; ".join(bad)
+    if not skip_bad or len(bad) == total:
+        hint = "none could be read" if len(bad) == total else "fix or remove them, or pass --skip-bad to go on"
+        raise PatchcryptError(f"{len(bad)} of {total} file(s) cannot be read ({hint}): {listed}")
+    warnings.warn(f"--skip-bad: left out {len(bad)} of {total} file(s) that cannot be read: {listed}")
+
+
+def _readable(chunk: List[str], out_chunk: List[str], images: List[Optional[np.ndarray]]):
+    """The chunk without the files that could not be read (None images)."""
+    keep = [i for i, img in enumerate(images) if img is not None]
+    return [chunk[i] for i in keep], [out_chunk[i] for i in keep], [images[i] for i in keep]
 
 
 def _write(path: Path, data: bytes) -> None:
@@ -371,8 +407,9 @@ def _sub_batches(idx: List[int], per_image: bool) -> List[List[int]]:
 def encrypt_tree(src: Path, dst: Path, key: Key, scheme: str, block_size: int, file_format: str = "png",
                  quality: int = 90, subsampling: Optional[str] = None, resize: Optional[Tuple[int, int]] = None,
                  pad: bool = False, per_image: bool = False, force: bool = False,
-                 progress: Optional[Callable[[int], None]] = None) -> Dict:
-    """Encrypt an image file or tree ``src`` into the folder ``dst``; returns the manifest."""
+                 progress: Optional[Callable[[int], None]] = None, skip_bad: bool = False) -> Dict:
+    """Encrypt an image file or tree ``src`` into the folder ``dst``; returns the manifest. Files that cannot
+    be read are all named in one error (nothing is written), or left out with ``skip_bad``."""
     src, dst = Path(src), Path(dst)
     file_format = file_format.lower()
     if file_format not in ("png", "jpeg", "jpg"):
@@ -381,7 +418,7 @@ def encrypt_tree(src: Path, dst: Path, key: Key, scheme: str, block_size: int, f
     cipher = create_cipher(scheme, key, block_size=block_size, per_image=per_image, pad=pad)
     if subsampling is None:
         subsampling = subsampling_for(block_size)
-    root, rels = _list_sources(src)
+    root, rels = _list_sources(src, warn_other=True)
     suffix = ".jpg" if file_format == "jpeg" else ".png"
     out_rels = _output_names(rels, suffix, root)
     _check_destination(src, dst, force)
@@ -389,9 +426,12 @@ def encrypt_tree(src: Path, dst: Path, key: Key, scheme: str, block_size: int, f
     shapes = set()
     classes = _class_names(src, rels)
     with _Staging(dst) as tmp, ThreadPoolExecutor(_WORKERS) as pool:
+        bad: List[str] = []
         for start in range(0, len(rels), CHUNK):
             chunk, out_chunk = rels[start:start + CHUNK], out_rels[start:start + CHUNK]
-            images = list(pool.map(lambda r: _decode_file(root / r, resize), chunk))
+            images = list(pool.map(lambda r: _decode_or_bad(root / r, resize, bad), chunk))
+            n_read = len(chunk)
+            chunk, out_chunk, images = _readable(chunk, out_chunk, images)
             groups: Dict[tuple, List[int]] = {}
             for i, img in enumerate(images):
                 groups.setdefault(img.shape, []).append(i)
@@ -425,13 +465,15 @@ def encrypt_tree(src: Path, dst: Path, key: Key, scheme: str, block_size: int, f
             list(pool.map(lambda pair: _write(tmp / pair[0], pair[1]), zip(out_chunk, encoded)))
             _pause_for_test()
             if progress:
-                progress(len(chunk))
+                progress(n_read)
+        _report_bad(bad, skip_bad, len(rels))
         is_jpeg = file_format == "jpeg"
         record = EncryptionRecord.from_cipher(cipher, jpeg_quality=quality if is_jpeg else None,
                                               subsampling=subsampling if is_jpeg else None,
                                               image_shape=next(iter(shapes)) if len(shapes) == 1 else None)
         manifest = build_manifest(record, steps=cipher.describe()["steps"], file_format=file_format,
-                                  file_count=len(rels), classes=classes, files=files_meta)
+                                  file_count=len(files_meta), classes=classes, files=files_meta,
+                                  **resize_fields(resize))
         write_manifest(tmp, manifest)
     return manifest
 

@@ -6,13 +6,13 @@ normalises; these helpers only move the channel axis, batch, and switch the mode
 
 from __future__ import annotations
 
-from typing import Union
+from typing import Optional, Union
 
 import numpy as np
 import torch
 import torch.nn as nn
 
-from .runtime import resolve_device, to_nchw
+from .runtime import progress, resolve_device, to_nchw
 
 
 def to_tensor(images: np.ndarray) -> torch.Tensor:
@@ -21,15 +21,21 @@ def to_tensor(images: np.ndarray) -> torch.Tensor:
 
 
 @torch.no_grad()
-def predict_logits(model: nn.Module, x: torch.Tensor, device: torch.device, batch_size: int = 500) -> torch.Tensor:
-    """Logits (N, K) float32 on the CPU for uint8 (N, C, H, W) images, in eval mode, ``batch_size`` at a time."""
+def predict_logits(model: nn.Module, x: torch.Tensor, device: torch.device, batch_size: int = 500,
+                   desc: Optional[str] = None) -> torch.Tensor:
+    """Logits (N, K) float32 on the CPU for uint8 (N, C, H, W) images, in eval mode, ``batch_size`` at a time;
+    with ``desc``, a progress bar of that name on a terminal."""
     model.eval()
-    out = [model(x[i:i + batch_size].to(device)).float().cpu() for i in range(0, len(x), batch_size)]
+    out = []
+    with progress(total=len(x), desc=desc or "", disable=None if desc else True) as bar:
+        for i in range(0, len(x), batch_size):
+            out.append(model(x[i:i + batch_size].to(device)).float().cpu())
+            bar.update(len(out[-1]))
     return torch.cat(out) if out else torch.empty(0)
 
 
 def predict(model: nn.Module, images: np.ndarray, batch_size: int = 256,
-            device: Union[str, torch.device, None] = None) -> np.ndarray:
+            device: Union[str, torch.device, None] = None, desc: Optional[str] = None) -> np.ndarray:
     """Logits (N, K) float32 numpy for uint8 images (N, H, W, C), batched, in eval mode.
 
     ``device``: a torch device, a name (``"cpu"``, ``"cuda:0"``) or None for CUDA when available; the model
@@ -37,7 +43,7 @@ def predict(model: nn.Module, images: np.ndarray, batch_size: int = 256,
     """
     dev = device if isinstance(device, torch.device) else resolve_device(device)
     model = model.to(dev)
-    return predict_logits(model, to_tensor(images), dev, batch_size).numpy()
+    return predict_logits(model, to_tensor(images), dev, batch_size, desc).numpy()
 
 
 def predict_proba(model: nn.Module, images: np.ndarray, device: torch.device) -> np.ndarray:

@@ -38,10 +38,11 @@ import numpy as np
 from .bounded import MANIFEST_MAX, METADATA_MAX, SHARD_MAX, open_bounded, read_text_bounded
 from .ciphers import create_cipher
 from .ciphers.base import NONCE_BYTES
-from .codec import image_bytes, resize_image
+from .codec import image_bytes
 from .data.manifest import MANIFEST_FORMAT, MANIFEST_NAME, find_manifest, validate_manifest, write_manifest
 from .data.manifest import build_manifest
-from .data.readers import has_splits
+from .data.resize import fit_image, resize_fields
+from .data.readers import EVAL_FOLDERS, has_splits
 from .data.shards import SHARD_PATTERN, sample_key, shard_records, write_shard
 from .errors import PatchcryptError
 from .files import (CHUNK, _check_destination, _class_names, _decode_file, _list_sources, _output_names, _Staging,
@@ -111,7 +112,7 @@ class Plan:
         if self.source is None:
             return _decode_file(self.root / self.rels[i], resize)
         img = self.source.decode(i)
-        return img if resize is None else resize_image(img, resize)
+        return img if resize is None else fit_image(img, resize)  # the one rule (data.resize), as files.py
 
 
 def _plain_shards(src: Path):
@@ -119,7 +120,7 @@ def _plain_shards(src: Path):
     sample becomes ``[<split>/]<class>/<key>.<ext>``, so outputs form an ImageFolder tree."""
     from .data.shards import open_shards
 
-    splits = [s for s in ("train", "test") if (src / s).is_dir()] or [None]
+    splits = [s for s in ("train",) + EVAL_FOLDERS if (src / s).is_dir()] or [None]
     sets = [(s, open_shards(src, s)) for s in splits]
     classes = sorted({c for _, fs in sets for c in fs.classes}, key=lambda c: (len(c), c))
     rels = [f"{s + '/' if s else ''}{fs.classes[int(y)]}/{Path(f).name}" for s, fs in sets
@@ -158,8 +159,8 @@ def make_plan(src: Path, suffix: str, shard_size: Optional[int]) -> Plan:
         raise PatchcryptError(f"--shard-size must be positive, got {shard_size}")
     groups: Dict[str, List[int]] = {}
     for i, r in enumerate(rels):
-        groups.setdefault(r.split("/")[0] + "/" if split_tree and r.split("/")[0] in ("train", "test") else "",
-                          []).append(i)
+        top = r.split("/")[0]
+        groups.setdefault(top + "/" if split_tree and top in ("train",) + EVAL_FOLDERS else "", []).append(i)
     units = []
     for prefix, idx in groups.items():
         for k, start in enumerate(range(0, len(idx), shard_size)):
@@ -259,6 +260,7 @@ def run_manifest(plan: Plan, cipher, key_fp: str, opts: Dict[str, Any], results:
         extra["shards"] = sorted(shards, key=lambda s: [u[0] for u in plan.units].index(s["path"]))
     if opts["per_image"]:
         extra["nonce_salt"] = salt.hex()
+    extra.update(resize_fields(opts["resize"]))
     return build_manifest(record.replace(key_fingerprint=key_fp), steps=cipher.describe()["steps"],
                                file_format=opts["fmt"], file_count=len(plan.rels), classes=plan.classes,
                                files={plan.out_rels[i]: files[i] for i in sorted(files)}, **extra)

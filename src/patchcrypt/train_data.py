@@ -27,12 +27,12 @@ import numpy as np
 import torch
 
 from .data import ImageSet
-from .data.readers import encrypted_size, has_splits, other_size
+from .data.readers import encrypted_size, eval_folder, has_splits, other_size, val_folder
 from .data.shards import is_shard_folder, open_shards
-from .data.resize import random_resized_crop, sample_rng
+from .data.resize import RESIZE_RULE, random_resized_crop, sample_rng
 from .data.stream import FileSet, StreamDataset, default_workers, make_loader, memory_budget, open_files
 from .errors import PatchcryptError
-from .runtime import to_nchw
+from .runtime import progress, to_nchw
 
 Images = Union[ImageSet, FileSet]
 
@@ -60,6 +60,9 @@ class TrainData:
     eval_batch: int = 500      # test images per forward pass (streaming: the training batch size, so that
                                # activations, not only pixels, stay bounded)
     device: Any = None         # where in-RAM training images are held (None: the host); batches are made there
+    val: Optional[Images] = None  # the validation split that chooses best.pt (None: the last epoch is chosen)
+    val_name: Optional[str] = None  # what it is, in words ("val/", "10% of train/ held out")
+    test_name: str = "test"        # what the test split is, in words ("test/", "val/", "10% held out")
 
     def choose_augment(self, augment: str, pre_encrypted: bool) -> str:
         """``--augment`` with ``auto`` resolved: none on encrypted data, a random-resized crop for resized
@@ -68,6 +71,18 @@ class TrainData:
             augment = "none" if pre_encrypted else "resized-crop" if self.resized else "crop-flip"
         self.random_crop = augment == "resized-crop"
         return augment
+
+    def preprocessing(self) -> str:
+        """How the images were brought to the model's size, in words (the run's summary records it)."""
+        manifest = getattr(self.train, "manifest", None)
+        if manifest is not None:
+            pre = manifest.get("preprocessing")
+            done = f"; encrypt --resize: {pre.get('rule')}" if isinstance(pre, dict) and pre.get("rule") else ""
+            return f"none: encrypted images used as stored{done}"
+        if not self.resized:
+            return "none: the images are at the model's size"
+        train = "random-resized crop and flip" if self.random_crop else RESIZE_RULE
+        return f"to {self.shape[0]}: training {train}; test and validation {RESIZE_RULE}"
 
     @property
     def shape(self) -> Tuple[int, int, int]:
@@ -92,14 +107,17 @@ class TrainData:
                 x = self._x[b]
             yield x, self._y[b]
 
-    def test_batches(self, batch_size: Optional[int] = None) -> Iterator[Tuple[torch.Tensor, torch.Tensor]]:
-        """The test set in order (resize + centre crop), ``batch_size`` at a time; streamed when streaming."""
-        n, batch_size = len(self.test), batch_size or self.eval_batch
+    def test_batches(self, batch_size: Optional[int] = None,
+                     images: Optional[Images] = None) -> Iterator[Tuple[torch.Tensor, torch.Tensor]]:
+        """The test set (or ``images``, e.g. :attr:`val`) in order (resize + centre crop), ``batch_size`` at a
+        time; streamed when streaming."""
+        images = self.test if images is None else images
+        n, batch_size = len(images), batch_size or self.eval_batch
         batches = [list(range(i, min(i + batch_size, n))) for i in range(0, n, batch_size)]
         if self.streaming:
-            yield from make_loader(StreamDataset(self.test), batches, self.workers)
+            yield from make_loader(StreamDataset(images), batches, self.workers)
             return
-        x, y = to_nchw(self.test.images), torch.from_numpy(self.test.labels)
+        x, y = to_nchw(images.images), torch.from_numpy(images.labels)
         for b in batches:
             yield x[b[0]:b[-1] + 1], y[b[0]:b[-1] + 1]
 
@@ -108,8 +126,8 @@ def _split_files(path: Path, seed: int) -> Optional[Tuple[FileSet, FileSet]]:
     """Train and test :class:`FileSet` (a stratified 90/10 split of a tree without train/test, the same as
     the in-RAM split), or None when the source is not a tree of image files."""
     if is_shard_folder(path, "train"):  # WebDataset shards: encrypted (with a manifest) or a user's plain ones
-        if (path / "train").is_dir():
-            return open_shards(path, "train"), open_shards(path, "test")
+        if (path / "train").is_dir():  # the test shards: test/, else val/ or validation/
+            return open_shards(path, "train"), open_shards(path, eval_folder(path) or "test")
         full = open_shards(path)
     elif has_splits(path):
         train = open_files(path, "train")
@@ -124,6 +142,72 @@ def _split_files(path: Path, seed: int) -> Optional[Tuple[FileSet, FileSet]]:
         idx = rng.permutation(np.flatnonzero(full.labels == c))
         is_test[idx[:max(1, len(idx) // 10)]] = True
     return full.take(np.flatnonzero(~is_test)), full.take(np.flatnonzero(is_test))
+
+
+def val_fraction(val_split: str) -> Optional[float]:
+    """The share of ``train/`` that ``--val-split`` holds out (``"0.1"`` → 0.1), or None for a name
+    (auto, none, a folder). A number outside (0, 0.5] is one line."""
+    try:
+        share = float(val_split)
+    except ValueError:
+        return None
+    if not 0 < share <= 0.5:
+        raise PatchcryptError(f"--val-split {val_split}: a share of train/ to hold out must be in (0, 0.5], "
+                              "e.g. 0.1; or give auto, none or a folder name")
+    return share
+
+
+def hold_out(labels: np.ndarray, share: float, seed: int) -> np.ndarray:
+    """A stratified, seeded mask of ``share`` of each class (at least one image of a class with two or more),
+    drawn with its own stream so that it never follows the train/test split's draw."""
+    rng = np.random.default_rng([seed, 31])
+    mask = np.zeros(len(labels), dtype=bool)
+    for c in np.unique(labels):
+        idx = rng.permutation(np.flatnonzero(labels == c))
+        if len(idx) > 1:
+            mask[idx[:max(1, int(round(len(idx) * share)))]] = True
+    return mask
+
+
+def split_validation(cfg: Any, path: Path, train: Images,
+                     in_ram: bool) -> Tuple[Images, Optional[Images], Optional[str]]:
+    """(train, validation, what the validation is) for ``cfg.val_split``: a folder of ``path`` (``auto``: a
+    ``val/``/``validation/`` beside ``test/``), a held-out share of ``train`` (``0.1``), or none. The test split
+    never chooses a checkpoint: a folder that is this data's test split is refused."""
+    choice = str(cfg.val_split or "auto")
+    share = val_fraction(choice)
+    if share is not None:
+        mask = hold_out(train.labels, share, cfg.seed)
+        if not mask.any():
+            raise PatchcryptError(f"--val-split {choice}: {len(train)} training images are too few to hold any out")
+        return (train.take(np.flatnonzero(~mask)), train.take(np.flatnonzero(mask)),
+                f"{100 * share:g}% of train/ held out")
+    if choice == "none" or not path.is_dir():
+        return train, None, None
+    folder = val_folder(path) if choice == "auto" else choice
+    if folder is None:
+        return train, None, None
+    if choice != "auto" and folder == eval_folder(path) or folder in ("train", "test"):
+        raise PatchcryptError(f"--val-split {folder}: {folder}/ is this data's "
+                              f"{'training' if folder == 'train' else 'test'} split and cannot choose the "
+                              "checkpoint; give a share of train/ to hold out (e.g. --val-split 0.1)")
+    if not (path / folder).is_dir():
+        raise PatchcryptError(f"--val-split {folder}: {path} has no {folder}/ folder")
+    if in_ram:
+        from .data import load_dataset
+
+        val = load_dataset(path / folder, min_classes=0)
+    else:
+        val = open_files(path / folder)
+    if list(val.classes) != list(train.classes):
+        raise PatchcryptError(f"{path / folder}: its classes {val.classes} differ from train/'s {train.classes}")
+    return train, val.subset(cfg.test_subset, cfg.seed), f"{folder}/"
+
+
+def _test_name(path: Path) -> str:
+    """The test split in words: the folder read (``val/`` for train/ + val/ trees), else a held-out 10%."""
+    folder = eval_folder(path) if path.is_dir() else None
+    return f"{folder}/" if folder else "the test split" if has_splits(path) else "10% of the images held out"
 
 
 def _encrypted_side(files: FileSet, probe: Tuple[int, int, int]) -> int:
@@ -166,34 +250,48 @@ def open_training_data(cfg: Any, load_in_ram) -> TrainData:
     if sets is None:  # CIFAR-10 batches, idx files: arrays already; nothing to stream
         if cfg.stream:
             warnings.warn(f"{path} is not a folder of image files; it is read into memory (--stream ignored)")
-        train, test = load_in_ram(cfg)
-        return TrainData(train, test, False, False, 0, cfg.seed)
+        return _with_validation(cfg, path, *load_in_ram(cfg), False, False, 0)
     train, test = sets
     if len(set(train.classes)) < 2:
         raise PatchcryptError(f"{path}: found {len(train.classes)} class(es); need at least 2 (one sub-folder "
                               "per class)")
     train, test = train.subset(cfg.subset, cfg.seed), test.subset(cfg.test_subset, cfg.seed)
+    train, val, val_name = split_validation(cfg, path, train, in_ram=False)
     probe = train.probe()
     size = _target_size(cfg, train, probe)
     resized = probe[:2] != (size, size)
     shape = (size, size, probe[2])
     train, test = replace(train, shape=shape), replace(test, shape=shape)
-    decoded = (len(train) + len(test)) * size * size * probe[2]
+    val = None if val is None else replace(val, shape=shape)
+    names = dict(val_name=val_name, test_name=_test_name(path))
+    decoded = (len(train) + len(test) + (len(val) if val is not None else 0)) * size * size * probe[2]
     streaming = cfg.stream if cfg.stream is not None else decoded > memory_budget()
     if streaming:
-        return TrainData(train, test, True, resized, workers, cfg.seed, eval_batch=cfg.batch_size)
+        return TrainData(train, test, True, resized, workers, cfg.seed, eval_batch=cfg.batch_size, val=val, **names)
     if not resized and train.spans is None:
         try:
-            tr, te = load_in_ram(cfg)  # cached decode of a tree at the model's size, as before
-            return TrainData(tr, te, False, False, workers, cfg.seed)
+            # cached decode of a tree at the model's size, as before
+            return _with_validation(cfg, path, *load_in_ram(cfg), False, False, workers)
         except PatchcryptError as exc:
             if "others are" not in str(exc):  # images of mixed sizes: resize them below
                 raise
             resized = train.manifest is None
             if not resized:
                 raise
+    val = None if val is None else val.materialize(max(1, workers))
     return TrainData(train.materialize(max(1, workers)), test.materialize(max(1, workers)), False, resized,
-                     workers, cfg.seed)
+                     workers, cfg.seed, val=val, **names)
+
+
+def _with_validation(cfg: Any, path: Path, train: ImageSet, test: ImageSet, streaming: bool, resized: bool,
+                     workers: int) -> TrainData:
+    """:class:`TrainData` of sets read into memory, with the validation split ``cfg.val_split`` asks for."""
+    train, val, val_name = split_validation(cfg, path, train, in_ram=True)
+    if val is not None and val.shape != train.shape:  # the resize path below takes mixed sizes
+        raise PatchcryptError(f"{val_name}: its images are {val.shape[1]}x{val.shape[0]}, others are "
+                              f"{train.shape[1]}x{train.shape[0]}")
+    return TrainData(train, test, streaming, resized, workers, cfg.seed, val=val, val_name=val_name,
+                     test_name=_test_name(path))
 
 
 def open_eval_stream(path: Union[str, Path], split: Optional[str], img_size: Optional[int],
@@ -205,6 +303,8 @@ def open_eval_stream(path: Union[str, Path], split: Optional[str], img_size: Opt
     if stream is False:
         return None
     if is_shard_folder(path, split):
+        if split == "test" and path.is_dir():
+            split = eval_folder(path) or split  # train/ + val/: the test shards are in val/
         files = open_shards(path, split if split and (path / split).is_dir() else None)
     else:
         files = open_files(path, split if has_splits(path) else None)
@@ -223,12 +323,16 @@ def stream_logits(files: FileSet, logits_of, batch_size: int = 256, workers: Opt
     n = len(files)
     batches = [list(range(i, min(i + batch_size, n))) for i in range(0, n, batch_size)]
     out, labels = [], []
-    for x, y in make_loader(StreamDataset(files), batches, default_workers() if workers is None else workers):
-        batch = ImageSet(x.permute(0, 2, 3, 1).contiguous().numpy(), y.numpy(), files.classes, files.source,
-                         files.manifest)
-        out.append(logits_of(batch))
-        labels.append(y.numpy())
+    loader = make_loader(StreamDataset(files), batches, default_workers() if workers is None else workers)
+    with progress(total=n, desc="evaluate") as bar:  # a bar on a terminal
+        for x, y in loader:
+            batch = ImageSet(x.permute(0, 2, 3, 1).contiguous().numpy(), y.numpy(), files.classes, files.source,
+                             files.manifest)
+            out.append(logits_of(batch))
+            labels.append(y.numpy())
+            bar.update(len(y))
     return np.concatenate(out), np.concatenate(labels)
 
 
-__all__ = ["TrainData", "open_training_data", "declared_size", "open_eval_stream", "stream_logits"]
+__all__ = ["TrainData", "open_training_data", "split_validation", "hold_out", "val_fraction", "declared_size",
+           "open_eval_stream", "stream_logits"]

@@ -28,6 +28,28 @@ def _load_commands() -> None:
         except ModuleNotFoundError as exc:
             if exc.name != full:
                 raise
+    _show_unset_defaults(app)
+
+
+def _show_unset_defaults(typer_app) -> None:
+    """``--help`` shows every default: an optional option left unset (None) that names no default of its own
+    shows ``[default: none]`` instead of nothing."""
+    import inspect
+
+    from typer.models import OptionInfo
+
+    apps = [typer_app]
+    while apps:
+        current = apps.pop()
+        apps += [group.typer_instance for group in current.registered_groups if group.typer_instance]
+        for command in current.registered_commands + [current.registered_callback]:
+            if command is None or command.callback is None:
+                continue
+            for param in inspect.signature(command.callback).parameters.values():
+                info = param.default
+                if (isinstance(info, OptionInfo) and info.default is None and info.show_default is True
+                        and not (info.help and "default" in info.help.lower())):
+                    info.show_default = "none"
 
 
 def _warning_line(message, category, filename, lineno, file=None, line=None):

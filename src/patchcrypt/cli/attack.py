@@ -179,6 +179,9 @@ def _victims(data: Path, scheme: str, block_size: Optional[int], key, per_image:
         if img_size:
             raise PatchcryptError("--img-size: encrypted images cannot be resized (that cuts through the blocks)")
         record, plain, enc, _ = load_held(data, n_images, key)
+        if len(enc) < n_images:  # never a silent cap
+            typer.echo(f"note: --n-images {n_images}: {data} holds {len(enc)} ciphertexts to attack; attacking "
+                       "them all", err=True)
         if scheme not in (None, record.scheme):
             raise PatchcryptError(f"--scheme {scheme}: {data} was encrypted with {record.scheme!r}")
         own = None

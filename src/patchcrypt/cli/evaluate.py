@@ -16,8 +16,9 @@ def evaluate(
     run: Path = typer.Argument(..., help="Run folder (best.pt/last.pt) or a checkpoint file."),
     data: Path = typer.Option(..., "--data", help="Data: plain (with --key) or a tree from 'patchcrypt encrypt'."),
     key: Optional[Path] = typer.Option(None, "--key", help="Key file, to encrypt plain data for the model."),
-    split: str = typer.Option("test", "--split", help="Split to use where the data has train/ and test/."),
-    device: Optional[str] = typer.Option(None, "--device"),
+    split: str = typer.Option("test", "--split", help="Split to use where the data has train/ and test/: test "
+                              "(test/, else val/ or validation/), val or train."),
+    device: Optional[str] = typer.Option(None, "--device", show_default="cuda if present, else cpu"),
     as_json: bool = typer.Option(False, "--json", help="Print the result as one JSON object."),
     no_cache: bool = no_cache_option(),
 ) -> None:
@@ -29,7 +30,8 @@ def evaluate(
     if as_json:
         typer.echo(json.dumps(result))
         return
-    typer.echo(f"accuracy {result['accuracy']:.4f} on {result['n_images']} images")
+    where = f" of {result['split']}" if result.get("split") else ""
+    typer.echo(f"accuracy {result['accuracy']:.4f} on {result['n_images']} images{where}")
     for name, acc in result["per_class"].items():
         typer.echo(f"  {name:<14} {'-' if acc is None else f'{acc:.3f}'}")
     typer.echo(f"confusion matrix: {out_dir / 'confusion.png'}")

@@ -50,7 +50,9 @@ def encrypt(
     quality: int = typer.Option(90, "--quality", help="JPEG quality 1..100."),
     subsampling: Optional[str] = typer.Option(None, "--subsampling",
                                               help="444 or 420 (default: 420 when M is a multiple of 16)."),
-    resize: Optional[str] = typer.Option(None, "--resize", help="Resize every image to HxW first."),
+    resize: Optional[str] = typer.Option(None, "--resize", help="Bring every image to N (NxN) or HxW first, by "
+                                         "the rule train and evaluate use: aspect ratio kept, the short side "
+                                         "resized to N/0.875, the centre cut out (recorded in the manifest)."),
     pad: bool = typer.Option(False, "--pad", help="Pad to a multiple of M by edge replication (recorded)."),
     per_image: bool = typer.Option(False, "--per-image", help="A fresh nonce (key) per image, stored in the "
                                    "manifest."),
@@ -64,6 +66,9 @@ def encrypt(
                                        "digits; default: drawn once per run)."),
     allow_lossy: bool = typer.Option(False, "--allow-lossy", help="Write JPEG even for a scheme whose decryption "
                                      "JPEG ruins (refused otherwise)."),
+    skip_bad: bool = typer.Option(False, "--skip-bad", help="Leave out files that cannot be read (each named in "
+                                  "one warning) instead of stopping; without it every such file is named in "
+                                  "one error and nothing is written."),
 ) -> None:
     """Encrypt images with a key; writes DST and its manifest (never the key).
 
@@ -78,6 +83,9 @@ def encrypt(
     if shard_size is not None or part is not None or salt is not None or "RANK" in os.environ or plain_shards:
         from ..parts import encrypt_split, parse_part, parse_salt
 
+        if skip_bad:
+            raise PatchcryptError("--skip-bad works on one process writing a folder; remove the bad files for "
+                                  "--shard-size, --part, --salt or torchrun")
         parsed = parse_part(part)
         with _memory_guard("encrypting"), progress(desc="encrypt", unit="file") as bar:
             manifest = encrypt_split(src, dst, k, scheme, block_size, fmt, quality, subsampling, parse_size(resize),
@@ -92,7 +100,7 @@ def encrypt(
         return
     with _memory_guard("encrypting"), progress(desc="encrypt", unit="file") as bar:
         manifest = encrypt_tree(src, dst, k, scheme, block_size, fmt, quality, subsampling, parse_size(resize),
-                                pad, per_image, force, progress=bar.update)
+                                pad, per_image, force, progress=bar.update, skip_bad=skip_bad)
     typer.echo(f"encrypted {manifest['file_count']} file(s) with {manifest['scheme']} (M={block_size}, key "
                f"{k.fingerprint}) into {dst}")
 

@@ -84,7 +84,26 @@ def _client_config(path: Optional[Path]) -> dict:
     kw = doc.get("model_kwargs")
     if "image_size" not in out and isinstance(kw, dict) and kw.get("img_size") is not None:
         out["image_size"] = kw["img_size"]
+    # a run trained on an encrypted folder has scheme: null in its config; its summary.json has the record
+    summary = _run_summary(path.parent / "summary.json") if "data" in doc else {}
+    for name, field in (("scheme", "scheme"), ("block_size", "block_size"), ("image_size", "img_size")):
+        if name not in out and summary.get(field) is not None:
+            out[name] = summary[field]
     return out
+
+
+def _run_summary(path: Path) -> dict:
+    """A run folder's summary.json, or {} where there is none (a config file copied elsewhere)."""
+    from ..bounded import METADATA_MAX, read_text_bounded
+    from ..errors import PatchcryptError
+
+    if not path.is_file():
+        return {}
+    try:
+        doc = json.loads(read_text_bounded(path, METADATA_MAX, "summary"))
+    except (ValueError, RecursionError):
+        raise PatchcryptError(f"{path}: not a run summary (cannot read it as JSON)") from None
+    return doc if isinstance(doc, dict) else {}
 
 
 @app.command()
@@ -105,7 +124,8 @@ def classify(
                                                help="Send EtC JPEG at this quality (default: lossless PNG)."),
     image_size: Optional[str] = typer.Option(None, "--image-size", help="Your image size, N or HxW (the "
                                              "server must announce the same; --resize resizes to it)."),
-    resize: bool = typer.Option(False, "--resize", help="Resize images to your --image-size first."),
+    resize: bool = typer.Option(False, "--resize", help="Bring images to your --image-size first, as train and "
+                                "evaluate do (aspect kept, short side to size/0.875, centre crop)."),
     top_k: int = typer.Option(3, "--top-k", min=1),
     as_json: bool = typer.Option(False, "--json", help="Print the predictions as one JSON object."),
     timeout: float = typer.Option(60.0, "--timeout", min=0.1),

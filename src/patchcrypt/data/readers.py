@@ -58,9 +58,9 @@ def load_dataset(path, split: Optional[str] = None, subset: Optional[int] = None
         ds = ImageSet(read_image(path, mode)[None], np.array([-1], dtype=np.int64), [], str(path), None,
                       [path.name])
     elif _is_cifar_batches(path):
-        ds = _load_cifar_batches(_cifar_dir(path), _need_split(path, split))
+        ds = _load_cifar_batches(_cifar_dir(path), _need_split(path, split, folders=False))
     elif _idx_files(path):
-        ds = _load_idx(path, _need_split(path, split))
+        ds = _load_idx(path, _need_split(path, split, folders=False))
     else:
         ds = _load_tree(split_root(path, split), cache=cache, mode=mode)
     if len(ds.classes) < min_classes:
@@ -69,21 +69,47 @@ def load_dataset(path, split: Optional[str] = None, subset: Optional[int] = None
     return ds.subset(subset, seed)
 
 
+# the folders a tree may hold besides train/: the first present of EVAL_FOLDERS is the evaluation ("test")
+# split, as timm reads ImageFolder trees; val/ beside test/ is a validation split
+EVAL_FOLDERS = ("test", "val", "validation")
+VAL_FOLDERS = ("val", "validation")
+
+
 def has_splits(path) -> bool:
-    """Whether ``path`` holds separate train and test data (``train/``/``test/`` folders, CIFAR-10 python
-    batches, or idx files), so that a reader needs ``split``."""
+    """Whether ``path`` holds separate train and test data (``train/`` with ``test/``, ``val/`` or
+    ``validation/`` folders, CIFAR-10 python batches, or idx files), so that a reader needs ``split``."""
     path = Path(path)
     if not path.is_dir():
         return False
-    return ((path / "train").is_dir() or (path / "test").is_dir() or _is_cifar_batches(path)
+    return (any((path / s).is_dir() for s in ("train",) + EVAL_FOLDERS) or _is_cifar_batches(path)
             or bool(_idx_files(path)))
+
+
+def eval_folder(path) -> Optional[str]:
+    """The folder a tree is evaluated on: ``test/``, else ``val/``, else ``validation/`` (the layout of the
+    classic transfer-learning example), else None."""
+    return next((s for s in EVAL_FOLDERS if (Path(path) / s).is_dir()), None)
+
+
+def val_folder(path) -> Optional[str]:
+    """A validation folder (``val/`` or ``validation/``) of a tree that also has ``test/``, else None: without
+    ``test/`` the validation folder is the evaluation split and cannot also choose the checkpoint."""
+    path = Path(path)
+    if not (path / "test").is_dir():
+        return None
+    return next((s for s in VAL_FOLDERS if (path / s).is_dir()), None)
 
 
 def split_root(path: Path, split: Optional[str]) -> Path:
     """The folder of class sub-folders to read for ``split``: ``path/<split>`` when ``path`` holds
-    ``train/``/``test/`` (the split is then required) or the split's folder exists, else ``path`` itself."""
-    if (path / "train").is_dir() or (path / "test").is_dir():
+    ``train/``/``test/`` (the split is then required; "test" is the first of ``test/``, ``val/``,
+    ``validation/`` present) or the split's folder exists, else ``path`` itself."""
+    if any((path / s).is_dir() for s in ("train",) + EVAL_FOLDERS):
         split = _need_split(path, split)
+        if split == "test":
+            split = eval_folder(path) or "test"
+        elif split in VAL_FOLDERS:
+            split = next((s for s in VAL_FOLDERS if (path / s).is_dir()), split)
         root = path / split
         if not root.is_dir():
             raise PatchcryptError(f"{path}: has no {split}/ folder")
@@ -93,8 +119,10 @@ def split_root(path: Path, split: Optional[str]) -> Path:
     return path
 
 
-def _need_split(path: Path, split: Optional[str]) -> str:
-    if split not in ("train", "test"):
+def _need_split(path: Path, split: Optional[str], folders: bool = True) -> str:
+    if split in VAL_FOLDERS and not folders:
+        raise PatchcryptError(f"{path}: has no {split} split (only train and test)")
+    if split not in ("train", "test") + VAL_FOLDERS:
         raise PatchcryptError(f"{path}: holds train and test data; choose a split (train or test)")
     return split
 

@@ -47,6 +47,40 @@ def centre_crop_resize(img: np.ndarray, size: int, crop_pct: float = CROP_PCT) -
     return np.ascontiguousarray(out[top:top + size, left:left + size])
 
 
+RESIZE_RULE = "resize the short side to size/0.875, centre crop"  # timm's evaluation rule, in words
+
+
+def fit_image(img: np.ndarray, size: Tuple[int, int], crop_pct: float = CROP_PCT) -> np.ndarray:
+    """The one rule that brings a photo to (h, w) = ``size`` everywhere (encrypt --resize, train, evaluate,
+    classify, attack): scaled, keeping its aspect ratio, until it covers (h, w) / ``crop_pct``, then the centre
+    (h, w) cut out. Square sizes are :func:`centre_crop_resize` exactly; ``img`` itself when already ``size``.
+
+    >>> fit_image(np.zeros((375, 500, 3), np.uint8), (224, 224)).shape
+    (224, 224, 3)
+    >>> fit_image(np.zeros((375, 500, 3), np.uint8), (32, 64)).shape
+    (32, 64, 3)
+    """
+    h, w = int(size[0]), int(size[1])
+    if h == w:
+        return centre_crop_resize(img, h, crop_pct)
+    ih, iw = img.shape[:2]
+    if (ih, iw) == (h, w):
+        return img
+    th, tw = max(h, int(math.floor(h / crop_pct))), max(w, int(math.floor(w / crop_pct)))
+    scale = max(th / ih, tw / iw)
+    nh, nw = max(th, round(ih * scale)), max(tw, round(iw * scale))
+    out = _resize(img, nh, nw)
+    top, left = (nh - h) // 2, (nw - w) // 2
+    return np.ascontiguousarray(out[top:top + h, left:left + w])
+
+
+def resize_fields(size) -> dict:
+    """What a manifest records of ``--resize`` (``{}`` without one): the size and the rule it was made by."""
+    if size is None:
+        return {}
+    return {"preprocessing": {"resize": [int(size[0]), int(size[1])], "rule": RESIZE_RULE, "crop_pct": CROP_PCT}}
+
+
 def crop_box(h: int, w: int, rng: np.random.Generator, scale: Tuple[float, float] = RRC_SCALE,
              ratio: Tuple[float, float] = RRC_RATIO) -> Tuple[int, int, int, int]:
     """(top, left, height, width) of a random-resized crop of an (h, w) image (torchvision's algorithm:
@@ -85,4 +119,4 @@ def sample_rng(seed: int, epoch: int, index: int) -> np.random.Generator:
     return np.random.default_rng([int(v) & 0xFFFFFFFFFFFFFFFF for v in (seed, epoch, index, 0x5EED)])
 
 
-__all__ = ["centre_crop_resize", "random_resized_crop", "crop_box", "sample_rng", "CROP_PCT"]
+__all__ = ["fit_image", "resize_fields", "RESIZE_RULE", "centre_crop_resize", "random_resized_crop", "crop_box", "sample_rng", "CROP_PCT"]

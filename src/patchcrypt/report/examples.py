@@ -108,6 +108,7 @@ def _allowed(data, data_roots: Sequence[Path]) -> Optional[Path]:
 def plan_examples(config: Dict, record: EncryptionRecord, key, data_roots: Sequence[Path], n: int) -> ExamplePlan:
     """Decide a run's examples (see the module doc). ``key``: the loaded ``--key`` or None."""
     from ..data import load_dataset
+    from ..data.readers import eval_folder
 
     data = config.get("data")
     if not data or not isinstance(data, (str, Path)):
@@ -119,7 +120,7 @@ def plan_examples(config: Dict, record: EncryptionRecord, key, data_roots: Seque
     if not root.exists():
         return ExamplePlan("none", "examples: the run's data folder is not available here")
     try:
-        ds = load_dataset(root, "test" if (root / "test").is_dir() else None)
+        ds = load_dataset(root, "test" if eval_folder(root) else None)  # test/, else val/ or validation/
     except PatchcryptError as exc:
         return ExamplePlan("none", f"examples: {scrub_paths(str(exc), root)}")
     if ds.manifest is not None:

@@ -20,10 +20,11 @@ KNOWN_KINDS = {
     "serve_load": "Serving under load",
     "demo_ciphers": "Every scheme on real photos",
     "demo_keyed": "Keyed models (demo)",
+    "attack": "Attacks",
 }
 # order of sections in the page
 _ORDER = ["demo_ciphers", "accuracy_table", "keyed_model", "demo_keyed", "compression", "attack_table",
-          "encrypt_speed", "files_speed", "serve_load", "run"]
+          "attack", "encrypt_speed", "files_speed", "serve_load", "run"]
 
 
 @dataclass
@@ -41,8 +42,8 @@ def collect(paths: Sequence) -> List[Item]:
         if not found:
             if not p.exists():
                 raise PatchcryptError(f"{p}: no such file or folder")
-            raise PatchcryptError(f"{p}: not a run folder (metrics.csv) or a results file (results.json with a "
-                                  "'kind'), and none inside")
+            raise PatchcryptError(f"{p}: not a run folder (metrics.csv), a results file (results.json with a "
+                                  "'kind') or an attack's --out folder (metrics.json), and none inside")
         items += found
     seen, unique = set(), []
     for it in items:
@@ -65,6 +66,10 @@ def _classify(p: Path, depth: int) -> List[Item]:
         return []
     if (p / "metrics.csv").is_file():
         return [Item("run", p)]
+    if (p / "metrics.json").is_file():  # a 'patchcrypt attack ... --out' folder
+        data = _read_json(p / "metrics.json")
+        if is_attack_result(data):
+            return [Item("attack", p / "metrics.json", data)]
     out = []
     for name in ("results.json", "ciphers.json", "keyed.json"):
         if (p / name).is_file():
@@ -73,6 +78,16 @@ def _classify(p: Path, depth: int) -> List[Item]:
         for child in sorted(c for c in p.iterdir() if c.is_dir() and not c.name.startswith(".")):
             out += _classify(child, depth - 1)
     return out
+
+
+def is_attack_result(data) -> bool:
+    """Whether ``data`` is what ``patchcrypt attack`` writes to ``--out``: ``attack all``'s report (a verdict and
+    its attacks) or one attack's metrics."""
+    if not isinstance(data, dict):
+        return False
+    if isinstance(data.get("verdict"), dict) and isinstance(data.get("attacks"), list):
+        return True
+    return isinstance(data.get("attack"), str) and "readable" in data and "n_images" in data
 
 
 def _read_json(p: Path):

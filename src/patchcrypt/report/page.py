@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Dict, Optional, Sequence
 
 from ..errors import PatchcryptError
+from .attacks import attack_section
 from .examples import page_shows_plain
 from .inputs import collect
 from .results import figure_names, results_section
@@ -55,7 +56,8 @@ def build_report(paths: Sequence, out, key_path: Optional[Path] = None, title: s
     shows_plain = page_shows_plain(plans.values(), [it.kind for it in items if it.kind != "run" and figure_names(it)])
     sections = []
     for it in items:
-        sections.append(run_section(it, plans[id(it)], shows_plain) if it.kind == "run" else results_section(it))
+        sections.append(run_section(it, plans[id(it)], shows_plain) if it.kind == "run"
+                        else attack_section(it) if it.kind == "attack" else results_section(it))
         if progress:
             progress(1)
     body = "\n".join(sections)

@@ -39,8 +39,10 @@ def run_section(item: Item, plan: Optional[ExamplePlan] = None, page_shows_plain
              "block size": record.block_size, "JPEG quality": summary.get("jpeg_quality"),
              "key fingerprint": record.key_fingerprint,
              "training images": summary.get("n_train"), "test images": summary.get("n_test"),
-             "epochs": len(rows), "best test accuracy": _pct(summary.get("best_test_acc")),
+             "test split": summary.get("test_split"), "validation split": summary.get("validation"),
+             "epochs": len(rows), **_accuracy_facts(summary),
              "final test accuracy": _pct(summary.get("final_test_acc")),
+             "preprocessing": summary.get("preprocessing"),
              "encryption share of a step": _pct(summary.get("encrypt_fraction"), 2)}
     parts = [f"<h2>Run {html.escape(run.name)}</h2>", f'<p class="src">{html.escape(shown_path(run))}</p>',
              "<table class=facts>" + "".join(f"<tr><th>{html.escape(k)}</th><td>{html.escape(str(v))}</td></tr>"
@@ -52,6 +54,16 @@ def run_section(item: Item, plan: Optional[ExamplePlan] = None, page_shows_plain
     if plan is not None:
         parts.append(render_examples(plan, page_shows_plain))
     return "<section>" + "\n".join(parts) + "</section>"
+
+
+def _accuracy_facts(summary: dict) -> dict:
+    """The run's accuracy as it was chosen: the chosen epoch's test accuracy and what chose it; a run from
+    before validation splits has only the best test accuracy over the epochs, labelled as the test-selected,
+    optimistic figure it is."""
+    if summary.get("test_acc") is None:
+        return {"best test accuracy over the epochs (chosen on the test set)": _pct(summary.get("best_test_acc"))}
+    how = summary.get("selected_by") or "last epoch"
+    return {"test accuracy": f"{_pct(summary['test_acc'])} (epoch {summary.get('selected_epoch')}, {how})"}
 
 
 def _pct(v, digits: int = 1):

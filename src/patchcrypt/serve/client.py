@@ -219,10 +219,10 @@ class Client:
                 raise PatchcryptError(f"expected uint8 (H, W, C) images, got {im.dtype} {im.shape}")
             if im.shape[2] != c:
                 raise PatchcryptError(f"the model expects {c}-channel images, got {im.shape[2]}")
-        if resize:
-            from ..codec import resize_image
+        if resize:  # the one rule train and evaluate use: aspect kept, centre crop (never squashed)
+            from ..data.resize import fit_image
 
-            images = [resize_image(im, (h, w)) for im in images]
+            images = [fit_image(im, (h, w)) for im in images]
         wrong = [im.shape for im in images if im.shape[:2] != (h, w)]
         if wrong:
             raise PatchcryptError(f"an image is {wrong[0][0]}x{wrong[0][1]}; the model expects {h}x{w} (resize it, "

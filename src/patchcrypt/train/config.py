@@ -12,6 +12,7 @@ from ..bounded import METADATA_MAX, read_text_bounded
 from ..errors import PatchcryptError
 from ..models import list_models
 from ..models.checkpoint import check_model_kwargs
+from ..train_data import val_fraction
 
 # fields that may change on --resume without changing the result
 RESUME_FREE = {"epochs", "device", "workers", "resume", "config", "out", "stream"}
@@ -54,6 +55,9 @@ class TrainConfig:
     clip_grad: Optional[float] = None    # clip the global gradient norm to this before each step
     channels_last: bool = False          # the model in channels-last memory format (cuDNN convolutions)
     eval_batch: Optional[int] = None     # test images per forward pass (default 500; streaming: batch_size)
+    # what chooses best.pt, never the test split: auto (a val/ or validation/ folder beside test/, else the
+    # last epoch), none (the last epoch), a folder name, or a share of train/ held out ("0.1")
+    val_split: str = "auto"
 
     @classmethod
     def from_sources(cls, yaml_path: Optional[Path], overrides: Dict[str, Any]) -> "TrainConfig":
@@ -70,6 +74,8 @@ class TrainConfig:
                 raise PatchcryptError(f"{yaml_path}: a config must be a mapping of option: value")
             values.update(loaded)
         values.update({k: v for k, v in overrides.items() if v is not None})
+        if isinstance(values.get("val_split"), (int, float)) and not isinstance(values["val_split"], bool):
+            values["val_split"] = str(values["val_split"])  # "val_split: 0.1" in a YAML file
         names = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(values) - names)
         if unknown:
@@ -124,6 +130,12 @@ def check_config(cfg: TrainConfig) -> None:
         raise PatchcryptError(f"--clip-grad must be positive, got {cfg.clip_grad}")
     if cfg.eval_batch is not None and cfg.eval_batch < 1:
         raise PatchcryptError(f"--eval-batch must be positive, got {cfg.eval_batch}")
+    val_fraction(cfg.val_split)  # a share out of range is one line before any data is read
+    if cfg.pretrained:  # a hub name that cannot be fetched: one line before any data is read
+        from .hub import resolve_pretrained
+
+        resolve_pretrained(cfg.pretrained)
+
 
 
 def config_changes(saved: Dict[str, Any], cfg: TrainConfig) -> list:

@@ -11,6 +11,7 @@ from ..errors import PatchcryptError
 from ..keys import Key
 from ..record import EncryptionRecord
 from .config import TrainConfig
+from .hub import resolve_pretrained
 
 
 def _keyed_refusal(reason: str) -> PatchcryptError:
@@ -37,7 +38,7 @@ def prepare_finetune(model: nn.Module, cfg: TrainConfig, record: EncryptionRecor
                                  "owner's key (pass --key, the key the tree was encrypted with)")
         if not getattr(model, "is_isotropic", False):
             raise _keyed_refusal(f"{cfg.model} has no single linear patch embedding (only ViT and ConvMixer)")
-    info = load_weights(model, cfg.pretrained, classes)
+    info = load_weights(model, resolve_pretrained(cfg.pretrained), classes)
     src = info.checkpoint or {}
     if cfg.init == "keyed" and (src.get("keyed") or src.get("scheme") not in (None, "plain")):
         raise _keyed_refusal(f"{cfg.pretrained} was trained on {src.get('scheme')} images or is keyed; keyed "

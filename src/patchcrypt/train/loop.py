@@ -26,7 +26,7 @@ from ..models import check_block_size
 from ..models.vit_inv import per_image_warning
 from ..record import EncryptionRecord
 from ..runtime import resolve_device, train_epoch
-from ..train_data import TrainData, open_training_data
+from ..train_data import TrainData, open_training_data, split_validation
 from .config import TrainConfig, check_config
 from .dist import Dist, setup_distributed, teardown_distributed, wrap_ddp
 from .finetune import freeze_backbone
@@ -51,6 +51,8 @@ class Setup:
     head: Optional[nn.Module]     # the trained head of a linear probe (--freeze backbone), else None
     x_test: Optional[torch.Tensor]  # the encrypted test set on the device (None when streaming)
     y_test: torch.Tensor
+    x_val: Optional[torch.Tensor]   # the encrypted validation set (None: none, or streaming)
+    y_val: Optional[torch.Tensor]
     ckpt_meta: Dict[str, Any]     # what every checkpoint stores beside the weights
     facts: Dict[str, Any]         # the summary's description of the run
 
@@ -89,9 +91,9 @@ def _train(cfg: TrainConfig, device: torch.device, dist: Dist, show_progress: Op
     optimizer = make_optimizer(s.model, cfg)
     steps_per_epoch = math.ceil(len(s.data.train) / dist.world / s.per_rank_batch)
     scheduler = make_scheduler(optimizer, cfg, steps_per_epoch)
-    start_epoch, best_acc, rows = 1, -1.0, []
+    start_epoch, rows = 1, []
     if resume_ckpt is not None:
-        start_epoch, best_acc, rows = restore(resume_ckpt, s.model, optimizer, scheduler, out)
+        start_epoch, _, rows = restore(resume_ckpt, s.model, optimizer, scheduler, out)
     steps_left = cfg.max_steps - (start_epoch - 1) * steps_per_epoch if cfg.max_steps else None
     if dist.main:
         start_run(cfg, out)
@@ -106,14 +108,13 @@ def _train(cfg: TrainConfig, device: torch.device, dist: Dist, show_progress: Op
             batches, steps_left = batches[:max(0, steps_left)], steps_left - len(batches)
             if not batches:
                 break
-        row, test_acc = run_epoch(s, optimizer, scheduler, batches, gen, epoch, disable_bar)
+        row, _ = run_epoch(s, optimizer, scheduler, batches, gen, epoch, disable_bar)
         rows.append(row)
         if dist.main:
-            save_epoch(out, s.model, optimizer, scheduler, rows, test_acc, best_acc, s.ckpt_meta)
+            save_epoch(out, s.model, optimizer, scheduler, rows, s.ckpt_meta)
             print_epoch(row, cfg.epochs)
-        best_acc = max(best_acc, test_acc)
 
-    summary = summarize(rows, best_acc, s.facts, cfg.epochs)
+    summary = summarize(rows, s.facts, cfg.epochs)
     if dist.main:
         write_summary(out, summary)
     return summary
@@ -123,9 +124,11 @@ def set_up(cfg: TrainConfig, device: torch.device, dist: Dist, resume_ckpt: Opti
            sets: Optional[Tuple[ImageSet, ImageSet]] = None) -> Setup:
     """Data (in RAM, streamed or on the device), encryption, model (fresh, resumed or fine-tuned), the
     encrypted test set: everything before the optimiser."""
-    if sets is not None:  # given in memory: subsets as for a folder
-        data = TrainData(sets[0].subset(cfg.subset, cfg.seed), sets[1].subset(cfg.test_subset, cfg.seed), False,
-                         False, 0, cfg.seed)
+    if sets is not None:  # given in memory: subsets (and a held-out validation share) as for a folder
+        train_set, val_set, val_name = split_validation(cfg, Path(cfg.data or "."), sets[0].subset(cfg.subset, cfg.seed),
+                                                        in_ram=True)
+        data = TrainData(train_set, sets[1].subset(cfg.test_subset, cfg.seed), False, False, 0, cfg.seed,
+                         val=val_set, val_name=val_name)
     else:
         data = open_training_data(cfg, split_sets)  # in RAM or streamed, at the model's size
     train_set, test_set = data.train, data.test
@@ -152,14 +155,18 @@ def set_up(cfg: TrainConfig, device: torch.device, dist: Dist, resume_ckpt: Opti
     # test set: encrypted once, with the same pipeline (fixed nonces for per-image keys)
     x_test = None if data.streaming else pipe(to_tensor(test_set.images).to(device))
     y_test = torch.from_numpy(test_set.labels)
+    x_val = None if data.streaming or data.val is None else pipe(to_tensor(data.val.images).to(device))
+    y_val = None if data.val is None else torch.from_numpy(data.val.labels)
     ckpt_meta = dict(model_name=cfg.model, model_kwargs=model_kwargs, classes=train_set.classes, record=record,
                      keyed=keyed, config=cfg.to_dict())
     facts = {"model": cfg.model, "parameters": sum(p.numel() for p in model.parameters()),
              "classes": train_set.classes, "n_train": len(train_set), "n_test": len(test_set),
              "world_size": dist.world, **record.checkpoint_fields(), "pre_encrypted": pre_encrypted,
-             "img_size": data.shape[0], "streaming": data.streaming}
+             "img_size": data.shape[0], "streaming": data.streaming, "test_split": data.test_name,
+             "validation": data.val_name, "n_val": len(data.val) if data.val is not None else 0,
+             "preprocessing": data.preprocessing()}
     return Setup(cfg, device, dist, data, pipe, record, augment, model, wrap_ddp(model, dist, device), head,
-                 x_test, y_test, ckpt_meta, facts)
+                 x_test, y_test, x_val, y_val, ckpt_meta, facts)
 
 
 def epoch_batches(s: Setup, gen: torch.Generator) -> List[torch.Tensor]:
@@ -190,11 +197,16 @@ def run_epoch(s: Setup, optimizer: torch.optim.Optimizer, scheduler, batches: Li
                             scheduler=scheduler, disable=disable_bar)
     with s.autocast():
         test_loss, test_acc = test(s) if s.x_test is not None else test_stream(s)
+        if s.data.val is not None:  # the split that chooses the checkpoint
+            val_loss, val_acc = (test(s, x=s.x_val, labels=s.y_val) if s.x_val is not None
+                                 else test_stream(s, s.data.val))
     row = {"epoch": epoch, "train_loss": round(stats["loss"], 5),
            "train_acc": round(int(correct[0]) / max(1, stats["items"]), 5), "test_loss": round(test_loss, 5),
            "test_acc": round(test_acc, 5), "images_per_s": round(stats["items_per_s"] * s.dist.world, 1),
            "encrypt_fraction": round(s.pipe.encrypt_seconds / max(stats["seconds"], 1e-9), 5),
            "seconds": round(stats["seconds"], 2)}
+    if s.data.val is not None:
+        row.update(val_loss=round(val_loss, 5), val_acc=round(val_acc, 5))
     return row, test_acc
 
 
@@ -231,20 +243,24 @@ def epoch_loss(s: Setup, gen: torch.Generator) -> Tuple[Callable[[Tuple[torch.Te
     return loss_fn, correct
 
 
-def test(s: Setup, logits: Optional[torch.Tensor] = None,
-         labels: Optional[torch.Tensor] = None) -> Tuple[float, float]:
-    """(loss, accuracy) on the encrypted test set (or of ``logits`` for ``labels``); NaN for an empty one."""
+def test(s: Setup, logits: Optional[torch.Tensor] = None, labels: Optional[torch.Tensor] = None,
+         x: Optional[torch.Tensor] = None) -> Tuple[float, float]:
+    """(loss, accuracy) on the encrypted test set (or on ``x`` for ``labels``, or of ``logits`` for
+    ``labels``); NaN for an empty one."""
     y = s.y_test if labels is None else labels
-    logits = predict_logits(s.model, s.x_test, s.device, s.data.eval_batch) if logits is None else logits
+    if logits is None:
+        logits = predict_logits(s.model, s.x_test if x is None else x, s.device, s.data.eval_batch,
+                                desc=("test" if x is None else "validation") if s.dist.main else None)
     test_loss = float(F.cross_entropy(logits, y)) if len(y) else float("nan")
     test_acc = float((logits.argmax(1) == y).float().mean()) if len(y) else float("nan")
     return test_loss, test_acc
 
 
-def test_stream(s: Setup) -> Tuple[float, float]:
-    """(loss, accuracy) on a streamed test set, encrypted batch by batch with the run's pipeline."""
+def test_stream(s: Setup, images=None) -> Tuple[float, float]:
+    """(loss, accuracy) on a streamed test set (or ``images``), encrypted batch by batch with the run's
+    pipeline."""
     logits, labels = [], []
-    for x, y in s.data.test_batches():
+    for x, y in s.data.test_batches(images=images):
         logits.append(predict_logits(s.model, s.pipe(x.to(s.device)), s.device))
         labels.append(y)
     if not logits:

@@ -20,6 +20,7 @@ from .config import TrainConfig, config_changes
 
 FIELDS = ["epoch", "train_loss", "train_acc", "test_loss", "test_acc", "images_per_s", "encrypt_fraction",
           "seconds"]
+VAL_FIELDS = ["val_loss", "val_acc"]  # runs with a validation split (--val-split) only
 
 
 def check_run_folder(cfg: TrainConfig, out: Path) -> Optional[Dict]:
@@ -70,30 +71,54 @@ def restore(ckpt: Dict, model: nn.Module, optimizer: torch.optim.Optimizer, sche
     return start_epoch, float(best), read_metrics(out / "metrics.csv")[:start_epoch - 1]
 
 
+def selected_epoch(rows: List[Dict]) -> Optional[int]:
+    """The epoch a run's result is: the first with the best validation accuracy where the rows have one, else
+    the last. Never chosen on the test accuracy."""
+    if not rows:
+        return None
+    if "val_acc" not in rows[-1]:
+        return int(rows[-1]["epoch"])
+    return int(max(rows, key=lambda r: (r["val_acc"], -r["epoch"]))["epoch"])
+
+
 def save_epoch(out: Path, model: nn.Module, optimizer: torch.optim.Optimizer, scheduler, rows: List[Dict],
-               test_acc: float, best_acc: float, ckpt_meta: Dict[str, Any]) -> None:
-    """Rank 0 after each epoch: ``last.pt`` (with optimiser and schedule, for --resume), ``best.pt`` when
-    ``test_acc`` beats ``best_acc`` (the best before this epoch; both unrounded), and metrics.csv."""
+               ckpt_meta: Dict[str, Any]) -> None:
+    """Rank 0 after each epoch: ``last.pt`` (with optimiser and schedule, for --resume), ``best.pt`` when this
+    epoch is the one :func:`selected_epoch` chooses (best validation accuracy so far, or the last epoch where
+    there is no validation split), and metrics.csv."""
     row = rows[-1]
+    chosen = selected_epoch(rows)
+    best = next(r for r in rows if r["epoch"] == chosen)
     extra = {"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-             "best_acc": max(best_acc, test_acc)}
+             "best_acc": float(best.get("val_acc", best["test_acc"])), "selected_epoch": chosen}
     save_checkpoint(out / "last.pt", model, epoch=row["epoch"], metrics=row, extra=extra, **ckpt_meta)
-    if test_acc > best_acc:
+    if chosen == row["epoch"]:
         save_checkpoint(out / "best.pt", model, epoch=row["epoch"], metrics=row, **ckpt_meta)
     write_metrics(out / "metrics.csv", rows)
 
 
 def print_epoch(row: Dict[str, Any], epochs: int) -> None:
     """Rank 0's one line per epoch on stdout."""
-    print(f"epoch {row['epoch']}/{epochs}: loss {row['train_loss']:.4f}  train {row['train_acc']:.3f}  "
+    val = f"  val {row['val_acc']:.3f}" if "val_acc" in row else ""
+    print(f"epoch {row['epoch']}/{epochs}: loss {row['train_loss']:.4f}  train {row['train_acc']:.3f}{val}  "
           f"test {row['test_acc']:.3f}  {row['images_per_s']:.0f} img/s  "
           f"encryption {100 * row['encrypt_fraction']:.2f}% of the step", flush=True)
 
 
-def summarize(rows: List[Dict], best_acc: float, facts: Dict[str, Any], epochs: int) -> Dict[str, Any]:
-    """``summary.json``'s content: the run's ``facts`` (model, data, record ...), then the results of ``rows``."""
+def summarize(rows: List[Dict], facts: Dict[str, Any], epochs: int) -> Dict[str, Any]:
+    """``summary.json``'s content: the run's ``facts`` (model, data, record ...), then the results of ``rows``.
+
+    ``test_acc`` is the test accuracy of the chosen epoch (``selected_by``: the validation split, or the last
+    epoch); ``best_test_acc``, the best test accuracy over the epochs, is chosen on the test split itself and
+    is kept only as an optimistic reference."""
+    chosen = selected_epoch(rows)
+    row = next((r for r in rows if r["epoch"] == chosen), None)
     return {**facts,
-            "final_test_acc": rows[-1]["test_acc"] if rows else None, "best_test_acc": best_acc,
+            "test_acc": row["test_acc"] if row else None, "selected_epoch": chosen,
+            "selected_by": ("validation accuracy" if row and "val_acc" in row else "last epoch"),
+            "val_acc": row.get("val_acc") if row else None,
+            "final_test_acc": rows[-1]["test_acc"] if rows else None,
+            "best_test_acc": max(r["test_acc"] for r in rows) if rows else -1.0,
             "epochs": epochs, "train_seconds": round(sum(r["seconds"] for r in rows), 1),
             "images_per_s": round(float(np.mean([r["images_per_s"] for r in rows])), 1) if rows else None,
             "encrypt_fraction": round(float(np.mean([r["encrypt_fraction"] for r in rows])), 5) if rows else None}
@@ -111,7 +136,7 @@ def write_text(path: Path, text: str) -> None:
 
 def write_metrics(path: Path, rows: List[Dict]) -> None:
     buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=FIELDS)
+    writer = csv.DictWriter(buf, fieldnames=FIELDS + (VAL_FIELDS if rows and "val_acc" in rows[-1] else []))
     writer.writeheader()
     writer.writerows(rows)
     write_text(path, buf.getvalue())
@@ -121,7 +146,8 @@ def read_metrics(path: Path) -> List[Dict]:
     if not path.is_file():
         return []
     with open(path) as f:
-        return [{k: (int(v) if k == "epoch" else float(v)) for k, v in r.items()} for r in csv.DictReader(f)]
+        return [{k: (int(v) if k == "epoch" else float(v)) for k, v in r.items() if v not in ("", None)}
+                for r in csv.DictReader(f)]
 
 
 def _yaml(d: Dict) -> str:
