@@ -34,19 +34,9 @@ KNOWN: Dict[str, Set[str]] = {
                          "patchcrypt.files:_decode_file", "patchcrypt.files:_decrypt_batch",
                          "patchcrypt.files:_list_sources", "patchcrypt.files:_output_names",
                          "patchcrypt.files:_sub_batches"},
-    # the report's HTML helpers, shared by its pages
-    "patchcrypt.report.examples": {"patchcrypt.report.markup:_img_tag"},
-    "patchcrypt.report.results": {"patchcrypt.report.markup:_file_img", "patchcrypt.report.markup:_rows_table"},
-    "patchcrypt.report.run": {"patchcrypt.report.inputs:_read_json", "patchcrypt.report.markup:_fig_png",
-                              "patchcrypt.report.markup:_file_img", "patchcrypt.report.markup:_img_tag"},
-    # the many-image attack's stages, reused by its ele variant
-    "patchcrypt.attacks.many.ele": {"patchcrypt.attacks.many.blocks:_global_stage",
-                                    "patchcrypt.attacks.many.blocks:_jigsaw_stage"},
     # the cipher base's helpers, reused by the grayscale scheme and the program's band size
     "patchcrypt.ciphers.base": {"patchcrypt.ciphers.program:_BAND"},
     "patchcrypt.ciphers.etc_gray": {"patchcrypt.ciphers.base:_is_torch", "patchcrypt.ciphers.base:_to_batch"},
-    # the streaming reader reuses the tree reader's format sniffing
-    "patchcrypt.data.stream": {"patchcrypt.data.readers:_idx_files", "patchcrypt.data.readers:_is_cifar_batches"},
 }
 
 

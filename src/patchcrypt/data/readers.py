@@ -57,9 +57,9 @@ def load_dataset(path, split: Optional[str] = None, subset: Optional[int] = None
     if path.is_file():
         ds = ImageSet(read_image(path, mode)[None], np.array([-1], dtype=np.int64), [], str(path), None,
                       [path.name])
-    elif _is_cifar_batches(path):
+    elif is_cifar_batches(path):
         ds = _load_cifar_batches(_cifar_dir(path), _need_split(path, split, folders=False))
-    elif _idx_files(path):
+    elif idx_files(path):
         ds = _load_idx(path, _need_split(path, split, folders=False))
     else:
         ds = _load_tree(split_root(path, split), cache=cache, mode=mode)
@@ -81,8 +81,8 @@ def has_splits(path) -> bool:
     path = Path(path)
     if not path.is_dir():
         return False
-    return (any((path / s).is_dir() for s in ("train",) + EVAL_FOLDERS) or _is_cifar_batches(path)
-            or bool(_idx_files(path)))
+    return (any((path / s).is_dir() for s in ("train",) + EVAL_FOLDERS) or is_cifar_batches(path)
+            or bool(idx_files(path)))
 
 
 def eval_folder(path) -> Optional[str]:
@@ -353,7 +353,7 @@ def _cifar_dir(path: Path) -> Path:
     return path / "cifar-10-batches-py" if (path / "cifar-10-batches-py").is_dir() else path
 
 
-def _is_cifar_batches(path: Path) -> bool:
+def is_cifar_batches(path: Path) -> bool:
     d = _cifar_dir(path)
     return (d / "data_batch_1").is_file() or (d / "test_batch").is_file()
 
@@ -450,7 +450,7 @@ def _load_cifar_batches(d: Path, split: str) -> ImageSet:
 
 
 # -- Fashion-MNIST / MNIST idx files ----------------------------------------------------------------------
-def _idx_files(path: Path) -> List[Path]:
+def idx_files(path: Path) -> List[Path]:
     return sorted(p for p in path.iterdir() if "idx" in p.name and p.is_file())
 
 
@@ -485,7 +485,7 @@ def _read_idx(path: Path) -> np.ndarray:
 
 def _load_idx(path: Path, split: str) -> ImageSet:
     prefix = "train" if split == "train" else "t10k"
-    files = _idx_files(path)
+    files = idx_files(path)
     img = [p for p in files if p.name.startswith(f"{prefix}-images")]
     lab = [p for p in files if p.name.startswith(f"{prefix}-labels")]
     if not img or not lab:

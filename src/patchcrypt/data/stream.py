@@ -271,10 +271,10 @@ def open_files(path: Union[str, Path], split: Optional[str] = None) -> Optional[
 
     Same root, order and labels as :func:`~patchcrypt.data.load_dataset`.
     """
-    from .readers import _idx_files, _is_cifar_batches, expected_digests, list_images, split_root, tree_manifest
+    from .readers import idx_files, is_cifar_batches, expected_digests, list_images, split_root, tree_manifest
 
     path = Path(path)
-    if not path.is_dir() or _is_cifar_batches(path) or _idx_files(path):
+    if not path.is_dir() or is_cifar_batches(path) or idx_files(path):
         return None
     root = split_root(path, split)
     classes, items = list_images(root)

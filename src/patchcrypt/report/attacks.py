@@ -7,7 +7,7 @@ import html
 from typing import Any, Dict, List
 
 from .inputs import Item
-from .markup import _rows_table, shown_path
+from .markup import rows_table, shown_path
 
 # the figures of one attack, in the order a reader wants them (name in metrics.json, label)
 _HEADLINE = [("n_images", "images"), ("readable", "readable"), ("exact_images_global", "exact up to global state"),
@@ -46,7 +46,7 @@ def _attack_part(row: Dict[str, Any]) -> str:
     if not row.get("applies"):
         return head + f"<p>n/a: {html.escape(str(row.get('reason', 'did not run')))}</p>"
     m = row.get("metrics") if isinstance(row.get("metrics"), dict) else {}
-    table = _rows_table([{label: _figure(m[k]) for k, label in _HEADLINE if k in m}])
+    table = rows_table([{label: _figure(m[k]) for k, label in _HEADLINE if k in m}])
     note = f"<p class=note>{html.escape(str(row['sampled']))}</p>" if row.get("sampled") else ""
     return head + table + note
 

@@ -25,7 +25,7 @@ import numpy as np
 
 from ..errors import PatchcryptError
 from ..record import EncryptionRecord
-from .markup import _img_tag, scrub_paths
+from .markup import img_tag, scrub_paths
 
 PLAIN_SIDE, CIPHER_SIDE, NEITHER = -1, 1, 0
 MARGIN = 3.0  # grey levels (of 255) between the sides: far above what JPEG or a resize moves a cell mean
@@ -173,7 +173,7 @@ def render_examples(plan: ExamplePlan, page_shows_plain: bool) -> str:
         return f'<p class="note">{html.escape(plan.note)}</p>'
     if plan.kind == "plain":
         return ("<h3>Examples (plain run: no encryption)</h3>"
-                + "".join(_img_tag(encode_png(_big(x)), "plain example") for x in plan.images))
+                + "".join(img_tag(encode_png(_big(x)), "plain example") for x in plan.images))
     if plan.kind == "throwaway":
         return _render_throwaway(plan)
     if not len(plan.shown):
@@ -182,13 +182,13 @@ def render_examples(plan: ExamplePlan, page_shows_plain: bool) -> str:
         return ("<h3>Examples as the server sees them: ciphertext only</h3><p class=note>the run's data, encrypted "
                 f"under its key ({html.escape(plan.key_fingerprint)}); only images whose plain content no report "
                 "shows in plain</p>"
-                + "".join(_img_tag(encode_png(_big(as_display(x))), "encrypted example (ciphertext only)")
+                + "".join(img_tag(encode_png(_big(as_display(x))), "encrypted example (ciphertext only)")
                           for x in plan.shown))
     shown = [_big(_pad(as_display(e, x.shape))) for x, e in zip(plan.images, plan.shown)]
     return (f"<h3>Examples under the run's key: ciphertext only</h3><p class=note>encrypted under the run's "
             f"key ({html.escape(plan.key_fingerprint)}); no plain image of these appears in this report, since "
             "one plain image beside its ciphertext under a real key gives the key away</p>"
-            + _img_tag(encode_png(np.concatenate(shown, 1)), "encrypted examples (ciphertext only)"))
+            + img_tag(encode_png(np.concatenate(shown, 1)), "encrypted examples (ciphertext only)"))
 
 
 def _render_throwaway(plan: ExamplePlan) -> str:
@@ -210,7 +210,7 @@ def _render_throwaway(plan: ExamplePlan) -> str:
     return ("<h3>Examples: plain | encrypted | decrypted, under a throwaway key</h3><p class=note>encrypted with "
             "a throwaway key generated for this page, not the run's key" + html.escape(plan.note) + ": a plain "
             "image beside its ciphertext under a real key would give that key away</p>"
-            + _img_tag(encode_png(np.concatenate(rows, 0)), "plain, encrypted and decrypted examples "
+            + img_tag(encode_png(np.concatenate(rows, 0)), "plain, encrypted and decrypted examples "
                        "(throwaway key)"))
 
 

@@ -58,7 +58,7 @@ def _classify(p: Path, depth: int) -> List[Item]:
     if p.is_file():
         if p.suffix != ".json":
             return []
-        data = _read_json(p)
+        data = read_json(p)
         if isinstance(data, dict) and isinstance(data.get("kind"), str) and "rows" in data:
             return [Item(data["kind"], p, data)]
         return []
@@ -67,7 +67,7 @@ def _classify(p: Path, depth: int) -> List[Item]:
     if (p / "metrics.csv").is_file():
         return [Item("run", p)]
     if (p / "metrics.json").is_file():  # a 'patchcrypt attack ... --out' folder
-        data = _read_json(p / "metrics.json")
+        data = read_json(p / "metrics.json")
         if is_attack_result(data):
             return [Item("attack", p / "metrics.json", data)]
     out = []
@@ -90,7 +90,7 @@ def is_attack_result(data) -> bool:
     return isinstance(data.get("attack"), str) and "readable" in data and "n_images" in data
 
 
-def _read_json(p: Path):
+def read_json(p: Path):
     try:
         return json.loads(read_text_bounded(p, METADATA_MAX, "results file"))
     except json.JSONDecodeError as exc:

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Dict, List, Optional
 
 
-def _img_tag(png: bytes, alt: str, width: Optional[int] = None) -> str:
+def img_tag(png: bytes, alt: str, width: Optional[int] = None) -> str:
     w = f' style="max-width:{width}px"' if width else ""
     return (f'<img alt="{html.escape(alt)}"{w} src="data:image/png;base64,'
             f'{base64.b64encode(png).decode()}">')
@@ -55,7 +55,7 @@ def inside(path: Path, folder: Path) -> bool:
         return False
 
 
-def _file_img(path: Path, alt: str, folder: Path) -> str:
+def file_img(path: Path, alt: str, folder: Path) -> str:
     """A PNG file embedded, only when it lies inside ``folder`` (an input folder; links followed)."""
     name = html.escape(path.name)
     if not inside(path, folder):
@@ -72,10 +72,10 @@ def _file_img(path: Path, alt: str, folder: Path) -> str:
         return f'<p class="note">figure {name} skipped: over {MAX_FIGURE_BYTES >> 20} MB</p>'
     if data[:8] != b"\x89PNG\r\n\x1a\n":
         return f'<p class="note">figure {html.escape(path.name)} is not a PNG</p>'
-    return _img_tag(data, alt)
+    return img_tag(data, alt)
 
 
-def _fig_png(fig) -> bytes:
+def fig_png(fig) -> bytes:
     import io
 
     import matplotlib.pyplot as plt
@@ -121,7 +121,7 @@ def markdown_to_html(text: str) -> str:
     return "\n".join(out)
 
 
-def _rows_table(rows: List[Dict]) -> str:
+def rows_table(rows: List[Dict]) -> str:
     if not rows:
         return ""
     cols = list(dict.fromkeys(k for r in rows for k, v in r.items() if not isinstance(v, (dict, list))))

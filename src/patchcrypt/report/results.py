@@ -7,7 +7,7 @@ from pathlib import Path, PurePath
 from typing import List
 
 from .inputs import KNOWN_KINDS, Item
-from .markup import _file_img, _rows_table, markdown_to_html, scrub_paths, shown_path
+from .markup import file_img, rows_table, markdown_to_html, scrub_paths, shown_path
 
 
 def figure_names(item: Item) -> List[str]:
@@ -33,7 +33,7 @@ def results_section(item: Item) -> str:
     parts[-1] += "</p>"
     rows = d.get("rows") if isinstance(d.get("rows"), list) else []
     rows = [r for r in rows if isinstance(r, dict)]
-    parts.append(markdown_to_html(d["markdown"]) if isinstance(d.get("markdown"), str) else _rows_table(rows))
+    parts.append(markdown_to_html(d["markdown"]) if isinstance(d.get("markdown"), str) else rows_table(rows))
     captions = d.get("captions") if isinstance(d.get("captions"), dict) else {}
     folder = item.path.parent
     ok = figure_names(item)
@@ -44,6 +44,6 @@ def results_section(item: Item) -> str:
                          "folders (a relative name, no '..')</p>")
             continue
         caption = str(captions.get(fig) or Path(fig).stem.replace("_", " "))
-        parts.append(f"<figure>{_file_img(folder / fig, f'{title}: {caption}', folder)}"
+        parts.append(f"<figure>{file_img(folder / fig, f'{title}: {caption}', folder)}"
                      f"<figcaption>{html.escape(caption)}</figcaption></figure>")
     return "<section>" + "\n".join(parts) + "</section>"

@@ -12,13 +12,13 @@ from ..bounded import METADATA_MAX, read_text_bounded
 from ..errors import PatchcryptError
 from ..record import EncryptionRecord
 from .examples import ExamplePlan, plan_examples, render_examples
-from .inputs import Item, _read_json
-from .markup import _fig_png, _file_img, _img_tag, shown_path
+from .inputs import Item, read_json
+from .markup import fig_png, file_img, img_tag, shown_path
 
 
 def run_record(run: Path) -> Tuple[Dict, Dict, EncryptionRecord]:
     """(config, summary, encryption record) of a run folder."""
-    summary = _read_json(run / "summary.json") if (run / "summary.json").is_file() else {}
+    summary = read_json(run / "summary.json") if (run / "summary.json").is_file() else {}
     summary = summary if isinstance(summary, dict) else {}
     config = _read_config(run / "config.yaml")
     return config, summary, EncryptionRecord.from_run(config, summary)
@@ -48,9 +48,9 @@ def run_section(item: Item, plan: Optional[ExamplePlan] = None, page_shows_plain
              "<table class=facts>" + "".join(f"<tr><th>{html.escape(k)}</th><td>{html.escape(str(v))}</td></tr>"
                                             for k, v in facts.items() if v not in (None, "")) + "</table>"]
     if rows:
-        parts.append(_img_tag(_curves(rows, run.name), f"{run.name}: loss and accuracy per epoch"))
+        parts.append(img_tag(_curves(rows, run.name), f"{run.name}: loss and accuracy per epoch"))
     if (run / "confusion.png").is_file():
-        parts.append(_file_img(run / "confusion.png", f"{run.name}: confusion matrix", run))
+        parts.append(file_img(run / "confusion.png", f"{run.name}: confusion matrix", run))
     if plan is not None:
         parts.append(render_examples(plan, page_shows_plain))
     return "<section>" + "\n".join(parts) + "</section>"
@@ -113,4 +113,4 @@ def _curves(rows: List[Dict[str, float]], name: str) -> bytes:
         ax.legend()
     fig.suptitle(name)
     fig.tight_layout()
-    return _fig_png(fig)
+    return fig_png(fig)

@@ -76,8 +76,8 @@ def attack_blocks(y: np.ndarray, public: np.ndarray, scheme: str, spec: SchemeSp
         _inblock_stage(work, y, public, steps, m)
         info["inblock_seconds"] = time.perf_counter() - t
         say(f"in-block map in {info['inblock_seconds']:.1f} s")
-    _jigsaw_stage(work, y, steps, m, info, say)
-    _global_stage(work, y, public, steps, info)
+    jigsaw_stage(work, y, steps, m, info, say)
+    global_stage(work, y, public, steps, info)
     fwd = work.forward()
     return ManyImageResult(scheme, m, plain_shape, keyed_shape, "byte", fwd.g, fwd.m, info)
 
@@ -114,7 +114,7 @@ def _inblock_stage(work: WorkMap, y: np.ndarray, public: np.ndarray, steps: Bloc
     work.G, work.K = newg.reshape(keyed_shape), newk.reshape(keyed_shape)
 
 
-def _jigsaw_stage(work: WorkMap, y: np.ndarray, steps: BlockSteps, m: int, info: Dict[str, Any],
+def jigsaw_stage(work: WorkMap, y: np.ndarray, steps: BlockSteps, m: int, info: Dict[str, Any],
                   say: Callable[..., None]) -> None:
     """2. Block order and per-block states, costs summed over the images, into ``work``."""
     h, w, c = work.shape
@@ -150,7 +150,7 @@ def _jigsaw_stage(work: WorkMap, y: np.ndarray, steps: BlockSteps, m: int, info:
         f"{info['jigsaw_seconds']:.1f} s")
 
 
-def _global_stage(work: WorkMap, y: np.ndarray, public: np.ndarray, steps: BlockSteps, info: Dict[str, Any]) -> None:
+def global_stage(work: WorkMap, y: np.ndarray, public: np.ndarray, steps: BlockSteps, info: Dict[str, Any]) -> None:
     """3. Whole-image rotation/flip (when blocks were scrambled), colour order, inversion, into ``work``."""
     h, w, c = work.shape
     rots = ([0, 1, 2, 3, 4, 5, 6, 7] if h == w else [0, 2, 4, 6]) if steps.moves else [0]

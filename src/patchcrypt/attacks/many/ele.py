@@ -27,7 +27,7 @@ from ...blocks import block_layout
 from ...ciphers.program import Map
 from ...errors import PatchcryptError
 from ..keymaps import from_units, to_units, unit_indices
-from .blocks import BlockSteps, _global_stage, _jigsaw_stage
+from .blocks import BlockSteps, global_stage, jigsaw_stage
 from .inblock import block_rows, correlation, recover_flips, recover_permutation
 from .result import ManyImageResult, WorkMap, lift_to_nibbles
 
@@ -137,12 +137,12 @@ def attack_ele(y: np.ndarray, public: np.ndarray, scheme: str, m: int, plain_sha
             break      # the same map as the round before: the jigsaw's answer too
         z = _decrypt_halves(dec, y)
         work, last = WorkMap((h, w, c)), dec
-        _jigsaw_stage(work, z, steps, m, info, say)
+        jigsaw_stage(work, z, steps, m, info, say)
         if rnd + 1 < ROUNDS:   # the victims' own upper-half correlations, from blocks put in order
             cp_u = half_correlations(work.apply(z[:MAX_REFERENCE]), m)[0]
     dec = _with_lower_halves(dec, per_position_map(y, cp_u, cp_l, m, upper_starts=0))
     z = _decrypt_halves(dec, y)
-    _global_stage(work, z, public, steps, info)
+    global_stage(work, z, public, steps, info)
     whole = dec.then(lift_to_nibbles(Map(work.G.reshape(-1), work.K.reshape(-1)))).inverse()
     info["upper_halves_found"] = m * m * c
     return ManyImageResult(scheme, m, (h, w, c), (h, w, c), "nibble", whole.g, whole.m, info)
