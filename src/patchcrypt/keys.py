@@ -15,11 +15,13 @@ import os
 import secrets
 import stat
 import struct
+import threading
 import warnings
 from pathlib import Path
 from typing import Iterable, Union
 
 import numpy as np
+from Crypto.Hash import SHAKE256
 
 from .atomic import atomic_write
 from .errors import PatchcryptError
@@ -61,13 +63,11 @@ class LabelPrefix:
     copy of this state gives the same stream as :class:`KeyStream` over the label itself.
     """
 
-    __slots__ = ("state",)
+    __slots__ = ("state", "encoded")
 
     def __init__(self, label: Iterable[LabelPart]):
-        h = hashlib.shake_256()
-        h.update(_DOMAIN)
-        h.update(encode_label(label))
-        self.state = h
+        self.encoded = _DOMAIN + encode_label(label)
+        self.state = hashlib.shake_256(self.encoded)
 
 
 class KeyStream:
@@ -90,10 +90,12 @@ class KeyStream:
     _CHUNK = 1 << 10  # first draw; doubled as needed (SHAKE recomputes from the start on each digest)
 
     def __init__(self, key_bytes: bytes, label: Union[Iterable[LabelPart], LabelPrefix], nonce: bytes = b""):
-        h = (label if isinstance(label, LabelPrefix) else LabelPrefix(label)).state.copy()
-        h.update(struct.pack(">I", len(nonce)) + nonce)
-        h.update(key_bytes)
+        prefix = label if isinstance(label, LabelPrefix) else LabelPrefix(label)
+        h = prefix.state.copy()
+        tail = struct.pack(">I", len(nonce)) + nonce + key_bytes
+        h.update(tail)
         self._shake = h
+        self._absorbed = (prefix.encoded, tail)  # what :meth:`tail` restarts the stream from
         self._buf = b""
         self._pos = 0  # bytes consumed from the start of the stream
         self._produced = 0
@@ -131,6 +133,13 @@ class KeyStream:
         self._pos = end
         return out
 
+    def tail(self, n: int) -> "StreamReader":
+        """The next ``n`` bytes as a :class:`StreamReader` that produces them in order as they are read, so
+        they are never held at once; this stream moves past them without producing them."""
+        reader = StreamReader(b"".join(self._absorbed), self._pos, n)
+        self._pos += int(n)
+        return reader
+
     def words(self, n: int) -> np.ndarray:
         """``n`` uniform 64-bit unsigned integers."""
         return np.frombuffer(self.read(8 * n), dtype=">u8").astype(np.uint64)
@@ -161,6 +170,78 @@ class KeyStream:
         """``size`` uniform bits as a bool array."""
         raw = np.frombuffer(self.read((size + 7) // 8), dtype=np.uint8)
         return np.unpackbits(raw)[:size].astype(bool)
+
+
+class StreamReader:
+    """Bytes ``start .. start + size`` of a key stream, produced as they are read and then dropped.
+
+    hashlib's SHAKE-256 only returns a prefix of its output; pycryptodome's continues it (the same bytes), so
+    reading a large stream in order holds one read's worth at a time. ``read_at(offset, n)`` (offset from
+    ``start``) serves reads in stream order; a read a little ahead of the position (a band a thread pool
+    started early) keeps the skipped bytes for the reads they belong to, up to :data:`KEPT_AHEAD`; a read
+    behind the position starts the stream again and skips to it. ``passes`` counts the starts and
+    ``produced`` the bytes made, so callers and tests can see that a pass over an image was sequential.
+    Thread-safe. Pickles as the absorbed input (which holds the key, as a pickled :class:`Key` does).
+    """
+
+    KEPT_AHEAD = 64 << 20
+
+    def __init__(self, absorbed: bytes, start: int, size: int):
+        self._absorbed, self.start, self.size = absorbed, int(start), int(size)
+        self._shake = None
+        self._pos = 0  # next offset the SHAKE object gives, from ``start``
+        self._ahead: dict = {}  # offset -> bytes produced ahead of their read
+        self._lock = threading.Lock()
+        self.passes = self.produced = 0
+
+    def __reduce__(self):
+        return (StreamReader, (self._absorbed, self.start, self.size))
+
+    @property
+    def nbytes(self) -> int:
+        return sum(len(b) for b in self._ahead.values())
+
+    def fresh(self) -> "StreamReader":
+        """Another reader over the same bytes, with a place of its own."""
+        return StreamReader(self._absorbed, self.start, self.size)
+
+    def read_at(self, offset: int, n: int) -> bytes:
+        """Bytes ``offset .. offset + n`` of this part of the stream."""
+        if offset < 0 or n < 0 or offset + n > self.size:
+            raise ValueError(f"bytes {offset}..{offset + n} are outside a stream part of {self.size}")
+        with self._lock:
+            kept = self._ahead.pop(offset, None)
+            if kept is not None and len(kept) >= n:
+                if len(kept) > n:  # skipped bytes of several reads: the rest waits for the next one
+                    self._ahead[offset + n] = kept[n:]
+                return kept[:n]
+            if self._shake is None or offset < self._pos:
+                self._start_at(offset)
+            elif offset > self._pos:
+                gap = offset - self._pos
+                if gap <= self.KEPT_AHEAD - self.nbytes:
+                    self._ahead[self._pos] = self._squeeze(gap)  # a read that started early: its bytes wait
+                else:
+                    self._skip(gap)
+            return self._squeeze(n)
+
+    def _start_at(self, offset: int) -> None:
+        self._shake = SHAKE256.new(self._absorbed)
+        self._ahead.clear()
+        self.passes += 1
+        self._pos = -self.start
+        self._skip(self.start + offset)
+
+    def _skip(self, n: int) -> None:
+        step = 1 << 20
+        for a in range(0, n, step):
+            self._squeeze(min(step, n - a))
+
+    def _squeeze(self, n: int) -> bytes:
+        out = self._shake.read(n)
+        self._pos += n
+        self.produced += n
+        return out
 
 
 class Key:

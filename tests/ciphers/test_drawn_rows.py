@@ -130,11 +130,10 @@ def test_a_tree_of_large_images_of_two_sizes_holds_one_stream_at_a_time(monkeypa
     stream_bytes = 512 * 512 * 3 * 2 * 8
     tracemalloc.start()  # before the first size: its bytes count while they are held
     try:
-        assert cipher.program((512, 512, 3)).nbytes > stream_bytes
+        assert cipher.program((512, 512, 3)).nbytes < stream_bytes / 20  # the stream is read, not kept
         tracemalloc.reset_peak()
         cipher.program((512, 544, 3))
         peak = tracemalloc.get_traced_memory()[1]
     finally:
         tracemalloc.stop()
-    assert list(k[0] for k in cipher._programs) == [(512, 544, 3)]
     assert peak < 1.2 * stream_bytes * 544 / 512
