@@ -179,12 +179,13 @@ class StreamReader:
     reading a large stream in order holds one read's worth at a time. ``read_at(offset, n)`` (offset from
     ``start``) serves reads in stream order; a read a little ahead of the position (a band a thread pool
     started early) keeps the skipped bytes for the reads they belong to, up to :data:`KEPT_AHEAD`; a read
-    behind the position starts the stream again and skips to it. ``passes`` counts the starts and
+    behind the position starts the stream again (from this part's start, so reads that follow it in the part
+    find their bytes kept too). ``passes`` counts the starts and
     ``produced`` the bytes made, so callers and tests can see that a pass over an image was sequential.
     Thread-safe. Pickles as the absorbed input (which holds the key, as a pickled :class:`Key` does).
     """
 
-    KEPT_AHEAD = 64 << 20
+    KEPT_AHEAD = 32 << 20
 
     def __init__(self, absorbed: bytes, start: int, size: int):
         self._absorbed, self.start, self.size = absorbed, int(start), int(size)
@@ -205,35 +206,49 @@ class StreamReader:
         """Another reader over the same bytes, with a place of its own."""
         return StreamReader(self._absorbed, self.start, self.size)
 
-    def read_at(self, offset: int, n: int) -> bytes:
-        """Bytes ``offset .. offset + n`` of this part of the stream."""
+    def read_at(self, offset: int, n: int, keep: bool = True) -> bytes:
+        """Bytes ``offset .. offset + n`` of this part of the stream; ``keep=False`` drops the bytes it
+        skips to get there (no read will ask for them)."""
         if offset < 0 or n < 0 or offset + n > self.size:
             raise ValueError(f"bytes {offset}..{offset + n} are outside a stream part of {self.size}")
         with self._lock:
-            kept = self._ahead.pop(offset, None)
-            if kept is not None and len(kept) >= n:
-                if len(kept) > n:  # skipped bytes of several reads: the rest waits for the next one
-                    self._ahead[offset + n] = kept[n:]
-                return kept[:n]
+            kept = self._kept(offset, n)
+            if kept is not None:
+                return kept
             if self._shake is None or offset < self._pos:
-                self._start_at(offset)
-            elif offset > self._pos:
+                self._start()
+            if offset > self._pos:
                 gap = offset - self._pos
-                if gap <= self.KEPT_AHEAD - self.nbytes:
-                    self._ahead[self._pos] = self._squeeze(gap)  # a read that started early: its bytes wait
+                if keep and gap <= self.KEPT_AHEAD - self.nbytes:
+                    begin = self._pos
+                    self._ahead[begin] = self._squeeze(gap)  # reads that started late: their bytes wait
                 else:
                     self._skip(gap)
             return self._squeeze(n)
 
-    def _start_at(self, offset: int) -> None:
+    def _kept(self, offset: int, n: int):
+        """Bytes offset..offset + n from those kept ahead (what is left of their chunk stays), or None."""
+        for begin, chunk in self._ahead.items():
+            if begin <= offset and offset + n <= begin + len(chunk):
+                del self._ahead[begin]
+                a = offset - begin
+                if a:
+                    self._ahead[begin] = chunk[:a]
+                if a + n < len(chunk):
+                    self._ahead[offset + n] = chunk[a + n:]
+                return chunk[a:a + n]
+        return None
+
+    def _start(self) -> None:
+        """Start the stream again, at this part's first byte (the reads before it may follow)."""
         self._shake = SHAKE256.new(self._absorbed)
         self._ahead.clear()
         self.passes += 1
         self._pos = -self.start
-        self._skip(self.start + offset)
+        self._skip(self.start)
 
     def _skip(self, n: int) -> None:
-        step = 1 << 20
+        step = 1 << 18  # skipped bytes are made and dropped a quarter megabyte at a time
         for a in range(0, n, step):
             self._squeeze(min(step, n - a))
 

@@ -189,11 +189,11 @@ class BlockMap:
         step = max(1, _BAND // self.L)
         return [(a, min(self.n, a + step)) for a in range(0, self.n, step)]
 
-    def stream_band(self, a: int, b: int, geometry: tuple) -> Tuple[np.ndarray, Map]:
-        """``(blocks, band)`` of a map with a :meth:`drawn_order`: the output blocks that read stream rows
-        a..b and their flat map, block after block (block k's elements at ``k * L``), whose gather indices
-        address the whole image. ``geometry`` is (height, width, channels, block, unit)."""
-        blocks = self.drawn_order()[a:b]
+    def stream_band(self, a: int, b: int, geometry: tuple, order: np.ndarray) -> Tuple[np.ndarray, Map]:
+        """``(blocks, band)`` of a map with a :meth:`drawn_order` ``order``: the output blocks that read stream
+        rows a..b and their flat map, block after block (block k's elements at ``k * L``), whose gather
+        indices address the whole image. ``geometry`` is (height, width, channels, block, unit)."""
+        blocks = order[a:b]
         size = (b - a) * self.L
         g = np.empty(size, dtype=index_dtype(int(np.prod(geometry[:3])) * geometry[4]))
         m = np.zeros(size, dtype=np.uint8)
@@ -392,7 +392,7 @@ class _StreamBytes:
         with self._lock:
             if self._flips is None:  # a reader of its own: the words' reader keeps its place
                 reader = self.data.fresh()
-                self._flips = np.frombuffer(reader.read_at(8 * self.values, size), dtype=np.uint8)
+                self._flips = np.frombuffer(reader.read_at(8 * self.values, size, keep=False), dtype=np.uint8)
             return self._flips
 
 
@@ -604,9 +604,10 @@ class Program:
         h, w, c = self.shape_in
         geometry = (h, w, c, self._block, self._elements)
         offsets = _block_offsets(w, c, self._block, 1)
+        order = bm.drawn_order()
 
         def work(rows: Tuple[int, int]) -> None:
-            blocks, mp = bm.stream_band(rows[0], rows[1], geometry)
+            blocks, mp = bm.stream_band(rows[0], rows[1], geometry, order)
             tabs = _nibble_tables(mp) if self._elements == 2 else (mp.g, mp.m)
             dst = (_block_base(blocks, w // self._block, w, c, self._block, 1)[:, None] + offsets).reshape(-1)
             band = np.empty((1, dst.size), dtype=np.uint8)
