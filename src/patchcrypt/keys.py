@@ -177,15 +177,16 @@ class StreamReader:
 
     hashlib's SHAKE-256 only returns a prefix of its output; pycryptodome's continues it (the same bytes), so
     reading a large stream in order holds one read's worth at a time. ``read_at(offset, n)`` (offset from
-    ``start``) serves reads in stream order; a read a little ahead of the position (a band a thread pool
-    started early) keeps the skipped bytes for the reads they belong to, up to :data:`KEPT_AHEAD`; a read
+    ``start``) serves reads in stream order; a read ahead of the position (a band a thread pool started
+    early) keeps the skipped bytes for the reads they belong to, up to :data:`KEPT_AHEAD` (a guard: a pool
+    pass keeps at most the bands of the threads that started late), unless ``keep=False``; a read
     behind the position starts the stream again (from this part's start, so reads that follow it in the part
     find their bytes kept too). ``passes`` counts the starts and
     ``produced`` the bytes made, so callers and tests can see that a pass over an image was sequential.
     Thread-safe. Pickles as the absorbed input (which holds the key, as a pickled :class:`Key` does).
     """
 
-    KEPT_AHEAD = 32 << 20
+    KEPT_AHEAD = 256 << 20
 
     def __init__(self, absorbed: bytes, start: int, size: int):
         self._absorbed, self.start, self.size = absorbed, int(start), int(size)

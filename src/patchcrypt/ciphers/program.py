@@ -306,11 +306,12 @@ class DrawnRows:
             return self.stream_pair(int(r[0]), int(r[-1]) + 1)
         return self._scattered(r)
 
-    def stream_pair(self, a: int, b: int) -> Tuple[np.ndarray, np.ndarray]:
-        """(local, mask) drawn from stream rows a..b, (b - a, width) int16 and uint8."""
+    def stream_pair(self, a: int, b: int, keep: bool = True) -> Tuple[np.ndarray, np.ndarray]:
+        """(local, mask) drawn from stream rows a..b, (b - a, width) int16 and uint8; ``keep=False`` when no
+        read will ask for the rows before a (see :meth:`~patchcrypt.keys.StreamReader.read_at`)."""
         w = self.width
         flips = self.source.flips(self.count, w)  # first: on first use they are read with a reader of their own
-        words = np.frombuffer(self.source.words(a, b, w), dtype=">u8").reshape(b - a, w)
+        words = np.frombuffer(self.source.words(a, b, w, keep), dtype=">u8").reshape(b - a, w)
         perm = np.argsort(words.astype(np.uint64), axis=1, kind="stable")
         if w % 8 == 0:  # every row starts on a byte (any even M)
             mask = np.unpackbits(flips[a * w // 8:b * w // 8].reshape(b - a, w // 8), axis=1) * np.uint8(15)
@@ -335,7 +336,7 @@ class DrawnRows:
         for a in range(first, int(ordered[-1]) + 1 if r.size else first, step):
             i, j = np.searchsorted(ordered, [a, a + step])
             if i < j:
-                perm, flips = self.stream_pair(a, min(self.count, a + step))
+                perm, flips = self.stream_pair(a, min(self.count, a + step), keep=False)
                 local[order[i:j]], mask[order[i:j]] = perm[ordered[i:j] - a], flips[ordered[i:j] - a]
         return local, mask
 
@@ -378,10 +379,10 @@ class _StreamBytes:
             return self.data.nbytes + (0 if self._flips is None else self._flips.nbytes)
         return len(self.data)
 
-    def words(self, a: int, b: int, width: int):
+    def words(self, a: int, b: int, width: int, keep: bool = True):
         """The words of rows a..b (``width`` per row), as bytes."""
         if hasattr(self.data, "read_at"):
-            return self.data.read_at(8 * a * width, 8 * (b - a) * width)
+            return self.data.read_at(8 * a * width, 8 * (b - a) * width, keep)
         return memoryview(self.data)[8 * a * width:8 * b * width]
 
     def flips(self, count: int, width: int) -> np.ndarray:
