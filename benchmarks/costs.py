@@ -25,7 +25,8 @@ Rows:
 * elemem (before = c0fbc4a): peak resident memory of ``patchcrypt encrypt`` and ``decrypt`` of one
   ``--size`` gradient PNG (default 4992×8000, 39.9 MP) with ``ele`` at M = 16, each a fresh process measured
   as ``memory_per_pixel.py`` does, and a sha256 of the encrypted file (the same on both trees means the same
-  ciphertext).
+  ciphertext); the note adds whether the decrypted image equals the original and each process's wall
+  seconds (a shared machine's: compare the two trees, not the seconds).
 
     PYTHONPATH=src .venv/bin/python benchmarks/costs.py --rows speed --repeats 3
     PYTHONPATH=src .venv/bin/python benchmarks/costs.py --rows elemem                # two ~40 MP images, heavy
