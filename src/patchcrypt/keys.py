@@ -121,18 +121,6 @@ class KeyStream:
         self._pos = end
         return out
 
-    def view(self, n: int) -> memoryview:
-        """The next ``n`` bytes as a read-only view of the stream's own buffer (no copy; it keeps that buffer
-        alive): for key material drawn from its bytes later, a band at a time."""
-        end = self._pos + n
-        if end > self._produced:  # produce them (in one SHAKE call), then hand out the same bytes as a view
-            self.reserve(n)
-            self.read(n)
-            self._pos -= n
-        out = memoryview(self._buf)[self._pos:end]
-        self._pos = end
-        return out
-
     def tail(self, n: int) -> "StreamReader":
         """The next ``n`` bytes as a :class:`StreamReader` that produces them in order as they are read, so
         they are never held at once; this stream moves past them without producing them."""

@@ -89,8 +89,8 @@ def test_large_ele_holds_a_band_of_its_stream_and_gives_the_same_bytes(m, reques
     y, enc_peak = _peak(lambda: cipher.encrypt(x))
     assert np.array_equal(y, want)
     drawn = cipher.program(SHAPE)._compact.local
-    assert isinstance(drawn, program.DrawnRows) and isinstance(drawn.source.data, StreamReader)
-    reader = drawn.source.data
+    assert isinstance(drawn, program.DrawnRows) and isinstance(drawn.source.reader, StreamReader)
+    reader = drawn.source.reader
     assert reader.passes == 1 and reader.produced == STREAM  # one pass, in order, nothing read twice
     back, dec_peak = _peak(lambda: cipher.decrypt(y))
     assert np.array_equal(back, x)

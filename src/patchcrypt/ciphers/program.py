@@ -242,10 +242,10 @@ class DrawnRows:
 
     The stream holds ``count * width`` big-endian 64-bit words (row r's permutation is the stable argsort of
     words ``r * width .. (r + 1) * width``, as :meth:`~patchcrypt.keys.KeyStream.permutations` draws it) and
-    then ``count * width`` bits (row r's flips, 15 where set). ``data`` is those bytes, or a
-    :class:`~patchcrypt.keys.StreamReader` over them: then each band's words are produced when the band is
-    drawn and dropped after it (a pass over the image in stream order reads the stream once, in order), and
-    the flip bits (one 64th of the stream) are read once and kept. Block b reads row ``rows[b]`` (row b when
+    then ``count * width`` bits (row r's flips, 15 where set). ``data`` is a
+    :class:`~patchcrypt.keys.StreamReader` over them: each band's words are produced when the band is drawn
+    and dropped after it (a pass over the image in stream order reads the stream once, in order), and the
+    flip bits (one 64th of the stream) are read once and kept. Block b reads row ``rows[b]`` (row b when
     ``rows`` is None); ``inverted`` gives the tables of the inverse map. A :class:`BlockMap` holds two of these
     over the same draw, one as ``local`` and one as ``mask`` (``part``); the pair of a band is drawn at once.
     """
@@ -253,12 +253,8 @@ class DrawnRows:
     def __init__(self, data, count: int, width: int, part: str, rows: Optional[np.ndarray] = None,
                  inverted: bool = False):
         self.count, self.width, self.part = int(count), int(width), part
-        self.source = data if isinstance(data, _StreamBytes) else _StreamBytes(data, self.count * self.width)
+        self.source = data if isinstance(data, _Draw) else _Draw(data, self.count * self.width)
         self.rows, self.inverted = rows, inverted
-
-    @property
-    def data(self):
-        return self.source.data
 
     @property
     def shape(self) -> Tuple[int, int]:
@@ -358,42 +354,35 @@ class DrawnRows:
         return out if dtype is None else out.astype(dtype)
 
 
-class _StreamBytes:
-    """The draw that the local and mask :class:`DrawnRows` of one draw share: its stream bytes, or a
-    :class:`~patchcrypt.keys.StreamReader` over them (then only the flip bits are kept, once read). Pickled
-    once for the pair, as bytes or as the reader (a memoryview does not pickle)."""
+class _Draw:
+    """What the local and mask :class:`DrawnRows` of one draw share: the :class:`~patchcrypt.keys.StreamReader`
+    over its stream bytes, and the flip bits once read (pickled once for the pair, as the reader)."""
 
-    __slots__ = ("data", "values", "_flips", "_lock")
+    __slots__ = ("reader", "values", "_flips", "_lock")
 
-    def __init__(self, data, values: int):
-        self.data, self.values = data, int(values)  # values: words before the flip bits
+    def __init__(self, reader, values: int):
+        self.reader, self.values = reader, int(values)  # values: words before the flip bits
         self._flips = None
         self._lock = threading.Lock()
 
     def __reduce__(self):
-        return (_StreamBytes, (self.data if hasattr(self.data, "read_at") else bytes(self.data), self.values))
+        return (_Draw, (self.reader, self.values))
 
     @property
     def nbytes(self) -> int:
-        if hasattr(self.data, "read_at"):
-            return self.data.nbytes + (0 if self._flips is None else self._flips.nbytes)
-        return len(self.data)
+        return self.reader.nbytes + (0 if self._flips is None else self._flips.nbytes)
 
-    def words(self, a: int, b: int, width: int, keep: bool = True):
-        """The words of rows a..b (``width`` per row), as bytes."""
-        if hasattr(self.data, "read_at"):
-            return self.data.read_at(8 * a * width, 8 * (b - a) * width, keep)
-        return memoryview(self.data)[8 * a * width:8 * b * width]
+    def words(self, a: int, b: int, width: int, keep: bool = True) -> bytes:
+        """The words of rows a..b (``width`` per row)."""
+        return self.reader.read_at(8 * a * width, 8 * (b - a) * width, keep)
 
     def flips(self, count: int, width: int) -> np.ndarray:
         """Every row's flip bits, packed (uint8)."""
-        size = (count * width + 7) // 8
-        if not hasattr(self.data, "read_at"):
-            return np.frombuffer(self.data, dtype=np.uint8, count=size, offset=8 * self.values)
         with self._lock:
             if self._flips is None:  # a reader of its own: the words' reader keeps its place
-                reader = self.data.fresh()
-                self._flips = np.frombuffer(reader.read_at(8 * self.values, size, keep=False), dtype=np.uint8)
+                size = (count * width + 7) // 8
+                self._flips = np.frombuffer(self.reader.fresh().read_at(8 * self.values, size, keep=False),
+                                            dtype=np.uint8)
             return self._flips
 
 
