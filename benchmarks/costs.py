@@ -25,7 +25,8 @@ Rows:
 * elemem (before = c0fbc4a): peak resident memory of ``patchcrypt encrypt`` and ``decrypt`` of one
   ``--size`` gradient PNG (default 4992×8000, 39.9 MP) with ``ele`` at M = 16, each a fresh process measured
   as ``memory_per_pixel.py`` does, and a sha256 of the encrypted file (the same on both trees means the same
-  ciphertext).
+  ciphertext); the note adds whether the decrypted image equals the original and each process's wall
+  seconds (a shared machine's: compare the two trees, not the seconds).
 
     PYTHONPATH=src .venv/bin/python benchmarks/costs.py --rows speed --repeats 3
     PYTHONPATH=src .venv/bin/python benchmarks/costs.py --rows elemem                # two ~40 MP images, heavy
@@ -41,6 +42,7 @@ import subprocess
 import sys
 import tarfile
 import tempfile
+import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -218,10 +220,11 @@ def speed_row(trees: dict, opts) -> dict:
 def elemem_row(trees: dict, opts) -> dict:
     """Peak RSS of `patchcrypt encrypt` and `decrypt` of one gradient PNG of ``opts.size`` with ele (M = 16),
     each a fresh process on each tree (memory_per_pixel.py's measurement)."""
+    import numpy as np
     from memory_per_pixel import gradient, peak_kib
 
     from patchcrypt import Key
-    from patchcrypt.codec import encode_png
+    from patchcrypt.codec import decode_image, encode_png
 
     h, w = (int(v) for v in opts.size.lower().split("x"))
     got = {}
@@ -233,10 +236,15 @@ def elemem_row(trees: dict, opts) -> dict:
         for name, src in trees.items():
             env = {"PYTHONPATH": str(src), "PATH": "/usr/bin:/bin"}
             enc, dec = tmp / f"enc-{name}", tmp / f"dec-{name}"
+            t0 = time.perf_counter()
             e = peak_kib([sys.executable, "-m", "patchcrypt", "encrypt", tmp / "src", enc, "-k", tmp / "k.key",
                           "-s", "ele", "-m", "16"], env)
+            t1 = time.perf_counter()
             d = peak_kib([sys.executable, "-m", "patchcrypt", "decrypt", enc, dec, "-k", tmp / "k.key"], env)
             got[name] = {"encrypt_mb": e / 1024, "decrypt_mb": d / 1024, "b_per_px": max(e, d) * 1024 / (h * w),
+                         "encrypt_s": t1 - t0, "decrypt_s": time.perf_counter() - t1,
+                         "same_image": np.array_equal(decode_image(next(dec.rglob("img.*")).read_bytes()),
+                                                      gradient(h, w)),
                          "ciphertext": hashlib.sha256(next(enc.rglob("img.*")).read_bytes()).hexdigest()[:16]}
     b, n = got["before"], got["now"]
     # GB here as in memory_per_pixel.py's MB: 2^30 bytes
@@ -245,8 +253,12 @@ def elemem_row(trees: dict, opts) -> dict:
     same = "same" if b["ciphertext"] == n["ciphertext"] else "DIFFERENT"
     return {"cost": f"ele encrypt of one {h * w / 1e6:.0f} MP image ({w}x{h}), peak memory", "before": cell(b),
             "now": cell(n), "goal": "≤ 1.5 GB, ≤ 35 B/px",
-            "note": (f"{'met' if n['b_per_px'] <= 35 else 'NOT met'}; {same} ciphertext; the key stream alone is "
-                     f"{h * w * 3 * 16 / 2 ** 30:.2f} GB (16 B per value, 48 B/px)"), "raw": got}
+            "note": (f"{'met' if n['b_per_px'] <= 35 else 'NOT met'}; {same} ciphertext; decrypted image "
+                     f"{'exact' if n['same_image'] else 'DIFFERENT'}; the key stream is "
+                     f"{h * w * 3 * 16 / 2 ** 30:.2f} GB (16 B per value, 48 B/px); wall seconds encrypt/decrypt "
+                     f"before {b['encrypt_s']:.0f}/{b['decrypt_s']:.0f}, now {n['encrypt_s']:.0f}/"
+                     f"{n['decrypt_s']:.0f} (load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores)"),
+            "raw": got}
 
 
 ROWS = {"keyed": keyed_row, "jigsaw": jigsaw_row, "perimage": perimage_row, "speed": speed_row,

@@ -15,11 +15,13 @@ import os
 import secrets
 import stat
 import struct
+import threading
 import warnings
 from pathlib import Path
 from typing import Iterable, Union
 
 import numpy as np
+from Crypto.Hash import SHAKE256
 
 from .atomic import atomic_write
 from .errors import PatchcryptError
@@ -61,13 +63,11 @@ class LabelPrefix:
     copy of this state gives the same stream as :class:`KeyStream` over the label itself.
     """
 
-    __slots__ = ("state",)
+    __slots__ = ("state", "encoded")
 
     def __init__(self, label: Iterable[LabelPart]):
-        h = hashlib.shake_256()
-        h.update(_DOMAIN)
-        h.update(encode_label(label))
-        self.state = h
+        self.encoded = _DOMAIN + encode_label(label)
+        self.state = hashlib.shake_256(self.encoded)
 
 
 class KeyStream:
@@ -90,10 +90,12 @@ class KeyStream:
     _CHUNK = 1 << 10  # first draw; doubled as needed (SHAKE recomputes from the start on each digest)
 
     def __init__(self, key_bytes: bytes, label: Union[Iterable[LabelPart], LabelPrefix], nonce: bytes = b""):
-        h = (label if isinstance(label, LabelPrefix) else LabelPrefix(label)).state.copy()
-        h.update(struct.pack(">I", len(nonce)) + nonce)
-        h.update(key_bytes)
+        prefix = label if isinstance(label, LabelPrefix) else LabelPrefix(label)
+        h = prefix.state.copy()
+        tail = struct.pack(">I", len(nonce)) + nonce + key_bytes
+        h.update(tail)
         self._shake = h
+        self._absorbed = (prefix.encoded, tail)  # what :meth:`tail` restarts the stream from
         self._buf = b""
         self._pos = 0  # bytes consumed from the start of the stream
         self._produced = 0
@@ -119,17 +121,12 @@ class KeyStream:
         self._pos = end
         return out
 
-    def view(self, n: int) -> memoryview:
-        """The next ``n`` bytes as a read-only view of the stream's own buffer (no copy; it keeps that buffer
-        alive): for key material drawn from its bytes later, a band at a time."""
-        end = self._pos + n
-        if end > self._produced:  # produce them (in one SHAKE call), then hand out the same bytes as a view
-            self.reserve(n)
-            self.read(n)
-            self._pos -= n
-        out = memoryview(self._buf)[self._pos:end]
-        self._pos = end
-        return out
+    def tail(self, n: int) -> "StreamReader":
+        """The next ``n`` bytes as a :class:`StreamReader` that produces them in order as they are read, so
+        they are never held at once; this stream moves past them without producing them."""
+        reader = StreamReader(b"".join(self._absorbed), self._pos, n)
+        self._pos += int(n)
+        return reader
 
     def words(self, n: int) -> np.ndarray:
         """``n`` uniform 64-bit unsigned integers."""
@@ -161,6 +158,94 @@ class KeyStream:
         """``size`` uniform bits as a bool array."""
         raw = np.frombuffer(self.read((size + 7) // 8), dtype=np.uint8)
         return np.unpackbits(raw)[:size].astype(bool)
+
+
+class StreamReader:
+    """Bytes ``start .. start + size`` of a key stream, produced as they are read and then dropped.
+
+    hashlib's SHAKE-256 only returns a prefix of its output; pycryptodome's continues it (the same bytes), so
+    reading a large stream in order holds one read's worth at a time. ``read_at(offset, n)`` (offset from
+    ``start``) serves reads in stream order; a read ahead of the position (a band a thread pool started
+    early) keeps the skipped bytes for the reads they belong to, up to :data:`KEPT_AHEAD` (a guard: a pool
+    pass keeps at most the bands of the threads that started late), unless ``keep=False``; a read
+    behind the position starts the stream again (from this part's start, so reads that follow it in the part
+    find their bytes kept too). ``passes`` counts the starts and
+    ``produced`` the bytes made, so callers and tests can see that a pass over an image was sequential.
+    Thread-safe. Pickles as the absorbed input (which holds the key, as a pickled :class:`Key` does).
+    """
+
+    KEPT_AHEAD = 256 << 20
+
+    def __init__(self, absorbed: bytes, start: int, size: int):
+        self._absorbed, self.start, self.size = absorbed, int(start), int(size)
+        self._shake = None
+        self._pos = 0  # next offset the SHAKE object gives, from ``start``
+        self._ahead: dict = {}  # offset -> bytes produced ahead of their read
+        self._lock = threading.Lock()
+        self.passes = self.produced = 0
+
+    def __reduce__(self):
+        return (StreamReader, (self._absorbed, self.start, self.size))
+
+    @property
+    def nbytes(self) -> int:
+        return sum(len(b) for b in self._ahead.values())
+
+    def fresh(self) -> "StreamReader":
+        """Another reader over the same bytes, with a place of its own."""
+        return StreamReader(self._absorbed, self.start, self.size)
+
+    def read_at(self, offset: int, n: int, keep: bool = True) -> bytes:
+        """Bytes ``offset .. offset + n`` of this part of the stream; ``keep=False`` drops the bytes it
+        skips to get there (no read will ask for them)."""
+        if offset < 0 or n < 0 or offset + n > self.size:
+            raise ValueError(f"bytes {offset}..{offset + n} are outside a stream part of {self.size}")
+        with self._lock:
+            kept = self._kept(offset, n)
+            if kept is not None:
+                return kept
+            if self._shake is None or offset < self._pos:
+                self._start()
+            if offset > self._pos:
+                gap = offset - self._pos
+                if keep and gap <= self.KEPT_AHEAD - self.nbytes:
+                    begin = self._pos
+                    self._ahead[begin] = self._squeeze(gap)  # reads that started late: their bytes wait
+                else:
+                    self._skip(gap)
+            return self._squeeze(n)
+
+    def _kept(self, offset: int, n: int):
+        """Bytes offset..offset + n from those kept ahead (what is left of their chunk stays), or None."""
+        for begin, chunk in self._ahead.items():
+            if begin <= offset and offset + n <= begin + len(chunk):
+                del self._ahead[begin]
+                a = offset - begin
+                if a:
+                    self._ahead[begin] = chunk[:a]
+                if a + n < len(chunk):
+                    self._ahead[offset + n] = chunk[a + n:]
+                return chunk[a:a + n]
+        return None
+
+    def _start(self) -> None:
+        """Start the stream again, at this part's first byte (the reads before it may follow)."""
+        self._shake = SHAKE256.new(self._absorbed)
+        self._ahead.clear()
+        self.passes += 1
+        self._pos = -self.start
+        self._skip(self.start)
+
+    def _skip(self, n: int) -> None:
+        step = 1 << 18  # skipped bytes are made and dropped a quarter megabyte at a time
+        for a in range(0, n, step):
+            self._squeeze(min(step, n - a))
+
+    def _squeeze(self, n: int) -> bytes:
+        out = self._shake.read(n)
+        self._pos += n
+        self.produced += n
+        return out
 
 
 class Key:

@@ -98,7 +98,7 @@ def test_ele_compiles_within_its_stream(monkeypatch):
     assert prog.nbytes < 1.1 * stream_bytes  # both directions draw from the same bytes
 
 
-def test_reserve_and_view_give_the_same_bytes_in_one_call():
+def test_reserve_gives_the_same_bytes_in_one_call():
     calls = []
 
     class Counting:
@@ -115,7 +115,7 @@ def test_reserve_and_view_give_the_same_bytes_in_one_call():
     s._shake = Counting(s._shake)
     s.read(5)
     s.reserve(70_003)
-    got = [bytes(s.view(70_000)), s.read(3)]
+    got = [s.read(70_000), s.read(3)]
     assert got == want[1:] and len(calls) == 2 and calls[-1] == 70_008
 
 
@@ -130,11 +130,10 @@ def test_a_tree_of_large_images_of_two_sizes_holds_one_stream_at_a_time(monkeypa
     stream_bytes = 512 * 512 * 3 * 2 * 8
     tracemalloc.start()  # before the first size: its bytes count while they are held
     try:
-        assert cipher.program((512, 512, 3)).nbytes > stream_bytes
+        assert cipher.program((512, 512, 3)).nbytes < stream_bytes / 20  # the stream is read, not kept
         tracemalloc.reset_peak()
         cipher.program((512, 544, 3))
         peak = tracemalloc.get_traced_memory()[1]
     finally:
         tracemalloc.stop()
-    assert list(k[0] for k in cipher._programs) == [(512, 544, 3)]
     assert peak < 1.2 * stream_bytes * 544 / 512

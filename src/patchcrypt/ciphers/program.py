@@ -18,6 +18,7 @@ rows just before its gather, so no table of the whole image exists (docs/limits-
 from __future__ import annotations
 
 import os
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Dict, Optional, Tuple
@@ -149,8 +150,14 @@ class BlockMap:
         size = height * width * channels * unit
         g = np.empty(size, dtype=index_dtype(size))
         m = np.zeros(size, dtype=np.uint8)
-        for r0, r1 in self.row_bands(height, width, channels, block, unit):
-            self._fill(r0, r1, (height, width, channels, block, unit), g, m)
+        geometry = (height, width, channels, block, unit)
+        order = self.drawn_order()
+        if order is None:
+            for r0, r1 in self.row_bands(height, width, channels, block, unit):
+                self._fill(r0, r1, geometry, g, m)
+        else:  # the output blocks of each band of stream rows, in stream order
+            for a, b in self.stream_bands():
+                self._write(order[a:b], self.local.stream_pair(a, b), geometry, g, m, 0)
         return Map(g, m)
 
     def row_bands(self, height: int, width: int, channels: int, block: int, unit: int = 1):
@@ -170,18 +177,53 @@ class BlockMap:
         self._fill(r0, r1, (height, width, channels, block, unit), g, m, shift=r0 * row_len)
         return r0 * row_len, Map(g, m)
 
+    def drawn_order(self) -> Optional[np.ndarray]:
+        """Output blocks in key-stream order when the tables are a drawn pair read in another order (the
+        inverse of a map that moves blocks: output blocks ``order[a:b]`` read stream rows a..b); else None."""
+        if isinstance(self.local, DrawnRows) and self.local.same_draw(self.mask):
+            return self.local.stream_order()
+        return None
+
+    def stream_bands(self) -> list:
+        """(first, end) stream rows of bands of about a million elements, for :meth:`stream_band`."""
+        step = max(1, _BAND // self.L)
+        return [(a, min(self.n, a + step)) for a in range(0, self.n, step)]
+
+    def stream_band(self, a: int, b: int, geometry: tuple, order: np.ndarray) -> Tuple[np.ndarray, Map]:
+        """``(blocks, band)`` of a map with a :meth:`drawn_order` ``order``: the output blocks that read stream
+        rows a..b and their flat map, block after block (block k's elements at ``k * L``), whose gather
+        indices address the whole image. ``geometry`` is (height, width, channels, block, unit)."""
+        blocks = order[a:b]
+        size = (b - a) * self.L
+        g = np.empty(size, dtype=index_dtype(int(np.prod(geometry[:3])) * geometry[4]))
+        m = np.zeros(size, dtype=np.uint8)
+        self._write(blocks, self.local.stream_pair(a, b), geometry, g, m, None)
+        return blocks, Map(g, m)
+
     def _fill(self, r0: int, r1: int, geometry: tuple, g: np.ndarray, m: np.ndarray, shift: int = 0) -> None:
         """Write the map of block rows r0..r1 into ``g``/``m`` (element e of the image at e - ``shift``)."""
+        per_row = geometry[1] // geometry[3]
+        a, b = r0 * per_row, r1 * per_row
+        self._write(np.arange(a, b, dtype=np.int64), self._band_tables(a, b), geometry, g, m, -shift)
+
+    def _write(self, blocks: np.ndarray, tables: tuple, geometry: tuple, g: np.ndarray, m: np.ndarray,
+               shift: Optional[int]) -> None:
+        """Write the map of output ``blocks`` with their (local, mask) ``tables`` into ``g``/``m``: at their
+        image positions plus ``shift``, or, when ``shift`` is None, block after block from 0."""
         _, width, channels, block, unit = geometry
         per_row = width // block
         offsets = _block_offsets(width, channels, block, unit)
-        a, b = r0 * per_row, r1 * per_row
-        dst = _block_base(np.arange(a, b, dtype=np.int64), per_row, width, channels, block, unit)
-        src = dst if self.src is None else _block_base(self.src[a:b].astype(np.int64), per_row, width,
+        dst = _block_base(blocks, per_row, width, channels, block, unit)
+        src = dst if self.src is None else _block_base(self.src[blocks].astype(np.int64), per_row, width,
                                                        channels, block, unit)
-        local, mask = self._band_tables(a, b)
+        local, mask = tables
         loc = offsets[None, :] if local is None else offsets[local]
-        dst = dst[:, None] + (offsets[None, :] - shift)
+        if shift is None:
+            g.reshape(blocks.size, offsets.size)[...] = src[:, None] + loc
+            if mask is not None:
+                m.reshape(blocks.size, offsets.size)[...] = mask
+            return
+        dst = dst[:, None] + (offsets[None, :] + shift)
         g[dst] = src[:, None] + loc
         if mask is not None:
             m[dst] = mask
@@ -195,26 +237,24 @@ class BlockMap:
 
 
 class DrawnRows:
-    """A per-block in-block permutation and flip mask (LE with a key per block) kept as the key-stream bytes
-    they are drawn from, and drawn a band of rows at a time when a band is gathered: no table of the whole
-    image exists besides the stream bytes themselves.
+    """A per-block in-block permutation and flip mask (LE with a key per block) kept as the key stream they are
+    drawn from, and drawn a band of rows at a time when a band is gathered: no table of the whole image exists.
 
-    ``data`` holds ``count * width`` big-endian 64-bit words (row r's permutation is the stable argsort of
+    The stream holds ``count * width`` big-endian 64-bit words (row r's permutation is the stable argsort of
     words ``r * width .. (r + 1) * width``, as :meth:`~patchcrypt.keys.KeyStream.permutations` draws it) and
-    then ``count * width`` bits (row r's flips, 15 where set). Block b reads row ``rows[b]`` (row b when
+    then ``count * width`` bits (row r's flips, 15 where set). ``data`` is a
+    :class:`~patchcrypt.keys.StreamReader` over them: each band's words are produced when the band is drawn
+    and dropped after it (a pass over the image in stream order reads the stream once, in order), and the
+    flip bits (one 64th of the stream) are read once and kept. Block b reads row ``rows[b]`` (row b when
     ``rows`` is None); ``inverted`` gives the tables of the inverse map. A :class:`BlockMap` holds two of these
     over the same draw, one as ``local`` and one as ``mask`` (``part``); the pair of a band is drawn at once.
     """
 
     def __init__(self, data, count: int, width: int, part: str, rows: Optional[np.ndarray] = None,
                  inverted: bool = False):
-        self.source = data if isinstance(data, _StreamBytes) else _StreamBytes(data)
         self.count, self.width, self.part = int(count), int(width), part
+        self.source = data if isinstance(data, _Draw) else _Draw(data, self.count * self.width)
         self.rows, self.inverted = rows, inverted
-
-    @property
-    def data(self):
-        return self.source.data
 
     @property
     def shape(self) -> Tuple[int, int]:
@@ -226,8 +266,8 @@ class DrawnRows:
 
     @property
     def nbytes(self) -> int:
-        """The stream bytes, counted once for the pair (on ``local``)."""
-        return len(self.data) if self.part == "local" else 0
+        """The bytes the draw holds, counted once for the pair (on ``local``)."""
+        return self.source.nbytes if self.part == "local" else 0
 
     def same_draw(self, other) -> bool:
         return (isinstance(other, DrawnRows) and other.source is self.source and other.rows is self.rows
@@ -243,24 +283,58 @@ class DrawnRows:
         return DrawnRows(self.source, self.count, self.width, self.part,
                          rows if rows is not None else self.rows, inverted=True)
 
+    def stream_order(self) -> Optional[np.ndarray]:
+        """Output blocks in the order their rows lie in the stream (block ``order[r]`` reads row r), when
+        ``rows`` is a permutation that is not the identity (the inverse of a map that moves blocks); else
+        None: output order is stream order."""
+        if self.rows is None or len(self.rows) != self.count:
+            return None
+        order = np.empty(self.count, dtype=np.int64)
+        order[np.asarray(self.rows, dtype=np.int64)] = np.arange(self.count, dtype=np.int64)
+        return order
+
     def pair(self, a: int, b: int) -> Tuple[np.ndarray, np.ndarray]:
         """(local, mask) of output blocks a..b: (b - a, width) int16 and uint8."""
-        r = np.arange(a, b, dtype=np.int64) if self.rows is None else np.asarray(self.rows[a:b], np.int64)
-        words = np.frombuffer(self.data, dtype=">u8", count=self.count * self.width).reshape(self.count, self.width)
-        band = words[a:b] if self.rows is None else words[r]
-        perm = np.argsort(band.astype(np.uint64), axis=1, kind="stable")
-        flips = np.frombuffer(self.data, dtype=np.uint8, offset=8 * self.count * self.width)
-        if self.width % 8 == 0:  # every row starts on a byte (any even M)
-            by_row = flips.reshape(self.count, self.width // 8)
-            mask = np.unpackbits(by_row[a:b] if self.rows is None else by_row[r], axis=1) * np.uint8(15)
+        if self.rows is None:
+            return self.stream_pair(a, b)
+        r = np.asarray(self.rows[a:b], dtype=np.int64)
+        if r.size and r[-1] - r[0] == r.size - 1 and np.all(np.diff(r) == 1):
+            return self.stream_pair(int(r[0]), int(r[-1]) + 1)
+        return self._scattered(r)
+
+    def stream_pair(self, a: int, b: int, keep: bool = True) -> Tuple[np.ndarray, np.ndarray]:
+        """(local, mask) drawn from stream rows a..b, (b - a, width) int16 and uint8; ``keep=False`` when no
+        read will ask for the rows before a (see :meth:`~patchcrypt.keys.StreamReader.read_at`)."""
+        w = self.width
+        flips = self.source.flips(self.count, w)  # first: on first use they are read with a reader of their own
+        words = np.frombuffer(self.source.words(a, b, w, keep), dtype=">u8").reshape(b - a, w)
+        perm = np.argsort(words.astype(np.uint64), axis=1, kind="stable")
+        if w % 8 == 0:  # every row starts on a byte (any even M)
+            mask = np.unpackbits(flips[a * w // 8:b * w // 8].reshape(b - a, w // 8), axis=1) * np.uint8(15)
         else:
-            pos = r[:, None] * self.width + np.arange(self.width, dtype=np.int64)[None, :]  # bit positions
+            pos = np.arange(a * w, b * w, dtype=np.int64).reshape(b - a, w)  # bit positions
             mask = ((flips[pos >> 3] >> (7 - (pos & 7)).astype(np.uint8)) & 1) * np.uint8(15)
         if self.inverted:  # x[perm[l]] = y[l] ^ mask[l]: y[inv[l']] ^ mask[inv[l']] gives x[l']
             inv = np.empty_like(perm)
-            np.put_along_axis(inv, perm, np.arange(self.width, dtype=perm.dtype)[None, :], axis=1)
+            np.put_along_axis(inv, perm, np.arange(w, dtype=perm.dtype)[None, :], axis=1)
             perm, mask = inv, np.take_along_axis(mask, inv, axis=1)
-        return perm.astype(local_dtype(self.width)), mask.astype(np.uint8, copy=False)
+        return perm.astype(local_dtype(w)), mask.astype(np.uint8, copy=False)
+
+    def _scattered(self, r: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
+        """(local, mask) for rows ``r`` in any order: drawn in stream order over the rows they span, a band
+        at a time (with a stream reader, one pass over that span: rows behind its position start it again)."""
+        local = np.empty((r.size, self.width), dtype=local_dtype(self.width))
+        mask = np.empty((r.size, self.width), dtype=np.uint8)
+        order = np.argsort(r, kind="stable")
+        ordered = r[order]
+        step = max(1, _BAND // self.width)
+        first = int(ordered[0]) if r.size else 0
+        for a in range(first, int(ordered[-1]) + 1 if r.size else first, step):
+            i, j = np.searchsorted(ordered, [a, a + step])
+            if i < j:
+                perm, flips = self.stream_pair(a, min(self.count, a + step), keep=False)
+                local[order[i:j]], mask[order[i:j]] = perm[ordered[i:j] - a], flips[ordered[i:j] - a]
+        return local, mask
 
     def __getitem__(self, key):
         if isinstance(key, slice) and key.step in (None, 1):
@@ -270,6 +344,9 @@ class DrawnRows:
         return DrawnRows(self.source, self.count, self.width, self.part, np.asarray(rows), self.inverted)
 
     def __array__(self, dtype=None, copy=None):
+        if self.rows is not None:
+            out = self._scattered(np.asarray(self.rows, dtype=np.int64))[0 if self.part == "local" else 1]
+            return out if dtype is None else out.astype(dtype)
         out = np.empty(self.shape, dtype=self.dtype)
         step = max(1, _BAND // self.width)
         for a in range(0, self.shape[0], step):
@@ -277,17 +354,36 @@ class DrawnRows:
         return out if dtype is None else out.astype(dtype)
 
 
-class _StreamBytes:
-    """The stream bytes that the local and mask :class:`DrawnRows` of one draw share (pickled once, as bytes:
-    a memoryview does not pickle)."""
+class _Draw:
+    """What the local and mask :class:`DrawnRows` of one draw share: the :class:`~patchcrypt.keys.StreamReader`
+    over its stream bytes, and the flip bits once read (pickled once for the pair, as the reader)."""
 
-    __slots__ = ("data",)
+    __slots__ = ("reader", "values", "_flips", "_lock")
 
-    def __init__(self, data):
-        self.data = data
+    def __init__(self, reader, values: int):
+        self.reader, self.values = reader, int(values)  # values: words before the flip bits
+        self._flips = None
+        self._lock = threading.Lock()
 
     def __reduce__(self):
-        return (_StreamBytes, (bytes(self.data),))
+        return (_Draw, (self.reader, self.values))
+
+    @property
+    def nbytes(self) -> int:
+        return self.reader.nbytes + (0 if self._flips is None else self._flips.nbytes)
+
+    def words(self, a: int, b: int, width: int, keep: bool = True) -> bytes:
+        """The words of rows a..b (``width`` per row)."""
+        return self.reader.read_at(8 * a * width, 8 * (b - a) * width, keep)
+
+    def flips(self, count: int, width: int) -> np.ndarray:
+        """Every row's flip bits, packed (uint8)."""
+        with self._lock:
+            if self._flips is None:  # a reader of its own: the words' reader keeps its place
+                size = (count * width + 7) // 8
+                self._flips = np.frombuffer(self.reader.fresh().read_at(8 * self.values, size, keep=False),
+                                            dtype=np.uint8)
+            return self._flips
 
 
 def _block_base(blocks: np.ndarray, per_row: int, width: int, channels: int, block: int, unit: int) -> np.ndarray:
@@ -380,8 +476,8 @@ class Program:
                 arrays.update({id(t): t for t in tabs if t is not None})
         for bm in (self._compact, self._compact_dec):
             for t in () if bm is None else (bm.src, bm.local, bm.mask):
-                if isinstance(t, DrawnRows):  # both directions read the same stream bytes
-                    arrays[id(t.source)] = np.frombuffer(t.data, dtype=np.uint8)
+                if isinstance(t, DrawnRows):  # both directions read the same draw
+                    arrays[id(t.source)] = t.source
                 elif t is not None:
                     arrays[id(t)] = t
         return sum(a.nbytes for a in arrays.values())
@@ -478,6 +574,9 @@ class Program:
         unit = self._elements
         out = np.empty(flat.shape, dtype=np.uint8)
 
+        if bm.drawn_order() is not None:
+            return self._apply_stream_bands(flat, bm, fn, out)
+
         def work(rows: Tuple[int, int]) -> None:
             start, mp = bm.image_band(rows[0], rows[1], h, w, c, self._block, unit)
             tabs = _nibble_tables(mp) if unit == 2 else (mp.g, mp.m if bm.mask is not None else None)
@@ -486,6 +585,27 @@ class Program:
                 fn(flat[i:i + 1], out[i:i + 1, a:b], tabs)
 
         list(_pool().map(work, bm.row_bands(h, w, c, self._block, unit)))
+        return out
+
+    def _apply_stream_bands(self, flat: np.ndarray, bm: BlockMap, fn, out: np.ndarray) -> np.ndarray:
+        """Large images whose drawn key material is read in another order than the output's (decryption of
+        ele): each band of stream rows is gathered into the output blocks that read it, so the key stream is
+        still read once, in order; the band is gathered block after block and then put in place."""
+        h, w, c = self.shape_in
+        geometry = (h, w, c, self._block, self._elements)
+        offsets = _block_offsets(w, c, self._block, 1)
+        order = bm.drawn_order()
+
+        def work(rows: Tuple[int, int]) -> None:
+            blocks, mp = bm.stream_band(rows[0], rows[1], geometry, order)
+            tabs = _nibble_tables(mp) if self._elements == 2 else (mp.g, mp.m)
+            dst = (_block_base(blocks, w // self._block, w, c, self._block, 1)[:, None] + offsets).reshape(-1)
+            band = np.empty((1, dst.size), dtype=np.uint8)
+            for i in range(flat.shape[0]):
+                fn(flat[i:i + 1], band, tabs)
+                out[i, dst] = band[0]
+
+        list(_pool().map(work, bm.stream_bands()))
         return out
 
     # -- torch ----------------------------------------------------------------------------------------

@@ -164,9 +164,8 @@ def learnable(stream: KeyStream, geo: Geometry, shared: bool = True) -> BlockMap
     two_l = 2 * geo.L
     size = count * two_l * 8 + (count * two_l + 7) // 8  # the permutations' words, then the flip bits
     if count > 1 and count * two_l > DRAWN_ABOVE:
-        # a large image: keep the stream bytes, draw each band's rows when it is gathered (DrawnRows)
-        data = stream.view(size)
-        local = DrawnRows(data, count, two_l, "local")
+        # a large image: each band's rows are drawn when it is gathered, its bytes read then (DrawnRows)
+        local = DrawnRows(stream.tail(size), count, two_l, "local")
         return BlockMap(geo.n, two_l, local=local, mask=local.with_part("mask"))
     stream.reserve(size)  # one SHAKE call for the whole draw
     perms = _row_permutations(stream, count, two_l)
