@@ -45,8 +45,9 @@ from .data.resize import fit_image, resize_fields
 from .data.readers import EVAL_FOLDERS, has_splits
 from .data.shards import SHARD_PATTERN, sample_key, shard_records, write_shard
 from .errors import PatchcryptError
-from .files import (CHUNK, _check_destination, _class_names, _decode_file, _list_sources, _output_names, _Staging,
-                    _sub_batches, _WORKERS)
+from .files.engine import CHUNK, sub_batches
+from .files.sources import class_names, decode_file, list_sources, output_names
+from .files.staging import WORKERS, Staging, check_destination
 from .keys import Key
 from .record import EncryptionRecord, subsampling_for
 
@@ -110,7 +111,7 @@ class Plan:
     def read(self, i: int, resize) -> np.ndarray:
         """Source image ``i`` decoded (and resized), uint8 (H, W, C)."""
         if self.source is None:
-            return _decode_file(self.root / self.rels[i], resize)
+            return decode_file(self.root / self.rels[i], resize)
         img = self.source.decode(i)
         return img if resize is None else fit_image(img, resize)  # the one rule (data.resize), as files.py
 
@@ -143,9 +144,9 @@ def make_plan(src: Path, suffix: str, shard_size: Optional[int]) -> Plan:
         source, rels, _ = _plain_shards(src)
         root = src
     else:
-        root, rels = _list_sources(src)
-    out_rels = _output_names(rels, suffix, root)
-    classes = _class_names(src, rels) if source is None else sorted({r.split("/")[-2] for r in rels})
+        root, rels = list_sources(src)
+    out_rels = output_names(rels, suffix, root)
+    classes = class_names(src, rels) if source is None else sorted({r.split("/")[-2] for r in rels})
     split_tree = has_splits(src) if src.is_dir() else False
     depth = 1 if split_tree else 0
     labels: List[Optional[int]] = []
@@ -191,7 +192,7 @@ class _Encryptor:
             groups.setdefault(img.shape, []).append(j)
         outputs: List[Any] = [None] * len(idx)
         for shape, group in groups.items():
-            for sub in _sub_batches(group, o["per_image"]):
+            for sub in sub_batches(group, o["per_image"]):
                 nonces = [salted_nonce(self.salt, idx[j]) for j in sub] if o["per_image"] else None
                 try:
                     enc = self.cipher.encrypt(np.stack([images[j] for j in sub]), nonces)
@@ -212,7 +213,7 @@ class _Encryptor:
 
     def run(self, units: range, out: Path, progress: Optional[Callable[[int], None]]) -> None:
         plan, ext = self.plan, "jpg" if self.opts["fmt"] == "jpeg" else "png"
-        with ThreadPoolExecutor(_WORKERS) as pool:
+        with ThreadPoolExecutor(WORKERS) as pool:
             tree = [u for u in units if plan.units[u][0] is None]
             for start in range(0, len(tree), CHUNK):  # one file per unit: CHUNK files a step
                 idx = [plan.units[u][1][0] for u in tree[start:start + CHUNK]]
@@ -342,8 +343,8 @@ def _encrypt_ranks(dist, plan: Plan, src: Path, dst: Path, cipher, key: Key, opt
     staging = None
     if rank == 0:  # one destination check and one staging folder for all ranks; the salt drawn once
         try:
-            _check_destination(src, dst, force)
-            staging = _Staging(dst)
+            check_destination(src, dst, force)
+            staging = Staging(dst)
             box = [{"tmp": str(staging.tmp), "salt": (salt or secrets.token_bytes(SALT_BYTES)).hex()}]
         except PatchcryptError as exc:
             box = [{"error": str(exc)}]
@@ -432,7 +433,7 @@ def _encrypt_part(plan: Plan, src: Path, dst: Path, cipher, key: Key, opts: Dict
         if d == s or s in d.parents or d in s.parents:
             raise PatchcryptError(f"destination {dst} and the source {src} overlap; choose a folder outside it")
     else:
-        _check_destination(src, dst, False)
+        check_destination(src, dst, False)
     dst.mkdir(parents=True, exist_ok=True)
     source = plan.identity()
     run_salt = _shared_salt(dst, salt, source) if opts["per_image"] else b""
@@ -629,7 +630,7 @@ def decrypt_shards(src: Path, dst: Path, key: Key, scheme: Optional[str] = None,
     """
     from .data.shards import check_shards, index_shard
     from .codec import decode_image
-    from .files import _check_file_shape, _decrypt_batch, load_manifest_for, write_decrypt_marker
+    from .files.engine import check_file_shape, decrypt_batch, load_manifest_for, write_decrypt_marker
 
     src, dst = Path(src), Path(dst)
     root, manifest = load_manifest_for(src)
@@ -652,10 +653,10 @@ def decrypt_shards(src: Path, dst: Path, key: Key, scheme: Optional[str] = None,
             if rel not in files_meta:
                 raise PatchcryptError(f"{root / name}: sample {smp['key']!r} is not in the manifest")
         plan.append((name, samples))
-    _check_destination(root, dst, force)
+    check_destination(root, dst, force)
     upsampling = record.jpeg_upsampling  # the one rule for EtC JPEGs (decrypt, server, training)
     n, written = 0, {}
-    with _Staging(dst) as tmp:
+    with Staging(dst) as tmp:
         for name, samples in plan:
             with open_bounded(root / name, SHARD_MAX, "shard") as f:
                 items = []
@@ -667,13 +668,13 @@ def decrypt_shards(src: Path, dst: Path, key: Key, scheme: Optional[str] = None,
                     if hashlib.sha256(data).hexdigest() != meta.get("sha256"):
                         raise PatchcryptError(f"{root / name}: sample {rel} differs from the manifest's digest")
                     # header only: a sample of another size than the manifest says is refused, never decoded
-                    limit = _check_file_shape(cipher, manifest, meta, data, Path(f"{root / name}:{rel}"))
+                    limit = check_file_shape(cipher, manifest, meta, data, Path(f"{root / name}:{rel}"))
                     img = decode_image(data, "L" if cipher.spec.composite else None, f"{root / name}:{rel}", upsampling,
                                        limit=limit)
                     nonces = [bytes.fromhex(meta["nonce"])] if "nonce" in meta else None
                     crop = tuple(meta["orig_shape"]) if "orig_shape" in meta else None
                     items.append((rel, img, nonces, crop))
-            for (rel, *_), out in zip(items, _decrypt_batch(cipher, items, record.per_image)):
+            for (rel, *_), out in zip(items, decrypt_batch(cipher, items, record.per_image)):
                 path = tmp / Path(rel).with_suffix(".png")
                 path.parent.mkdir(parents=True, exist_ok=True)
                 data = image_bytes(out, "png")
