@@ -1,11 +1,11 @@
-"""Encrypting and decrypting image files and trees, with a manifest (DESIGN §5): the data owner's tool.
+"""The encrypt loop and the decrypt loop of every data-set run (DESIGN §5), whatever the source and the layout.
 
-``encrypt_tree`` reads an image file or a tree of images, encrypts them in batches (one compiled gather per
-image shape), writes PNG or EtC JPEG files mirroring the source, and a manifest ``patchcrypt.json`` (scheme,
-block size, options, image shape, key fingerprint, nonces if per image, the SHA-256 of every encrypted file;
-never the key). ``decrypt`` checks every file against the manifest's digests and refuses, naming them, files
-that do not belong to the tree, and reads every file's size from its header against the manifest before
-decoding it.
+:class:`Encryptor` reads a plan's units (one image file each, or one output shard each), encrypts them in
+batches (one compiled gather per image shape), writes PNG or EtC JPEG files or shards, and collects what the
+manifest records: every file's nonce (per-image keys), original size (``--pad``) and the SHA-256 of the
+encrypted file. :func:`run_manifest` builds the manifest from the results of every process or part.
+:func:`decrypt_into` decrypts batches of checked files (a tree's or a shard set's) into PNG files, refusing a
+file whose header declares another size than its manifest before decoding it.
 """
 
 from __future__ import annotations
@@ -15,20 +15,21 @@ import os
 import time
 import warnings
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Callable, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, Iterable, List, Optional, Tuple
 
 import numpy as np
 
-from ..ciphers import create_cipher
-from ..codec import check_pixels, decode_image, image_bytes, image_size, max_pixels, read_image_file
-from ..data.manifest import MANIFEST_NAME, build_manifest, find_manifest, write_manifest
+from ..ciphers.base import NONCE_BYTES
+from ..codec import check_pixels, decode_image, image_bytes, image_size, max_pixels
+from ..data.manifest import MANIFEST_NAME, build_manifest, find_manifest
 from ..data.resize import resize_fields
+from ..data.shards import sample_key, write_shard
 from ..errors import PatchcryptError
-from ..keys import Key
 from ..record import EncryptionRecord, subsampling_for
-from .sources import class_names, decode_file, list_sources, output_names
-from .staging import WORKERS, Staging, check_destination, write_decrypt_marker
+from .sources import Encrypted, Plan
+from .staging import WORKERS
 
 CHUNK = 1024  # images decoded, encrypted and written per step
 # Per-image keys: each image has its own compiled program (index tables as large as the image), so they are
@@ -39,34 +40,59 @@ PER_IMAGE_BATCH = 16
 PAUSE_ENV = "PATCHCRYPT_TEST_PAUSE_AFTER_WRITE"
 
 
-def _decode_or_bad(path: Path, resize: Optional[Tuple[int, int]], bad: List[str]) -> Optional[np.ndarray]:
-    """:func:`decode_file`, or None with the file's one-line reason added to ``bad`` (a file that is not an
-    image, truncated, or over the pixel limit): every bad file is named, not only the first."""
-    try:
-        return decode_file(path, resize)
-    except PatchcryptError as exc:
-        bad.append(str(exc))
-        return None
+@dataclass(frozen=True)
+class EncryptOptions:
+    """Everything ``encrypt`` is asked for besides the source, the destination and the key."""
 
-def _report_bad(bad: List[str], skip_bad: bool, total: int) -> None:
-    """All the files that could not be read, in one line: an error, or with ``--skip-bad`` a warning."""
-    if not bad:
-        return
-    listed = "; ".join(bad)
-    if not skip_bad or len(bad) == total:
-        hint = "none could be read" if len(bad) == total else "fix or remove them, or pass --skip-bad to go on"
-        raise PatchcryptError(f"{len(bad)} of {total} file(s) cannot be read ({hint}): {listed}")
-    warnings.warn(f"--skip-bad: left out {len(bad)} of {total} file(s) that cannot be read: {listed}")
+    scheme: str
+    block_size: int
+    file_format: str = "png"  # png or jpeg (jpg accepted)
+    quality: int = 90
+    subsampling: Optional[str] = None  # None: 420 when the block size is a multiple of 16, else 444
+    resize: Optional[Tuple[int, int]] = None
+    pad: bool = False
+    per_image: bool = False
+    force: bool = False
+    shard_size: Optional[int] = None
+    part: Optional[Tuple[int, int]] = None  # (I, N): part I of N
+    salt: Optional[bytes] = None  # per-image keys: the run's nonce salt
+    skip_bad: bool = False
 
-def _readable(chunk: List[str], out_chunk: List[str], images: List[Optional[np.ndarray]]):
-    """The chunk without the files that could not be read (None images)."""
-    keep = [i for i, img in enumerate(images) if img is not None]
-    return [chunk[i] for i in keep], [out_chunk[i] for i in keep], [images[i] for i in keep]
+    def checked(self) -> "EncryptOptions":
+        """The options with the format's name and the subsampling settled; refuses an unknown format."""
+        fmt = self.file_format.lower()
+        if fmt not in ("png", "jpeg", "jpg"):
+            raise PatchcryptError(f"--format must be png or jpeg, got {fmt!r}")
+        return replace(self, file_format="jpeg" if fmt == "jpg" else fmt,
+                       subsampling=self.subsampling or subsampling_for(self.block_size))
+
+    @property
+    def suffix(self) -> str:
+        return ".jpg" if self.file_format == "jpeg" else ".png"
+
+    def facts(self) -> str:
+        """The options every process of one run must share, as text (never the salt: it is compared apart)."""
+        return repr(sorted({"fmt": self.file_format, "quality": self.quality, "block_size": self.block_size,
+                            "resize": self.resize, "subsampling": self.subsampling, "pad": self.pad,
+                            "per_image": self.per_image}.items()))
+
+
+def salted_nonce(salt: bytes, index: int) -> bytes:
+    """The per-image nonce of file ``index`` in a run with ``salt``."""
+    return hashlib.sha256(b"patchcrypt/v1/nonce" + salt + int(index).to_bytes(8, "big")).digest()[:NONCE_BYTES]
+
+
+def sub_batches(idx: List[int], per_image: bool) -> List[List[int]]:
+    if not per_image:
+        return [idx]
+    return [idx[i:i + PER_IMAGE_BATCH] for i in range(0, len(idx), PER_IMAGE_BATCH)]
+
 
 def _write(path: Path, data: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "wb") as f:
         f.write(data)
+
 
 def _check_padded(cipher, shape: tuple, name: Path) -> None:
     """Refuse an image that ``--pad`` would grow past the pixel limit (1×40,000,000 pads to 16×40,000,000)."""
@@ -74,6 +100,7 @@ def _check_padded(cipher, shape: tuple, name: Path) -> None:
     if (h, w) != tuple(shape[:2]) and h * w > max_pixels():
         raise PatchcryptError(f"{name}: --pad would make it {w}x{h} = {h * w:,} pixels, over the limit of "
                               f"{max_pixels():,}; resize it first (--resize) or raise --max-pixels if trusted")
+
 
 def _pause_for_test() -> None:
     """The :data:`PAUSE_ENV` handshake (tests only): signal "files are written", then wait for Ctrl-C."""
@@ -83,84 +110,148 @@ def _pause_for_test() -> None:
         for _ in range(3000):
             time.sleep(0.1)
 
-def sub_batches(idx: List[int], per_image: bool) -> List[List[int]]:
-    if not per_image:
-        return [idx]
-    return [idx[i:i + PER_IMAGE_BATCH] for i in range(0, len(idx), PER_IMAGE_BATCH)]
 
-def encrypt_tree(src: Path, dst: Path, key: Key, scheme: str, block_size: int, file_format: str = "png",
-                 quality: int = 90, subsampling: Optional[str] = None, resize: Optional[Tuple[int, int]] = None,
-                 pad: bool = False, per_image: bool = False, force: bool = False,
-                 progress: Optional[Callable[[int], None]] = None, skip_bad: bool = False) -> Dict:
-    """Encrypt an image file or tree ``src`` into the folder ``dst``; returns the manifest. Files that cannot
-    be read are all named in one error (nothing is written), or left out with ``skip_bad``."""
-    src, dst = Path(src), Path(dst)
-    file_format = file_format.lower()
-    if file_format not in ("png", "jpeg", "jpg"):
-        raise PatchcryptError(f"--format must be png or jpeg, got {file_format!r}")
-    file_format = "jpeg" if file_format == "jpg" else file_format
-    cipher = create_cipher(scheme, key, block_size=block_size, per_image=per_image, pad=pad)
-    if subsampling is None:
-        subsampling = subsampling_for(block_size)
-    root, rels = list_sources(src, warn_other=True)
-    suffix = ".jpg" if file_format == "jpeg" else ".png"
-    out_rels = output_names(rels, suffix, root)
-    check_destination(src, dst, force)
-    files_meta: Dict[str, Dict] = {}
-    shapes = set()
-    classes = class_names(src, rels)
-    with Staging(dst) as tmp, ThreadPoolExecutor(WORKERS) as pool:
-        bad: List[str] = []
-        for start in range(0, len(rels), CHUNK):
-            chunk, out_chunk = rels[start:start + CHUNK], out_rels[start:start + CHUNK]
-            images = list(pool.map(lambda r: _decode_or_bad(root / r, resize, bad), chunk))
-            n_read = len(chunk)
-            chunk, out_chunk, images = _readable(chunk, out_chunk, images)
-            groups: Dict[tuple, List[int]] = {}
-            for i, img in enumerate(images):
-                groups.setdefault(img.shape, []).append(i)
-            outputs: List[Optional[np.ndarray]] = [None] * len(chunk)
-            for shape, group in groups.items():
-                _check_padded(cipher, shape, root / chunk[group[0]])
-                for idx in sub_batches(group, per_image):
-                    # one image: a view, not a copy (a 40 MP image is 120 MB)
-                    batch = images[idx[0]][None] if len(idx) == 1 else np.stack([images[i] for i in idx])
-                    nonces = cipher.new_nonces(len(idx)) if per_image else None
-                    try:
-                        enc = cipher.encrypt(batch, nonces)
-                    except PatchcryptError as exc:
-                        raise PatchcryptError(f"{root / chunk[idx[0]]}: {exc}") from None
-                    for j, i in enumerate(idx):
-                        outputs[i] = enc[j]
-                        images[i] = None  # type: ignore[call-overload]  # the plain image is no longer needed
-                        meta = files_meta.setdefault(out_chunk[i], {})
-                        if per_image:
-                            meta["nonce"] = nonces[j].hex()
-                        if pad:
-                            meta["orig_shape"] = list(shape[:2])
-                    del batch, enc
-                shapes.add(shape)
-            del images
-            encoded = list(pool.map(lambda o: image_bytes(o, file_format, quality, subsampling), outputs))
-            del outputs
-            for out_rel, data in zip(out_chunk, encoded):
-                # digest of the ciphertext file: lets decrypt name files that do not belong to this tree
-                files_meta[out_rel]["sha256"] = hashlib.sha256(data).hexdigest()
-            list(pool.map(lambda pair: _write(tmp / pair[0], pair[1]), zip(out_chunk, encoded)))
-            _pause_for_test()
-            if progress:
-                progress(n_read)
-        _report_bad(bad, skip_bad, len(rels))
-        is_jpeg = file_format == "jpeg"
-        record = EncryptionRecord.from_cipher(cipher, jpeg_quality=quality if is_jpeg else None,
-                                              subsampling=subsampling if is_jpeg else None,
-                                              image_shape=next(iter(shapes)) if len(shapes) == 1 else None)
-        manifest = build_manifest(record, steps=cipher.describe()["steps"], file_format=file_format,
-                                  file_count=len(files_meta), classes=classes, files=files_meta,
-                                  **resize_fields(resize))
-        write_manifest(tmp, manifest)
-    return manifest
+def report_bad(bad: List[str], skip_bad: bool, total: int) -> None:
+    """All the files that could not be read, in one line: an error, or with ``--skip-bad`` a warning."""
+    if not bad:
+        return
+    listed = "; ".join(bad)
+    if not skip_bad or len(bad) == total:
+        hint = "none could be read" if len(bad) == total else "fix or remove them, or pass --skip-bad to go on"
+        raise PatchcryptError(f"{len(bad)} of {total} file(s) cannot be read ({hint}): {listed}")
+    warnings.warn(f"--skip-bad: left out {len(bad)} of {total} file(s) that cannot be read: {listed}")
 
+
+class Encryptor:
+    """Encrypts a plan's units into a folder; collects file records, shard records and image shapes.
+
+    ``salt``: per-image nonces derived from the file's index (:func:`salted_nonce`), the same in every process;
+    None draws a fresh nonce per image. ``bad``: a list that collects the files that cannot be read (each
+    left out, and named later by :func:`report_bad`); None stops at the first.
+    """
+
+    def __init__(self, plan: Plan, cipher, opts: EncryptOptions, salt: Optional[bytes],
+                 bad: Optional[List[str]] = None):
+        self.plan, self.cipher, self.opts, self.salt, self.bad = plan, cipher, opts, salt, bad
+        self.files: Dict[int, Dict] = {}
+        self.shards: List[Dict] = []
+        self.shapes: Dict[int, tuple] = {}
+
+    def _read(self, i: int) -> Optional[np.ndarray]:
+        if self.bad is None:
+            return self.plan.read(i, self.opts.resize)
+        try:
+            return self.plan.read(i, self.opts.resize)
+        except PatchcryptError as exc:
+            self.bad.append(str(exc))
+            return None
+
+    def encrypt(self, idx: List[int], pool) -> Tuple[List[int], List[bytes]]:
+        """(the files of ``idx`` that could be read, their encrypted files' bytes)."""
+        images = list(pool.map(self._read, idx))
+        keep = [j for j, img in enumerate(images) if img is not None]
+        idx, images = [idx[j] for j in keep], [images[j] for j in keep]
+        groups: Dict[tuple, List[int]] = {}
+        for j, img in enumerate(images):
+            groups.setdefault(img.shape, []).append(j)
+        outputs: List[Any] = [None] * len(idx)
+        for shape, group in groups.items():
+            _check_padded(self.cipher, shape, self.plan.root / self.plan.rels[idx[group[0]]])
+            for sub in sub_batches(group, self.opts.per_image):
+                self._encrypt_batch([idx[j] for j in sub], [j for j in sub], images, outputs, shape)
+        del images
+        o = self.opts
+        encoded = list(pool.map(lambda im: image_bytes(im, o.file_format, o.quality, o.subsampling), outputs))
+        for i, data in zip(idx, encoded):
+            # digest of the ciphertext file: lets decrypt name files that do not belong to this data set
+            self.files[i]["sha256"] = hashlib.sha256(data).hexdigest()
+        return idx, encoded
+
+    def _encrypt_batch(self, files: List[int], at: List[int], images: List[Any], outputs: List[Any],
+                       shape: tuple) -> None:
+        """Encrypt ``images[at]`` (source files ``files``) into ``outputs[at]``, freeing each plain image."""
+        nonces = None
+        if self.opts.per_image:
+            nonces = ([salted_nonce(self.salt, i) for i in files] if self.salt is not None
+                      else self.cipher.new_nonces(len(files)))
+        # one image: a view, not a copy (a 40 MP image is 120 MB)
+        batch = images[at[0]][None] if len(at) == 1 else np.stack([images[j] for j in at])
+        try:
+            enc = self.cipher.encrypt(batch, nonces)
+        except PatchcryptError as exc:
+            raise PatchcryptError(f"{self.plan.root / self.plan.rels[files[0]]}: {exc}") from None
+        del batch
+        for k, (i, j) in enumerate(zip(files, at)):
+            outputs[j], images[j] = enc[k], None  # the plain image is no longer needed
+            meta = self.files.setdefault(i, {})
+            if self.opts.per_image:
+                meta["nonce"] = nonces[k].hex()
+            if self.opts.pad:
+                meta["orig_shape"] = list(shape[:2])
+            self.shapes[i] = shape
+
+    def run(self, units: range, out: Path, progress: Optional[Callable[[int], None]]) -> None:
+        """Encrypt ``units`` of the plan into ``out``: the files CHUNK at a time, then the shards one by one."""
+        plan, ext = self.plan, self.opts.suffix[1:]
+        with ThreadPoolExecutor(WORKERS) as pool:
+            tree = [u for u in units if plan.units[u][0] is None]
+            for start in range(0, len(tree), CHUNK):  # one file per unit: CHUNK files a step
+                idx = [plan.units[u][1][0] for u in tree[start:start + CHUNK]]
+                done, encoded = self.encrypt(idx, pool)
+                list(pool.map(lambda p: _write(out / plan.out_rels[p[0]], p[1]), zip(done, encoded)))
+                _pause_for_test()
+                if progress:
+                    progress(len(idx))
+            for u in units:
+                name, idx = plan.units[u]
+                if name is None:
+                    continue
+                idx, encoded = self.encrypt(idx, pool)
+                cls = plan.classes or []
+                rec = write_shard(out / name, [(sample_key(i), ext, d, plan.labels[i],
+                                                cls[plan.labels[i]] if plan.labels[i] is not None else None,
+                                                plan.out_rels[i]) for i, d in zip(idx, encoded)])
+                self.shards.append({"path": name, **rec})
+                if progress:
+                    progress(len(idx))
+
+    def result(self) -> Dict[str, Any]:
+        return {"files": self.files, "shards": self.shards, "shapes": self.shapes,
+                "skipped": len(self.bad or [])}
+
+
+def run_manifest(plan: Plan, cipher, key_fp: str, opts: EncryptOptions, results: List[Dict[str, Any]],
+                 salt: Optional[bytes], source_order: bool = True) -> Dict[str, Any]:
+    """The manifest of the whole run from every rank's or part's results; plus ``layout``/``shards`` for
+    shards and ``nonce_salt`` for salted per-image nonces. ``source_order``: files listed in the source's
+    order (every split of a run gives the same manifest); else in the order they were encrypted."""
+    files: Dict[int, Dict] = {}
+    shapes: Dict[int, tuple] = {}
+    shards: List[Dict] = []
+    for r in results:
+        files.update({int(k): v for k, v in r["files"].items()})
+        shapes.update({int(k): tuple(v) for k, v in r["shapes"].items()})
+        shards += r["shards"]
+    distinct = sorted(set(shapes.values()))
+    is_jpeg = opts.file_format == "jpeg"
+    record = EncryptionRecord.from_cipher(cipher, jpeg_quality=opts.quality if is_jpeg else None,
+                                          subsampling=opts.subsampling if is_jpeg else None,
+                                          image_shape=distinct[0] if len(distinct) == 1 else None)
+    extra: Dict[str, Any] = {}
+    if shards:
+        extra["layout"] = "webdataset"
+        extra["shards"] = sorted(shards, key=lambda s: [u[0] for u in plan.units].index(s["path"]))
+    if opts.per_image and salt is not None:
+        extra["nonce_salt"] = salt.hex()
+    extra.update(resize_fields(opts.resize))
+    skipped = sum(int(r.get("skipped", 0)) for r in results)
+    return build_manifest(record.replace(key_fingerprint=key_fp), steps=cipher.describe()["steps"],
+                          file_format=opts.file_format, file_count=len(plan.rels) - skipped, classes=plan.classes,
+                          files={plan.out_rels[i]: files[i] for i in (sorted(files) if source_order else files)},
+                          **extra)
+
+
+# -- decrypt ----------------------------------------------------------------------------------------------------
 def load_manifest_for(src: Path) -> Tuple[Path, Dict]:
     """(the encrypted tree's root, its manifest) for a tree or a file in one; a one-line error when none."""
     found = find_manifest(src if src.is_dir() else src.parent)
@@ -168,82 +259,38 @@ def load_manifest_for(src: Path) -> Tuple[Path, Dict]:
         raise PatchcryptError(f"{src}: no {MANIFEST_NAME} found; was it written by 'patchcrypt encrypt'?")
     return found
 
-def _foreign_files(root: Path, manifest: Dict, rels: List[str]) -> List[str]:
-    """Files in the tree the manifest does not list (version 2 lists every file it wrote)."""
-    if manifest.get("version", 1) < 2:
-        warnings.warn(f"{root}: the manifest predates file digests; files cannot be checked")
-        return []
-    files_meta = manifest.get("files") or {}
-    return [r for r in rels if "sha256" not in files_meta.get(r, {})]
 
-def _refuse_foreign(root: Path, bad: List[str], why: str) -> None:
-    shown = ", ".join(bad[:5]) + (f" and {len(bad) - 5} more" if len(bad) > 5 else "")
-    raise PatchcryptError(f"{root}: {len(bad)} file(s) do not belong to this encrypted tree ({why}): {shown}; "
-                          "nothing was decrypted")
+def decrypt_into(out: Path, cipher, manifest: Dict, record: EncryptionRecord, batches: Iterable[List[Encrypted]],
+                 pool, progress: Optional[Callable[[int], None]]) -> Tuple[int, Dict[str, str]]:
+    """Decrypt every batch of checked files into PNG files under ``out``; returns (the file count, {output
+    file: SHA-256 of its bytes}) for the marker."""
+    upsampling = record.jpeg_upsampling  # the one rule for EtC JPEGs (decrypt, server, training)
+    mode = "L" if cipher.spec.composite else None
+    n, written = 0, {}
+    for batch in batches:
+        # header only: a file of another size than the manifest says is refused, never decoded
+        limits = [check_file_shape(cipher, manifest, meta, data, Path(name)) for _, _, data, meta, name in batch]
+        images = list(pool.map(lambda p: decode_image(p[0][2], mode, p[0][4], upsampling, limit=p[1]),
+                               zip(batch, limits)))
+        items = []
+        for (rel, _, _, meta, name), img in zip(batch, images):
+            nonces = [bytes.fromhex(meta["nonce"])] if "nonce" in meta else None
+            if record.per_image and nonces is None:
+                raise PatchcryptError(f"{name}: the manifest has no nonce for this file")
+            crop = tuple(meta["orig_shape"]) if "orig_shape" in meta else None
+            items.append((rel, img, nonces, crop))
+        del images
+        decoded = decrypt_batch(cipher, items, record.per_image)
+        del items
+        encoded = list(pool.map(lambda o: image_bytes(o, "png"), decoded))
+        outs = [b[1] for b in batch]
+        written.update(zip(outs, pool.map(lambda e: hashlib.sha256(e).hexdigest(), encoded)))
+        list(pool.map(lambda pair: _write(out / pair[0], pair[1]), zip(outs, encoded)))
+        n += len(batch)
+        if progress:
+            progress(len(batch))
+    return n, written
 
-def decrypt_tree(src: Path, dst: Path, key: Key, scheme: Optional[str] = None, force: bool = False,
-                 progress: Optional[Callable[[int], None]] = None) -> int:
-    """Decrypt a tree written by :func:`encrypt_tree` into ``dst`` (PNG files); returns the file count.
-
-    Every file is checked against the manifest's SHA-256 first; files it does not list or whose bytes differ
-    are named in the error and nothing is written (a foreign file would otherwise decrypt to noise).
-    """
-    src, dst = Path(src), Path(dst)
-    root, manifest = load_manifest_for(src)
-    record = EncryptionRecord.from_manifest(manifest)
-    if scheme is not None and scheme != record.scheme:
-        raise PatchcryptError(f"wrong scheme: the data was encrypted with {record.scheme!r}, not {scheme!r}")
-    cipher = record.cipher(key)  # refuses a key whose fingerprint is not the manifest's
-    per_image = record.per_image
-    _, rels = list_sources(root)
-    foreign = _foreign_files(root, manifest, rels)
-    if foreign:
-        _refuse_foreign(root, foreign, "not in its manifest")
-    out_rels = output_names(rels, ".png", root)
-    check_destination(root, dst, force)
-    files_meta = manifest.get("files") or {}
-    verify = manifest.get("version", 1) >= 2
-    upsampling = record.jpeg_upsampling
-    changed: List[str] = []
-    written: Dict[str, str] = {}  # output file -> SHA-256 of its bytes, for the marker
-    n = 0
-    with Staging(dst) as tmp, ThreadPoolExecutor(WORKERS) as pool:
-        for start in range(0, len(rels), CHUNK):
-            chunk, out_chunk = rels[start:start + CHUNK], out_rels[start:start + CHUNK]
-            datas = [read_image_file(root / r) for r in chunk]
-            if verify:
-                digests = list(pool.map(lambda d: hashlib.sha256(d).hexdigest(), datas))
-                changed += [r for r, dg in zip(chunk, digests) if files_meta[r]["sha256"] != dg]
-                if changed:  # keep checking the rest so the error names every one; decode nothing more
-                    continue
-            # header only: a file of another size than the manifest says is refused, never decoded
-            limits = [check_file_shape(cipher, manifest, files_meta.get(r, {}), d, root / r)
-                      for r, d in zip(chunk, datas)]
-            images = list(pool.map(lambda p: decode_image(p[1], "L" if cipher.spec.composite else None,
-                                                          str(root / p[0]), upsampling, limit=p[2]),
-                                   zip(chunk, datas, limits)))
-            del datas
-            outputs = []
-            for r, img in zip(chunk, images):
-                meta = files_meta.get(r, {})
-                nonces = [bytes.fromhex(meta["nonce"])] if "nonce" in meta else None
-                if per_image and nonces is None:
-                    raise PatchcryptError(f"{root / r}: the manifest has no nonce for this file")
-                crop = tuple(meta["orig_shape"]) if "orig_shape" in meta else None
-                outputs.append((r, img, nonces, crop))
-            del images
-            decoded = decrypt_batch(cipher, outputs, per_image)
-            del outputs
-            encoded = list(pool.map(lambda o: image_bytes(o, "png"), decoded))
-            written.update(zip(out_chunk, pool.map(lambda e: hashlib.sha256(e).hexdigest(), encoded)))
-            list(pool.map(lambda pair: _write(tmp / pair[0], pair[1]), zip(out_chunk, encoded)))
-            n += len(chunk)
-            if progress:
-                progress(len(chunk))
-        if changed:
-            _refuse_foreign(root, changed, "changed since encryption: digest differs")
-        write_decrypt_marker(tmp, key.fingerprint, written)
-    return n
 
 def check_file_shape(cipher, manifest: Dict, meta: Dict, data: bytes, name: Path) -> Optional[int]:
     """Refuse a file whose header declares another size than the manifest's ``image_shape`` (or its own
