@@ -103,6 +103,21 @@ def test_outputs_are_the_recorded_bytes(name, setup, tmp_path):
     assert run_case(name, src, key, tmp_path) == EXPECTED[name]
 
 
+@pytest.mark.parametrize("layout", [[], ["--shard-size", "5"], ["--part", "1/2"], ["--salt", SALT]])
+def test_every_run_refuses_pad_past_the_pixel_limit(layout, setup, tmp_path, capsys, monkeypatch):
+    """One loop, one rule: an image that --pad would grow past the pixel limit is refused, naming it, in one
+    process and in shards, parts and salted runs alike (20x20 pads to 24x24 = 576 pixels at M=8)."""
+    src, key = setup
+    monkeypatch.setenv("PATCHCRYPT_MAX_PIXELS", "420")
+    dst = tmp_path / "enc"
+    code = main(["encrypt", str(src), str(dst), "--key", str(key), "--scheme", "etc", "--block-size", "8", "--pad",
+                 *layout])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and len(err.splitlines()) == 1, err
+    assert "--pad would make it 24x24 = 576 pixels, over the limit of 420" in err
+    assert not dst.exists() or not any(dst.rglob("*.png"))
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
