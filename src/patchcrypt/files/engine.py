@@ -158,7 +158,7 @@ class Encryptor:
         for shape, group in groups.items():
             _check_padded(self.cipher, shape, self.plan.root / self.plan.rels[idx[group[0]]])
             for sub in sub_batches(group, self.opts.per_image):
-                self._encrypt_batch([idx[j] for j in sub], [j for j in sub], images, outputs, shape)
+                self._encrypt_batch([idx[j] for j in sub], sub, images, outputs, shape)
         del images
         o = self.opts
         encoded = list(pool.map(lambda im: image_bytes(im, o.file_format, o.quality, o.subsampling), outputs))
