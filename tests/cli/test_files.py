@@ -152,7 +152,7 @@ def test_disk_write_failure_leaves_destination(tree, key, tmp_path, capsys, monk
     dst = tmp_path / "dst"
     assert run(capsys, *encrypt_args(tree, dst, key))[0] == 0  # a previous output: --force may replace it
     before = sorted((p.relative_to(dst), p.read_bytes()) for p in dst.rglob("*") if p.is_file())
-    import patchcrypt.files as files
+    import patchcrypt.files.engine as files
 
     def full_disk(path, data):
         raise OSError(28, "No space left on device")

@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-import patchcrypt.files as files_mod
+import patchcrypt.files.engine as files_mod
 from patchcrypt.codec import encode_png, write_image
 
 from cli_helpers import encrypt_args, make_tree, one_line_error, run

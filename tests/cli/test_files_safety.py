@@ -104,7 +104,7 @@ import signal, sys
 # Ctrl-C as in a terminal: a test run from a background job (nohup, `&`, some CI runners) starts with SIGINT
 # ignored, which Python and every child keep; then the interrupt would never arrive
 signal.signal(signal.SIGINT, signal.default_int_handler)
-import patchcrypt.files as files
+import patchcrypt.files.engine as files
 files.CHUNK = 8   # several steps, so the interrupt lands with chunks still to do
 from patchcrypt.cli import main
 sys.exit(main(sys.argv[1:]))

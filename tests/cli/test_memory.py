@@ -95,7 +95,7 @@ def test_memory_error_is_one_line(tmp_path, capsys, monkeypatch):
     def exhausted(*a, **k):
         raise MemoryError()
 
-    monkeypatch.setattr(cli_files, "encrypt_tree", exhausted)
+    monkeypatch.setattr(cli_files, "encrypt_data", exhausted)
     key = tmp_path / "k.key"
     Key.generate().save(key)
     code, _, err = run(capsys, "encrypt", tmp_path, tmp_path / "out", "-k", key, "-s", "etc", "-m", "16")

@@ -28,12 +28,6 @@ Use = Tuple[str, str]  # (using module, "defining.module:_name")
 # Known uses, "using module" -> names it takes from others, each to be removed by the change that makes the
 # name public or moves the code. The goal: at most 8.
 KNOWN: Dict[str, Set[str]] = {
-    # files.py grew into files.py + parts.py; the engine they share is to become one public module
-    "patchcrypt.parts": {"patchcrypt.files:_Staging", "patchcrypt.files:_WORKERS",
-                         "patchcrypt.files:_check_destination", "patchcrypt.files:_check_file_shape", "patchcrypt.files:_class_names",
-                         "patchcrypt.files:_decode_file", "patchcrypt.files:_decrypt_batch",
-                         "patchcrypt.files:_list_sources", "patchcrypt.files:_output_names",
-                         "patchcrypt.files:_sub_batches"},
     # the cipher base's helpers, reused by the grayscale scheme and the program's band size
     "patchcrypt.ciphers.base": {"patchcrypt.ciphers.program:_BAND"},
     "patchcrypt.ciphers.etc_gray": {"patchcrypt.ciphers.base:_is_torch", "patchcrypt.ciphers.base:_to_batch"},

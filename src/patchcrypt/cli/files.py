@@ -11,7 +11,8 @@ import typer
 
 from ..ciphers.lossy import check_lossy_format
 from ..codec import MAX_PIXELS_ENV
-from ..files import decrypt_tree, encrypt_tree, parse_size
+from ..files import EncryptOptions, parse_part, parse_salt, parse_size
+from ..files import decrypt as decrypt_data, encrypt as encrypt_data
 from ..errors import PatchcryptError
 from ..keys import Key
 from ..runtime import progress
@@ -77,32 +78,17 @@ def encrypt(
     check_lossy_format(scheme, block_size, fmt, subsampling, allow_lossy)
     _set_max_pixels(max_pixels)
     k = Key.load(key)
-    from ..data.shards import is_shard_folder
-
-    plain_shards = src.is_dir() and not (src / "patchcrypt.json").exists() and is_shard_folder(src, "train")
-    if shard_size is not None or part is not None or salt is not None or "RANK" in os.environ or plain_shards:
-        from ..parts import encrypt_split, parse_part, parse_salt
-
-        if skip_bad:
-            raise PatchcryptError("--skip-bad works on one process writing a folder; remove the bad files for "
-                                  "--shard-size, --part, --salt or torchrun")
-        parsed = parse_part(part)
-        with _memory_guard("encrypting"), progress(desc="encrypt", unit="file") as bar:
-            manifest = encrypt_split(src, dst, k, scheme, block_size, fmt, quality, subsampling, parse_size(resize),
-                                     pad, per_image, force, shard_size, parsed, parse_salt(salt), progress=bar.update)
-        if parsed:
-            typer.echo(f"encrypted part {parsed[0]}/{parsed[1]} ({len(manifest['files'])} file(s)) into {dst}; "
-                       f"join the parts with 'patchcrypt merge-manifests {dst}'")
-        elif manifest:  # rank 0 (or one process)
-            typer.echo(f"encrypted {manifest['file_count']} file(s) with {manifest['scheme']} (M={block_size}, key "
-                       f"{k.fingerprint}) into {dst}" + (f" as {len(manifest['shards'])} shard(s)"
-                                                        if manifest.get("shards") else ""))
-        return
+    options = EncryptOptions(scheme, block_size, fmt, quality, subsampling, parse_size(resize), pad, per_image,
+                             force, shard_size, parse_part(part), parse_salt(salt), skip_bad)
     with _memory_guard("encrypting"), progress(desc="encrypt", unit="file") as bar:
-        manifest = encrypt_tree(src, dst, k, scheme, block_size, fmt, quality, subsampling, parse_size(resize),
-                                pad, per_image, force, progress=bar.update, skip_bad=skip_bad)
-    typer.echo(f"encrypted {manifest['file_count']} file(s) with {manifest['scheme']} (M={block_size}, key "
-               f"{k.fingerprint}) into {dst}")
+        manifest = encrypt_data(src, dst, k, options, progress=bar.update)
+    if options.part:
+        typer.echo(f"encrypted part {options.part[0]}/{options.part[1]} ({len(manifest['files'])} file(s)) into "
+                   f"{dst}; join the parts with 'patchcrypt merge-manifests {dst}'")
+    elif manifest:  # rank 0 (or one process)
+        typer.echo(f"encrypted {manifest['file_count']} file(s) with {manifest['scheme']} (M={block_size}, key "
+                   f"{k.fingerprint}) into {dst}" + (f" as {len(manifest['shards'])} shard(s)"
+                                                    if manifest.get("shards") else ""))
 
 
 @app.command()
@@ -121,15 +107,6 @@ def decrypt(
     """
     _set_max_pixels(max_pixels)
     k = Key.load(key)
-    from ..data.shards import is_shard_folder
-
-    if is_shard_folder(src):
-        from ..parts import decrypt_shards
-
-        with _memory_guard("decrypting"), progress(desc="decrypt", unit="file") as bar:
-            n = decrypt_shards(src, dst, k, scheme, force, progress=bar.update)
-        typer.echo(f"decrypted {n} file(s) into {dst}")
-        return
     with _memory_guard("decrypting"), progress(desc="decrypt", unit="file") as bar:
-        n = decrypt_tree(src, dst, k, scheme, force, progress=bar.update)
+        n = decrypt_data(src, dst, k, scheme, force, progress=bar.update)
     typer.echo(f"decrypted {n} file(s) into {dst}")
