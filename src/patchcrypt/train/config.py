@@ -12,7 +12,7 @@ from ..bounded import METADATA_MAX, read_text_bounded
 from ..errors import PatchcryptError
 from ..models import list_models
 from ..models.checkpoint import check_model_kwargs
-from ..train_data import val_fraction
+from ..data.loading import val_fraction
 
 # fields that may change on --resume without changing the result
 RESUME_FREE = {"epochs", "device", "workers", "resume", "config", "out", "stream"}

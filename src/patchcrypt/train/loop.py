@@ -26,7 +26,7 @@ from ..models import check_block_size
 from ..models.vit_inv import per_image_warning
 from ..record import EncryptionRecord
 from ..runtime import resolve_device, train_epoch
-from ..train_data import TrainData, open_training_data, split_validation
+from ..data.loading import TrainData, open_training_data, split_validation
 from .config import TrainConfig, check_config
 from .dist import Dist, setup_distributed, teardown_distributed, wrap_ddp
 from .finetune import freeze_backbone

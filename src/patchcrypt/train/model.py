@@ -14,7 +14,7 @@ from ..models import check_block_size, create_model
 from ..models.checkpoint import KWARG_BOUNDS
 from ..models.registry import model_entrypoint
 from ..record import EncryptionRecord
-from ..train_data import declared_size
+from ..data.loading import declared_size
 from .config import TrainConfig
 from .dist import Dist
 from .finetune import prepare_finetune
