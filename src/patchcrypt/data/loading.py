@@ -32,7 +32,7 @@ from .imageset import ImageSet
 from .readers import encrypted_size, eval_folder, has_splits, load_dataset, other_size, val_folder
 from .resize import RESIZE_RULE, random_resized_crop, sample_rng
 from .shards import is_shard_folder, open_shards
-from .split import hold_out, split_test_mask
+from .split import hold_out, split_test_mask, val_fraction
 from .stream import FileSet, StreamDataset, default_workers, make_loader, memory_budget, open_files
 
 Images = Union[ImageSet, FileSet]
@@ -139,19 +139,6 @@ def _split_files(path: Path, seed: int) -> Optional[Tuple[FileSet, FileSet]]:
         return None
     is_test = split_test_mask(full.labels, seed)
     return full.take(np.flatnonzero(~is_test)), full.take(np.flatnonzero(is_test))
-
-
-def val_fraction(val_split: str) -> Optional[float]:
-    """The share of ``train/`` that ``--val-split`` holds out (``"0.1"`` → 0.1), or None for a name
-    (auto, none, a folder). A number outside (0, 0.5] is one line."""
-    try:
-        share = float(val_split)
-    except ValueError:
-        return None
-    if not 0 < share <= 0.5:
-        raise PatchcryptError(f"--val-split {val_split}: a share of train/ to hold out must be in (0, 0.5], "
-                              "e.g. 0.1; or give auto, none or a folder name")
-    return share
 
 
 def split_validation(cfg: Any, path: Path, train: Images,
@@ -317,5 +304,5 @@ def stream_logits(files: FileSet, logits_of, batch_size: int = 256, workers: Opt
     return np.concatenate(out), np.concatenate(labels)
 
 
-__all__ = ["TrainData", "open_training_data", "split_validation", "val_fraction", "declared_size",
+__all__ = ["TrainData", "open_training_data", "split_validation", "declared_size",
            "open_eval_stream", "stream_logits"]

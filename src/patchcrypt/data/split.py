@@ -37,6 +37,19 @@ def hold_out(labels: np.ndarray, share: float, seed: int) -> np.ndarray:
                            lambda n: max(1, int(round(n * share))) if n > 1 else 0)
 
 
+def val_fraction(val_split: str) -> Optional[float]:
+    """The share of ``train/`` that ``--val-split`` holds out (``"0.1"`` → 0.1), or None for a name
+    (auto, none, a folder). A number outside (0, 0.5] is one line."""
+    try:
+        share = float(val_split)
+    except ValueError:
+        return None
+    if not 0 < share <= 0.5:
+        raise PatchcryptError(f"--val-split {val_split}: a share of train/ to hold out must be in (0, 0.5], "
+                              "e.g. 0.1; or give auto, none or a folder name")
+    return share
+
+
 def subset_positions(labels: np.ndarray, n: Optional[int], seed: int = 0) -> np.ndarray:
     """Sorted positions of a class-balanced deterministic subset of ``n`` images (all when ``n`` is None or
     ≥ len): classes taken round-robin in a seeded order, so a subset is balanced and a prefix of a larger
@@ -57,4 +70,4 @@ def subset_positions(labels: np.ndarray, n: Optional[int], seed: int = 0) -> np.
     return np.sort(np.array(picked, dtype=np.int64))
 
 
-__all__ = ["stratified_mask", "split_test_mask", "hold_out", "subset_positions"]
+__all__ = ["stratified_mask", "split_test_mask", "val_fraction", "hold_out", "subset_positions"]
