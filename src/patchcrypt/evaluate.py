@@ -46,7 +46,7 @@ def prepare_images(ckpt: Dict[str, Any], data, key_path: Optional[str] = None) -
 def evaluate_checkpoint(run, data_path, key: Optional[str] = None, split: Optional[str] = "test",
                         device: Optional[str] = None, out_dir: Optional[Path] = None) -> Dict[str, Any]:
     """Evaluate a run (or checkpoint) on ``data_path``; writes evaluation.json and confusion.png to ``out_dir``."""
-    from .train_data import open_eval_stream, stream_logits
+    from .data.loading import open_eval_stream, stream_logits
 
     ckpt = load_checkpoint(run)
     path = Path(data_path)

@@ -1,4 +1,5 @@
-"""Run-time helpers shared by training, evaluation, attacks and benchmarks: device choice, progress bars."""
+"""Run-time helpers shared by training, evaluation, attacks and benchmarks: device choice, progress bars, the
+learned attacks' optimisation loop, the check that a loss is finite."""
 
 from __future__ import annotations
 
@@ -53,7 +54,8 @@ def progress(iterable: Optional[Iterable[T]] = None, total: Optional[int] = None
 def train_epoch(loss_fn, optimizer: "torch.optim.Optimizer", batches: Iterable, *, desc: str = "train",
                 total: Optional[int] = None, scheduler=None,
                 disable: Optional[bool] = None, check_every: Optional[int] = None) -> dict:
-    """The one optimisation loop of the project (trainer, GAN/ITN attacks): one pass over ``batches``.
+    """The optimisation loop of the learned attacks (GAN, ITN): one pass over ``batches``. (The trainer's
+    step, with its augmentation and clipping, is :func:`patchcrypt.train.loop.train_step`.)
 
     Args:
         loss_fn: ``loss_fn(batch) -> (loss tensor, n_items)``; it may update other modules itself (e.g. a
@@ -80,7 +82,7 @@ def train_epoch(loss_fn, optimizer: "torch.optim.Optimizer", batches: Iterable, 
             if every is None:
                 every = 1 if loss.device.type == "cpu" else 32
             if every == 1:
-                total_loss += _finite(loss.detach(), desc) * n  # one read per step: before the step is taken
+                total_loss += finite_loss(loss.detach(), desc) * n  # one read per step: before the step is taken
             else:
                 pending = loss.detach() * n if pending is None else pending + loss.detach() * n
             loss.backward()
@@ -90,17 +92,17 @@ def train_epoch(loss_fn, optimizer: "torch.optim.Optimizer", batches: Iterable, 
             items += n
             bar.update(n)
             if pending is not None and step % every == 0:
-                total_loss, pending = total_loss + _finite(pending, desc), None
+                total_loss, pending = total_loss + finite_loss(pending, desc), None
             if step % (every or 1) == 0:
                 bar.set_postfix(loss=f"{total_loss / max(items, 1):.4f}", refresh=False)
         if pending is not None:
-            total_loss += _finite(pending, desc)
+            total_loss += finite_loss(pending, desc)
     seconds = time.perf_counter() - t0
     return {"loss": total_loss / max(items, 1), "items": items, "seconds": seconds,
             "items_per_s": items / seconds if seconds > 0 else 0.0}
 
 
-def _finite(value: "torch.Tensor", desc: str) -> float:
+def finite_loss(value: "torch.Tensor", desc: str) -> float:
     """``value`` as a Python float (one host read); a one-line error if the loss diverged (inf or NaN)."""
     out = float(value)
     if out != out or out in (float("inf"), float("-inf")):

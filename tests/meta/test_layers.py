@@ -4,9 +4,10 @@ Layers, lowest first; a module may import its own layer and the ones below, neve
 
     0 errors, atomic, bounded, runtime, security
     1 keys, blocks, codec, metrics
-    2 ciphers, data, record, augment (device-side augmentation kernels)
+    2 ciphers, data (readers, and the train/test loading of data.loading), record, augment (device-side
+      augmentation kernels)
     3 models, attacks, files, parts, inference, transforms
-    4 train, train_data, serve, report
+    4 train, serve, report
     5 evaluate
     6 cli, __main__, the package root (the public façade)
 
@@ -34,7 +35,7 @@ LAYERS: Dict[str, int] = {
     "keys": 1, "blocks": 1, "codec": 1, "metrics": 1,
     "ciphers": 2, "data": 2, "record": 2, "augment": 2,
     "models": 3, "attacks": 3, "files": 3, "parts": 3, "inference": 3, "transforms": 3,
-    "train": 4, "train_data": 4, "serve": 4, "report": 4,
+    "train": 4, "serve": 4, "report": 4,
     "evaluate": 5,
     "cli": 6, "__main__": 6, "": 6,  # "" is the package root, patchcrypt/__init__.py
 }

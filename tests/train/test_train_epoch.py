@@ -1,4 +1,5 @@
-"""The one optimisation loop (patchcrypt.runtime.train_epoch): how often it reads the loss on the host."""
+"""The learned attacks' optimisation loop (patchcrypt.runtime.train_epoch): how often it reads the loss on the
+host."""
 
 import pytest
 import torch

@@ -8,6 +8,7 @@ from typing import Dict, List, Optional
 import numpy as np
 
 from ..errors import PatchcryptError
+from .split import subset_positions
 
 
 @dataclass
@@ -52,20 +53,8 @@ class ImageSet:
         return replace(self, images=self.images[index], labels=self.labels[index], files=files)
 
     def subset(self, n: Optional[int], seed: int = 0) -> "ImageSet":
-        """A class-balanced deterministic subset of ``n`` images (all when ``n`` is None or ≥ len)."""
+        """A class-balanced deterministic subset of ``n`` images (all when ``n`` is None or ≥ len):
+        :func:`patchcrypt.data.split.subset_positions`."""
         if n is None or n >= len(self):
             return self
-        if n < 1:
-            raise PatchcryptError(f"subset size must be positive, got {n}")
-        rng = np.random.default_rng(seed)
-        order = rng.permutation(len(self))
-        # round-robin over classes in a seeded order: balanced, and a prefix of a larger subset
-        by_class = [order[self.labels[order] == c] for c in np.unique(self.labels)]
-        picked = []
-        depth = 0
-        while len(picked) < n:
-            for idx in by_class:
-                if depth < len(idx) and len(picked) < n:
-                    picked.append(idx[depth])
-            depth += 1
-        return self.take(np.sort(np.array(picked)))
+        return self.take(subset_positions(self.labels, n, seed))

@@ -27,6 +27,7 @@ from ..codec import decode_image, image_size, read_image_file
 from ..errors import PatchcryptError
 from .imageset import ImageSet
 from .resize import centre_crop_resize, random_resized_crop, sample_rng
+from .split import subset_positions
 
 MEMORY_BUDGET_ENV = "PATCHCRYPT_MEMORY_BUDGET"
 DEFAULT_MEMORY_BUDGET = 1 << 30  # decoded bytes; CIFAR-10 (184 MB) and 128-px photo sets stay in RAM
@@ -49,14 +50,6 @@ def memory_budget() -> int:
     """Bytes a decoded data set may take in RAM before streaming is chosen automatically."""
     text = os.environ.get(MEMORY_BUDGET_ENV, "").strip()
     return parse_bytes(text) if text else DEFAULT_MEMORY_BUDGET
-
-
-def _subset_positions(ds: ImageSet, n: int, seed: int) -> np.ndarray:
-    """Positions :meth:`ImageSet.subset` keeps (run on a stand-in that carries each position as its file name:
-    one algorithm, stated once)."""
-    index = np.arange(len(ds), dtype=np.int64)
-    tagged = ImageSet(np.zeros((len(ds), 1, 1, 1), np.uint8), ds.labels, [], files=[str(i) for i in index])
-    return np.array([int(f) for f in tagged.subset(n, seed).files], dtype=np.int64)
 
 
 @dataclass
@@ -103,10 +96,7 @@ class FileSet:
         """Class-balanced deterministic subset, the same images :meth:`ImageSet.subset` picks."""
         if n is None or n >= len(self):
             return self
-        if n < 1:
-            raise PatchcryptError(f"subset size must be positive, got {n}")
-        return self.take(_subset_positions(ImageSet(np.zeros((len(self), 1, 1, 1), np.uint8), self.labels, []),
-                                           n, seed))
+        return self.take(subset_positions(self.labels, n, seed))
 
     def name(self, i: int) -> str:
         """A readable location of image ``i`` for error messages."""

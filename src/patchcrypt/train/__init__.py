@@ -1,7 +1,7 @@
 """Training on encrypted images: ``patchcrypt train`` (one process, or DDP under ``torchrun``).
 
 Read top to bottom: resolve the config → load data → decide how images are encrypted → build the model →
-epochs of :func:`patchcrypt.runtime.train_epoch` → evaluate → checkpoint. DDP turns on only when torchrun
+epochs of :func:`~patchcrypt.train.loop.train_step` → evaluate → checkpoint. DDP turns on only when torchrun
 sets ``RANK``/``WORLD_SIZE``; every rank derives the same cipher from the same key file.
 
 Three ways in (DESIGN §6, §7):

@@ -9,10 +9,10 @@ from pathlib import Path
 from typing import Any, Dict, Optional
 
 from ..bounded import METADATA_MAX, read_text_bounded
+from ..data.split import val_fraction
 from ..errors import PatchcryptError
 from ..models import list_models
 from ..models.checkpoint import check_model_kwargs
-from ..train_data import val_fraction
 
 # fields that may change on --resume without changing the result
 RESUME_FREE = {"epochs", "device", "workers", "resume", "config", "out", "stream"}

@@ -19,6 +19,7 @@ import torch
 from ..ciphers import get_scheme
 from ..data import ImageSet, load_dataset
 from ..data.readers import has_splits
+from ..data.split import split_test_mask
 from ..errors import PatchcryptError
 from ..keys import Key
 from ..record import EncryptionRecord
@@ -60,11 +61,7 @@ def split_sets(cfg: TrainConfig) -> Tuple[ImageSet, ImageSet]:
         test = load_dataset(path, "test", min_classes=2)
     else:  # one tree: a deterministic stratified 90/10 split
         full = load_dataset(path, min_classes=2)
-        rng = np.random.default_rng(cfg.seed)
-        is_test = np.zeros(len(full), dtype=bool)
-        for c in np.unique(full.labels):
-            idx = rng.permutation(np.flatnonzero(full.labels == c))
-            is_test[idx[:max(1, len(idx) // 10)]] = True
+        is_test = split_test_mask(full.labels, cfg.seed)
         train, test = full.take(np.flatnonzero(~is_test)), full.take(np.flatnonzero(is_test))
     return train.subset(cfg.subset, cfg.seed), test.subset(cfg.test_subset, cfg.seed)
 

@@ -1,18 +1,20 @@
-""":func:`train`: set up a run, then epochs of :func:`patchcrypt.runtime.train_epoch`, test, checkpoint.
+""":func:`train`: set up a run, then epochs of :func:`train_step`, test, checkpoint.
 
 Read top to bottom: resolve the config → load data → decide how images are encrypted → build the model →
-epochs → evaluate → checkpoint. Every epoch's randomness (batch order, crops, flips, mixup, dropout) derives
-from ``(seed, epoch)``, so ``--resume`` replays a run exactly.
+epochs → evaluate → checkpoint. :func:`train_step` is one optimisation step in one place: augment, encrypt,
+forward, loss, backward, clip, step, metrics. Every epoch's randomness (batch order, crops, flips, mixup,
+dropout) derives from ``(seed, epoch)``, so ``--resume`` replays a run exactly.
 """
 
 from __future__ import annotations
 
 import math
+import time
 import warnings
 from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 import torch
 import torch.nn as nn
@@ -20,13 +22,13 @@ import torch.nn.functional as F
 
 from ..augment import random_crop_flip
 from ..data import ImageSet
+from ..data.loading import TrainData, open_training_data, split_validation
 from ..errors import PatchcryptError
 from ..inference import predict_logits, to_tensor
 from ..models import check_block_size
 from ..models.vit_inv import per_image_warning
 from ..record import EncryptionRecord
-from ..runtime import resolve_device, train_epoch
-from ..train_data import TrainData, open_training_data, split_validation
+from ..runtime import finite_loss, progress, resolve_device
 from .config import TrainConfig, check_config
 from .dist import Dist, setup_distributed, teardown_distributed, wrap_ddp
 from .finetune import freeze_backbone
@@ -185,24 +187,21 @@ def run_epoch(s: Setup, optimizer: torch.optim.Optimizer, scheduler, batches: Li
     if cfg.data_on_device:  # crops, flips and mixup drawn where the images are
         gen = torch.Generator(s.device).manual_seed(cfg.seed * 100_003 + epoch)
     s.pipe.encrypt_seconds = 0.0
-    loss_fn, correct = epoch_loss(s, gen)
     s.ddp_model.train()
     if s.head is not None:  # a linear probe: frozen features, so BatchNorm statistics and dropout stay as loaded
         s.model.eval()
         s.head.train()
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(cfg.seed * 100_003 + epoch)  # dropout / drop-path, restored afterwards
-        stats = train_epoch(loss_fn, optimizer, s.data.train_batches(batches, epoch),
-                            desc=f"epoch {epoch}/{cfg.epochs}", total=sum(len(b) for b in batches),
-                            scheduler=scheduler, disable=disable_bar)
+        stats = fit_epoch(s, optimizer, scheduler, batches, gen, epoch, disable_bar)
     with s.autocast():
         test_loss, test_acc = test(s) if s.x_test is not None else test_stream(s)
         if s.data.val is not None:  # the split that chooses the checkpoint
             val_loss, val_acc = (test(s, x=s.x_val, labels=s.y_val) if s.x_val is not None
                                  else test_stream(s, s.data.val))
-    row = {"epoch": epoch, "train_loss": round(stats["loss"], 5),
-           "train_acc": round(int(correct[0]) / max(1, stats["items"]), 5), "test_loss": round(test_loss, 5),
-           "test_acc": round(test_acc, 5), "images_per_s": round(stats["items_per_s"] * s.dist.world, 1),
+    row = {"epoch": epoch, "train_loss": round(stats["loss"], 5), "train_acc": round(stats["acc"], 5),
+           "test_loss": round(test_loss, 5), "test_acc": round(test_acc, 5),
+           "images_per_s": round(stats["items_per_s"] * s.dist.world, 1),
            "encrypt_fraction": round(s.pipe.encrypt_seconds / max(stats["seconds"], 1e-9), 5),
            "seconds": round(stats["seconds"], 2)}
     if s.data.val is not None:
@@ -210,37 +209,86 @@ def run_epoch(s: Setup, optimizer: torch.optim.Optimizer, scheduler, batches: Li
     return row, test_acc
 
 
-def epoch_loss(s: Setup, gen: torch.Generator) -> Tuple[Callable[[Tuple[torch.Tensor, torch.Tensor]],
-                                                                 Tuple[torch.Tensor, int]], List[Any]]:
-    """The loss of one batch for :func:`~patchcrypt.runtime.train_epoch`: augment the plain uint8 images
-    (N, C, H, W), encrypt them on the device, forward (under bf16 autocast with ``--amp``). Returns (loss_fn,
-    a one-element list counting correct answers, on the device). ``loss_fn`` takes (images, labels) as
-    :meth:`TrainData.train_batches` yields them."""
-    cfg, device, model = s.cfg, s.device, s.ddp_model
-    correct: List[Any] = [0]
+def fit_epoch(s: Setup, optimizer: torch.optim.Optimizer, scheduler, batches: List[torch.Tensor],
+              gen: torch.Generator, epoch: int, disable_bar: Optional[bool]) -> Dict[str, float]:
+    """One pass of :func:`train_step` over ``batches``, with a progress bar.
 
-    def loss_fn(batch: Tuple[torch.Tensor, torch.Tensor]):
-        x, y = batch
-        if s.augment == "crop-flip":
-            x = random_crop_flip(x, gen)
-        x = s.pipe(x.to(device))
-        y = y.to(device)
-        if s.augment == "mixup":
-            lam = float(torch.distributions.Beta(1.0, 1.0).sample())
-            perm = torch.randperm(len(x), generator=gen, device=gen.device).to(device)
-            with s.autocast():
-                logits = model(lam * x.float() + (1 - lam) * x[perm].float()).float()
-            loss = lam * F.cross_entropy(logits, y, label_smoothing=cfg.label_smoothing) + \
-                (1 - lam) * F.cross_entropy(logits, y[perm], label_smoothing=cfg.label_smoothing)
-        else:
-            with s.autocast():
-                logits = model(x).float()
-            loss = F.cross_entropy(logits, y, label_smoothing=cfg.label_smoothing)
-        with torch.no_grad():  # counted on the device: no host sync per step
-            correct[0] = correct[0] + (logits.argmax(1) == y).sum()
-        return loss, len(y)
+    The loss is read on the host every step on the CPU (a diverged loss is refused before its step is taken),
+    every 32 steps on an accelerator, where each read waits for the device: the running sum stays there and a
+    loss that became inf/NaN is refused at the next read (and at the end of the epoch). Correct answers are
+    counted on the device and read once, at the end.
 
-    return loss_fn, correct
+    Returns:
+        ``{"loss": mean loss per image, "acc": share answered right, "items": images, "seconds": wall time,
+        "items_per_s": throughput}``.
+    """
+    desc = f"epoch {epoch}/{s.cfg.epochs}"
+    every = 1 if s.device.type == "cpu" else 32
+    t0 = time.perf_counter()
+    total_loss, items, correct = 0.0, 0, 0
+    pending = None  # the loss summed since the last read, on the device (accelerators)
+    with progress(total=sum(len(b) for b in batches), desc=desc, disable=disable_bar) as bar:
+        for step, (x, y) in enumerate(s.data.train_batches(batches, epoch), 1):
+            loss, right = train_step(s, optimizer, scheduler, x, y, gen, desc if every == 1 else None)
+            n = len(y)
+            if every == 1:
+                total_loss += loss * n  # already read (and checked) on the host
+            else:
+                pending = loss * n if pending is None else pending + loss * n
+            correct, items = correct + right, items + n
+            bar.update(n)
+            if pending is not None and step % every == 0:
+                total_loss, pending = total_loss + finite_loss(pending, desc), None
+            if step % every == 0:
+                bar.set_postfix(loss=f"{total_loss / max(items, 1):.4f}", refresh=False)
+        if pending is not None:
+            total_loss += finite_loss(pending, desc)
+    seconds = time.perf_counter() - t0
+    return {"loss": total_loss / max(items, 1), "acc": int(correct) / max(1, items), "items": items,
+            "seconds": seconds, "items_per_s": items / seconds if seconds > 0 else 0.0}
+
+
+def train_step(s: Setup, optimizer: torch.optim.Optimizer, scheduler, x: torch.Tensor, y: torch.Tensor,
+               gen: torch.Generator, read_loss: Optional[str] = None) -> Tuple[Any, torch.Tensor]:
+    """One optimisation step on a plain uint8 batch ``x`` (N, C, H, W) with labels ``y`` (N,), top to bottom:
+    augment, encrypt, forward, loss, backward, clip, step, metrics.
+
+    ``read_loss``: read the loss on the host now, naming the epoch in the error if it diverged, so that a
+    diverged loss is refused before its step is taken; None leaves it on the device.
+
+    Returns:
+        (the batch's mean loss: a float when read, else a detached tensor on the device; the number of
+        correct answers, a tensor on the device).
+    """
+    cfg, model = s.cfg, s.ddp_model
+    optimizer.zero_grad(set_to_none=True)
+    # inputs: augment the plain images, then encrypt them on the device (and JPEG them with --jpeg-quality)
+    if s.augment == "crop-flip":
+        x = random_crop_flip(x, gen)
+    x, y = s.pipe(x.to(s.device)), y.to(s.device)
+    # forward and loss: bf16 autocast with --amp, the loss in float32
+    if s.augment == "mixup":  # a convex mix of two batches, and of their losses
+        lam = float(torch.distributions.Beta(1.0, 1.0).sample())
+        perm = torch.randperm(len(x), generator=gen, device=gen.device).to(s.device)
+        with s.autocast():
+            logits = model(lam * x.float() + (1 - lam) * x[perm].float()).float()
+        loss = lam * F.cross_entropy(logits, y, label_smoothing=cfg.label_smoothing) + \
+            (1 - lam) * F.cross_entropy(logits, y[perm], label_smoothing=cfg.label_smoothing)
+    else:
+        with s.autocast():
+            logits = model(x).float()
+        loss = F.cross_entropy(logits, y, label_smoothing=cfg.label_smoothing)
+    seen = finite_loss(loss.detach(), read_loss) if read_loss is not None else loss.detach()
+    # backward, clip the global gradient norm of the trained parameters, step, and the schedule's step
+    loss.backward()
+    if cfg.clip_grad:
+        nn.utils.clip_grad_norm_([p for group in optimizer.param_groups for p in group["params"]], cfg.clip_grad)
+    optimizer.step()
+    scheduler.step()
+    # metrics: counted on the device, no host read per step
+    with torch.no_grad():
+        correct = (logits.argmax(1) == y).sum()
+    return seen, correct
 
 
 def test(s: Setup, logits: Optional[torch.Tensor] = None, labels: Optional[torch.Tensor] = None,

@@ -9,12 +9,12 @@ import torch
 import torch.nn as nn
 
 from ..data import ImageSet
+from ..data.loading import declared_size
 from ..errors import PatchcryptError
 from ..models import check_block_size, create_model
 from ..models.checkpoint import KWARG_BOUNDS
 from ..models.registry import model_entrypoint
 from ..record import EncryptionRecord
-from ..train_data import declared_size
 from .config import TrainConfig
 from .dist import Dist
 from .finetune import prepare_finetune
@@ -77,20 +77,10 @@ def weight_decay_groups(model: nn.Module, weight_decay: float) -> list:
 
 
 def make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
-    """AdamW over :func:`weight_decay_groups`; ``cfg.fused`` picks the fused kernel, ``cfg.clip_grad`` clips
-    the global gradient norm of the trained parameters before every step (a step pre-hook, so any loop that
-    calls ``optimizer.step()`` clips)."""
-    optimizer = torch.optim.AdamW(weight_decay_groups(model, cfg.weight_decay), lr=cfg.lr,
-                                  **({"fused": True} if getattr(cfg, "fused", False) else {}))
-    clip = getattr(cfg, "clip_grad", None)
-    if clip:
-        params = [p for group in optimizer.param_groups for p in group["params"]]
-
-        def clip_before_step(opt, args, kwargs) -> None:  # a pre-hook returning None leaves step's arguments
-            nn.utils.clip_grad_norm_(params, clip)
-
-        optimizer.register_step_pre_hook(clip_before_step)
-    return optimizer
+    """AdamW over :func:`weight_decay_groups`; ``cfg.fused`` picks the fused kernel. (Gradient clipping,
+    ``cfg.clip_grad``, is a line of :func:`patchcrypt.train.loop.train_step`, between backward and step.)"""
+    return torch.optim.AdamW(weight_decay_groups(model, cfg.weight_decay), lr=cfg.lr,
+                             **({"fused": True} if getattr(cfg, "fused", False) else {}))
 
 
 def make_scheduler(optimizer: torch.optim.Optimizer, cfg: TrainConfig,

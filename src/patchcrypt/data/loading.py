@@ -26,13 +26,14 @@ from typing import Any, Iterator, List, Optional, Tuple, Union
 import numpy as np
 import torch
 
-from .data import ImageSet
-from .data.readers import encrypted_size, eval_folder, has_splits, other_size, val_folder
-from .data.shards import is_shard_folder, open_shards
-from .data.resize import RESIZE_RULE, random_resized_crop, sample_rng
-from .data.stream import FileSet, StreamDataset, default_workers, make_loader, memory_budget, open_files
-from .errors import PatchcryptError
-from .runtime import progress, to_nchw
+from ..errors import PatchcryptError
+from ..runtime import progress, to_nchw
+from .imageset import ImageSet
+from .readers import encrypted_size, eval_folder, has_splits, load_dataset, other_size, val_folder
+from .resize import RESIZE_RULE, random_resized_crop, sample_rng
+from .shards import is_shard_folder, open_shards
+from .split import hold_out, split_test_mask, val_fraction
+from .stream import FileSet, StreamDataset, default_workers, make_loader, memory_budget, open_files
 
 Images = Union[ImageSet, FileSet]
 
@@ -136,37 +137,8 @@ def _split_files(path: Path, seed: int) -> Optional[Tuple[FileSet, FileSet]]:
         full = open_files(path)
     if full is None:
         return None
-    rng = np.random.default_rng(seed)
-    is_test = np.zeros(len(full), dtype=bool)
-    for c in np.unique(full.labels):
-        idx = rng.permutation(np.flatnonzero(full.labels == c))
-        is_test[idx[:max(1, len(idx) // 10)]] = True
+    is_test = split_test_mask(full.labels, seed)
     return full.take(np.flatnonzero(~is_test)), full.take(np.flatnonzero(is_test))
-
-
-def val_fraction(val_split: str) -> Optional[float]:
-    """The share of ``train/`` that ``--val-split`` holds out (``"0.1"`` → 0.1), or None for a name
-    (auto, none, a folder). A number outside (0, 0.5] is one line."""
-    try:
-        share = float(val_split)
-    except ValueError:
-        return None
-    if not 0 < share <= 0.5:
-        raise PatchcryptError(f"--val-split {val_split}: a share of train/ to hold out must be in (0, 0.5], "
-                              "e.g. 0.1; or give auto, none or a folder name")
-    return share
-
-
-def hold_out(labels: np.ndarray, share: float, seed: int) -> np.ndarray:
-    """A stratified, seeded mask of ``share`` of each class (at least one image of a class with two or more),
-    drawn with its own stream so that it never follows the train/test split's draw."""
-    rng = np.random.default_rng([seed, 31])
-    mask = np.zeros(len(labels), dtype=bool)
-    for c in np.unique(labels):
-        idx = rng.permutation(np.flatnonzero(labels == c))
-        if len(idx) > 1:
-            mask[idx[:max(1, int(round(len(idx) * share)))]] = True
-    return mask
 
 
 def split_validation(cfg: Any, path: Path, train: Images,
@@ -194,8 +166,6 @@ def split_validation(cfg: Any, path: Path, train: Images,
     if not (path / folder).is_dir():
         raise PatchcryptError(f"--val-split {folder}: {path} has no {folder}/ folder")
     if in_ram:
-        from .data import load_dataset
-
         val = load_dataset(path / folder, min_classes=0)
     else:
         val = open_files(path / folder)
@@ -334,5 +304,5 @@ def stream_logits(files: FileSet, logits_of, batch_size: int = 256, workers: Opt
     return np.concatenate(out), np.concatenate(labels)
 
 
-__all__ = ["TrainData", "open_training_data", "split_validation", "hold_out", "val_fraction", "declared_size",
+__all__ = ["TrainData", "open_training_data", "split_validation", "declared_size",
            "open_eval_stream", "stream_logits"]
