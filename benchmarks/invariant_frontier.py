@@ -66,8 +66,11 @@ def frontier_points(table_rows: Sequence[Dict], attacks: Dict[str, Dict], datase
 
 # --nested: invariant_table cells at M = 8 (--dataset cifar8) -> (scheme, its single-image attack)
 NESTED_CELLS = {
-    "inv ViT (bs group), per-image patch-shuffle": ("patch-shuffle", "jigsaw"),
-    "inv ViT (etc-nested group, m=4, mean pool), per-image etc-nested": ("etc-nested", "hjigsaw"),
+    "inv ViT (bs group), per-image patch-shuffle": ("patch-shuffle", "jigsaw", "patch-shuffle, per-image, inv ViT"),
+    "inv ViT (etc-nested group, m=4, mean pool), per-image etc-nested": (
+        "etc-nested", "hjigsaw", "etc-nested, per-image, nested inv ViT"),
+    "inv ViT (etc-nested group, m=4) fine-tuned from plain ViT backbone, per-image etc-nested": (
+        "etc-nested", "hjigsaw", "etc-nested, per-image, nested inv ViT fine-tuned from plain"),
 }
 
 
@@ -81,12 +84,12 @@ def nested_points(table_rows: Sequence[Dict], attack_dir: Path) -> List[Dict]:
     for r in table_rows:
         if r["dataset"] != "cifar8" or r["cell"] not in NESTED_CELLS or r["preset"] not in plain:
             continue
-        scheme, attack = NESTED_CELLS[r["cell"]]
+        scheme, attack, label = NESTED_CELLS[r["cell"]]
         f = attack_dir / f"{attack}-{scheme}-m8-cifar-50.json"
         if not f.exists():
             continue
         a = json.loads(f.read_text())
-        points.append({"label": f"{scheme}, per-image, inv ViT", "gap": 100 * (plain[r["preset"]] - r["accuracy"]),
+        points.append({"label": label, "gap": 100 * (plain[r["preset"]] - r["accuracy"]),
                        "readable": a["readable"], "ssim": a["ssim_global"], "attack": attack})
     return points
 
