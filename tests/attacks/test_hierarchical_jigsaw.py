@@ -45,3 +45,10 @@ def test_solves_a_smooth_image_under_its_own_key(scheme):
     # the ciphertext itself is far from it: the attack did the work
     assert m["baselines"]["ciphertext"] < 0.6
 
+
+
+def test_one_sub_block_per_patch_is_the_ordinary_puzzle():
+    """m = M: no sub-block level; the patches are solved as EtC pieces."""
+    x = _smooth(32)
+    m = run_attack("hjigsaw", "etc-nested", 4, x, key=KEY, per_image=True).metrics()
+    assert m["n_images"] == 1 and 0.0 <= m["ssim_global"] <= 1.0

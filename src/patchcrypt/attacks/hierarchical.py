@@ -64,6 +64,8 @@ def solve_patches(image: np.ndarray, block_size: int, sub_block: int, inner: Abs
     """(H, W, C) uint8 ciphertext → the same image with every M×M patch reassembled from its sub-blocks
     (each patch in the frame of its own first piece)."""
     h, w, _ = image.shape
+    if sub_block == block_size:   # one sub-block per patch: nothing to solve at this level
+        return image.copy()
     states = states_for(set(inner) | {"BS"})
     patches = split_blocks(image[None], block_size)[0]                                 # (n, M, M, C)
     solved = np.empty_like(patches)
