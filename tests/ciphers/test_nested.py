@@ -113,6 +113,10 @@ def test_sub_blocks_stay_inside_their_patch():
         assert found
 
 
+def test_sub_block_positions_are_row_major_inside_the_patch():
+    assert sub_positions(4, 2, 1).tolist() == [[0, 1, 4, 5], [2, 3, 6, 7], [8, 9, 12, 13], [10, 11, 14, 15]]
+
+
 def test_sub_block_option_and_errors():
     c = create_cipher("etc-nested", KEY, block_size=8, sub_block=2)
     assert c.sub_block == 2 and c.describe()["sub_block"] == 2 and "key" not in c.describe()

@@ -134,11 +134,6 @@ class NestedCipher(Cipher):
         return effective_key_space_log10(self.transformations_log10(height, width, channels))
 
 
-def sub_block_of(cipher) -> int:
-    """The sub-block side m of a nested cipher, else its block size (every other scheme has one level)."""
-    return int(getattr(cipher, "sub_block", 0) or cipher.block_size)
-
-
 _HAO = "Hao, He, Wang, Wu, Zhang, Tao, Cheng (IJCAI 2025)"
 PATCH_SHUFFLE = SchemeSpec(
     "patch-shuffle", (_S("BS"),),
