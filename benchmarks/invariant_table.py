@@ -69,6 +69,8 @@ CELLS = [
     ("inv ViT (bs group), per-image patch-shuffle", INV_VIT, "patch-shuffle", True, {"invariance": "bs"}),
     ("inv ViT (etc-nested group, m=4, mean pool), per-image etc-nested", INV_VIT, "etc-nested", True,
      {"invariance": "etc-nested", "sub_block": 4}),
+    ("inv ViT (etc-nested group, m=4, attention pool), per-image etc-nested", INV_VIT, "etc-nested", True,
+     {"invariance": "etc-nested", "sub_block": 4, "inv_pool": "attn"}),
 ]
 
 
