@@ -1,6 +1,7 @@
 """Accuracy gap vs best attack SSIM, one point per scheme and variant: the privacy/accuracy frontier.
 
     .venv/bin/python benchmarks/invariant_frontier.py      # reads results/invariant_table and invariant_attacks
+    .venv/bin/python benchmarks/invariant_frontier.py --nested   # patch-shuffle / etc-nested: gap vs readable
 
 Accuracy gaps come from ``benchmarks/invariant_table.py`` (CIFAR-10 rows; gap = plain ViT − cell, points);
 best-attack SSIMs from ``benchmarks/invariant_attacks.py`` (per-image variants, M = 4). The shared-key rows
@@ -63,6 +64,36 @@ def frontier_points(table_rows: Sequence[Dict], attacks: Dict[str, Dict], datase
     return points
 
 
+# --nested: invariant_table cells at M = 8 (--dataset cifar8) -> (scheme, its single-image attack)
+NESTED_CELLS = {
+    "inv ViT (bs group), per-image patch-shuffle": ("patch-shuffle", "jigsaw", "patch-shuffle, per-image, inv ViT"),
+    "inv ViT (etc-nested group, m=4, mean pool), per-image etc-nested": (
+        "etc-nested", "hjigsaw", "etc-nested, per-image, nested inv ViT"),
+    "inv ViT (etc-nested group, m=4) fine-tuned from plain ViT backbone, per-image etc-nested": (
+        "etc-nested", "hjigsaw", "etc-nested, per-image, nested inv ViT fine-tuned from plain"),
+}
+
+
+def nested_points(table_rows: Sequence[Dict], attack_dir: Path) -> List[Dict]:
+    """``[{"label", "gap", "readable", "ssim", "attack"}]``: the cifar8 cells' accuracy gap to the plain ViT
+    at M = 8 against the readable fraction of the scheme's attack (``attack_dir/<attack>-<scheme>-m8-cifar-
+    50.json``, the CLI's ``--json`` output: CIFAR-10 test images at 32 px, M = 8, each under its own key)."""
+    plain = {r["preset"]: r["accuracy"] for r in table_rows
+             if r["dataset"] == "cifar8" and r["cell"] == "plain ViT, plain images"}
+    points = []
+    for r in table_rows:
+        if r["dataset"] != "cifar8" or r["cell"] not in NESTED_CELLS or r["preset"] not in plain:
+            continue
+        scheme, attack, label = NESTED_CELLS[r["cell"]]
+        f = attack_dir / f"{attack}-{scheme}-m8-cifar-50.json"
+        if not f.exists():
+            continue
+        a = json.loads(f.read_text())
+        points.append({"label": label, "gap": 100 * (plain[r["preset"]] - r["accuracy"]),
+                       "readable": a["readable"], "ssim": a["ssim_global"], "attack": attack})
+    return points
+
+
 def plot_frontier(points: Sequence[Dict], path: Path, goal_gap: float = 5.0, goal_ssim: float = 0.3) -> Path:
     """Scatter of accuracy gap (points) vs best attack SSIM, the goal region shaded; written atomically."""
     import matplotlib
@@ -101,8 +132,18 @@ def main(argv=None) -> int:
     ap.add_argument("--point", action="append", default=[], metavar="LABEL=GAP:SSIM",
                     help="a point measured elsewhere, e.g. 'block-pixel, one key=0.2:1.0' (the accuracy table's "
                     "gap; SSIM 1.0 where the many-image attack recovers the whole key)")
+    ap.add_argument("--nested", action="store_true", help="patch-shuffle and etc-nested at M = 8: accuracy gap "
+                    "(invariant_table.py --dataset cifar8) vs readable fraction (results/nested)")
+    ap.add_argument("--nested-attacks", type=Path, default=Path("results/nested"))
     args = ap.parse_args(argv)
     rows = load_rows(args.table)
+    if args.nested:
+        points = nested_points(rows, args.nested_attacks)
+        for p in points:
+            print(f"{p['label']}: gap {p['gap']:.2f} points, readable {p['readable']:.3f}, SSIM {p['ssim']:.3f} "
+                  f"({p['attack']})")
+        print(json.dumps(points))
+        return 0
     attacks = load(args.attacks)
     points = frontier_points(rows, attacks, plain_accuracy=args.plain_accuracy)
     done = {p["label"] for p in points}

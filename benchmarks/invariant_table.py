@@ -15,6 +15,10 @@ embedding) as the accuracy table has them; the plain ViT on per-image ``etc`` (w
 model that is not invariant); every invariant variant on its per-image ciphertexts (``step-bs``,
 ``etc-bs-rf``, ``etc-bs-rf-np``, ``etc``) with the canonicalising embedding; ``etc`` with the orbit-pooled
 embedding; and (``--finetune``) the invariant ViT fine-tuned from the plain ViT's weights.
+``--dataset cifar8`` (M = 8 at 32 px): the plain ViT, ``patch-shuffle`` with the block-order-invariant ViT and
+``etc-nested`` with the nested invariant ViT (m = 4 sub-blocks pooled per patch); with ``--finetune`` also
+the nested ViT started from the plain ViT's backbone, class token and head (its sub-block embedding has no
+counterpart in the plain patch embedding and starts fresh).
 
 Resumable: every cell is a run folder OUT/runs/<dataset>__<cell> (a cut-off cell resumes from last.pt) and a
 finished cell is saved as OUT/<dataset>__<cell>.json; results.json and table_<dataset>.md are rewritten
@@ -41,7 +45,10 @@ SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "datasets"
 DATASETS = {
     "cifar": dict(data=SHARED / "cifar10-jpeg", block=4, batch=128, subset=10000, test_subset=None),
     "flowers": dict(data=SHARED / "flowers5-128", block=16, batch=64, subset=None, test_subset=None),
+    # CIFAR-10 with 8 x 8 patches (16 tokens): the nested cells' geometry (M = 8, m = 4)
+    "cifar8": dict(data=SHARED / "cifar10-jpeg", block=8, batch=128, subset=10000, test_subset=None),
 }
+NESTED_ONLY = ("cifar8",)    # data sets whose patches hold several 4 x 4 sub-blocks
 PRESETS = {"quick": dict(epochs=2, subset=1000, test_subset=1000), "cpu": dict(epochs=10)}
 PLAIN_VIT, INV_VIT, LR = "vit_pico_patch4_32", "vit_pico_inv_patch4_32", 2e-3
 
@@ -58,6 +65,12 @@ CELLS = [
     ("plain ViT, per-image etc (not invariant)", PLAIN_VIT, "etc", True, {}),
     ("inv ViT (etc group, orbit-pooled), per-image etc", INV_VIT, "etc", True,
      {"invariance": "etc", "inv_embed": "pool"}),
+    # the published patch shuffle and nested EtC (ciphers/nested.py), at M = 8 with m = 4 (--dataset cifar8)
+    ("inv ViT (bs group), per-image patch-shuffle", INV_VIT, "patch-shuffle", True, {"invariance": "bs"}),
+    ("inv ViT (etc-nested group, m=4, mean pool), per-image etc-nested", INV_VIT, "etc-nested", True,
+     {"invariance": "etc-nested", "sub_block": 4}),
+    ("inv ViT (etc-nested group, m=4, attention pool), per-image etc-nested", INV_VIT, "etc-nested", True,
+     {"invariance": "etc-nested", "sub_block": 4, "inv_pool": "attn"}),
 ]
 
 
@@ -98,7 +111,15 @@ def finetune_source(args) -> Optional[str]:
         return None
     sd = torch.load(src, map_location="cpu", weights_only=False)["state_dict"]
     sd = {k: v for k, v in sd.items() if k != "pos_embed"}
-    sd["patch_embed.proj.weight"] = conv_to_matrix(sd["patch_embed.proj.weight"])
+    if args.dataset in NESTED_ONLY:   # the nested embedding has no counterpart: it starts fresh (seed 0)
+        from patchcrypt.models import create_model
+
+        fresh = create_model(INV_VIT, seed=0, patch_size=DATASETS[args.dataset]["block"], invariance="etc-nested",
+                             num_classes=sd["head.weight"].shape[0]).state_dict()
+        sd = {k: v for k, v in sd.items() if not k.startswith("patch_embed.")}
+        sd.update({k: v for k, v in fresh.items() if k.startswith("patch_embed.")})
+    else:
+        sd["patch_embed.proj.weight"] = conv_to_matrix(sd["patch_embed.proj.weight"])
     dst = args.out / "runs" / f"{args.dataset}__plain-upstream-as-invariant.pth"
     atomic_write(dst, lambda f: torch.save(sd, f))
     return str(dst)
@@ -163,9 +184,13 @@ def main(argv=None) -> int:
     if args.finetune:
         cells.append(("inv ViT (etc group, canonical) fine-tuned from plain ViT, per-image etc", INV_VIT, "etc",
                       True, {"invariance": "etc"}))
+        cells.append(("inv ViT (etc-nested group, m=4) fine-tuned from plain ViT backbone, per-image etc-nested",
+                      INV_VIT, "etc-nested", True, {"invariance": "etc-nested", "sub_block": 4}))
     for i, (label, model, scheme, per_image, kw) in enumerate(cells, 1):
         if (args.only and not any(o in label for o in args.only)) or (args.skip and args.skip in label):
             continue
+        if (scheme in ("patch-shuffle", "etc-nested")) != (args.dataset in NESTED_ONLY) and scheme != "plain":
+            continue   # the nested cells need patches of several sub-blocks; the others keep their own M
         cell_file = args.out / f"{args.dataset}__{slug(label)}.json"
         epochs = args.epochs or PRESETS[args.preset]["epochs"]
         if cell_file.exists() and (json.loads(cell_file.read_text()).get("preset"), json.loads(

@@ -75,6 +75,12 @@ for _variant in ("etc-bs-rf", "etc-bs-rf-np"):
         "per-image keys", "not measured (a subset of etc)", "not measured (a subset of etc)",
         "with per-image keys an invariant model holds no key")
 
+# the patch shuffles and nested EtC (ciphers/nested.py) are designs for per-image keys and a position-free ViT
+for _variant in ("patch-shuffle", "patch-shuffle-mix", "etc-nested"):
+    EXPOSURES[_variant] = Exposure(
+        "not measured with one key (a design for per-image keys: docs/invariant.md)", "not measured",
+        "not measured", "with per-image keys an invariant model holds no key")
+
 STEP_EXCEPTIONS = {
     "step-ps-perblock": "60% of the key map from 1,000 ciphertexts (SSIM 0.80); not exact",
 }

@@ -12,7 +12,7 @@ from patchcrypt.metrics import psnr, ssim
 
 KEY = Key.from_bytes(bytes(range(32)))
 # the schemes tried, in order, for an attack to apply to (every registered attack applies to one of them)
-CANDIDATES = ("block-pixel", "etc", "step-bs")
+CANDIDATES = ("block-pixel", "etc", "step-bs", "etc-nested")
 # names that once meant the same as a schema key, and must not come back
 SYNONYMS = ("key_recovered_fraction", "key_fraction", "exact_decryptions", "ssim_mean", "psnr_mean")
 

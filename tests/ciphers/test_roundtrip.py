@@ -13,7 +13,7 @@ from patchcrypt.errors import PatchcryptError
 from patchcrypt.keys import Key
 
 EXACT = [n for n in list_ciphers(include_steps=True) if n != "etc-gray"]
-THREE_CHANNEL = {"etc", "pe", "block-pixel-cs", "step-cs", "step-cs-shared"}
+THREE_CHANNEL = {"etc", "pe", "block-pixel-cs", "step-cs", "step-cs-shared", "etc-nested"}
 
 
 @settings(max_examples=60, deadline=None)

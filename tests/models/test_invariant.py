@@ -107,8 +107,8 @@ def test_every_orbit_member_canonicalises_to_the_same_block(steps):
 
 def test_group_orders():
     assert [BlockGroup(s, 4, 3).order for s in GROUPS.values()] == [1, 8, 16, 96]
-    assert invariant_schemes("etc") == ("step-bs", "etc-bs-rf", "etc-bs-rf-np", "etc")
-    assert invariant_schemes("bs-rf") == ("step-bs", "etc-bs-rf")
+    assert invariant_schemes("etc") == ("step-bs", "etc-bs-rf", "etc-bs-rf-np", "etc", "patch-shuffle")
+    assert invariant_schemes("bs-rf") == ("step-bs", "etc-bs-rf", "patch-shuffle")
 
 
 def test_per_image_warning_names_the_invariant_models():

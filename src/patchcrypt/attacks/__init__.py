@@ -24,7 +24,7 @@ from .target import Target, load_user_scheme, make_target
 
 # Every attack module registers its attacks when imported (``@register_attack``); the order here is the
 # order of ``patchcrypt attack list`` and of the table of ``attack all``.
-from . import fr, jigsaw, learned_runs, kpa, many, cpa, weights  # noqa: E402,F401,I001
+from . import fr, jigsaw, hierarchical, learned_runs, kpa, many, cpa, weights  # noqa: E402,F401,I001
 
 
 def create_attack(name: str, **defaults) -> Callable[..., AttackResult]:

@@ -15,6 +15,7 @@ from __future__ import annotations
 from typing import Dict, Tuple
 
 from .base import SchemeSpec, StepSpec
+from .nested import ETC_NESTED, NESTED_STEPS, PATCH_SHUFFLE, PATCH_SHUFFLE_MIX, NestedCipher
 from .registry import register_scheme
 
 _S = StepSpec
@@ -29,6 +30,11 @@ register_scheme(SchemeSpec(
     "EtC's block scrambling, per-block rotation/flip and negative-positive (meant for per-image keys)",
     channels=(1, 3), origin=_ORIGIN))
 
+# the published patch shuffle and the nested designs (ciphers/nested.py)
+register_scheme(PATCH_SHUFFLE)
+register_scheme(PATCH_SHUFFLE_MIX, NestedCipher)
+register_scheme(ETC_NESTED, NestedCipher)
+
 # variant -> the in-block steps its per-block states come from (block scrambling is in every variant)
 INVARIANT_VARIANTS: Dict[str, Tuple[str, ...]] = {
     "step-bs": (),
@@ -36,3 +42,13 @@ INVARIANT_VARIANTS: Dict[str, Tuple[str, ...]] = {
     "etc-bs-rf-np": ("RF", "NP"),
     "etc": ("RF", "NP", "CS"),
 }
+# the patch shuffles and nested EtC -> their steps beyond the patch order ("SBS": sub-block order), the
+# others acting on each m x m sub-block. A model invariant to those at m is invariant to the same steps on
+# whole M x M blocks: a block's dihedral state, polarity or colour order moves its sub-blocks and gives each
+# the same state.
+NESTED_VARIANTS: Dict[str, Tuple[str, ...]] = {
+    "patch-shuffle": (),
+    "patch-shuffle-mix": ("SBS",),
+    "etc-nested": ("SBS", "RF", "NP", "CS"),
+}
+

@@ -34,13 +34,18 @@ from .layers import patchify
 
 # invariance name -> the in-block steps whose per-block states the model is invariant to
 GROUPS = {"bs": (), "bs-rf": ("RF",), "bs-rf-np": ("RF", "NP"), "etc": ("RF", "NP", "CS")}
+# nested invariances (ciphers/nested.py): "SBS" is the order of the m x m sub-blocks inside a patch; the other
+# steps act on each sub-block. Such a model embeds each patch by :class:`NestedEmbed`.
+NESTED_GROUPS = {"patch-shuffle-mix": ("SBS",), "etc-nested": ("SBS", "RF", "NP", "CS")}
 
 
 def group_steps(invariance: str) -> Tuple[str, ...]:
-    """The in-block steps of an invariance name ("bs", "bs-rf", "bs-rf-np", "etc"); clear error otherwise."""
-    if invariance not in GROUPS:
-        raise PatchcryptError(f"invariance must be one of {', '.join(GROUPS)}, got {invariance!r}")
-    return GROUPS[invariance]
+    """The in-block steps of an invariance name ("bs", "bs-rf", "bs-rf-np", "etc", or a nested one:
+    "patch-shuffle-mix", "etc-nested"); clear error otherwise."""
+    groups = {**GROUPS, **NESTED_GROUPS}
+    if invariance not in groups:
+        raise PatchcryptError(f"invariance must be one of {', '.join(groups)}, got {invariance!r}")
+    return groups[invariance]
 
 
 @lru_cache(maxsize=32)
@@ -207,3 +212,46 @@ class OrbitPoolEmbed(nn.Module):
         h = F.linear(z, bank.reshape(-1, bank.shape[-1]))                                     # (N, n, G*hidden)
         h = h.reshape(*z.shape[:2], g.shape[0], -1) + self.inner.bias
         return self.proj(F.gelu(h).mean(2))
+
+
+class NestedEmbed(nn.Module):
+    """A patch token invariant to the order of its m×m sub-blocks and to each sub-block's state (DeepSets).
+
+    Every M×M patch is cut into q = (M/m)² sub-blocks; each is canonicalised under ``group`` (its in-block
+    states, as :class:`CanonicalBlocks`), normalised and embedded by ``inner`` (Linear(m·m·C, hidden)), then a
+    GELU; the q embeddings are pooled by a symmetric function (``pool="mean"``, or ``"attn"``: softmax weights
+    from a learned score of each embedding) and ``proj`` maps the pooled vector to D.
+
+    Shape:
+        (N, C, H, W) float or uint8 in 0..255 → (N, n, D), n the number of M×M patches (row-major).
+    """
+
+    def __init__(self, group: BlockGroup, patch_size: int, embed_dim: int, mean: torch.Tensor, std: torch.Tensor,
+                 hidden: int = 0, pool: str = "mean") -> None:
+        super().__init__()
+        m, c = group.patch_size, group.in_chans
+        if patch_size % m:
+            raise PatchcryptError(f"sub-block size {m} must divide the patch size {patch_size}")
+        if pool not in ("mean", "attn"):
+            raise PatchcryptError(f"inv_pool must be 'mean' or 'attn', got {pool!r}")
+        self.patch_size, self.sub_block, self.pool = patch_size, m, pool
+        hidden = hidden or embed_dim
+        self.canon = CanonicalBlocks(group)
+        self.inner = nn.Linear(m * m * c, hidden)
+        self.score = nn.Linear(hidden, 1) if pool == "attn" else None
+        self.proj = nn.Linear(hidden, embed_dim)
+        self.register_buffer("mean", (mean.repeat(m * m) * 255.0).clone(), persistent=False)
+        self.register_buffer("scale", 1.0 / (std.repeat(m * m) * 255.0), persistent=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        n_img, c, h, w = x.shape
+        p = self.patch_size
+        gh, gw = h // p, w // p
+        patches = x.reshape(n_img, c, gh, p, gw, p).permute(0, 2, 4, 1, 3, 5).reshape(n_img * gh * gw, c, p, p)
+        u = self.canon(patches)                                                     # (N·n, q, m·m·C)
+        e = F.gelu(self.inner((u - self.mean) * self.scale))                        # (N·n, q, hidden)
+        if self.score is None:
+            pooled = e.mean(1)
+        else:
+            pooled = (torch.softmax(self.score(e), dim=1) * e).sum(1)
+        return self.proj(pooled).reshape(n_img, gh * gw, -1)

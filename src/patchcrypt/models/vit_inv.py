@@ -20,9 +20,9 @@ from typing import Any, Optional, Sequence, Set, Tuple
 import torch
 import torch.nn as nn
 
-from ..ciphers import INVARIANT_VARIANTS
+from ..ciphers import INVARIANT_VARIANTS, NESTED_VARIANTS
 from ..errors import PatchcryptError
-from .invariant import BlockGroup, CanonicalEmbed, OrbitPoolEmbed, group_steps
+from .invariant import NESTED_GROUPS, BlockGroup, CanonicalEmbed, NestedEmbed, OrbitPoolEmbed, group_steps
 from .layers import CIFAR10_MEAN, CIFAR10_STD, HALF, check_image_input
 from .registry import build, list_models, model_entrypoint, register_model
 from .vit import VisionTransformer
@@ -33,7 +33,7 @@ __all__ = ["InvariantViT", "invariant_schemes", "per_image_warning"]
 def invariant_schemes(invariance: str) -> Tuple[str, ...]:
     """The per-image scheme variants a model with this invariance is exactly invariant to."""
     steps = set(group_steps(invariance))
-    return tuple(v for v, s in INVARIANT_VARIANTS.items() if set(s) <= steps)
+    return tuple(v for v, s in {**INVARIANT_VARIANTS, **NESTED_VARIANTS}.items() if set(s) <= steps)
 
 
 class InvariantViT(VisionTransformer):
@@ -52,7 +52,7 @@ class InvariantViT(VisionTransformer):
                  qkv_bias: bool = True, drop_rate: float = 0.0, attn_drop_rate: float = 0.0,
                  drop_path_rate: float = 0.0, embed: str = "shared", mean: Sequence[float] = CIFAR10_MEAN,
                  std: Sequence[float] = CIFAR10_STD, invariance: str = "etc", inv_embed: str = "canonical",
-                 pool_hidden: int = 0) -> None:
+                 pool_hidden: int = 0, sub_block: int = 4, inv_pool: str = "mean") -> None:
         steps = group_steps(invariance)
         if inv_embed not in ("canonical", "pool"):
             raise PatchcryptError(f"inv_embed must be 'canonical' or 'pool', got {inv_embed!r}")
@@ -62,11 +62,16 @@ class InvariantViT(VisionTransformer):
                          qkv_bias, drop_rate, attn_drop_rate, drop_path_rate, embed, mean, std)
         self.invariance, self.inv_embed = invariance, inv_embed
         del self.pos_embed                      # no absolute position: invariance to block order
-        group = BlockGroup(steps, self.patch_size, self.in_chans)
-        if inv_embed == "canonical":
+        self.sub_block = sub_block if invariance in NESTED_GROUPS else self.patch_size
+        if invariance in NESTED_GROUPS:
+            group = BlockGroup(tuple(s for s in steps if s != "SBS"), sub_block, self.in_chans)
+            self.patch_embed = _nested(group, self, inv_embed, pool_hidden, inv_pool)
+        elif inv_embed == "canonical":
+            group = BlockGroup(steps, self.patch_size, self.in_chans)
             self.patch_embed = CanonicalEmbed(group, self.embed_dim, self.input_norm.mean, self.input_norm.std)
         else:
-            self.patch_embed = OrbitPoolEmbed(group, self.embed_dim, pool_hidden)
+            self.patch_embed = OrbitPoolEmbed(BlockGroup(steps, self.patch_size, self.in_chans), self.embed_dim,
+                                              pool_hidden)
         for m in self.patch_embed.modules():
             if isinstance(m, nn.Linear):
                 nn.init.trunc_normal_(m.weight, std=0.02)
@@ -97,6 +102,13 @@ class InvariantViT(VisionTransformer):
         return self.norm(self.blocks(self.pos_drop(x)))
 
 
+def _nested(group: BlockGroup, vit: "InvariantViT", inv_embed: str, hidden: int, pool: str) -> NestedEmbed:
+    """The sub-block embedding of a nested invariance (canonical sub-blocks pooled per patch)."""
+    if inv_embed != "canonical":
+        raise PatchcryptError(f"invariance {vit.invariance!r} embeds canonical sub-blocks (inv_embed='canonical')")
+    return NestedEmbed(group, vit.patch_size, vit.embed_dim, vit.input_norm.mean, vit.input_norm.std, hidden, pool)
+
+
 def per_image_warning(model_name: str, scheme: Optional[str], invariance: Optional[str] = None) -> Optional[str]:
     """One line for training with per-image keys on a model that cannot be invariant to them (or None).
 
@@ -122,9 +134,13 @@ def _inv(defaults: dict, kwargs: dict) -> InvariantViT:
     return build(InvariantViT, {"invariance": "etc", "inv_embed": "canonical", **defaults}, kwargs)
 
 
-def _declare(fn):
-    fn.invariance = "etc"      # the default invariance; a caller may pass another (see per_image_warning)
+def _declare(fn, invariance: str = "etc"):
+    fn.invariance = invariance  # the default invariance; a caller may pass another (see per_image_warning)
     return register_model(fn)
+
+
+def _declare_nested(fn):
+    return _declare(fn, "etc-nested")
 
 
 @_declare
@@ -143,3 +159,29 @@ def vit_nano_inv_patch4_32(**kw: Any) -> InvariantViT:
 def vit_tiny_inv_patch16_224(**kw: Any) -> InvariantViT:
     """ViT-Tiny at 224×224 with 16×16 patches (M = 16), made invariant."""
     return _inv(dict(_IMAGENET, embed_dim=192, depth=12, num_heads=3), kw)
+
+
+# -- nested invariance (etc-nested: patch order at M, EtC on m x m sub-blocks inside every patch) -------------
+def _nested_inv(defaults: dict, kwargs: dict) -> InvariantViT:
+    return build(InvariantViT, {"invariance": "etc-nested", "inv_embed": "canonical", "sub_block": 4, **defaults},
+                 kwargs)
+
+
+@_declare_nested
+def vit_pico_inv_nested_patch8_32(**kw: Any) -> InvariantViT:
+    """ViT-pico (D=64, depth 4) at 32×32 with 8×8 patches (M = 8), invariant to etc-nested with m = 4 (or
+    ``sub_block=2``): 16 patch tokens, each pooled from its canonical sub-blocks."""
+    return _nested_inv(dict(_CIFAR, patch_size=8, embed_dim=64, depth=4, num_heads=2, mlp_ratio=2.0), kw)
+
+
+@_declare_nested
+def vit_pico_inv_nested_patch16_128(**kw: Any) -> InvariantViT:
+    """ViT-pico at 128×128 with 16×16 patches (M = 16, m = 4), invariant to etc-nested (flowers5-128)."""
+    return _nested_inv(dict(_CIFAR, img_size=128, patch_size=16, num_classes=5, embed_dim=64, depth=4,
+                            num_heads=2, mlp_ratio=2.0), kw)
+
+
+@_declare_nested
+def vit_tiny_inv_nested_patch16_224(**kw: Any) -> InvariantViT:
+    """ViT-Tiny at 224×224 with 16×16 patches (M = 16, m = 4), invariant to etc-nested."""
+    return _nested_inv(dict(_IMAGENET, embed_dim=192, depth=12, num_heads=3), kw)

@@ -1,0 +1,98 @@
+"""Nested invariant ViTs: logits on per-image etc-nested ciphertexts equal those on the plain images."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from patchcrypt import Key
+from patchcrypt.ciphers import create_cipher
+from patchcrypt.errors import PatchcryptError
+from patchcrypt.models import create_model, list_models
+from patchcrypt.models.vit_inv import per_image_warning
+
+KEY = Key.from_bytes(bytes(range(32)))
+NESTED_MODELS = list_models("*_inv_nested_*")
+
+
+def _images(n: int, size: int, seed: int = 0) -> np.ndarray:
+    """Random images with uniform, mid-grey (127/128) and mirror-symmetric sub-blocks in them."""
+    x = np.random.default_rng(seed).integers(0, 256, (n, size, size, 3), dtype=np.uint8)
+    q = max(4, size // 8)
+    x[:, :q, :q] = 128
+    x[:, :q, q:2 * q] = 127
+    sym = np.random.default_rng(seed + 1).integers(0, 256, (q, q // 2, 1), dtype=np.uint8)
+    x[:, q:2 * q, :q] = np.concatenate([sym, sym[:, ::-1]], axis=1)
+    return x
+
+
+def _nchw(a: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(np.ascontiguousarray(a)).permute(0, 3, 1, 2).contiguous()
+
+
+def _logits(model, x):
+    with torch.no_grad():
+        return model(_nchw(x))
+
+
+def _gap(model, x, scheme, **cipher_kw) -> float:
+    cipher = create_cipher(scheme, KEY, block_size=model.patch_size, per_image=True, **cipher_kw)
+    y = cipher.encrypt(x, cipher.new_nonces(len(x)))
+    assert not np.array_equal(y, x)
+    return float((_logits(model, y) - _logits(model, x)).abs().max())
+
+
+def test_registered_at_32_128_224():
+    assert NESTED_MODELS == ["vit_pico_inv_nested_patch16_128", "vit_pico_inv_nested_patch8_32",
+                             "vit_tiny_inv_nested_patch16_224"]
+
+
+@pytest.mark.parametrize("name", NESTED_MODELS)
+@pytest.mark.parametrize("pool", ["mean", "attn"])
+def test_logits_equal_on_plain_and_per_image_ciphertexts(name, pool):
+    kw = dict(depth=2) if "_224" in name else {}
+    model = create_model(name, seed=0, num_classes=5, inv_pool=pool, **kw).eval()
+    x = _images(1 if "_224" in name else 2, model.img_size)
+    assert set(model.invariant_schemes) >= {"etc-nested", "patch-shuffle-mix", "patch-shuffle", "etc", "step-bs"}
+    for scheme in model.invariant_schemes:
+        assert _gap(model, x, scheme) < 1e-4, (name, scheme)
+
+
+def test_the_224_vit_built_with_nested_invariance():
+    """The issue's check: an _inv model at 224 built with invariance="etc-nested"."""
+    model = create_model("vit_tiny_inv_patch16_224", seed=0, num_classes=5, depth=2, invariance="etc-nested").eval()
+    assert _gap(model, _images(1, 224, seed=4), "etc-nested") < 1e-4
+
+
+def test_two_pixel_sub_blocks_at_32():
+    model = create_model("vit_pico_inv_nested_patch8_32", seed=0, sub_block=2).eval()
+    x = _images(2, 32, seed=5)
+    assert _gap(model, x, "etc-nested", sub_block=2) < 1e-4
+    # a model for m = 2 is not invariant to ciphertexts made with m = 4 sub-blocks... and the other way round
+    assert _gap(create_model("vit_pico_inv_nested_patch8_32", seed=0).eval(), x, "etc-nested", sub_block=2) > 1e-3
+
+
+def test_smaller_groups_are_not_invariant():
+    """The check can fail: models of smaller groups (and the plain ViT) move under per-image etc-nested."""
+    x = _images(2, 32, seed=3)
+    for invariance in ("etc", "bs", "patch-shuffle-mix"):
+        kw = dict(patch_size=8) if invariance == "patch-shuffle-mix" else {}
+        name = "vit_pico_inv_nested_patch8_32" if kw else "vit_pico_inv_patch4_32"
+        model = create_model(name, seed=0, invariance=invariance, **({} if kw else dict(patch_size=8))).eval()
+        assert "etc-nested" not in model.invariant_schemes
+        assert _gap(model, x, "etc-nested") > 1e-3, invariance
+    plain = create_model("vit_pico_patch4_32", seed=0, patch_size=8).eval()
+    assert _gap(plain, x, "patch-shuffle") > 1e-4   # random weights: small logits, still 9x the tolerance
+
+
+def test_errors_and_warnings():
+    with pytest.raises(PatchcryptError, match="canonical"):
+        create_model("vit_pico_inv_nested_patch8_32", inv_embed="pool")
+    with pytest.raises(PatchcryptError, match="divide"):
+        create_model("vit_pico_inv_nested_patch8_32", sub_block=3)
+    with pytest.raises(PatchcryptError, match="inv_pool"):
+        create_model("vit_pico_inv_nested_patch8_32", inv_pool="max")
+    assert per_image_warning("vit_pico_inv_nested_patch8_32", "etc-nested") is None
+    assert "not invariant" in per_image_warning("vit_pico_inv_patch4_32", "etc-nested")
+    assert "cannot be invariant" in per_image_warning("vit_pico_patch4_32", "patch-shuffle")
