@@ -112,3 +112,28 @@ def test_bad_input_is_one_line(capsys, domains, tmp_path):
     assert "--public" in _one_line(capsys, *base, "--data", victims)
     assert "unknown scheme" in _one_line(capsys, "bench", "--scheme", "nope", "--data", victims, "--public", public,
                                          "--out", tmp_path / "o")
+
+
+def test_leaderboard_rows_come_from_cards_and_say_not_measured_otherwise(user_card, tmp_path):
+    import shutil
+
+    from patchcrypt.bench.leaderboard import (NOT_MEASURED, Design, markdown_rows, plot_frontier, rows_from_cards,
+                                              write_leaderboard)
+
+    out, card = user_card
+    shutil.copytree(out, tmp_path / "cards" / "xor")
+    rows = rows_from_cards([Design("xor", USER, 4), Design("nothing yet", "patch-shuffle", 4, per_image=True)],
+                           tmp_path / "cards", tmp_path)
+    assert rows[0]["card"] == "cards/xor/card.json" and rows[0]["accuracy_cost"] == card["accuracy"]["cost"]
+    assert rows[0]["n_to_break"]["victims"]["n_to_break"] == card["n_to_break"]["victims"]
+    assert rows[0]["q_to_break"] == card["q_to_break"]
+    for k in ("n_to_break", "q_to_break", "pairs_to_break", "accuracy_cost", "verdict"):
+        assert rows[1][k] == NOT_MEASURED
+    assert rows[1]["card"] is None
+    table = markdown_rows(rows)
+    assert "not measured" in table and "| xor |" in table and "secure" not in table
+    write_leaderboard(rows, tmp_path / "lb" / "leaderboard.json", {"kind": "leaderboard"})
+    saved = json.loads((tmp_path / "lb" / "leaderboard.json").read_text())
+    assert {"scheme", "origin", "block_size", "per_image", "n_to_break", "q_to_break", "accuracy_cost",
+            "card"} <= set(saved["rows"][0])
+    assert plot_frontier(rows, tmp_path / "f.png", "victims").is_file()

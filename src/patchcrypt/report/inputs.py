@@ -20,9 +20,10 @@ KNOWN_KINDS = {
     "serve_load": "Serving under load",
     "demo_ciphers": "Every scheme on real photos",
     "demo_keyed": "Keyed models (demo)",
+    "leaderboard": "Leaderboard: images-to-break against accuracy cost (benchmarks/leaderboard.py)",
 }
 # order of sections in the page
-_ORDER = ["demo_ciphers", "accuracy_table", "keyed_model", "demo_keyed", "compression", "attack_table",
+_ORDER = ["leaderboard", "demo_ciphers", "accuracy_table", "keyed_model", "demo_keyed", "compression", "attack_table",
           "encrypt_speed", "files_speed", "serve_load", "run"]
 
 
