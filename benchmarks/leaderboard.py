@@ -5,7 +5,8 @@
     .venv/bin/python benchmarks/leaderboard.py --run              # bench every design without a card first
     .venv/bin/python benchmarks/leaderboard.py --run --only etc,block-pixel
 
-Cards are written to ``results/cards/<design>/`` by the same code as ``patchcrypt bench`` (quick preset,
+Run it from the repository root (user classes are named relative to it). Cards are written to
+``results/cards/<design>/`` by the same code as ``patchcrypt bench`` (quick preset,
 CIFAR-10 at 32 px, public images: flowers, another domain); a cut-off card resumes from its
 ``partial.json``, one piece at a time. A design with no card is a row that says "not measured".
 """
@@ -28,18 +29,21 @@ SHARED = ROOT.parent / "shared" / "datasets"
 ORIGIN = {
     "etc": "Kurihara et al. 2015 (EtC)", "etc-gray": "Chuman, Sirichotedumrong, Kiya 2019",
     "block-pixel": "Kiya et al. 2022", "block-pixel-cs": "Kiya et al. 2022", "le": "Tanaka 2018",
-    "ele": "Madono et al. 2020", "pe": "Sirichotedumrong, Maekawa, Kinoshita, Kiya 2019 (IEEE Access)",
+    "ele": "Madono et al. 2020", "pe": "Sirichotedumrong, Maekawa, Kinoshita, Kiya 2019",
+    "pe-access": "Sirichotedumrong, Kinoshita, Kiya, IEEE Access 2019",
     "ak": "AprilPyone & Kiya, IEEE TIFS 2021", "hao": "Hao et al., IJCAI 2025",
 }
 DESIGNS = [
+    Design("XorBlocks (example user class)", "examples/value_schemes.py:XorBlocks", 4,
+           origin="examples/value_schemes.py", note="a user's class, no declared steps"),
     Design("block-pixel", "block-pixel", 4, origin=ORIGIN["block-pixel"]),
     Design("block-pixel-cs", "block-pixel-cs", 4, origin=ORIGIN["block-pixel-cs"]),
     Design("etc", "etc", 4, origin=ORIGIN["etc"]),
     Design("etc-gray", "etc-gray", 8, origin=ORIGIN["etc-gray"]),
     Design("le", "le", 4, origin=ORIGIN["le"]),
     Design("ele", "ele", 4, origin=ORIGIN["ele"]),
-    Design("pe (one key)", "pe", 1, origin=ORIGIN["pe"], note="the registered default: one key for every image"),
-    Design("pe (per image, as published)", "pe", 1, per_image=True, origin=ORIGIN["pe"],
+    Design("pe one key", "pe", 1, origin=ORIGIN["pe"], note="the registered default: one key for every image"),
+    Design("pe per-image (as published)", "pe", 1, per_image=True, origin=ORIGIN["pe-access"],
            note="the paper draws a key per image ('without key management')"),
     Design("ak-shuffle", "ak-shuffle", 4, origin=ORIGIN["ak"]),
     Design("ak-flip", "ak-flip", 4, origin=ORIGIN["ak"]),
@@ -53,10 +57,6 @@ DESIGNS = [
 ]
 
 
-def card_dir(out: Path, label: str) -> Path:
-    return out / label
-
-
 def run_missing(designs, out: Path, preset: str) -> None:
     """Bench every design whose card folder has no card.json yet (resuming a partial one)."""
     from patchcrypt.ciphers import list_ciphers
@@ -64,7 +64,7 @@ def run_missing(designs, out: Path, preset: str) -> None:
 
     known = set(list_ciphers(include_steps=True))
     for d in designs:
-        folder = card_dir(out, d.label)
+        folder = out / d.folder
         if (folder / "card.json").is_file():
             continue
         if ":" not in d.scheme and d.scheme not in known:
@@ -94,8 +94,12 @@ def main() -> None:
     ap.add_argument("--page", type=Path, default=ROOT / "docs" / "leaderboard.md")
     args = ap.parse_args()
     if args.run:
-        only = {s for s in args.only.split(",") if s}
-        run_missing([d for d in DESIGNS if not only or d.label in only], args.cards, args.preset)
+        only = [s for s in args.only.split(",") if s]   # run in this order
+        by_label = {d.label: d for d in DESIGNS}
+        unknown = [s for s in only if s not in by_label]
+        if unknown:
+            raise SystemExit(f"unknown design label(s): {', '.join(unknown)}")
+        run_missing([by_label[s] for s in only] if only else DESIGNS, args.cards, args.preset)
     rows = rows_from_cards(DESIGNS, args.cards, ROOT)
     table = markdown_rows(rows)
     figure = "leaderboard-frontier.png"

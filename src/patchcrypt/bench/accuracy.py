@@ -78,7 +78,8 @@ def measure_accuracy(encrypt: Callable[[np.ndarray], np.ndarray], per_image: boo
     (xtr, ytr), (xte, yte) = train, test
     size, k = int(xtr.shape[1]), int(max(ytr.max(), yte.max()) + 1)
     r = recipe(model, per_image, block_size)
-    common = dict(num_classes=k, img_size=size, patch_size=block_size)
+    # pixel-based designs (M = 1) keep the model's own patch size: a key per pixel fits any patch
+    common = dict(num_classes=k, img_size=size, **({"patch_size": block_size} if block_size > 1 else {}))
     plain = create_model(r["plain_model"], seed=preset.seed, **common)
     _fit(plain, xtr, ytr, preset, dev, "plain")
     acc_plain = _accuracy(plain, xte, yte, dev)

@@ -35,12 +35,16 @@ NOT_SECURE = ("a design no attack breaks is 'not broken by these attacks', never
 
 
 def _versions() -> Dict[str, str]:
+    from importlib import metadata
+
     import numpy
     import torch
 
-    from .. import __version__
-
-    return {"patchcrypt": __version__, "python": platform.python_version(), "numpy": numpy.__version__,
+    try:   # the installed distribution's version (the package root is above this layer)
+        version = metadata.version("patchcrypt")
+    except metadata.PackageNotFoundError:
+        version = "not installed"
+    return {"patchcrypt": version, "python": platform.python_version(), "numpy": numpy.__version__,
             "torch": torch.__version__}
 
 

@@ -31,6 +31,13 @@ class Design:
     origin: str = "this project"
     note: str = ""
 
+    @property
+    def folder(self) -> str:
+        """The card's folder name: the label in lower case, runs of other characters as one '-'."""
+        import re
+
+        return re.sub(r"[^a-z0-9.]+", "-", self.label.lower()).strip("-")
+
 
 def _n_cell(d: Dict[str, Any]) -> Dict[str, Any]:
     return {"n_to_break": d["n_to_break"], "largest_tried": d["largest_tried"], "img_size": d["img_size"],
@@ -57,10 +64,10 @@ def row_of(design: Design, card: Optional[Dict[str, Any]], card_path: Optional[s
 
 
 def rows_from_cards(designs: Sequence[Design], cards_dir: Path, root: Optional[Path] = None) -> List[Dict[str, Any]]:
-    """A row per design, read from ``cards_dir/<label>/card.json`` where it exists."""
+    """A row per design, read from ``cards_dir/<design folder>/card.json`` where it exists."""
     rows = []
     for d in designs:
-        path = Path(cards_dir) / d.label / "card.json"
+        path = Path(cards_dir) / d.folder / "card.json"
         card = load_card(path) if path.is_file() else None
         shown = None if card is None else str(path.relative_to(root) if root is not None else path)
         rows.append(row_of(d, card, shown))

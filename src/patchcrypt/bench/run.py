@@ -200,8 +200,9 @@ def accuracy_part(target_for, path: Path, per_image: bool, block_size: Optional[
         store.put("accuracy", acc)
     else:
         k = int(max(tr.labels.max(), te.labels.max()) + 1)
+        patch = {"patch_size": target.block_size} if target.block_size > 1 else {}
         plain = create_model(recipe(model, per_image, target.block_size)["plain_model"], num_classes=k,
-                             img_size=int(tr.images.shape[1]), patch_size=target.block_size)
+                             img_size=int(tr.images.shape[1]), **patch)
         plain.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
     return {**acc, "reference": classifier(plain, device), "reference_size": int(tr.images.shape[1])}
 
