@@ -137,3 +137,18 @@ def test_leaderboard_rows_come_from_cards_and_say_not_measured_otherwise(user_ca
     assert {"scheme", "origin", "block_size", "per_image", "n_to_break", "q_to_break", "accuracy_cost",
             "card"} <= set(saved["rows"][0])
     assert plot_frontier(rows, tmp_path / "f.png", "victims").is_file()
+
+
+def test_the_report_shows_the_leaderboard_as_a_section(user_card, tmp_path):
+    import shutil
+
+    from patchcrypt.bench.leaderboard import Design, markdown_rows, rows_from_cards, write_leaderboard
+    from patchcrypt.report import build_report
+
+    shutil.copytree(user_card[0], tmp_path / "cards" / "xor")
+    rows = rows_from_cards([Design("xor", USER, 4)], tmp_path / "cards", tmp_path)
+    meta = {"kind": "leaderboard", "markdown": markdown_rows(rows)}
+    write_leaderboard(rows, tmp_path / "lb" / "leaderboard.json", meta)
+    page = build_report([tmp_path / "lb" / "leaderboard.json"], tmp_path / "r.html")
+    text = (tmp_path / "r.html").read_text()
+    assert page["sections"] == 1 and "Leaderboard" in text and "xor" in text
