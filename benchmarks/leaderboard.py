@@ -21,7 +21,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
-from patchcrypt.bench import bench, get_preset  # noqa: E402
+from patchcrypt.bench import bench, get_preset, load_card, write_card  # noqa: E402
 from patchcrypt.bench.leaderboard import (Design, markdown_rows, plot_frontier, rows_from_cards,  # noqa: E402
                                           write_leaderboard)
 
@@ -100,6 +100,8 @@ def main() -> None:
         if unknown:
             raise SystemExit(f"unknown design label(s): {', '.join(unknown)}")
         run_missing([by_label[s] for s in only] if only else DESIGNS, args.cards, args.preset)
+    for folder in sorted(args.cards.glob("*/card.json")):   # card.md and ladder.png as this version draws them
+        write_card(folder.parent, load_card(folder))
     rows = rows_from_cards(DESIGNS, args.cards, ROOT)
     table = markdown_rows(rows)
     figure = "leaderboard-frontier.png"

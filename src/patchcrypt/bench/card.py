@@ -159,8 +159,14 @@ def render_markdown(card: Dict[str, Any]) -> str:
     for d in card["domains"]:
         out.append(f"| images-to-break, {d['domain']} at {d['img_size']} px (public: {d['public']['domain']}) | "
                    f"{_break_line(d['n_to_break'], d['largest_tried'], 'images')} |")
-    out.append(f"| queries-to-break (chosen plaintext) | {_fmt(card['q_to_break'])} |")
-    out.append(f"| pairs-to-break (known plaintext) | {_fmt(card['pairs_to_break'])} |")
+    first = card["domains"][0]
+    tried_q = max([a.get("queries") or 0 for a in first["cpa"]] or [0])
+    q = card["q_to_break"]
+    out.append(f"| queries-to-break (chosen plaintext) | "
+               f"{q if q is not None else f'not broken ({tried_q} chosen images tried)' if tried_q else 'not broken'} |")
+    largest = first["pairs_ladder"][-1]["n"] if first["pairs_ladder"] else 0
+    out.append(f"| pairs-to-break (known plaintext) | "
+               f"{_break_line(card['pairs_to_break'], largest, 'pairs')} |")
     if "skipped" in acc:
         out.append(f"| accuracy | not measured: {acc['skipped']} |")
     else:

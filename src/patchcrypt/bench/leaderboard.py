@@ -53,8 +53,10 @@ def row_of(design: Design, card: Optional[Dict[str, Any]], card_path: Optional[s
                    accuracy_cost=NOT_MEASURED, accuracy=NOT_MEASURED, verdict=NOT_MEASURED, card=None)
         return row
     acc = card["accuracy"]
+    first = card["domains"][0]
     row.update(n_to_break={d["domain"]: _n_cell(d) for d in card["domains"]}, q_to_break=card["q_to_break"],
                pairs_to_break=card["pairs_to_break"],
+               pairs_largest_tried=first["pairs_ladder"][-1]["n"] if first["pairs_ladder"] else None,
                accuracy_cost=acc.get("cost", NOT_MEASURED),
                accuracy={k: acc[k] for k in ("plain", "scheme", "model", "train_images", "epochs") if k in acc}
                or NOT_MEASURED,
@@ -93,8 +95,10 @@ def markdown_rows(rows: Sequence[Dict[str, Any]]) -> str:
             cell = r["n_to_break"].get(d, "–") if isinstance(r["n_to_break"], dict) else r["n_to_break"]
             cells.append(n_text(cell))
         cost = r["accuracy_cost"]
-        cells += [str(r["q_to_break"] if r["q_to_break"] is not None else "not broken"),
-                  str(r["pairs_to_break"] if r["pairs_to_break"] is not None else "not broken"),
+        pairs = r["pairs_to_break"]
+        if pairs is None:
+            pairs = f"> {r['pairs_largest_tried']}" if r.get("pairs_largest_tried") else "not broken"
+        cells += [str(r["q_to_break"] if r["q_to_break"] is not None else "not broken"), str(pairs),
                   f"{cost:+.3f}" if isinstance(cost, float) else str(cost),
                   ("BROKEN" if r.get("broken") else "not broken by these attacks") if r["card"] else NOT_MEASURED]
         lines.append("| " + " | ".join(cells) + " |")
