@@ -179,12 +179,15 @@ def render_markdown(card: Dict[str, Any]) -> str:
         out += ["", f"## {d['domain']} at {d['img_size']} px", "",
                 "Readable share / SSIM up to the global state of each ciphertext-only attack at each rung:", ""]
         out += _ladder_table(d)
-        rec = [(r["n"], a["attack"], a.get("recognisability")) for r in d["ladder"] for a in r["attacks"]
-               if a.get("recognisability") is not None]
+        reasons = {a["attack"]: a.get("reason", "") for r in d["ladder"] for a in r["attacks"] if not a["applies"]}
+        if reasons:
+            out += [""] + [f"- n/a {a}: {why}" for a, why in sorted(reasons.items())]
+        last = d["ladder"][-1] if d["ladder"] else {"n": 0, "attacks": []}
+        rec = [(a["attack"], a["recognisability"]) for a in last["attacks"] if a.get("recognisability") is not None]
         if rec:
-            n, a, r = max(rec, key=lambda t: t[2])
-            out += ["", f"Recognisability (plain model's label agreement gain over what needs no attack): best "
-                        f"{r:+.3f} ({a}, N = {n})."]
+            out += ["", f"Recognisability at N = {last['n']} (a plain model's label agreement on the reconstruction "
+                        "minus its agreement on what needs no attack): " +
+                        ", ".join(f"{a} {r:+.3f}" for a, r in rec) + "."]
     out += ["", "## Reproduce", "", "```", card["command"] or "(not recorded)", "```", "",
             "Versions: " + ", ".join(f"{k} {v}" for k, v in card["versions"].items()) +
             f". Seed {card['preset']['seed']}.", ""]
