@@ -28,7 +28,7 @@ def bench(
     model: str = typer.Option("vit_pico_patch4_32", "--model", help="The model of the accuracy part (its patch "
                               "size is set to M)."),
     data: List[Path] = typer.Option(..., "--data", help="A victims' domain (repeat for several): train/ + test/ "
-                                    "(or val/) folders; the first one with a training split gives the accuracy."),
+                                    "(or val/) folders; the accuracy is measured on the first one (32-px sets)."),
     public: Optional[Path] = typer.Option(None, "--public", help="The attacker's own plain images, another domain "
                                           "(default: the next --data domain)."),
     preset: str = typer.Option("quick", "--preset", help="quick (minutes on 2 cores at 32 px) or full."),
