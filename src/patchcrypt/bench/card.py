@@ -165,8 +165,9 @@ def render_markdown(card: Dict[str, Any]) -> str:
     out.append(f"| queries-to-break (chosen plaintext) | "
                f"{q if q is not None else f'not broken ({tried_q} chosen images tried)' if tried_q else 'not broken'} |")
     largest = first["pairs_ladder"][-1]["n"] if first["pairs_ladder"] else 0
-    out.append(f"| pairs-to-break (known plaintext) | "
-               f"{_break_line(card['pairs_to_break'], largest, 'pairs')} |")
+    kpa_na = [a.get("reason", "") for r in first["pairs_ladder"][-1:] for a in r["attacks"] if not a["applies"]]
+    pairs = f"n/a: {kpa_na[0]}" if kpa_na else _break_line(card["pairs_to_break"], largest, "pairs")
+    out.append(f"| pairs-to-break (known plaintext) | {pairs} |")
     if "skipped" in acc:
         out.append(f"| accuracy | not measured: {acc['skipped']} |")
     else:

@@ -57,6 +57,7 @@ def row_of(design: Design, card: Optional[Dict[str, Any]], card_path: Optional[s
     row.update(n_to_break={d["domain"]: _n_cell(d) for d in card["domains"]}, q_to_break=card["q_to_break"],
                pairs_to_break=card["pairs_to_break"],
                pairs_largest_tried=first["pairs_ladder"][-1]["n"] if first["pairs_ladder"] else None,
+               pairs_applies=all(a["applies"] for r in first["pairs_ladder"][-1:] for a in r["attacks"]),
                accuracy_cost=acc.get("cost", NOT_MEASURED),
                accuracy={k: acc[k] for k in ("plain", "scheme", "model", "train_images", "epochs") if k in acc}
                or NOT_MEASURED,
@@ -96,7 +97,9 @@ def markdown_rows(rows: Sequence[Dict[str, Any]]) -> str:
             cells.append(n_text(cell))
         cost = r["accuracy_cost"]
         pairs = r["pairs_to_break"]
-        if pairs is None:
+        if pairs is None and r.get("pairs_applies") is False:
+            pairs = "n/a"
+        elif pairs is None:
             pairs = f"> {r['pairs_largest_tried']}" if r.get("pairs_largest_tried") else "not broken"
         cells += [str(r["q_to_break"] if r["q_to_break"] is not None else "not broken"), str(pairs),
                   f"{cost:+.3f}" if isinstance(cost, float) else str(cost),
