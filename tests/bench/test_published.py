@@ -55,3 +55,9 @@ def test_ffx_substitutes_values_at_a_subset_of_positions_only():
     assert 0 < changed.sum() < changed.size           # some positions pass through unchanged
     col = np.stack([c.encrypt(x + np.uint8(v))[0][changed][0] for v in range(256)])
     assert sorted(col.tolist()) == list(range(256))   # a permutation of the byte values
+
+
+def test_ffx_key_map_holds_only_the_moves_none():
+    """The attacks' scoring asks every registered scheme for its key map; FFX has no moves to show."""
+    m = create_cipher("ak-ffx", KEY, block_size=4).key_map((8, 8, 3))
+    assert (m.g == np.arange(8 * 8 * 3)).all() and not m.m.any()

@@ -72,6 +72,14 @@ class FfxBlocksCipher(Cipher):
             return torch.from_numpy(out).permute(0, 3, 1, 2).contiguous().to(batch.device)
         return out
 
+    def key_map(self, shape: Tuple[int, int, int], nonce: bytes = b""):
+        """The moves as a :class:`~.program.Map`: none (the identity gather, no XOR mask). The substitution is
+        not a gather plus XOR, so no map holds it; scoring that compares key maps sees only the moves."""
+        from .program import Map, index_dtype
+
+        size = int(np.prod(shape))
+        return Map(np.arange(size, dtype=index_dtype(size)), np.zeros(size, np.uint8))
+
     def transformations_log10(self, height: int, width: int, channels: int = 3) -> float:
         m = self._block()
         return float(m * m * channels * np.log10(2) + np.sum(np.log10(np.arange(1, 257))))
