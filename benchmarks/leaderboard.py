@@ -73,8 +73,8 @@ def run_missing(designs, out: Path, preset: str) -> None:
         t0 = time.perf_counter()
         flag = " --per-image" if d.per_image else ""
         cmd = (f"patchcrypt bench --scheme {d.scheme} --block-size {d.block_size}{flag}"
-               f" --data {SHARED / 'cifar10-jpeg'} --public {SHARED / 'flowers5-128'} --preset {preset} "
-               f"--out {folder}")
+               f" --data ../shared/datasets/cifar10-jpeg --public ../shared/datasets/flowers5-128 --preset {preset}"
+               f" --out {folder.relative_to(ROOT) if folder.is_relative_to(ROOT) else folder}")
         try:
             card = bench(d.scheme, [SHARED / "cifar10-jpeg"], get_preset(preset), folder, block_size=d.block_size,
                          per_image=d.per_image, public=SHARED / "flowers5-128", progress=True, command=cmd)

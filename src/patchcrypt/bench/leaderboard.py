@@ -88,7 +88,7 @@ def markdown_rows(rows: Sequence[Dict[str, Any]]) -> str:
     """The leaderboard table (markdown); domains are the union of the rows' domains."""
     domains = sorted({k for r in rows if isinstance(r["n_to_break"], dict) for k in r["n_to_break"]})
     head = (["design", "origin", "M", "keys"] + [f"images-to-break, {d}" for d in domains] +
-            ["queries-to-break", "pairs-to-break", "accuracy cost", "verdict"])
+            ["queries-to-break", "pairs-to-break", "accuracy cost", "verdict", "card (wall time)"])
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
         cells = [r["label"], r["origin"], str(r["block_size"]), "per image" if r["per_image"] else "one key"]
@@ -103,7 +103,8 @@ def markdown_rows(rows: Sequence[Dict[str, Any]]) -> str:
             pairs = f"> {r['pairs_largest_tried']}" if r.get("pairs_largest_tried") else "not broken"
         cells += [str(r["q_to_break"] if r["q_to_break"] is not None else "not broken"), str(pairs),
                   f"{cost:+.3f}" if isinstance(cost, float) else str(cost),
-                  ("BROKEN" if r.get("broken") else "not broken by these attacks") if r["card"] else NOT_MEASURED]
+                  ("BROKEN" if r.get("broken") else "not broken by these attacks") if r["card"] else NOT_MEASURED,
+                  f"[card](../{Path(r['card']).parent}/card.md) ({r['wall_seconds']:.0f} s)" if r["card"] else "–"]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
