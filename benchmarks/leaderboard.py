@@ -101,7 +101,9 @@ def main() -> None:
             raise SystemExit(f"unknown design label(s): {', '.join(unknown)}")
         run_missing([by_label[s] for s in only] if only else DESIGNS, args.cards, args.preset)
     for folder in sorted(args.cards.glob("*/card.json")):   # card.md and ladder.png as this version draws them
-        write_card(folder.parent, load_card(folder))
+        card = load_card(folder)   # the command as run from the repository root, with ../shared beside it
+        card["command"] = card["command"].replace(str(ROOT.parent / "shared"), "../shared").replace(f"{ROOT}/", "")
+        write_card(folder.parent, card)
     rows = rows_from_cards(DESIGNS, args.cards, ROOT)
     table = markdown_rows(rows)
     figure = "leaderboard-frontier.png"
