@@ -146,7 +146,10 @@ def _ladder_table(d: Dict[str, Any]) -> List[str]:
 
 
 def _break_line(n, largest, what: str) -> str:
-    return f"{n} {what}" if n is not None else f"not broken up to {largest} {what}"
+    """``what`` is a plural ("images", "pairs"); one of them is singular."""
+    if n is not None:
+        return f"{n} {what[:-1] if n == 1 else what}"
+    return f"not broken up to {largest} {what[:-1] if largest == 1 else what}"
 
 
 def render_markdown(card: Dict[str, Any]) -> str:
