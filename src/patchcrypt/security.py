@@ -75,6 +75,16 @@ for _variant in ("etc-bs-rf", "etc-bs-rf-np"):
         "per-image keys", "not measured (a subset of etc)", "not measured (a subset of etc)",
         "with per-image keys an invariant model holds no key")
 
+# AprilPyone & Kiya's block-wise transformations (ciphers/published.py), measured by their cards
+# (benchmarks/leaderboard.py --run: results/cards/ak-*/card.md, CIFAR-10 at 32 px, M = 4)
+EXPOSURES.update({
+    "ak-shuffle": Exposure("every image read from 10 ciphertexts (quick card)", "1 pair", "2 images", "not measured",
+                           10),
+    "ak-flip": Exposure("every image read from 3 ciphertexts (quick card)", "1 pair", "2 images", "not measured", 3),
+    "ak-ffx": Exposure("not read from up to 1000 ciphertexts by these attacks (quick card); not evidence of strength",
+                       "30 pairs", "260 images", "no keyed model"),
+})
+
 STEP_EXCEPTIONS = {
     "step-ps-perblock": "60% of the key map from 1,000 ciphertexts (SSIM 0.80); not exact",
 }

@@ -61,3 +61,11 @@ def test_ffx_key_map_holds_only_the_moves_none():
     """The attacks' scoring asks every registered scheme for its key map; FFX has no moves to show."""
     m = create_cipher("ak-ffx", KEY, block_size=4).key_map((8, 8, 3))
     assert (m.g == np.arange(8 * 8 * 3)).all() and not m.m.any()
+
+
+def test_chosen_images_read_ffx_from_the_black_box():
+    """No declared step models a substitution: the chosen-plaintext attack reads it from ~260 queries."""
+    from patchcrypt.attacks import run_attack
+
+    m = run_attack("cpa", "ak-ffx", 4, images(2, 16, 16), key=KEY).metrics()
+    assert m["exact_images"] == 1.0 and m["queries"] > 256
