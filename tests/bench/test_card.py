@@ -152,3 +152,12 @@ def test_the_report_shows_the_leaderboard_as_a_section(user_card, tmp_path):
     page = build_report([tmp_path / "lb" / "leaderboard.json"], tmp_path / "r.html")
     text = (tmp_path / "r.html").read_text()
     assert page["sections"] == 1 and "Leaderboard" in text and "xor" in text
+
+
+def test_a_composite_design_gets_a_card_with_the_accuracy_not_measured(domains, tmp_path):
+    """etc-gray's ciphertexts are one grayscale composite: attacked as usual, no accuracy figure invented."""
+    victims, public = domains
+    card = bench("etc-gray", [victims], get_preset("quick", **TINY), tmp_path, block_size=8, public=public)
+    check_card(card)
+    assert "composite" in card["accuracy"]["skipped"] and "cost" not in card["accuracy"]
+    assert "not measured" in (tmp_path / "card.md").read_text()

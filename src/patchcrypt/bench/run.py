@@ -189,6 +189,10 @@ def accuracy_part(target_for, path: Path, per_image: bool, block_size: Optional[
     te = load_dataset(path, "test" if (path / "test").is_dir() else "val", subset=preset.test_images,
                       seed=preset.seed)
     target = target_for(tr.images[:8])
+    shape = target.encrypt(tr.images[:1]).shape
+    if shape != tr.images[:1].shape:
+        return {"skipped": f"the ciphertexts have another shape ({'x'.join(map(str, shape[1:]))}, a composite) than "
+                           f"the images; the accuracy part trains square {tr.images.shape[3]}-channel models"}
     weights, acc = store.path.parent / "reference.pt", store.get("accuracy")
     if acc is None or not weights.is_file():
         _say(progress, "bench: accuracy (plain and encrypted training)")
