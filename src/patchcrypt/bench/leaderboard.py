@@ -120,6 +120,7 @@ def plot_frontier(rows: Sequence[Dict[str, Any]], path: Path, domain: str) -> Op
     except ImportError:
         return None
     fig, ax = plt.subplots(figsize=(6.4, 4))
+    seen: Dict[tuple, int] = {}   # labels of designs at the same point go one under another
     for r in rows:
         cell = r["n_to_break"].get(domain) if isinstance(r["n_to_break"], dict) else None
         if cell is None or not isinstance(r["accuracy_cost"], float):
@@ -127,7 +128,9 @@ def plot_frontier(rows: Sequence[Dict[str, Any]], path: Path, domain: str) -> Op
         broken = cell["n_to_break"] is not None
         x = cell["n_to_break"] if broken else cell["largest_tried"]
         ax.scatter([x], [r["accuracy_cost"]], marker="o" if broken else ">", s=40)
-        ax.annotate(r["label"], (x, r["accuracy_cost"]), fontsize=7, xytext=(4, 3), textcoords="offset points")
+        k = seen[(x, r["accuracy_cost"])] = seen.get((x, r["accuracy_cost"]), -1) + 1
+        ax.annotate(r["label"], (x, r["accuracy_cost"]), fontsize=7, xytext=(4, 3 - 9 * k), textcoords="offset points",
+                    ha="right" if x >= 1000 else "left")
     ax.set_xscale("log")
     ax.set_xlabel(f"images-to-break on {domain} (log; > = not broken up to there)")
     ax.set_ylabel("accuracy cost (plain - scheme)")
