@@ -4,7 +4,6 @@ declared steps, the CLI's outputs and its one-line refusals."""
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 from conftest import REPO, make_cifar_like_tree
@@ -161,3 +160,14 @@ def test_a_composite_design_gets_a_card_with_the_accuracy_not_measured(domains, 
     check_card(card)
     assert "composite" in card["accuracy"]["skipped"] and "cost" not in card["accuracy"]
     assert "not measured" in (tmp_path / "card.md").read_text()
+
+
+def test_a_corrupt_saved_state_or_card_is_one_line(capsys, domains, tmp_path):
+    victims, public = domains
+    (tmp_path / "o").mkdir()
+    (tmp_path / "o" / "partial.json").write_text("{" * 5000)
+    assert "saved pieces" in _one_line(capsys, "bench", "--scheme", "block-pixel", "--block-size", "4", "--data",
+                                       victims, "--public", public, "--out", tmp_path / "o", "--quiet")
+    (tmp_path / "card.json").write_text("[1, 2")
+    with pytest.raises(PatchcryptError, match="cannot read the card"):
+        load_card(tmp_path)

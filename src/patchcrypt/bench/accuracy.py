@@ -59,12 +59,8 @@ def _fit(model: torch.nn.Module, x: np.ndarray, y: np.ndarray, preset: Preset, d
                     scheduler=sched, disable=True)
 
 
-@torch.no_grad()
 def _accuracy(model: torch.nn.Module, x: np.ndarray, y: np.ndarray, device: torch.device) -> float:
-    model.eval()
-    xt = to_nchw(x)
-    pred = torch.cat([model(xt[i:i + 500].to(device)).argmax(1).cpu() for i in range(0, len(x), 500)])
-    return float((pred.numpy() == y).mean())
+    return float((classifier(model, device)(x) == y).mean())
 
 
 def measure_accuracy(encrypt: Callable[[np.ndarray], np.ndarray], per_image: bool, block_size: int,
@@ -93,17 +89,12 @@ def measure_accuracy(encrypt: Callable[[np.ndarray], np.ndarray], per_image: boo
             "seconds": round(time.perf_counter() - t0, 1), "reference": plain.cpu()}
 
 
-def classifier(model: torch.nn.Module, device: Optional[str] = None) -> Callable[[np.ndarray], np.ndarray]:
-    """uint8 images (N, H, W, C) -> the labels ``model`` gives them."""
-    dev = resolve_device(device)
-    model = model.to(dev).eval()
+def classifier(model: torch.nn.Module, device=None) -> Callable[[np.ndarray], np.ndarray]:
+    """uint8 images (N, H, W, C) -> the labels ``model`` gives them (``device``: a name or a torch device)."""
+    from ..inference import predict
 
-    @torch.no_grad()
-    def classify(images: np.ndarray) -> np.ndarray:
-        xt = to_nchw(images)
-        return torch.cat([model(xt[i:i + 500].to(dev)).argmax(1).cpu() for i in range(0, len(xt), 500)]).numpy()
-
-    return classify
+    dev = device if isinstance(device, torch.device) else resolve_device(device)
+    return lambda images: predict(model, images, 500, dev).argmax(1)
 
 
 __all__ = ["measure_accuracy", "recipe", "classifier"]

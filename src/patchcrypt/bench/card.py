@@ -240,9 +240,11 @@ def load_card(path: Path) -> Dict[str, Any]:
     """A card from ``path`` (a card.json or the folder holding one), checked."""
     path = Path(path)
     path = path / "card.json" if path.is_dir() else path
+    from ..bounded import METADATA_MAX, read_text_bounded
+
     try:
-        card = json.loads(path.read_text())
-    except (OSError, ValueError) as exc:
+        card = json.loads(read_text_bounded(path, METADATA_MAX, "card"))
+    except (OSError, ValueError, RecursionError) as exc:
         raise PatchcryptError(f"{path}: cannot read the card ({exc.__class__.__name__})") from None
     check_card(card)
     return card

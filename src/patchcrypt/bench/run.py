@@ -56,8 +56,13 @@ class Partial:
         design = json.loads(json.dumps(design))   # as it reads back (tuples are lists)
         self.data: Dict[str, Any] = {"design": design, "pieces": {}}
         if path.is_file():
-            saved = json.loads(path.read_text())
-            if saved.get("design") == design:
+            from ..bounded import METADATA_MAX, read_text_bounded
+
+            try:
+                saved = json.loads(read_text_bounded(path, METADATA_MAX, "saved pieces"))
+            except (ValueError, RecursionError):
+                raise PatchcryptError(f"{path}: not a card's saved pieces; remove it to start over") from None
+            if isinstance(saved, dict) and saved.get("design") == design and isinstance(saved.get("pieces"), dict):
                 self.data = saved
 
     def get(self, key: str) -> Any:
