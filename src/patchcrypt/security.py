@@ -80,6 +80,15 @@ for _variant in ("patch-shuffle", "patch-shuffle-mix", "etc-nested"):
     EXPOSURES[_variant] = Exposure(
         "not measured with one key (a design for per-image keys: docs/invariant.md)", "not measured",
         "not measured", "with per-image keys an invariant model holds no key")
+# AprilPyone & Kiya's block-wise transformations (ciphers/published.py), measured by their cards
+# (benchmarks/leaderboard.py --run: results/cards/ak-*/card.md, CIFAR-10 at 32 px, M = 4)
+EXPOSURES.update({
+    "ak-shuffle": Exposure("every image read from 10 ciphertexts (quick card)", "1 pair", "2 images", "not measured",
+                           10),
+    "ak-flip": Exposure("every image read from 3 ciphertexts (quick card)", "1 pair", "2 images", "not measured", 3),
+    "ak-ffx": Exposure("not read from up to 1000 ciphertexts by these attacks (quick card); not evidence of strength",
+                       "30 pairs", "260 images", "no keyed model"),
+})
 
 STEP_EXCEPTIONS = {
     "step-ps-perblock": "60% of the key map from 1,000 ciphertexts (SSIM 0.80); not exact",

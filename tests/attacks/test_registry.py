@@ -58,7 +58,9 @@ def test_applicability_comes_from_facts_not_names():
     assert "to_composite" in get_attack("jigsaw").why_not(t)   # no composite view to solve on
     # the structured known-plaintext solver is chosen by steps, and picks the schemes it always did
     old = {"block-pixel", "block-pixel-cs", "step-bs", "step-ps", "step-bf", "step-cs-shared"}
-    assert {n for n in list_ciphers(include_steps=True) if structured(get_scheme(n))} == old | {"step-rf-shared", "patch-shuffle"}
+    published = {"ak-shuffle", "ak-flip"}   # AprilPyone & Kiya's pixel shuffling and bit flipping: PS and BF alone
+    chosen = {n for n in list_ciphers(include_steps=True) if structured(get_scheme(n))}
+    assert chosen == old | {"step-rf-shared", "patch-shuffle"} | published
     assert structured(replace(get_scheme("block-pixel"), name="anything"))
 
 

@@ -8,7 +8,7 @@ Layers, lowest first; a module may import its own layer and the ones below, neve
       augmentation kernels)
     3 models, attacks, files, parts, inference, transforms
     4 train, serve, report
-    5 evaluate
+    5 evaluate, bench (the benchmark: attacks and a small training run)
     6 cli, __main__, the package root (the public façade)
 
 and: no import circles between modules; nothing imports ``cli``; ``evaluate`` and ``serve`` never reach
@@ -36,7 +36,7 @@ LAYERS: Dict[str, int] = {
     "ciphers": 2, "data": 2, "record": 2, "augment": 2,
     "models": 3, "attacks": 3, "files": 3, "parts": 3, "inference": 3, "transforms": 3,
     "train": 4, "serve": 4, "report": 4,
-    "evaluate": 5,
+    "evaluate": 5, "bench": 5,
     "cli": 6, "__main__": 6, "": 6,  # "" is the package root, patchcrypt/__init__.py
 }
 

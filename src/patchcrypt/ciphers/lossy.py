@@ -31,6 +31,10 @@ LOSSY_PSNR: Dict[Tuple[str, str], Tuple[float, float]] = {
     ("step-ps", "420"): (18.5, 35.0), ("step-ps", "422"): (20.0, 35.9), ("step-ps", "444"): (30.4, 37.4),
     ("step-ps-perblock", "420"): (18.6, 35.0), ("step-ps-perblock", "422"): (20.0, 35.9),
     ("step-ps-perblock", "444"): (30.4, 37.4),
+    # AprilPyone & Kiya's transformations (ciphers/published.py): benchmarks/lossy_formats.py --scheme ak-...
+    ("ak-shuffle", "420"): (18.5, 35.0), ("ak-shuffle", "422"): (20.0, 35.9), ("ak-shuffle", "444"): (30.4, 37.4),
+    ("ak-flip", "420"): (13.0, 35.0), ("ak-flip", "422"): (14.7, 35.9), ("ak-flip", "444"): (30.0, 37.4),
+    ("ak-ffx", "420"): (10.1, 35.0), ("ak-ffx", "422"): (10.2, 35.9), ("ak-ffx", "444"): (10.6, 37.4),
 }
 
 

@@ -110,3 +110,21 @@ def create_cipher(name: str, key: Optional[Key], block_size: int = 16, **options
         return cls(spec, key, block_size, **options)
     except TypeError as exc:
         raise PatchcryptError(f"bad option for scheme '{name}': {exc}") from None
+
+
+# -- published designs: AprilPyone & Kiya's block-wise transformations (IEEE TIFS 2021), see ciphers/published.py
+def _register_published() -> None:
+    from .published import FfxBlocksCipher
+
+    origin = "AprilPyone & Kiya, IEEE TIFS 2021 (arXiv 2010.00801)"
+    register_scheme(SchemeSpec("ak-shuffle", (_S("PS", shared=True),), "pixel shuffling: one permutation of "
+                               "the values of every block, no block scrambling", origin=origin))
+    register_scheme(SchemeSpec("ak-flip", (_S("BF"),), "bit flipping: v -> 255 - v at a key subset of the "
+                               "in-block positions, no block scrambling", origin=origin))
+    register_scheme(SchemeSpec("ak-ffx", (_S("FFX", shared=True),), "FFX encryption: a keyed permutation of the "
+                               "byte values at a key subset of the in-block positions, no block scrambling",
+                               origin=origin), FfxBlocksCipher)
+
+
+_register_published()
+# -- end of published designs (AprilPyone & Kiya) --

@@ -16,7 +16,7 @@ from .app import app
 
 # Command modules, in help order. A module not present in this installation is skipped.
 _COMMAND_MODULES = (
-    "keys", "files", "parts", "info", "demo", "train", "evaluate", "keyed", "attack", "serve", "report",
+    "keys", "files", "parts", "info", "demo", "train", "evaluate", "keyed", "attack", "bench", "serve", "report",
 )
 
 

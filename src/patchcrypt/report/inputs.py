@@ -21,10 +21,11 @@ KNOWN_KINDS = {
     "demo_ciphers": "Every scheme on real photos",
     "demo_keyed": "Keyed models (demo)",
     "attack": "Attacks",
+    "leaderboard": "Leaderboard: images-to-break against accuracy cost (benchmarks/leaderboard.py)",
 }
 # order of sections in the page
-_ORDER = ["demo_ciphers", "accuracy_table", "keyed_model", "demo_keyed", "compression", "attack_table",
-          "attack", "encrypt_speed", "files_speed", "serve_load", "run"]
+_ORDER = ["leaderboard", "demo_ciphers", "accuracy_table", "keyed_model", "demo_keyed", "compression",
+          "attack_table", "attack", "encrypt_speed", "files_speed", "serve_load", "run"]
 
 
 @dataclass
