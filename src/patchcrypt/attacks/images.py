@@ -28,7 +28,7 @@ from .target import Target, registered_target
 EVAL_SPLITS = ("test", "val", "validation")
 
 
-def _eval_split(path: Path) -> Optional[str]:
+def attack_split(path: Path) -> Optional[str]:
     """The folder to attack: the evaluation split, else ``train/`` when it is all there is, else None (one tree)."""
     return next((s for s in EVAL_SPLITS + ("train",) if (path / s).is_dir()), None)
 
@@ -112,7 +112,7 @@ def load_victims(data: Path, n_images: int, img_size: Optional[int], need_train:
     else:
         if split is not None and not (data / split).is_dir():
             raise PatchcryptError(f"--split {split}: {data} has no {split}/ folder")
-        split = split or (_eval_split(data) if data.is_dir() else None)
+        split = split or (attack_split(data) if data.is_dir() else None)
         victims = load_folder(data, n_images, img_size, split, seed)
     note = f"{len(victims)} victims from {data.name}/{split or ''}".rstrip("/")
     if len(victims) < n_images:
@@ -153,7 +153,7 @@ def load_held(data: Path, n_images: int, key: Optional[Key], seed: int = 0):
     if key is None:
         raise PatchcryptError(f"{data} is an encrypted tree (it has a patchcrypt.json): its ciphertexts are attacked "
                               "as stored and scored against their plain images, so pass the owner's --key")
-    split = _eval_split(data)
+    split = attack_split(data)
     files = open_files(data / split if split else data)
     record = EncryptionRecord.from_manifest(files.manifest)
     cipher = record.cipher(key)   # a key of another fingerprint is refused here, in one line

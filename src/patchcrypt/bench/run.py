@@ -81,9 +81,9 @@ class Partial:
 def domain_images(path: Path, n: int, preset: Preset, split: Optional[str] = None, seed: int = 0) -> np.ndarray:
     """Up to ``n`` images of ``path``'s evaluation split (or ``split``); 32-px sets as stored, photos at
     ``preset.img_size``."""
-    from ..attacks.images import _eval_split, load_folder
+    from ..attacks.images import attack_split, load_folder
 
-    split = split or (_eval_split(path) if path.is_dir() else None)
+    split = split or (attack_split(path) if path.is_dir() else None)
     try:
         return load_folder(path, n, None, split, seed)
     except PatchcryptError as exc:
