@@ -18,7 +18,7 @@ import struct
 import threading
 import warnings
 from pathlib import Path
-from typing import Iterable, Union
+from typing import Iterable, Optional, Union
 
 import numpy as np
 from Crypto.Hash import SHAKE256
@@ -197,11 +197,11 @@ class StreamBatch:
         self._pos = end
         return out
 
-    def stream(self, i: int) -> KeyStream:
-        """Stream ``i`` as a :class:`KeyStream` at the batch's position (for a row a batched draw cannot
-        finish, such as an integer draw that rejected words)."""
+    def stream(self, i: int, at: Optional[int] = None) -> KeyStream:
+        """Stream ``i`` as a :class:`KeyStream` at byte ``at`` (default: the batch's position), for a row a
+        batched draw cannot finish (an integer draw that rejected words)."""
         one = KeyStream(self._key, self._prefix, self._nonces[i])
-        one.read(self._pos)
+        one.read(self._pos if at is None else at)
         return one
 
     def words(self, n: int) -> np.ndarray:
@@ -228,10 +228,7 @@ class StreamBatch:
         out = (w[:, :size] % np.uint64(m)).astype(np.int64)
         if limit < (1 << 64):
             for i in np.flatnonzero((w >= np.uint64(limit)).any(axis=1)):
-                end, self._pos = self._pos, start
-                one = self.stream(int(i))
-                self._pos = end
-                out[i] = one.integers(m, size)
+                out[i] = self.stream(int(i), at=start).integers(m, size)
         return out
 
     def bits(self, size: int) -> np.ndarray:
