@@ -463,8 +463,9 @@ class Cipher:
         return out.reshape(n, c, h, w) if torch_in else out.reshape(n, h, w, c)
 
     def _apply_per_image(self, batch, direction: str, nonce_list, shape, torch_in: bool):
-        """Per-image keys on small images: each image's compact block map, one batched gather (no program
-        cache: fresh nonces would only evict the shared-key programs)."""
+        """Per-image keys on small images: the batch's compact block maps drawn and composed at once
+        (:meth:`_compile_batch`), one batched gather (no program cache: fresh nonces would only evict the
+        shared-key programs)."""
         h, w, c = shape
         shape = self._check_channels(shape)
         maps = self._compile_batch(shape, nonce_list)
