@@ -97,17 +97,7 @@ class BlockMap:
 
     def lift_to_nibbles(self) -> "BlockMap":
         """The same byte map acting on the (upper, lower) 4-bit halves of every byte: L → 2L."""
-        local = mask = None
-        if self.local is not None:
-            k = self.local.shape[0]
-            local = np.empty((k, 2 * self.L), dtype=local_dtype(2 * self.L))
-            local[:, 0::2] = 2 * self.local
-            local[:, 1::2] = 2 * self.local + 1
-        if self.mask is not None:
-            mask = np.empty((self.mask.shape[0], 2 * self.L), dtype=np.uint8)
-            mask[:, 0::2] = self.mask >> 4
-            mask[:, 1::2] = self.mask & 15
-        return BlockMap(self.n, 2 * self.L, self.src, local, mask)
+        return BlockMap(self.n, 2 * self.L, self.src, *_lift_to_nibbles(self.local, self.mask, self.L))
 
     def inverse(self) -> "BlockMap":
         """x[src[b], local[b, l]] = y[b, l] ^ mask[b, l], read as a map from y to x."""
@@ -729,17 +719,23 @@ class BlockBatch:
 
     def lift_to_nibbles(self) -> "BlockBatch":
         """Every image's :meth:`BlockMap.lift_to_nibbles` at once."""
-        local = mask = None
-        gathers = self.gathers()
-        if gathers is not None:
-            local = np.empty((*gathers.shape[:2], 2 * self.L), dtype=local_dtype(2 * self.L))
-            local[..., 0::2] = 2 * gathers
-            local[..., 1::2] = 2 * gathers + 1
-        if self.mask is not None:
-            mask = np.empty((*self.mask.shape[:2], 2 * self.L), dtype=np.uint8)
-            mask[..., 0::2] = self.mask >> 4
-            mask[..., 1::2] = self.mask & 15
+        local, mask = _lift_to_nibbles(self.gathers(), self.mask, self.L)
         return BlockBatch(self.count, self.n, 2 * self.L, self.src, local, mask)
+
+
+def _lift_to_nibbles(local: Optional[np.ndarray], mask: Optional[np.ndarray], L: int) -> tuple:
+    """(local, mask) in-block tables (..., L) of a byte map as the tables (..., 2L) of the same map on the
+    (upper, lower) 4-bit halves of every byte; None stays None."""
+    nibble_local = nibble_mask = None
+    if local is not None:
+        nibble_local = np.empty((*local.shape[:-1], 2 * L), dtype=local_dtype(2 * L))
+        nibble_local[..., 0::2] = 2 * local
+        nibble_local[..., 1::2] = 2 * local + 1
+    if mask is not None:
+        nibble_mask = np.empty((*mask.shape[:-1], 2 * L), dtype=np.uint8)
+        nibble_mask[..., 0::2] = mask >> 4
+        nibble_mask[..., 1::2] = mask & 15
+    return nibble_local, nibble_mask
 
 
 def _stack_rows(tables, L: int, dtype, identity: np.ndarray) -> Optional[np.ndarray]:
