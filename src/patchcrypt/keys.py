@@ -18,7 +18,7 @@ import struct
 import threading
 import warnings
 from pathlib import Path
-from typing import Iterable, Union
+from typing import Iterable, Optional, Union
 
 import numpy as np
 from Crypto.Hash import SHAKE256
@@ -158,6 +158,83 @@ class KeyStream:
         """``size`` uniform bits as a bool array."""
         raw = np.frombuffer(self.read((size + 7) // 8), dtype=np.uint8)
         return np.unpackbits(raw)[:size].astype(bool)
+
+
+class StreamBatch:
+    """The key streams of one label under many nonces, read in step: ``read(n)`` gives the next ``n`` bytes of
+    every stream as one (N, n) array, so what a step computes from its bytes runs once over the batch.
+
+    Each stream is exactly :class:`KeyStream`'s (SHAKE-256 over domain ‖ label ‖ nonce ‖ key); only the hash
+    calls run per nonce (in C), and the draws below mirror KeyStream's one for one, row by row.
+    """
+
+    def __init__(self, key_bytes: bytes, label: Union[Iterable[LabelPart], LabelPrefix], nonces):
+        prefix = label if isinstance(label, LabelPrefix) else LabelPrefix(label)
+        self._states = []
+        for nonce in nonces:
+            h = prefix.state.copy()
+            h.update(struct.pack(">I", len(nonce)) + nonce + key_bytes)
+            self._states.append(h)
+        self._key, self._prefix, self._nonces = key_bytes, prefix, list(nonces)
+        self._buf = np.empty((len(self._states), 0), dtype=np.uint8)
+        self._pos = self._until = 0
+
+    def __len__(self) -> int:
+        return len(self._states)
+
+    def reserve(self, n: int) -> None:
+        """Announce that the next ``n`` bytes will be read (produced by one hash call per stream)."""
+        self._until = max(self._until, self._pos + int(n))
+
+    def read(self, n: int) -> np.ndarray:
+        """The next ``n`` bytes of every stream, (N, n) uint8."""
+        end = self._pos + int(n)
+        if end > self._buf.shape[1]:
+            want = max(end, self._until)
+            raw = b"".join(h.digest(want) for h in self._states)
+            self._buf = np.frombuffer(raw, dtype=np.uint8).reshape(len(self._states), want)
+        out = self._buf[:, self._pos:end]
+        self._pos = end
+        return out
+
+    def stream(self, i: int, at: Optional[int] = None) -> KeyStream:
+        """Stream ``i`` as a :class:`KeyStream` at byte ``at`` (default: the batch's position), for a row a
+        batched draw cannot finish (an integer draw that rejected words)."""
+        one = KeyStream(self._key, self._prefix, self._nonces[i])
+        one.read(self._pos if at is None else at)
+        return one
+
+    def words(self, n: int) -> np.ndarray:
+        """(N, n) uint64: every stream's :meth:`KeyStream.words`."""
+        return self.read(8 * n).view(">u8").astype(np.uint64)
+
+    def permutations(self, count: int, n: int) -> np.ndarray:
+        """(N, count, n): every stream's :meth:`KeyStream.permutations` (argsort of its words, ties by index)."""
+        w = self.words(count * n).reshape(len(self), count, n)
+        return np.argsort(w, axis=2, kind="stable")
+
+    def integers(self, m: int, size: int) -> np.ndarray:
+        """(N, size) int64: every stream's :meth:`KeyStream.integers` (rejection sampling on 64-bit words).
+
+        KeyStream draws ``size + 8`` words first; a row whose first ``size`` accepted words are among them is
+        finished here, any other (a word over the limit, chance 1 in 2^62 or less each) by its own stream."""
+        if m <= 0:
+            raise ValueError("m must be positive")
+        if m == 1 or size == 0:
+            return np.zeros((len(self), size), dtype=np.int64)
+        limit = (1 << 64) - ((1 << 64) % m)
+        start = self._pos
+        w = self.words(max(size, 1) + 8)
+        out = (w[:, :size] % np.uint64(m)).astype(np.int64)
+        if limit < (1 << 64):
+            for i in np.flatnonzero((w >= np.uint64(limit)).any(axis=1)):
+                out[i] = self.stream(int(i), at=start).integers(m, size)
+        return out
+
+    def bits(self, size: int) -> np.ndarray:
+        """(N, size) bool: every stream's :meth:`KeyStream.bits`."""
+        raw = self.read((size + 7) // 8)
+        return np.unpackbits(raw, axis=1)[:, :size].astype(bool)
 
 
 class StreamReader:
@@ -340,6 +417,10 @@ class Key:
     def stream(self, label: Union[Iterable[LabelPart], LabelPrefix], nonce: bytes = b"") -> KeyStream:
         """The key stream for ``label`` (or its :class:`LabelPrefix`) and per-image ``nonce``."""
         return KeyStream(self._bytes, label, nonce)
+
+    def streams(self, label: Union[Iterable[LabelPart], LabelPrefix], nonces) -> StreamBatch:
+        """The key streams for ``label`` under each of ``nonces``, read together (:class:`StreamBatch`)."""
+        return StreamBatch(self._bytes, label, nonces)
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, Key) and secrets.compare_digest(self._bytes, other._bytes)

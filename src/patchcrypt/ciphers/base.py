@@ -12,8 +12,8 @@ import numpy as np
 from ..blocks import check_geometry
 from ..errors import PatchcryptError
 from ..keys import Key, LabelPrefix
-from .program import _BAND, BlockMap, Map, Program, apply_blockwise
-from .steps import Geometry, effective_key_space_log10, step_map, transformations_log10
+from .program import _BAND, BlockBatch, BlockMap, Map, Program, apply_blockwise
+from .steps import Geometry, batch_step_map, effective_key_space_log10, step_map, transformations_log10
 
 NONCE_BYTES = 16
 
@@ -325,6 +325,22 @@ class Cipher:
             total = BlockMap(geo.n, geo.L * (2 if self.spec.unit == "nibble" else 1))
         return total
 
+    def _compile_batch(self, shape: Tuple[int, int, int], nonces: Sequence[bytes]) -> BlockBatch:
+        """Every image's :meth:`_compile_blocks` at once (per-image keys): each step's streams are hashed per
+        nonce, and the draws and compositions run once over the batch (the same maps, image by image)."""
+        h, w, c = shape
+        geo = self._geometry(h, w, c)
+        total: Optional[BlockBatch] = None
+        for step in self.spec.steps:
+            streams = self.key.streams(self._prefix(step.symbol, shape), nonces)
+            one = batch_step_map(step.symbol, streams, geo, step.shared)
+            if self.spec.unit == "nibble" and step.symbol != "LE":
+                one = one.lift_to_nibbles()
+            total = one if total is None else total.then(one)
+        if total is None:
+            total = BlockBatch(len(nonces), geo.n, geo.L * (2 if self.spec.unit == "nibble" else 1))
+        return total
+
     def _compile_map(self, shape: Tuple[int, int, int], nonce: bytes) -> Map:
         """The scheme as one flat map in image (H, W, C) order (see :meth:`program`)."""
         return self.key_map(shape, nonce)
@@ -447,16 +463,18 @@ class Cipher:
         return out.reshape(n, c, h, w) if torch_in else out.reshape(n, h, w, c)
 
     def _apply_per_image(self, batch, direction: str, nonce_list, shape, torch_in: bool):
-        """Per-image keys on small images: each image's compact block map, one batched gather (no program
-        cache: fresh nonces would only evict the shared-key programs)."""
+        """Per-image keys on small images: the batch's compact block maps drawn and composed at once
+        (:meth:`_compile_batch`), one batched gather (no program cache: fresh nonces would only evict the
+        shared-key programs)."""
         h, w, c = shape
         shape = self._check_channels(shape)
-        maps = [self._compile_blocks(shape, nc) for nc in nonce_list]
+        maps = self._compile_batch(shape, nonce_list)
         if direction == "dec":
-            maps = [bm.inverse() for bm in maps]
-        flat = batch.reshape(len(maps), -1) if torch_in else np.ascontiguousarray(batch).reshape(len(maps), -1)
+            maps = maps.inverse()
+        n = len(nonce_list)
+        flat = batch.reshape(n, -1) if torch_in else np.ascontiguousarray(batch).reshape(n, -1)
         out = apply_blockwise(maps, flat, shape, self._block(), self.spec.unit, channels_first=torch_in)
-        return out.reshape(len(maps), c, h, w) if torch_in else out.reshape(len(maps), h, w, c)
+        return out.reshape(n, c, h, w) if torch_in else out.reshape(n, h, w, c)
 
     def __getstate__(self):
         state = self.__dict__.copy()

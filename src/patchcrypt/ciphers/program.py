@@ -21,6 +21,7 @@ import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Dict, Optional, Tuple
 
 import numpy as np
@@ -96,17 +97,7 @@ class BlockMap:
 
     def lift_to_nibbles(self) -> "BlockMap":
         """The same byte map acting on the (upper, lower) 4-bit halves of every byte: L → 2L."""
-        local = mask = None
-        if self.local is not None:
-            k = self.local.shape[0]
-            local = np.empty((k, 2 * self.L), dtype=local_dtype(2 * self.L))
-            local[:, 0::2] = 2 * self.local
-            local[:, 1::2] = 2 * self.local + 1
-        if self.mask is not None:
-            mask = np.empty((self.mask.shape[0], 2 * self.L), dtype=np.uint8)
-            mask[:, 0::2] = self.mask >> 4
-            mask[:, 1::2] = self.mask & 15
-        return BlockMap(self.n, 2 * self.L, self.src, local, mask)
+        return BlockMap(self.n, 2 * self.L, self.src, *_lift_to_nibbles(self.local, self.mask, self.L))
 
     def inverse(self) -> "BlockMap":
         """x[src[b], local[b, l]] = y[b, l] ^ mask[b, l], read as a map from y to x."""
@@ -641,25 +632,196 @@ class Program:
         return state
 
 
-def apply_blockwise(maps, flat, shape: Tuple[int, int, int], block: int, unit: str, channels_first: bool):
-    """Apply a different compact :class:`BlockMap` to every row of ``flat`` (per-image keys).
+@dataclass(frozen=True)
+class BlockBatch:
+    """N compact block maps of one geometry stacked, one per image (per-image keys): :class:`BlockMap`'s
+    ``src`` as (N, n), ``local`` as (N, 1, L) or (N, n, L), ``mask`` likewise (uint8) or (N, n, 1) for a mask
+    constant over each block (negative–positive); None as there. Composed and inverted with array operations
+    over the whole batch, never a Python loop over images.
 
-    The gather tables of the whole batch are built at once from the stacked block orders, in-block gathers
-    and masks (no per-image flat map, layout conversion or table cache), then applied in one
-    ``take_along_axis`` / ``gather``; numpy arrays and CPU tensors share the numpy path. For images of up
-    to a million values (see :class:`Cipher`, which takes another path above that).
+    In-block gathers drawn from a few fixed ones (the 8 dihedral states, the 6 colour orders) may instead be
+    kept as ``states`` (N, 1 or n) into ``table`` (K, L), ``local`` being None: composing two such steps
+    composes the K1 × K2 tables once and adds the states, instead of a gather as large as the batch.
     """
-    tabs = _batch_tables(maps, shape, block, 2 if unit == "nibble" else 1, channels_first)
+
+    count: int
+    n: int
+    L: int
+    src: Optional[np.ndarray] = None
+    local: Optional[np.ndarray] = None
+    mask: Optional[np.ndarray] = None
+    states: Optional[np.ndarray] = None
+    table: Optional[np.ndarray] = None
+
+    # Composed state tables up to this many rows (each L small integers) stay tables.
+    MAX_STATES = 1 << 10
+
+    @classmethod
+    def stack(cls, maps) -> "BlockBatch":
+        """The batch of a list of :class:`BlockMap` of the same n and L."""
+        maps = [bm.materialized() for bm in maps]
+        n, L = maps[0].n, maps[0].L
+        src = None
+        if any(bm.src is not None for bm in maps):
+            src = np.stack([np.arange(n) if bm.src is None else bm.src for bm in maps]).astype(np.int64)
+        local = _stack_rows([bm.local for bm in maps], L, local_dtype(L), np.arange(L))
+        mask = _stack_rows([bm.mask for bm in maps], L, np.uint8, np.zeros(L, dtype=np.uint8))
+        return cls(len(maps), n, L, src, local, mask)
+
+    def gathers(self) -> Optional[np.ndarray]:
+        """The in-block gathers as an array, (N, 1 or n, L), or None (identity)."""
+        return self.table[self.states] if self.states is not None else self.local
+
+    def then(self, other: "BlockBatch") -> "BlockBatch":
+        """Every image's :meth:`BlockMap.then` at once: ``self`` first, ``other`` second."""
+        if self.src is None:
+            src = other.src
+        else:
+            src = self.src if other.src is None else np.take_along_axis(self.src, other.src, axis=1)
+        mask = _batch_rows(self.mask, other.src)
+        if mask is not None and mask.shape[2] > 1 and (other.states is not None or other.local is not None):
+            mask = _cols(mask, other.gathers())
+        if other.mask is not None:
+            mask = other.mask if mask is None else mask ^ other.mask
+        local = states = table = None
+        if self.states is None and self.local is None:
+            local, states, table = other.local, other.states, other.table
+        elif other.states is None and other.local is None:
+            local, states, table = _batch_rows(self.local, other.src), _batch_rows(self.states, other.src), self.table
+        elif (self.states is not None and other.states is not None
+              and len(self.table) * len(other.table) <= self.MAX_STATES):
+            k = len(other.table)  # state (i, j): self's table i read through other's table j
+            table = self.table[:, other.table].reshape(-1, self.L)
+            states = _batch_rows(self.states, other.src) * k + other.states
+        else:
+            local = _cols(_batch_rows(self.gathers(), other.src), other.gathers())
+        return BlockBatch(self.count, self.n, self.L, src, local, mask, states, table)
+
+    def inverse(self) -> "BlockBatch":
+        """Every image's :meth:`BlockMap.inverse` at once."""
+        src = None
+        if self.src is not None:
+            src = np.empty_like(self.src)
+            np.put_along_axis(src, self.src, np.arange(self.n, dtype=src.dtype)[None, :], axis=1)
+        mask, local, states, table = _batch_rows(self.mask, src), None, None, None
+        if self.states is not None:
+            states = _batch_rows(self.states, src)
+            table = np.argsort(self.table, axis=1, kind="stable").astype(self.table.dtype)
+            if mask is not None and mask.shape[2] > 1:
+                mask = _cols(mask, table[states])
+        elif self.local is not None:
+            local = _batch_rows(self.local, src)
+            inv = np.empty_like(local)
+            np.put_along_axis(inv, local, np.arange(self.L, dtype=local.dtype)[None, None, :], axis=2)
+            local = inv
+            mask = _cols(mask, local)
+        return BlockBatch(self.count, self.n, self.L, src, local, mask, states, table)
+
+    def lift_to_nibbles(self) -> "BlockBatch":
+        """Every image's :meth:`BlockMap.lift_to_nibbles` at once."""
+        local, mask = _lift_to_nibbles(self.gathers(), self.mask, self.L)
+        return BlockBatch(self.count, self.n, 2 * self.L, self.src, local, mask)
+
+
+def _lift_to_nibbles(local: Optional[np.ndarray], mask: Optional[np.ndarray], L: int) -> tuple:
+    """(local, mask) in-block tables (..., L) of a byte map as the tables (..., 2L) of the same map on the
+    (upper, lower) 4-bit halves of every byte; None stays None."""
+    nibble_local = nibble_mask = None
+    if local is not None:
+        nibble_local = np.empty((*local.shape[:-1], 2 * L), dtype=local_dtype(2 * L))
+        nibble_local[..., 0::2] = 2 * local
+        nibble_local[..., 1::2] = 2 * local + 1
+    if mask is not None:
+        nibble_mask = np.empty((*mask.shape[:-1], 2 * L), dtype=np.uint8)
+        nibble_mask[..., 0::2] = mask >> 4
+        nibble_mask[..., 1::2] = mask & 15
+    return nibble_local, nibble_mask
+
+
+def _stack_rows(tables, L: int, dtype, identity: np.ndarray) -> Optional[np.ndarray]:
+    """(N, k, L) of per-image (1 or n, L) tables or None (``identity`` rows), k the most rows any has."""
+    if all(t is None for t in tables):
+        return None
+    k = max(t.shape[0] for t in tables if t is not None)
+    return np.stack([np.broadcast_to(identity if t is None else t, (k, L)) for t in tables]).astype(dtype)
+
+
+def _batch_rows(table: Optional[np.ndarray], src: Optional[np.ndarray]) -> Optional[np.ndarray]:
+    """:func:`_rows` for every image: rows of (N, k, ...) ``table`` seen by each output block under (N, n)
+    ``src`` (per-block tables or states)."""
+    if table is None or src is None or table.shape[1] == 1:
+        return table
+    index = src.reshape(src.shape + (1,) * (table.ndim - 2))
+    return np.take_along_axis(table, index, axis=1)
+
+
+def _cols(table: Optional[np.ndarray], local: Optional[np.ndarray]) -> Optional[np.ndarray]:
+    """:func:`_gather_cols` for every image: ``table[i, b, local[i, b, l]]``, row counts broadcast. A table of
+    one column (a mask constant over each block) reads the same whatever the in-block order."""
+    if table is None or local is None or table.shape[2] == 1:
+        return table
+    count, k, width = table.shape
+    rows = max(k, local.shape[1])
+    # one flat take: take_along_axis would build an int64 index per axis as large as the batch
+    first = np.arange(count, dtype=np.int64)[:, None] * (k * width)
+    if k > 1:
+        first = first + np.arange(k, dtype=np.int64)[None, :] * width
+    idx = first[:, :, None] + local
+    if idx.shape[1] != rows:
+        idx = np.broadcast_to(idx, (count, rows, width))
+    return np.take(table.reshape(-1), idx, mode="wrap")
+
+
+def apply_blockwise(maps, flat, shape: Tuple[int, int, int], block: int, unit: str, channels_first: bool):
+    """Apply a different compact block map to every row of ``flat`` (per-image keys).
+
+    ``maps`` is a :class:`BlockBatch` (or a list of :class:`BlockMap`, stacked into one). Every image's gather
+    indices are built at once in block order from the stacked block orders and in-block gathers (a flat
+    position is a block's base plus an in-block offset, in HWC as in CHW order), the batch is gathered and
+    XORed in block order, and one fixed column order puts it in image order; numpy arrays and CPU tensors
+    share the numpy path. For images of up to a million values (see :class:`Cipher`, which takes another
+    path above that).
+    """
+    bb = maps if isinstance(maps, BlockBatch) else BlockBatch.stack(maps)
+    half = 2 if unit == "nibble" else 1
+    base, offsets, order = _batch_layout(tuple(shape), block, half, channels_first)
+    count, size = bb.count, order.size
+    head = (base[None, :] if bb.src is None else base[bb.src]) + (np.arange(count, dtype=np.int64) * size)[:, None]
+    if bb.states is not None:  # rows of a small table: no per-value lookup into ``offsets``
+        tail = np.take(offsets[bb.table], bb.states, axis=0)
+    else:
+        tail = offsets[None, None, :] if bb.local is None else offsets[bb.local]
+    if tail.shape[:2] == head.shape and (bb.states is not None or bb.local is not None):
+        tail += head[:, :, None]  # a fresh array: add in place
+        g = tail
+    else:
+        g = head[:, :, None] + tail
     torch_in = not isinstance(flat, np.ndarray)
     device = None if not torch_in or flat.device.type == "cpu" else flat.device
     host = flat.contiguous().numpy() if torch_in and device is None else flat
+    if unit != "nibble" and device is None:  # gather and XOR in block order, then one column order (bytes)
+        out = np.take(host.reshape(-1), g, mode="wrap")
+        if bb.mask is not None:
+            out ^= bb.mask
+        out = np.take(out.reshape(count, size), order, axis=1)
+        if torch_in:
+            import torch
+
+            return torch.from_numpy(out)
+        return out
+    g = np.take(g.reshape(count, size), order, axis=1)
+    m = np.zeros((count, size), dtype=np.uint8)
+    if bb.mask is not None:
+        m.reshape(count, bb.n, bb.L)[...] = bb.mask
+        m = np.take(m, order, axis=1)
+    tabs = [g, m] if unit != "nibble" else _nibble_batch(g, m)
     if device is not None:
         import torch
 
         tabs = [torch.from_numpy(t).to(device) for t in tabs]
-        take = lambda idx: torch.gather(flat, 1, idx)  # noqa: E731
+        take = lambda idx: torch.take(flat, idx)  # noqa: E731
     else:
-        take = lambda idx: np.take_along_axis(host, idx, axis=1)  # noqa: E731
+        take = lambda idx: np.take(host.reshape(-1), idx, mode="wrap")  # noqa: E731
     if unit == "nibble":
         bh, sh, bl, sl, m = tabs
         out = ((take(bh) << sh) & 0xF0) | ((take(bl) >> sl) & 0x0F)
@@ -674,39 +836,38 @@ def apply_blockwise(maps, flat, shape: Tuple[int, int, int], block: int, unit: s
     return out
 
 
-def _batch_tables(maps, shape: Tuple[int, int, int], block: int, unit: int, channels_first: bool) -> list:
-    """(N, D) gather indices (int64) and masks of N block maps, in HWC or CHW flat order; byte tables for
-    nibble maps as :func:`_nibble_tables` builds them."""
+def _nibble_batch(g: np.ndarray, m: np.ndarray) -> list:
+    """Byte tables of (N, 2D) nibble gathers and masks in output order, as :func:`_nibble_tables` builds them."""
+    gh, gl = g[:, 0::2], g[:, 1::2]
+    return [gh >> 1, ((gh & 1) * 4).astype(np.uint8), gl >> 1, ((1 - (gl & 1)) * 4).astype(np.uint8),
+            ((m[:, 0::2] << 4) | m[:, 1::2]).astype(np.uint8)]
+
+
+@lru_cache(maxsize=16)
+def _batch_layout(shape: Tuple[int, int, int], block: int, unit: int, channels_first: bool) -> tuple:
+    """``(base, offsets, order)`` of one image geometry: element l of block b sits at flat position
+    ``base[b] + offsets[l]`` (HWC, or CHW when ``channels_first``; in 4-bit halves when ``unit`` is 2), and
+    output position q holds block-order element ``order[q]``."""
     h, w, c = shape
-    n, L, count = maps[0].n, maps[0].L, len(maps)
-    src = np.empty((count, n), dtype=np.int64)
-    local = np.empty((count, n, L), dtype=local_dtype(L))
-    mask = np.zeros((count, n, L), dtype=np.uint8)
-    for i, bm in enumerate(maps):
-        src[i] = np.arange(n) if bm.src is None else bm.src
-        local[i] = np.arange(L) if bm.local is None else bm.local
-        if bm.mask is not None:
-            mask[i] = bm.mask
     per_row = w // block
+    n = (h // block) * per_row
     base = _block_base(np.arange(n, dtype=np.int64), per_row, w, c, block, unit)
     offsets = _block_offsets(w, c, block, unit)
-    dst = (base[:, None] + offsets[None, :]).reshape(-1)
-    g = np.empty((count, dst.size), dtype=np.int64)
-    m = np.empty((count, dst.size), dtype=np.uint8)
-    g[:, dst] = (base[src][:, :, None] + offsets[local]).reshape(count, -1)
-    m[:, dst] = mask.reshape(count, -1)
+    pos = (base[:, None] + offsets[None, :]).reshape(-1)
     if channels_first:
         p = _chw_order(shape)
         if unit == 2:
             p = np.stack((2 * p, 2 * p + 1), axis=1).reshape(-1)
         inv = np.empty_like(p)
         inv[p] = np.arange(p.size)
-        g, m = inv[g[:, p]], m[:, p]
-    if unit == 1:
-        return [g, m]
-    gh, gl = g[:, 0::2], g[:, 1::2]
-    return [gh >> 1, ((gh & 1) * 4).astype(np.uint8), gl >> 1, ((1 - (gl & 1)) * 4).astype(np.uint8),
-            ((m[:, 0::2] << 4) | m[:, 1::2]).astype(np.uint8)]
+        pos = inv[pos]
+        # a block's CHW positions are its first element's plus offsets the same for every block
+        base, offsets = pos[::offsets.size].copy(), pos[:offsets.size] - pos[0]
+    order = np.empty_like(pos)
+    order[pos] = np.arange(pos.size)
+    for a in (base, offsets, order):
+        a.setflags(write=False)
+    return base, offsets, order
 
 
 def _is_identity(mp: Map) -> bool:

@@ -18,8 +18,8 @@ from functools import lru_cache
 import numpy as np
 
 from ..errors import PatchcryptError
-from ..keys import KeyStream
-from .program import BlockMap, DrawnRows, local_dtype
+from ..keys import KeyStream, StreamBatch
+from .program import BlockBatch, BlockMap, DrawnRows, local_dtype
 
 LOG10_2 = math.log10(2)
 COLOUR_ORDERS = np.array(list(itertools.permutations(range(3))), dtype=np.int64)  # the 6 orders
@@ -265,3 +265,40 @@ STEP_FUNCTIONS = {
 
 # Steps with a per-block and a shared form (their function's ``shared`` argument).
 SHAREABLE_STEPS = frozenset({"RF", "CS", "PS", "LE"})
+
+
+def batch_step_map(symbol: str, streams: StreamBatch, geo: Geometry, shared: bool = False) -> BlockBatch:
+    """Every image's :func:`step_map` at once, from the streams of one step under each image's nonce.
+
+    Each image's bytes are its own stream's, read as :func:`step_map` reads them; what is computed from them
+    (argsorts, integer draws, bit masks, table lookups) runs once over the stacked batch. For the images a
+    per-image cipher gathers in one batch (up to a million values each: no banded draws).
+    """
+    count, n, L = len(streams), geo.n, geo.L
+    rows = n if (symbol not in SHAREABLE_STEPS or not shared) else 1
+    if symbol == "BS":
+        return BlockBatch(count, n, L, src=streams.permutations(1, n)[:, 0].astype(np.int64))
+    if symbol == "RF":
+        states = streams.integers(8, rows)
+        return BlockBatch(count, n, L, states=states, table=_local(dihedral_tables(geo.m, geo.c), L))
+    if symbol == "CS":
+        if geo.c != 3:
+            raise PatchcryptError(f"colour shuffling needs 3 channels, the images have {geo.c}")
+        orders = streams.integers(6, rows)
+        return BlockBatch(count, n, L, states=orders, table=_local(colour_tables(geo.m), L))
+    if symbol == "NP":
+        bits = streams.bits(n).view(np.uint8) * np.uint8(255)
+        return BlockBatch(count, n, L, mask=bits[:, :, None])  # one value per block
+    if symbol == "BF":
+        return BlockBatch(count, n, L, mask=(streams.bits(L).view(np.uint8) * np.uint8(255))[:, None, :])
+    if symbol == "NPV":
+        return BlockBatch(count, n, L, mask=(streams.bits(n * L).view(np.uint8) * np.uint8(255)).reshape(count, n, L))
+    if symbol == "PS":
+        return BlockBatch(count, n, L, local=streams.permutations(rows, L).astype(local_dtype(L)))
+    if symbol == "LE":
+        two_l = 2 * L
+        streams.reserve(rows * two_l * 8 + (rows * two_l + 7) // 8)
+        perms = streams.permutations(rows, two_l).astype(local_dtype(two_l))
+        flips = streams.bits(rows * two_l).view(np.uint8).reshape(count, rows, two_l) * np.uint8(15)
+        return BlockBatch(count, n, two_l, local=perms, mask=flips)
+    raise KeyError(symbol)
