@@ -33,7 +33,7 @@ import numpy as np
 from ..errors import PatchcryptError
 from ..keys import Key
 from .base import Cipher, SchemeSpec, StepSpec
-from .program import BlockMap, local_dtype
+from .program import BlockBatch, BlockMap, local_dtype
 from .steps import COLOUR_ORDERS, Geometry, colour_tables, dihedral_tables, effective_key_space_log10, log10_factorial
 
 _S = StepSpec
@@ -83,6 +83,11 @@ class NestedCipher(Cipher):
 
     def _draw(self, symbol: str, shape, nonce: bytes):
         return self.key.stream(self._prefix(symbol, shape), nonce)
+
+    def _compile_batch(self, shape: Tuple[int, int, int], nonces) -> BlockBatch:
+        """Per-image keys: each image's two-level map drawn alone and stacked (the batched draws of
+        :func:`~.steps.batch_step_map` know the single-level steps only)."""
+        return BlockBatch.stack([self._compile_blocks(shape, nonce) for nonce in nonces])
 
     def _compile_blocks(self, shape: Tuple[int, int, int], nonce: bytes) -> BlockMap:
         """Patch order, then each output patch's sub-blocks gathered from the moved patch in their states."""
