@@ -53,6 +53,9 @@ SCORE_IMAGES = 300
 SPATIAL_TYPES = 4
 # bit planes whose correlations find xor partners (lower planes are close to noise in natural images)
 XOR_PLANES = (7, 6, 5, 4)
+# a group whose seriated table is within this many values of the identity (or its inversion), on average,
+# is plain: the seriation of plain values only swaps close ones
+PLAIN_ORDER = 4.0
 # entries of one working array of pair values (pairs x images), to bound memory on large images
 CHUNK = 20_000_000
 
@@ -428,6 +431,9 @@ def recover_value_maps(y: np.ndarray, public: np.ndarray, m: int,
     union = np.concatenate(parts, axis=2)
     ys = yb[:, :SCORE_IMAGES]
     scores = {"none": smoothness(ys, union, model), "subst": smoothness(rank[ys], union, model)}
+    grouped = group_value_maps(yb, model)
+    if grouped is not None:
+        scores["groups"] = smoothness(grouped[0][np.arange(yb.shape[2]), ys], union, model)
     scores.update({k: smoothness(strip(k, ys, c[:, None, :]), union, model) for k, (c, _) in found.items()})
     kind = max(scores, key=scores.get)
     if kind == "xor" and _flips_only(found["xor"][0]):
@@ -441,12 +447,45 @@ def recover_value_maps(y: np.ndarray, public: np.ndarray, m: int,
         return ValueMaps("none", None, scores=scores, info=info)
     if kind == "subst":
         return ValueMaps(kind, np.broadcast_to(rank.astype(np.uint8), (d, 256)), scores=scores, info=info)
+    if kind == "groups":
+        table = np.empty((d, 256), dtype=np.uint8)
+        table[lay] = grouped[0].astype(np.uint8)[None]
+        info["value_map_groups"] = int(grouped[1].max()) + 1
+        return ValueMaps(kind, table, scores=scores, info=info)
     c, shared = found[kind]
     mask = np.empty(d, dtype=np.int64)
     mask[lay] = c
     info["value_map_shared"] = bool(shared)
     table = strip(kind, np.arange(256)[None, :], mask[:, None]).astype(np.uint8)
     return ValueMaps(kind, table, mask.astype(np.uint8), scores, info)
+
+
+def group_value_maps(yb: np.ndarray, model: PlainModel) -> Optional[Tuple[np.ndarray, np.ndarray]]:
+    """Kind "groups" (:mod:`.tables`): (tables (L, 256) int64, groups (L,)) of in-block coordinates that share
+    a substitution table, some of them possibly the identity, from block values ``yb`` (nb, N, L) pooled over
+    the blocks; None where the coordinates fall into no such groups."""
+    from .tables import group_tables
+
+    v = yb.transpose(1, 0, 2).reshape(-1, yb.shape[2])
+
+    def smooth(x: np.ndarray, cols) -> float:
+        xi = x[:20_000].astype(np.int64)
+        d = model.diff[xi[:, :, None] - xi[:, None, :] + 255].mean(0)
+        np.fill_diagonal(d, -np.inf)
+        return float(d.max(1).mean())
+
+    def anchor_table(x: np.ndarray, cols) -> np.ndarray:
+        if len(cols) < 2:
+            return np.arange(256)
+        xb = x[None]
+        part = partners((xb[..., :, None] == xb[..., None, :]).mean(1), PARTNERS)
+        rank = seriate(cooccurrence(xb, part[:, :, :PARTNERS // 2]), np.bincount(x.reshape(-1), minlength=256))
+        ident = np.arange(256)
+        if min(np.abs(rank - ident).mean(), np.abs(rank - ident[::-1]).mean()) < PLAIN_ORDER:
+            return ident      # the seriation only swaps a few close values: the group is plain
+        return rank if smooth(rank[x], cols) > smooth(x, cols) else ident
+
+    return group_tables(v, smooth, anchor_table)
 
 
 def attack_value_maps(y: np.ndarray, public: np.ndarray, scheme: str, spec: SchemeSpec, m: int, plain_shape,
