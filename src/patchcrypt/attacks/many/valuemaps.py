@@ -19,6 +19,10 @@ by a similarity each kind of map leaves unchanged:
   concentrated near the diagonal once the values are put in plain order, which a spectral seriation (the
   Fiedler vector of the 256-value co-occurrence graph) recovers up to reversal.
 
+* **groups** (y = S_g[x], one table per group of in-block coordinates, some groups the identity): which
+  coordinates share a map shows in how often they are equal, and the tables are read against the plain
+  group (:mod:`.tables`).
+
 Where one mask serves every block (its top bit plane or angles stay as correlated pooled over the blocks
 as within one) the statistics of all blocks are pooled: N·(H/M)·(W/M) samples per coordinate instead of N,
 which is what makes the lowest bits certain. What no relation fixes -- one constant per block, and per
@@ -45,7 +49,7 @@ from ...ciphers.base import SchemeSpec
 from .facts import moves_spec
 from .result import ManyImageResult
 
-KINDS = ("xor", "add", "subst")
+KINDS = ("xor", "add", "subst", "groups")
 # partners per coordinate, and the images the scores look at (more change nothing but the time)
 PARTNERS = 8
 SCORE_IMAGES = 300
@@ -411,6 +415,13 @@ def _flips_only(mask: np.ndarray) -> bool:
     return bool(np.isin(rel, (0, 255)).mean() > 0.5)
 
 
+def _inversions_only(tables: np.ndarray) -> bool:
+    """Whether group tables (L, 256) are each the identity or the inversion v -> 255 - v (a flip mask), up to
+    a few close values swapped (``PLAIN_ORDER`` on average)."""
+    v = np.arange(256)
+    return bool(all(min(np.abs(t - v).mean(), np.abs(t - (255 - v)).mean()) < PLAIN_ORDER for t in tables))
+
+
 def recover_value_maps(y: np.ndarray, public: np.ndarray, m: int,
                        say: Callable[..., None] = lambda *a: None) -> ValueMaps:
     """Every kind's value maps from ciphertexts ``y`` (N, H, W, C) uint8 and public plain images, and the
@@ -436,7 +447,7 @@ def recover_value_maps(y: np.ndarray, public: np.ndarray, m: int,
         scores["groups"] = smoothness(grouped[0][np.arange(yb.shape[2]), ys], union, model)
     scores.update({k: smoothness(strip(k, ys, c[:, None, :]), union, model) for k, (c, _) in found.items()})
     kind = max(scores, key=scores.get)
-    if kind == "xor" and _flips_only(found["xor"][0]):
+    if (kind == "xor" and _flips_only(found["xor"][0])) or (kind == "groups" and _inversions_only(grouped[0])):
         kind = "none"      # 0/255 flips: the block method models them
     info = {"value_map_kind": kind, "value_map_seconds": time.perf_counter() - t0,
             **{f"value_map_score_{k}": v for k, v in scores.items()}}
