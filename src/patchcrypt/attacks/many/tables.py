@@ -33,8 +33,15 @@ SAME_MAP_RATIO = 1.4
 # groups than that: maps of every coordinate its own, which the masks model)
 ANCHOR_PARTNERS = 4
 MAX_GROUP_SHARE = 0.25
-# samples per coordinate the grouping looks at
+# samples per coordinate the grouping and the partner search look at, and the most pair comparisons
+# (samples x L x L) they make: large blocks look at fewer samples
 GROUP_SAMPLES = 200_000
+GROUP_WORK = 4_000_000_000
+
+
+def samples_for(width: int) -> int:
+    """How many samples a statistic over every pair of ``width`` coordinates looks at."""
+    return max(2_000, min(GROUP_SAMPLES, GROUP_WORK // max(1, width * width)))
 
 
 def equality_ratio(v: np.ndarray) -> np.ndarray:
@@ -49,7 +56,7 @@ def map_groups(v: np.ndarray) -> np.ndarray:
     """(L,) int64 labels 0..G−1 of the coordinates of samples ``v`` (S, L) that share one value map."""
     from scipy.cluster.hierarchy import fcluster, linkage
 
-    r = equality_ratio(v[:GROUP_SAMPLES])
+    r = equality_ratio(v[:samples_for(v.shape[1])])
     r = (r + r.T) / 2
     dist = 1.0 / np.clip(r[np.triu_indices(len(r), 1)], 1e-9, None)
     labels = fcluster(linkage(dist, "average"), 1.0 / SAME_MAP_RATIO, "distance")
@@ -76,7 +83,8 @@ def anchored_table(y: np.ndarray, x: np.ndarray, passes: int = 3) -> np.ndarray:
     partners; values never seen go after the rest. Each pass after the first puts every pair's means on
     one scale first (a line fitted against the ranks so far: channels differ by an offset, and a mean of
     neighbours is pulled towards the middle)."""
-    eta = correlation_ratio(y, x)
+    take = samples_for(y.shape[1] + x.shape[1])
+    eta = correlation_ratio(y[:take], x[:take])
     k = min(ANCHOR_PARTNERS, x.shape[1])
     part = np.argsort(-eta, axis=1)[:, :k]
     pairs = []
