@@ -16,7 +16,8 @@ is shared across images then shows in statistics pooled over all of them:
 
 Before these, for a block-local scheme whose value maps are not in the step vocabulary (no declared steps,
 or a step of its own such as "XOR"), the **value-map stage** recovers per-coordinate XOR or additive
-masks, or one substitution table, from the ciphertexts alone and strips them (:mod:`.valuemaps`).
+masks, one substitution table, or a table shared by a group of in-block coordinates beside plain ones
+(:mod:`.tables`), from the ciphertexts alone and strips them (:mod:`.valuemaps`).
 
 Modules, by concept: :mod:`.facts` (which method a scheme's step facts call for), :mod:`.blocks` (the
 three stages for block schemes), :mod:`.valuemaps` (value maps of a scheme's own), :mod:`.composite` (etc-gray: the luma by the jigsaw), :mod:`.chroma`

@@ -19,6 +19,10 @@ by a similarity each kind of map leaves unchanged:
   concentrated near the diagonal once the values are put in plain order, which a spectral seriation (the
   Fiedler vector of the 256-value co-occurrence graph) recovers up to reversal.
 
+* **groups** (y = S_g[x], one table per group of in-block coordinates, some groups the identity): which
+  coordinates share a map shows in how often they are equal, and the tables are read against the plain
+  group (:mod:`.tables`).
+
 Where one mask serves every block (its top bit plane or angles stay as correlated pooled over the blocks
 as within one) the statistics of all blocks are pooled: N·(H/M)·(W/M) samples per coordinate instead of N,
 which is what makes the lowest bits certain. What no relation fixes -- one constant per block, and per
@@ -45,7 +49,7 @@ from ...ciphers.base import SchemeSpec
 from .facts import moves_spec
 from .result import ManyImageResult
 
-KINDS = ("xor", "add", "subst")
+KINDS = ("xor", "add", "subst", "groups")
 # partners per coordinate, and the images the scores look at (more change nothing but the time)
 PARTNERS = 8
 SCORE_IMAGES = 300
@@ -53,6 +57,9 @@ SCORE_IMAGES = 300
 SPATIAL_TYPES = 4
 # bit planes whose correlations find xor partners (lower planes are close to noise in natural images)
 XOR_PLANES = (7, 6, 5, 4)
+# a group whose seriated table is within this many values of the identity (or its inversion), on average,
+# is plain: the seriation of plain values only swaps close ones
+PLAIN_ORDER = 4.0
 # entries of one working array of pair values (pairs x images), to bound memory on large images
 CHUNK = 20_000_000
 
@@ -408,6 +415,13 @@ def _flips_only(mask: np.ndarray) -> bool:
     return bool(np.isin(rel, (0, 255)).mean() > 0.5)
 
 
+def _inversions_only(tables: np.ndarray) -> bool:
+    """Whether group tables (L, 256) are each the identity or the inversion v -> 255 - v (a flip mask), up to
+    a few close values swapped (``PLAIN_ORDER`` on average)."""
+    v = np.arange(256)
+    return bool(all(min(np.abs(t - v).mean(), np.abs(t - (255 - v)).mean()) < PLAIN_ORDER for t in tables))
+
+
 def recover_value_maps(y: np.ndarray, public: np.ndarray, m: int,
                        say: Callable[..., None] = lambda *a: None) -> ValueMaps:
     """Every kind's value maps from ciphertexts ``y`` (N, H, W, C) uint8 and public plain images, and the
@@ -428,9 +442,12 @@ def recover_value_maps(y: np.ndarray, public: np.ndarray, m: int,
     union = np.concatenate(parts, axis=2)
     ys = yb[:, :SCORE_IMAGES]
     scores = {"none": smoothness(ys, union, model), "subst": smoothness(rank[ys], union, model)}
+    grouped = group_value_maps(yb, model)
+    if grouped is not None:
+        scores["groups"] = smoothness(grouped[0][np.arange(yb.shape[2]), ys], union, model)
     scores.update({k: smoothness(strip(k, ys, c[:, None, :]), union, model) for k, (c, _) in found.items()})
     kind = max(scores, key=scores.get)
-    if kind == "xor" and _flips_only(found["xor"][0]):
+    if (kind == "xor" and _flips_only(found["xor"][0])) or (kind == "groups" and _inversions_only(grouped[0])):
         kind = "none"      # 0/255 flips: the block method models them
     info = {"value_map_kind": kind, "value_map_seconds": time.perf_counter() - t0,
             **{f"value_map_score_{k}": v for k, v in scores.items()}}
@@ -441,12 +458,45 @@ def recover_value_maps(y: np.ndarray, public: np.ndarray, m: int,
         return ValueMaps("none", None, scores=scores, info=info)
     if kind == "subst":
         return ValueMaps(kind, np.broadcast_to(rank.astype(np.uint8), (d, 256)), scores=scores, info=info)
+    if kind == "groups":
+        table = np.empty((d, 256), dtype=np.uint8)
+        table[lay] = grouped[0].astype(np.uint8)[None]
+        info["value_map_groups"] = int(grouped[1].max()) + 1
+        return ValueMaps(kind, table, scores=scores, info=info)
     c, shared = found[kind]
     mask = np.empty(d, dtype=np.int64)
     mask[lay] = c
     info["value_map_shared"] = bool(shared)
     table = strip(kind, np.arange(256)[None, :], mask[:, None]).astype(np.uint8)
     return ValueMaps(kind, table, mask.astype(np.uint8), scores, info)
+
+
+def group_value_maps(yb: np.ndarray, model: PlainModel) -> Optional[Tuple[np.ndarray, np.ndarray]]:
+    """Kind "groups" (:mod:`.tables`): (tables (L, 256) int64, groups (L,)) of in-block coordinates that share
+    a substitution table, some of them possibly the identity, from block values ``yb`` (nb, N, L) pooled over
+    the blocks; None where the coordinates fall into no such groups."""
+    from .tables import group_tables
+
+    v = yb.transpose(1, 0, 2).reshape(-1, yb.shape[2])
+
+    def smooth(x: np.ndarray, cols) -> float:
+        xi = x[:20_000].astype(np.int64)
+        d = model.diff[xi[:, :, None] - xi[:, None, :] + 255].mean(0)
+        np.fill_diagonal(d, -np.inf)
+        return float(d.max(1).mean())
+
+    def anchor_table(x: np.ndarray, cols) -> np.ndarray:
+        if len(cols) < 2:
+            return np.arange(256)
+        xb = x[None]
+        part = partners((xb[..., :, None] == xb[..., None, :]).mean(1), PARTNERS)
+        rank = seriate(cooccurrence(xb, part[:, :, :PARTNERS // 2]), np.bincount(x.reshape(-1), minlength=256))
+        ident = np.arange(256)
+        if min(np.abs(rank - ident).mean(), np.abs(rank - ident[::-1]).mean()) < PLAIN_ORDER:
+            return ident      # the seriation only swaps a few close values: the group is plain
+        return rank if smooth(rank[x], cols) > smooth(x, cols) else ident
+
+    return group_tables(v, smooth, anchor_table)
 
 
 def attack_value_maps(y: np.ndarray, public: np.ndarray, scheme: str, spec: SchemeSpec, m: int, plain_shape,
