@@ -131,7 +131,9 @@ def test_methods_follow_scheme_facts():
 
     assert set(supported()) == {"block-pixel", "block-pixel-cs", "etc", "etc-gray", "le", "pe", "step-bs", "step-rf",
                                 "step-rf-shared", "step-np", "step-bf", "step-cs", "step-cs-shared", "step-ps",
-                                "step-ps-perblock", "etc-bs-rf", "etc-bs-rf-np", "ele"}
+                                "step-ps-perblock", "etc-bs-rf", "etc-bs-rf-np", "ele",
+                                # the published designs made of the same steps (PS, BF; BS alone)
+                                "ak-shuffle", "ak-flip", "patch-shuffle"}
     assert method_for(get_scheme("plain")) is None
     assert method_for(replace(get_scheme("etc-gray"), name="renamed")) == "composite"
     assert method_for(replace(get_scheme("pe"), name="renamed")) == "pixel"
