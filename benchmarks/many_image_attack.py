@@ -156,6 +156,7 @@ def inblock_timing(cond: str, n: int, rows: int, before: str, args) -> dict:
                         f"{name}_load": [load, os.getloadavg()[0]]})
         maps = [np.load(tmp / f"{name}.npz") for name in ("before", "now")]
         out["same_map"] = bool(all(np.array_equal(maps[0][k], maps[1][k]) for k in ("g", "k")))
+        out["halves_differing"] = int(((maps[0]["g"] != maps[1]["g"]) | (maps[0]["k"] != maps[1]["k"])).sum())
     return out
 
 
