@@ -19,13 +19,25 @@ state among the attacker's candidates, key_map_fraction and the seconds taken. P
 prints the fewest N at which every image is exact up to the global state, and the fewest N for the exact
 key map. One row per scheme and condition with per-image keys (the control). Each cell is saved to
 results.json as it finishes, so a cut-off run resumes.
+
+``--inblock-rows R --before REF`` times instead the per-position stage of ``ele`` (one round of
+:func:`patchcrypt.attacks.many.ele.per_position_map`, upper halves) on the first R block rows of the same N
+ciphertexts, first with the ``src`` of commit REF, then with this checkout's, each in a fresh interpreter, one
+after the other; it prints both times, the load average and whether the two maps are the same:
+
+    .venv/bin/python benchmarks/many_image_attack.py --conditions flowers128-m8 --ns 30 --inblock-rows 1 \
+        --before main --out results/many_ele_inblock
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
+import subprocess
 import sys
+import tarfile
+import tempfile
 import time
 from pathlib import Path
 
@@ -101,6 +113,53 @@ def upper_halves_global(plain: np.ndarray, candidates: np.ndarray) -> float:
     return max(float(((apply_state(candidates, s) >> 4) == (plain >> 4)).mean()) for s in GLOBAL_STATES)
 
 
+_INBLOCK_CHILD = """
+import json, sys, time
+import numpy as np
+from patchcrypt.attacks.many.ele import per_position_map
+d = np.load(sys.argv[1])
+t0, c0 = time.perf_counter(), time.process_time()
+dec = per_position_map(d["y"], d["cp_u"], d["cp_l"], int(d["m"]), lower_starts=0)
+wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+np.savez(sys.argv[2], g=dec.g, k=dec.m)
+print(json.dumps({"seconds": wall, "cpu_seconds": cpu}))
+"""
+
+
+def inblock_timing(cond: str, n: int, rows: int, before: str, args) -> dict:
+    """One round of ele's per-position stage on the first ``rows`` block rows of N ciphertexts of ``cond``,
+    with the ``src`` of commit ``before`` and with this checkout's, in fresh interpreters one after the other."""
+    from patchcrypt.attacks.many.ele import half_correlations
+
+    vset, size, m, pset, _ = CONDITIONS[cond]
+    victims = resize(load_dataset(args.data / vset, "test").subset(n).images, size)
+    public = resize(load_dataset(args.data / pset, "train").subset(args.public).images, size)
+    y = create_cipher("ele", Key.generate(), block_size=m).encrypt(victims)[:, :rows * m]
+    cp_u, cp_l = half_correlations(public, m)
+    root = Path(__file__).resolve().parents[1]
+    out = {"scheme": "ele", "condition": cond, "n": n, "block_rows": rows, "positions": rows * (size // m),
+           "before_commit": before}
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        np.savez(tmp / "in.npz", y=y, cp_u=cp_u, cp_l=cp_l, m=m)
+        subprocess.run(["git", "-C", str(root), "archive", "-o", str(tmp / "before.tar"), before, "src"], check=True)
+        with tarfile.open(tmp / "before.tar") as tar:
+            tar.extractall(tmp / "before", filter="data")
+        for name, src in (("before", tmp / "before" / "src"), ("now", root / "src")):
+            load = os.getloadavg()[0]
+            res = subprocess.run([sys.executable, "-c", _INBLOCK_CHILD, str(tmp / "in.npz"), str(tmp / name)],
+                                 capture_output=True, text=True, env={"PYTHONPATH": str(src), "PATH": "/usr/bin:/bin"})
+            if res.returncode:
+                raise SystemExit(f"{name} failed:\n{res.stderr[-2000:]}")
+            got = json.loads(res.stdout.strip().splitlines()[-1])
+            out.update({f"{name}_seconds": got["seconds"], f"{name}_cpu_seconds": got["cpu_seconds"],
+                        f"{name}_load": [load, os.getloadavg()[0]]})
+        maps = [np.load(tmp / f"{name}.npz") for name in ("before", "now")]
+        out["same_map"] = bool(all(np.array_equal(maps[0][k], maps[1][k]) for k in ("g", "k")))
+        out["halves_differing"] = int(((maps[0]["g"] != maps[1]["g"]) | (maps[0]["k"] != maps[1]["k"])).sum())
+    return out
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", type=Path, default=DATA, help="folder holding cifar10-jpeg/ and flowers5-128/")
@@ -113,7 +172,18 @@ def main(argv=None) -> int:
     ap.add_argument("--out", type=Path, default=Path("results/many_image_attack"))
     ap.add_argument("--gray-chroma", choices=gray_attack.CHROMA_METHODS, default=gray_attack.CHROMA_DEFAULT,
                     help="etc-gray: place the chroma by the luma (default) or by the older chroma-only jigsaw")
+    ap.add_argument("--inblock-rows", type=int, default=0,
+                    help="time ele's per-position stage on this many block rows, before (--before) and now")
+    ap.add_argument("--before", default="main", help="commit whose src gives the 'before' time (--inblock-rows)")
     args = ap.parse_args(argv)
+    if args.inblock_rows:
+        args.out.mkdir(parents=True, exist_ok=True)
+        rows = [inblock_timing(c, int(n), args.inblock_rows, args.before, args)
+                for c in args.conditions.split(",") for n in (args.ns or "30").split(",")]
+        for r in rows:
+            print(json.dumps(r), flush=True)
+        (args.out / "inblock.json").write_text(json.dumps(rows, indent=1))
+        return 0
     gray_attack.CHROMA_DEFAULT = args.gray_chroma
     schemes = ALL if args.schemes == "all" else tuple(s.strip() for s in args.schemes.split(","))
     ns = [int(n) for n in args.ns.split(",")] if args.ns else [n for n in NS if n <= args.max_n]
