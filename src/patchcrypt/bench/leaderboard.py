@@ -36,7 +36,7 @@ class Design:
         """The card's folder name: the label in lower case, runs of other characters as one '-'."""
         import re
 
-        return re.sub(r"[^a-z0-9.]+", "-", self.label.lower()).strip("-")
+        return re.sub(r"[^a-z0-9.]+", "-", self.label.lower()).strip("-.")
 
 
 def _n_cell(d: Dict[str, Any]) -> Dict[str, Any]:

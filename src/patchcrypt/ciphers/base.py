@@ -311,34 +311,34 @@ class Cipher:
 
     def _compile_blocks(self, shape: Tuple[int, int, int], nonce: bytes) -> BlockMap:
         """Every step of the scheme composed into one compact block map (block order)."""
-        h, w, c = shape
-        geo = self._geometry(h, w, c)
-        total: Optional[BlockMap] = None
-        for step in self.spec.steps:
-            stream = self.key.stream(self._prefix(step.symbol, shape), nonce)
-            one = step_map(step.symbol, stream, geo, step.shared)
-            if self.spec.unit == "nibble" and step.symbol != "LE":
-                one = one.lift_to_nibbles()
-            total = one if total is None else total.then(one)
-            del one, stream  # a per-value step's stream is as large as the image
-        if total is None:
-            total = BlockMap(geo.n, geo.L * (2 if self.spec.unit == "nibble" else 1))
-        return total
+        geo = self._geometry(*shape)
+        return self._compose_steps(
+            shape, lambda step: step_map(step.symbol, self.key.stream(self._prefix(step.symbol, shape), nonce),
+                                         geo, step.shared),
+            lambda width: BlockMap(geo.n, width))
 
     def _compile_batch(self, shape: Tuple[int, int, int], nonces: Sequence[bytes]) -> BlockBatch:
         """Every image's :meth:`_compile_blocks` at once (per-image keys): each step's streams are hashed per
         nonce, and the draws and compositions run once over the batch (the same maps, image by image)."""
-        h, w, c = shape
-        geo = self._geometry(h, w, c)
-        total: Optional[BlockBatch] = None
+        geo = self._geometry(*shape)
+        return self._compose_steps(
+            shape, lambda step: batch_step_map(step.symbol, self.key.streams(self._prefix(step.symbol, shape), nonces),
+                                               geo, step.shared),
+            lambda width: BlockBatch(len(nonces), geo.n, width))
+
+    def _compose_steps(self, shape: Tuple[int, int, int], draw, identity):
+        """The scheme's steps drawn one at a time (``draw(step)``: a BlockMap or BlockBatch) and composed in
+        order; 4-bit schemes lift their byte-level steps to halves; ``identity(width)`` for a scheme of none.
+        Each step's map is dropped once composed (a per-value step's draw is as large as the image)."""
+        total = None
         for step in self.spec.steps:
-            streams = self.key.streams(self._prefix(step.symbol, shape), nonces)
-            one = batch_step_map(step.symbol, streams, geo, step.shared)
+            one = draw(step)
             if self.spec.unit == "nibble" and step.symbol != "LE":
                 one = one.lift_to_nibbles()
             total = one if total is None else total.then(one)
+            del one
         if total is None:
-            total = BlockBatch(len(nonces), geo.n, geo.L * (2 if self.spec.unit == "nibble" else 1))
+            total = identity(self._geometry(*shape).L * (2 if self.spec.unit == "nibble" else 1))
         return total
 
     def _compile_map(self, shape: Tuple[int, int, int], nonce: bytes) -> Map:
