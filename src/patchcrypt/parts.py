@@ -3,8 +3,7 @@
 Part I of N writes its range into DST and ``patchcrypt.part-I-of-N.json`` (with an identity of the source: its
 file names and sizes; :mod:`patchcrypt.files.runs`); :func:`merge_manifests` joins the parts into
 ``patchcrypt.json`` and refuses missing, overlapping or mismatched parts, parts of different sources, and any
-name the manifest reader refuses, before writing. The names of the split runs themselves are re-exported here
-(``encrypt_split``, ``decrypt_shards``, ``parse_part``, ...) for the code that imports them from this module.
+name the manifest reader refuses, before writing.
 """
 
 from __future__ import annotations
@@ -18,9 +17,7 @@ from .bounded import MANIFEST_MAX, read_text_bounded
 from .data.manifest import MANIFEST_FORMAT, MANIFEST_NAME, find_manifest, validate_manifest
 from .data.shards import shard_records
 from .errors import PatchcryptError
-from .files.engine import run_manifest, salted_nonce
-from .files.runs import PART_RE, SALT_NAME, decrypt_shards, encrypt_split, my_units, parse_part, parse_salt
-from .files.sources import make_plan
+from .files.runs import PART_RE, SALT_NAME
 from .record import EncryptionRecord
 
 
@@ -184,5 +181,4 @@ def _readable_text(text: str, dst: Path) -> Optional[str]:
     return None
 
 
-__all__ = ["parse_part", "parse_salt", "salted_nonce", "make_plan", "my_units", "run_manifest", "encrypt_split",
-           "merge_manifests", "decrypt_shards", "SALT_NAME"]
+__all__ = ["merge_manifests"]
