@@ -30,7 +30,7 @@ from PIL import Image, UnidentifiedImageError
 
 from .atomic import atomic_write
 from .bounded import image_file_max, read_bounded
-from .errors import PatchcryptError
+from .errors import PatchcryptError, SizeMismatchError
 
 # Pillow's `subsampling` argument: 0 = 4:4:4, 1 = 4:2:2, 2 = 4:2:0
 SUBSAMPLING = {"444": 0, "422": 1, "420": 2}
@@ -84,8 +84,8 @@ def check_pixels(h: int, w: int, name: str, limit: Optional[int] = None) -> None
     when ``limit`` is None."""
     if limit is not None:  # the caller knows the size to expect (e.g. the server: the model's input)
         if h * w > limit:
-            raise PatchcryptError(f"{name}: image declares {w}x{h} = {h * w:,} pixels, more than the "
-                                  f"{limit:,} expected; refused before decoding")
+            raise SizeMismatchError(f"{name}: image declares {w}x{h} = {h * w:,} pixels, more than the "
+                                    f"{limit:,} expected; refused before decoding")
         return
     limit = max_pixels()
     if h * w > limit:

@@ -11,5 +11,10 @@ class PatchcryptError(Exception):
     """An error caused by input the user can fix (bad file, wrong key, bad geometry, ...)."""
 
 
+class SizeMismatchError(PatchcryptError):
+    """An image's size is not the one expected: a data set of several sizes (each image is held to the
+    first's), or an input larger than a model takes."""
+
+
 class KeyMismatchError(PatchcryptError):
     """Data or a model was made for a different key, scheme or geometry."""

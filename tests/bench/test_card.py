@@ -171,3 +171,56 @@ def test_a_corrupt_saved_state_or_card_is_one_line(capsys, domains, tmp_path):
     (tmp_path / "card.json").write_text("[1, 2")
     with pytest.raises(PatchcryptError, match="cannot read the card"):
         load_card(tmp_path)
+
+
+def test_a_photo_card_joins_its_row_and_a_break_there_breaks_the_row(user_card, tmp_path):
+    """cards/<design>/photos/card.json: its domain becomes a column (with its own M) and its verdict counts."""
+    import shutil
+
+    from patchcrypt.bench.leaderboard import Design, markdown_rows, n_text, plot_frontier, rows_from_cards
+
+    out, card = user_card
+    shutil.copytree(out, tmp_path / "cards" / "xor")
+    photo = json.loads(json.dumps(card))
+    photo["domains"][0].update(domain="photo-domain", img_size=224)
+    photo["n_to_break"] = {"photo-domain": photo["domains"][0]["n_to_break"]}
+    photo["verdict"] = {**photo["verdict"], "broken": True, "line": "BROKEN by jigsaw (photos)"}
+    card["verdict"] = {**card["verdict"], "broken": False, "line": "not broken by these attacks"}
+    (tmp_path / "cards" / "xor" / "card.json").write_text(json.dumps(card))
+    (tmp_path / "cards" / "xor" / "photos").mkdir()
+    (tmp_path / "cards" / "xor" / "photos" / "card.json").write_text(json.dumps(photo))
+    row = rows_from_cards([Design("xor", USER, 4)], tmp_path / "cards", tmp_path)[0]
+    assert set(row["n_to_break"]) == {"victims", "photo-domain"}
+    assert row["n_to_break"]["photo-domain"]["block_size"] == 16 and row["n_to_break"]["victims"]["block_size"] == 4
+    assert row["broken"] and row["verdict"] == "BROKEN by jigsaw (photos)"
+    assert row["photo_card"] == "cards/xor/photos/card.json"
+    table = markdown_rows([row])
+    shown = n_text(row["n_to_break"]["victims"])
+    assert "images-to-break, photo-domain (224 px)" in table and f"| {shown} (M = 16) |" in table
+    assert "| BROKEN |" in table
+    assert plot_frontier([row], tmp_path / "f.png", ["victims", "photo-domain"]).is_file()
+    assert Design("pixels", "pe", 1).photo_m == 1 and Design("b", "etc", 8, photo_block_size=32).photo_m == 32
+
+
+def test_a_photo_domain_of_mixed_sizes_is_rated_at_img_size_with_the_accuracy_not_invented(domains, tmp_path):
+    """Photos of several sizes in train/ + val/ (a user's folder): the ladders run at --img-size; the accuracy
+    part says why it is not measured rather than failing or guessing."""
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for split, sizes in (("train", [(40, 56), (48, 48)]), ("val", [(56, 40), (64, 48), (48, 64)])):
+        for k, (h, w) in enumerate(sizes):
+            (tmp_path / "photos" / split / "a").mkdir(parents=True, exist_ok=True)
+            Image.fromarray(rng.integers(0, 256, (h, w, 3), dtype=np.uint8)).save(tmp_path / "photos" / split / "a"
+                                                                                  / f"{k}.png")
+    card = bench("etc", [tmp_path / "photos"], get_preset("quick", **{**TINY, "img_size": 32}), tmp_path / "o",
+                 block_size=8, public=domains[1])
+    assert card["domains"][0]["img_size"] == 32 and "mixed sizes" in card["accuracy"]["skipped"]
+
+
+def test_a_nested_design_trains_the_nested_invariant_model():
+    from patchcrypt.bench.accuracy import recipe
+
+    assert recipe("vit_pico_patch4_32", True, 8, "etc-nested")["scheme_kwargs"] == {"invariance": "etc-nested"}
+    assert recipe("vit_pico_patch4_32", True, 4, "etc")["scheme_kwargs"] == {}

@@ -21,7 +21,7 @@ from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 
-from ..errors import PatchcryptError
+from ..errors import PatchcryptError, SizeMismatchError
 from ..keys import Key
 from .target import Target, registered_target
 
@@ -75,11 +75,9 @@ def load_folder(path: Path, n: Optional[int], img_size: Optional[int], split: Op
         return replace(files, shape=(int(img_size), int(img_size), files.probe()[2])).materialize(2).images
     try:
         return load_dataset(path / split if split else path).subset(n, seed).images
-    except PatchcryptError as exc:
-        if "others are" in str(exc) or "more than" in str(exc):   # mixed sizes (the pixel limit of the first)
-            raise PatchcryptError(f"{path}: images of several sizes; pass --img-size S to attack them at S×S "
-                                  "(shorter side resized, centre crop, as train and evaluate do)") from None
-        raise
+    except SizeMismatchError:   # mixed sizes (each image held to the first's)
+        raise PatchcryptError(f"{path}: images of several sizes; pass --img-size S to attack them at S×S "
+                              "(shorter side resized, centre crop, as train and evaluate do)") from None
 
 
 def _all_splits(data: Path, n: int, img_size: Optional[int], seed: int) -> np.ndarray:

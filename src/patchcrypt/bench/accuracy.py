@@ -26,10 +26,17 @@ from ..runtime import resolve_device, to_nchw, train_epoch
 from .presets import Preset
 
 
-def recipe(model: str, per_image: bool, block_size: int) -> Dict[str, Any]:
-    """Which model each run uses and why (what the card says)."""
+def recipe(model: str, per_image: bool, block_size: int, scheme: str = "") -> Dict[str, Any]:
+    """Which model each run uses and why (what the card says). A nested scheme (``etc-nested``,
+    ``patch-shuffle-mix``) trains the invariant ViT with that scheme's nested invariance."""
+    from ..models.invariant import NESTED_GROUPS
+
     if per_image:
         inv = model.replace("_patch", "_inv_patch", 1) if "_inv_" not in model else model
+        if scheme in NESTED_GROUPS:
+            return {"plain_model": model, "scheme_model": inv, "scheme_kwargs": {"invariance": scheme},
+                    "how": f"per-image keys: the nested invariant ViT (invariance {scheme!r}: no absolute "
+                           "position; canonical sub-blocks pooled per patch by their mean)"}
         return {"plain_model": model, "scheme_model": inv, "scheme_kwargs": {},
                 "how": "per-image keys: the invariant ViT (no absolute position embedding; patch embedding "
                        "invariant to the per-block rotation/flip, negative-positive and colour order)"}
@@ -65,7 +72,7 @@ def _accuracy(model: torch.nn.Module, x: np.ndarray, y: np.ndarray, device: torc
 
 def measure_accuracy(encrypt: Callable[[np.ndarray], np.ndarray], per_image: bool, block_size: int,
                      train: tuple, test: tuple, preset: Preset, model: str = "vit_pico_patch4_32",
-                     device: Optional[str] = None) -> Dict[str, Any]:
+                     device: Optional[str] = None, scheme: str = "") -> Dict[str, Any]:
     """``{"plain", "scheme", "cost", "model", "how", "train_images", "test_images", "epochs", "seconds",
     "reference"}``; ``reference`` is the plain model, the reference classifier of the recognisability
     figure (:func:`classifier`). ``train``/``test`` are (uint8 images (N, H, W, C), int labels)."""
@@ -73,7 +80,7 @@ def measure_accuracy(encrypt: Callable[[np.ndarray], np.ndarray], per_image: boo
     dev = resolve_device(device)
     (xtr, ytr), (xte, yte) = train, test
     size, k = int(xtr.shape[1]), int(max(ytr.max(), yte.max()) + 1)
-    r = recipe(model, per_image, block_size)
+    r = recipe(model, per_image, block_size, scheme)
     # pixel-based designs (M = 1) keep the model's own patch size: a key per pixel fits any patch
     common = dict(num_classes=k, img_size=size, **({"patch_size": block_size} if block_size > 1 else {}))
     plain = create_model(r["plain_model"], seed=preset.seed, **common)

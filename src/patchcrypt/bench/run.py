@@ -20,7 +20,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence
 import numpy as np
 
 from ..atomic import atomic_write
-from ..errors import PatchcryptError
+from ..errors import PatchcryptError, SizeMismatchError
 from .card import card_of, write_card
 from .ladder import LADDER, PAIRS_LADDER, climb, rungs
 from .presets import Preset
@@ -176,7 +176,7 @@ def rate_domain(scheme, block_size, per_image: bool, path: Path, own_path: Path,
 
 
 def accuracy_part(target_for, path: Path, per_image: bool, block_size: Optional[int], preset: Preset, model: str,
-                  store: Partial, device: Optional[str], progress: bool) -> Dict[str, Any]:
+                  store: Partial, device: Optional[str], progress: bool, scheme: str = "") -> Dict[str, Any]:
     """The accuracy on ``path`` (its train and test splits), or ``{"skipped": why}``; ``reference`` (a
     classifier, the plain model) and ``reference_size`` ride along for the recognisability figure. The
     plain model is kept in ``OUT/reference.pt`` (plain weights, no key) so a resumed run reuses it."""
@@ -188,7 +188,10 @@ def accuracy_part(target_for, path: Path, per_image: bool, block_size: Optional[
 
     if not ((path / "train").is_dir() and any((path / s).is_dir() for s in ("test", "val"))):
         return {"skipped": f"{path.name} has no train/ and test/ (or val/) split"}
-    tr = load_dataset(path, "train", subset=preset.train_images, seed=preset.seed)
+    try:
+        tr = load_dataset(path, "train", subset=preset.train_images, seed=preset.seed)
+    except SizeMismatchError:
+        return {"skipped": f"{path.name}: photos of mixed sizes; the accuracy part runs on 32-px sets"}
     if tr.images.shape[1] != tr.images.shape[2] or tr.images.shape[1] > 64:
         return {"skipped": f"{path.name}: the accuracy part runs on 32-px sets (this one is {tr.images.shape[1]} px)"}
     te = load_dataset(path, "test" if (path / "test").is_dir() else "val", subset=preset.test_images,
@@ -202,7 +205,7 @@ def accuracy_part(target_for, path: Path, per_image: bool, block_size: Optional[
     if acc is None or not weights.is_file():
         _say(progress, "bench: accuracy (plain and encrypted training)")
         acc = measure_accuracy(target.encrypt, per_image, target.block_size, (tr.images, tr.labels),
-                               (te.images, te.labels), preset, model=model, device=device)
+                               (te.images, te.labels), preset, model=model, device=device, scheme=str(scheme))
         plain = acc.pop("reference")
         torch.save(plain.state_dict(), weights)
         acc["domain"] = path.name
@@ -210,7 +213,7 @@ def accuracy_part(target_for, path: Path, per_image: bool, block_size: Optional[
     else:
         k = int(max(tr.labels.max(), te.labels.max()) + 1)
         patch = {"patch_size": target.block_size} if target.block_size > 1 else {}
-        plain = create_model(recipe(model, per_image, target.block_size)["plain_model"], num_classes=k,
+        plain = create_model(recipe(model, per_image, target.block_size, str(scheme))["plain_model"], num_classes=k,
                              img_size=int(tr.images.shape[1]), **patch)
         plain.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
     return {**acc, "reference": classifier(plain, device), "reference_size": int(tr.images.shape[1])}
@@ -235,7 +238,7 @@ def bench(scheme, data: Sequence[Path], preset: Preset, out: Path, block_size: O
               "model": model, "data": [str(d) for d in data], "public": str(public) if public else None}
     store = Partial(out / "partial.json", design)
     acc = accuracy_part(lambda probe: make_target(scheme, block_size, probe, per_image=per_image), data[0],
-                        per_image, block_size, preset, model, store, device, progress)
+                        per_image, block_size, preset, model, store, device, progress, str(scheme))
     classify, classify_size = acc.pop("reference", None), acc.pop("reference_size", None)
     domains = [rate_domain(scheme, block_size, per_image, d, publics[k], preset, store, classify, classify_size,
                            progress) for k, d in enumerate(data)]

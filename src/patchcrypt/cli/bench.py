@@ -33,6 +33,9 @@ def bench(
                                           "(default: the next --data domain)."),
     preset: str = typer.Option("quick", "--preset", help="quick (minutes on 2 cores at 32 px) or full."),
     ladder_max: Optional[int] = typer.Option(None, "--ladder-max", help="Override the preset's largest N."),
+    img_size: Optional[int] = typer.Option(None, "--img-size", help="Bring photo domains of mixed sizes to SxS "
+                                           "(shorter side resized, centre crop; default: the preset's, quick: "
+                                           "none)."),
     out: Path = typer.Option(..., "--out", help="Folder for card.json, card.md, ladder.png (and partial.json, "
                              "which a rerun with the same options resumes from)."),
     device: Optional[str] = typer.Option(None, "--device"),
@@ -45,9 +48,10 @@ def bench(
 
     if block_size is not None and block_size < 1:
         raise PatchcryptError(f"--block-size must be positive, got {block_size}")
-    if ladder_max is not None and ladder_max < 1:
-        raise PatchcryptError(f"--ladder-max must be positive, got {ladder_max}")
-    chosen = get_preset(preset, ladder_max=ladder_max)
+    for name, value in (("--ladder-max", ladder_max), ("--img-size", img_size)):
+        if value is not None and value < 1:
+            raise PatchcryptError(f"{name} must be positive, got {value}")
+    chosen = get_preset(preset, ladder_max=ladder_max, img_size=img_size)
     command = "patchcrypt " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv[1:2] == ["bench"] else ""
     card = run_bench(scheme, data, chosen, out, block_size=block_size, per_image=per_image, public=public,
                      model=model, device=device, progress=not quiet, command=command)

@@ -26,7 +26,7 @@ from typing import Any, Iterator, List, Optional, Tuple, Union
 import numpy as np
 import torch
 
-from ..errors import PatchcryptError
+from ..errors import PatchcryptError, SizeMismatchError
 from ..runtime import progress, to_nchw
 from .imageset import ImageSet
 from .readers import encrypted_size, eval_folder, has_splits, load_dataset, other_size, val_folder
@@ -242,9 +242,7 @@ def open_training_data(cfg: Any, load_in_ram) -> TrainData:
         try:
             # cached decode of a tree at the model's size, as before
             return _with_validation(cfg, path, *load_in_ram(cfg), False, False, workers)
-        except PatchcryptError as exc:
-            if "others are" not in str(exc):  # images of mixed sizes: resize them below
-                raise
+        except SizeMismatchError:  # images of mixed sizes: resize them below
             resized = train.manifest is None
             if not resized:
                 raise

@@ -27,7 +27,7 @@ import numpy as np
 from ..bounded import open_bounded
 from ..atomic import atomic_write
 from ..codec import IMAGE_SUFFIXES, check_pixels, decode_image, image_size, read_image, read_image_file
-from ..errors import PatchcryptError
+from ..errors import PatchcryptError, SizeMismatchError
 from ..keys import Key
 from ..record import EncryptionRecord
 from .imageset import ImageSet
@@ -322,8 +322,8 @@ def _decode_all(paths: List[Path], mode: Optional[str], upsampling: str = "fancy
         img = _read_checked(paths[i], mode if mode else ("L" if first.shape[2] == 1 else "RGB"), upsampling,
                             first.shape[0] * first.shape[1], digests[i] if digests else None, size)
         if img.shape != first.shape:
-            raise PatchcryptError(f"{paths[i]}: image is {img.shape[1]}x{img.shape[0]}, others are "
-                                  f"{first.shape[1]}x{first.shape[0]} (resize the data set first)")
+            raise SizeMismatchError(f"{paths[i]}: image is {img.shape[1]}x{img.shape[0]}, others are "
+                                    f"{first.shape[1]}x{first.shape[0]} (resize the data set first)")
         out[i] = img
 
     chunk = 256
