@@ -15,7 +15,7 @@ embedding) as the accuracy table has them; the plain ViT on per-image ``etc`` (w
 model that is not invariant); every invariant variant on its per-image ciphertexts (``step-bs``,
 ``etc-bs-rf``, ``etc-bs-rf-np``, ``etc``) with the canonicalising embedding; ``etc`` with the orbit-pooled
 embedding; and (``--finetune``) the invariant ViT fine-tuned from the plain ViT's weights.
-``--dataset cifar8`` (M = 8 at 32 px): the plain ViT, ``patch-shuffle`` with the block-order-invariant ViT and
+``--dataset cifar8`` (M = 8 at 32 px; flowers too, at M = 16): the plain ViT, ``patch-shuffle`` with the block-order-invariant ViT and
 ``etc-nested`` with the nested invariant ViT (m = 4 sub-blocks pooled per patch); with ``--finetune`` also
 the nested ViT started from the plain ViT's backbone, class token and head (its sub-block embedding has no
 counterpart in the plain patch embedding and starts fresh).
@@ -48,7 +48,8 @@ DATASETS = {
     # CIFAR-10 with 8 x 8 patches (16 tokens): the nested cells' geometry (M = 8, m = 4)
     "cifar8": dict(data=SHARED / "cifar10-jpeg", block=8, batch=128, subset=10000, test_subset=None),
 }
-NESTED_ONLY = ("cifar8",)    # data sets whose patches hold several 4 x 4 sub-blocks
+NESTED_ONLY = ("cifar8",)    # data sets made for the nested cells (they run nothing else but the plain cell)
+NESTED_OK = ("cifar8", "flowers")   # data sets whose patches hold several 4 x 4 sub-blocks
 PRESETS = {"quick": dict(epochs=2, subset=1000, test_subset=1000), "cpu": dict(epochs=10)}
 PLAIN_VIT, INV_VIT, LR = "vit_pico_patch4_32", "vit_pico_inv_patch4_32", 2e-3
 
@@ -99,7 +100,7 @@ def run_cell(args, ds: Dict, label: str, model: str, scheme: str, per_image: boo
             "n_train": summary["n_train"], "n_test": summary["n_test"], "preset": args.preset, "run": str(run)}
 
 
-def finetune_source(args) -> Optional[str]:
+def finetune_source(args, nested: bool = False) -> Optional[str]:
     """The plain ViT's best checkpoint as an invariant ViT state dict (position embedding dropped, the
     patch conv as the canonical embedding's linear map), written beside the runs; None if not trained yet."""
     import torch
@@ -111,7 +112,7 @@ def finetune_source(args) -> Optional[str]:
         return None
     sd = torch.load(src, map_location="cpu", weights_only=False)["state_dict"]
     sd = {k: v for k, v in sd.items() if k != "pos_embed"}
-    if args.dataset in NESTED_ONLY:   # the nested embedding has no counterpart: it starts fresh (seed 0)
+    if nested:   # the nested embedding has no counterpart: it starts fresh (seed 0)
         from patchcrypt.models import create_model
 
         fresh = create_model(INV_VIT, seed=0, patch_size=DATASETS[args.dataset]["block"], invariance="etc-nested",
@@ -120,7 +121,7 @@ def finetune_source(args) -> Optional[str]:
         sd.update({k: v for k, v in fresh.items() if k.startswith("patch_embed.")})
     else:
         sd["patch_embed.proj.weight"] = conv_to_matrix(sd["patch_embed.proj.weight"])
-    dst = args.out / "runs" / f"{args.dataset}__plain-upstream-as-invariant.pth"
+    dst = args.out / "runs" / f"{args.dataset}__plain-upstream-as-{'nested-' if nested else ''}invariant.pth"
     atomic_write(dst, lambda f: torch.save(sd, f))
     return str(dst)
 
@@ -189,7 +190,9 @@ def main(argv=None) -> int:
     for i, (label, model, scheme, per_image, kw) in enumerate(cells, 1):
         if (args.only and not any(o in label for o in args.only)) or (args.skip and args.skip in label):
             continue
-        if (scheme in ("patch-shuffle", "etc-nested")) != (args.dataset in NESTED_ONLY) and scheme != "plain":
+        nested = scheme in ("patch-shuffle", "etc-nested")
+        if (nested and args.dataset not in NESTED_OK) or (not nested and scheme != "plain"
+                                                          and args.dataset in NESTED_ONLY):
             continue   # the nested cells need patches of several sub-blocks; the others keep their own M
         cell_file = args.out / f"{args.dataset}__{slug(label)}.json"
         epochs = args.epochs or PRESETS[args.preset]["epochs"]
@@ -198,7 +201,7 @@ def main(argv=None) -> int:
             continue
         pretrained = None
         if "fine-tuned" in label:
-            pretrained = finetune_source(args)
+            pretrained = finetune_source(args, nested=scheme == "etc-nested")
             if pretrained is None:
                 print(f"[{i}/{len(cells)}] {label}: needs the plain ViT cell first; skipped", flush=True)
                 continue
