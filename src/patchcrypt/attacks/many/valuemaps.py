@@ -62,6 +62,10 @@ XOR_PLANES = (7, 6, 5, 4)
 PLAIN_ORDER = 4.0
 # entries of one working array of pair values (pairs x images), to bound memory on large images
 CHUNK = 20_000_000
+# the kinds are compared on blocks worth at most this many in-block coordinate pairs (nb x L x L): every block
+# of a 32 x 32 image, 16 of the 196 blocks of 16 x 16 x 3 at 224 x 224 (masks that differ by block cost
+# L x L per block; the shared ones pool every block)
+MASK_SCORE_WORK = 16 * 768 * 768
 
 
 @dataclass
@@ -180,7 +184,8 @@ def coarse(kind: str, yb: np.ndarray, k: int = PARTNERS) -> Tuple[np.ndarray, np
     nb, n, L = yb.shape
     part = np.empty((nb, L, min(k, L - 1)), dtype=np.int64)
     masks = np.zeros((nb, L), dtype=np.int64)
-    for sl in _block_chunks(nb, n * L * (L if kind == "subst" else 1)):
+    # per block: its values (or, for subst, their L x L equalities) and the F planes' L x L correlations
+    for sl in _block_chunks(nb, n * L * (L if kind == "subst" else 1) + 2 * len(XOR_PLANES) * L * L):
         v = yb[sl]
         if kind == "subst":
             part[sl] = partners((v[..., :, None] == v[..., None, :]).mean(1), k)
@@ -216,7 +221,7 @@ def pair_scores(kind: str, yb: np.ndarray, part: np.ndarray, model: PlainModel) 
     types = len(model.rel[kind])
     out = np.empty((nb, L, K, 256), dtype=np.float32)
     kinds = np.empty((nb, L, K), dtype=np.int64)
-    for sl in _block_chunks(nb, n * L * K):
+    for sl in _block_chunks(nb, n * L * K + L * K * types * 256):     # pair values, and every type's scores
         b = len(yb[sl])
         hist = np.zeros(b * L * K * 256, dtype=np.int64)
         for im in _image_chunks(n, b * L * K):
@@ -366,15 +371,25 @@ def seriate(co: np.ndarray, counts: np.ndarray, ends: int = 4) -> np.ndarray:
     return rank
 
 
+def score_blocks(nb: int, L: int) -> np.ndarray:
+    """Indices of the blocks on which the kinds of value map are compared (and masks that differ by block
+    are first recovered): every block while nb·L² is at most :data:`MASK_SCORE_WORK`, else that budget's
+    worth, evenly spaced. The masks of the kind that wins are then recovered on every block."""
+    if nb * L * L <= MASK_SCORE_WORK:
+        return np.arange(nb)
+    return np.unique(np.linspace(0, nb - 1, max(4, MASK_SCORE_WORK // (L * L))).round().astype(np.int64))
+
+
 def shared_across_blocks(kind: str, yb: np.ndarray, images: int = SCORE_IMAGES) -> bool:
     """Whether one mask serves every block: the top bit plane (xor) or the angles (add) of in-block
     coordinates pooled over all blocks stay as correlated as within one block (block masks that differ
     flip or turn them block by block, and pooled they cancel)."""
-    v = yb[:, :images]
-    L = v.shape[2]
+    L = yb.shape[2]
+    # within: a sample of blocks, evenly spaced, where every block's L x L correlations would not fit
+    v = yb[np.unique(np.linspace(0, len(yb) - 1, max(8, CHUNK // (4 * L * L))).round().astype(np.int64)), :images]
     off = ~np.eye(L, dtype=bool)
     within = float(np.abs(_correlations(kind, v)[0])[:, off].mean())
-    pooled = float(np.abs(_correlations(kind, v.reshape(1, -1, L))[0, 0])[off].mean())
+    pooled = float(np.abs(_correlations(kind, yb[:, :images].reshape(1, -1, L))[0, 0])[off].mean())
     return pooled > 0.5 * within
 
 
@@ -429,18 +444,19 @@ def recover_value_maps(y: np.ndarray, public: np.ndarray, m: int,
     t0 = time.perf_counter()
     model = PlainModel.of(public)
     yb, lay = block_values(y, m)
+    sb = score_blocks(*yb.shape[::2])
     found: Dict[str, Tuple[np.ndarray, bool]] = {}
     parts = []
     for kind in ("xor", "add"):
         shared = shared_across_blocks(kind, yb)
-        c, part = masks(kind, yb, model, shared)
-        found[kind] = (c, shared)
-        parts.append(part)
-    part_s = coarse("subst", yb)[0]
-    rank = seriate(cooccurrence(yb, part_s[:, :, :PARTNERS // 2]), np.bincount(y.reshape(-1), minlength=256))
+        c, part = masks(kind, yb if shared else yb[sb], model, shared)
+        found[kind] = (c[sb] if shared else c, shared)
+        parts.append(part[sb] if shared else part)
+    part_s = coarse("subst", yb[sb])[0]
+    rank = seriate(cooccurrence(yb[sb], part_s[:, :, :PARTNERS // 2]), np.bincount(y.reshape(-1), minlength=256))
     parts.append(part_s)
     union = np.concatenate(parts, axis=2)
-    ys = yb[:, :SCORE_IMAGES]
+    ys = yb[sb, :SCORE_IMAGES]
     scores = {"none": smoothness(ys, union, model), "subst": smoothness(rank[ys], union, model)}
     grouped = group_value_maps(yb, model)
     if grouped is not None:
@@ -451,6 +467,8 @@ def recover_value_maps(y: np.ndarray, public: np.ndarray, m: int,
         kind = "none"      # 0/255 flips: the block method models them
     info = {"value_map_kind": kind, "value_map_seconds": time.perf_counter() - t0,
             **{f"value_map_score_{k}": v for k, v in scores.items()}}
+    if len(sb) < yb.shape[0]:
+        info["value_map_scored_blocks"] = f"{len(sb)} of {yb.shape[0]} (evenly spaced; MASK_SCORE_WORK)"
     say(f"value maps: {kind} ({', '.join(f'{k} {v:.2f}' for k, v in scores.items())}) in "
         f"{info['value_map_seconds']:.1f} s")
     d = int(np.prod(y.shape[1:]))
@@ -464,6 +482,11 @@ def recover_value_maps(y: np.ndarray, public: np.ndarray, m: int,
         info["value_map_groups"] = int(grouped[1].max()) + 1
         return ValueMaps(kind, table, scores=scores, info=info)
     c, shared = found[kind]
+    if shared:
+        c = np.broadcast_to(c[:1], (yb.shape[0], c.shape[1]))
+    elif len(sb) < yb.shape[0]:      # scored on a sample of the blocks: now every block's own masks
+        c = masks(kind, yb, model, False)[0]
+        info["value_map_seconds"] = time.perf_counter() - t0
     mask = np.empty(d, dtype=np.int64)
     mask[lay] = c
     info["value_map_shared"] = bool(shared)
