@@ -66,6 +66,9 @@ CHUNK = 20_000_000
 # of a 32 x 32 image, 16 of the 196 blocks of 16 x 16 x 3 at 224 x 224 (masks that differ by block cost
 # L x L per block; the shared ones pool every block)
 MASK_SCORE_WORK = 16 * 768 * 768
+# values of the public images the plain model counts its histograms on: every image of 32 x 32 sets of a few
+# thousand images, 132 photos at 224 x 224 (neighbour histograms of 20 million pairs per type)
+MODEL_VALUES = 20_000_000
 
 
 @dataclass
@@ -85,19 +88,30 @@ class PlainModel:
 
     @classmethod
     def of(cls, public: np.ndarray) -> "PlainModel":
-        """From (P, H, W, C) uint8 public plain images."""
-        x = public.astype(np.int64)
+        """From (P, H, W, C) uint8 public plain images (at most :data:`MODEL_VALUES` values of them, whole
+        images evenly spaced: :func:`model_images`)."""
+        x = public[model_images(public.shape)].astype(np.int16)
         pairs = [(x[:, :, 1:], x[:, :, :-1]), (x[:, 1:], x[:, :-1]), (x[:, 1:, 1:], x[:, :-1, :-1]),
                  (x[:, 1:, :-1], x[:, :-1, 1:])]
         # the channels of one pixel, each ordered pair its own type (their means differ)
         pairs += [(x[..., a], x[..., b]) for a in range(x.shape[3]) for b in range(x.shape[3]) if a != b]
-        a = np.concatenate([p[0].reshape(-1) for p in pairs[:4]])
-        b = np.concatenate([p[1].reshape(-1) for p in pairs[:4]])
-        rel = {kind: np.stack([_log_prob(np.bincount(strip(kind, p[0], p[1]).reshape(-1), minlength=256))
-                               for p in pairs]) for kind in ("xor", "add")}
-        diffs = np.stack([_log_prob(np.bincount((p[0] - p[1]).reshape(-1) + 255, minlength=511)) for p in pairs])
-        return cls(hist=_log_prob(np.bincount(public.reshape(-1), minlength=256)),
-                   diff=_log_prob(np.bincount(a - b + 255, minlength=511)), rel=rel, diffs=diffs)
+        rel: Dict[str, list] = {"xor": [], "add": []}
+        counts = []
+        for p0, p1 in pairs:      # one type at a time: a few arrays of the sample's size, never all of them
+            for kind in rel:
+                rel[kind].append(_log_prob(np.bincount(strip(kind, p0, p1).reshape(-1), minlength=256)))
+            counts.append(np.bincount((p0 - p1).reshape(-1) + 255, minlength=511))
+        return cls(hist=_log_prob(np.bincount(x.reshape(-1), minlength=256)), diff=_log_prob(sum(counts[:4])),
+                   rel={k: np.stack(v) for k, v in rel.items()}, diffs=np.stack([_log_prob(c) for c in counts]))
+
+
+def model_images(shape) -> np.ndarray:
+    """Indices of the public images (shape (P, H, W, C)) the plain model is counted on: all of them up to
+    :data:`MODEL_VALUES` values, else that many values' worth of whole images, evenly spaced."""
+    p, per_image = int(shape[0]), int(np.prod(shape[1:]))
+    if p * per_image <= MODEL_VALUES:
+        return np.arange(p)
+    return np.unique(np.linspace(0, p - 1, max(2, MODEL_VALUES // per_image)).round().astype(np.int64))
 
 
 def _log_prob(counts: np.ndarray, floor: float = 1e-6) -> np.ndarray:
@@ -467,6 +481,8 @@ def recover_value_maps(y: np.ndarray, public: np.ndarray, m: int,
         kind = "none"      # 0/255 flips: the block method models them
     info = {"value_map_kind": kind, "value_map_seconds": time.perf_counter() - t0,
             **{f"value_map_score_{k}": v for k, v in scores.items()}}
+    if len(model_images(public.shape)) < len(public):
+        info["value_map_public_images"] = f"{len(model_images(public.shape))} of {len(public)} (MODEL_VALUES)"
     if len(sb) < yb.shape[0]:
         info["value_map_scored_blocks"] = f"{len(sb)} of {yb.shape[0]} (evenly spaced; MASK_SCORE_WORK)"
     say(f"value maps: {kind} ({', '.join(f'{k} {v:.2f}' for k, v in scores.items())}) in "
