@@ -89,15 +89,24 @@ def test_score_blocks_is_every_block_within_the_budget_and_a_spread_sample_above
     assert len(sample) == 16 and sample[0] == 0 and sample[-1] == 195 and np.all(np.diff(sample) > 0)
 
 
+def test_model_images_are_every_image_within_the_budget_and_a_spread_sample_above():
+    assert np.array_equal(valuemaps.model_images((600, 32, 32, 3)), np.arange(600))
+    sample = valuemaps.model_images((2000, 224, 224, 3))
+    assert len(sample) == valuemaps.MODEL_VALUES // (224 * 224 * 3) and sample[0] == 0 and sample[-1] == 1999
+
+
 def test_value_maps_scored_on_a_sample_of_blocks_still_find_a_shared_xor(monkeypatch):
-    """With the budget below one image's blocks, the kinds are compared on an evenly spaced sample (the info
-    says how many), and a shared XOR mask is still found exactly, pooled over every block."""
+    """With the budgets below one image's blocks and the public images, the kinds are compared on an evenly
+    spaced sample of blocks and the plain model counted on a sample of the public images (the info says how
+    many of each), and a shared XOR mask is still found exactly, pooled over every block."""
     monkeypatch.setattr(valuemaps, "MASK_SCORE_WORK", 16 * 48 * 48)
+    monkeypatch.setattr(valuemaps, "MODEL_VALUES", 100 * 32 * 32 * 3)
     images = _fields(120, seed=2)
     scheme = make_target(f"{EXAMPLE}:XorBlocks", 4, images, key=KEY)
     enc = scheme.encrypt(images)
     vm = valuemaps.recover_value_maps(enc, _fields(200, seed=3), 4)
     assert vm.info["value_map_scored_blocks"].startswith("16 of 64")
+    assert vm.info["value_map_public_images"].startswith("100 of 200")
     assert vm.kind == "xor" and vm.info["value_map_shared"] is True
     true = scheme.encrypt(np.zeros((1, 32, 32, 3), np.uint8)).reshape(-1)     # XOR with zeros: the mask
     assert len(np.unique(vm.mask ^ true)) == 1                                    # exact up to one inversion
