@@ -110,3 +110,17 @@ def test_value_maps_scored_on_a_sample_of_blocks_still_find_a_shared_xor(monkeyp
     assert vm.kind == "xor" and vm.info["value_map_shared"] is True
     true = scheme.encrypt(np.zeros((1, 32, 32, 3), np.uint8)).reshape(-1)     # XOR with zeros: the mask
     assert len(np.unique(vm.mask ^ true)) == 1                                    # exact up to one inversion
+
+
+def test_the_global_stage_summarises_a_bounded_spread_sample_of_public_images(monkeypatch):
+    from patchcrypt.attacks.many import blocks, statistics
+
+    assert np.array_equal(statistics.public_sample((2000, 32, 32, 3)), np.arange(2000))
+    sample = statistics.public_sample((2000, 224, 224, 3))
+    assert len(sample) == statistics.GLOBAL_PUBLIC_VALUES // (224 * 224 * 3) and sample[-1] == 1999
+    monkeypatch.setattr(statistics, "GLOBAL_PUBLIC_VALUES", 50 * 32 * 32 * 3)
+    images = _fields(40)
+    enc = _encrypt("block-pixel", 4, images, False)
+    res = many_image_attack(enc, _fields(120, seed=1), "block-pixel", 4, images.shape[1:])
+    assert res.info["global_public_images"].startswith("50 of 120")
+    assert blocks.public_sample is statistics.public_sample

@@ -81,9 +81,24 @@ def summary(x: np.ndarray, chunk: int = 256) -> Dict[str, np.ndarray]:
 FEATURES = ("mean", "hist", "cov", "dx", "dy")
 
 
+# values of the public images whose statistics the global stage compares with (whole images, evenly spaced):
+# every image of 32 x 32 sets of several thousand, 398 photos at 224 x 224
+GLOBAL_PUBLIC_VALUES = 60_000_000
+
+
+def public_sample(shape) -> np.ndarray:
+    """Indices of the public images (shape (P, H, W, C)) the global stage summarises: all up to
+    :data:`GLOBAL_PUBLIC_VALUES` values, else that many values' worth of whole images, evenly spaced."""
+    p, per_image = int(shape[0]), int(np.prod(shape[1:]))
+    if p * per_image <= GLOBAL_PUBLIC_VALUES:
+        return np.arange(p)
+    return np.unique(np.linspace(0, p - 1, max(2, GLOBAL_PUBLIC_VALUES // per_image)).round().astype(np.int64))
+
+
 def choose_global(work: WorkMap, y: np.ndarray, public: np.ndarray, rots, orders, inverts):
-    """The global state whose decryption statistics are closest to the public images'; ranked candidates."""
-    pub = summary(public)
+    """The global state whose decryption statistics are closest to the public images' (a bounded sample of
+    them: :func:`public_sample`); ranked candidates."""
+    pub = summary(public[public_sample(public.shape)])
     cur = summary(apply_chunks(work, y))
     n, p = cur["n"], pub["n"]
     ranked, dx_score = [], {}
@@ -180,5 +195,5 @@ def nothing_shared(s: Dict[str, float]) -> bool:
 
 
 __all__ = ["global_transform", "features", "inversion", "transform_features", "summary", "FEATURES", "choose_global",
-           "sharing", "nothing_shared", "SHARING_MIN_IMAGES", "SHARING_MIN_R", "SHARING_MIN_EQUAL_R",
+           "sharing", "nothing_shared", "public_sample", "GLOBAL_PUBLIC_VALUES", "SHARING_MIN_IMAGES", "SHARING_MIN_R", "SHARING_MIN_EQUAL_R",
            "apply_chunks"]
