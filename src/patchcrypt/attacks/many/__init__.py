@@ -14,6 +14,10 @@ is shared across images then shows in statistics pooled over all of them:
    plain images (:mod:`.statistics`). A left–right mirror changes these only slightly: it is the last
    thing to fall.
 
+First, for the block method, a split-half test of what the images share (:func:`.statistics.sharing`: pair
+statistics over two disjoint halves of the images agree under one key, by chance only under per-image keys)
+stops the attack before any search when nothing is shared, and says so (``early_stop`` in its info).
+
 Before these, for a block-local scheme whose value maps are not in the step vocabulary (no declared steps,
 or a step of its own such as "XOR"), the **value-map stage** recovers per-coordinate XOR or additive
 masks, one substitution table, or a table shared by a group of in-block coordinates beside plain ones

@@ -19,6 +19,7 @@ from .facts import method_for, supported
 from .nibble import attack_le
 from .pixel import attack_pe
 from .result import ManyImageResult
+from .statistics import SHARING_MIN_IMAGES, nothing_shared, sharing
 from .valuemaps import attack_value_maps
 
 
@@ -51,7 +52,11 @@ def many_image_attack(ciphertexts: np.ndarray, public: np.ndarray, scheme: Union
     public = _fit_public(np.asarray(public), plain_shape)
     say = (lambda *a: print("many-image attack:", *a, file=sys.stderr, flush=True)) if progress else (lambda *a: None)
     t0 = time.perf_counter()
-    if method == "composite":
+    shared = sharing(ciphertexts, block_size) if method == "blocks" and len(ciphertexts) >= SHARING_MIN_IMAGES \
+        else None
+    if shared is not None and nothing_shared(shared):
+        res = _nothing_shared(ciphertexts, scheme, block_size, plain_shape, shared, say)
+    elif method == "composite":
         res = attack_gray(ciphertexts, public, scheme, block_size, plain_shape, say)
     elif method == "pixel":
         res = attack_pe(ciphertexts, public, scheme, plain_shape, say)
@@ -66,8 +71,27 @@ def many_image_attack(ciphertexts: np.ndarray, public: np.ndarray, scheme: Union
     res.info["seconds"] = time.perf_counter() - t0
     res.info["n_images"] = int(len(ciphertexts))
     res.info["method"] = method
+    if shared is not None:
+        res.info.update(sharing_r=shared["r"], sharing_equal_r=shared["equal_r"], sharing_null=shared["null"],
+                        sharing_coords=shared["coords"], shared_across_images=not nothing_shared(shared))
     res.composite = bool(spec.composite)
     return res
+
+
+def _nothing_shared(y: np.ndarray, scheme: str, m: int, plain_shape, shared: Dict[str, float],
+                    say) -> ManyImageResult:
+    """The early stop: the ciphertexts share nothing across images (:func:`.statistics.sharing`), so there is
+    no one map to search for; the output is the ciphertexts as they stand (the identity map), said so."""
+    keyed = tuple(int(v) for v in y.shape[1:])
+    d = int(np.prod(keyed))
+    say(f"nothing shared across the {len(y)} images (split-half agreement of pair correlations "
+        f"{shared['r']:.3f}, of equal pairs {shared['equal_r']:.3f}; chance {shared['null']:.3f}): "
+        "per-image keys, no search")
+    info = {"shared_across_images": False,
+            "early_stop": "nothing shared across images (per-image keys): no one key map to search for; "
+                          "the output is the ciphertext as it stands"}
+    return ManyImageResult(scheme, m, tuple(plain_shape), keyed, "byte", np.arange(d, dtype=np.int64),
+                           np.zeros(d, dtype=np.uint8), info)
 
 
 def _fit_public(public: np.ndarray, shape: Tuple[int, int, int]) -> np.ndarray:

@@ -25,7 +25,7 @@ from ...errors import PatchcryptError
 from .inblock import block_rows, correlation, recover_flips, recover_permutation
 from .jigsaw import COLOUR_ORDERS, JIGSAW_FLOP_BUDGET, Assembler, SideCosts, State, solve, state_list, transform
 from .result import ManyImageResult, WorkMap
-from .statistics import choose_global, global_transform, inversion
+from .statistics import choose_global, global_transform, inversion, public_sample
 
 
 def _last_shared(spec: SchemeSpec, flag: str) -> Optional[bool]:
@@ -160,6 +160,8 @@ def global_stage(work: WorkMap, y: np.ndarray, public: np.ndarray, steps: BlockS
     best, ranked = choose_global(work, y, public, rots, orders, inverts)
     info.update(global_seconds=time.perf_counter() - t, global_candidates=len(ranked),
                 global_margin=float(ranked[1][0] - ranked[0][0]) if len(ranked) > 1 else float("inf"))
+    if len(public_sample(public.shape)) < len(public):
+        info["global_public_images"] = f"{len(public_sample(public.shape))} of {len(public)} (GLOBAL_PUBLIC_VALUES)"
     rot, order, inv = best
     work.G = global_transform(work.G, rot, order)
     work.K = global_transform(work.K, rot, order) ^ inversion(inv)

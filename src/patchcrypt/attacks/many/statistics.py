@@ -7,7 +7,7 @@ horizontal and vertical differences; each candidate state is scored by z-scores 
 
 from __future__ import annotations
 
-from typing import Dict
+from typing import Dict, Optional
 
 import numpy as np
 
@@ -81,9 +81,24 @@ def summary(x: np.ndarray, chunk: int = 256) -> Dict[str, np.ndarray]:
 FEATURES = ("mean", "hist", "cov", "dx", "dy")
 
 
+# values of the public images whose statistics the global stage compares with (whole images, evenly spaced):
+# every image of 32 x 32 sets of several thousand, 398 photos at 224 x 224
+GLOBAL_PUBLIC_VALUES = 60_000_000
+
+
+def public_sample(shape) -> np.ndarray:
+    """Indices of the public images (shape (P, H, W, C)) the global stage summarises: all up to
+    :data:`GLOBAL_PUBLIC_VALUES` values, else that many values' worth of whole images, evenly spaced."""
+    p, per_image = int(shape[0]), int(np.prod(shape[1:]))
+    if p * per_image <= GLOBAL_PUBLIC_VALUES:
+        return np.arange(p)
+    return np.unique(np.linspace(0, p - 1, max(2, GLOBAL_PUBLIC_VALUES // per_image)).round().astype(np.int64))
+
+
 def choose_global(work: WorkMap, y: np.ndarray, public: np.ndarray, rots, orders, inverts):
-    """The global state whose decryption statistics are closest to the public images'; ranked candidates."""
-    pub = summary(public)
+    """The global state whose decryption statistics are closest to the public images' (a bounded sample of
+    them: :func:`public_sample`); ranked candidates."""
+    pub = summary(public[public_sample(public.shape)])
     cur = summary(apply_chunks(work, y))
     n, p = cur["n"], pub["n"]
     ranked, dx_score = [], {}
@@ -114,5 +129,71 @@ def apply_chunks(work: WorkMap, y: np.ndarray, chunk: int = 512) -> np.ndarray:
     return np.concatenate([work.apply(y[a:a + chunk]) for a in range(0, len(y), chunk)])
 
 
+# -- is anything shared across the images? ---------------------------------------------------------------
+# Coordinates the sharing test samples, the fewest images it decides on (half on each side), and the split-half
+# agreements below which nothing counts as shared: of the pairs' correlations (linear value maps: XOR,
+# addition, flips keep them up to a sign) and of how often the pair is equal (kept by any one substitution
+# table). `patchcrypt attack many ... --json` prints both as sharing_r and sharing_equal_r.
+SHARING_COORDS = 1024
+SHARING_MIN_IMAGES = 30
+SHARING_MIN_R = 0.03
+SHARING_MIN_EQUAL_R = 0.02
+
+
+def sharing(y: np.ndarray, m: int, coords: int = SHARING_COORDS, seed: int = 0) -> Dict[str, float]:
+    """Whether the ciphertexts ``y`` (N, H, W, C) uint8 share anything across images beyond their block
+    structure: the split-half agreement of statistics of coordinate pairs in different M×M blocks.
+
+    Under one key every ciphertext coordinate has the same source (and value map) in every image, so a
+    statistic over the images of a pair of coordinates (their correlation; how often they are equal)
+    estimates one quantity that differs from pair to pair (plain neighbours near 1, far pairs lower):
+    computed on two disjoint halves of the images, the two estimates agree. Under per-image keys every
+    pair in different blocks is a fresh draw of sources in every image: the pairs are alike, and the
+    halves agree only by chance. Pairs at the same in-block position are left out (a per-image key shared
+    by the blocks of one image, such as one pixel shuffle, ties them within each image, not across images).
+
+    Returns ``r`` and ``equal_r`` (Pearson correlation of the two halves' figures over the sampled pairs),
+    ``null`` (``r`` with the second half's coordinates relabelled at random: what chance gives),
+    ``coords``, ``images``.
+    """
+    n, h, w, c = y.shape
+    rng = np.random.default_rng(seed)
+    idx = np.sort(rng.choice(h * w * c, min(coords, h * w * c), replace=False))
+    row, col = idx // (w * c), (idx // c) % w
+    blk = (row // m) * (w // m) + col // m
+    inner = ((row % m) * m + col % m) * c + idx % c
+    pairs = np.triu((blk[:, None] != blk[None, :]) & (inner[:, None] != inner[None, :]), 1)
+    order = rng.permutation(n)
+    halves = (order[:n // 2], order[n // 2:2 * (n // 2)])
+    flat = y.reshape(n, -1)[:, idx]
+
+    def corr(rows: np.ndarray) -> np.ndarray:
+        x = flat[rows].astype(np.float64)
+        x -= x.mean(0)
+        x /= np.sqrt((x * x).sum(0)) + 1e-9
+        return x.T @ x
+
+    def equal(rows: np.ndarray) -> np.ndarray:
+        return sum((flat[k][:, None] == flat[k][None, :]).astype(np.float32) for k in rows)
+
+    def agree(u: np.ndarray, v: np.ndarray) -> float:
+        r = np.corrcoef(u, v)[0, 1] if u.std() > 0 and v.std() > 0 else 0.0
+        return float(r)
+
+    a, b = (corr(h_) for h_ in halves)
+    ea, eb = (equal(h_) for h_ in halves)
+    shuffled = rng.permutation(len(idx))
+    return {"r": agree(a[pairs], b[pairs]), "equal_r": agree(ea[pairs], eb[pairs]),
+            "null": agree(a[pairs], b[np.ix_(shuffled, shuffled)][pairs]), "coords": int(len(idx)),
+            "images": int(2 * (n // 2))}
+
+
+def nothing_shared(s: Dict[str, float]) -> bool:
+    """Whether :func:`sharing` figures show nothing shared across the images (per-image keys); never on fewer
+    than :data:`SHARING_MIN_IMAGES` images."""
+    return s["images"] >= SHARING_MIN_IMAGES and s["r"] < SHARING_MIN_R and s["equal_r"] < SHARING_MIN_EQUAL_R
+
+
 __all__ = ["global_transform", "features", "inversion", "transform_features", "summary", "FEATURES", "choose_global",
+           "sharing", "nothing_shared", "public_sample", "GLOBAL_PUBLIC_VALUES", "SHARING_MIN_IMAGES", "SHARING_MIN_R", "SHARING_MIN_EQUAL_R",
            "apply_chunks"]

@@ -62,6 +62,13 @@ XOR_PLANES = (7, 6, 5, 4)
 PLAIN_ORDER = 4.0
 # entries of one working array of pair values (pairs x images), to bound memory on large images
 CHUNK = 20_000_000
+# the kinds are compared on blocks worth at most this many in-block coordinate pairs (nb x L x L): every block
+# of a 32 x 32 image, 16 of the 196 blocks of 16 x 16 x 3 at 224 x 224 (masks that differ by block cost
+# L x L per block; the shared ones pool every block)
+MASK_SCORE_WORK = 16 * 768 * 768
+# values of the public images the plain model counts its histograms on: every image of 32 x 32 sets of a few
+# thousand images, 132 photos at 224 x 224 (neighbour histograms of 20 million pairs per type)
+MODEL_VALUES = 20_000_000
 
 
 @dataclass
@@ -81,19 +88,30 @@ class PlainModel:
 
     @classmethod
     def of(cls, public: np.ndarray) -> "PlainModel":
-        """From (P, H, W, C) uint8 public plain images."""
-        x = public.astype(np.int64)
+        """From (P, H, W, C) uint8 public plain images (at most :data:`MODEL_VALUES` values of them, whole
+        images evenly spaced: :func:`model_images`)."""
+        x = public[model_images(public.shape)].astype(np.int16)
         pairs = [(x[:, :, 1:], x[:, :, :-1]), (x[:, 1:], x[:, :-1]), (x[:, 1:, 1:], x[:, :-1, :-1]),
                  (x[:, 1:, :-1], x[:, :-1, 1:])]
         # the channels of one pixel, each ordered pair its own type (their means differ)
         pairs += [(x[..., a], x[..., b]) for a in range(x.shape[3]) for b in range(x.shape[3]) if a != b]
-        a = np.concatenate([p[0].reshape(-1) for p in pairs[:4]])
-        b = np.concatenate([p[1].reshape(-1) for p in pairs[:4]])
-        rel = {kind: np.stack([_log_prob(np.bincount(strip(kind, p[0], p[1]).reshape(-1), minlength=256))
-                               for p in pairs]) for kind in ("xor", "add")}
-        diffs = np.stack([_log_prob(np.bincount((p[0] - p[1]).reshape(-1) + 255, minlength=511)) for p in pairs])
-        return cls(hist=_log_prob(np.bincount(public.reshape(-1), minlength=256)),
-                   diff=_log_prob(np.bincount(a - b + 255, minlength=511)), rel=rel, diffs=diffs)
+        rel: Dict[str, list] = {"xor": [], "add": []}
+        counts = []
+        for p0, p1 in pairs:      # one type at a time: a few arrays of the sample's size, never all of them
+            for kind in rel:
+                rel[kind].append(_log_prob(np.bincount(strip(kind, p0, p1).reshape(-1), minlength=256)))
+            counts.append(np.bincount((p0 - p1).reshape(-1) + 255, minlength=511))
+        return cls(hist=_log_prob(np.bincount(x.reshape(-1), minlength=256)), diff=_log_prob(sum(counts[:4])),
+                   rel={k: np.stack(v) for k, v in rel.items()}, diffs=np.stack([_log_prob(c) for c in counts]))
+
+
+def model_images(shape) -> np.ndarray:
+    """Indices of the public images (shape (P, H, W, C)) the plain model is counted on: all of them up to
+    :data:`MODEL_VALUES` values, else that many values' worth of whole images, evenly spaced."""
+    p, per_image = int(shape[0]), int(np.prod(shape[1:]))
+    if p * per_image <= MODEL_VALUES:
+        return np.arange(p)
+    return np.unique(np.linspace(0, p - 1, max(2, MODEL_VALUES // per_image)).round().astype(np.int64))
 
 
 def _log_prob(counts: np.ndarray, floor: float = 1e-6) -> np.ndarray:
@@ -180,7 +198,8 @@ def coarse(kind: str, yb: np.ndarray, k: int = PARTNERS) -> Tuple[np.ndarray, np
     nb, n, L = yb.shape
     part = np.empty((nb, L, min(k, L - 1)), dtype=np.int64)
     masks = np.zeros((nb, L), dtype=np.int64)
-    for sl in _block_chunks(nb, n * L * (L if kind == "subst" else 1)):
+    # per block: its values (or, for subst, their L x L equalities) and the F planes' L x L correlations
+    for sl in _block_chunks(nb, n * L * (L if kind == "subst" else 1) + 2 * len(XOR_PLANES) * L * L):
         v = yb[sl]
         if kind == "subst":
             part[sl] = partners((v[..., :, None] == v[..., None, :]).mean(1), k)
@@ -216,7 +235,7 @@ def pair_scores(kind: str, yb: np.ndarray, part: np.ndarray, model: PlainModel) 
     types = len(model.rel[kind])
     out = np.empty((nb, L, K, 256), dtype=np.float32)
     kinds = np.empty((nb, L, K), dtype=np.int64)
-    for sl in _block_chunks(nb, n * L * K):
+    for sl in _block_chunks(nb, n * L * K + L * K * types * 256):     # pair values, and every type's scores
         b = len(yb[sl])
         hist = np.zeros(b * L * K * 256, dtype=np.int64)
         for im in _image_chunks(n, b * L * K):
@@ -366,15 +385,25 @@ def seriate(co: np.ndarray, counts: np.ndarray, ends: int = 4) -> np.ndarray:
     return rank
 
 
+def score_blocks(nb: int, L: int) -> np.ndarray:
+    """Indices of the blocks on which the kinds of value map are compared (and masks that differ by block
+    are first recovered): every block while nb·L² is at most :data:`MASK_SCORE_WORK`, else that budget's
+    worth, evenly spaced. The masks of the kind that wins are then recovered on every block."""
+    if nb * L * L <= MASK_SCORE_WORK:
+        return np.arange(nb)
+    return np.unique(np.linspace(0, nb - 1, max(4, MASK_SCORE_WORK // (L * L))).round().astype(np.int64))
+
+
 def shared_across_blocks(kind: str, yb: np.ndarray, images: int = SCORE_IMAGES) -> bool:
     """Whether one mask serves every block: the top bit plane (xor) or the angles (add) of in-block
     coordinates pooled over all blocks stay as correlated as within one block (block masks that differ
     flip or turn them block by block, and pooled they cancel)."""
-    v = yb[:, :images]
-    L = v.shape[2]
+    L = yb.shape[2]
+    # within: a sample of blocks, evenly spaced, where every block's L x L correlations would not fit
+    v = yb[np.unique(np.linspace(0, len(yb) - 1, max(8, CHUNK // (4 * L * L))).round().astype(np.int64)), :images]
     off = ~np.eye(L, dtype=bool)
     within = float(np.abs(_correlations(kind, v)[0])[:, off].mean())
-    pooled = float(np.abs(_correlations(kind, v.reshape(1, -1, L))[0, 0])[off].mean())
+    pooled = float(np.abs(_correlations(kind, yb[:, :images].reshape(1, -1, L))[0, 0])[off].mean())
     return pooled > 0.5 * within
 
 
@@ -429,18 +458,19 @@ def recover_value_maps(y: np.ndarray, public: np.ndarray, m: int,
     t0 = time.perf_counter()
     model = PlainModel.of(public)
     yb, lay = block_values(y, m)
+    sb = score_blocks(*yb.shape[::2])
     found: Dict[str, Tuple[np.ndarray, bool]] = {}
     parts = []
     for kind in ("xor", "add"):
         shared = shared_across_blocks(kind, yb)
-        c, part = masks(kind, yb, model, shared)
-        found[kind] = (c, shared)
-        parts.append(part)
-    part_s = coarse("subst", yb)[0]
-    rank = seriate(cooccurrence(yb, part_s[:, :, :PARTNERS // 2]), np.bincount(y.reshape(-1), minlength=256))
+        c, part = masks(kind, yb if shared else yb[sb], model, shared)
+        found[kind] = (c[sb] if shared else c, shared)
+        parts.append(part[sb] if shared else part)
+    part_s = coarse("subst", yb[sb])[0]
+    rank = seriate(cooccurrence(yb[sb], part_s[:, :, :PARTNERS // 2]), np.bincount(y.reshape(-1), minlength=256))
     parts.append(part_s)
     union = np.concatenate(parts, axis=2)
-    ys = yb[:, :SCORE_IMAGES]
+    ys = yb[sb, :SCORE_IMAGES]
     scores = {"none": smoothness(ys, union, model), "subst": smoothness(rank[ys], union, model)}
     grouped = group_value_maps(yb, model)
     if grouped is not None:
@@ -451,6 +481,10 @@ def recover_value_maps(y: np.ndarray, public: np.ndarray, m: int,
         kind = "none"      # 0/255 flips: the block method models them
     info = {"value_map_kind": kind, "value_map_seconds": time.perf_counter() - t0,
             **{f"value_map_score_{k}": v for k, v in scores.items()}}
+    if len(model_images(public.shape)) < len(public):
+        info["value_map_public_images"] = f"{len(model_images(public.shape))} of {len(public)} (MODEL_VALUES)"
+    if len(sb) < yb.shape[0]:
+        info["value_map_scored_blocks"] = f"{len(sb)} of {yb.shape[0]} (evenly spaced; MASK_SCORE_WORK)"
     say(f"value maps: {kind} ({', '.join(f'{k} {v:.2f}' for k, v in scores.items())}) in "
         f"{info['value_map_seconds']:.1f} s")
     d = int(np.prod(y.shape[1:]))
@@ -464,6 +498,11 @@ def recover_value_maps(y: np.ndarray, public: np.ndarray, m: int,
         info["value_map_groups"] = int(grouped[1].max()) + 1
         return ValueMaps(kind, table, scores=scores, info=info)
     c, shared = found[kind]
+    if shared:
+        c = np.broadcast_to(c[:1], (yb.shape[0], c.shape[1]))
+    elif len(sb) < yb.shape[0]:      # scored on a sample of the blocks: now every block's own masks
+        c = masks(kind, yb, model, False)[0]
+        info["value_map_seconds"] = time.perf_counter() - t0
     mask = np.empty(d, dtype=np.int64)
     mask[lay] = c
     info["value_map_shared"] = bool(shared)
@@ -521,11 +560,14 @@ def attack_value_maps(y: np.ndarray, public: np.ndarray, scheme: str, spec: Sche
     return res
 
 
-def inblock_shuffled(z: np.ndarray, public: np.ndarray, m: int, margin: float = 0.97) -> bool:
+def inblock_shuffled(z: np.ndarray, public: np.ndarray, m: int, margin: float = 0.5) -> bool:
     """Whether the in-block positions of stripped ciphertexts ``z`` (N, H, W, C) uint8 are shuffled: the
-    best match of their correlations to the public images' (:func:`.inblock.recover_permutation`) beats
-    the positions as they stand by more than ``1 − margin``. A search that is not needed only finds a
-    near-symmetry of the public correlations, which the jigsaw's states would have to undo."""
+    positions as they stand fit the public images' correlations less than ``margin`` times as well as the
+    best match (:func:`.inblock.recover_permutation`). A shuffle leaves next to no fit as they stand, positions
+    in place nearly all of it; the cut sits between the two, not near 1: with hundreds of positions (16 x 16
+    x 3) the search fits the public images' own correlations a few per cent better than the right answer,
+    and a search that is not needed only finds such a near-symmetry, which the jigsaw's states would have
+    to undo."""
     from ..qap import objective
     from .inblock import block_rows, correlation, recover_permutation
 
