@@ -23,7 +23,7 @@ class Preset:
         name: ``quick`` or ``full`` (or a custom name for tests).
         ladder_max: the largest rung of the images-to-break ladder.
         attacks: the ciphertext-only attacks climbed up the ladder.
-        max_single: attacks that solve each image alone (the jigsaw) get at most this many images per rung.
+        max_single: attacks that solve each image alone (the jigsaws) get at most this many images per rung.
         cpa_images: victims of the chosen-plaintext attack (queries are counted, not images).
         pairs_max: the largest rung of the pairs-to-break ladder; ``kpa_images`` victims.
         public: the attacker's own plain images (another domain) loaded per domain.
@@ -34,7 +34,7 @@ class Preset:
 
     name: str
     ladder_max: int = 1000
-    attacks: Tuple[str, ...] = ("fr", "jigsaw", "many")
+    attacks: Tuple[str, ...] = ("fr", "jigsaw", "hjigsaw", "many")
     max_single: int = 4
     cpa_images: int = 10
     pairs_max: int = 30
@@ -55,7 +55,7 @@ class Preset:
 
 PRESETS: Dict[str, Preset] = {
     "quick": Preset("quick"),
-    "full": Preset("full", ladder_max=3000, attacks=("fr", "jigsaw", "many", "gan", "itn"), max_single=8,
+    "full": Preset("full", ladder_max=3000, attacks=("fr", "jigsaw", "hjigsaw", "many", "gan", "itn"), max_single=8,
                    cpa_images=100, pairs_max=100, kpa_images=100, public=2000, train_images=50000,
                    test_images=10000, epochs=30, img_size=224),
 }
