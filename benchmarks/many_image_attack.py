@@ -11,6 +11,8 @@ Conditions (victims / public images, never the same data set):
   public: CIFAR-10 training images (upsampled to 128 by the attack).
 * ``flowers224-m16``: the same 128-px photos resized to 224x224 ("upsampled", bicubic), M = 16; public:
   CIFAR-10 training images.
+* ``hymenoptera224-m16``: ant and bee photos of their own sizes (``val/``, 153) brought to 224x224 (shorter
+  side resized, centre crop), M = 16; public: flower photos (train split) upsampled to 224.
 
 Every cell runs ``patchcrypt attack many`` (the registry's runner, one fresh key per cell) and records the
 figures of the attack vocabulary: exact_images (the attacker's chosen output), exact_images_global and
@@ -67,7 +69,12 @@ CONDITIONS = {
     "flowers128-m16": ("flowers5-128", 128, 16, "cifar10-jpeg", "flower photos 128x128, M=16; public: CIFAR-10"),
     "flowers224-m16": ("flowers5-128", 224, 16, "cifar10-jpeg",
                        "flower photos 128 px upsampled to 224x224, M=16; public: CIFAR-10"),
+    "hymenoptera224-m16": ("hymenoptera", 224, 16, "flowers5-128",
+                           "ant and bee photos (val split, above 224 px) brought to 224x224, M=16; public: flower "
+                           "photos 128 px upsampled to 224"),
 }
+# conditions whose victims are photos of their own sizes: shorter side resized, centre crop (attacks.images)
+OWN_SIZES = {"hymenoptera224-m16": "val"}
 CONTROL_N = 100
 
 
@@ -77,6 +84,24 @@ def resize(images: np.ndarray, size: int) -> np.ndarray:
     if images.shape[1] == size:
         return images
     return np.stack([np.asarray(Image.fromarray(x).resize((size, size), Image.BICUBIC)) for x in images])
+
+
+class _OwnSizes:
+    """Photos of their own sizes, read at ``size`` (shorter side resized, centre crop) ``n`` at a time."""
+
+    def __init__(self, root: Path, split: str, size: int):
+        self.root, self.split, self.size = root, split, size
+
+    def subset(self, n: int):
+        from types import SimpleNamespace
+
+        from patchcrypt.attacks.images import load_folder
+
+        return SimpleNamespace(images=load_folder(self.root, n, self.size, self.split))
+
+
+def _victim_source(root: Path, cond: str, size: int):
+    return _OwnSizes(root, OWN_SIZES[cond], size) if cond in OWN_SIZES else load_dataset(root, "test")
 
 
 def block_size(scheme: str, m: int) -> int:
@@ -132,7 +157,7 @@ def inblock_timing(cond: str, n: int, rows: int, before: str, args) -> dict:
     from patchcrypt.attacks.many.ele import half_correlations
 
     vset, size, m, pset, _ = CONDITIONS[cond]
-    victims = resize(load_dataset(args.data / vset, "test").subset(n).images, size)
+    victims = resize(_victim_source(args.data / vset, cond, size).subset(n).images, size)
     public = resize(load_dataset(args.data / pset, "train").subset(args.public).images, size)
     y = create_cipher("ele", Key.generate(), block_size=m).encrypt(victims)[:, :rows * m]
     cp_u, cp_l = half_correlations(public, m)
@@ -194,7 +219,7 @@ def main(argv=None) -> int:
     config = {"public": args.public, "conditions": {c: CONDITIONS[c][4] for c in args.conditions.split(",")}}
     for cond in args.conditions.split(","):
         vset, size, m0, pset, label = CONDITIONS[cond]
-        test = load_dataset(args.data / vset, "test")     # subset() is class-balanced
+        test = _victim_source(args.data / vset, cond, size)      # subset() is class-balanced
         public = load_dataset(args.data / pset, "train").subset(args.public).images
         public = resize(public, size) if public.shape[1] > size else public   # larger: the attack upsamples
         for scheme in schemes:
