@@ -25,7 +25,9 @@ results.json as it finishes, so a cut-off run resumes.
 ``--inblock-rows R --before REF`` times instead the per-position stage of ``ele`` (one round of
 :func:`patchcrypt.attacks.many.ele.per_position_map`, upper halves) on the first R block rows of the same N
 ciphertexts, first with the ``src`` of commit REF, then with this checkout's, each in a fresh interpreter, one
-after the other; it prints both times, the load average and whether the two maps are the same:
+after the other; it prints both times, the load average and whether the two maps are the same (of the first
+round); ``--inblock-rounds 2`` times a second round too (``round2_seconds``), started from the first's answer
+where the code can:
 
     .venv/bin/python benchmarks/many_image_attack.py --conditions flowers128-m8 --ns 30 --inblock-rows 1 \
         --before main --out results/many_ele_inblock
@@ -120,6 +122,7 @@ def _cell(scheme: str, m: int, victims: np.ndarray, public: np.ndarray, per_imag
     keep = ("exact_images", "ssim", "exact_images_global", "ssim_global", "psnr_global", "global_state_rank",
             "key_map_fraction", "method", "jigsaw_images")
     out = {**{k: met.get(k) for k in keep}, "seconds": seconds}
+    out.update({k: res.info[k] for k in ("rounds", "inblock_seconds", "lower_seconds") if k in res.info})
     if get_scheme(scheme).unit == "nibble" and res.candidates is not None:
         out["upper_halves_global"] = upper_halves_global(victims, res.candidates)
     if get_scheme(scheme).composite and res.candidates is not None and victims.shape[-1] == 3:
@@ -139,15 +142,21 @@ def upper_halves_global(plain: np.ndarray, candidates: np.ndarray) -> float:
 
 
 _INBLOCK_CHILD = """
-import json, sys, time
+import inspect, json, sys, time
 import numpy as np
 from patchcrypt.attacks.many.ele import per_position_map
 d = np.load(sys.argv[1])
+warm = "previous" in inspect.signature(per_position_map).parameters
 t0, c0 = time.perf_counter(), time.process_time()
 dec = per_position_map(d["y"], d["cp_u"], d["cp_l"], int(d["m"]), lower_starts=0)
 wall, cpu = time.perf_counter() - t0, time.process_time() - c0
 np.savez(sys.argv[2], g=dec.g, k=dec.m)
-print(json.dumps({"seconds": wall, "cpu_seconds": cpu}))
+out = {"seconds": wall, "cpu_seconds": cpu}
+if int(sys.argv[3]) > 1:     # a second round on the same ciphertexts: from the first's answer where supported
+    t0, c0 = time.perf_counter(), time.process_time()
+    per_position_map(d["y"], d["cp_u"], d["cp_l"], int(d["m"]), lower_starts=0, **({"previous": dec} if warm else {}))
+    out.update({"round2_seconds": time.perf_counter() - t0, "round2_cpu_seconds": time.process_time() - c0})
+print(json.dumps(out))
 """
 
 
@@ -172,13 +181,14 @@ def inblock_timing(cond: str, n: int, rows: int, before: str, args) -> dict:
             tar.extractall(tmp / "before", filter="data")
         for name, src in (("before", tmp / "before" / "src"), ("now", root / "src")):
             load = os.getloadavg()[0]
-            res = subprocess.run([sys.executable, "-c", _INBLOCK_CHILD, str(tmp / "in.npz"), str(tmp / name)],
+            res = subprocess.run([sys.executable, "-c", _INBLOCK_CHILD, str(tmp / "in.npz"), str(tmp / name),
+                                  str(args.inblock_rounds)],
                                  capture_output=True, text=True, env={"PYTHONPATH": str(src), "PATH": "/usr/bin:/bin"})
             if res.returncode:
                 raise SystemExit(f"{name} failed:\n{res.stderr[-2000:]}")
             got = json.loads(res.stdout.strip().splitlines()[-1])
-            out.update({f"{name}_seconds": got["seconds"], f"{name}_cpu_seconds": got["cpu_seconds"],
-                        f"{name}_load": [load, os.getloadavg()[0]]})
+            out.update({f"{name}_{k}": v for k, v in got.items()})
+            out[f"{name}_load"] = [load, os.getloadavg()[0]]
         maps = [np.load(tmp / f"{name}.npz") for name in ("before", "now")]
         out["same_map"] = bool(all(np.array_equal(maps[0][k], maps[1][k]) for k in ("g", "k")))
         out["halves_differing"] = int(((maps[0]["g"] != maps[1]["g"]) | (maps[0]["k"] != maps[1]["k"])).sum())
@@ -200,6 +210,9 @@ def main(argv=None) -> int:
     ap.add_argument("--inblock-rows", type=int, default=0,
                     help="time ele's per-position stage on this many block rows, before (--before) and now")
     ap.add_argument("--before", default="main", help="commit whose src gives the 'before' time (--inblock-rows)")
+    ap.add_argument("--inblock-rounds", type=int, choices=(1, 2), default=1,
+                    help="--inblock-rows: also time a second round (started from the first's answer where the "
+                         "code can; the same reference correlations)")
     args = ap.parse_args(argv)
     if args.inblock_rows:
         args.out.mkdir(parents=True, exist_ok=True)

@@ -54,7 +54,7 @@ _AFTER_INBLOCK = BlockSteps(moves=True, rotate=False, negate=True, flips=False, 
 def split_halves(corr: np.ndarray, L: int) -> Tuple[np.ndarray, np.ndarray]:
     """(upper, lower): the L halves of a (2L, 2L) correlation matrix that correlate most strongly with
     others (mean of each one's three strongest), sorted, and the rest."""
-    strength = np.sort(np.abs(corr - np.eye(len(corr))), axis=1)[:, -3:].mean(1)
+    strength = np.sort(np.partition(np.abs(corr - np.eye(len(corr))), -3, axis=1)[:, -3:], axis=1).mean(1)
     upper = np.sort(np.argsort(-strength)[:L])
     return upper, np.setdiff1d(np.arange(len(corr)), upper)
 
@@ -182,7 +182,9 @@ def attack_ele(y: np.ndarray, public: np.ndarray, scheme: str, m: int, plain_sha
         jigsaw_stage(work, z, steps, m, info, say)
         if rnd + 1 < ROUNDS:   # the victims' own upper-half correlations, from blocks put in order
             cp_u = half_correlations(work.apply(z[:MAX_REFERENCE]), m)[0]
+    t = time.perf_counter()
     dec = _with_lower_halves(dec, per_position_map(y, cp_u, cp_l, m, upper_starts=0))
+    info["lower_seconds"] = time.perf_counter() - t
     z = _decrypt_halves(dec, y)
     global_stage(work, z, public, steps, info)
     whole = dec.then(lift_to_nibbles(Map(work.G.reshape(-1), work.K.reshape(-1)))).inverse()
