@@ -111,17 +111,18 @@ def block_size(scheme: str, m: int) -> int:
 
 
 def _cell(scheme: str, m: int, victims: np.ndarray, public: np.ndarray, per_image: bool) -> dict:
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     key = Key.generate()
     try:
         res = run_attack("many", scheme, m, victims, public, key=key, per_image=per_image)
     except PatchcryptError as exc:
         return {"not_applicable": str(exc)}
-    seconds = time.perf_counter() - t0
+    seconds, cpu_seconds = time.perf_counter() - t0, time.process_time() - c0
     met = res.metrics()
     keep = ("exact_images", "ssim", "exact_images_global", "ssim_global", "psnr_global", "global_state_rank",
             "key_map_fraction", "method", "jigsaw_images")
-    out = {**{k: met.get(k) for k in keep}, "seconds": seconds}
+    out = {**{k: met.get(k) for k in keep}, "seconds": seconds, "cpu_seconds": cpu_seconds,
+           "load": os.getloadavg()[0]}
     out.update({k: res.info[k] for k in ("rounds", "inblock_seconds", "lower_seconds") if k in res.info})
     if get_scheme(scheme).unit == "nibble" and res.candidates is not None:
         out["upper_halves_global"] = upper_halves_global(victims, res.candidates)
@@ -288,9 +289,9 @@ def render(rows) -> str:
                       "as key holder up to global": _f(r.get("as_key_holder_global")),
                       "true state rank": _f(r["global_state_rank"]),
                       "exact (chosen)": _f(r["exact_images"]), "key map": _f(r["key_map_fraction"]),
-                      "seconds": _f(r["seconds"], 1)})
+                      "seconds": _f(r["seconds"], 1), "CPU seconds": _f(r.get("cpu_seconds"), 1)})
     cols = ["scheme", "condition", "N", "exact up to global", "SSIM up to global", "true state rank",
-            "exact (chosen)", "key map", "seconds"]
+            "exact (chosen)", "key map", "seconds", "CPU seconds"]
     if any("upper_halves_global" in r for r in rows):     # 4-bit schemes: what the attack recovers of them
         cols.insert(5, "upper 4-bit halves up to global")
     if any("chroma_blocks_global" in r for r in rows):    # composite schemes: the chroma on its own
