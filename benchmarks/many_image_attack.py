@@ -177,10 +177,14 @@ def inblock_timing(cond: str, n: int, rows: int, before: str, args) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         np.savez(tmp / "in.npz", y=y, cp_u=cp_u, cp_l=cp_l, m=m)
-        subprocess.run(["git", "-C", str(root), "archive", "-o", str(tmp / "before.tar"), before, "src"], check=True)
-        with tarfile.open(tmp / "before.tar") as tar:
-            tar.extractall(tmp / "before", filter="data")
-        for name, src in (("before", tmp / "before" / "src"), ("now", root / "src")):
+        trees = [("now", root / "src")]
+        if before != "none":
+            subprocess.run(["git", "-C", str(root), "archive", "-o", str(tmp / "before.tar"), before, "src"],
+                           check=True)
+            with tarfile.open(tmp / "before.tar") as tar:
+                tar.extractall(tmp / "before", filter="data")
+            trees.insert(0, ("before", tmp / "before" / "src"))
+        for name, src in trees:
             load = os.getloadavg()[0]
             res = subprocess.run([sys.executable, "-c", _INBLOCK_CHILD, str(tmp / "in.npz"), str(tmp / name),
                                   str(args.inblock_rounds)],
@@ -190,6 +194,8 @@ def inblock_timing(cond: str, n: int, rows: int, before: str, args) -> dict:
             got = json.loads(res.stdout.strip().splitlines()[-1])
             out.update({f"{name}_{k}": v for k, v in got.items()})
             out[f"{name}_load"] = [load, os.getloadavg()[0]]
+        if before == "none":
+            return out
         maps = [np.load(tmp / f"{name}.npz") for name in ("before", "now")]
         out["same_map"] = bool(all(np.array_equal(maps[0][k], maps[1][k]) for k in ("g", "k")))
         out["halves_differing"] = int(((maps[0]["g"] != maps[1]["g"]) | (maps[0]["k"] != maps[1]["k"])).sum())
@@ -210,7 +216,7 @@ def main(argv=None) -> int:
                     help="etc-gray: place the chroma by the luma (default) or by the older chroma-only jigsaw")
     ap.add_argument("--inblock-rows", type=int, default=0,
                     help="time ele's per-position stage on this many block rows, before (--before) and now")
-    ap.add_argument("--before", default="main", help="commit whose src gives the 'before' time (--inblock-rows)")
+    ap.add_argument("--before", default="main", help="commit whose src gives the 'before' time (--inblock-rows); none: this checkout's only")
     ap.add_argument("--inblock-rounds", type=int, choices=(1, 2), default=1,
                     help="--inblock-rows: also time a second round (started from the first's answer where the "
                          "code can; the same reference correlations)")
