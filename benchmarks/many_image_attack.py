@@ -110,11 +110,12 @@ def block_size(scheme: str, m: int) -> int:
     return max(m, 8) if scheme == "etc-gray" else m
 
 
-def _cell(scheme: str, m: int, victims: np.ndarray, public: np.ndarray, per_image: bool) -> dict:
+def _cell(scheme: str, m: int, victims: np.ndarray, public: np.ndarray, per_image: bool,
+          progress: bool = False) -> dict:
     t0, c0 = time.perf_counter(), time.process_time()
     key = Key.generate()
     try:
-        res = run_attack("many", scheme, m, victims, public, key=key, per_image=per_image)
+        res = run_attack("many", scheme, m, victims, public, key=key, per_image=per_image, progress=progress)
     except PatchcryptError as exc:
         return {"not_applicable": str(exc)}
     seconds, cpu_seconds = time.perf_counter() - t0, time.process_time() - c0
@@ -211,6 +212,7 @@ def main(argv=None) -> int:
     ap.add_argument("--max-n", type=int, default=300)
     ap.add_argument("--public", type=int, default=2000, help="public images")
     ap.add_argument("--no-control", action="store_true", help="skip the per-image-key rows")
+    ap.add_argument("--progress", action="store_true", help="the attack's progress lines on stderr")
     ap.add_argument("--out", type=Path, default=Path("results/many_image_attack"))
     ap.add_argument("--gray-chroma", choices=gray_attack.CHROMA_METHODS, default=gray_attack.CHROMA_DEFAULT,
                     help="etc-gray: place the chroma by the luma (default) or by the older chroma-only jigsaw")
@@ -251,7 +253,7 @@ def main(argv=None) -> int:
                 print(f"{scheme} {cond} N={n}" + (" per-image keys" if per_image else "") + ": attacking", flush=True)
                 victims = resize(test.subset(n).images, size)
                 row = {"scheme": scheme, "condition": cond, "label": label, "size": size, "block_size": m, "n": n,
-                       "per_image": per_image, **_cell(scheme, m, victims, public, per_image)}
+                       "per_image": per_image, **_cell(scheme, m, victims, public, per_image, args.progress)}
                 rows.append(row)
                 write_results(args.out, "many_image_attack", config, rows, render(rows))
     md = render(rows)
