@@ -11,6 +11,8 @@ Conditions (victims / public images, never the same data set):
   public: CIFAR-10 training images (upsampled to 128 by the attack).
 * ``flowers224-m16``: the same 128-px photos resized to 224x224 ("upsampled", bicubic), M = 16; public:
   CIFAR-10 training images.
+* ``hymenoptera224-m16``: ant and bee photos of their own sizes (``val/``, 153) brought to 224x224 (shorter
+  side resized, centre crop), M = 16; public: flower photos (train split) upsampled to 224.
 
 Every cell runs ``patchcrypt attack many`` (the registry's runner, one fresh key per cell) and records the
 figures of the attack vocabulary: exact_images (the attacker's chosen output), exact_images_global and
@@ -23,7 +25,9 @@ results.json as it finishes, so a cut-off run resumes.
 ``--inblock-rows R --before REF`` times instead the per-position stage of ``ele`` (one round of
 :func:`patchcrypt.attacks.many.ele.per_position_map`, upper halves) on the first R block rows of the same N
 ciphertexts, first with the ``src`` of commit REF, then with this checkout's, each in a fresh interpreter, one
-after the other; it prints both times, the load average and whether the two maps are the same:
+after the other; it prints both times, the load average and whether the two maps are the same (of the first
+round); ``--inblock-rounds 2`` times a second round too (``round2_seconds``), started from the first's answer
+where the code can:
 
     .venv/bin/python benchmarks/many_image_attack.py --conditions flowers128-m8 --ns 30 --inblock-rows 1 \
         --before main --out results/many_ele_inblock
@@ -67,7 +71,12 @@ CONDITIONS = {
     "flowers128-m16": ("flowers5-128", 128, 16, "cifar10-jpeg", "flower photos 128x128, M=16; public: CIFAR-10"),
     "flowers224-m16": ("flowers5-128", 224, 16, "cifar10-jpeg",
                        "flower photos 128 px upsampled to 224x224, M=16; public: CIFAR-10"),
+    "hymenoptera224-m16": ("hymenoptera", 224, 16, "flowers5-128",
+                           "ant and bee photos (val split, above 224 px) brought to 224x224, M=16; public: flower "
+                           "photos 128 px upsampled to 224"),
 }
+# conditions whose victims are photos of their own sizes: shorter side resized, centre crop (attacks.images)
+OWN_SIZES = {"hymenoptera224-m16": "val"}
 CONTROL_N = 100
 
 
@@ -79,22 +88,43 @@ def resize(images: np.ndarray, size: int) -> np.ndarray:
     return np.stack([np.asarray(Image.fromarray(x).resize((size, size), Image.BICUBIC)) for x in images])
 
 
+class _OwnSizes:
+    """Photos of their own sizes, read at ``size`` (shorter side resized, centre crop) ``n`` at a time."""
+
+    def __init__(self, root: Path, split: str, size: int):
+        self.root, self.split, self.size = root, split, size
+
+    def subset(self, n: int):
+        from types import SimpleNamespace
+
+        from patchcrypt.attacks.images import load_folder
+
+        return SimpleNamespace(images=load_folder(self.root, n, self.size, self.split))
+
+
+def _victim_source(root: Path, cond: str, size: int):
+    return _OwnSizes(root, OWN_SIZES[cond], size) if cond in OWN_SIZES else load_dataset(root, "test")
+
+
 def block_size(scheme: str, m: int) -> int:
     return max(m, 8) if scheme == "etc-gray" else m
 
 
-def _cell(scheme: str, m: int, victims: np.ndarray, public: np.ndarray, per_image: bool) -> dict:
-    t0 = time.perf_counter()
+def _cell(scheme: str, m: int, victims: np.ndarray, public: np.ndarray, per_image: bool,
+          progress: bool = False) -> dict:
+    t0, c0 = time.perf_counter(), time.process_time()
     key = Key.generate()
     try:
-        res = run_attack("many", scheme, m, victims, public, key=key, per_image=per_image)
+        res = run_attack("many", scheme, m, victims, public, key=key, per_image=per_image, progress=progress)
     except PatchcryptError as exc:
         return {"not_applicable": str(exc)}
-    seconds = time.perf_counter() - t0
+    seconds, cpu_seconds = time.perf_counter() - t0, time.process_time() - c0
     met = res.metrics()
     keep = ("exact_images", "ssim", "exact_images_global", "ssim_global", "psnr_global", "global_state_rank",
             "key_map_fraction", "method", "jigsaw_images")
-    out = {**{k: met.get(k) for k in keep}, "seconds": seconds}
+    out = {**{k: met.get(k) for k in keep}, "seconds": seconds, "cpu_seconds": cpu_seconds,
+           "load": os.getloadavg()[0]}
+    out.update({k: res.info[k] for k in ("rounds", "inblock_seconds", "lower_seconds") if k in res.info})
     if get_scheme(scheme).unit == "nibble" and res.candidates is not None:
         out["upper_halves_global"] = upper_halves_global(victims, res.candidates)
     if get_scheme(scheme).composite and res.candidates is not None and victims.shape[-1] == 3:
@@ -114,15 +144,21 @@ def upper_halves_global(plain: np.ndarray, candidates: np.ndarray) -> float:
 
 
 _INBLOCK_CHILD = """
-import json, sys, time
+import inspect, json, sys, time
 import numpy as np
 from patchcrypt.attacks.many.ele import per_position_map
 d = np.load(sys.argv[1])
+warm = "previous" in inspect.signature(per_position_map).parameters
 t0, c0 = time.perf_counter(), time.process_time()
 dec = per_position_map(d["y"], d["cp_u"], d["cp_l"], int(d["m"]), lower_starts=0)
 wall, cpu = time.perf_counter() - t0, time.process_time() - c0
 np.savez(sys.argv[2], g=dec.g, k=dec.m)
-print(json.dumps({"seconds": wall, "cpu_seconds": cpu}))
+out = {"seconds": wall, "cpu_seconds": cpu}
+if int(sys.argv[3]) > 1:     # a second round on the same ciphertexts: from the first's answer where supported
+    t0, c0 = time.perf_counter(), time.process_time()
+    per_position_map(d["y"], d["cp_u"], d["cp_l"], int(d["m"]), lower_starts=0, **({"previous": dec} if warm else {}))
+    out.update({"round2_seconds": time.perf_counter() - t0, "round2_cpu_seconds": time.process_time() - c0})
+print(json.dumps(out))
 """
 
 
@@ -132,7 +168,7 @@ def inblock_timing(cond: str, n: int, rows: int, before: str, args) -> dict:
     from patchcrypt.attacks.many.ele import half_correlations
 
     vset, size, m, pset, _ = CONDITIONS[cond]
-    victims = resize(load_dataset(args.data / vset, "test").subset(n).images, size)
+    victims = resize(_victim_source(args.data / vset, cond, size).subset(n).images, size)
     public = resize(load_dataset(args.data / pset, "train").subset(args.public).images, size)
     y = create_cipher("ele", Key.generate(), block_size=m).encrypt(victims)[:, :rows * m]
     cp_u, cp_l = half_correlations(public, m)
@@ -142,18 +178,25 @@ def inblock_timing(cond: str, n: int, rows: int, before: str, args) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         np.savez(tmp / "in.npz", y=y, cp_u=cp_u, cp_l=cp_l, m=m)
-        subprocess.run(["git", "-C", str(root), "archive", "-o", str(tmp / "before.tar"), before, "src"], check=True)
-        with tarfile.open(tmp / "before.tar") as tar:
-            tar.extractall(tmp / "before", filter="data")
-        for name, src in (("before", tmp / "before" / "src"), ("now", root / "src")):
+        trees = [("now", root / "src")]
+        if before != "none":
+            subprocess.run(["git", "-C", str(root), "archive", "-o", str(tmp / "before.tar"), before, "src"],
+                           check=True)
+            with tarfile.open(tmp / "before.tar") as tar:
+                tar.extractall(tmp / "before", filter="data")
+            trees.insert(0, ("before", tmp / "before" / "src"))
+        for name, src in trees:
             load = os.getloadavg()[0]
-            res = subprocess.run([sys.executable, "-c", _INBLOCK_CHILD, str(tmp / "in.npz"), str(tmp / name)],
+            res = subprocess.run([sys.executable, "-c", _INBLOCK_CHILD, str(tmp / "in.npz"), str(tmp / name),
+                                  str(args.inblock_rounds)],
                                  capture_output=True, text=True, env={"PYTHONPATH": str(src), "PATH": "/usr/bin:/bin"})
             if res.returncode:
                 raise SystemExit(f"{name} failed:\n{res.stderr[-2000:]}")
             got = json.loads(res.stdout.strip().splitlines()[-1])
-            out.update({f"{name}_seconds": got["seconds"], f"{name}_cpu_seconds": got["cpu_seconds"],
-                        f"{name}_load": [load, os.getloadavg()[0]]})
+            out.update({f"{name}_{k}": v for k, v in got.items()})
+            out[f"{name}_load"] = [load, os.getloadavg()[0]]
+        if before == "none":
+            return out
         maps = [np.load(tmp / f"{name}.npz") for name in ("before", "now")]
         out["same_map"] = bool(all(np.array_equal(maps[0][k], maps[1][k]) for k in ("g", "k")))
         out["halves_differing"] = int(((maps[0]["g"] != maps[1]["g"]) | (maps[0]["k"] != maps[1]["k"])).sum())
@@ -169,12 +212,16 @@ def main(argv=None) -> int:
     ap.add_argument("--max-n", type=int, default=300)
     ap.add_argument("--public", type=int, default=2000, help="public images")
     ap.add_argument("--no-control", action="store_true", help="skip the per-image-key rows")
+    ap.add_argument("--progress", action="store_true", help="the attack's progress lines on stderr")
     ap.add_argument("--out", type=Path, default=Path("results/many_image_attack"))
     ap.add_argument("--gray-chroma", choices=gray_attack.CHROMA_METHODS, default=gray_attack.CHROMA_DEFAULT,
                     help="etc-gray: place the chroma by the luma (default) or by the older chroma-only jigsaw")
     ap.add_argument("--inblock-rows", type=int, default=0,
                     help="time ele's per-position stage on this many block rows, before (--before) and now")
-    ap.add_argument("--before", default="main", help="commit whose src gives the 'before' time (--inblock-rows)")
+    ap.add_argument("--before", default="main", help="commit whose src gives the 'before' time (--inblock-rows); none: this checkout's only")
+    ap.add_argument("--inblock-rounds", type=int, choices=(1, 2), default=1,
+                    help="--inblock-rows: also time a second round (started from the first's answer where the "
+                         "code can; the same reference correlations)")
     args = ap.parse_args(argv)
     if args.inblock_rows:
         args.out.mkdir(parents=True, exist_ok=True)
@@ -194,7 +241,7 @@ def main(argv=None) -> int:
     config = {"public": args.public, "conditions": {c: CONDITIONS[c][4] for c in args.conditions.split(",")}}
     for cond in args.conditions.split(","):
         vset, size, m0, pset, label = CONDITIONS[cond]
-        test = load_dataset(args.data / vset, "test")     # subset() is class-balanced
+        test = _victim_source(args.data / vset, cond, size)      # subset() is class-balanced
         public = load_dataset(args.data / pset, "train").subset(args.public).images
         public = resize(public, size) if public.shape[1] > size else public   # larger: the attack upsamples
         for scheme in schemes:
@@ -206,7 +253,7 @@ def main(argv=None) -> int:
                 print(f"{scheme} {cond} N={n}" + (" per-image keys" if per_image else "") + ": attacking", flush=True)
                 victims = resize(test.subset(n).images, size)
                 row = {"scheme": scheme, "condition": cond, "label": label, "size": size, "block_size": m, "n": n,
-                       "per_image": per_image, **_cell(scheme, m, victims, public, per_image)}
+                       "per_image": per_image, **_cell(scheme, m, victims, public, per_image, args.progress)}
                 rows.append(row)
                 write_results(args.out, "many_image_attack", config, rows, render(rows))
     md = render(rows)
@@ -250,9 +297,9 @@ def render(rows) -> str:
                       "as key holder up to global": _f(r.get("as_key_holder_global")),
                       "true state rank": _f(r["global_state_rank"]),
                       "exact (chosen)": _f(r["exact_images"]), "key map": _f(r["key_map_fraction"]),
-                      "seconds": _f(r["seconds"], 1)})
+                      "seconds": _f(r["seconds"], 1), "CPU seconds": _f(r.get("cpu_seconds"), 1)})
     cols = ["scheme", "condition", "N", "exact up to global", "SSIM up to global", "true state rank",
-            "exact (chosen)", "key map", "seconds"]
+            "exact (chosen)", "key map", "seconds", "CPU seconds"]
     if any("upper_halves_global" in r for r in rows):     # 4-bit schemes: what the attack recovers of them
         cols.insert(5, "upper 4-bit halves up to global")
     if any("chroma_blocks_global" in r for r in rows):    # composite schemes: the chroma on its own
