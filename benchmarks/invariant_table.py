@@ -47,9 +47,11 @@ DATASETS = {
     "flowers": dict(data=SHARED / "flowers5-128", block=16, batch=64, subset=None, test_subset=None),
     # CIFAR-10 with 8 x 8 patches (16 tokens): the nested cells' geometry (M = 8, m = 4)
     "cifar8": dict(data=SHARED / "cifar10-jpeg", block=8, batch=128, subset=10000, test_subset=None),
+    # real photos of mixed sizes (train/ + val/), brought to 224 (shorter side resized, centre crop), M = 16
+    "hymenoptera": dict(data=SHARED / "hymenoptera", block=16, batch=32, subset=None, test_subset=None, img_size=224),
 }
 NESTED_ONLY = ("cifar8",)    # data sets made for the nested cells (they run nothing else but the plain cell)
-NESTED_OK = ("cifar8", "flowers")   # data sets whose patches hold several 4 x 4 sub-blocks
+NESTED_OK = ("cifar8", "flowers", "hymenoptera")   # data sets whose patches hold several 4 x 4 sub-blocks
 PRESETS = {"quick": dict(epochs=2, subset=1000, test_subset=1000), "cpu": dict(epochs=10)}
 PLAIN_VIT, INV_VIT, LR = "vit_pico_patch4_32", "vit_pico_inv_patch4_32", 2e-3
 
@@ -91,7 +93,8 @@ def run_cell(args, ds: Dict, label: str, model: str, scheme: str, per_image: boo
                       scheme=None if scheme == "plain" else scheme, key=None if scheme == "plain" else str(key_path),
                       block_size=None if scheme == "plain" else ds["block"], per_image=per_image,
                       epochs=epochs, batch_size=p["batch"], lr=LR, subset=p["subset"],
-                      test_subset=p["test_subset"], seed=args.seed, device=args.device, model_kwargs=kw,
+                      test_subset=p["test_subset"], img_size=ds.get("img_size"), seed=args.seed,
+                      device=args.device, model_kwargs=kw,
                       pretrained=pretrained, resume=(run / "last.pt").exists())
     summary = train(cfg, show_progress=False)
     return {"dataset": args.dataset, "cell": label, "model": model, "model_kwargs": kw, "scheme": scheme,
@@ -135,7 +138,7 @@ def costs() -> str:
     lines = ["| data | model | group order G | parameters | embedding MACs per image |", "|---|---|---|---|---|"]
     for name, ds in DATASETS.items():
         m = ds["block"]
-        size = 32 if name == "cifar" else 128
+        size = ds.get("img_size") or (128 if name == "flowers" else 32)
         n, L = (size // m) ** 2, m * m * 3
         for label, model_name, kw in (("plain ViT", PLAIN_VIT, {}), ("inv, canonical", INV_VIT, {}),
                                       ("inv, orbit-pooled", INV_VIT, {"inv_embed": "pool"})):
