@@ -130,7 +130,7 @@ def markdown_rows(rows: Sequence[Dict[str, Any]]) -> str:
     for r in rows:
         cells = [r["label"], r["origin"], str(r["block_size"]), "per image" if r["per_image"] else "one key"]
         for d in domains:
-            cell = r["n_to_break"].get(d, "–") if isinstance(r["n_to_break"], dict) else r["n_to_break"]
+            cell = r["n_to_break"].get(d, NOT_MEASURED) if isinstance(r["n_to_break"], dict) else r["n_to_break"]
             cells.append(n_text(cell, r["block_size"]))
         cost = r["accuracy_cost"]
         pairs = r["pairs_to_break"]
