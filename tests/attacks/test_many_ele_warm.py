@@ -13,19 +13,7 @@ from patchcrypt.attacks.many.inblock import correlation, recover_permutation
 from patchcrypt.blocks import block_layout
 from patchcrypt.ciphers import create_cipher
 from patchcrypt.ciphers.program import Map
-
-
-def smooth_images(n: int, size: int, seed: int) -> np.ndarray:
-    """(n, size, size, 3) uint8: coarse random fields upsampled and blurred, plus a little noise."""
-    rng = np.random.default_rng(seed)
-    coarse = rng.uniform(0, 255, size=(n, size // 4 + 1, size // 4 + 1, 3))
-    x = np.linspace(0, size // 4, size)
-    i = np.floor(x).astype(int).clip(0, size // 4 - 1)
-    f = (x - i)[None, :, None, None]
-    rows = coarse[:, i] * (1 - f) + coarse[:, i + 1] * f
-    f = f.transpose(0, 2, 1, 3)
-    img = rows[:, :, i] * (1 - f) + rows[:, :, i + 1] * f
-    return np.clip(img + rng.normal(0, 6, img.shape), 0, 255).astype(np.uint8)
+from test_many_ele_fast import smooth_images
 
 
 @pytest.fixture

@@ -86,13 +86,18 @@ FEATURES = ("mean", "hist", "cov", "dx", "dy")
 GLOBAL_PUBLIC_VALUES = 60_000_000
 
 
-def public_sample(shape) -> np.ndarray:
-    """Indices of the public images (shape (P, H, W, C)) the global stage summarises: all up to
-    :data:`GLOBAL_PUBLIC_VALUES` values, else that many values' worth of whole images, evenly spaced."""
+def images_within(shape, values: int) -> np.ndarray:
+    """Indices of images (shape (P, H, W, C)) holding at most ``values`` values: all of them if they fit,
+    else that many values' worth of whole images, evenly spaced (at least two)."""
     p, per_image = int(shape[0]), int(np.prod(shape[1:]))
-    if p * per_image <= GLOBAL_PUBLIC_VALUES:
+    if p * per_image <= values:
         return np.arange(p)
-    return np.unique(np.linspace(0, p - 1, max(2, GLOBAL_PUBLIC_VALUES // per_image)).round().astype(np.int64))
+    return np.unique(np.linspace(0, p - 1, max(2, values // per_image)).round().astype(np.int64))
+
+
+def public_sample(shape) -> np.ndarray:
+    """Indices of the public images the global stage summarises (:data:`GLOBAL_PUBLIC_VALUES`)."""
+    return images_within(shape, GLOBAL_PUBLIC_VALUES)
 
 
 def choose_global(work: WorkMap, y: np.ndarray, public: np.ndarray, rots, orders, inverts):
@@ -195,5 +200,5 @@ def nothing_shared(s: Dict[str, float]) -> bool:
 
 
 __all__ = ["global_transform", "features", "inversion", "transform_features", "summary", "FEATURES", "choose_global",
-           "sharing", "nothing_shared", "public_sample", "GLOBAL_PUBLIC_VALUES", "SHARING_MIN_IMAGES", "SHARING_MIN_R", "SHARING_MIN_EQUAL_R",
+           "sharing", "nothing_shared", "images_within", "public_sample", "GLOBAL_PUBLIC_VALUES", "SHARING_MIN_IMAGES", "SHARING_MIN_R", "SHARING_MIN_EQUAL_R",
            "apply_chunks"]

@@ -48,6 +48,7 @@ from ...blocks import block_layout
 from ...ciphers.base import SchemeSpec
 from .facts import moves_spec
 from .result import ManyImageResult
+from .statistics import images_within
 
 KINDS = ("xor", "add", "subst", "groups")
 # partners per coordinate, and the images the scores look at (more change nothing but the time)
@@ -106,12 +107,8 @@ class PlainModel:
 
 
 def model_images(shape) -> np.ndarray:
-    """Indices of the public images (shape (P, H, W, C)) the plain model is counted on: all of them up to
-    :data:`MODEL_VALUES` values, else that many values' worth of whole images, evenly spaced."""
-    p, per_image = int(shape[0]), int(np.prod(shape[1:]))
-    if p * per_image <= MODEL_VALUES:
-        return np.arange(p)
-    return np.unique(np.linspace(0, p - 1, max(2, MODEL_VALUES // per_image)).round().astype(np.int64))
+    """Indices of the public images the plain model is counted on (:data:`MODEL_VALUES`)."""
+    return images_within(shape, MODEL_VALUES)
 
 
 def _log_prob(counts: np.ndarray, floor: float = 1e-6) -> np.ndarray:
