@@ -16,7 +16,9 @@ is shared across images then shows in statistics pooled over all of them:
 
 First, for the block method, a split-half test of what the images share (:func:`.statistics.sharing`: pair
 statistics over two disjoint halves of the images agree under one key, by chance only under per-image keys)
-stops the attack before any search when nothing is shared, and says so (``early_stop`` in its info).
+stops the attack before any search when nothing is shared, and says so (``early_stop`` in its info). It
+decides only on 100 images or more (``SHARING_MIN_IMAGES``): on 30, a one-key substitution table per
+coordinate can look as unshared as per-image keys.
 
 Before these, for a block-local scheme whose value maps are not in the step vocabulary (no declared steps,
 or a step of its own such as "XOR"), the **value-map stage** recovers per-coordinate XOR or additive
