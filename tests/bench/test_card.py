@@ -224,3 +224,11 @@ def test_a_nested_design_trains_the_nested_invariant_model():
 
     assert recipe("vit_pico_patch4_32", True, 8, "etc-nested")["scheme_kwargs"] == {"invariance": "etc-nested"}
     assert recipe("vit_pico_patch4_32", True, 4, "etc")["scheme_kwargs"] == {}
+
+
+def test_a_refused_geometry_leaves_no_folder_behind(capsys, domains, tmp_path):
+    victims, public = domains
+    out = tmp_path / "never"
+    assert "multiple of the block size" in _one_line(capsys, "bench", "--scheme", "etc", "--block-size", "5",
+                                                     "--data", victims, "--public", public, "--out", out, "--quiet")
+    assert not out.exists()

@@ -233,15 +233,21 @@ def bench(scheme, data: Sequence[Path], preset: Preset, out: Path, block_size: O
             raise PatchcryptError(f"--data {d}: no such folder")
     publics = [public_for(k, data, public) for k in range(len(data))]   # refused before any work
     t0 = time.perf_counter()
+    created = not out.exists()
     out.mkdir(parents=True, exist_ok=True)
     design = {"scheme": str(scheme), "block_size": block_size, "per_image": per_image, "preset": preset.to_dict(),
               "model": model, "data": [str(d) for d in data], "public": str(public) if public else None}
-    store = Partial(out / "partial.json", design)
-    acc = accuracy_part(lambda probe: make_target(scheme, block_size, probe, per_image=per_image), data[0],
-                        per_image, block_size, preset, model, store, device, progress, str(scheme))
-    classify, classify_size = acc.pop("reference", None), acc.pop("reference_size", None)
-    domains = [rate_domain(scheme, block_size, per_image, d, publics[k], preset, store, classify, classify_size,
-                           progress) for k, d in enumerate(data)]
+    try:
+        store = Partial(out / "partial.json", design)
+        acc = accuracy_part(lambda probe: make_target(scheme, block_size, probe, per_image=per_image), data[0],
+                            per_image, block_size, preset, model, store, device, progress, str(scheme))
+        classify, classify_size = acc.pop("reference", None), acc.pop("reference_size", None)
+        domains = [rate_domain(scheme, block_size, per_image, d, publics[k], preset, store, classify,
+                               classify_size, progress) for k, d in enumerate(data)]
+    except BaseException:
+        if created and not any(out.iterdir()):   # refused before any piece was saved: leave no empty folder
+            out.rmdir()
+        raise
     card = card_of(domains, acc, preset, time.perf_counter() - t0, command)
     write_card(out, card)
     return card
