@@ -141,7 +141,8 @@ def apply_chunks(work: WorkMap, y: np.ndarray, chunk: int = 512) -> np.ndarray:
 # table). `patchcrypt attack many ... --json` prints both as sharing_r and sharing_equal_r.
 # 100 images, not fewer: at 30 a one-key substitution table per coordinate (examples/value_schemes.py:
 # SubstImage) can agree no more than per-image keys do (equal_r 0.019 on 30 CIFAR-10 images under one key,
-# 0.11 or more on 100), and a false stop would rate a one-key scheme by its ciphertext.
+# 0.069 or more on 100: benchmarks/sharing_floor.py), and a false stop would rate a one-key scheme by its
+# ciphertext.
 SHARING_COORDS = 1024
 SHARING_MIN_IMAGES = 100
 SHARING_MIN_R = 0.03
