@@ -26,6 +26,8 @@ from typing import Dict, Optional, Tuple
 
 import numpy as np
 
+from . import kernels
+
 # Index dtype for gathers: int32 halves the index traffic and is plenty for any image we handle.
 _IDX = np.int32
 
@@ -526,9 +528,10 @@ class Program:
     def apply_numpy(self, flat: np.ndarray, direction: str, channels_first: bool = False) -> np.ndarray:
         """Apply to (N, D) uint8 in HWC (or CHW) flat order; returns a new (N, D) array.
 
-        Large batches are split across a small thread pool (numpy releases the GIL in ``take``). Large
-        images are gathered a band of output values at a time: ``numpy.take`` widens its indices to int64,
-        which for a whole 40 MP image would be 8 bytes per value on top of the int32 table.
+        Large batches are split across a small thread pool (numpy's ``take`` and the compiled nibble kernel
+        release the GIL). Large images are gathered a band of output values at a time: ``numpy.take`` widens
+        its indices to int64, which for a whole 40 MP image would be 8 bytes per value on top of the int32
+        table.
         """
         if self.is_identity:
             return flat.copy()
@@ -882,7 +885,8 @@ def _is_identity(mp: Map) -> bool:
 
 
 def _nibble_tables(mp: Map) -> tuple:
-    """Byte-level form of a nibble map, so LE/ELE need two byte gathers and no nibble arrays.
+    """Byte-level form of a nibble map, so LE/ELE need no nibble arrays: two byte gathers with numpy, or one
+    pass of :func:`patchcrypt.ciphers.kernels.nibble_gather` over the same tables.
 
     Output byte j = (high nibble from source half g[2j]) << 4 | (low nibble from source half g[2j+1]),
     XOR the mask. Source half k lives in byte k >> 1, in its high half when k is even. So the high output
@@ -916,6 +920,10 @@ def _apply_bytes_np(flat: np.ndarray, out: np.ndarray, tabs: tuple) -> None:
 
 
 def _apply_nibbles_np(flat: np.ndarray, out: np.ndarray, tabs: tuple) -> None:
+    kernel = kernels.nibble_gather()
+    if kernel is not None:  # one pass: each output byte written once from its two source bytes
+        kernel(flat, out, *tabs)
+        return
     bh, sh, bl, sl, m = tabs
     np.take(flat, bh, axis=1, out=out, mode=_TAKE)
     np.left_shift(out, sh, out=out)

@@ -1,0 +1,153 @@
+"""The compiled nibble kernel (ciphers/kernels.py) gives exactly the bytes of the numpy path: for le and ele,
+both directions, several shapes, the threaded batch split, the large-image bands, torch CPU tensors; and the
+library falls back to numpy, silently and with the same bytes, when numba is missing or PATCHCRYPT_NO_JIT=1."""
+
+import sys
+
+import numpy as np
+import pytest
+
+from patchcrypt.ciphers import create_cipher, kernels, program
+from patchcrypt.keys import Key
+
+numba = pytest.importorskip("numba")
+
+KEY = Key.from_bytes(bytes(range(32)))
+
+# (batch, H, W, C, M): one image, small blocks, a non-square image, one channel, and a batch of more than
+# 1 MB (split across the thread pool)
+SHAPES = [(1, 16, 16, 3, 8), (3, 32, 32, 3, 4), (2, 48, 64, 3, 16), (2, 24, 40, 1, 8), (24, 128, 128, 3, 16)]
+
+
+def _images(shape, seed=0):
+    n, h, w, c, _ = shape
+    return np.random.default_rng(seed).integers(0, 256, (n, h, w, c), dtype=np.uint8)
+
+
+def _both_paths(monkeypatch, fn):
+    """``fn()`` with the kernel, then with PATCHCRYPT_NO_JIT=1 (the numpy path)."""
+    monkeypatch.delenv("PATCHCRYPT_NO_JIT", raising=False)
+    assert kernels.nibble_gather() is not None
+    jit = fn()
+    monkeypatch.setenv("PATCHCRYPT_NO_JIT", "1")
+    assert kernels.nibble_gather() is None
+    plain = fn()
+    monkeypatch.delenv("PATCHCRYPT_NO_JIT")
+    return jit, plain
+
+
+@pytest.mark.parametrize("scheme", ["le", "ele"])
+@pytest.mark.parametrize("shape", SHAPES, ids=lambda s: "x".join(map(str, s)))
+def test_kernel_equals_numpy_both_directions(scheme, shape, monkeypatch):
+    x = _images(shape)
+
+    def run():
+        cipher = create_cipher(scheme, KEY, block_size=shape[4])  # fresh: no tables shared between paths
+        y = cipher.encrypt(x)
+        return y, cipher.decrypt(y)
+
+    (y_jit, back_jit), (y_np, back_np) = _both_paths(monkeypatch, run)
+    assert np.array_equal(y_jit, y_np)
+    assert np.array_equal(back_jit, back_np)
+    assert np.array_equal(back_jit, x)
+    assert not np.array_equal(y_jit, x)
+
+
+@pytest.mark.parametrize("scheme", ["le", "ele"])
+def test_kernel_equals_numpy_in_bands(scheme, monkeypatch):
+    """A tiny band size sends a 48x64 image through the large-image paths (tables a band at a time, and for
+    ele's decryption the stream-ordered bands), which call the kernel on one image's slice at a time."""
+    x = _images((2, 48, 64, 3, 8), seed=1)
+    whole = create_cipher(scheme, KEY, block_size=8).encrypt(x)
+    monkeypatch.setattr(program, "_BAND", 700)
+
+    def run():
+        cipher = create_cipher(scheme, KEY, block_size=8)
+        y = cipher.encrypt(x)
+        back = cipher.decrypt(y)
+        cipher.program((48, 64, 3)).map  # the flat map now exists: the next calls take the flat-table bands
+        return y, back, cipher.encrypt(x), cipher.decrypt(y)
+
+    got_jit, got_np = _both_paths(monkeypatch, run)
+    for a, b in zip(got_jit, got_np):
+        assert np.array_equal(a, b)
+    assert np.array_equal(got_jit[0], whole) and np.array_equal(got_jit[2], whole)
+    assert np.array_equal(got_jit[1], x) and np.array_equal(got_jit[3], x)
+
+
+def test_kernel_on_torch_cpu_tensors(monkeypatch):
+    torch = pytest.importorskip("torch")
+    x = torch.from_numpy(_images((4, 32, 32, 3, 8), seed=2)).permute(0, 3, 1, 2).contiguous()
+
+    def run():
+        cipher = create_cipher("ele", KEY, block_size=8)
+        y = cipher.encrypt(x)
+        return y.numpy().copy(), cipher.decrypt(y).numpy().copy()
+
+    (y_jit, back_jit), (y_np, back_np) = _both_paths(monkeypatch, run)
+    assert np.array_equal(y_jit, y_np) and np.array_equal(back_jit, back_np)
+    assert np.array_equal(back_jit, x.numpy())
+
+
+def test_kernel_equals_numpy_on_drawn_tables_and_odd_arrays():
+    """The kernel against the numpy formula on arbitrary nibble tables, a read-only source and an output that
+    is a strided view (what the band paths pass)."""
+    rng = np.random.default_rng(4)
+    d = 999
+    x = rng.integers(0, 256, (3, d), dtype=np.uint8)
+    x.setflags(write=False)
+    g = rng.permutation(2 * d).astype(np.int32)
+    tabs = program._nibble_tables(program.Map(g, rng.integers(0, 16, 2 * d, dtype=np.uint8)))
+    want = np.empty((3, d), dtype=np.uint8)
+    bh, sh, bl, sl, m = tabs
+    want[:] = (((x[:, bh] << sh) & 0xF0) | ((x[:, bl] >> sl) & 0x0F)) ^ m
+    wide = np.zeros((3, d + 10), dtype=np.uint8)
+    kernels.nibble_gather()(x, wide[:, 5:5 + d], *tabs)
+    assert np.array_equal(wide[:, 5:5 + d], want)
+    assert not wide[:, :5].any() and not wide[:, 5 + d:].any()  # nothing written outside the view
+
+
+def test_fallback_when_numba_is_missing(monkeypatch):
+    x = _images((2, 32, 32, 3, 8), seed=5)
+    want = create_cipher("le", KEY, block_size=8).encrypt(x)
+    monkeypatch.setattr(kernels, "_NIBBLE", None)  # not built yet in this "process"
+    monkeypatch.setitem(sys.modules, "numba", None)  # import numba raises ImportError
+    assert kernels.nibble_gather() is None
+    cipher = create_cipher("le", KEY, block_size=8)
+    y = cipher.encrypt(x)
+    assert np.array_equal(y, want)
+    assert np.array_equal(cipher.decrypt(y), x)
+
+
+@pytest.mark.parametrize("value, off", [("1", True), ("yes", True), ("0", False), ("", False)])
+def test_no_jit_variable(value, off, monkeypatch):
+    monkeypatch.setenv("PATCHCRYPT_NO_JIT", value)
+    assert kernels.disabled() is off
+    assert (kernels.nibble_gather() is None) is off
+
+
+def test_jit_without_a_cache_folder_compiles_quietly():
+    """numba finds no cache folder for a function without a source file (as for a read-only install with a
+    read-only home): ``jit`` compiles it without a disk cache instead of raising."""
+    space = {}
+    exec("def add_one(a):\n    for i in range(a.size):\n        a[i] += 1\n", space)
+    with pytest.raises(RuntimeError):
+        numba.njit(cache=True)(space["add_one"])  # what jit guards against
+    fn = kernels.jit(space["add_one"])
+    a = np.arange(5)
+    fn(a)
+    assert a.tolist() == [1, 2, 3, 4, 5]
+
+
+def test_fixed_key_nibble_maps_go_through_the_kernel(monkeypatch):
+    kernel = kernels.nibble_gather()
+    calls = []
+
+    def spy(*args):
+        calls.append(args[0].shape)
+        return kernel(*args)
+
+    monkeypatch.setattr(kernels, "_NIBBLE", spy)
+    cipher = create_cipher("le", KEY, block_size=8)
+    cipher.decrypt(cipher.encrypt(_images((2, 32, 32, 3, 8))))
+    assert calls == [(2, 32 * 32 * 3)] * 2
