@@ -1,6 +1,7 @@
-"""The compiled nibble kernel (ciphers/kernels.py) gives exactly the bytes of the numpy path: for le and ele,
-both directions, several shapes, the threaded batch split, the large-image bands, torch CPU tensors; and the
-library falls back to numpy, silently and with the same bytes, when numba is missing or PATCHCRYPT_NO_JIT=1."""
+"""The compiled kernels (ciphers/kernels.py: nibble maps of le/ele, byte maps of the other schemes) give
+exactly the bytes of the numpy path: both directions, several shapes and batch sizes (around the 8 images
+gathered together), the threaded batch split, the large-image bands, torch CPU tensors; and the library falls
+back to numpy, silently and with the same bytes, when numba is missing or PATCHCRYPT_NO_JIT=1."""
 
 import sys
 
@@ -14,9 +15,12 @@ numba = pytest.importorskip("numba")
 
 KEY = Key.from_bytes(bytes(range(32)))
 
-# (batch, H, W, C, M): one image, small blocks, a non-square image, one channel, and a batch of more than
-# 1 MB (split across the thread pool)
-SHAPES = [(1, 16, 16, 3, 8), (3, 32, 32, 3, 4), (2, 48, 64, 3, 16), (2, 24, 40, 1, 8), (24, 128, 128, 3, 16)]
+# (batch, H, W, C, M): one image, small blocks, a non-square image, one channel, 8 and 19 images (8 at a time
+# and the rest), and a batch of more than 1 MB (split across the thread pool)
+SHAPES = [(1, 16, 16, 3, 8), (3, 32, 32, 3, 4), (2, 48, 64, 3, 16), (2, 24, 40, 1, 8), (8, 16, 16, 3, 4),
+          (19, 32, 32, 3, 8), (24, 128, 128, 3, 16)]
+NIBBLE = ["le", "ele"]
+BYTE = ["etc", "block-pixel", "pe", "step-ps-perblock"]
 
 
 def _images(shape, seed=0):
@@ -25,21 +29,23 @@ def _images(shape, seed=0):
 
 
 def _both_paths(monkeypatch, fn):
-    """``fn()`` with the kernel, then with PATCHCRYPT_NO_JIT=1 (the numpy path)."""
+    """``fn()`` with the kernels, then with PATCHCRYPT_NO_JIT=1 (the numpy path)."""
     monkeypatch.delenv("PATCHCRYPT_NO_JIT", raising=False)
-    assert kernels.nibble_gather() is not None
+    assert kernels.nibble_gather() is not None and kernels.byte_gather() is not None
     jit = fn()
     monkeypatch.setenv("PATCHCRYPT_NO_JIT", "1")
-    assert kernels.nibble_gather() is None
+    assert kernels.nibble_gather() is None and kernels.byte_gather() is None
     plain = fn()
     monkeypatch.delenv("PATCHCRYPT_NO_JIT")
     return jit, plain
 
 
-@pytest.mark.parametrize("scheme", ["le", "ele"])
+@pytest.mark.parametrize("scheme", NIBBLE + BYTE)
 @pytest.mark.parametrize("shape", SHAPES, ids=lambda s: "x".join(map(str, s)))
 def test_kernel_equals_numpy_both_directions(scheme, shape, monkeypatch):
     x = _images(shape)
+    if shape[3] not in create_cipher(scheme, KEY, block_size=shape[4]).spec.channels:
+        pytest.skip(f"{scheme} takes colour images only")
 
     def run():
         cipher = create_cipher(scheme, KEY, block_size=shape[4])  # fresh: no tables shared between paths
@@ -53,7 +59,7 @@ def test_kernel_equals_numpy_both_directions(scheme, shape, monkeypatch):
     assert not np.array_equal(y_jit, x)
 
 
-@pytest.mark.parametrize("scheme", ["le", "ele"])
+@pytest.mark.parametrize("scheme", NIBBLE + BYTE)
 def test_kernel_equals_numpy_in_bands(scheme, monkeypatch):
     """A tiny band size sends a 48x64 image through the large-image paths (tables a band at a time, and for
     ele's decryption the stream-ordered bands), which call the kernel on one image's slice at a time."""
@@ -75,12 +81,13 @@ def test_kernel_equals_numpy_in_bands(scheme, monkeypatch):
     assert np.array_equal(got_jit[1], x) and np.array_equal(got_jit[3], x)
 
 
-def test_kernel_on_torch_cpu_tensors(monkeypatch):
+@pytest.mark.parametrize("scheme", ["ele", "etc"])
+def test_kernel_on_torch_cpu_tensors(scheme, monkeypatch):
     torch = pytest.importorskip("torch")
-    x = torch.from_numpy(_images((4, 32, 32, 3, 8), seed=2)).permute(0, 3, 1, 2).contiguous()
+    x = torch.from_numpy(_images((10, 32, 32, 3, 8), seed=2)).permute(0, 3, 1, 2).contiguous()
 
     def run():
-        cipher = create_cipher("ele", KEY, block_size=8)
+        cipher = create_cipher(scheme, KEY, block_size=8)
         y = cipher.encrypt(x)
         return y.numpy().copy(), cipher.decrypt(y).numpy().copy()
 
@@ -89,41 +96,48 @@ def test_kernel_on_torch_cpu_tensors(monkeypatch):
     assert np.array_equal(back_jit, x.numpy())
 
 
-def test_kernel_equals_numpy_on_drawn_tables_and_odd_arrays():
-    """The kernel against the numpy formula on arbitrary nibble tables, a read-only source and an output that
-    is a strided view (what the band paths pass)."""
+@pytest.mark.parametrize("count", [3, 8, 11])
+@pytest.mark.parametrize("index", [np.int32, np.int64])
+def test_kernels_equal_numpy_on_drawn_tables_and_odd_arrays(count, index):
+    """The kernels against the numpy formulas on arbitrary tables (int32, or int64 as for images of 2^31
+    values and more), a read-only source and an output that is a strided view (what the band paths pass)."""
     rng = np.random.default_rng(4)
     d = 999
-    x = rng.integers(0, 256, (3, d), dtype=np.uint8)
+    x = rng.integers(0, 256, (count, d), dtype=np.uint8)
     x.setflags(write=False)
-    g = rng.permutation(2 * d).astype(np.int32)
-    tabs = program._nibble_tables(program.Map(g, rng.integers(0, 16, 2 * d, dtype=np.uint8)))
-    want = np.empty((3, d), dtype=np.uint8)
-    bh, sh, bl, sl, m = tabs
-    want[:] = (((x[:, bh] << sh) & 0xF0) | ((x[:, bl] >> sl) & 0x0F)) ^ m
-    wide = np.zeros((3, d + 10), dtype=np.uint8)
-    kernels.nibble_gather()(x, wide[:, 5:5 + d], *tabs)
-    assert np.array_equal(wide[:, 5:5 + d], want)
-    assert not wide[:, :5].any() and not wide[:, 5 + d:].any()  # nothing written outside the view
+    g = rng.permutation(2 * d).astype(index)
+    bh, sh, bl, sl, m = program._nibble_tables(program.Map(g, rng.integers(0, 16, 2 * d, dtype=np.uint8)))
+    bh, bl = bh.astype(index), bl.astype(index)
+    wants = {"nibble": (((x[:, bh] << sh) & 0xF0) | ((x[:, bl] >> sl) & 0x0F)) ^ m,
+             "byte": x[:, g[:d] // 2] ^ m, "byte, no mask": x[:, g[:d] // 2]}
+    runs = {"nibble": (kernels.nibble_gather(), (bh, sh, bl, sl, m)), "byte": (kernels.byte_gather(), (g[:d] // 2, m)),
+            "byte, no mask": (kernels.byte_gather(), (g[:d] // 2, None))}
+    for name, (kernel, tabs) in runs.items():
+        wide = np.zeros((count, d + 10), dtype=np.uint8)
+        kernel(x, wide[:, 5:5 + d], *tabs)
+        assert np.array_equal(wide[:, 5:5 + d], wants[name]), name
+        assert not wide[:, :5].any() and not wide[:, 5 + d:].any()  # nothing written outside the view
 
 
 def test_fallback_when_numba_is_missing(monkeypatch):
     x = _images((2, 32, 32, 3, 8), seed=5)
     want = create_cipher("le", KEY, block_size=8).encrypt(x)
-    monkeypatch.setattr(kernels, "_NIBBLE", None)  # not built yet in this "process"
+    want_etc = create_cipher("etc", KEY, block_size=8).encrypt(x)
+    monkeypatch.setattr(kernels, "_KERNELS", None)  # not built yet in this "process"
     monkeypatch.setitem(sys.modules, "numba", None)  # import numba raises ImportError
-    assert kernels.nibble_gather() is None
-    cipher = create_cipher("le", KEY, block_size=8)
-    y = cipher.encrypt(x)
-    assert np.array_equal(y, want)
-    assert np.array_equal(cipher.decrypt(y), x)
+    assert kernels.nibble_gather() is None and kernels.byte_gather() is None
+    for scheme, expected in (("le", want), ("etc", want_etc)):
+        cipher = create_cipher(scheme, KEY, block_size=8)
+        y = cipher.encrypt(x)
+        assert np.array_equal(y, expected)
+        assert np.array_equal(cipher.decrypt(y), x)
 
 
 @pytest.mark.parametrize("value, off", [("1", True), ("yes", True), ("0", False), ("", False)])
 def test_no_jit_variable(value, off, monkeypatch):
     monkeypatch.setenv("PATCHCRYPT_NO_JIT", value)
     assert kernels.disabled() is off
-    assert (kernels.nibble_gather() is None) is off
+    assert (kernels.nibble_gather() is None) is off and (kernels.byte_gather() is None) is off
 
 
 def test_jit_without_a_cache_folder_compiles_quietly():
@@ -139,15 +153,17 @@ def test_jit_without_a_cache_folder_compiles_quietly():
     assert a.tolist() == [1, 2, 3, 4, 5]
 
 
-def test_fixed_key_nibble_maps_go_through_the_kernel(monkeypatch):
-    kernel = kernels.nibble_gather()
+@pytest.mark.parametrize("scheme, kind", [("le", "nibble"), ("ele", "nibble"), ("etc", "byte"), ("pe", "byte")])
+def test_fixed_key_maps_go_through_the_kernels(scheme, kind, monkeypatch):
+    kernels.nibble_gather()
+    built = dict(kernels._KERNELS)
     calls = []
 
     def spy(*args):
         calls.append(args[0].shape)
-        return kernel(*args)
+        return built[kind](*args)
 
-    monkeypatch.setattr(kernels, "_NIBBLE", spy)
-    cipher = create_cipher("le", KEY, block_size=8)
+    monkeypatch.setattr(kernels, "_KERNELS", {**built, kind: spy})
+    cipher = create_cipher(scheme, KEY, block_size=8)
     cipher.decrypt(cipher.encrypt(_images((2, 32, 32, 3, 8))))
     assert calls == [(2, 32 * 32 * 3)] * 2

@@ -914,6 +914,10 @@ _TAKE = "wrap"
 
 def _apply_bytes_np(flat: np.ndarray, out: np.ndarray, tabs: tuple) -> None:
     g, m = tabs
+    kernel = kernels.byte_gather()
+    if kernel is not None:  # one pass: gather and XOR together
+        kernel(flat, out, g, m)
+        return
     np.take(flat, g, axis=1, out=out, mode=_TAKE)
     if m is not None:
         np.bitwise_xor(out, m, out=out)
