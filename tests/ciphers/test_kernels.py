@@ -1,5 +1,5 @@
 """The compiled kernels (ciphers/kernels.py: nibble maps of le/ele, byte maps of the other schemes) give
-exactly the bytes of the numpy path: both directions, several shapes and batch sizes (around the 8 images
+exactly the bytes of the numpy path: both directions, several shapes and batch sizes (around the 4 or 8 images
 gathered together), the threaded batch split, the large-image bands, torch CPU tensors; and the library falls
 back to numpy, silently and with the same bytes, when numba is missing or PATCHCRYPT_NO_JIT=1."""
 
@@ -15,8 +15,8 @@ numba = pytest.importorskip("numba")
 
 KEY = Key.from_bytes(bytes(range(32)))
 
-# (batch, H, W, C, M): one image, small blocks, a non-square image, one channel, 8 and 19 images (8 at a time
-# and the rest), and a batch of more than 1 MB (split across the thread pool)
+# (batch, H, W, C, M): one image, small blocks, a non-square image, one channel, 8 and 19 images (4 or 8 at a
+# time and the rest), and a batch of more than 1 MB (split across the thread pool)
 SHAPES = [(1, 16, 16, 3, 8), (3, 32, 32, 3, 4), (2, 48, 64, 3, 16), (2, 24, 40, 1, 8), (8, 16, 16, 3, 4),
           (19, 32, 32, 3, 8), (24, 128, 128, 3, 16)]
 NIBBLE = ["le", "ele"]

@@ -8,8 +8,8 @@ output byte once, from its two source bytes:
     out[i, j] = ((x[i, bh[j]] << sh[j]) & 0xF0 | (x[i, bl[j]] >> sl[j]) & 0x0F) ^ m[j]
 
 The byte kernel does the same for byte maps (``g, m``: ``out[i, j] = x[i, g[j]] ^ m[j]``), in one pass where
-numpy makes two (the gather, then the XOR). Both run over :data:`IMAGES` images at a time, so each table
-entry is read once for all of them.
+numpy makes two (the gather, then the XOR). Both run over a few images at a time (:data:`NIBBLE_IMAGES`,
+:data:`BYTE_IMAGES`), so each table entry is read once for all of them.
 
 The kernels are serial and release the GIL; the caller splits a batch across its own thread pool, as the
 numpy path does. numba's parallel loops are not used: its threading layers are either not safe to launch from
@@ -17,9 +17,10 @@ several threads at once (workqueue) or not safe after ``fork`` (GNU OpenMP), and
 server threads and data-loader workers.
 
 numba is optional. Without it, or with ``PATCHCRYPT_NO_JIT=1`` in the environment (read at every call), the
-callers take the numpy path, which gives the same bytes. The first call compiles a kernel for its argument
-types (well under a second); the machine code is cached on disk beside this file (or in numba's user cache
-folder) when one of them is writable, else compiled again in each process, silently.
+callers take the numpy path, which gives the same bytes. The first call in a process imports numba and
+compiles a kernel for its argument types, or loads it from numba's disk cache (about a second either way, see
+docs/results-speed.md); the cache lives beside this file, or in numba's user cache folder, when one of them is
+writable, and otherwise each process compiles again, silently.
 """
 
 from __future__ import annotations
@@ -30,10 +31,11 @@ from typing import Callable, Optional
 
 import numpy as np
 
-# Images gathered together in one pass over the tables: each table entry is read once for IMAGES images, whose
-# sources (8 × 150 KB at 224×224) still fit in this machine's 1 MB L2 cache plus L3. 8 beat 1, 2 and 4 in the
-# measurements of docs/results-speed.md#gathers-against-memcpy.
-IMAGES = 8
+# Images gathered together in one pass over the tables, so each table entry is read once for all of them: the
+# fastest of the counts tried (1 to 16) in CPU time on batches of 224×224 images, where 8 sources of 150 KB
+# still mostly sit in a 1 MB L2 cache.
+NIBBLE_IMAGES = 8
+BYTE_IMAGES = 4
 
 # The kernels once built: None before the first request, {} when numba cannot be imported.
 _KERNELS = None
@@ -43,12 +45,12 @@ _LOCK = threading.Lock()
 def _nibble_gather(x, out, bh, sh, bl, sl, m):  # pragma: no cover - runs compiled
     """(N, D) uint8 ``x`` through the nibble tables into (N, len(bh)) uint8 ``out`` (see the module docstring)."""
     n = x.shape[0]
-    whole = n - n % IMAGES
-    for i in range(0, whole, IMAGES):
+    whole = n - n % NIBBLE_IMAGES
+    for i in range(0, whole, NIBBLE_IMAGES):
         for j in range(bh.shape[0]):
             # unsigned indices: the tables hold in-range positions, so no negative-index wraparound is needed
             a, b, up, down, flip = np.uint64(bh[j]), np.uint64(bl[j]), sh[j], sl[j], m[j]
-            for r in range(IMAGES):  # a constant trip count: unrolled
+            for r in range(NIBBLE_IMAGES):  # a constant trip count: unrolled
                 out[i + r, j] = (((x[i + r, a] << up) & 0xF0) | ((x[i + r, b] >> down) & 0x0F)) ^ flip
     for i in range(whole, n):
         for j in range(bh.shape[0]):
@@ -60,16 +62,16 @@ def _nibble_gather(x, out, bh, sh, bl, sl, m):  # pragma: no cover - runs compil
 def _byte_gather(x, out, g, m):  # pragma: no cover - runs compiled
     """``out[i, j] = x[i, g[j]] ^ m[j]`` over (N, D) uint8; ``m`` may be None (no mask)."""
     n = x.shape[0]
-    whole = n - n % IMAGES
-    for i in range(0, whole, IMAGES):
+    whole = n - n % BYTE_IMAGES
+    for i in range(0, whole, BYTE_IMAGES):
         for j in range(g.shape[0]):
             a = np.uint64(g[j])
             if m is None:
-                for r in range(IMAGES):
+                for r in range(BYTE_IMAGES):
                     out[i + r, j] = x[i + r, a]
             else:
                 flip = m[j]
-                for r in range(IMAGES):
+                for r in range(BYTE_IMAGES):
                     out[i + r, j] = x[i + r, a] ^ flip
     for i in range(whole, n):
         for j in range(g.shape[0]):
