@@ -15,6 +15,12 @@ numba = pytest.importorskip("numba")
 
 KEY = Key.from_bytes(bytes(range(32)))
 
+
+@pytest.fixture(autouse=True)
+def kernels_for_every_batch(monkeypatch):
+    """The small batches here take the kernels too (by default only batches of 1 MiB and more do)."""
+    monkeypatch.setattr(program, "_JIT_BYTES", 0)
+
 # (batch, H, W, C, M): one image, small blocks, a non-square image, one channel, 8 and 19 images (4 or 8 at a
 # time and the rest), and a batch of more than 1 MB (split across the thread pool)
 SHAPES = [(1, 16, 16, 3, 8), (3, 32, 32, 3, 4), (2, 48, 64, 3, 16), (2, 24, 40, 1, 8), (8, 16, 16, 3, 4),
@@ -153,8 +159,8 @@ def test_jit_without_a_cache_folder_compiles_quietly():
     assert a.tolist() == [1, 2, 3, 4, 5]
 
 
-@pytest.mark.parametrize("scheme, kind", [("le", "nibble"), ("ele", "nibble"), ("etc", "byte"), ("pe", "byte")])
-def test_fixed_key_maps_go_through_the_kernels(scheme, kind, monkeypatch):
+def _spy(monkeypatch, kind):
+    """Calls of the ``kind`` kernel, recorded as the shapes of their source batches."""
     kernels.nibble_gather()
     built = dict(kernels._KERNELS)
     calls = []
@@ -164,6 +170,23 @@ def test_fixed_key_maps_go_through_the_kernels(scheme, kind, monkeypatch):
         return built[kind](*args)
 
     monkeypatch.setattr(kernels, "_KERNELS", {**built, kind: spy})
+    return calls
+
+
+@pytest.mark.parametrize("scheme, kind", [("le", "nibble"), ("ele", "nibble"), ("etc", "byte"), ("pe", "byte")])
+def test_fixed_key_maps_go_through_the_kernels(scheme, kind, monkeypatch):
+    calls = _spy(monkeypatch, kind)
     cipher = create_cipher(scheme, KEY, block_size=8)
     cipher.decrypt(cipher.encrypt(_images((2, 32, 32, 3, 8))))
     assert calls == [(2, 32 * 32 * 3)] * 2
+
+
+def test_small_batches_stay_on_numpy(monkeypatch):
+    """Below 1 MiB a batch does not pay a process's first kernel call (about a second)."""
+    monkeypatch.setattr(program, "_JIT_BYTES", 1 << 20)
+    calls = _spy(monkeypatch, "nibble")
+    cipher = create_cipher("le", KEY, block_size=16)
+    cipher.encrypt(_images((1, 224, 224, 3, 16)))
+    assert calls == []
+    cipher.encrypt(_images((24, 128, 128, 3, 16)))  # 1.2 MB: two chunks on this machine's thread pool
+    assert sum(c[0] for c in calls) == 24

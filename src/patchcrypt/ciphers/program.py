@@ -535,7 +535,7 @@ class Program:
         """
         if self.is_identity:
             return flat.copy()
-        fn = _apply_nibbles_np if self.unit == "nibble" else _apply_bytes_np
+        fn = _applier(self.unit, flat.nbytes)
         size = int(np.prod(self.shape_in))
         if size > _BAND and self._compact is not None and not channels_first and direction not in self._maps:
             return self._apply_bands(flat, direction, fn)
@@ -912,22 +912,31 @@ def _band(tabs: tuple, a: int, b: int) -> tuple:
 _TAKE = "wrap"
 
 
+# Batches of at least this many bytes take the compiled kernels (ciphers/kernels.py) when numba is there: a
+# process's first kernel call costs about a second (importing numba, compiling or loading the code), which a
+# single small image would feel and a batch of a few megabytes repays (benchmarks/costs.py --rows firstcall).
+_JIT_BYTES = 1 << 20
+
+
+def _applier(unit: str, nbytes: int):
+    """``fn(flat, out, tabs)`` applying one direction's tables (:meth:`Program.tables`) to a batch of
+    ``nbytes``: a compiled kernel (one pass, each output byte written once) or the numpy gathers."""
+    kernel = None
+    if nbytes >= _JIT_BYTES:
+        kernel = kernels.nibble_gather() if unit == "nibble" else kernels.byte_gather()
+    if kernel is None:
+        return _apply_nibbles_np if unit == "nibble" else _apply_bytes_np
+    return lambda flat, out, tabs: kernel(flat, out, *tabs)
+
+
 def _apply_bytes_np(flat: np.ndarray, out: np.ndarray, tabs: tuple) -> None:
     g, m = tabs
-    kernel = kernels.byte_gather()
-    if kernel is not None:  # one pass: gather and XOR together
-        kernel(flat, out, g, m)
-        return
     np.take(flat, g, axis=1, out=out, mode=_TAKE)
     if m is not None:
         np.bitwise_xor(out, m, out=out)
 
 
 def _apply_nibbles_np(flat: np.ndarray, out: np.ndarray, tabs: tuple) -> None:
-    kernel = kernels.nibble_gather()
-    if kernel is not None:  # one pass: each output byte written once from its two source bytes
-        kernel(flat, out, *tabs)
-        return
     bh, sh, bl, sl, m = tabs
     np.take(flat, bh, axis=1, out=out, mode=_TAKE)
     np.left_shift(out, sh, out=out)
