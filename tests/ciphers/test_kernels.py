@@ -190,3 +190,25 @@ def test_small_batches_stay_on_numpy(monkeypatch):
     assert calls == []
     cipher.encrypt(_images((24, 128, 128, 3, 16)))  # 1.2 MB: two chunks on this machine's thread pool
     assert sum(c[0] for c in calls) == 24
+
+
+def test_kernels_compile_without_a_writable_cache_folder(monkeypatch):
+    """A read-only install with a read-only home: every cache folder numba tries refuses its test file, numba
+    refuses ``cache=True``, and the kernels are compiled without a disk cache, giving the same bytes."""
+    from numba.core import caching
+
+    def refuse(self):
+        raise PermissionError(13, "Permission denied", self.get_cache_path())
+
+    monkeypatch.setattr(caching._CacheLocator, "ensure_cache_path", refuse)
+    with pytest.raises(RuntimeError):
+        numba.njit(cache=True)(kernels._byte_gather)  # what jit guards against
+    fresh = kernels.jit(kernels._nibble_gather)
+    rng = np.random.default_rng(6)
+    x = rng.integers(0, 256, (9, 300), dtype=np.uint8)
+    tabs = program._nibble_tables(program.Map(rng.permutation(600).astype(np.int32),
+                                              rng.integers(0, 16, 600, dtype=np.uint8)))
+    got, want = np.empty_like(x), np.empty_like(x)
+    fresh(x, got, *tabs)
+    program._apply_nibbles_np(x, want, tabs)
+    assert np.array_equal(got, want)
