@@ -6,7 +6,8 @@ Every keyed step of every scheme is a map y[i] = x[g[i]] XOR m[i] on a flat arra
     (g1, m1) then (g2, m2)  ==  (g1[g2], m1[g2] XOR m2)
 
 so a whole scheme compiles once per (key, image shape) into a single :class:`Program`, and encrypting a
-batch is one vectorised gather and one XOR. Decryption is again a gather and an XOR:
+batch is one vectorised gather and one XOR (one pass of a compiled kernel, :mod:`patchcrypt.ciphers.kernels`,
+for batches of a megabyte and more when numba is installed). Decryption is again a gather and an XOR:
 x = y[g⁻¹] XOR m[g⁻¹].
 
 Memory: steps are composed in their compact block form (:class:`BlockMap`: a block order, in-block
@@ -528,10 +529,10 @@ class Program:
     def apply_numpy(self, flat: np.ndarray, direction: str, channels_first: bool = False) -> np.ndarray:
         """Apply to (N, D) uint8 in HWC (or CHW) flat order; returns a new (N, D) array.
 
-        Large batches are split across a small thread pool (numpy's ``take`` and the compiled nibble kernel
-        release the GIL). Large images are gathered a band of output values at a time: ``numpy.take`` widens
-        its indices to int64, which for a whole 40 MP image would be 8 bytes per value on top of the int32
-        table.
+        Large batches are split across a small thread pool (numpy's ``take`` and the compiled kernels of
+        :mod:`patchcrypt.ciphers.kernels` release the GIL). Large images are gathered a band of output values
+        at a time: ``numpy.take`` widens its indices to int64, which for a whole 40 MP image would be 8 bytes
+        per value on top of the int32 table.
         """
         if self.is_identity:
             return flat.copy()
