@@ -21,6 +21,7 @@ def kernels_for_every_batch(monkeypatch):
     """The small batches here take the kernels too (by default only batches of 1 MiB and more do)."""
     monkeypatch.setattr(program, "_JIT_BYTES", 0)
 
+
 # (batch, H, W, C, M): one image, small blocks, a non-square image, one channel, 8 and 19 images (4 or 8 at a
 # time and the rest), and a batch of more than 1 MB (split across the thread pool)
 SHAPES = [(1, 16, 16, 3, 8), (3, 32, 32, 3, 4), (2, 48, 64, 3, 16), (2, 24, 40, 1, 8), (8, 16, 16, 3, 4),
