@@ -23,6 +23,9 @@ Rows:
   block-pixel, pe, le and ele as a ratio to ``np.copyto`` of the same batch in the same process (the
   measurement of ``encrypt_speed.py``); the trees alternate ``--repeats`` times, each keeping its best ratio
   per scheme, and the load average before and after each run is reported (``--batch``);
+* firstcall: seconds of a fresh process's first ``le`` and then ``etc`` encryption of 8 images of 224×224
+  (M = 16) and of the next one, before and now; now runs twice over an empty ``NUMBA_CACHE_DIR``, so the
+  first run compiles the kernels (``ciphers/kernels.py``) and the second loads them from the disk cache;
 * elemem (before = c0fbc4a): peak resident memory of ``patchcrypt encrypt`` and ``decrypt`` of one
   ``--size`` gradient PNG (default 4992×8000, 39.9 MP) with ``ele`` at M = 16, each a fresh process measured
   as ``memory_per_pixel.py`` does, and a sha256 of the encrypted file (the same on both trees means the same
@@ -30,6 +33,7 @@ Rows:
   seconds (a shared machine's: compare the two trees, not the seconds).
 
     PYTHONPATH=src .venv/bin/python benchmarks/costs.py --rows speed --repeats 3
+    PYTHONPATH=src .venv/bin/python benchmarks/costs.py --rows firstcall --before main
     PYTHONPATH=src .venv/bin/python benchmarks/costs.py --rows elemem                # two ~40 MP images, heavy
 """
 
@@ -149,6 +153,21 @@ print(json.dumps({"ratio": {s: best["memcpy"] / best[s] for s in schemes},
 """
 
 
+_FIRST = """
+import json, sys, time
+import numpy as np
+from patchcrypt import Key
+from patchcrypt.ciphers import create_cipher
+x = np.random.default_rng(0).integers(0, 256, (8, 224, 224, 3), dtype=np.uint8)
+out = {}
+for s in sys.argv[1:]:
+    c = create_cipher(s, Key.from_bytes(bytes(range(32))), block_size=16)
+    t = time.perf_counter(); c.encrypt(x); first = time.perf_counter() - t
+    t = time.perf_counter(); c.encrypt(x); out[s] = [first, time.perf_counter() - t]
+print(json.dumps(out))
+"""
+
+
 def before_tree(ref: str, into: Path) -> Path:
     """``src`` of commit ``ref`` unpacked under ``into``; returns the folder to put on PYTHONPATH."""
     archive = into / "before.tar"
@@ -158,9 +177,10 @@ def before_tree(ref: str, into: Path) -> Path:
     return into / "src"
 
 
-def child(code: str, src: Path, args=()) -> dict:
-    """Run ``code`` in a fresh interpreter importing patchcrypt from ``src``; its last stdout line as JSON."""
-    env = {"PYTHONPATH": str(src), "PATH": "/usr/bin:/bin"}
+def child(code: str, src: Path, args=(), env=None) -> dict:
+    """Run ``code`` in a fresh interpreter importing patchcrypt from ``src`` (``env`` added to its small
+    environment); its last stdout line as JSON."""
+    env = {"PYTHONPATH": str(src), "PATH": "/usr/bin:/bin", **(env or {})}
     res = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, env=env, timeout=3600)
     if res.returncode:
         raise SystemExit(f"child failed on {src}:\n{res.stderr[-2000:]}")
@@ -231,6 +251,23 @@ def speed_row(trees: dict, opts) -> dict:
             "raw": runs, "best": best, "cpu": cpu}
 
 
+def firstcall_row(trees: dict, opts=None) -> dict:
+    """Seconds of a fresh process's first le and then etc encryption (8 images, 224×224, M = 16) and of the
+    next one: before; now with numba's disk cache empty (import, then compile); now with it filled (load)."""
+    schemes = ["le", "etc"]
+    with tempfile.TemporaryDirectory() as cache:
+        cold = child(_FIRST, trees["now"], schemes, {"NUMBA_CACHE_DIR": cache})
+        warm = child(_FIRST, trees["now"], schemes, {"NUMBA_CACHE_DIR": cache})
+    before = child(_FIRST, trees["before"], schemes)
+    fmt = lambda r: "; ".join(f"{s} {r[s][0]:.2f} s, then {r[s][1] * 1e3:.1f} ms" for s in schemes)  # noqa: E731
+    return {"cost": "first encryption in a fresh process, then the next (8 images 224×224, M = 16)",
+            "before": fmt(before), "now": f"cache empty: {fmt(cold)}. Cache filled: {fmt(warm)}",
+            "goal": "—", "note": (f"the first le call of the process imports numba and compiles or loads both "
+                                 f"kernels' code for its types; load average {os.getloadavg()[0]:.1f} on "
+                                 f"{os.cpu_count()} cores"),
+            "raw": {"before": before, "cold": cold, "warm": warm}}
+
+
 def elemem_row(trees: dict, opts) -> dict:
     """Peak RSS of `patchcrypt encrypt` and `decrypt` of one gradient PNG of ``opts.size`` with ele (M = 16),
     each a fresh process on each tree (memory_per_pixel.py's measurement)."""
@@ -276,7 +313,7 @@ def elemem_row(trees: dict, opts) -> dict:
 
 
 ROWS = {"keyed": keyed_row, "jigsaw": jigsaw_row, "perimage": perimage_row, "perimage224": perimage224_row,
-        "speed": speed_row, "elemem": elemem_row}
+        "speed": speed_row, "firstcall": firstcall_row, "elemem": elemem_row}
 
 
 def main(argv=None) -> None:

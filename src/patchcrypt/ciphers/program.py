@@ -6,7 +6,8 @@ Every keyed step of every scheme is a map y[i] = x[g[i]] XOR m[i] on a flat arra
     (g1, m1) then (g2, m2)  ==  (g1[g2], m1[g2] XOR m2)
 
 so a whole scheme compiles once per (key, image shape) into a single :class:`Program`, and encrypting a
-batch is one vectorised gather and one XOR. Decryption is again a gather and an XOR:
+batch is one vectorised gather and one XOR (one pass of a compiled kernel, :mod:`patchcrypt.ciphers.kernels`,
+for batches of a megabyte and more when numba is installed). Decryption is again a gather and an XOR:
 x = y[g⁻¹] XOR m[g⁻¹].
 
 Memory: steps are composed in their compact block form (:class:`BlockMap`: a block order, in-block
@@ -25,6 +26,8 @@ from functools import lru_cache
 from typing import Dict, Optional, Tuple
 
 import numpy as np
+
+from . import kernels
 
 # Index dtype for gathers: int32 halves the index traffic and is plenty for any image we handle.
 _IDX = np.int32
@@ -526,13 +529,14 @@ class Program:
     def apply_numpy(self, flat: np.ndarray, direction: str, channels_first: bool = False) -> np.ndarray:
         """Apply to (N, D) uint8 in HWC (or CHW) flat order; returns a new (N, D) array.
 
-        Large batches are split across a small thread pool (numpy releases the GIL in ``take``). Large
-        images are gathered a band of output values at a time: ``numpy.take`` widens its indices to int64,
-        which for a whole 40 MP image would be 8 bytes per value on top of the int32 table.
+        Large batches are split across a small thread pool (numpy's ``take`` and the compiled kernels of
+        :mod:`patchcrypt.ciphers.kernels` release the GIL). Large images are gathered a band of output values
+        at a time: ``numpy.take`` widens its indices to int64, which for a whole 40 MP image would be 8 bytes
+        per value on top of the int32 table.
         """
         if self.is_identity:
             return flat.copy()
-        fn = _apply_nibbles_np if self.unit == "nibble" else _apply_bytes_np
+        fn = _applier(self.unit, flat.nbytes)
         size = int(np.prod(self.shape_in))
         if size > _BAND and self._compact is not None and not channels_first and direction not in self._maps:
             return self._apply_bands(flat, direction, fn)
@@ -882,7 +886,8 @@ def _is_identity(mp: Map) -> bool:
 
 
 def _nibble_tables(mp: Map) -> tuple:
-    """Byte-level form of a nibble map, so LE/ELE need two byte gathers and no nibble arrays.
+    """Byte-level form of a nibble map, so LE/ELE need no nibble arrays: two byte gathers with numpy, or one
+    pass of :func:`patchcrypt.ciphers.kernels.nibble_gather` over the same tables.
 
     Output byte j = (high nibble from source half g[2j]) << 4 | (low nibble from source half g[2j+1]),
     XOR the mask. Source half k lives in byte k >> 1, in its high half when k is even. So the high output
@@ -906,6 +911,23 @@ def _band(tabs: tuple, a: int, b: int) -> tuple:
 # value, and numpy buffers ``out`` (a second copy of the output) and checks each index only in its default
 # "raise" mode (benchmarks/costs.py --rows speed: etc and le about 1.5x less CPU time at 224).
 _TAKE = "wrap"
+
+
+# Batches of at least this many bytes take the compiled kernels (ciphers/kernels.py) when numba is there: a
+# process's first kernel call costs about a second (importing numba, compiling or loading the code), which a
+# single small image would feel and a batch of a few megabytes repays (benchmarks/costs.py --rows firstcall).
+_JIT_BYTES = 1 << 20
+
+
+def _applier(unit: str, nbytes: int):
+    """``fn(flat, out, tabs)`` applying one direction's tables (:meth:`Program.tables`) to a batch of
+    ``nbytes``: a compiled kernel (one pass, each output byte written once) or the numpy gathers."""
+    kernel = None
+    if nbytes >= _JIT_BYTES:
+        kernel = kernels.nibble_gather() if unit == "nibble" else kernels.byte_gather()
+    if kernel is None:
+        return _apply_nibbles_np if unit == "nibble" else _apply_bytes_np
+    return lambda flat, out, tabs: kernel(flat, out, *tabs)
 
 
 def _apply_bytes_np(flat: np.ndarray, out: np.ndarray, tabs: tuple) -> None:
