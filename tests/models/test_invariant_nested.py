@@ -9,7 +9,7 @@ import torch
 from patchcrypt import Key
 from patchcrypt.ciphers import create_cipher
 from patchcrypt.errors import PatchcryptError
-from patchcrypt.models import create_model, list_models
+from patchcrypt.models import build_model, create_model, list_models, load_checkpoint, save_checkpoint
 from patchcrypt.models.vit_inv import per_image_warning
 
 KEY = Key.from_bytes(bytes(range(32)))
@@ -118,6 +118,19 @@ def test_set_pool_size():
     block = 64 * 192 + 192 + 64 * 64 + 64 + 64 * 128 + 128 + 128 * 64 + 64 + 2 * 2 * 64   # qkv, proj, MLP, norms
     assert sizes["set"] - sizes["attn"] == block + 2 * 64
     assert sizes["set"] == 175_366
+
+
+@pytest.mark.parametrize("name,kw", [("vit_pico_inv_nested_patch8_32", {"inv_pool": "set", "inv_set_depth": 2}),
+                                     ("vit_pico_inv_nested_patch8_32", {"inv_pool": "attn"}),
+                                     ("vit_pico_inv_patch4_32", {})])
+def test_checkpoint_rebuilds_canonical_models(tmp_path, name, kw):
+    """evaluate/serve rebuild a run's model from its checkpoint (first on the meta device, for its shapes)."""
+    model = create_model(name, seed=0, num_classes=3, **kw).eval()
+    path = save_checkpoint(tmp_path / "m.pt", model, model_name=name, model_kwargs={"num_classes": 3, **kw},
+                           classes=["a", "b", "c"])
+    x = _nchw(_images(2, 32, seed=9))
+    with torch.no_grad():
+        assert torch.equal(build_model(load_checkpoint(path))(x), model(x))
 
 
 def test_smaller_groups_are_not_invariant():

@@ -118,7 +118,8 @@ class CanonicalBlocks(nn.Module):
         keys = torch.from_numpy(_moment_keys(group.patch_size, group.in_chans))            # (K, L)
         g, s = group.gathers, group.signs
         # key k of state g of u is sum_l keys[k, l] * s_g * u[g[l]] = u . A[g, k]
-        bank = torch.zeros(g.shape[0], keys.shape[0], keys.shape[1], dtype=torch.float64)
+        # on g's device (the CPU: tables come from numpy), also when the model is built under torch.device("meta")
+        bank = torch.zeros(g.shape[0], keys.shape[0], keys.shape[1], dtype=torch.float64, device=g.device)
         bank.scatter_(2, g[:, None, :].expand(-1, keys.shape[0], -1), keys.expand(g.shape[0], -1, -1).clone())
         # keys are integers: exact in float32 while |key| < 2^24 (M = 4 and 8), else in float64 (M = 16)
         exact32 = 255 * keys.shape[1] * float(keys.abs().max()) < 2 ** 24
@@ -257,7 +258,7 @@ class NestedEmbed(nn.Module):
         if pool != "set" and set_depth != 1:
             raise PatchcryptError(f"inv_set_depth is the depth of inv_pool='set', not of {pool!r}")
         if pool == "set":
-            if not isinstance(set_depth, int) or not 1 <= set_depth <= MAX_SET_DEPTH:
+            if isinstance(set_depth, bool) or not isinstance(set_depth, int) or not 1 <= set_depth <= MAX_SET_DEPTH:
                 raise PatchcryptError(f"inv_set_depth must be an integer from 1 to {MAX_SET_DEPTH}, got {set_depth!r}")
             if hidden % set_heads:
                 raise PatchcryptError(f"the sub-block width {hidden} is not divisible by {set_heads} heads")
