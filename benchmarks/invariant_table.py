@@ -74,6 +74,11 @@ CELLS = [
      {"invariance": "etc-nested", "sub_block": 4}),
     ("inv ViT (etc-nested group, m=4, attention pool), per-image etc-nested", INV_VIT, "etc-nested", True,
      {"invariance": "etc-nested", "sub_block": 4, "inv_pool": "attn"}),
+    # sub-blocks of a patch attend to each other (position-free transformer block), then attention pooling
+    ("inv ViT (etc-nested group, m=4, set pool), per-image etc-nested", INV_VIT, "etc-nested", True,
+     {"invariance": "etc-nested", "sub_block": 4, "inv_pool": "set"}),
+    ("inv ViT (etc-nested group, m=4, set pool, 2 set blocks), per-image etc-nested", INV_VIT, "etc-nested", True,
+     {"invariance": "etc-nested", "sub_block": 4, "inv_pool": "set", "inv_set_depth": 2}),
 ]
 
 

@@ -16,6 +16,10 @@ Two embeddings make a patch's token independent of the state it was drawn in:
 * :class:`OrbitPoolEmbed` (``inv_embed="pool"``): ``mean_g GELU(W g(u) + b)`` then a linear map to D.
   Symmetrised after a nonlinearity (a linear map symmetrised over negative–positive is constant); |G| times
   the plain embedding's cost.
+
+The nested invariances (``etc-nested``) embed every patch by :class:`NestedEmbed`: a set of canonical
+sub-blocks, pooled by a symmetric function (mean, attention, or a position-free transformer block and then
+attention: ``inv_pool="set"``).
 """
 
 from __future__ import annotations
@@ -31,12 +35,16 @@ import torch.nn.functional as F
 from ..ciphers.steps import colour_tables, dihedral_tables
 from ..errors import PatchcryptError
 from .layers import patchify
+from .vit import Block
 
 # invariance name -> the in-block steps whose per-block states the model is invariant to
 GROUPS = {"bs": (), "bs-rf": ("RF",), "bs-rf-np": ("RF", "NP"), "etc": ("RF", "NP", "CS")}
 # nested invariances (ciphers/nested.py): "SBS" is the order of the m x m sub-blocks inside a patch; the other
 # steps act on each sub-block. Such a model embeds each patch by :class:`NestedEmbed`.
 NESTED_GROUPS = {"patch-shuffle-mix": ("SBS",), "etc-nested": ("SBS", "RF", "NP", "CS")}
+# how a nested embedding pools the sub-block embeddings of a patch (NestedEmbed)
+NESTED_POOLS = ("mean", "attn", "set")
+MAX_SET_DEPTH = 8
 
 
 def group_steps(invariance: str) -> Tuple[str, ...]:
@@ -110,7 +118,8 @@ class CanonicalBlocks(nn.Module):
         keys = torch.from_numpy(_moment_keys(group.patch_size, group.in_chans))            # (K, L)
         g, s = group.gathers, group.signs
         # key k of state g of u is sum_l keys[k, l] * s_g * u[g[l]] = u . A[g, k]
-        bank = torch.zeros(g.shape[0], keys.shape[0], keys.shape[1], dtype=torch.float64)
+        # on g's device (the CPU: tables come from numpy), also when the model is built under torch.device("meta")
+        bank = torch.zeros(g.shape[0], keys.shape[0], keys.shape[1], dtype=torch.float64, device=g.device)
         bank.scatter_(2, g[:, None, :].expand(-1, keys.shape[0], -1), keys.expand(g.shape[0], -1, -1).clone())
         # keys are integers: exact in float32 while |key| < 2^24 (M = 4 and 8), else in float64 (M = 16)
         exact32 = 255 * keys.shape[1] * float(keys.abs().max()) < 2 ** 24
@@ -218,40 +227,64 @@ class NestedEmbed(nn.Module):
     """A patch token invariant to the order of its m×m sub-blocks and to each sub-block's state (DeepSets).
 
     Every M×M patch is cut into q = (M/m)² sub-blocks; each is canonicalised under ``group`` (its in-block
-    states, as :class:`CanonicalBlocks`), normalised and embedded by ``inner`` (Linear(m·m·C, hidden)), then a
-    GELU; the q embeddings are pooled by a symmetric function (``pool="mean"``, or ``"attn"``: softmax weights
-    from a learned score of each embedding) and ``proj`` maps the pooled vector to D.
+    states, as :class:`CanonicalBlocks`), normalised and embedded by ``inner`` (Linear(m·m·C, hidden)). The q
+    embeddings are pooled by a symmetric function and ``proj`` maps the pooled vector to D:
+
+    * ``pool="mean"``: GELU, then the mean;
+    * ``pool="attn"``: GELU, then softmax weights from a learned score of each embedding (``score``);
+    * ``pool="set"`` (Set Transformer / Transformer-in-Transformer style): the q embeddings are tokens of
+      ``set_depth`` pre-norm self-attention + MLP blocks (``set_blocks``, width ``hidden``, ``set_heads``
+      heads, MLP ``set_mlp_ratio``×) with no position information, so each sub-block's token sees the
+      other sub-blocks of its patch while the map stays permutation-equivariant; then a LayerNorm
+      (``set_norm``) and the attention pooling of ``"attn"``.
 
     Shape:
         (N, C, H, W) float or uint8 in 0..255 → (N, n, D), n the number of M×M patches (row-major).
     """
 
     def __init__(self, group: BlockGroup, patch_size: int, embed_dim: int, mean: torch.Tensor, std: torch.Tensor,
-                 hidden: int = 0, pool: str = "mean") -> None:
+                 hidden: int = 0, pool: str = "mean", set_depth: int = 1, set_heads: int = 1,
+                 set_mlp_ratio: float = 2.0) -> None:
         super().__init__()
         m, c = group.patch_size, group.in_chans
         if patch_size % m:
             raise PatchcryptError(f"sub-block size {m} must divide the patch size {patch_size}")
-        if pool not in ("mean", "attn"):
-            raise PatchcryptError(f"inv_pool must be 'mean' or 'attn', got {pool!r}")
+        if pool not in NESTED_POOLS:
+            raise PatchcryptError(f"inv_pool must be one of {', '.join(NESTED_POOLS)}, got {pool!r}")
         self.patch_size, self.sub_block, self.pool = patch_size, m, pool
         hidden = hidden or embed_dim
         self.canon = CanonicalBlocks(group)
         self.inner = nn.Linear(m * m * c, hidden)
-        self.score = nn.Linear(hidden, 1) if pool == "attn" else None
+        if pool != "set" and set_depth != 1:
+            raise PatchcryptError(f"inv_set_depth is the depth of inv_pool='set', not of {pool!r}")
+        if pool == "set":
+            if isinstance(set_depth, bool) or not isinstance(set_depth, int) or not 1 <= set_depth <= MAX_SET_DEPTH:
+                raise PatchcryptError(f"inv_set_depth must be an integer from 1 to {MAX_SET_DEPTH}, got {set_depth!r}")
+            if hidden % set_heads:
+                raise PatchcryptError(f"the sub-block width {hidden} is not divisible by {set_heads} heads")
+            self.set_blocks = nn.Sequential(*[Block(hidden, set_heads, set_mlp_ratio) for _ in range(set_depth)])
+            self.set_norm = nn.LayerNorm(hidden, eps=1e-6)
+        self.score = nn.Linear(hidden, 1) if pool in ("attn", "set") else None
         self.proj = nn.Linear(hidden, embed_dim)
         self.register_buffer("mean", (mean.repeat(m * m) * 255.0).clone(), persistent=False)
         self.register_buffer("scale", 1.0 / (std.repeat(m * m) * 255.0), persistent=False)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def sub_block_tokens(self, x: torch.Tensor) -> torch.Tensor:
+        """(N, C, H, W) 0..255 → (N·n, q, hidden): each patch's sub-block embeddings just before pooling
+        (sub-blocks row-major inside the patch; patches row-major)."""
         n_img, c, h, w = x.shape
         p = self.patch_size
         gh, gw = h // p, w // p
         patches = x.reshape(n_img, c, gh, p, gw, p).permute(0, 2, 4, 1, 3, 5).reshape(n_img * gh * gw, c, p, p)
-        u = self.canon(patches)                                                     # (N·n, q, m·m·C)
-        e = F.gelu(self.inner((u - self.mean) * self.scale))                        # (N·n, q, hidden)
+        e = self.inner((self.canon(patches) - self.mean) * self.scale)                    # (N·n, q, hidden)
+        if self.pool == "set":
+            return self.set_norm(self.set_blocks(e))
+        return F.gelu(e)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        e = self.sub_block_tokens(x)
         if self.score is None:
             pooled = e.mean(1)
         else:
             pooled = (torch.softmax(self.score(e), dim=1) * e).sum(1)
-        return self.proj(pooled).reshape(n_img, gh * gw, -1)
+        return self.proj(pooled).reshape(x.shape[0], -1, self.proj.out_features)

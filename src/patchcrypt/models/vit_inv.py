@@ -11,6 +11,10 @@ Args beyond :class:`~.vit.VisionTransformer`'s:
         polarities) or "etc" (+ the 6 colour orders: all of EtC's per-block states, 96).
     inv_embed: "canonical" (canonicalise each block, then embed linearly) or "pool" (pool the embedding
         over the orbit after a GELU).
+    inv_pool, inv_set_depth: nested invariances only: how the sub-block embeddings of a patch are pooled
+        ("mean", "attn", or "set": ``inv_set_depth`` position-free transformer blocks over the sub-blocks of
+        each patch, with the ViT's head count and MLP ratio, then attention pooling); see
+        :class:`~.invariant.NestedEmbed`.
 """
 
 from __future__ import annotations
@@ -52,7 +56,7 @@ class InvariantViT(VisionTransformer):
                  qkv_bias: bool = True, drop_rate: float = 0.0, attn_drop_rate: float = 0.0,
                  drop_path_rate: float = 0.0, embed: str = "shared", mean: Sequence[float] = CIFAR10_MEAN,
                  std: Sequence[float] = CIFAR10_STD, invariance: str = "etc", inv_embed: str = "canonical",
-                 pool_hidden: int = 0, sub_block: int = 4, inv_pool: str = "mean") -> None:
+                 pool_hidden: int = 0, sub_block: int = 4, inv_pool: str = "mean", inv_set_depth: int = 1) -> None:
         steps = group_steps(invariance)
         if inv_embed not in ("canonical", "pool"):
             raise PatchcryptError(f"inv_embed must be 'canonical' or 'pool', got {inv_embed!r}")
@@ -65,7 +69,8 @@ class InvariantViT(VisionTransformer):
         self.sub_block = sub_block if invariance in NESTED_GROUPS else self.patch_size
         if invariance in NESTED_GROUPS:
             group = BlockGroup(tuple(s for s in steps if s != "SBS"), sub_block, self.in_chans)
-            self.patch_embed = _nested(group, self, inv_embed, pool_hidden, inv_pool)
+            self.patch_embed = _nested(group, self, inv_embed, pool_hidden, dict(
+                pool=inv_pool, set_depth=inv_set_depth, set_heads=num_heads, set_mlp_ratio=mlp_ratio))
         elif inv_embed == "canonical":
             group = BlockGroup(steps, self.patch_size, self.in_chans)
             self.patch_embed = CanonicalEmbed(group, self.embed_dim, self.input_norm.mean, self.input_norm.std)
@@ -102,11 +107,13 @@ class InvariantViT(VisionTransformer):
         return self.norm(self.blocks(self.pos_drop(x)))
 
 
-def _nested(group: BlockGroup, vit: "InvariantViT", inv_embed: str, hidden: int, pool: str) -> NestedEmbed:
-    """The sub-block embedding of a nested invariance (canonical sub-blocks pooled per patch)."""
+def _nested(group: BlockGroup, vit: "InvariantViT", inv_embed: str, hidden: int, pooling: dict) -> NestedEmbed:
+    """The sub-block embedding of a nested invariance (canonical sub-blocks pooled per patch); ``pooling``:
+    :class:`NestedEmbed`'s ``pool``, ``set_depth``, ``set_heads``, ``set_mlp_ratio``."""
     if inv_embed != "canonical":
         raise PatchcryptError(f"invariance {vit.invariance!r} embeds canonical sub-blocks (inv_embed='canonical')")
-    return NestedEmbed(group, vit.patch_size, vit.embed_dim, vit.input_norm.mean, vit.input_norm.std, hidden, pool)
+    return NestedEmbed(group, vit.patch_size, vit.embed_dim, vit.input_norm.mean, vit.input_norm.std, hidden,
+                       **pooling)
 
 
 def per_image_warning(model_name: str, scheme: Optional[str], invariance: Optional[str] = None) -> Optional[str]:
