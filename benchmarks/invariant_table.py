@@ -75,6 +75,7 @@ CELLS = [
     ("inv ViT (etc-nested group, m=4, attention pool), per-image etc-nested", INV_VIT, "etc-nested", True,
      {"invariance": "etc-nested", "sub_block": 4, "inv_pool": "attn"}),
 ]
+from _nested_cells import NESTED_M_CELLS; CELLS += NESTED_M_CELLS  # noqa: E402,E702 (m = 2, m = 8)
 
 
 def slug(label: str) -> str:
