@@ -26,7 +26,7 @@ def test_the_cipher_and_the_record_take_the_model_sub_block(tmp_path, m):
     pipeline, record, key = _run(tmp_path, "etc-nested", m)
     assert pipeline.encrypt.cipher.sub_block == m
     assert record.options == {"sub_block": m}
-    assert record.cipher(key).sub_block == m          # what evaluate rebuilds from a checkpoint's record
+    assert record.cipher(key).sub_block == m          # the record rebuilds the same cipher
 
 
 def test_only_schemes_with_sub_blocks_take_it():
