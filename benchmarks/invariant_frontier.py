@@ -3,6 +3,15 @@
     .venv/bin/python benchmarks/invariant_frontier.py      # reads results/invariant_table and invariant_attacks
     .venv/bin/python benchmarks/invariant_frontier.py --nested   # patch-shuffle / etc-nested: gap vs readable
 
+``--nested`` reads the ``--dataset cifar8`` cells of ``--table`` and, from ``--nested-attacks``
+(results/nested), one saved attack per scheme and sub-block size m on 50 CIFAR-10 test images at M = 8,
+each under its own key (``<file>`` as named in :data:`NESTED_CELLS`)::
+
+    patchcrypt attack hjigsaw --scheme etc-nested --block-size 8 --sub-block 2 --per-image \\
+        --data ../shared/datasets/cifar10-jpeg --n-images 50 --max-single 50 --json \\
+        > results/nested/hjigsaw-etc-nested-m8-s2-cifar-50.json         # and m = 4 (-s4), 8 (-s8)
+    patchcrypt attack jigsaw --scheme etc --block-size 8 --per-image ... > results/nested/jigsaw-etc-m8-cifar-50.json
+
 Accuracy gaps come from ``benchmarks/invariant_table.py`` (CIFAR-10 rows; gap = plain ViT − cell, points);
 best-attack SSIMs from ``benchmarks/invariant_attacks.py`` (per-image variants, M = 4). The shared-key rows
 (block-pixel, etc position-wise) are drawn at SSIM 1.0: the many-image attack recovers their whole key
@@ -64,34 +73,81 @@ def frontier_points(table_rows: Sequence[Dict], attacks: Dict[str, Dict], datase
     return points
 
 
-# --nested: invariant_table cells at M = 8 (--dataset cifar8) -> (scheme, its single-image attack)
+# --nested: invariant_table cells at M = 8 (--dataset cifar8) -> (scheme, m, model, [(attack, result file)]);
+# a result file is results/nested/<file>-cifar-50.json, the CLI's --json output (see nested_points)
+_M4 = [("hjigsaw", "hjigsaw-etc-nested-m8-s4")]
 NESTED_CELLS = {
-    "inv ViT (bs group), per-image patch-shuffle": ("patch-shuffle", "jigsaw", "patch-shuffle, per-image, inv ViT"),
-    "inv ViT (etc-nested group, m=4, mean pool), per-image etc-nested": (
-        "etc-nested", "hjigsaw", "etc-nested, per-image, nested inv ViT"),
+    "inv ViT (bs group), per-image patch-shuffle": ("patch-shuffle", None, "inv ViT (bs)",
+                                                    [("jigsaw", "jigsaw-patch-shuffle-m8")]),
+    "inv ViT (etc-nested group, m=2, mean pool), per-image etc-nested": (
+        "etc-nested", 2, "nested inv ViT", [("hjigsaw", "hjigsaw-etc-nested-m8-s2")]),
+    "inv ViT (etc-nested group, m=4, mean pool), per-image etc-nested": ("etc-nested", 4, "nested inv ViT", _M4),
+    "inv ViT (etc-nested group, m=4, attention pool), per-image etc-nested": (
+        "etc-nested", 4, "nested inv ViT, attention pool", _M4),
     "inv ViT (etc-nested group, m=4) fine-tuned from plain ViT backbone, per-image etc-nested": (
-        "etc-nested", "hjigsaw", "etc-nested, per-image, nested inv ViT fine-tuned from plain"),
+        "etc-nested", 4, "nested inv ViT fine-tuned from plain", _M4),
+    # m = M: one sub-block per patch, i.e. per-image etc at M = 8 (the ordinary jigsaw on etc is the same attack)
+    "inv ViT (etc-nested group, m=8, mean pool), per-image etc-nested": (
+        "etc-nested", 8, "nested inv ViT", [("hjigsaw", "hjigsaw-etc-nested-m8-s8"),
+                                            ("jigsaw on per-image etc, M = 8", "jigsaw-etc-m8")]),
 }
+# attacked, not trained: (scheme, m, attack, result file)
+NESTED_UNTRAINED = [("patch-shuffle-mix", 4, "hjigsaw", "hjigsaw-patch-shuffle-mix-m8-s4")]
 
 
-def nested_points(table_rows: Sequence[Dict], attack_dir: Path) -> List[Dict]:
-    """``[{"label", "gap", "readable", "ssim", "attack"}]``: the cifar8 cells' accuracy gap to the plain ViT
-    at M = 8 against the readable fraction of the scheme's attack (``attack_dir/<attack>-<scheme>-m8-cifar-
-    50.json``, the CLI's ``--json`` output: CIFAR-10 test images at 32 px, M = 8, each under its own key)."""
-    plain = {r["preset"]: r["accuracy"] for r in table_rows
+def _attack_result(attack_dir: Path, stem: str) -> Optional[Dict]:
+    """A saved ``--json`` result; an m = 4 file may carry the name it had before ``--sub-block`` (no ``-s4``)."""
+    for name in (stem, stem.replace("-s4", "")):
+        f = attack_dir / f"{name}-cifar-50.json"
+        if f.exists():
+            return json.loads(f.read_text())
+    return None
+
+
+def _nested_row(label: str, scheme: str, m: Optional[int], model: str, gap: Optional[float], attack: str,
+                a: Dict) -> Dict:
+    return {"label": label, "scheme": scheme, "m": m, "model": model, "gap": gap, "attack": attack,
+            "readable": a["readable"], "exact": a["exact_images_global"], "ssim": a["ssim_global"],
+            "trivial": a["baseline_ssim"], "n_images": a["n_images"]}
+
+
+def nested_points(table_rows: Sequence[Dict], attack_dir: Path, plain_accuracy: Optional[float] = None
+                  ) -> List[Dict]:
+    """One row per (cifar8 cell, attack on its scheme): the cell's accuracy gap to the plain ViT at M = 8 (points)
+    and the attack's readable fraction, exact share and SSIM up to the global state and best trivial SSIM
+    (``attack_dir/<file>-cifar-50.json``: CIFAR-10 test images at 32 px, M = 8, each under its own key), then
+    the schemes attacked but not trained (gap None). ``plain_accuracy`` (0..1) stands in for a missing plain
+    cell of the same preset and epochs."""
+    plain = {(r["preset"], r["epochs"]): r["accuracy"] for r in table_rows
              if r["dataset"] == "cifar8" and r["cell"] == "plain ViT, plain images"}
+    rows = {r["cell"]: r for r in table_rows if r["dataset"] == "cifar8"}
     points = []
-    for r in table_rows:
-        if r["dataset"] != "cifar8" or r["cell"] not in NESTED_CELLS or r["preset"] not in plain:
+    for cell, (scheme, m, model, attacks) in NESTED_CELLS.items():
+        r = rows.get(cell)
+        base = plain.get((r["preset"], r["epochs"]), plain_accuracy) if r else None
+        if base is None:
             continue
-        scheme, attack, label = NESTED_CELLS[r["cell"]]
-        f = attack_dir / f"{attack}-{scheme}-m8-cifar-50.json"
-        if not f.exists():
-            continue
-        a = json.loads(f.read_text())
-        points.append({"label": label, "gap": 100 * (plain[r["preset"]] - r["accuracy"]),
-                       "readable": a["readable"], "ssim": a["ssim_global"], "attack": attack})
+        for attack, stem in attacks:
+            a = _attack_result(attack_dir, stem)
+            if a is not None:
+                points.append(_nested_row(f"{scheme}, m={m}, {model}" if m else f"{scheme}, {model}", scheme, m,
+                                          model, 100 * (base - r["accuracy"]), attack, a))
+    for scheme, m, attack, stem in NESTED_UNTRAINED:
+        a = _attack_result(attack_dir, stem)
+        if a is not None:
+            points.append(_nested_row(f"{scheme}, m={m}", scheme, m, "— (not trained)", None, attack, a))
     return points
+
+
+def nested_table(points: Sequence[Dict]) -> str:
+    """The frontier table of docs/invariant.md from :func:`nested_points`."""
+    lines = ["| scheme, per-image keys | m | model | gap (points) | attack | readable | exact up to global | "
+             "SSIM up to global | best trivial |", "|---|---|---|---|---|---|---|---|---|"]
+    for p in points:
+        gap = "—" if p["gap"] is None else f"{p['gap']:.2f}"
+        lines.append(f"| `{p['scheme']}` | {p['m'] or '—'} | {p['model']} | {gap} | {p['attack']} | "
+                     f"{p['readable']:.2f} | {p['exact']:.2f} | {p['ssim']:.3f} | {p['trivial']:.3f} |")
+    return "\n".join(lines)
 
 
 def plot_frontier(points: Sequence[Dict], path: Path, goal_gap: float = 5.0, goal_ssim: float = 0.3) -> Path:
@@ -138,10 +194,8 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     rows = load_rows(args.table)
     if args.nested:
-        points = nested_points(rows, args.nested_attacks)
-        for p in points:
-            print(f"{p['label']}: gap {p['gap']:.2f} points, readable {p['readable']:.3f}, SSIM {p['ssim']:.3f} "
-                  f"({p['attack']})")
+        points = nested_points(rows, args.nested_attacks, args.plain_accuracy)
+        print(nested_table(points))
         print(json.dumps(points))
         return 0
     attacks = load(args.attacks)

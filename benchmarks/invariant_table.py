@@ -80,6 +80,7 @@ CELLS = [
     ("inv ViT (etc-nested group, m=4, set pool, 2 set blocks), per-image etc-nested", INV_VIT, "etc-nested", True,
      {"invariance": "etc-nested", "sub_block": 4, "inv_pool": "set", "inv_set_depth": 2}),
 ]
+from _nested_cells import NESTED_M_CELLS; CELLS += NESTED_M_CELLS  # noqa: E402,E702 (m = 2, m = 8)
 
 
 def slug(label: str) -> str:

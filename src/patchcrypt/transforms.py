@@ -18,7 +18,7 @@ host. :class:`JpegRoundTrip` compresses and decodes a batch as EtC JPEGs are (af
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, List, Optional, Sequence, Tuple, Union
+from typing import TYPE_CHECKING, Any, Callable, List, Optional, Sequence, Tuple, Union
 
 import torch
 import torch.nn as nn
@@ -53,17 +53,19 @@ class Encrypt(nn.Module):
         block_size: M; H and W must be multiples of M.
         per_image: a fresh key per image (a random nonce mixed in per call; not reproducible, and not
             learnable by a keyed model).
+        options: further options of the scheme's cipher (e.g. ``sub_block`` of the nested schemes).
 
     Shape:
         uint8 (C, H, W) or (N, C, H, W) on CPU or CUDA → the same shape, dtype and device.
     """
 
-    def __init__(self, key: Union[Key, str, Path], scheme: str, block_size: int, per_image: bool = False) -> None:
+    def __init__(self, key: Union[Key, str, Path], scheme: str, block_size: int, per_image: bool = False,
+                 **options: Any) -> None:
         super().__init__()
         if not isinstance(key, Key):
             key = Key.load(key)
         self.scheme, self.block_size, self.per_image = scheme, int(block_size), bool(per_image)
-        self.cipher = create_cipher(scheme, key, block_size=block_size, per_image=per_image)
+        self.cipher = create_cipher(scheme, key, block_size=block_size, per_image=per_image, **options)
 
     def forward(self, x: torch.Tensor, nonces: Optional[Sequence[bytes]] = None) -> torch.Tensor:
         """Encrypt ``x``; ``nonces`` (per-image keys only): one per image to reproduce a stored encryption."""

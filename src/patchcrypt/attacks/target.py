@@ -50,7 +50,7 @@ import importlib.util
 import secrets
 import sys
 from pathlib import Path
-from typing import Callable, Optional, Union
+from typing import Any, Callable, Optional, Union
 
 import numpy as np
 
@@ -137,13 +137,15 @@ class Target:
 
 
 # -- registered schemes -----------------------------------------------------------------------------------
-def registered_target(scheme: str, block_size: int, key: Optional[Key] = None, per_image: bool = False) -> Target:
-    """A registered scheme under ``key`` (a fresh one when None)."""
+def registered_target(scheme: str, block_size: int, key: Optional[Key] = None, per_image: bool = False,
+                      **options: Any) -> Target:
+    """A registered scheme under ``key`` (a fresh one when None); ``options``: further cipher options (e.g.
+    the nested schemes' ``sub_block``), the same for the attacker's fresh keys."""
     spec = get_scheme(scheme)
     block_size = spec.resolve_block_size(block_size, default=spec.block_sizes[0] if spec.block_sizes else None)
     key = key or Key.generate()
-    cipher = create_cipher(scheme, key, block_size=block_size, per_image=per_image)
-    fresh = create_cipher(scheme, Key.generate(), block_size=block_size, per_image=True)
+    cipher = create_cipher(scheme, key, block_size=block_size, per_image=per_image, **options)
+    fresh = create_cipher(scheme, Key.generate(), block_size=block_size, per_image=True, **options)
 
     def encrypt(images: np.ndarray) -> np.ndarray:
         return cipher.encrypt(images, cipher.new_nonces(len(images)) if per_image else None)
@@ -320,17 +322,21 @@ def user_target(cls: Union[type, str], block_size: Optional[int], probe: np.ndar
 
 
 def make_target(scheme: Union[str, type, Target], block_size: Optional[int], probe: Optional[np.ndarray] = None,
-                key: Optional[Key] = None, per_image: bool = False) -> Target:
-    """A :class:`Target` from a registered name, a ``module:Class`` reference, or a class."""
+                key: Optional[Key] = None, per_image: bool = False, **options: Any) -> Target:
+    """A :class:`Target` from a registered name, a ``module:Class`` reference, or a class; ``options`` are a
+    registered scheme's further cipher options (e.g. ``sub_block``)."""
     if isinstance(scheme, Target):
         return scheme
     if is_user_scheme(scheme):
         if probe is None or len(probe) == 0:
             raise PatchcryptError("a user scheme is checked on the images it is attacked with; none given")
+        if options:
+            raise PatchcryptError(f"cipher options ({', '.join(options)}) are for registered schemes; a user's "
+                                  "scheme class takes its own")
         return user_target(scheme, block_size, probe, key=key, per_image=per_image)
     if not isinstance(scheme, str):
         raise PatchcryptError(f"a scheme is a registered name, module:Class or a class, not {type(scheme).__name__}")
-    return registered_target(scheme, block_size, key=key, per_image=per_image)
+    return registered_target(scheme, block_size, key=key, per_image=per_image, **options)
 
 
 __all__ = ["Target", "make_target", "registered_target", "user_target", "load_user_scheme", "is_user_scheme"]

@@ -47,6 +47,8 @@ def attack(
     key: Optional[Path] = typer.Option(None, "--key", help="Key to encrypt with (default: a throwaway one made for "
                                        "this run; with a key of yours, --out saves metrics only unless --figures)."),
     per_image: bool = typer.Option(False, "--per-image", help="Encrypt every image under its own key."),
+    sub_block: Optional[int] = typer.Option(None, "--sub-block", help="Nested schemes (patch-shuffle-mix, "
+                                            "etc-nested): the sub-block size m, a divisor of M (default 4)."),
     pairs: int = typer.Option(1, "--pairs", help="KPA: number of known plain/encrypted pairs."),
     n_images: int = typer.Option(100, "--n-images", help="Images to attack."),
     img_size: Optional[int] = typer.Option(None, "--img-size", help="Bring every photo to SxS first (shorter side "
@@ -91,11 +93,12 @@ def attack(
         get_attack(name)
     if data is None:
         raise PatchcryptError("--data is required (an image folder or one image)")
-    _check_positive(("--n-images", n_images), ("--img-size", img_size), ("--max-single", max_single))
+    _check_positive(("--n-images", n_images), ("--img-size", img_size), ("--max-single", max_single),
+                    ("--sub-block", sub_block))
     k = Key.load(key) if key else None
     need_train = any(a.needs_train for a in ATTACKS.values()) if name == "all" else get_attack(name).needs_train
     target, test, train, note = _victims(data, scheme, block_size, k, per_image, n_images, img_size, need_train,
-                                         subset, public, split)
+                                         subset, public, split, sub_block)
     draw = out is not None and (k is None or figures)
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
@@ -104,15 +107,21 @@ def attack(
 
     if name == "all" and not quiet:
         typer.echo(f"note: {note}", err=True)
-    options = dict(pairs=pairs, epochs=epochs, device=device)
-    if reference is not None:
-        from ..attacks.images import reference_classifier
-
-        options["classify"] = reference_classifier(reference, test.shape[1:])
+    options = _attack_options(pairs, epochs, device, reference, test.shape[1:])
     run = _all if name == "all" else _one
     run(name, target, block_size, test, train, k, per_image, max_single, not quiet, out, draw, as_json, options)
     if name != "all" and not quiet:   # after the run: an attack that does not apply says only that
         typer.echo(f"note: {note}", err=True)
+
+
+def _attack_options(pairs: int, epochs: int, device: Optional[str], reference: Optional[Path], shape) -> dict:
+    """The options every attack is run with; a reference classifier adds the recognisability figure."""
+    options = dict(pairs=pairs, epochs=epochs, device=device)
+    if reference is not None:
+        from ..attacks.images import reference_classifier
+
+        options["classify"] = reference_classifier(reference, shape)
+    return options
 
 
 def _check_positive(*flags) -> None:
@@ -169,9 +178,10 @@ def _one(name, target, block_size, test, train, k, per_image, max_single, progre
 
 def _victims(data: Path, scheme: str, block_size: Optional[int], key, per_image: bool, n_images: int,
              img_size: Optional[int], need_train: bool, subset: int, public: Optional[Path],
-             split: Optional[str] = None):
+             split: Optional[str] = None, sub_block: Optional[int] = None):
     """(target, victims, the attacker's own images, a note on them): a plain folder encrypted here, or an
-    encrypted tree's ciphertexts as stored (the owner's key decrypts them for scoring; nothing is re-encrypted)."""
+    encrypted tree's ciphertexts as stored (the owner's key decrypts them for scoring; nothing is re-encrypted).
+    ``sub_block``: the nested schemes' m for the images encrypted here (a stored tree states its own)."""
     from ..attacks import make_target
     from ..attacks.images import held_target, is_encrypted_tree, load_folder, load_held, load_victims
 
@@ -184,6 +194,9 @@ def _victims(data: Path, scheme: str, block_size: Optional[int], key, per_image:
                        "them all", err=True)
         if scheme not in (None, record.scheme):
             raise PatchcryptError(f"--scheme {scheme}: {data} was encrypted with {record.scheme!r}")
+        if sub_block not in (None, record.options.get("sub_block")):
+            raise PatchcryptError(f"--sub-block {sub_block}: {data} was encrypted with sub-block size "
+                                  f"{record.options.get('sub_block', 'none')}")
         own = None
         if need_train:
             if public is None:
@@ -196,7 +209,8 @@ def _victims(data: Path, scheme: str, block_size: Optional[int], key, per_image:
     if scheme is None:
         raise PatchcryptError("--scheme is required (a registered scheme, module:Class or file.py:Class)")
     test, train, note = load_victims(data, n_images, img_size, need_train, subset, public, split=split)
-    return make_target(scheme, block_size, test, key=key, per_image=per_image), test, train, note
+    options = {} if sub_block is None else {"sub_block": sub_block}
+    return make_target(scheme, block_size, test, key=key, per_image=per_image, **options), test, train, note
 
 
 def _warn_figures(out: Path) -> None:

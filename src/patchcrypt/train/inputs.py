@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from ..ciphers import get_scheme
+from ..ciphers.nested import NESTED_STEPS
 from ..data import ImageSet, load_dataset
 from ..data.readers import has_splits
 from ..data.split import split_test_mask
@@ -91,10 +92,21 @@ def resolve_encryption(cfg: TrainConfig, train: ImageSet) -> Tuple[Pipeline, Enc
         raise PatchcryptError(f"scheme {scheme!r} on plain data needs --key (the data owner's key file)")
     block_size = spec.resolve_block_size(cfg.block_size)  # the one rule: a scheme's own size, else asked for
     key = Key.load(cfg.key)
-    encrypt = Encrypt(key, scheme, block_size=block_size, per_image=cfg.per_image)
+    options = scheme_options(scheme, cfg.model_kwargs)
+    encrypt = Encrypt(key, scheme, block_size=block_size, per_image=cfg.per_image, **options)
     record = EncryptionRecord(scheme=scheme, block_size=block_size, key_fingerprint=key.fingerprint,
-                              per_image=cfg.per_image, jpeg_quality=cfg.jpeg_quality, holder="the run encrypts with")
+                              per_image=cfg.per_image, jpeg_quality=cfg.jpeg_quality, options=options,
+                              holder="the run encrypts with")
     return Pipeline(encrypt, _round_trip(record)), record, False
+
+
+def scheme_options(scheme: str, model_kwargs) -> dict:
+    """The cipher options a run takes from its model: a nested scheme (sub-blocks moved inside the patches)
+    encrypts at the model's ``sub_block``, so a nested-invariant model of m sees ciphertexts of m (without it
+    the cipher's default m = 4 would be used, to which a model of another m is not invariant)."""
+    if "sub_block" in (model_kwargs or {}) and NESTED_STEPS & set(get_scheme(scheme).symbols):
+        return {"sub_block": int(model_kwargs["sub_block"])}
+    return {}
 
 
 def _round_trip(record: EncryptionRecord) -> Optional[JpegRoundTrip]:
