@@ -79,8 +79,12 @@ CELLS = [
      {"invariance": "etc-nested", "sub_block": 4, "inv_pool": "set"}),
     ("inv ViT (etc-nested group, m=4, set pool, 2 set blocks), per-image etc-nested", INV_VIT, "etc-nested", True,
      {"invariance": "etc-nested", "sub_block": 4, "inv_pool": "set", "inv_set_depth": 2}),
+    # other sub-block sizes at M = 8 (--dataset cifar8): m = 2 (16 sub-blocks of 2 x 2 a patch) and m = 8 = M
+    # (one sub-block: per-image etc at M = 8 under etc-nested's key labels); a run encrypts a nested scheme at
+    # its model's m (train.inputs.scheme_options)
+    *[(f"inv ViT (etc-nested group, m={m}, mean pool), per-image etc-nested", INV_VIT, "etc-nested", True,
+       {"invariance": "etc-nested", "sub_block": m}) for m in (2, 8)],
 ]
-from _nested_cells import NESTED_M_CELLS; CELLS += NESTED_M_CELLS  # noqa: E402,E702 (m = 2, m = 8)
 
 
 def slug(label: str) -> str:
