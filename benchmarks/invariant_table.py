@@ -83,6 +83,14 @@ CELLS = [
 ]
 
 
+# --finetune: started from the plain ViT cell of the same data set (its best.pt)
+FINETUNE_CELLS = [
+    ("inv ViT (etc group, canonical) fine-tuned from plain ViT, per-image etc", INV_VIT, "etc", True,
+     {"invariance": "etc"}),
+    ("inv ViT (etc-nested group, m=4) fine-tuned from plain ViT backbone, per-image etc-nested", INV_VIT,
+     "etc-nested", True, {"invariance": "etc-nested", "sub_block": 4}),
+]
+
 # --upstream: label, model, scheme, per_image, model kwargs, the upstream cell it starts from (a CELLS label),
 # backbone only (the plain ViT's weights without position embedding, a fresh nested embedding)
 UPSTREAM_DATASET = "flowers"
@@ -261,10 +269,7 @@ def run_cells(args) -> int:
         Key.generate().save(key_path)
     cells = list(CELLS)
     if args.finetune:
-        cells.append(("inv ViT (etc group, canonical) fine-tuned from plain ViT, per-image etc", INV_VIT, "etc",
-                      True, {"invariance": "etc"}))
-        cells.append(("inv ViT (etc-nested group, m=4) fine-tuned from plain ViT backbone, per-image etc-nested",
-                      INV_VIT, "etc-nested", True, {"invariance": "etc-nested", "sub_block": 4}))
+        cells += FINETUNE_CELLS
     upstream = {c[0]: c[5:] for c in UPSTREAM_CELLS}
     if runs is not None:
         cells = [c[:5] for c in UPSTREAM_CELLS]
@@ -306,9 +311,7 @@ def load_rows(out: Path) -> List[Dict]:
 
 def unfinished_rows(out: Path) -> List[Dict]:
     """Cells with epochs done but no result yet (running, or cut off): the last finished epoch's accuracy."""
-    labels = {slug(c[0]): c[0] for c in CELLS + UPSTREAM_CELLS}
-    labels[slug("inv ViT (etc group, canonical) fine-tuned from plain ViT, per-image etc")] = \
-        "inv ViT (etc group, canonical) fine-tuned from plain ViT, per-image etc"
+    labels = {slug(c[0]): c[0] for c in CELLS + FINETUNE_CELLS + UPSTREAM_CELLS}
     rows = []
     for run in sorted((out / "runs").glob("*__*")):
         dataset, _, cell = run.name.partition("__")
@@ -359,6 +362,16 @@ def _planned_epochs(run: Path) -> Optional[int]:
     return None
 
 
+def standard_error_note(rows: List[Dict]) -> str:
+    """One line under a table: what one seed's accuracy on the test split can tell (binomial standard error)."""
+    sizes = sorted({r["n_test"] for r in rows})
+    if not sizes:
+        return ""
+    n = sizes[0]
+    return (f"\n\nOne seed per cell. On {n:,} test images the standard error of one accuracy p is "
+            f"sqrt(p(1-p)/{n}): {100 * (0.25 / n) ** 0.5:.1f} points at p = 0.5.")
+
+
 def report(out: Path) -> str:
     rows = load_rows(out)
     md_parts = []
@@ -367,7 +380,7 @@ def report(out: Path) -> str:
         # the plain ViT of each block: from scratch, or fine-tuned from the upstream (--upstream)
         plain = {(r["preset"], r["cell"] == UPSTREAM_CELLS[0][0]): r["accuracy"] for r in rs
                  if r["cell"] in (CELLS[0][0], UPSTREAM_CELLS[0][0])}
-        order = [c[0] for c in CELLS + UPSTREAM_CELLS]
+        order = [c[0] for c in CELLS + FINETUNE_CELLS + UPSTREAM_CELLS]
         rs.sort(key=lambda r: (r["preset"], order.index(r["cell"]) if r["cell"] in order else len(order)))
         table = []
         for r in rs:
@@ -382,6 +395,7 @@ def report(out: Path) -> str:
         if any("upstream" in r for r in rs):
             md += (f"\n\nRows fine-tuned from {UPSTREAM_DATASET} (--upstream): gap to the plain ViT fine-tuned from "
                    f"the plain {UPSTREAM_DATASET} ViT.")
+        md += standard_error_note(rs)
         partial = [r for r in unfinished_rows(out) if r["dataset"] == dataset]
         if partial:
             md += "\n\nNot finished (best test accuracy so far; the schedule's cosine decay has not ended):\n\n" + \
