@@ -126,14 +126,15 @@ def run_cell(args, ds: Dict, label: str, model: str, scheme: str, per_image: boo
                       scheme=None if scheme == "plain" else scheme, key=None if scheme == "plain" else str(key_path),
                       block_size=None if scheme == "plain" else ds["block"], per_image=per_image,
                       epochs=epochs, batch_size=p["batch"], lr=LR, subset=p["subset"],
-                      test_subset=p["test_subset"], img_size=ds.get("img_size"), seed=args.seed,
+                      test_subset=p["test_subset"], img_size=args.img_size or ds.get("img_size"), seed=args.seed,
                       device=args.device, model_kwargs=kw,
                       pretrained=pretrained, resume=(run / "last.pt").exists())
     summary = train(cfg, show_progress=False)
     return {"dataset": args.dataset, "cell": label, "model": model, "model_kwargs": kw, "scheme": scheme,
             "per_image": per_image, "accuracy": summary["test_acc"], "best_test_accuracy": summary["best_test_acc"], "final_accuracy": summary["final_test_acc"],
             "parameters": summary["parameters"], "train_seconds": summary["train_seconds"], "epochs": epochs,
-            "n_train": summary["n_train"], "n_test": summary["n_test"], "preset": args.preset, "run": str(run)}
+            "n_train": summary["n_train"], "n_test": summary["n_test"], "img_size": summary.get("img_size"),
+            "preset": args.preset, "run": str(run)}
 
 
 def finetune_source(args, nested: bool = False) -> Optional[str]:
@@ -169,9 +170,10 @@ def plain_as_invariant(src: Path, dst: Path, patch: int, nested: bool) -> str:
     return str(dst)
 
 
-def upstream_runs(upstream: Path, dataset: str) -> Path:
+def upstream_runs(upstream: Path, dataset: str, labels: Optional[List[str]] = None) -> Path:
     """The folder of upstream runs ``--upstream`` names (a flowers ``--out`` or its ``runs/``), checked: every
-    run that :data:`UPSTREAM_CELLS` starts from must have its last.pt. One line when something is missing."""
+    run that the cells ``labels`` of :data:`UPSTREAM_CELLS` (default all) start from must have its last.pt.
+    One line when something is missing."""
     if dataset == UPSTREAM_DATASET:
         raise PatchcryptError(f"--upstream: the upstream runs are {UPSTREAM_DATASET} runs; fine-tune them on "
                               f"another --dataset (hymenoptera)")
@@ -179,7 +181,9 @@ def upstream_runs(upstream: Path, dataset: str) -> Path:
         raise PatchcryptError(f"--upstream {upstream}: no such folder (give the {UPSTREAM_DATASET} runs: an "
                               f"--out of --dataset {UPSTREAM_DATASET} or its runs/ folder)")
     runs = upstream / "runs" if (upstream / "runs").is_dir() else upstream
-    for *_, source, _backbone in UPSTREAM_CELLS:
+    for label, *_, source, _backbone in UPSTREAM_CELLS:
+        if labels is not None and label not in labels:
+            continue
         ckpt = runs / f"{UPSTREAM_DATASET}__{slug(source)}" / "last.pt"
         if not ckpt.is_file():
             raise PatchcryptError(f"--upstream {upstream}: no {ckpt.relative_to(upstream)} (train the "
@@ -234,6 +238,8 @@ def main(argv=None) -> int:
     ap.add_argument("--epochs", type=int, default=None, help="fewer epochs than the preset (labelled as such)")
     ap.add_argument("--out", type=Path, default=Path("results/invariant_table"))
     ap.add_argument("--device", default=None)
+    ap.add_argument("--img-size", type=int, default=None, help="bring the images to this size instead of the "
+                    "data set's (default: hymenoptera 224, the others the model name's 32)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--only", action="append", default=None, help="run only cells whose label contains this "
                     "text (repeat for several; several processes may share one --out)")
@@ -259,27 +265,32 @@ def main(argv=None) -> int:
         return 2
 
 
+def selected(args, label: str, scheme: str) -> bool:
+    """Whether ``--only`` / ``--skip`` keep a cell, and whether it applies to ``--dataset``."""
+    if (args.only and not any(o in label for o in args.only)) or (args.skip and args.skip in label):
+        return False
+    nested = scheme in ("patch-shuffle", "etc-nested")
+    # the nested cells need patches of several sub-blocks; the others keep their own M
+    return not ((nested and args.dataset not in NESTED_OK)
+                or (not nested and scheme != "plain" and args.dataset in NESTED_ONLY))
+
+
 def run_cells(args) -> int:
     """Train every cell the arguments select that OUT does not hold yet (a cut-off one resumes)."""
     ds = DATASETS[args.dataset]
-    runs = upstream_runs(args.upstream, args.dataset) if args.upstream is not None else None  # before any write
+    cells = list(CELLS) + (FINETUNE_CELLS if args.finetune else [])
+    upstream = {c[0]: c[5:] for c in UPSTREAM_CELLS}
+    if args.upstream is not None:
+        cells = [c[:5] for c in UPSTREAM_CELLS]
+    cells = [c for c in cells if selected(args, c[0], c[2])]
+    runs = None
+    if args.upstream is not None:   # checked before anything is written
+        runs = upstream_runs(args.upstream, args.dataset, [c[0] for c in cells])
     args.out.mkdir(parents=True, exist_ok=True)
     key_path = args.out / "owner.key"
     if not key_path.exists():
         Key.generate().save(key_path)
-    cells = list(CELLS)
-    if args.finetune:
-        cells += FINETUNE_CELLS
-    upstream = {c[0]: c[5:] for c in UPSTREAM_CELLS}
-    if runs is not None:
-        cells = [c[:5] for c in UPSTREAM_CELLS]
     for i, (label, model, scheme, per_image, kw) in enumerate(cells, 1):
-        if (args.only and not any(o in label for o in args.only)) or (args.skip and args.skip in label):
-            continue
-        nested = scheme in ("patch-shuffle", "etc-nested")
-        if (nested and args.dataset not in NESTED_OK) or (not nested and scheme != "plain"
-                                                          and args.dataset in NESTED_ONLY):
-            continue   # the nested cells need patches of several sub-blocks; the others keep their own M
         cell_file = args.out / f"{args.dataset}__{slug(label)}.json"
         epochs = args.epochs or PRESETS[args.preset]["epochs"]
         if cell_file.exists() and (json.loads(cell_file.read_text()).get("preset"), json.loads(

@@ -69,6 +69,8 @@ def test_an_upstream_without_a_run_names_it(bench, upstream, tmp_path, capsys):
     err = _refusal(bench, capsys, ["--dataset", "hymenoptera", "--out", str(tmp_path / "out"),
                                    "--upstream", str(partial)])
     assert "patch-shuffle/last.pt" in err and "train the flowers cell" in err
+    # the cells --only keeps need only their own upstream runs
+    assert bench.upstream_runs(partial, "hymenoptera", [bench.UPSTREAM_CELLS[0][0]]) == partial / "runs"
     assert "flowers" in _refusal(bench, capsys, ["--dataset", "flowers", "--out", str(tmp_path / "out"),
                                                  "--upstream", str(upstream)])
     assert not (tmp_path / "out").exists()
