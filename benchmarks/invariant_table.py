@@ -7,8 +7,10 @@
 
 CIFAR-10 CPU preset: 10,000 training images (class-balanced), all 10,000 test images, 10 epochs, batch 128,
 seed 0, lr 2e-3, M = patch = 4 at 32×32, ViT-pico (D = 64, depth 4) — the accuracy table's ViT cell.
-flowers5-128: all 3,426 training and 883 test photos at 128×128, M = patch = 16 (64 tokens, as CIFAR's),
-the same ViT-pico width and depth, 10 epochs, batch 64 (``--epochs`` shortens a run; the table says so).
+flowers5-128: all 3,426 training and 883 test photos, M = patch = 16, the same ViT-pico width and depth,
+10 epochs, batch 64 (``--epochs`` shortens a run; the table says so). The photos are brought to the model
+name's 32×32 (2×2 patches) unless ``--img-size 128`` keeps their own size (8×8 patches, 64 tokens as
+CIFAR's); each row records its ``img_size``.
 
 Rows: plain ViT on plain images; shared-key ``block-pixel`` (shared embedding) and ``etc`` (position-wise
 embedding) as the accuracy table has them; the plain ViT on per-image ``etc`` (what per-image keys cost a
