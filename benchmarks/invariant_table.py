@@ -7,8 +7,10 @@
 
 CIFAR-10 CPU preset: 10,000 training images (class-balanced), all 10,000 test images, 10 epochs, batch 128,
 seed 0, lr 2e-3, M = patch = 4 at 32×32, ViT-pico (D = 64, depth 4) — the accuracy table's ViT cell.
-flowers5-128: all 3,426 training and 883 test photos at 128×128, M = patch = 16 (64 tokens, as CIFAR's),
-the same ViT-pico width and depth, 10 epochs, batch 64 (``--epochs`` shortens a run; the table says so).
+flowers5-128: all 3,426 training and 883 test photos, M = patch = 16, the same ViT-pico width and depth,
+10 epochs, batch 64 (``--epochs`` shortens a run; the table says so). The photos are brought to the model
+name's 32×32 (2×2 patches) unless ``--img-size 128`` keeps their own size (8×8 patches, 64 tokens as
+CIFAR's); each row records its ``img_size``.
 
 Rows: plain ViT on plain images; shared-key ``block-pixel`` (shared embedding) and ``etc`` (position-wise
 embedding) as the accuracy table has them; the plain ViT on per-image ``etc`` (what per-image keys cost a
@@ -19,6 +21,11 @@ embedding; and (``--finetune``) the invariant ViT fine-tuned from the plain ViT'
 ``etc-nested`` with the nested invariant ViT (m = 4 sub-blocks pooled per patch); with ``--finetune`` also
 the nested ViT started from the plain ViT's backbone, class token and head (its sub-block embedding has no
 counterpart in the plain patch embedding and starts fresh).
+``--upstream DIR`` (``--dataset hymenoptera``): the fine-tuned block instead — every design started from the
+flowers run of the same design in DIR (a flowers ``--out`` or its ``runs/`` folder; each run's last.pt): the
+plain ViT from the plain flowers ViT (position embedding resized to the new grid), the patch shuffle and both
+nested poolings from their own flowers runs, and the nested ViT from the plain flowers ViT's backbone. Every
+head starts fresh (the classes differ); ``patchcrypt.models.pretrained`` makes these adaptations.
 
 Resumable: every cell is a run folder OUT/runs/<dataset>__<cell> (a cut-off cell resumes from last.pt) and a
 finished cell is saved as OUT/<dataset>__<cell>.json; results.json and table_<dataset>.md are rewritten
@@ -39,6 +46,7 @@ from _common import markdown_table, write_results  # noqa: E402
 
 from patchcrypt import Key  # noqa: E402
 from patchcrypt.atomic import atomic_write  # noqa: E402
+from patchcrypt.errors import PatchcryptError  # noqa: E402
 from patchcrypt.train import TrainConfig, train  # noqa: E402
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "datasets"
@@ -87,6 +95,33 @@ CELLS = [
 ]
 
 
+# --finetune: started from the plain ViT cell of the same data set (its best.pt)
+FINETUNE_CELLS = [
+    ("inv ViT (etc group, canonical) fine-tuned from plain ViT, per-image etc", INV_VIT, "etc", True,
+     {"invariance": "etc"}),
+    ("inv ViT (etc-nested group, m=4) fine-tuned from plain ViT backbone, per-image etc-nested", INV_VIT,
+     "etc-nested", True, {"invariance": "etc-nested", "sub_block": 4}),
+]
+
+# --upstream: label, model, scheme, per_image, model kwargs, the upstream cell it starts from (a CELLS label),
+# backbone only (the plain ViT's weights without position embedding, a fresh nested embedding)
+UPSTREAM_DATASET = "flowers"
+UPSTREAM_CELLS = [
+    ("plain ViT, plain images, fine-tuned from flowers plain ViT", PLAIN_VIT, "plain", False, {},
+     "plain ViT, plain images", False),
+    ("inv ViT (bs group), per-image patch-shuffle, fine-tuned from flowers (same design)", INV_VIT, "patch-shuffle",
+     True, {"invariance": "bs"}, "inv ViT (bs group), per-image patch-shuffle", False),
+    ("inv ViT (etc-nested group, m=4, mean pool), per-image etc-nested, fine-tuned from flowers (same design)",
+     INV_VIT, "etc-nested", True, {"invariance": "etc-nested", "sub_block": 4},
+     "inv ViT (etc-nested group, m=4, mean pool), per-image etc-nested", False),
+    ("inv ViT (etc-nested group, m=4, attention pool), per-image etc-nested, fine-tuned from flowers (same design)",
+     INV_VIT, "etc-nested", True, {"invariance": "etc-nested", "sub_block": 4, "inv_pool": "attn"},
+     "inv ViT (etc-nested group, m=4, attention pool), per-image etc-nested", False),
+    ("inv ViT (etc-nested group, m=4, mean pool), per-image etc-nested, fine-tuned from flowers plain ViT backbone",
+     INV_VIT, "etc-nested", True, {"invariance": "etc-nested", "sub_block": 4}, "plain ViT, plain images", True),
+]
+
+
 def slug(label: str) -> str:
     keep = "".join(ch if ch.isalnum() else "-" for ch in label.lower())
     return "-".join(p for p in keep.split("-") if p)
@@ -103,40 +138,81 @@ def run_cell(args, ds: Dict, label: str, model: str, scheme: str, per_image: boo
                       scheme=None if scheme == "plain" else scheme, key=None if scheme == "plain" else str(key_path),
                       block_size=None if scheme == "plain" else ds["block"], per_image=per_image,
                       epochs=epochs, batch_size=p["batch"], lr=LR, subset=p["subset"],
-                      test_subset=p["test_subset"], img_size=ds.get("img_size"), seed=args.seed,
+                      test_subset=p["test_subset"], img_size=args.img_size or ds.get("img_size"), seed=args.seed,
                       device=args.device, model_kwargs=kw,
                       pretrained=pretrained, resume=(run / "last.pt").exists())
     summary = train(cfg, show_progress=False)
     return {"dataset": args.dataset, "cell": label, "model": model, "model_kwargs": kw, "scheme": scheme,
             "per_image": per_image, "accuracy": summary["test_acc"], "best_test_accuracy": summary["best_test_acc"], "final_accuracy": summary["final_test_acc"],
             "parameters": summary["parameters"], "train_seconds": summary["train_seconds"], "epochs": epochs,
-            "n_train": summary["n_train"], "n_test": summary["n_test"], "preset": args.preset, "run": str(run)}
+            "n_train": summary["n_train"], "n_test": summary["n_test"], "img_size": summary.get("img_size"),
+            "preset": args.preset, "run": str(run)}
 
 
 def finetune_source(args, nested: bool = False) -> Optional[str]:
     """The plain ViT's best checkpoint as an invariant ViT state dict (position embedding dropped, the
     patch conv as the canonical embedding's linear map), written beside the runs; None if not trained yet."""
+    src = args.out / "runs" / f"{args.dataset}__{slug(CELLS[0][0])}" / "best.pt"
+    if not src.exists():
+        return None
+    dst = args.out / "runs" / f"{args.dataset}__plain-upstream-as-{'nested-' if nested else ''}invariant.pth"
+    return plain_as_invariant(src, dst, DATASETS[args.dataset]["block"], nested)
+
+
+def plain_as_invariant(src: Path, dst: Path, patch: int, nested: bool) -> str:
+    """Write the plain ViT checkpoint ``src`` as an invariant ViT state dict to ``dst`` and return its path:
+    position embedding dropped; the patch conv as the canonical embedding's linear map, or, ``nested``, a fresh
+    sub-block embedding (seed 0: it has no counterpart in the plain patch embedding)."""
     import torch
 
     from patchcrypt.models.layers import conv_to_matrix
 
-    src = args.out / "runs" / f"{args.dataset}__{slug(CELLS[0][0])}" / "best.pt"
-    if not src.exists():
-        return None
     sd = torch.load(src, map_location="cpu", weights_only=False)["state_dict"]
     sd = {k: v for k, v in sd.items() if k != "pos_embed"}
-    if nested:   # the nested embedding has no counterpart: it starts fresh (seed 0)
+    if nested:
         from patchcrypt.models import create_model
 
-        fresh = create_model(INV_VIT, seed=0, patch_size=DATASETS[args.dataset]["block"], invariance="etc-nested",
+        fresh = create_model(INV_VIT, seed=0, patch_size=patch, invariance="etc-nested",
                              num_classes=sd["head.weight"].shape[0]).state_dict()
         sd = {k: v for k, v in sd.items() if not k.startswith("patch_embed.")}
         sd.update({k: v for k, v in fresh.items() if k.startswith("patch_embed.")})
     else:
         sd["patch_embed.proj.weight"] = conv_to_matrix(sd["patch_embed.proj.weight"])
-    dst = args.out / "runs" / f"{args.dataset}__plain-upstream-as-{'nested-' if nested else ''}invariant.pth"
     atomic_write(dst, lambda f: torch.save(sd, f))
     return str(dst)
+
+
+def upstream_runs(upstream: Path, dataset: str, labels: Optional[List[str]] = None) -> Path:
+    """The folder of upstream runs ``--upstream`` names (a flowers ``--out`` or its ``runs/``), checked: every
+    run that the cells ``labels`` of :data:`UPSTREAM_CELLS` (default all) start from must have its last.pt.
+    One line when something is missing."""
+    if dataset == UPSTREAM_DATASET:
+        raise PatchcryptError(f"--upstream: the upstream runs are {UPSTREAM_DATASET} runs; fine-tune them on "
+                              f"another --dataset (hymenoptera)")
+    if not upstream.is_dir():
+        raise PatchcryptError(f"--upstream {upstream}: no such folder (give the {UPSTREAM_DATASET} runs: an "
+                              f"--out of --dataset {UPSTREAM_DATASET} or its runs/ folder)")
+    runs = upstream / "runs" if (upstream / "runs").is_dir() else upstream
+    for label, *_, source, _backbone in UPSTREAM_CELLS:
+        if labels is not None and label not in labels:
+            continue
+        ckpt = runs / f"{UPSTREAM_DATASET}__{slug(source)}" / "last.pt"
+        if not ckpt.is_file():
+            raise PatchcryptError(f"--upstream {upstream}: no {ckpt.relative_to(upstream)} (train the "
+                                  f"{UPSTREAM_DATASET} cell {source!r} first)")
+    return runs
+
+
+def upstream_weights(args, runs: Path, source: str, backbone: bool) -> str:
+    """What a fine-tuned cell starts from: the upstream run of its design (last.pt, loaded as it is: the
+    loader resizes the position embedding and replaces the head), or the plain run's backbone as a nested
+    invariant ViT state dict (written beside this --out's runs)."""
+    ckpt = runs / f"{UPSTREAM_DATASET}__{slug(source)}" / "last.pt"
+    if not backbone:
+        return str(ckpt)
+    dst = args.out / "runs" / f"{args.dataset}__{UPSTREAM_DATASET}-upstream-as-nested-invariant.pth"
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    return plain_as_invariant(ckpt, dst, DATASETS[args.dataset]["block"], nested=True)
 
 
 def costs() -> str:
@@ -174,12 +250,17 @@ def main(argv=None) -> int:
     ap.add_argument("--epochs", type=int, default=None, help="fewer epochs than the preset (labelled as such)")
     ap.add_argument("--out", type=Path, default=Path("results/invariant_table"))
     ap.add_argument("--device", default=None)
+    ap.add_argument("--img-size", type=int, default=None, help="bring the images to this size instead of the "
+                    "data set's (default: hymenoptera 224, the others the model name's 32)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--only", action="append", default=None, help="run only cells whose label contains this "
                     "text (repeat for several; several processes may share one --out)")
     ap.add_argument("--skip", default=None, help="skip cells whose label contains this text")
     ap.add_argument("--finetune", action="store_true", help="also fine-tune the invariant ViT (etc group) from "
                     "the plain ViT cell's weights")
+    ap.add_argument("--upstream", type=Path, default=None, help=f"run the fine-tuned block instead: every design "
+                    f"started from the {UPSTREAM_DATASET} run of the same design in this folder (an --out of "
+                    f"--dataset {UPSTREAM_DATASET}, or its runs/)")
     ap.add_argument("--costs", action="store_true", help="print parameters and embedding cost, train nothing")
     ap.add_argument("--report", action="store_true", help="print the table of what OUT holds, train nothing")
     args = ap.parse_args(argv)
@@ -189,37 +270,57 @@ def main(argv=None) -> int:
     if args.report:
         report(args.out)
         return 0
+    try:
+        return run_cells(args)
+    except PatchcryptError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+def selected(args, label: str, scheme: str) -> bool:
+    """Whether ``--only`` / ``--skip`` keep a cell, and whether it applies to ``--dataset``."""
+    if (args.only and not any(o in label for o in args.only)) or (args.skip and args.skip in label):
+        return False
+    nested = scheme in ("patch-shuffle", "etc-nested")
+    # the nested cells need patches of several sub-blocks; the others keep their own M
+    return not ((nested and args.dataset not in NESTED_OK)
+                or (not nested and scheme != "plain" and args.dataset in NESTED_ONLY))
+
+
+def run_cells(args) -> int:
+    """Train every cell the arguments select that OUT does not hold yet (a cut-off one resumes)."""
     ds = DATASETS[args.dataset]
+    cells = list(CELLS) + (FINETUNE_CELLS if args.finetune else [])
+    upstream = {c[0]: c[5:] for c in UPSTREAM_CELLS}
+    if args.upstream is not None:
+        cells = [c[:5] for c in UPSTREAM_CELLS]
+    cells = [c for c in cells if selected(args, c[0], c[2])]
+    runs = None
+    if args.upstream is not None:   # checked before anything is written
+        runs = upstream_runs(args.upstream, args.dataset, [c[0] for c in cells])
     args.out.mkdir(parents=True, exist_ok=True)
     key_path = args.out / "owner.key"
     if not key_path.exists():
         Key.generate().save(key_path)
-    cells = list(CELLS)
-    if args.finetune:
-        cells.append(("inv ViT (etc group, canonical) fine-tuned from plain ViT, per-image etc", INV_VIT, "etc",
-                      True, {"invariance": "etc"}))
-        cells.append(("inv ViT (etc-nested group, m=4) fine-tuned from plain ViT backbone, per-image etc-nested",
-                      INV_VIT, "etc-nested", True, {"invariance": "etc-nested", "sub_block": 4}))
     for i, (label, model, scheme, per_image, kw) in enumerate(cells, 1):
-        if (args.only and not any(o in label for o in args.only)) or (args.skip and args.skip in label):
-            continue
-        nested = scheme in ("patch-shuffle", "etc-nested")
-        if (nested and args.dataset not in NESTED_OK) or (not nested and scheme != "plain"
-                                                          and args.dataset in NESTED_ONLY):
-            continue   # the nested cells need patches of several sub-blocks; the others keep their own M
         cell_file = args.out / f"{args.dataset}__{slug(label)}.json"
         epochs = args.epochs or PRESETS[args.preset]["epochs"]
         if cell_file.exists() and (json.loads(cell_file.read_text()).get("preset"), json.loads(
                 cell_file.read_text()).get("epochs")) == (args.preset, epochs):
             continue
-        pretrained = None
-        if "fine-tuned" in label:
+        pretrained, source = None, None
+        if runs is not None:
+            pretrained = upstream_weights(args, runs, *upstream[label])
+            source = f"{UPSTREAM_DATASET}: {upstream[label][0]}" + (" (backbone)" if upstream[label][1] else "")
+        elif "fine-tuned" in label:
             pretrained = finetune_source(args, nested=scheme == "etc-nested")
             if pretrained is None:
                 print(f"[{i}/{len(cells)}] {label}: needs the plain ViT cell first; skipped", flush=True)
                 continue
         print(f"[{i}/{len(cells)}] {args.dataset}: {label}", flush=True)
         row = run_cell(args, ds, label, model, scheme, per_image, kw, key_path, pretrained)
+        if source:
+            row["upstream"] = source
         atomic_write(cell_file, json.dumps(row, indent=1))
         report(args.out)
     report(args.out)
@@ -233,9 +334,7 @@ def load_rows(out: Path) -> List[Dict]:
 
 def unfinished_rows(out: Path) -> List[Dict]:
     """Cells with epochs done but no result yet (running, or cut off): the last finished epoch's accuracy."""
-    labels = {slug(c[0]): c[0] for c in CELLS}
-    labels[slug("inv ViT (etc group, canonical) fine-tuned from plain ViT, per-image etc")] = \
-        "inv ViT (etc group, canonical) fine-tuned from plain ViT, per-image etc"
+    labels = {slug(c[0]): c[0] for c in CELLS + FINETUNE_CELLS + UPSTREAM_CELLS}
     rows = []
     for run in sorted((out / "runs").glob("*__*")):
         dataset, _, cell = run.name.partition("__")
@@ -286,17 +385,29 @@ def _planned_epochs(run: Path) -> Optional[int]:
     return None
 
 
+def standard_error_note(rows: List[Dict]) -> str:
+    """One line under a table: what one seed's accuracy on the test split can tell (binomial standard error)."""
+    sizes = sorted({r["n_test"] for r in rows})
+    if not sizes:
+        return ""
+    n = sizes[0]
+    return (f"\n\nOne seed per cell. On {n:,} test images the standard error of one accuracy p is "
+            f"sqrt(p(1-p)/{n}): {100 * (0.25 / n) ** 0.5:.1f} points at p = 0.5.")
+
+
 def report(out: Path) -> str:
     rows = load_rows(out)
     md_parts = []
     for dataset in sorted({r["dataset"] for r in rows + unfinished_rows(out)}):
         rs = [r for r in rows if r["dataset"] == dataset]
-        plain = {r["preset"]: r["accuracy"] for r in rs if r["cell"] == CELLS[0][0]}
-        order = [c[0] for c in CELLS]
+        # the plain ViT of each block: from scratch, or fine-tuned from the upstream (--upstream)
+        plain = {(r["preset"], r["cell"] == UPSTREAM_CELLS[0][0]): r["accuracy"] for r in rs
+                 if r["cell"] in (CELLS[0][0], UPSTREAM_CELLS[0][0])}
+        order = [c[0] for c in CELLS + FINETUNE_CELLS + UPSTREAM_CELLS]
         rs.sort(key=lambda r: (r["preset"], order.index(r["cell"]) if r["cell"] in order else len(order)))
         table = []
         for r in rs:
-            base = plain.get(r["preset"])
+            base = plain.get((r["preset"], "upstream" in r))
             r["gap_to_plain"] = None if base is None else round(100 * (base - r["accuracy"]), 2)
             table.append({"cell": r["cell"], "preset": r["preset"], "epochs": r["epochs"],
                           "train/test": f"{r['n_train']}/{r['n_test']}", "params": r["parameters"],
@@ -304,6 +415,10 @@ def report(out: Path) -> str:
                           "gap to plain (points)": "" if r["gap_to_plain"] is None else f"{r['gap_to_plain']:.2f}",
                           "train s": f"{r['train_seconds']:.0f}"})
         md = f"### {dataset}\n\n" + (markdown_table(table, list(table[0])) if table else "(no finished cell yet)")
+        if any("upstream" in r for r in rs):
+            md += (f"\n\nRows fine-tuned from {UPSTREAM_DATASET} (--upstream): gap to the plain ViT fine-tuned from "
+                   f"the plain {UPSTREAM_DATASET} ViT.")
+        md += standard_error_note(rs)
         partial = [r for r in unfinished_rows(out) if r["dataset"] == dataset]
         if partial:
             md += "\n\nNot finished (best test accuracy so far; the schedule's cosine decay has not ended):\n\n" + \
