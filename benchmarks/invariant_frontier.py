@@ -84,6 +84,8 @@ NESTED_CELLS = {
     "inv ViT (etc-nested group, m=4, mean pool), per-image etc-nested": ("etc-nested", 4, "nested inv ViT", _M4),
     "inv ViT (etc-nested group, m=4, attention pool), per-image etc-nested": (
         "etc-nested", 4, "nested inv ViT, attention pool", _M4),
+    "inv ViT (etc-nested group, m=4, set pool), per-image etc-nested": (
+        "etc-nested", 4, "nested inv ViT, set pool", _M4),
     "inv ViT (etc-nested group, m=4) fine-tuned from plain ViT backbone, per-image etc-nested": (
         "etc-nested", 4, "nested inv ViT fine-tuned from plain", _M4),
     # m = M: one sub-block per patch, i.e. per-image etc at M = 8 (the ordinary jigsaw on etc is the same attack)
