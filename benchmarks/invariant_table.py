@@ -117,6 +117,9 @@ UPSTREAM_CELLS = [
     ("inv ViT (etc-nested group, m=4, attention pool), per-image etc-nested, fine-tuned from flowers (same design)",
      INV_VIT, "etc-nested", True, {"invariance": "etc-nested", "sub_block": 4, "inv_pool": "attn"},
      "inv ViT (etc-nested group, m=4, attention pool), per-image etc-nested", False),
+    ("inv ViT (etc-nested group, m=4, set pool), per-image etc-nested, fine-tuned from flowers (same design)",
+     INV_VIT, "etc-nested", True, {"invariance": "etc-nested", "sub_block": 4, "inv_pool": "set"},
+     "inv ViT (etc-nested group, m=4, set pool), per-image etc-nested", False),
     ("inv ViT (etc-nested group, m=4, mean pool), per-image etc-nested, fine-tuned from flowers plain ViT backbone",
      INV_VIT, "etc-nested", True, {"invariance": "etc-nested", "sub_block": 4}, "plain ViT, plain images", True),
 ]
