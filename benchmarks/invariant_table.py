@@ -8,9 +8,9 @@
 CIFAR-10 CPU preset: 10,000 training images (class-balanced), all 10,000 test images, 10 epochs, batch 128,
 seed 0, lr 2e-3, M = patch = 4 at 32×32, ViT-pico (D = 64, depth 4) — the accuracy table's ViT cell.
 flowers5-128: all 3,426 training and 883 test photos, M = patch = 16, the same ViT-pico width and depth,
-10 epochs, batch 64 (``--epochs`` shortens a run; the table says so). The photos are brought to the model
-name's 32×32 (2×2 patches) unless ``--img-size 128`` keeps their own size (8×8 patches, 64 tokens as
-CIFAR's); each row records its ``img_size``.
+10 epochs, batch 64 (``--epochs`` shortens a run; the table says so), at the photos' own 128×128 (8×8 patches,
+64 tokens as CIFAR's); ``--img-size 32`` brings them to 32×32 (2×2 patches), as the flowers rows of
+docs/invariant.md made before that default were; each row records its ``img_size``.
 
 Rows: plain ViT on plain images; shared-key ``block-pixel`` (shared embedding) and ``etc`` (position-wise
 embedding) as the accuracy table has them; the plain ViT on per-image ``etc`` (what per-image keys cost a
@@ -52,7 +52,7 @@ from patchcrypt.train import TrainConfig, train  # noqa: E402
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "datasets"
 DATASETS = {
     "cifar": dict(data=SHARED / "cifar10-jpeg", block=4, batch=128, subset=10000, test_subset=None),
-    "flowers": dict(data=SHARED / "flowers5-128", block=16, batch=64, subset=None, test_subset=None),
+    "flowers": dict(data=SHARED / "flowers5-128", block=16, batch=64, subset=None, test_subset=None, img_size=128),
     # CIFAR-10 with 8 x 8 patches (16 tokens): the nested cells' geometry (M = 8, m = 4)
     "cifar8": dict(data=SHARED / "cifar10-jpeg", block=8, batch=128, subset=10000, test_subset=None),
     # real photos of mixed sizes (train/ + val/), brought to 224 (shorter side resized, centre crop), M = 16
@@ -227,7 +227,7 @@ def costs() -> str:
     lines = ["| data | model | group order G | parameters | embedding MACs per image |", "|---|---|---|---|---|"]
     for name, ds in DATASETS.items():
         m = ds["block"]
-        size = ds.get("img_size") or (128 if name == "flowers" else 32)
+        size = ds.get("img_size") or 32
         n, L = (size // m) ** 2, m * m * 3
         for label, model_name, kw in (("plain ViT", PLAIN_VIT, {}), ("inv, canonical", INV_VIT, {}),
                                       ("inv, orbit-pooled", INV_VIT, {"inv_embed": "pool"})):
