@@ -200,18 +200,19 @@ def _doubly_stochastic(p: np.ndarray, tol: float = 1e-3) -> np.ndarray:
 
 def recover_permutation(corr_enc: np.ndarray, corr_plain: np.ndarray, starts: int = 8,
                         seed: int = 0, start: Optional[np.ndarray] = None,
-                        maxiter: int = FAQ_MAXITER, large: bool = False) -> Tuple[np.ndarray, float]:
+                        maxiter: int = FAQ_MAXITER, large: bool = False,
+                        max_swaps: int = LARGE_SWAPS) -> Tuple[np.ndarray, float]:
     """σ (L,) with encrypted position i holding plain position σ[i], maximising Σ A[i,j]·B[σi,σj].
 
     FAQ from the barycenter and ``starts`` − 1 random doubly-stochastic starts (at most ``maxiter`` steps
     each), or from the one permutation ``start`` when given (a warm start: an earlier answer to a nearby
     problem), then pairwise-swap polishing of the best. ``large``: one FAQ by :func:`faq_large` (from
-    ``start`` or the barycenter; ``starts`` ignored) and at most ``LARGE_SWAPS`` swaps. Returns (σ, objective).
+    ``start`` or the barycenter; ``starts`` ignored) and at most ``max_swaps`` swaps. Returns (σ, objective).
     """
     a, b = corr_enc - corr_enc.mean(), corr_plain - corr_plain.mean()
     with one_blas_thread():
         if large:
-            return climb(a, b, faq_large(a, b, maxiter=maxiter, start=start)[0], max_swaps=LARGE_SWAPS, tol=1e-9)
+            return climb(a, b, faq_large(a, b, maxiter=maxiter, start=start)[0], max_swaps=max_swaps, tol=1e-9)
         if start is not None:
             return climb(a, b, faq_symmetric(a, b, maxiter=maxiter, start=start), max_swaps=400, tol=1e-9)
         return _best_of_starts(a, b, starts, seed, maxiter)
