@@ -54,3 +54,22 @@ def test_large_blocks_solve_at_most_steps_assignments_a_position(monkeypatch, as
     ele.per_position_map(y, cp_u, cp_l, 4, lower_starts=0)
     positions = len(block_layout(16, 16, 3, 4))
     assert assignments[0] <= positions * (ele.LARGE_STEPS - 1)   # no first step's, no rounding's
+
+
+def test_large_blocks_polish_no_lower_halves(monkeypatch):
+    """The lower halves' FAQ answer stands at large blocks (no pairwise swaps, each an (L, L) product); the
+    upper halves are still polished."""
+    from patchcrypt.attacks import qap
+
+    y, cp_u, cp_l = _maps(monkeypatch, large=True)
+    calls, gains = [0], qap.swap_gains
+
+    def counted(*args):
+        calls[0] += 1
+        return gains(*args)
+
+    monkeypatch.setattr(qap, "swap_gains", counted)
+    ele.per_position_map(y, cp_u, cp_l, 4, upper_starts=0)
+    assert calls[0] == 0
+    ele.per_position_map(y, cp_u, cp_l, 4, lower_starts=0)
+    assert calls[0] >= len(block_layout(16, 16, 3, 4))        # at least one look a position
