@@ -124,7 +124,8 @@ def _cell(scheme: str, m: int, victims: np.ndarray, public: np.ndarray, per_imag
             "key_map_fraction", "method", "jigsaw_images")
     out = {**{k: met.get(k) for k in keep}, "seconds": seconds, "cpu_seconds": cpu_seconds,
            "load": os.getloadavg()[0]}
-    out.update({k: res.info[k] for k in ("rounds", "inblock_seconds", "lower_seconds") if k in res.info})
+    info = res.extra      # the attack's own figures (its ManyImageResult.info)
+    out.update({k: info[k] for k in ("rounds", "inblock_seconds", "lower_seconds") if k in info})
     if get_scheme(scheme).unit == "nibble" and res.candidates is not None:
         out["upper_halves_global"] = upper_halves_global(victims, res.candidates)
         out["lower_halves_global"] = lower_halves_global(victims, res.candidates)
