@@ -124,9 +124,11 @@ def _cell(scheme: str, m: int, victims: np.ndarray, public: np.ndarray, per_imag
             "key_map_fraction", "method", "jigsaw_images")
     out = {**{k: met.get(k) for k in keep}, "seconds": seconds, "cpu_seconds": cpu_seconds,
            "load": os.getloadavg()[0]}
-    out.update({k: res.info[k] for k in ("rounds", "inblock_seconds", "lower_seconds") if k in res.info})
+    info = res.extra      # the attack's own figures (its ManyImageResult.info)
+    out.update({k: info[k] for k in ("rounds", "inblock_seconds", "lower_seconds") if k in info})
     if get_scheme(scheme).unit == "nibble" and res.candidates is not None:
         out["upper_halves_global"] = upper_halves_global(victims, res.candidates)
+        out["lower_halves_global"] = lower_halves_global(victims, res.candidates)
     if get_scheme(scheme).composite and res.candidates is not None and victims.shape[-1] == 3:
         out["chroma_blocks_global"] = chroma_blocks_right(victims, res.candidates, m)
         out["chroma_method"] = met.get("chroma_method")
@@ -141,6 +143,13 @@ def upper_halves_global(plain: np.ndarray, candidates: np.ndarray) -> float:
     """Share of values whose upper 4-bit half is right, under the best of the 96 whole-image states (what
     the many-image attack recovers of a 4-bit scheme)."""
     return max(float(((apply_state(candidates, s) >> 4) == (plain >> 4)).mean()) for s in GLOBAL_STATES)
+
+
+def lower_halves_global(plain: np.ndarray, candidates: np.ndarray) -> float:
+    """Share of values whose lower 4-bit half is right, under the whole-image state that puts the most upper
+    halves right."""
+    best = max(GLOBAL_STATES, key=lambda s: float(((apply_state(candidates, s) >> 4) == (plain >> 4)).mean()))
+    return float(((apply_state(candidates, best) & 15) == (plain & 15)).mean())
 
 
 _INBLOCK_CHILD = """

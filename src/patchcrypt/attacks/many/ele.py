@@ -28,7 +28,8 @@ from ...ciphers.program import Map
 from ...errors import PatchcryptError
 from ..keymaps import from_units, to_units, unit_indices
 from .blocks import BlockSteps, global_stage, jigsaw_stage
-from .inblock import FAQ_MAXITER, block_rows, correlation, one_blas_thread, recover_flips, recover_permutation
+from .inblock import (FAQ_MAXITER, LARGE_SWAPS, block_rows, correlation, one_blas_thread, recover_flips,
+                      recover_permutation)
 from .result import ManyImageResult, WorkMap, lift_to_nibbles
 
 # FAQ starts per block position for the upper halves (their QAP has near-optimal wrong answers; four starts
@@ -40,6 +41,10 @@ UPPER_STARTS = 16
 LARGE_BLOCK = 192
 LARGE_STARTS = 1
 LARGE_STEPS = 10
+# Pairwise swaps after the lower halves' FAQ at large blocks: none. Their correlations are weak, the swaps
+# never stop gaining a little (400 a position were most of the attack's time at M = 16) and place next to
+# nothing right.
+LARGE_LOWER_SWAPS = 0
 # Rounds (at most): the first matches each position's upper halves to the public images' correlations; the
 # next to the correlations of the victims themselves, read off the round before's decryptions (closer to the
 # victims' own statistics, whatever the public images are); they stop when a round changes nothing.
@@ -61,7 +66,7 @@ def split_halves(corr: np.ndarray, L: int) -> Tuple[np.ndarray, np.ndarray]:
 
 def block_halves_map(rows: np.ndarray, cp_upper: np.ndarray, cp_lower: np.ndarray, upper_starts: int = UPPER_STARTS,
                      lower_starts: int = 2, previous: Optional[np.ndarray] = None,
-                     steps: int = FAQ_MAXITER) -> Tuple[np.ndarray, np.ndarray]:
+                     steps: int = FAQ_MAXITER, large: bool = False) -> Tuple[np.ndarray, np.ndarray]:
     """One block position's 4-bit map from its samples.
 
     Args:
@@ -72,6 +77,7 @@ def block_halves_map(rows: np.ndarray, cp_upper: np.ndarray, cp_lower: np.ndarra
         previous: (2L,) int64, this position's ``target`` from an earlier round: the upper halves' FAQ then
             starts from it alone (the samples, hence the split and the flips, are the same).
         steps: FAQ steps per start at most.
+        large: one FAQ start by :func:`.inblock.faq_large` (float32, stops when a step gains next to nothing).
     Returns:
         (target (2L,) int64: cipher half i holds plain half target[i] = 2·value + h; flips (2L,) bool).
     """
@@ -89,7 +95,8 @@ def block_halves_map(rows: np.ndarray, cp_upper: np.ndarray, cp_lower: np.ndarra
         f = recover_flips(sub)
         s = np.where(f, -1.0, 1.0)
         sigma, _ = recover_permutation(sub * s[:, None] * s[None, :], cp, starts=starts, maxiter=steps,
-                                       start=warm if half == 0 else None)
+                                       start=warm if half == 0 else None, large=large,
+                                       max_swaps=LARGE_SWAPS if half == 0 else LARGE_LOWER_SWAPS)
         flips[sel] = f
         target[sel] = 2 * sigma + half
     return target, flips
@@ -124,8 +131,8 @@ def per_position_map(y: np.ndarray, cp_u: np.ndarray, cp_l: np.ndarray, m: int,
     lay = block_layout(h, w, c, m)
     half_lay = unit_indices(lay, True)                                   # (blocks, 2L)
     yh = to_units(y.reshape(n, -1), True)
-    steps = FAQ_MAXITER
-    if len(cp_u) > LARGE_BLOCK:       # large blocks: each FAQ step costs far more
+    steps, large = FAQ_MAXITER, len(cp_u) > LARGE_BLOCK
+    if large:       # large blocks: each FAQ step costs far more
         upper_starts = min(upper_starts, LARGE_STARTS) if upper_starts else 0
         lower_starts = min(lower_starts, LARGE_STARTS) if lower_starts else 0
         steps = LARGE_STEPS
@@ -137,7 +144,7 @@ def per_position_map(y: np.ndarray, cp_u: np.ndarray, cp_l: np.ndarray, m: int,
         for q in range(len(lay)):
             before = None if previous is None else _position_target(previous, half_lay[q])
             target, flips = block_halves_map(yh[:, half_lay[q]].astype(np.float64), cp_u, cp_l, upper_starts,
-                                             lower_starts, before, steps)
+                                             lower_starts, before, steps, large)
             g[half_lay[q][target]] = half_lay[q]
             k[half_lay[q][target]] = np.where(flips, 15, 0)
     return Map(g, k)
