@@ -139,8 +139,7 @@ def faq_large(a: np.ndarray, b: np.ndarray, maxiter: int = 30, start: Optional[n
     if start is None:
         p = np.full((n, n), 1.0 / n, dtype=np.float32)
     else:
-        p = np.zeros((n, n), dtype=np.float32)
-        p[np.arange(n), start] = 1.0
+        p = _permutation_matrix(start, n)
     perm = None if start is None else np.asarray(start, dtype=np.int64)
     value = None if perm is None else float((a * b[np.ix_(perm, perm)]).sum())
     ap, pb = a @ p, p @ b
@@ -165,8 +164,7 @@ def faq_large(a: np.ndarray, b: np.ndarray, maxiter: int = 30, start: Optional[n
                 if new_value > value:
                     perm = np.asarray(cols, dtype=np.int64)
                 return perm, solved
-            p = np.zeros((n, n), dtype=np.float32)
-            p[np.arange(n), cols] = 1.0
+            p = _permutation_matrix(cols, n)
             ap, pb, perm, value = aq, qb, np.asarray(cols, dtype=np.int64), new_value
             continue
         p = alpha * p + (1 - alpha) * _permutation_matrix(cols, n)
