@@ -34,7 +34,7 @@ def test_without_it_the_default_stays(capsys, tmp_path):
 
 @pytest.mark.parametrize("extra, match", [(("--sub-block", 3), "divisor of the block size 8"),
                                           (("--sub-block", 0), "--sub-block must be positive"),
-                                          (("--scheme", "etc", "--sub-block", 2), "bad option for scheme 'etc'")])
+                                          (("--scheme", "etc", "--sub-block", 2), "scheme 'etc' takes no option sub_block (its options: pad, per_image)")])
 def test_a_bad_sub_block_is_one_line(capsys, tmp_path, extra, match):
     code, _, err = _hjigsaw(capsys, make_tree(tmp_path / "imgs", n=1), *extra)
     one_line_error(code, err, match)

@@ -106,10 +106,26 @@ def create_cipher(name: str, key: Optional[Key], block_size: int = 16, **options
             raise PatchcryptError(f"scheme '{name}' needs a key")
         key = Key(bytes(32))  # plain uses no key material
     cls: Callable[..., Cipher] = _CLASSES[name]
+    names = _option_names(cls)
+    unknown = sorted(set(options) - names) if names is not None else []
+    if unknown:
+        takes = ", ".join(sorted(names)) or "none"
+        raise PatchcryptError(f"scheme '{name}' takes no option {', '.join(unknown)} (its options: {takes})")
     try:
         return cls(spec, key, block_size, **options)
     except TypeError as exc:
         raise PatchcryptError(f"bad option for scheme '{name}': {exc}") from None
+
+
+def _option_names(cls) -> Optional[set]:
+    """The keyword options a cipher class's constructor takes after spec, key and block size (None when it
+    takes any: ``**kwargs``)."""
+    import inspect
+
+    params = list(inspect.signature(cls).parameters.values())[3:]
+    if any(p.kind is p.VAR_KEYWORD for p in params):
+        return None
+    return {p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
 
 
 # -- published designs: AprilPyone & Kiya's block-wise transformations (IEEE TIFS 2021), see ciphers/published.py
